@@ -1,0 +1,86 @@
+"""Every error podlab raises, one tree, one root.
+
+    PodlabError                      root; `exit_code` says how the CLI ends
+    ├── InputError                   exit 2: the user's file or flags are wrong
+    │   ├── TopologyError            a topology file failed validation (all problems at once)
+    │   ├── LabExistsError           deploy of a lab that already runs
+    │   └── LabNotFoundError         a command needs a lab that is not deployed
+    └── EnvironmentProblem           exit 3: the host cannot do it; the message says what to do
+        ├── DockerUnavailable        no daemon answers
+        ├── NotRootError             netns work needs root
+        ├── ImageError               an image cannot be built
+        └── DeployError              a deploy failed half-way (after rolling back)
+            └── WiringError          a netlink operation failed
+
+A verification that finds a violation is not an error: it is a result, exit 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PodlabError(Exception):
+    """Root of podlab's errors."""
+
+    exit_code = 1
+
+
+class InputError(PodlabError):
+    exit_code = 2
+
+
+class EnvironmentProblem(PodlabError):
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a topology file, located by YAML path (and line when known)."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def render(self, file: str | None = None) -> str:
+        where = file or "<topology>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.path or '<root>'}: {self.message}"
+
+
+class TopologyError(InputError):
+    def __init__(self, file: str | None, problems: list[Problem]):
+        self.file = file
+        self.problems = problems
+        lines = [p.render(file) for p in problems]
+        head = f"{file or '<topology>'}: {len(problems)} problem(s)"
+        super().__init__("\n".join([head, *lines]))
+
+
+class LabExistsError(InputError):
+    pass
+
+
+class LabNotFoundError(InputError):
+    pass
+
+
+class DockerUnavailable(EnvironmentProblem):
+    pass
+
+
+class NotRootError(EnvironmentProblem):
+    pass
+
+
+class ImageError(EnvironmentProblem):
+    pass
+
+
+class DeployError(EnvironmentProblem):
+    pass
+
+
+class WiringError(DeployError):
+    pass

@@ -1,0 +1,445 @@
+"""The plan: every name, address, route and expected TTL drop of a lab. Pure, no I/O.
+
+Same topology in, same plan out. Deploy executes it, verify checks the wire against it.
+
+Addressing:
+- k8s-nodes, in file order, take consecutive /node-mask blocks of the pod CIDR; the first
+  host of a block is the node's `cbr0` gateway, pods (in file order) take the next ones;
+- segments (a switch fabric, or a point-to-point link) take consecutive /segment-mask
+  blocks of the underlay CIDR, skipping any written explicitly with `ipv4:`; members are
+  numbered in link order.
+Routing: static, shortest paths over the segment graph (harness.graph). k8s-nodes and
+routers learn every segment and every other node's pod CIDR; `linux` hosts learn only the
+underlay, so they cannot reach pods unless pods are masqueraded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from harness.graph import LabGraph, Segment
+from harness.topology import Netem, Topology, parse_endpoint
+
+LABEL = "io.podlab"
+POD_BRIDGE = "cbr0"
+SWITCH_BRIDGE = "br0"
+POD_IFACE = "eth0"
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str  # a.b.c.d/len
+    via: str  # next-hop address
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    segment: str
+    address: str | None  # a.b.c.d/len; None for a switch port
+    peer: str  # "node:iface"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    kind: str
+    container: str
+    image: str
+    labels: dict[str, str]
+    interfaces: tuple[Interface, ...]
+    routes: tuple[Route, ...]
+    pod_cidr: str | None = None
+    gateway: str | None = None  # cbr0 address, a.b.c.d/len
+    bridge: str | None = None  # cbr0 on a k8s-node, br0 on a switch
+    masquerade_exempt: tuple[str, ...] = ()  # empty: no SNAT on this node
+
+    @property
+    def forwards(self) -> bool:
+        return self.kind in ("k8s-node", "router")
+
+    @property
+    def address(self) -> str | None:
+        """The node's own address: that of its first addressed interface."""
+        for iface in self.interfaces:
+            if iface.address:
+                return iface.address.split("/")[0]
+        return self.gateway.split("/")[0] if self.gateway else None
+
+    def address_on(self, segment: str) -> str | None:
+        for iface in self.interfaces:
+            if iface.segment == segment and iface.address:
+                return iface.address.split("/")[0]
+        return None
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    name: str
+    container: str  # Docker container name
+    image: str
+    command: tuple[str, ...] | None
+    args: tuple[str, ...] | None
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    name: str
+    node: str
+    ip: str
+    prefixlen: int
+    gateway: str
+    infra: str  # Docker container name of the infra (pause) container
+    node_iface: str  # the node's end of the pod's veth, enslaved to cbr0
+    containers: tuple[ContainerPlan, ...]
+    labels: dict[str, str]
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/{self.prefixlen}"
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    a: tuple[str, str]
+    b: tuple[str, str]
+    segment: str
+    a_address: str | None
+    b_address: str | None
+    mtu: int | None
+    netem: Netem | None
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    name: str
+    kind: str
+    subnet: str
+    members: tuple[tuple[str, str, str | None], ...]  # (node, iface, address)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a packet from src to dst must look like on arrival."""
+
+    src: str
+    dst: str
+    src_ip: str | None  # None: the sender's kernel picks it (a node's route source)
+    dst_ip: str
+    hops: int  # how much the TTL drops: forwarding devices crossed
+    path: tuple[str, ...]  # devices crossed, sender's node first
+    snat_to: str | None = None  # masquerade expected: the source seen on arrival
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: str
+    topo_path: str
+    masquerade: bool
+    pod_cidr: str
+    nodes: tuple[NodePlan, ...]
+    pods: tuple[PodPlan, ...]
+    links: tuple[LinkPlan, ...]
+    segments: tuple[SegmentPlan, ...]
+    _graph: LabGraph = field(repr=False, compare=False)
+    _segment_names: dict[int, str] = field(repr=False, compare=False)
+
+    def node(self, name: str) -> NodePlan:
+        return self._nodes_by_name[name]
+
+    def pod(self, name: str) -> PodPlan:
+        return self._pods_by_name[name]
+
+    @cached_property
+    def _nodes_by_name(self) -> dict[str, NodePlan]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def _pods_by_name(self) -> dict[str, PodPlan]:
+        return {p.name: p for p in self.pods}
+
+    @property
+    def k8s_nodes(self) -> tuple[NodePlan, ...]:
+        return tuple(n for n in self.nodes if n.kind == "k8s-node")
+
+    @property
+    def externals(self) -> tuple[NodePlan, ...]:
+        return tuple(n for n in self.nodes if n.kind == "linux")
+
+    @property
+    def containers(self) -> list[str]:
+        names = [n.container for n in self.nodes]
+        for pod in self.pods:
+            names += [pod.infra, *(c.container for c in pod.containers)]
+        return names
+
+    # --- expectations ------------------------------------------------------------------
+
+    def _device_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
+        """Devices from src to dst_node, entering dst_node through dst_segment."""
+        seg = next(i for i, n in self._segment_names.items() if n == dst_segment)
+        hops = self._graph.path_to_segment(src, seg)
+        if hops is None:
+            raise ValueError(f"no path from {src} to {dst_segment}")
+        devices = tuple(h.device for h in hops) or (src,)
+        return devices if devices[-1] == dst_node else (*devices, dst_node)
+
+    def pod_to_pod(self, a: str, b: str) -> Expectation:
+        src, dst = self.pod(a), self.pod(b)
+        path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
+        return Expectation(a, b, src.ip, dst.ip, len(path), path)
+
+    def node_to_pod(self, n: str, p: str) -> Expectation:
+        pod = self.pod(p)
+        path = self._device_path(n, pod.node, f"pods:{pod.node}")
+        return Expectation(n, p, None, pod.ip, len(path) - 1, path)
+
+    def pod_to_node(self, p: str, n: str) -> Expectation:
+        """To the node's own address; through the pod's node, which forwards it."""
+        pod, node = self.pod(p), self.node(n)
+        dst_ip, segment = self._primary(node)
+        if n == pod.node:  # delivered locally: nothing forwards it
+            return Expectation(p, n, pod.ip, dst_ip, 0, (n,))
+        path = self._device_path(pod.node, n, segment)
+        return Expectation(p, n, pod.ip, dst_ip, len(path) - 1, path)
+
+    def pod_to_external(self, p: str, n: str) -> Expectation:
+        pod, host = self.pod(p), self.node(n)
+        dst_ip, segment = self._primary(host)
+        path = self._device_path(pod.node, n, segment)
+        snat = None
+        if self.masquerade:
+            first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
+            egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
+            snat = self.node(pod.node).address_on(egress)
+        return Expectation(p, n, pod.ip, dst_ip, len(path) - 1, path, snat)
+
+    def _primary(self, node: NodePlan) -> tuple[str, str]:
+        for iface in node.interfaces:
+            if iface.address:
+                return iface.address.split("/")[0], iface.segment
+        if node.gateway:  # a lone k8s-node: its cbr0 address is all it has
+            return node.gateway.split("/")[0], f"pods:{node.name}"
+        raise ValueError(f"node {node.name} has no address")
+
+    def _segment_index(self, name: str) -> int:
+        return next(i for i, n in self._segment_names.items() if n == name)
+
+    # --- output ------------------------------------------------------------------------
+
+    def to_dict(self, with_paths: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "lab": self.lab,
+            "topology": self.topo_path,
+            "masquerade": self.masquerade,
+            "pod_cidr": self.pod_cidr,
+            "segments": [
+                {"name": s.name, "kind": s.kind, "subnet": s.subnet,
+                 "members": [{"node": n, "interface": i, "address": a} for n, i, a in s.members]}
+                for s in self.segments],
+            "nodes": [
+                {"name": n.name, "kind": n.kind, "container": n.container, "image": n.image,
+                 "address": n.address, "pod_cidr": n.pod_cidr, "gateway": n.gateway,
+                 "bridge": n.bridge,
+                 "interfaces": [{"name": i.name, "segment": i.segment, "address": i.address,
+                                 "peer": i.peer} for i in n.interfaces],
+                 "routes": [{"dst": r.dst, "via": r.via} for r in n.routes],
+                 "masquerade_exempt": list(n.masquerade_exempt)}
+                for n in self.nodes],
+            "pods": [
+                {"name": p.name, "node": p.node, "ip": p.ip, "cidr": p.cidr,
+                 "gateway": p.gateway, "infra": p.infra, "node_iface": p.node_iface,
+                 "containers": [{"name": c.name, "container": c.container, "image": c.image}
+                                for c in p.containers]}
+                for p in self.pods],
+        }
+        if with_paths:
+            out["paths"] = [_expectation_dict(kind, e) for kind, e in self.expectations()]
+        return out
+
+    def expectations(self) -> list[tuple[str, Expectation]]:
+        """Every (check, expectation) the plan predicts, in a stable order."""
+        out: list[tuple[str, Expectation]] = []
+        for a in self.pods:
+            for b in self.pods:
+                if a.name != b.name:
+                    out.append(("pod-to-pod", self.pod_to_pod(a.name, b.name)))
+        for n in self.k8s_nodes:
+            for p in self.pods:
+                out.append(("node-to-pod", self.node_to_pod(n.name, p.name)))
+                out.append(("pod-to-node", self.pod_to_node(p.name, n.name)))
+        for h in self.externals:
+            for p in self.pods:
+                out.append(("pod-to-external", self.pod_to_external(p.name, h.name)))
+        return out
+
+
+def _expectation_dict(check: str, e: Expectation) -> dict[str, Any]:
+    return {"check": check, "src": e.src, "dst": e.dst, "src_ip": e.src_ip, "dst_ip": e.dst_ip,
+            "hops": e.hops, "path": list(e.path), "snat_to": e.snat_to}
+
+
+def pod_iface_name(pod: str) -> str:
+    """The node's end of a pod's veth: readable when it fits in 15 characters."""
+    name = f"pv-{pod}"
+    if len(name) <= 15:
+        return name
+    digest = hashlib.sha1(pod.encode()).hexdigest()[:4]
+    return f"pv-{pod[:7]}-{digest}"
+
+
+def make_plan(topo: Topology) -> Plan:
+    spec = topo.spec
+    cluster = spec.cluster
+    lab = spec.name
+    kinds = {n: topo.kind_of(n) for n in spec.topology.nodes}
+    link_ends = [(parse_endpoint(lk.endpoints[0]), parse_endpoint(lk.endpoints[1]))
+                 for lk in spec.topology.links]
+    graph = LabGraph.from_links(kinds, link_ends)  # type: ignore[arg-type]
+
+    # pod CIDRs per k8s-node; each becomes a one-device "pods" segment for routing
+    pod_net = ipaddress.IPv4Network(cluster.pod_cidr)
+    blocks = pod_net.subnets(new_prefix=cluster.node_mask)
+    node_cidr: dict[str, ipaddress.IPv4Network] = {}
+    for name, kind in kinds.items():
+        if kind == "k8s-node":
+            node_cidr[name] = next(blocks)
+    for name, cidr in node_cidr.items():
+        seg = Segment(len(graph.segments), "pods", f"pods:{name}")
+        seg.members.append((name, POD_BRIDGE, -1))
+        graph.segments.append(seg)
+        graph.attached[name].append(seg.index)
+
+    # underlay addresses per segment
+    seg_subnet: dict[int, ipaddress.IPv4Network] = {}
+    addr: dict[tuple[str, str], str] = {}  # (node, iface) -> a.b.c.d/len
+    for i, link in enumerate(spec.topology.links):
+        if link.ipv4:
+            for (node, iface), text in zip(link_ends[i], link.ipv4, strict=True):  # type: ignore[misc]
+                if text:
+                    addr[(node, iface)] = text
+    for seg in graph.segments:
+        if seg.kind == "pods":
+            continue
+        given = [ipaddress.IPv4Interface(addr[(n, i)]) for n, i, _ in seg.members
+                 if (n, i) in addr]
+        if given:
+            seg_subnet[seg.index] = given[0].network
+    taken = list(seg_subnet.values()) + [pod_net]
+    free = (s for s in ipaddress.IPv4Network(cluster.underlay_cidr).subnets(
+        new_prefix=cluster.segment_mask) if not any(s.overlaps(t) for t in taken))
+    for seg in graph.segments:
+        if seg.kind == "pods" or seg.index in seg_subnet:
+            continue
+        subnet = next(free, None)
+        if subnet is None:
+            raise ValueError(f"underlay {cluster.underlay_cidr} has too few /"
+                             f"{cluster.segment_mask} blocks for {len(graph.segments)} segments")
+        seg_subnet[seg.index] = subnet
+    for seg in graph.segments:
+        if seg.kind == "pods":
+            continue
+        subnet = seg_subnet[seg.index]
+        used = {addr[(n, i)].split("/")[0] for n, i, _ in seg.members if (n, i) in addr}
+        hosts = (h for h in subnet.hosts() if str(h) not in used)
+        for n, i, _ in seg.members:
+            if (n, i) not in addr:
+                host = next(hosts, None)
+                if host is None:
+                    raise ValueError(f"segment {seg.name} ({subnet}) has too few addresses")
+                addr[(n, i)] = f"{host}/{subnet.prefixlen}"
+
+    seg_names = {s.index: s.name for s in graph.segments}
+    segment_of_link: dict[int, str] = {}
+    for seg in graph.segments:
+        for _, _, li in [*seg.members, *seg.switch_ports]:
+            segment_of_link[li] = seg.name
+
+    def subnet_of(seg: Segment) -> str:
+        if seg.kind == "pods":
+            return str(node_cidr[seg.name.split(":", 1)[1]])
+        return str(seg_subnet[seg.index])
+
+    def address_on(device: str, seg_index: int) -> str:
+        if graph.segments[seg_index].kind == "pods":
+            return str(next(node_cidr[device].hosts()))
+        for n, i, _ in graph.segments[seg_index].members:
+            if n == device:
+                return addr[(n, i)].split("/")[0]
+        raise KeyError((device, seg_index))
+
+    k8s_addresses = sorted(
+        {addr[(n, i)].split("/")[0] for (n, i) in addr if kinds[n] == "k8s-node"},
+        key=lambda a: ipaddress.IPv4Address(a))
+
+    nodes: list[NodePlan] = []
+    for name, kind in kinds.items():
+        interfaces = []
+        for li, ((a, ia), (b, ib)) in enumerate(link_ends):  # type: ignore[misc]
+            for (n, i), (pn, pi) in (((a, ia), (b, ib)), ((b, ib), (a, ia))):
+                if n == name:
+                    interfaces.append(Interface(i, segment_of_link[li], addr.get((n, i)),
+                                                f"{pn}:{pi}"))
+        routes: list[Route] = []
+        if kind != "switch":
+            for seg in graph.segments:
+                if kind == "linux" and seg.kind == "pods":
+                    continue  # outside the cluster: no routes to pods
+                hops = graph.path_to_segment(name, seg.index)
+                if not hops:
+                    continue  # attached, or unreachable (validation reports that)
+                # hops[0] is this node sending into the first segment toward hops[1]
+                routes.append(Route(subnet_of(seg), address_on(hops[1].device,
+                                                               hops[0].segment)))
+        labels = {**topo.labels_of(name), f"{LABEL}.lab": lab, f"{LABEL}.role": "node",
+                  f"{LABEL}.node": name, f"{LABEL}.kind": kind,
+                  f"{LABEL}.topo": str(topo.path or "")}
+        cidr = node_cidr.get(name)
+        nodes.append(NodePlan(
+            name=name, kind=kind, container=f"podlab-{lab}-{name}", image=topo.image_of(name),
+            labels=labels, interfaces=tuple(interfaces), routes=tuple(routes),
+            pod_cidr=str(cidr) if cidr else None,
+            gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,
+            bridge=POD_BRIDGE if kind == "k8s-node" else SWITCH_BRIDGE if kind == "switch"
+            else None,
+            masquerade_exempt=(str(pod_net), *(f"{a}/32" for a in k8s_addresses))
+            if kind == "k8s-node" and cluster.masquerade else (),
+        ))
+
+    pods: list[PodPlan] = []
+    next_host = {n: iter(list(c.hosts())[1:]) for n, c in node_cidr.items()}
+    for pod_name, pod in spec.pods.items():
+        cidr = node_cidr[pod.node]
+        ip = str(next(next_host[pod.node]))
+        labels = {**pod.labels, f"{LABEL}.lab": lab, f"{LABEL}.pod": pod_name,
+                  f"{LABEL}.node": pod.node, f"{LABEL}.topo": str(topo.path or "")}
+        pods.append(PodPlan(
+            name=pod_name, node=pod.node, ip=ip, prefixlen=cidr.prefixlen,
+            gateway=str(next(cidr.hosts())), infra=f"podlab-{lab}-{pod_name}",
+            node_iface=pod_iface_name(pod_name),
+            containers=tuple(ContainerPlan(
+                name=c.name, container=f"podlab-{lab}-{pod_name}-{c.name}", image=c.image,
+                command=tuple(c.command) if c.command is not None else None,
+                args=tuple(c.args) if c.args is not None else None,
+                env={e.name: e.value for e in c.env}) for c in pod.containers),
+            labels=labels,
+        ))
+
+    links = tuple(
+        LinkPlan(a=a, b=b, segment=segment_of_link[i], a_address=addr.get(a),
+                 b_address=addr.get(b), mtu=spec.topology.links[i].mtu,
+                 netem=spec.topology.links[i].netem)
+        for i, (a, b) in enumerate(link_ends))  # type: ignore[misc]
+    segments = tuple(
+        SegmentPlan(s.name, s.kind, subnet_of(s),
+                    tuple((n, i, addr.get((n, i))) for n, i, _ in s.members)
+                    if s.kind != "pods" else ())
+        for s in graph.segments)
+    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
+                pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
+                segments=segments, _graph=graph, _segment_names=seg_names)

@@ -1,0 +1,505 @@
+"""The topology file: its model, its loading, and every check that rejects a bad file.
+
+The format is containerlab's (`name`, `topology: {defaults, kinds, nodes, links}` with the
+brief link form) plus podlab's `cluster:` and `pods:`. Structure is checked by pydantic
+(which also yields the JSON Schema for editors); meaning (names, interfaces, CIDRs,
+reachability) is checked here afterwards, so a file gets every problem reported at once,
+each with its YAML path and line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import Problem, TopologyError
+from harness.yamlsrc import PathKey, load_yaml, read_text, render_path
+
+Kind = Literal["k8s-node", "router", "switch", "linux"]
+KINDS: tuple[str, ...] = ("k8s-node", "router", "switch", "linux")
+FORWARDING_KINDS = frozenset({"k8s-node", "router"})
+DEFAULT_NODE_IMAGE = "podlab/node"
+DEFAULT_POD_IMAGE = "podlab/app"
+RESERVED_LABEL_PREFIX = "io.podlab."
+
+# Names become parts of Docker container names (podlab-<lab>-<node>) and of labels.
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+NAME_MAX = 40
+# Kubernetes: pod and container names are DNS-1123 labels.
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+IFNAME_MAX = 15  # IFNAMSIZ - 1
+RESERVED_IFNAMES = frozenset({"lo", "cbr0", "br0", "eth0"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Netem(_Model):
+    """Impairment of one link, applied on both ends with tc netem."""
+
+    delay: str | int | None = Field(None, description="one-way delay: '10ms' or milliseconds")
+    jitter: str | int | None = Field(None, description="delay variation: '2ms' or ms")
+    loss: float | None = Field(None, ge=0, le=100, description="packet loss in percent")
+    rate: int | None = Field(None, gt=0, description="rate limit in kbit/s")
+
+
+class Link(_Model):
+    endpoints: tuple[str, str] = Field(description='two "node:interface" strings')
+    ipv4: tuple[str | None, str | None] | None = Field(
+        None, description="addresses of the two ends, a.b.c.d/len (null for a switch port)"
+    )
+    mtu: int | None = Field(None, ge=576, le=9000)
+    netem: Netem | None = None
+
+
+class NodeSpec(_Model):
+    kind: Kind | None = None
+    image: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class TopologyBody(_Model):
+    defaults: NodeSpec = Field(default_factory=NodeSpec)
+    kinds: dict[Kind, NodeSpec] = Field(default_factory=dict)
+    nodes: dict[str, NodeSpec]
+    links: list[Link] = Field(default_factory=list)
+
+
+class EnvVar(_Model):
+    name: str
+    value: str = ""
+
+
+class Container(_Model):
+    """Field names follow the Kubernetes Pod spec."""
+
+    name: str
+    image: str = DEFAULT_POD_IMAGE
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+
+
+class Pod(_Model):
+    node: str
+    containers: list[Container]
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Cluster(_Model):
+    pod_cidr: str = Field("10.244.0.0/16", alias="pod-cidr")
+    node_mask: int = Field(24, alias="node-mask", ge=8, le=30)
+    underlay_cidr: str = Field("172.30.0.0/16", alias="underlay-cidr")
+    segment_mask: int = Field(24, alias="segment-mask", ge=8, le=30,
+                              description="prefix length of each auto-addressed segment")
+    masquerade: bool = True
+
+
+class TopologyFile(_Model):
+    name: str
+    cluster: Cluster = Field(default_factory=Cluster)  # type: ignore[arg-type]
+    topology: TopologyBody
+    pods: dict[str, Pod] = Field(default_factory=dict)
+
+
+class Topology:
+    """A validated topology: the parsed file plus where it came from. Immutable."""
+
+    __slots__ = ("file", "path", "spec")
+
+    def __init__(self, spec: TopologyFile, path: Path | None):
+        self.spec = spec
+        self.path = path.resolve() if path else None
+        self.file = str(path) if path else "<topology>"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def kind_of(self, node: str) -> str:
+        spec = self.spec.topology
+        kind = spec.nodes[node].kind or spec.defaults.kind
+        assert kind is not None  # validation guarantees it
+        return kind
+
+    def image_of(self, node: str) -> str:
+        spec = self.spec.topology
+        kind = self.kind_of(node)
+        kind_spec = spec.kinds.get(kind)  # type: ignore[call-overload]
+        return (spec.nodes[node].image or (kind_spec.image if kind_spec else None)
+                or spec.defaults.image or DEFAULT_NODE_IMAGE)
+
+    def labels_of(self, node: str) -> dict[str, str]:
+        spec = self.spec.topology
+        kind_spec = spec.kinds.get(self.kind_of(node))  # type: ignore[call-overload]
+        return {**spec.defaults.labels, **(kind_spec.labels if kind_spec else {}),
+                **spec.nodes[node].labels}
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the file format (for editors: yaml-language-server)."""
+    schema = TopologyFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["title"] = "podlab topology"
+    return schema
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read, parse and validate a file. Raises TopologyError listing every problem."""
+    path = Path(path)
+    text = read_text(path)
+    return parse_topology(text, path)
+
+
+def parse_topology(text: str, path: Path | None = None) -> Topology:
+    file = str(path) if path else None
+    data, lines = load_yaml(text, file)
+    try:
+        spec = TopologyFile.model_validate(data)
+    except ValidationError as exc:
+        raise TopologyError(file, _structure_problems(exc, lines)) from None
+    problems = list(_semantic_problems(spec))
+    if problems:
+        raise TopologyError(file, [_locate(p, lines) for p in problems])
+    return Topology(spec, path)
+
+
+# --- structural problems (pydantic) -----------------------------------------------------
+
+def _vocabulary() -> list[str]:
+    words: set[str] = set()
+    for model in (TopologyFile, Cluster, TopologyBody, NodeSpec, Link, Netem, Pod, Container,
+                  EnvVar):
+        for name, field in model.model_fields.items():
+            words.add(field.alias or name)
+    return sorted(words)
+
+
+def _structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list[Problem]:
+    vocab = _vocabulary()
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            msg = f"unknown key {key!r}"
+            close = difflib.get_close_matches(key, vocab, n=1, cutoff=0.6)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
+        elif err["type"] == "missing":
+            msg = f"required key {loc[-1]!r} is missing"
+        elif err["type"] == "literal_error" and loc and loc[-1] == "kind":
+            msg = f"unknown kind {err.get('input')!r}; one of {', '.join(KINDS)}"
+        elif "input" in err and not isinstance(err["input"], dict | list):
+            msg = f"{msg} (got {err['input']!r})"
+        problem = Problem(render_path(loc), msg)
+        if problem not in problems:
+            problems.append(_locate(problem, lines, loc))
+    return problems
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic inserts the union member's type name ("str", "int") into locations
+    return isinstance(part, str) and part in {"str", "int", "tuple[str, str]", "list[EnvVar]"}
+
+
+def _locate(problem: Problem, lines: dict[PathKey, int], loc: PathKey | None = None) -> Problem:
+    if problem.line is not None:
+        return problem
+    key = loc if loc is not None else _parse_path(problem.path)
+    while key and key not in lines:
+        key = key[:-1]
+    return Problem(problem.path, problem.message, lines.get(key))
+
+
+def _parse_path(path: str) -> PathKey:
+    parts: list[str | int] = []
+    for token in re.findall(r"\[(\d+)\]|([^.\[\]]+)", path):
+        index, name = token
+        parts.append(int(index) if index else name)
+    return tuple(parts)
+
+
+# --- semantic problems -------------------------------------------------------------------
+
+def _name_problem(name: str, what: str) -> str | None:
+    if not NAME_RE.match(name):
+        return (f"{what} name {name!r} must be lowercase letters, digits and '-', starting "
+                "and ending with a letter or digit (it becomes a Docker container name)")
+    if len(name) > NAME_MAX:
+        return f"{what} name {name!r} is longer than {NAME_MAX} characters"
+    return None
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, str] | None:
+    node, sep, iface = endpoint.partition(":")
+    if not sep or not node or not iface or ":" in iface:
+        return None
+    return node, iface
+
+
+def _network(text: str) -> ipaddress.IPv4Network | str:
+    """A CIDR, or the reason it is not a usable one."""
+    try:
+        net = ipaddress.IPv4Network(text, strict=True)
+    except ValueError as exc:
+        return f"{text!r} is not an IPv4 network: {exc}"
+    return _usable(net, text) or net
+
+
+def _usable(net: ipaddress.IPv4Network, text: str) -> str | None:
+    if net.prefixlen < 8:
+        return f"{text!r} is too broad (/{net.prefixlen}); use /8 or longer"
+    if net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved or (
+            net.network_address.packed[0] == 0):
+        return f"{text!r} is a loopback, multicast, link-local or reserved range"
+    return None
+
+
+def _interface(text: str) -> ipaddress.IPv4Interface | str:
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except ValueError as exc:
+        return f"{text!r} is not an IPv4 address with prefix length: {exc}"
+    if "/" not in text:
+        return f"{text!r} needs a prefix length, e.g. {text}/24"
+    if iface.network.prefixlen > 30:
+        return f"{text!r}: /{iface.network.prefixlen} leaves no room for two hosts; use /30 or shorter"
+    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+        return f"{text!r} is the network or broadcast address of its subnet"
+    return _usable(iface.network, text) or iface
+
+
+def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
+    body = spec.topology
+    if problem := _name_problem(spec.name, "lab"):
+        yield Problem("name", problem)
+
+    kinds: dict[str, str] = {}
+    for name, node in body.nodes.items():
+        path = f"topology.nodes.{name}"
+        if problem := _name_problem(name, "node"):
+            yield Problem(path, problem)
+        kind = node.kind or body.defaults.kind
+        if kind is None:
+            yield Problem(path, "no kind; set `kind:` (one of " + ", ".join(KINDS)
+                          + ") or topology.defaults.kind")
+        else:
+            kinds[name] = kind
+        for key in node.labels:
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                yield Problem(f"{path}.labels.{key}", f"label keys under {RESERVED_LABEL_PREFIX!r}"
+                              " are reserved for podlab")
+    for where, spec_labels in [("topology.defaults", body.defaults.labels)] + [
+            (f"topology.kinds.{k}", v.labels) for k, v in body.kinds.items()]:
+        for key in spec_labels:
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                yield Problem(f"{where}.labels.{key}",
+                              f"label keys under {RESERVED_LABEL_PREFIX!r} are reserved for podlab")
+    if not body.nodes:
+        yield Problem("topology.nodes", "a lab needs at least one node")
+
+    yield from _link_problems(spec, kinds)
+    yield from _pod_problems(spec, kinds)
+    yield from _cidr_problems(spec, kinds)
+    if not any(p for p in _link_problems(spec, kinds)):
+        yield from _reachability_problems(spec, kinds)
+    yield from _container_name_problems(spec)
+
+
+def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
+    used: dict[tuple[str, str], str] = {}
+    for i, link in enumerate(spec.topology.links):
+        ends = []
+        for j, endpoint in enumerate(link.endpoints):
+            path = f"topology.links[{i}].endpoints[{j}]"
+            parsed = parse_endpoint(endpoint)
+            if parsed is None:
+                yield Problem(path, f"{endpoint!r} is not of the form 'node:interface'")
+                continue
+            node, iface = parsed
+            if node not in spec.topology.nodes:
+                close = difflib.get_close_matches(node, list(spec.topology.nodes), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                yield Problem(path, f"unknown node {node!r}{hint}")
+                continue
+            if len(iface) > IFNAME_MAX:
+                yield Problem(path, f"interface name {iface!r} is {len(iface)} characters; Linux"
+                              f" allows at most {IFNAME_MAX}")
+            elif not IFNAME_RE.match(iface):
+                yield Problem(path, f"interface name {iface!r} may hold only letters, digits, "
+                              "'-' and '_'")
+            elif iface in RESERVED_IFNAMES:
+                yield Problem(path, f"interface name {iface!r} is reserved by podlab "
+                              f"({', '.join(sorted(RESERVED_IFNAMES))})")
+            elif iface.startswith("veth") or iface.startswith("pv-"):
+                yield Problem(path, f"interface names starting 'veth' or 'pv-' are reserved for "
+                              f"pod links, got {iface!r}")
+            if (node, iface) in used:
+                yield Problem(path, f"{endpoint!r} is already used by {used[(node, iface)]}")
+            else:
+                used[(node, iface)] = f"topology.links[{i}]"
+            ends.append(node)
+        if len(ends) == 2 and ends[0] == ends[1]:
+            yield Problem(f"topology.links[{i}].endpoints", f"both ends are on node {ends[0]!r}")
+        if link.ipv4 is not None and len(ends) == 2:
+            for j, (node, addr) in enumerate(zip(ends, link.ipv4, strict=True)):
+                if kinds.get(node) == "switch" and addr is not None:
+                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{node!r} is a switch: its "
+                                  "ports take no address; write null")
+                if kinds.get(node) != "switch" and addr is None:
+                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{node!r} needs an address "
+                                  "when ipv4 is given")
+        if link.netem and link.netem.jitter is not None and link.netem.delay is None:
+            yield Problem(f"topology.links[{i}].netem.jitter", "jitter needs a delay")
+        if link.netem:
+            for key in ("delay", "jitter"):
+                value = getattr(link.netem, key)
+                if value is not None and parse_ms(value) is None:
+                    yield Problem(f"topology.links[{i}].netem.{key}",
+                                  f"{value!r} is not a duration like '10ms' or '1.5s'")
+
+
+def parse_ms(value: str | int) -> float | None:
+    """'10ms', '1.5s', '250us' or a number of milliseconds -> milliseconds."""
+    if isinstance(value, int):
+        return float(value) if value >= 0 else None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s)?\s*", value)
+    if not match:
+        return None
+    number, unit = float(match.group(1)), match.group(2) or "ms"
+    return number * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _pod_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
+    for name, pod in spec.pods.items():
+        path = f"pods.{name}"
+        if problem := _name_problem(name, "pod"):
+            yield Problem(path, problem)
+        if pod.node not in spec.topology.nodes:
+            close = difflib.get_close_matches(pod.node, list(spec.topology.nodes), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            yield Problem(f"{path}.node", f"unknown node {pod.node!r}{hint}")
+        elif kinds.get(pod.node) not in (None, "k8s-node"):
+            yield Problem(f"{path}.node", f"{pod.node!r} is a {kinds[pod.node]}; pods run only "
+                          "on k8s-node nodes")
+        if not pod.containers:
+            yield Problem(f"{path}.containers", "a pod needs at least one container")
+        seen: set[str] = set()
+        for i, container in enumerate(pod.containers):
+            cpath = f"{path}.containers[{i}].name"
+            if problem := _name_problem(container.name, "container"):
+                yield Problem(cpath, problem)
+            if container.name in seen:
+                yield Problem(cpath, f"two containers named {container.name!r} in pod {name!r}")
+            seen.add(container.name)
+        for key in pod.labels:
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                yield Problem(f"{path}.labels.{key}",
+                              f"label keys under {RESERVED_LABEL_PREFIX!r} are reserved for podlab")
+
+
+def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
+    cluster = spec.cluster
+    pod_net = _network(cluster.pod_cidr)
+    under_net = _network(cluster.underlay_cidr)
+    if isinstance(pod_net, str):
+        yield Problem("cluster.pod-cidr", pod_net)
+    if isinstance(under_net, str):
+        yield Problem("cluster.underlay-cidr", under_net)
+    nets: list[tuple[str, ipaddress.IPv4Network]] = []
+    if isinstance(pod_net, ipaddress.IPv4Network):
+        nets.append(("cluster.pod-cidr", pod_net))
+        k8s_nodes = [n for n, k in kinds.items() if k == "k8s-node"]
+        if cluster.node_mask < pod_net.prefixlen:
+            yield Problem("cluster.node-mask", f"/{cluster.node_mask} is larger than the pod "
+                          f"CIDR {pod_net}")
+        else:
+            capacity = 2 ** (cluster.node_mask - pod_net.prefixlen)
+            if len(k8s_nodes) > capacity:
+                yield Problem("cluster.pod-cidr", f"{pod_net} holds {capacity} node CIDRs of "
+                              f"/{cluster.node_mask} but there are {len(k8s_nodes)} k8s-nodes")
+            per_node = 2 ** (32 - cluster.node_mask) - 3  # network, gateway, broadcast
+            counts: dict[str, int] = {}
+            for pod in spec.pods.values():
+                counts[pod.node] = counts.get(pod.node, 0) + 1
+            for node, count in counts.items():
+                if count > per_node:
+                    yield Problem("cluster.node-mask", f"node {node!r} has {count} pods but a "
+                                  f"/{cluster.node_mask} node CIDR holds {per_node}")
+    if isinstance(under_net, ipaddress.IPv4Network):
+        nets.append(("cluster.underlay-cidr", under_net))
+        if cluster.segment_mask < under_net.prefixlen:
+            yield Problem("cluster.segment-mask", f"/{cluster.segment_mask} is larger than the "
+                          f"underlay CIDR {under_net}")
+    explicit: dict[str, str] = {}
+    for i, link in enumerate(spec.topology.links):
+        if link.ipv4 is None:
+            continue
+        ifaces = []
+        for j, text in enumerate(link.ipv4):
+            if text is None:
+                continue
+            path = f"topology.links[{i}].ipv4[{j}]"
+            parsed = _interface(text)
+            if isinstance(parsed, str):
+                yield Problem(path, parsed)
+                continue
+            ip = str(parsed.ip)
+            if ip in explicit:
+                yield Problem(path, f"address {ip} is already used at {explicit[ip]}")
+            explicit[ip] = path
+            for where, net in nets[:1]:  # the pod CIDR belongs to pods alone
+                if parsed.network.overlaps(net):
+                    yield Problem(path, f"{text} overlaps {where} {net}")
+            ifaces.append((path, parsed))
+        if len(ifaces) == 2 and ifaces[0][1].network != ifaces[1][1].network:
+            yield Problem(f"topology.links[{i}].ipv4", f"{link.ipv4[0]} and {link.ipv4[1]} are "
+                          "not in one subnet")
+    if len(nets) == 2 and nets[0][1].overlaps(nets[1][1]):
+        yield Problem("cluster.underlay-cidr", f"{nets[1][1]} overlaps the pod CIDR {nets[0][1]}")
+
+
+def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
+    """Every non-switch node must reach every other one, forwarding only through
+    k8s-nodes and routers (a `linux` host does not forward)."""
+    from harness.graph import LabGraph  # the same graph the plan routes over
+
+    if len(kinds) != len(spec.topology.nodes):
+        return
+    graph = LabGraph.from_links(kinds, [(parse_endpoint(a), parse_endpoint(b))  # type: ignore[misc]
+                                        for a, b in (lk.endpoints for lk in spec.topology.links)])
+    hosts = [n for n in spec.topology.nodes if kinds[n] != "switch"]
+    if len(hosts) < 2:
+        return
+    first = hosts[0]
+    reach = graph.reachable_hosts(first)
+    for node in hosts[1:]:
+        if node not in reach:
+            yield Problem(f"topology.nodes.{node}", f"node {node!r} has no path to {first!r} "
+                          "(links pass only through k8s-nodes, routers and switches)")
+    for node, kind in kinds.items():
+        if kind == "switch" and not graph.segment_of_switch(node):
+            yield Problem(f"topology.nodes.{node}", f"switch {node!r} has no links")
+
+
+def _container_name_problems(spec: TopologyFile) -> Iterator[Problem]:
+    owners: dict[str, str] = {}
+    candidates = [(f"topology.nodes.{n}", n) for n in spec.topology.nodes]
+    for pod_name, pod in spec.pods.items():
+        candidates.append((f"pods.{pod_name}", pod_name))
+        candidates += [(f"pods.{pod_name}.containers[{i}]", f"{pod_name}-{c.name}")
+                       for i, c in enumerate(pod.containers)]
+    for path, suffix in candidates:
+        if suffix in owners and owners[suffix] != path:
+            yield Problem(path, f"its container name podlab-{spec.name}-{suffix} collides with "
+                          f"{owners[suffix]}")
+        owners.setdefault(suffix, path)

@@ -1,0 +1,138 @@
+"""Load YAML into plain data while remembering the line of every path.
+
+PyYAML's composer gives each node a start mark; we build the Python values ourselves so
+that `lines[("topology", "nodes", "node1")]` answers where that key was written. Errors
+are then reported as `file:line: path: message`, the way editors jump to them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import Problem, TopologyError
+
+MAX_BYTES = 1_000_000  # a lab file is a few KiB; anything this big is a mistake or an attack
+MAX_DEPTH = 32  # the format nests 5 levels deep; refuse YAML bombs before Python recursion does
+MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion laughs")
+
+PathKey = tuple[str | int, ...]
+
+
+def render_path(path: PathKey) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.lines: dict[PathKey, int] = {}
+        self.problems: list[Problem] = []
+        self.count = 0
+
+    def build(self, node: yaml.Node, path: PathKey, depth: int = 0) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.count += 1
+        if depth > MAX_DEPTH or self.count > MAX_NODES:
+            raise _TooDeep(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node)
+                if not isinstance(key, str | int | bool | float) or key is None:
+                    self.problems.append(
+                        Problem(render_path(path), "mapping keys must be plain strings",
+                                key_node.start_mark.line + 1)
+                    )
+                    continue
+                key = str(key)
+                child = (*path, key)
+                if key in out:
+                    self.problems.append(
+                        Problem(render_path(child), "key written twice",
+                                key_node.start_mark.line + 1)
+                    )
+                self.lines[child] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, child, depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+        return self._scalar(node)
+
+    @staticmethod
+    def _scalar(node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            return node  # a complex key; rejected by the caller
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+
+
+class _TooDeep(Exception):
+    def __init__(self, path: PathKey, line: int):
+        self.path, self.line = path, line
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def load_yaml(text: str, file: str | None) -> tuple[Any, dict[PathKey, int]]:
+    """Parse `text`; return (data, lines). Raises TopologyError for anything unreadable."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else None
+        raise TopologyError(file, [Problem("", f"not valid YAML: {exc.problem}", line)]) from None
+    except yaml.YAMLError as exc:
+        raise TopologyError(file, [Problem("", f"not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise TopologyError(file, [Problem("", "YAML nested too deeply")]) from None
+    if root is None:
+        raise TopologyError(file, [Problem("", "the file is empty; a topology needs at least "
+                                           "`name:` and `topology: {nodes: ...}`")])
+    builder = _Builder()
+    try:
+        data = builder.build(root, ())
+    except _TooDeep as deep:
+        msg = f"nested deeper than {MAX_DEPTH} levels or more than {MAX_NODES} values"
+        raise TopologyError(file, [Problem(render_path(deep.path), msg, deep.line)]) from None
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        raise TopologyError(file, [Problem("", f"not valid YAML: {exc}")]) from None
+    if builder.problems:
+        raise TopologyError(file, builder.problems)
+    if not isinstance(data, dict):
+        raise TopologyError(file, [Problem("", f"the top level must be a mapping (name:, "
+                                           f"topology:, ...), not a {type(data).__name__}", 1)])
+    return data, builder.lines
+
+
+def read_text(path: Path) -> str:
+    """Read a topology file with every failure turned into a one-line TopologyError."""
+    file = str(path)
+    try:
+        if path.is_dir():
+            raise TopologyError(file, [Problem("", "is a directory, not a topology file")])
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise TopologyError(file, [Problem("", "no such file")]) from None
+    except OSError as exc:
+        raise TopologyError(file, [Problem("", f"cannot read: {exc.strerror}")]) from None
+    if size > MAX_BYTES:
+        raise TopologyError(file, [Problem("", f"file is {size} bytes; topology files are "
+                                           f"limited to {MAX_BYTES} bytes")])
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TopologyError(file, [Problem("", f"cannot read: {exc.strerror}")]) from None
+    if b"\x00" in raw:
+        raise TopologyError(file, [Problem("", "binary data, not a YAML text file")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TopologyError(file, [Problem("", f"not UTF-8 text (byte {exc.start})")]) from None
