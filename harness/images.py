@@ -12,6 +12,7 @@ imported here, lazily, to translate failures into :class:`ImageError`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ImageError
-
 
 IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app")
 REPOSITORY = "podlab"
@@ -68,16 +68,16 @@ def _is_static_elf(data: bytes) -> bool:
     is64 = data[4] == 2
     endian = "<" if data[5] == 1 else ">"
     if is64:
-        phoff, = struct.unpack_from(endian + "Q", data, 0x20)
+        (phoff,) = struct.unpack_from(endian + "Q", data, 0x20)
         phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x36)
     else:
-        phoff, = struct.unpack_from(endian + "I", data, 0x1C)
+        (phoff,) = struct.unpack_from(endian + "I", data, 0x1C)
         phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x2A)
     for i in range(phnum):
         off = phoff + i * phentsize
         if off + 4 > len(data):
             break
-        p_type, = struct.unpack_from(endian + "I", data, off)
+        (p_type,) = struct.unpack_from(endian + "I", data, off)
         if p_type == 3:  # PT_INTERP: needs a dynamic loader
             return False
     return True
@@ -177,18 +177,18 @@ def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str) -> 
             forcerm=True,
         )
     except docker.errors.BuildError as exc:
-        tail = "".join(
-            str(line.get("stream") or line.get("error") or "") for line in exc.build_log
-        ).strip().splitlines()[-5:]
+        tail = (
+            "".join(str(line.get("stream") or line.get("error") or "") for line in exc.build_log)
+            .strip()
+            .splitlines()[-5:]
+        )
         raise ImageError(f"building {tag} failed: {exc.msg}\n" + "\n".join(tail)) from exc
     except docker.errors.APIError as exc:
         raise ImageError(f"building {tag} failed: {exc.explanation or exc}") from exc
     # The previous build is now an untagged leftover; drop it unless a container uses it.
     if old and old != image.id:
-        try:
+        with contextlib.suppress(docker.errors.DockerException):
             client.images.remove(old)
-        except docker.errors.DockerException:
-            pass
 
 
 def ensure_images(

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from harness.errors import WiringError
 
-
 T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
@@ -50,7 +49,9 @@ def open_netns(pid: int) -> int:
     except FileNotFoundError as exc:
         raise WiringError(f"netns of pid {pid}: process not found (container stopped?)") from exc
     except PermissionError as exc:
-        raise WiringError(f"netns of pid {pid}: permission denied (podlab must run as root)") from exc
+        raise WiringError(
+            f"netns of pid {pid}: permission denied (podlab must run as root)"
+        ) from exc
 
 
 def netns_inode(pid: int) -> int:
@@ -94,7 +95,7 @@ def run_in_netns(pid: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T
 def socket_in_netns(
     pid: int,
     family: int = socket.AF_INET,
-    type: int = socket.SOCK_STREAM,  # noqa: A002 - mirrors socket.socket()
+    type: int = socket.SOCK_STREAM,  # named like socket.socket()'s parameter
     proto: int = 0,
 ) -> socket.socket:
     """A socket that lives in the namespace of ``pid``, usable from any thread."""

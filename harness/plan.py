@@ -192,7 +192,9 @@ class Plan:
     def pod_to_pod(self, a: str, b: str) -> Expectation:
         src, dst = self.pod(a), self.pod(b)
         path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
-        return Expectation(a, b, src.ip, dst.ip, len(path), path)
+        # pods of one node share its bridge: switched, not routed, so the TTL holds
+        hops = 0 if src.node == dst.node else len(path)
+        return Expectation(a, b, src.ip, dst.ip, hops, path)
 
     def node_to_pod(self, n: str, p: str) -> Expectation:
         pod = self.pod(p)

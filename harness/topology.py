@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from harness.errors import Problem, TopologyError
 from harness.yamlsrc import PathKey, load_yaml, read_text, render_path
@@ -29,25 +37,44 @@ DEFAULT_POD_IMAGE = "podlab/app"
 RESERVED_LABEL_PREFIX = "io.podlab."
 
 # Names become parts of Docker container names (podlab-<lab>-<node>) and of labels.
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")  # used with fullmatch
 NAME_MAX = 40
 # Kubernetes: pod and container names are DNS-1123 labels.
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+IFNAME_RE = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 RESERVED_IFNAMES = frozenset({"lo", "cbr0", "br0", "eth0"})
+MAX_DELAY_MS = 60_000.0  # a netem delay beyond a minute would only make every probe time out
+# A Docker image reference: [registry[:port]/]path[:tag][@digest]; no spaces, no shell.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
+
+# YAML gives ints, floats and bools apart; `true` must not count as 1.
+Int = StrictInt
+Float = StrictFloat  # accepts ints, not bools
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # by alias only: `pod_cidr:` in a file is a typo of `pod-cidr:`, not a synonym
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Netem(_Model):
     """Impairment of one link, applied on both ends with tc netem."""
 
-    delay: str | int | None = Field(None, description="one-way delay: '10ms' or milliseconds")
-    jitter: str | int | None = Field(None, description="delay variation: '2ms' or ms")
-    loss: float | None = Field(None, ge=0, le=100, description="packet loss in percent")
-    rate: int | None = Field(None, gt=0, description="rate limit in kbit/s")
+    delay: str | int | float | None = Field(None, description="one-way delay: '10ms' or ms")
+    jitter: str | int | float | None = Field(None, description="delay variation: '2ms' or ms")
+    loss: Float | None = Field(None, ge=0, le=100, description="packet loss in percent")
+    rate: Int | None = Field(None, gt=0, description="rate limit in kbit/s")
+
+    @field_validator("delay", "jitter", mode="before")
+    @classmethod
+    def _duration_type(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, str | int | float)):
+            raise ValueError("must be a duration like '10ms' or '1.5s', or a number of ms")
+        return value
 
 
 class Link(_Model):
@@ -55,7 +82,7 @@ class Link(_Model):
     ipv4: tuple[str | None, str | None] | None = Field(
         None, description="addresses of the two ends, a.b.c.d/len (null for a switch port)"
     )
-    mtu: int | None = Field(None, ge=576, le=9000)
+    mtu: Int | None = Field(None, ge=576, le=9000)
     netem: Netem | None = None
 
 
@@ -95,9 +122,9 @@ class Pod(_Model):
 
 class Cluster(_Model):
     pod_cidr: str = Field("10.244.0.0/16", alias="pod-cidr")
-    node_mask: int = Field(24, alias="node-mask", ge=8, le=30)
+    node_mask: Int = Field(24, alias="node-mask", ge=8, le=30)
     underlay_cidr: str = Field("172.30.0.0/16", alias="underlay-cidr")
-    segment_mask: int = Field(24, alias="segment-mask", ge=8, le=30,
+    segment_mask: Int = Field(24, alias="segment-mask", ge=8, le=30,
                               description="prefix length of each auto-addressed segment")
     masquerade: bool = True
 
@@ -182,33 +209,95 @@ def _vocabulary() -> list[str]:
     return sorted(words)
 
 
+_EXPECTED = {  # pydantic error type -> what the file should have had there
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "list_type": "a list", "tuple_type": "a list", "string_type": "a string",
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """repr() of a user's value, cut short so that hostile input keeps messages readable."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'" if text[0] in "'\"" \
+        else text[: limit - 3] + "..."
+
+
 def _structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list[Problem]:
     vocab = _vocabulary()
-    problems = []
+    raw: list[tuple[PathKey, str, dict[str, Any]]] = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        key_error = bool(loc) and loc[-1] == "[key]"
+        loc = tuple(p for p in loc if p != "[key]")
+        kind = "key_" + err["type"] if key_error else err["type"]
+        raw.append((loc, kind, err))
+    suggested: set[PathKey] = set()  # (parent..., key) that an unknown key was close to
+    for loc, kind, _ in raw:
+        if kind == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), vocab, n=1, cutoff=0.6)
+            if close:
+                suggested.add((*loc[:-1], close[0]))
+    expected: dict[PathKey, list[str]] = {}
+    got: dict[PathKey, Any] = {}
+    messages: list[tuple[PathKey, str]] = []
+    for loc, kind, err in raw:
+        value = err.get("input")
+        if kind == "extra_forbidden":
             key = str(loc[-1])
-            msg = f"unknown key {key!r}"
+            msg = f"unknown key {show(key)}"
             close = difflib.get_close_matches(key, vocab, n=1, cutoff=0.6)
             if close:
                 msg += f"; did you mean {close[0]!r}?"
-        elif err["type"] == "missing":
-            msg = f"required key {loc[-1]!r} is missing"
-        elif err["type"] == "literal_error" and loc and loc[-1] == "kind":
-            msg = f"unknown kind {err.get('input')!r}; one of {', '.join(KINDS)}"
-        elif "input" in err and not isinstance(err["input"], dict | list):
-            msg = f"{msg} (got {err['input']!r})"
-        problem = Problem(render_path(loc), msg)
+        elif kind == "missing":
+            if loc in suggested:
+                continue  # the unknown key next to it says "did you mean" this one
+            if loc and isinstance(loc[-1], int):
+                msg = "missing; write two entries, one per endpoint"
+            else:
+                msg = f"required key {loc[-1]!r} is missing"
+        elif kind == "too_long":
+            msg = "too many entries; write two, one per endpoint"
+        elif kind in ("literal_error", "key_literal_error") and loc and (
+                loc[-1] == "kind" or loc[-2:-1] == ("kinds",)):
+            msg = f"unknown kind {show(value)}; one of {', '.join(KINDS)}"
+        elif kind in _EXPECTED:
+            if loc not in expected:
+                expected[loc] = []
+                got[loc] = value
+                messages.append((loc, ""))  # filled in below, in first-seen order
+            if _EXPECTED[kind] not in expected[loc]:
+                expected[loc].append(_EXPECTED[kind])
+            continue
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if not isinstance(value, dict | list):
+                msg = f"{msg} (got {show(value)})"
+        messages.append((loc, msg))
+    problems: list[Problem] = []
+    for loc, msg in messages:
+        if not msg:
+            value = got[loc]
+            shown = (f"got a {_yaml_type(value)}" if isinstance(value, dict | list)
+                     else f"got {show(value)}")
+            msg = f"must be {' or '.join(expected[loc])} ({shown})"
+        problem = _locate(Problem(render_path(loc), msg), lines, loc)
         if problem not in problems:
-            problems.append(_locate(problem, lines, loc))
+            problems.append(problem)
     return problems
+
+
+def _yaml_type(value: Any) -> str:
+    return "mapping" if isinstance(value, dict) else "list"
 
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic inserts the union member's type name ("str", "int") into locations
-    return isinstance(part, str) and part in {"str", "int", "tuple[str, str]", "list[EnvVar]"}
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "tuple[str, str]",
+                                               "list[EnvVar]"} or part.startswith(
+                                                   ("function-", "constrained-")))
 
 
 def _locate(problem: Problem, lines: dict[PathKey, int], loc: PathKey | None = None) -> Problem:
@@ -231,11 +320,11 @@ def _parse_path(path: str) -> PathKey:
 # --- semantic problems -------------------------------------------------------------------
 
 def _name_problem(name: str, what: str) -> str | None:
-    if not NAME_RE.match(name):
-        return (f"{what} name {name!r} must be lowercase letters, digits and '-', starting "
+    if not NAME_RE.fullmatch(name):
+        return (f"{what} name {show(name)} must be lowercase letters, digits and '-', starting "
                 "and ending with a letter or digit (it becomes a Docker container name)")
     if len(name) > NAME_MAX:
-        return f"{what} name {name!r} is longer than {NAME_MAX} characters"
+        return f"{what} name {show(name)} is longer than {NAME_MAX} characters"
     return None
 
 
@@ -251,16 +340,16 @@ def _network(text: str) -> ipaddress.IPv4Network | str:
     try:
         net = ipaddress.IPv4Network(text, strict=True)
     except ValueError as exc:
-        return f"{text!r} is not an IPv4 network: {exc}"
+        return f"{show(text)} is not an IPv4 network: {show(str(exc), 100)[1:-1]}"
     return _usable(net, text) or net
 
 
 def _usable(net: ipaddress.IPv4Network, text: str) -> str | None:
     if net.prefixlen < 8:
-        return f"{text!r} is too broad (/{net.prefixlen}); use /8 or longer"
+        return f"{show(text)} is too broad (/{net.prefixlen}); use /8 or longer"
     if net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved or (
             net.network_address.packed[0] == 0):
-        return f"{text!r} is a loopback, multicast, link-local or reserved range"
+        return f"{show(text)} is a loopback, multicast, link-local or reserved range"
     return None
 
 
@@ -268,13 +357,15 @@ def _interface(text: str) -> ipaddress.IPv4Interface | str:
     try:
         iface = ipaddress.IPv4Interface(text)
     except ValueError as exc:
-        return f"{text!r} is not an IPv4 address with prefix length: {exc}"
+        return (f"{show(text)} is not an IPv4 address with prefix length: "
+                f"{show(str(exc), 100)[1:-1]}")
     if "/" not in text:
-        return f"{text!r} needs a prefix length, e.g. {text}/24"
+        return f"{show(text)} needs a prefix length, e.g. {iface.ip}/24"
     if iface.network.prefixlen > 30:
-        return f"{text!r}: /{iface.network.prefixlen} leaves no room for two hosts; use /30 or shorter"
+        return (f"{show(text)}: /{iface.network.prefixlen} leaves no room for two hosts; "
+                "use /30 or shorter")
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-        return f"{text!r} is the network or broadcast address of its subnet"
+        return f"{show(text)} is the network or broadcast address of its subnet"
     return _usable(iface.network, text) or iface
 
 
@@ -294,12 +385,18 @@ def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
                           + ") or topology.defaults.kind")
         else:
             kinds[name] = kind
+        if node.image is not None and (problem := _image_problem(node.image)):
+            yield Problem(f"{path}.image", problem)
         for key in node.labels:
             if key.startswith(RESERVED_LABEL_PREFIX):
                 yield Problem(f"{path}.labels.{key}", f"label keys under {RESERVED_LABEL_PREFIX!r}"
                               " are reserved for podlab")
     for where, spec_labels in [("topology.defaults", body.defaults.labels)] + [
             (f"topology.kinds.{k}", v.labels) for k, v in body.kinds.items()]:
+        image = body.defaults.image if where == "topology.defaults" else body.kinds[
+            where.rsplit(".", 1)[1]].image  # type: ignore[index]
+        if image is not None and (problem := _image_problem(image)):
+            yield Problem(f"{where}.image", problem)
         for key in spec_labels:
             if key.startswith(RESERVED_LABEL_PREFIX):
                 yield Problem(f"{where}.labels.{key}",
@@ -323,28 +420,28 @@ def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
             path = f"topology.links[{i}].endpoints[{j}]"
             parsed = parse_endpoint(endpoint)
             if parsed is None:
-                yield Problem(path, f"{endpoint!r} is not of the form 'node:interface'")
+                yield Problem(path, f"{show(endpoint)} is not of the form 'node:interface'")
                 continue
             node, iface = parsed
             if node not in spec.topology.nodes:
                 close = difflib.get_close_matches(node, list(spec.topology.nodes), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                yield Problem(path, f"unknown node {node!r}{hint}")
+                yield Problem(path, f"unknown node {show(node)}{hint}")
                 continue
             if len(iface) > IFNAME_MAX:
-                yield Problem(path, f"interface name {iface!r} is {len(iface)} characters; Linux"
-                              f" allows at most {IFNAME_MAX}")
-            elif not IFNAME_RE.match(iface):
-                yield Problem(path, f"interface name {iface!r} may hold only letters, digits, "
+                yield Problem(path, f"interface name {show(iface)} is {len(iface)} characters; "
+                              f"Linux allows at most {IFNAME_MAX}")
+            elif not IFNAME_RE.fullmatch(iface):
+                yield Problem(path, f"interface name {show(iface)} may hold only letters, digits, "
                               "'-' and '_'")
             elif iface in RESERVED_IFNAMES:
-                yield Problem(path, f"interface name {iface!r} is reserved by podlab "
+                yield Problem(path, f"interface name {show(iface)} is reserved by podlab "
                               f"({', '.join(sorted(RESERVED_IFNAMES))})")
             elif iface.startswith("veth") or iface.startswith("pv-"):
                 yield Problem(path, f"interface names starting 'veth' or 'pv-' are reserved for "
-                              f"pod links, got {iface!r}")
+                              f"pod links, got {show(iface)}")
             if (node, iface) in used:
-                yield Problem(path, f"{endpoint!r} is already used by {used[(node, iface)]}")
+                yield Problem(path, f"{show(endpoint)} is already used by {used[(node, iface)]}")
             else:
                 used[(node, iface)] = f"topology.links[{i}]"
             ends.append(node)
@@ -353,11 +450,11 @@ def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
         if link.ipv4 is not None and len(ends) == 2:
             for j, (node, addr) in enumerate(zip(ends, link.ipv4, strict=True)):
                 if kinds.get(node) == "switch" and addr is not None:
-                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{node!r} is a switch: its "
-                                  "ports take no address; write null")
+                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{show(node)} is a switch: "
+                                  "its ports take no address; write null")
                 if kinds.get(node) != "switch" and addr is None:
-                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{node!r} needs an address "
-                                  "when ipv4 is given")
+                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{show(node)} needs an "
+                                  "address when ipv4 is given")
         if link.netem and link.netem.jitter is not None and link.netem.delay is None:
             yield Problem(f"topology.links[{i}].netem.jitter", "jitter needs a delay")
         if link.netem:
@@ -365,18 +462,35 @@ def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
                 value = getattr(link.netem, key)
                 if value is not None and parse_ms(value) is None:
                     yield Problem(f"topology.links[{i}].netem.{key}",
-                                  f"{value!r} is not a duration like '10ms' or '1.5s'")
+                                  f"{show(value)} is not a duration like '10ms' or '1.5s' "
+                                  f"(0 to {MAX_DELAY_MS / 1000:g}s)")
 
 
-def parse_ms(value: str | int) -> float | None:
-    """'10ms', '1.5s', '250us' or a number of milliseconds -> milliseconds."""
-    if isinstance(value, int):
-        return float(value) if value >= 0 else None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s)?\s*", value)
-    if not match:
+def parse_ms(value: str | float) -> float | None:
+    """'10ms', '1.5s', '250us' or a number of milliseconds -> milliseconds.
+
+    None for anything else: negative, not finite, a bool, or beyond MAX_DELAY_MS.
+    """
+    if isinstance(value, bool):
         return None
-    number, unit = float(match.group(1)), match.group(2) or "ms"
-    return number * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    if isinstance(value, int | float):
+        ms = float(value)
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d{1,9}(?:\.\d{1,9})?)\s*(us|ms|s)?\s*", value)
+        if not match:
+            return None
+        number, unit = float(match.group(1)), match.group(2) or "ms"
+        ms = number * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    else:
+        return None
+    return ms if 0 <= ms <= MAX_DELAY_MS else None
+
+
+def _image_problem(image: str) -> str | None:
+    if len(image) > 255 or not IMAGE_RE.fullmatch(image):
+        return (f"{show(image)} is not a Docker image reference like 'podlab/app' or "
+                "'registry:5000/team/app:1.2'")
+    return None
 
 
 def _pod_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
@@ -387,10 +501,10 @@ def _pod_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem
         if pod.node not in spec.topology.nodes:
             close = difflib.get_close_matches(pod.node, list(spec.topology.nodes), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            yield Problem(f"{path}.node", f"unknown node {pod.node!r}{hint}")
+            yield Problem(f"{path}.node", f"unknown node {show(pod.node)}{hint}")
         elif kinds.get(pod.node) not in (None, "k8s-node"):
-            yield Problem(f"{path}.node", f"{pod.node!r} is a {kinds[pod.node]}; pods run only "
-                          "on k8s-node nodes")
+            yield Problem(f"{path}.node", f"{show(pod.node)} is of kind {kinds[pod.node]}; "
+                          "pods run only on k8s-node nodes")
         if not pod.containers:
             yield Problem(f"{path}.containers", "a pod needs at least one container")
         seen: set[str] = set()
@@ -399,8 +513,22 @@ def _pod_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem
             if problem := _name_problem(container.name, "container"):
                 yield Problem(cpath, problem)
             if container.name in seen:
-                yield Problem(cpath, f"two containers named {container.name!r} in pod {name!r}")
+                yield Problem(cpath, f"two containers named {show(container.name)} in pod "
+                              f"{show(name)}")
             seen.add(container.name)
+            base = f"{path}.containers[{i}]"
+            if problem := _image_problem(container.image):
+                yield Problem(f"{base}.image", problem)
+            for key in ("command", "args"):
+                for k, word in enumerate(getattr(container, key) or ()):
+                    if "\0" in word:
+                        yield Problem(f"{base}.{key}[{k}]", "contains a NUL character")
+            for k, env in enumerate(container.env):
+                if not env.name or "=" in env.name or "\0" in env.name:
+                    yield Problem(f"{base}.env[{k}].name", f"{show(env.name)} is not an "
+                                  "environment variable name (non-empty, no '=' or NUL)")
+                if "\0" in env.value:
+                    yield Problem(f"{base}.env[{k}].value", "contains a NUL character")
         for key in pod.labels:
             if key.startswith(RESERVED_LABEL_PREFIX):
                 yield Problem(f"{path}.labels.{key}",
@@ -433,7 +561,7 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
                 counts[pod.node] = counts.get(pod.node, 0) + 1
             for node, count in counts.items():
                 if count > per_node:
-                    yield Problem("cluster.node-mask", f"node {node!r} has {count} pods but a "
+                    yield Problem("cluster.node-mask", f"node {show(node)} has {count} pods but a "
                                   f"/{cluster.node_mask} node CIDR holds {per_node}")
     if isinstance(under_net, ipaddress.IPv4Network):
         nets.append(("cluster.underlay-cidr", under_net))
@@ -478,17 +606,24 @@ def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterato
     graph = LabGraph.from_links(kinds, [(parse_endpoint(a), parse_endpoint(b))  # type: ignore[misc]
                                         for a, b in (lk.endpoints for lk in spec.topology.links)])
     hosts = [n for n in spec.topology.nodes if kinds[n] != "switch"]
-    if len(hosts) < 2:
-        return
-    first = hosts[0]
-    reach = graph.reachable_hosts(first)
-    for node in hosts[1:]:
-        if node not in reach:
-            yield Problem(f"topology.nodes.{node}", f"node {node!r} has no path to {first!r} "
-                          "(links pass only through k8s-nodes, routers and switches)")
+    if len(hosts) >= 2:
+        # From a forwarding anchor, "everyone reaches the anchor" means everyone reaches
+        # everyone (through it). A `linux` anchor would wrongly join two nodes that reach
+        # each other only through it; with no forwarding node at all, check every pair.
+        forwarders = [n for n in hosts if kinds[n] in FORWARDING_KINDS]
+        anchors = forwarders[:1] or hosts
+        reported: set[str] = set()
+        for anchor in anchors:
+            reach = graph.reachable_hosts(anchor)
+            for node in hosts:
+                if node not in reach and node not in reported and anchor not in reported:
+                    reported.add(node)
+                    yield Problem(f"topology.nodes.{node}", f"node {show(node)} has no path to "
+                                  f"{anchor!r} (traffic passes only through k8s-nodes, "
+                                  "routers and switches; a linux host does not forward)")
     for node, kind in kinds.items():
         if kind == "switch" and not graph.segment_of_switch(node):
-            yield Problem(f"topology.nodes.{node}", f"switch {node!r} has no links")
+            yield Problem(f"topology.nodes.{node}", f"switch {show(node)} has no links")
 
 
 def _container_name_problems(spec: TopologyFile) -> Iterator[Problem]:
@@ -499,7 +634,10 @@ def _container_name_problems(spec: TopologyFile) -> Iterator[Problem]:
         candidates += [(f"pods.{pod_name}.containers[{i}]", f"{pod_name}-{c.name}")
                        for i, c in enumerate(pod.containers)]
     for path, suffix in candidates:
-        if suffix in owners and owners[suffix] != path:
+        owner = owners.get(suffix)
+        if owner is not None and owner.rsplit("[", 1)[0] == path.rsplit("[", 1)[0] != path:
+            continue  # two containers of one name in one pod: reported by _pod_problems
+        if owner is not None and owner != path:
             yield Problem(path, f"its container name podlab-{spec.name}-{suffix} collides with "
                           f"{owners[suffix]}")
         owners.setdefault(suffix, path)

@@ -1,0 +1,45 @@
+# podlab — `make test` is what CI runs (.ci/run). Every target needs root and Docker
+# except lint and unit.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+# No cache dir in the checkout (CI runs from read-mostly trees; nothing to clean up).
+PYTEST_FLAGS ?= -p no:cacheprovider -q
+
+.PHONY: setup images test unit integration lint clean demo bench matrix
+
+setup:
+	@scripts/setup-host.sh
+
+images: setup
+	$(BIN)/podlab images build
+
+# unit first: fast and pure, so a broken model fails before any container starts.
+# pytest exits 5 when it collects nothing; make treats that as a failure, as wanted.
+test: setup
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/unit
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
+
+unit: setup
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/unit
+
+integration: setup
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
+
+lint: setup
+	$(BIN)/ruff check harness tests
+
+clean:
+	@if [ -x $(BIN)/podlab ]; then $(BIN)/podlab destroy --all; \
+	else echo "clean: no $(BIN)/podlab (run make setup first)"; fi
+
+demo: setup
+	@echo "demo: not implemented yet"
+
+bench: setup
+	@echo "bench: not implemented yet"
+
+matrix: setup
+	@echo "matrix: not implemented yet"

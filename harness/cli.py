@@ -1,0 +1,337 @@
+"""The `podlab` command line: containerlab's verbs, kubectl's habits.
+
+Exit codes: 0 success; 1 verification found a violation; 2 bad input (file, flags);
+3 environment (no Docker daemon, not root, image missing), always with one line that says
+what to do. Heavy modules (docker, pyroute2, scapy) are imported by the commands that
+need them, so `validate`, `plan` and `--help` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from harness.errors import InputError, PodlabError
+
+app = typer.Typer(
+    name="podlab",
+    help="Emulate the Kubernetes networking model on one Docker host and prove it "
+    "at the packet level.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+images_app = typer.Typer(help="Build the lab images locally (no registry needed).",
+                         no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+out = Console()
+err = Console(stderr=True)
+
+TopoOpt = Annotated[Path, typer.Option("-t", "--topo", help="topology file (*.clab.yml)")]
+OptTopo = Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class VerifyFormat(str, Enum):
+    table = "table"
+    json = "json"
+    junit = "junit"
+
+
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+class ExportFormat(str, Enum):
+    containerlab = "containerlab"
+
+
+def fail(exc: PodlabError) -> NoReturn:
+    # rich drops the colour by itself when stderr is not a terminal
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _load(topo: Path):  # -> Plan
+    from harness.plan import make_plan
+    from harness.topology import load_topology
+
+    return make_plan(load_topology(topo))
+
+
+def _lab_name(topo: Path | None, name: str | None) -> str:
+    if name:
+        return name
+    if topo is None:
+        raise InputError("give the lab: -t FILE or --name NAME (or --all)")
+    return _load(topo).lab
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM rolls back like Ctrl-C: both raise KeyboardInterrupt in the main thread."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _progress():
+    from harness.report import progress
+
+    return progress(err)
+
+
+@app.command()
+def validate(topo: TopoOpt) -> None:
+    """Check a topology file; exit 2 listing every problem with its YAML path.
+
+    Example: podlab validate -t topologies/flat3.clab.yml
+    """
+    try:
+        plan = _load(topo)
+    except PodlabError as exc:
+        fail(exc)
+    out.print(f"{topo}: valid ({len(plan.nodes)} nodes, {len(plan.links)} links, "
+              f"{len(plan.pods)} pods)", highlight=False)
+
+
+@app.command()
+def plan(topo: TopoOpt,
+         output: Annotated[Format, typer.Option("-o", "--format", help="output format")] = Format.table) -> None:
+    """Show the address and route plan; nothing is started.
+
+    Example: podlab plan -t topologies/routed.clab.yml -o json
+    """
+    try:
+        p = _load(topo)
+    except PodlabError as exc:
+        fail(exc)
+    if output is Format.json:
+        print(json.dumps(p.to_dict(), indent=2))
+        return
+    from harness.report import plan_tables
+
+    for table in plan_tables(p):
+        out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the topology file (for editor completion).
+
+    Example: podlab schema > podlab.schema.json
+    """
+    from harness.topology import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def deploy(topo: TopoOpt) -> None:
+    """Bring a lab up: containers, veths, addresses, routes, NAT.
+
+    Example: sudo podlab deploy -t topologies/flat3.clab.yml
+    """
+    from harness import lab
+
+    _sigterm_as_interrupt()
+    try:
+        p = _load(topo)
+        with _progress() as prog:
+            lab.deploy(p, progress=prog)
+    except PodlabError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted: the half-deployed lab was removed")
+        raise typer.Exit(130) from None
+    err.print(f"lab {p.lab!r} is up: {len(p.containers)} containers "
+              f"({len(p.nodes)} nodes, {len(p.pods)} pods)", highlight=False)
+
+
+@app.command()
+def destroy(topo: OptTopo = None,
+            name: Annotated[str | None, typer.Option("--name", help="lab name")] = None,
+            all_labs: Annotated[bool, typer.Option("--all", help="every podlab lab")] = False,
+            ) -> None:
+    """Remove a lab (found by its Docker labels; works after a crash).
+
+    Example: podlab destroy -t topologies/flat3.clab.yml   |   podlab destroy --all
+    """
+    from harness import lab
+
+    try:
+        lab_name = None if all_labs else _lab_name(topo, name)
+        removed = lab.destroy(lab_name, all_labs=all_labs)
+    except PodlabError as exc:
+        fail(exc)
+    what = "every lab" if all_labs else f"lab {lab_name!r}"
+    err.print(f"{what}: removed {len(removed)} containers", highlight=False)
+
+
+@app.command()
+def inspect(topo: OptTopo = None,
+            name: Annotated[str | None, typer.Option("--name")] = None,
+            all_labs: Annotated[bool, typer.Option("--all")] = False,
+            output: Annotated[Format, typer.Option("-o", "--format", help="output format")] = Format.table) -> None:
+    """Show what runs: nodes, pods, containers, addresses.
+
+    Example: podlab inspect --all -o json
+    """
+    from harness import lab
+    from harness.report import inspect_tables
+
+    try:
+        lab_name = None if all_labs else _lab_name(topo, name)
+        data = lab.inspect(lab_name, all_labs=all_labs)
+    except PodlabError as exc:
+        fail(exc)
+    if output is Format.json:
+        print(json.dumps(data, indent=2))
+        return
+    for table in inspect_tables(data if isinstance(data, list) else [data]):
+        out.print(table)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec(ctx: typer.Context, topo: TopoOpt,
+         node: Annotated[str | None, typer.Option("--node")] = None,
+         pod: Annotated[str | None, typer.Option("--pod")] = None,
+         container: Annotated[str | None, typer.Option("-c", "--container")] = None) -> None:
+    """Run a command in a node or in a pod's container.
+
+    Example: podlab exec -t topologies/flat3.clab.yml --pod web -c app -- ip addr
+    """
+    from harness import lab
+
+    argv = list(ctx.args)
+    if not argv or (node is None) == (pod is None):
+        fail(InputError("give exactly one of --node N / --pod P, then -- CMD..."))
+    try:
+        code, output = lab.exec_in(_lab_name(topo, None), node=node, pod=pod,
+                                   container=container, argv=argv)
+    except PodlabError as exc:
+        fail(exc)
+    sys.stdout.buffer.write(output)
+    sys.stdout.flush()
+    raise typer.Exit(code)
+
+
+CheckOpt = Annotated[list[str] | None, typer.Option(
+    "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
+    "node-to-pod, pod-to-node, pod-to-external")]
+VerifyOut = Annotated[VerifyFormat, typer.Option("-o", "--format", help="output format")]
+PathOpt = Annotated[Path | None, typer.Option("--output",
+                                              help="write the report here instead of stdout")]
+PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", help="write each check's "
+                                              "sniffed packets here as pcap files")]
+
+
+def _verify(p, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
+            checks: list[str] | None) -> int:
+    from harness import verify as verify_mod
+    from harness.report import junit_xml, verify_table, write_pcaps
+
+    unknown = sorted(set(checks or ()) - set(verify_mod.CHECKS))
+    if unknown:
+        raise InputError(f"unknown check(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(verify_mod.CHECKS)}")
+    with _progress() as prog:
+        task = prog.add_task("probing", total=None)
+        report = verify_mod.verify(
+            p, checks or verify_mod.CHECKS, keep_frames=pcap_dir is not None,
+            progress=lambda phase, done, total: prog.update(task, completed=done, total=total))
+    if pcap_dir is not None:
+        paths = write_pcaps(report, pcap_dir)
+        err.print(f"pcap: {len(paths)} files in {pcap_dir}", highlight=False)
+    if output is VerifyFormat.table:
+        if out_file:
+            out_file.write_text(json.dumps(report.to_dict(), indent=2))
+        out.print(verify_table(report))
+    else:
+        text = (json.dumps(report.to_dict(), indent=2) if output is VerifyFormat.json
+                else junit_xml(report))
+        if out_file:
+            out_file.parent.mkdir(parents=True, exist_ok=True)
+            out_file.write_text(text if text.endswith("\n") else text + "\n")
+        else:
+            print(text)
+    return 0 if report.ok else 1
+
+
+@app.command()
+def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
+           pcap_dir: PcapOpt = None, check: CheckOpt = None) -> None:
+    """Prove the model on a deployed lab with packets; exit 1 on any violation.
+
+    Example: podlab verify -t topologies/flat3.clab.yml -o junit --output report.xml
+    """
+    try:
+        code = _verify(_load(topo), output, out_file, pcap_dir, check)
+    except PodlabError as exc:
+        fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
+        pcap_dir: PcapOpt = None, check: CheckOpt = None) -> None:
+    """Deploy, verify and always destroy; exit with verify's code (CI's verb).
+
+    Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
+    """
+    from harness import lab
+
+    _sigterm_as_interrupt()
+    code = 0
+    try:
+        p = _load(topo)
+        with _progress() as prog:
+            lab.deploy(p, progress=prog)
+        try:
+            code = _verify(p, output, out_file, pcap_dir, check)
+        finally:
+            lab.destroy(p.lab)
+    except PodlabError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted: the lab was removed")
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@images_app.command("build")
+def images_build(force: Annotated[bool, typer.Option("--force")] = False) -> None:
+    """Build podlab/node, podlab/pause and podlab/app from images/ (only what changed).
+
+    Example: podlab images build
+    """
+    from harness import images, runtime
+
+    try:
+        built = images.build_images(runtime.client(), force=force)
+    except PodlabError as exc:
+        fail(exc)
+    err.print("built: " + (", ".join(built) if built else "nothing (all up to date)"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The intra-pod check: two containers of one pod talk over 127.0.0.1.
+
+A real listener (`nc -l`) runs in the pod's first container and a real sender in its
+second (in the first again for a single-container pod); the exchange must reach the
+listener and be seen on the pod's `lo`, where a sniffer was opened before either started.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from harness.netns import run_in_netns
+from harness.plan import Plan, PodPlan
+from harness.probes import ETH_P_ALL, nonce
+
+if TYPE_CHECKING:
+    from harness.verify import Result
+
+PORT = 47010
+WAIT = 5.0  # seconds: bound on every step
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Is a TCP socket listening on `port` in the namespace of `pid`? (/proc/net/tcp)"""
+    want = f":{port:04X}"
+    for table in ("tcp", "tcp6"):  # busybox nc listens on :: when IPv6 is built in
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(want) and fields[3] == "0A":
+                    return True
+    return False
+
+
+def _sniff_lo(pid: int) -> socket.socket:
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock.bind(("lo", 0))
+        sock.settimeout(0.05)
+        return sock
+
+    return run_in_netns(pid, make)
+
+
+def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
+    from harness import runtime
+    from harness.verify import Result
+
+    infra_pid = pids[pod.infra]
+    listener = pod.containers[0]
+    sender = pod.containers[1] if len(pod.containers) > 1 else pod.containers[0]
+    token = nonce(probe_id).decode()
+    expected = {"listener": listener.name, "sender": sender.name, "dst": f"127.0.0.1:{PORT}",
+                "message": token}
+    problems: list[str] = []
+    heard: dict[str, bytes] = {}
+    sniff = _sniff_lo(infra_pid)
+    try:
+        def listen() -> None:
+            heard["out"] = runtime.exec(listener.container,
+                                        ["timeout", str(int(WAIT)), "nc", "-l", "-p", str(PORT)])[1]
+
+        thread = threading.Thread(target=listen, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + WAIT
+        while not _listening(infra_pid, PORT) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not _listening(infra_pid, PORT):
+            problems.append(f"no listener came up in {listener.name} within {WAIT:.0f} s")
+        else:
+            code, out = runtime.exec(sender.container, [
+                "sh", "-c", f"echo {token} | nc -w 2 127.0.0.1 {PORT}"])
+            if code != 0:
+                problems.append(f"sender in {sender.name} failed ({code}): "
+                                f"{out.decode(errors='replace').strip()[:200]}")
+        thread.join(WAIT + 1)
+        on_lo = _seen_on_lo(sniff, token.encode())
+    finally:
+        sniff.close()
+    received = heard.get("out", b"").decode(errors="replace")
+    if not problems and token not in received:
+        problems.append(f"listener in {listener.name} did not receive the message "
+                        f"(got {received.strip()[:80]!r})")
+    if not on_lo:
+        problems.append("the exchange was not seen on the pod's lo")
+    observed = {"received": token in received, "seen_on_lo": on_lo}
+    detail = "; ".join(problems) or (
+        f"{sender.name} -> {listener.name} over 127.0.0.1:{PORT}, seen on lo")
+    return Result("intra-pod", f"{pod.name}/{sender.name}", f"{pod.name}/{listener.name}", "tcp",
+                  not problems, expected, observed, detail)
+
+
+def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        try:
+            frame = sniff.recv(2048)
+        except (TimeoutError, BlockingIOError):
+            continue
+        if token in frame and frame[26:30] == frame[30:34] == b"\x7f\x00\x00\x01":
+            return True
+    return False
+
+
+def check_all(plan: Plan, pids: dict[str, int]) -> list[Result]:
+    from harness.verify import Result
+
+    base = int.from_bytes(os.urandom(4), "big") << 16
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(check_pod, pod, pids, base + i)
+                   for i, pod in enumerate(plan.pods)]
+        results = []
+        for pod, fut in zip(plan.pods, futures, strict=True):
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # a broken pod must not hide the others' results
+                results.append(Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
+                                      f"check failed: {exc}"))
+        return results

@@ -1,0 +1,395 @@
+"""The probe engine: craft, send, echo and sniff packets across every namespace of a lab.
+
+One process holds sockets in every namespace (each made by a short-lived thread that
+entered it, see harness.netns) and drives them all from one selector loop:
+
+- a packet sniffer (AF_PACKET, all interfaces) per namespace, opened before anything is
+  sent, so no probe can race its observer; kernel timestamps order what it sees;
+- UDP and TCP echo listeners in every namespace that receives probes;
+- senders: UDP and ICMP probes are crafted with scapy (fixed TTL, our ports, a nonce) and
+  sent through a raw IP socket in the sender's namespace; TCP probes are real kernel
+  connections, so the handshake proves stateful paths too.
+
+Every probe carries a unique nonce at the start of its payload and is matched by it. At
+most `window` probes are in flight, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from harness.netns import run_in_netns
+
+UDP_PORT = 47000  # echo listener ports inside the lab's namespaces
+TCP_PORT = 47001
+UDP_SOURCE_PORT = 47002  # senders' UDP port, bound so replies have a home
+TTL = 64
+REQUEST, REPLY = b"PLB", b"PLR"
+ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35
+IP_PKTINFO = 8
+SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
+SNAPLEN = 256  # headers and nonce are all we read; pcap frames are cut here too
+PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17}
+
+
+def nonce(probe_id: int, reply: bool = False) -> bytes:
+    return (REPLY if reply else REQUEST) + b"%016x" % probe_id
+
+
+@dataclass(slots=True)
+class Seen:
+    """One sighting of a probe's packet in one namespace."""
+
+    ns: str
+    ifname: str
+    outgoing: bool
+    ts: float
+    reply: bool
+    proto: str
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    ttl: int
+    frame: bytes | None = None
+
+
+def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None:
+    """(probe id, is_reply, proto, src, dst, sport, dport, ttl) of a probe frame, else None.
+
+    Plain struct unpacking: this runs for every frame the lab carries.
+    """
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return None
+    ihl = (frame[14] & 0x0F) * 4
+    ttl, proto = frame[22], frame[23]
+    l4 = 14 + ihl
+    if proto == 17:
+        sport, dport = struct.unpack_from("!HH", frame, l4)
+        data = l4 + 8
+        name = "udp"
+    elif proto == 6:
+        sport, dport = struct.unpack_from("!HH", frame, l4)
+        data = l4 + (frame[l4 + 12] >> 4) * 4
+        name = "tcp"
+    elif proto == 1:
+        if frame[l4] not in (0, 8):  # echo reply / request only
+            return None
+        sport = dport = struct.unpack_from("!H", frame, l4 + 4)[0]
+        data = l4 + 8
+        name = "icmp"
+    else:
+        return None
+    magic = frame[data:data + 3]
+    if magic not in (REQUEST, REPLY):
+        return None
+    try:
+        probe_id = int(frame[data + 3:data + 19], 16)
+    except ValueError:
+        return None
+    reply = magic == REPLY or (proto == 1 and frame[l4] == 0)
+    src = socket.inet_ntoa(frame[26:30])
+    dst = socket.inet_ntoa(frame[30:34])
+    return probe_id, reply, name, src, dst, sport, dport, ttl
+
+
+def craft(proto: str, src: str, dst: str, probe_id: int) -> bytes:
+    """A UDP or ICMP echo probe, built with scapy: TTL, ports and nonce are ours."""
+    from scapy.layers.inet import ICMP, IP, UDP  # scapy is slow to import: only when probing
+
+    ip = IP(src=src, dst=dst, ttl=TTL, id=probe_id & 0xFFFF)
+    if proto == "udp":
+        return bytes(ip / UDP(sport=UDP_SOURCE_PORT, dport=UDP_PORT) / nonce(probe_id))
+    return bytes(ip / ICMP(type=8, id=probe_id & 0xFFFF, seq=(probe_id >> 16) & 0xFFFF)
+                 / nonce(probe_id))
+
+
+@dataclass
+class Probe:
+    id: int
+    proto: str
+    sender: str  # namespace name
+    receiver: str
+    src: str  # the source address to craft (UDP/ICMP) or to expect (TCP)
+    dst: str
+    expect_reply: bool = True
+    sent_at: float = 0.0
+    sport: int = 0  # TCP: filled in by the kernel at connect
+    request: Seen | None = None  # first arrival at the receiver
+    reply_seen: Seen | None = None  # first arrival of the reply back at the sender
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or (
+            self.request is not None and (self.reply_seen is not None or not self.expect_reply))
+
+
+@dataclass
+class Namespace:
+    name: str
+    pid: int
+    listens: bool = False
+
+
+@dataclass
+class Engine:
+    """Runs probes across namespaces. Use as a context manager: sockets close on exit."""
+
+    namespaces: list[Namespace]
+    keep_frames: bool = False
+    window: int = 256
+    timeout: float = 2.0
+    sightings: dict[int, list[Seen]] = field(default_factory=dict)
+    _sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
+    _socks: list[socket.socket] = field(default_factory=list)
+    _raw: dict[str, socket.socket] = field(default_factory=dict)
+    _tcp_pool: dict[str, list[socket.socket]] = field(default_factory=dict)
+    _pid: dict[str, int] = field(default_factory=dict)
+    _clients: dict[int, socket.socket] = field(default_factory=dict)
+    _inflight: dict[int, Probe] = field(default_factory=dict)
+
+    def __enter__(self) -> Engine:
+        try:
+            for ns in self.namespaces:
+                self._pid[ns.name] = ns.pid
+                self._open(ns)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for sock in self._socks:
+            sock.close()
+        for pool in self._tcp_pool.values():
+            for sock in pool:
+                sock.close()
+        self._socks.clear()
+        self._tcp_pool.clear()
+        self._sel.close()
+
+    def _keep(self, sock: socket.socket, handler: Callable[[socket.socket], None]) -> None:
+        sock.setblocking(False)
+        self._socks.append(sock)
+        self._sel.register(sock, selectors.EVENT_READ, handler)
+
+    def _open(self, ns: Namespace) -> None:
+        def make() -> list[socket.socket]:
+            sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            sniff.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sniff.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            udp_src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp_src.bind(("0.0.0.0", UDP_SOURCE_PORT))
+            out = [sniff, raw, udp_src]
+            if ns.listens:
+                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                udp.bind(("0.0.0.0", UDP_PORT))
+                tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                tcp.bind(("0.0.0.0", TCP_PORT))
+                tcp.listen(1024)
+                out += [udp, tcp]
+            return out
+
+        socks = run_in_netns(ns.pid, make)
+        sniff, raw, udp_src = socks[:3]
+        self._keep(sniff, lambda s, n=ns.name: self._on_frame(s, n))
+        self._raw[ns.name] = raw
+        self._socks.append(raw)
+        self._keep(udp_src, _drain)
+        if ns.listens:
+            self._keep(socks[3], _udp_echo)
+            self._keep(socks[4], self._tcp_accept)
+
+    # --- receive side --------------------------------------------------------------------
+
+    def _on_frame(self, sock: socket.socket, ns: str) -> None:
+        for _ in range(64):  # bounded per wake-up so one busy namespace cannot starve others
+            try:
+                frame, anc, _, addr = sock.recvmsg(SNAPLEN, 64)
+            except BlockingIOError:
+                return
+            parsed = parse(frame)
+            if parsed is None:
+                continue
+            ts = time.time()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    ts = sec + nsec / 1e9
+            probe_id, reply, proto, src, dst, sport, dport, ttl = parsed
+            seen = Seen(ns, addr[0], addr[2] == PACKET_OUTGOING, ts, reply, proto, src, dst,
+                        sport, dport, ttl, frame if self.keep_frames else None)
+            self.sightings.setdefault(probe_id, []).append(seen)
+            probe = self._inflight.get(probe_id)
+            if probe is None or seen.outgoing:
+                continue
+            if not reply and ns == probe.receiver and probe.request is None:
+                probe.request = seen
+            elif reply and ns == probe.sender and probe.reply_seen is None:
+                probe.reply_seen = seen
+
+    def _tcp_accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            conn.setblocking(False)
+            self._sel.register(conn, selectors.EVENT_READ, self._tcp_serve)
+
+    def _tcp_serve(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(64)
+            if data.startswith(REQUEST):
+                conn.send(REPLY + data[3:19])
+        except OSError:
+            pass
+        self._sel.unregister(conn)
+        conn.close()
+
+    # --- send side -----------------------------------------------------------------------
+
+    def _tcp_socket(self, ns: str) -> socket.socket:
+        pool = self._tcp_pool.setdefault(ns, [])
+        if not pool:
+            def make(n: int = 64) -> list[socket.socket]:
+                return [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+
+            pool.extend(run_in_netns(self._pid[ns], make))
+        return pool.pop()
+
+    def _send(self, probe: Probe) -> None:
+        probe.sent_at = time.monotonic()
+        if probe.proto == "tcp":
+            sock = self._tcp_socket(probe.sender)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+            code = sock.connect_ex((probe.dst, TCP_PORT))
+            if code not in (0, errno.EINPROGRESS):
+                probe.error = f"connect failed in {probe.sender}: {errno.errorcode.get(code)}"
+                sock.close()
+                return
+            probe.sport = sock.getsockname()[1]
+            self._clients[probe.id] = sock
+            self._sel.register(sock, selectors.EVENT_WRITE,
+                               lambda s, p=probe: self._tcp_connected(s, p))
+            return
+        try:
+            self._raw[probe.sender].sendto(craft(probe.proto, probe.src, probe.dst, probe.id),
+                                           (probe.dst, 0))
+        except OSError as exc:
+            probe.error = f"send failed in {probe.sender}: {exc.strerror}"
+
+    def _tcp_connected(self, sock: socket.socket, probe: Probe) -> None:
+        self._sel.unregister(sock)
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            probe.error = f"TCP connect from {probe.sender} failed: {errno.errorcode.get(code)}"
+            sock.close()
+            return
+        try:
+            sock.send(nonce(probe.id))
+        except OSError as exc:
+            probe.error = f"TCP send from {probe.sender} failed: {exc.strerror}"
+            sock.close()
+            return
+        self._sel.register(sock, selectors.EVENT_READ, self._tcp_reply)
+
+    def _tcp_reply(self, sock: socket.socket) -> None:
+        try:
+            sock.recv(64)
+        except OSError:
+            pass
+        self._sel.unregister(sock)
+        sock.close()
+
+    def _forget_client(self, probe: Probe) -> None:
+        sock = self._clients.pop(probe.id, None)
+        if sock is not None:
+            if sock.fileno() != -1 and sock in self._sel.get_map():  # type: ignore[operator]
+                self._sel.unregister(sock)
+            sock.close()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self, probes: Iterable[Probe], on_done: Callable[[Probe], None] | None = None,
+            settle: float = 0.2) -> None:
+        """Send every probe, at most `window` in flight, each waited for `timeout` at most."""
+        pending = list(probes)
+        pending.reverse()
+        while pending or self._inflight:
+            while pending and len(self._inflight) < self.window:
+                probe = pending.pop()
+                self._inflight[probe.id] = probe
+                self._send(probe)
+            self._poll(0.05)
+            now = time.monotonic()
+            for probe in list(self._inflight.values()):
+                if probe.done or now - probe.sent_at > self.timeout:
+                    del self._inflight[probe.id]
+                    self._forget_client(probe)
+                    if on_done:
+                        on_done(probe)
+        end = time.monotonic() + settle  # late sightings along the path, for diagnosis
+        while time.monotonic() < end:
+            self._poll(0.02)
+        self._close_clients()
+
+    def _poll(self, timeout: float) -> None:
+        for key, _ in self._sel.select(timeout):
+            key.data(key.fileobj)
+
+    def _close_clients(self) -> None:
+        for key in list(self._sel.get_map().values()):
+            if key.fileobj not in self._socks:  # accepted server sides still open
+                self._sel.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
+
+
+def _drain(sock: socket.socket) -> None:
+    for _ in range(64):
+        try:
+            sock.recv(64)
+        except OSError:
+            return
+
+
+def _udp_echo(sock: socket.socket) -> None:
+    """Answer from the address the request was sent to, as a well-behaved UDP server
+    does (IP_PKTINFO); a wildcard socket would otherwise pick the route's source."""
+    for _ in range(64):
+        try:
+            data, anc, _, peer = sock.recvmsg(64, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            continue
+        if not data.startswith(REQUEST):
+            continue
+        reply_anc = [(socket.IPPROTO_IP, IP_PKTINFO,
+                      struct.pack("=I4s4s", 0, d[8:12], b"\0" * 4))
+                     for level, kind, d in anc if level == socket.IPPROTO_IP
+                     and kind == IP_PKTINFO]
+        try:
+            sock.sendmsg([REPLY + data[3:19]], reply_anc, 0, peer)
+        except OSError:
+            pass  # no route back (an outside host answering an unmasqueraded pod)

@@ -1,0 +1,134 @@
+"""Rendering for people and machines: rich tables, progress, JSON, JUnit XML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness.plan import Plan
+
+
+@contextmanager
+def progress(console: Console) -> Iterator[Progress]:
+    """A progress display on a terminal; silent (but usable) when output is redirected."""
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True,
+                    disable=not console.is_terminal)
+    with prog:
+        yield prog
+
+
+def plan_tables(plan: Plan) -> list[Table]:
+    nodes = Table(title=f"lab {plan.lab}: nodes", title_justify="left")
+    for col in ("node", "kind", "container", "interfaces", "pod CIDR", "routes"):
+        nodes.add_column(col)
+    for n in plan.nodes:
+        ifaces = "\n".join(f"{i.name} {i.address or '(port)'} -> {i.peer}" for i in n.interfaces)
+        if n.gateway:
+            ifaces = f"{n.bridge} {n.gateway}\n{ifaces}".strip()
+        routes = "\n".join(f"{r.dst} via {r.via}" for r in n.routes)
+        nodes.add_row(n.name, n.kind, n.container, ifaces, n.pod_cidr or "", routes)
+    pods = Table(title=f"lab {plan.lab}: pods", title_justify="left")
+    for col in ("pod", "node", "ip", "gateway", "containers"):
+        pods.add_column(col)
+    for p in plan.pods:
+        pods.add_row(p.name, p.node, p.cidr, p.gateway, ", ".join(c.name for c in p.containers))
+    paths = Table(title=f"lab {plan.lab}: expected paths (TTL drop = hops)",
+                  title_justify="left")
+    for col in ("check", "src", "dst", "hops", "path", "SNAT to"):
+        paths.add_column(col)
+    for check, e in plan.expectations():
+        paths.add_row(check, e.src, e.dst, str(e.hops), " > ".join(e.path), e.snat_to or "")
+    return [nodes, pods, paths]
+
+
+def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
+    tables = []
+    for data in labs:
+        table = Table(title=f"lab {data['lab']}", title_justify="left")
+        for col in ("name", "kind", "container", "state", "addresses"):
+            table.add_column(col)
+        for n in data["nodes"]:
+            addrs = ", ".join(a for addrs in n.get("addresses", {}).values() for a in addrs) \
+                if isinstance(n.get("addresses"), dict) else ", ".join(n.get("addresses", []))
+            table.add_row(n["name"], n["kind"], n["container"], n["state"], addrs)
+        for p in data["pods"]:
+            for c in p["containers"]:
+                table.add_row(f"{p['name']}/{c['name']}", f"pod on {p['node']}", c["container"],
+                              c["state"], p.get("ip") or "")
+        tables.append(table)
+    return tables
+
+
+def verify_table(report: Any) -> Table:
+    """One row per result; failures first would hide the pattern, so plan order is kept."""
+    summary = report.to_dict()["summary"]
+    table = Table(title=f"lab {report.lab}: {summary['passed']}/{summary['total']} passed in "
+                  f"{summary['duration_s']:.2f} s", title_justify="left")
+    for col in ("check", "src", "dst", "proto", "ok", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        mark = "[green]PASS[/]" if r.ok else "[bold red]FAIL[/]"
+        table.add_row(r.check, r.src, r.dst, r.proto, mark, escape(r.detail))
+    return table
+
+
+def junit_xml(report: Any) -> str:
+    """JUnit XML: one testsuite per check, one testcase per result."""
+    from xml.etree import ElementTree as ET
+
+    suites = ET.Element("testsuites", name=f"podlab {report.lab}",
+                        tests=str(len(report.results)),
+                        failures=str(sum(not r.ok for r in report.results)),
+                        time=f"{report.duration_s:.3f}")
+    by_check: dict[str, list[Any]] = {}
+    for r in report.results:
+        by_check.setdefault(r.check, []).append(r)
+    for check, results in by_check.items():
+        suite = ET.SubElement(suites, "testsuite", name=check, tests=str(len(results)),
+                              failures=str(sum(not r.ok for r in results)))
+        for r in results:
+            case = ET.SubElement(suite, "testcase", classname=f"podlab.{report.lab}.{check}",
+                                 name=f"{r.src} -> {r.dst} [{r.proto}]")
+            if not r.ok:
+                failure = ET.SubElement(case, "failure", message=r.detail)
+                failure.text = json.dumps({"expected": r.expected, "observed": r.observed},
+                                          indent=2)
+            else:
+                ET.SubElement(case, "system-out").text = r.detail
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_pcaps(report: Any, directory: Path) -> list[Path]:
+    """One pcap per check with every frame its probes left anywhere in the lab, in time
+    order; Wireshark opens them. Frames are cut at the sniffer's snap length."""
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapWriter
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    by_check: dict[str, list[Any]] = {}
+    for r in report.results:
+        for pid in r.probe_ids:
+            by_check.setdefault(r.check, []).extend(report.sightings.get(pid, []))
+    for check, seen in by_check.items():
+        path = directory / f"{check}.pcap"
+        with PcapWriter(str(path), linktype=1, sync=False) as writer:
+            for s in sorted(seen, key=lambda s: s.ts):
+                if s.frame is None:
+                    continue
+                pkt = Ether(s.frame)
+                pkt.time = s.ts
+                pkt.comment = f"{s.ns} {s.ifname} {'out' if s.outgoing else 'in'}".encode()
+                writer.write(pkt)
+        written.append(path)
+    return written

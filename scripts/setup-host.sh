@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Prepare this host for podlab: Docker engine running, static busybox and iptables
+# present, .venv with podlab installed editable. Idempotent and fast when already done
+# (a few docker/stat calls); run via `make setup`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+STAMP="$VENV/.stamp-install"
+DOCKERD_LOG=/var/log/podlab-dockerd.log
+DOCKER_WAIT_S=${DOCKER_WAIT_S:-30}
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=
+apt_install() {
+    # Only when something is missing: apt-get update is the slow part.
+    command -v apt-get >/dev/null || die "missing $*; this script installs packages with apt-get (Debian/Ubuntu) only"
+    [ "$(id -u)" = 0 ] || die "missing $*; run as root (podlab needs root anyway)"
+    if [ -z "$APT_UPDATED" ]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    say "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# --- host packages --------------------------------------------------------------------
+need=()
+# The images are FROM scratch + the host's static busybox (nothing is pulled).
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+# dockerd needs iptables to start (even though lab containers use network_mode=none).
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
+docker_ok() { docker info >/dev/null 2>&1; }
+if ! docker_ok && ! command -v dockerd >/dev/null; then
+    need+=(docker.io)
+fi
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    need+=(python3-venv)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    apt_install "${need[@]}"
+fi
+
+# --- docker daemon --------------------------------------------------------------------
+if ! docker_ok; then
+    if pgrep -x dockerd >/dev/null; then
+        say "dockerd is running but not answering yet; waiting"
+    else
+        say "starting dockerd (log: $DOCKERD_LOG)"
+        # No systemd in CI containers/VMs: run it detached ourselves.
+        nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        disown || true
+    fi
+    for _ in $(seq 1 "$DOCKER_WAIT_S"); do
+        docker_ok && break
+        sleep 1
+    done
+    docker_ok || die "dockerd did not answer within ${DOCKER_WAIT_S}s; see $DOCKERD_LOG"
+    say "docker is up"
+fi
+
+# --- python venv ----------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+    say "pip install -e '.[dev]' into $VENV"
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    touch "$STAMP"
+fi
+say "ok"

@@ -1,0 +1,263 @@
+"""Deploy, inspect, exec and destroy real labs (harness.lab, runtime, nat).
+
+Every lab gets a unique name, so runs (and other helpers' labs) never collide; every
+fixture destroys what it deployed in `finally`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness import lab, nat, netns, runtime, wiring
+from harness.errors import DeployError, ImageError, LabExistsError
+from harness.plan import Plan, make_plan
+from harness.topology import Topology, load_topology, parse_topology
+
+pytestmark = pytest.mark.docker
+
+TOPOLOGIES = sorted((Path(__file__).resolve().parents[2] / "topologies").glob("*.clab.yml"))
+
+
+def unique(stem: str) -> str:
+    return f"it{uuid.uuid4().hex[:6]}-{stem}"
+
+
+def plan_of(path: Path, name: str) -> Plan:
+    topo = load_topology(path)
+    return make_plan(Topology(topo.spec.model_copy(update={"name": name}), topo.path))
+
+
+def yaml_plan(name: str, containers: str) -> Plan:
+    """Two nodes on one wire and a pod each; pod b's containers are `containers`."""
+    text = f"""
+name: {name}
+topology:
+  defaults: {{kind: k8s-node}}
+  nodes: {{node1: {{}}, node2: {{}}}}
+  links: [{{endpoints: ["node1:eth1", "node2:eth1"]}}]
+pods:
+  a: {{node: node1, containers: [{{name: app}}]}}
+  b: {{node: node2, containers: {containers}}}
+"""
+    return make_plan(parse_topology(text))
+
+
+def host_netdevs() -> set[str]:
+    return set(p.name for p in Path("/sys/class/net").iterdir())
+
+
+def lab_containers(name: str) -> list[runtime.ContainerInfo]:
+    return runtime.containers_of(name)
+
+
+def ping(name: str, pod: str, ip: str) -> tuple[int, bytes]:
+    return lab.exec_in(name, pod=pod, argv=["ping", "-c1", "-W2", ip])
+
+
+@dataclass
+class Deployed:
+    plan: Plan
+    netdevs_before: set[str]
+
+
+@pytest.fixture(scope="module", params=TOPOLOGIES, ids=[p.name.split(".")[0] for p in TOPOLOGIES])
+def deployed(request: pytest.FixtureRequest, docker_available: None) -> Iterator[Deployed]:
+    plan = plan_of(request.param, unique(request.param.name.split(".")[0]))
+    before = host_netdevs()
+    try:
+        lab.deploy(plan)
+        yield Deployed(plan, before)
+    finally:
+        lab.destroy(plan.lab)
+
+
+# --------------------------------------------------------------------------- a running lab
+
+
+def test_every_container_runs(deployed: Deployed) -> None:
+    rows = {c.name: c.state for c in lab_containers(deployed.plan.lab)}
+    assert sorted(rows) == sorted(deployed.plan.containers)
+    assert set(rows.values()) == {"running"}
+
+
+def test_pod_containers_share_one_netns(deployed: Deployed) -> None:
+    pids = lab.pids(deployed.plan.lab)
+    for pod in deployed.plan.pods:
+        inodes = {netns.netns_inode(pids[c]) for c in
+                  (pod.infra, *(c.container for c in pod.containers))}
+        assert len(inodes) == 1, f"pod {pod.name}: {len(inodes)} namespaces"
+    nodes = {netns.netns_inode(pids[n.container]) for n in deployed.plan.nodes}
+    assert len(nodes) == len(deployed.plan.nodes), "every node has its own namespace"
+
+
+def test_pod_eth0_holds_planned_ip(deployed: Deployed) -> None:
+    pids = lab.pids(deployed.plan.lab)
+    for pod in deployed.plan.pods:
+        assert wiring.addresses(pids[pod.infra])["eth0"] == [pod.cidr]
+
+
+def test_nothing_on_the_host_while_running(deployed: Deployed) -> None:
+    assert host_netdevs() - deployed.netdevs_before == set()
+
+
+def test_pod_pings_pod_on_another_node(deployed: Deployed) -> None:
+    plan = deployed.plan
+    pairs = [(a, b) for a in plan.pods for b in plan.pods if a.node != b.node]
+    assert pairs, "every example topology has pods on two nodes"
+    for a, b in pairs:
+        code, out = ping(plan.lab, a.name, b.ip)
+        assert code == 0, f"{a.name} -> {b.name} ({b.ip}): {out.decode(errors='replace')}"
+
+
+def test_pod_pings_outside_host(deployed: Deployed) -> None:
+    plan = deployed.plan
+    if not plan.externals:
+        pytest.skip(f"{plan.lab} has no linux host")
+    for host in plan.externals:
+        for pod in plan.pods:
+            code, out = ping(plan.lab, pod.name, str(host.address))
+            assert code == 0, f"{pod.name} -> {host.name}: {out.decode(errors='replace')}"
+
+
+def test_masquerade_rule_on_every_k8s_node(deployed: Deployed) -> None:
+    plan = deployed.plan
+    pids = lab.pids(plan.lab)
+    for node in plan.k8s_nodes:
+        rules = nat.nat_rules(pids[node.container])
+        if not node.masquerade_exempt:
+            assert nat.CHAIN not in rules
+            continue
+        assert f"-A POSTROUTING -s {node.pod_cidr} -j {nat.CHAIN}" in rules
+        assert f"-A {nat.CHAIN} -j MASQUERADE" in rules
+        for dst in node.masquerade_exempt:
+            assert f"-A {nat.CHAIN} -d {dst} -j RETURN" in rules
+
+
+def test_inspect_from_labels(deployed: Deployed) -> None:
+    plan = deployed.plan
+    data = lab.inspect(plan.lab)
+    assert isinstance(data, dict) and data["lab"] == plan.lab
+    assert [n["name"] for n in data["nodes"]] == [n.name for n in plan.nodes]
+    for got, want in zip(data["nodes"], plan.nodes, strict=True):
+        assert got["kind"] == want.kind and got["state"] == "running"
+        assert got["pod_cidr"] == want.pod_cidr
+        planned = {i.name: [i.address] for i in want.interfaces if i.address}
+        if want.gateway:
+            planned["cbr0"] = [want.gateway]
+        assert got["addresses"] == planned
+    assert [(p["name"], p["node"], p["ip"]) for p in data["pods"]] == \
+        [(p.name, p.node, p.ip) for p in plan.pods]
+    for got, want in zip(data["pods"], plan.pods, strict=True):
+        assert [c["name"] for c in got["containers"]] == [c.name for c in want.containers]
+    everything = lab.inspect(None, all_labs=True)
+    assert plan.lab in [d["lab"] for d in everything]
+
+
+def test_second_deploy_refused_first_intact(deployed: Deployed) -> None:
+    plan = deployed.plan
+    before = {c.name: c.id for c in lab_containers(plan.lab)}
+    with pytest.raises(LabExistsError) as err:
+        lab.deploy(plan)
+    assert err.value.exit_code == 2
+    after = lab_containers(plan.lab)
+    assert {c.name: c.id for c in after} == before
+    assert {c.state for c in after} == {"running"}
+
+
+# --------------------------------------------------------------------------- lifecycles
+
+
+def test_destroy_leaves_nothing(docker_available: None) -> None:
+    plan = yaml_plan(unique("destroy"), "[{name: app}, {name: sidecar}]")
+    before = host_netdevs()
+    try:
+        lab.deploy(plan)
+        removed = lab.destroy(plan.lab)
+    finally:
+        lab.destroy(plan.lab)
+    assert sorted(removed) == sorted(plan.containers)
+    assert lab_containers(plan.lab) == []
+    assert host_netdevs() - before == set()
+    assert lab.destroy(plan.lab) == [], "a second destroy is a no-op"
+
+
+def test_two_labs_coexist(docker_available: None) -> None:
+    # Same addresses in both: every address lives in the labs' own namespaces.
+    first = yaml_plan(unique("one"), "[{name: app}]")
+    second = yaml_plan(unique("two"), "[{name: app}]")
+    try:
+        lab.deploy(first)
+        lab.deploy(second)
+        for plan in (first, second):
+            code, out = ping(plan.lab, "a", plan.pod("b").ip)
+            assert code == 0, out.decode(errors="replace")
+        lab.destroy(second.lab)
+        assert len(lab_containers(first.lab)) == len(first.containers)
+        assert ping(first.lab, "a", first.pod("b").ip)[0] == 0
+    finally:
+        lab.destroy(first.lab)
+        lab.destroy(second.lab)
+
+
+def test_failed_start_rolls_back(docker_available: None) -> None:
+    """A pod container that cannot start: the last phase fails, everything goes."""
+    plan = yaml_plan(unique("fail"), '[{name: app}, {name: bad, command: ["/does-not-exist"]}]')
+    before = host_netdevs()
+    try:
+        with pytest.raises(DeployError) as err:
+            lab.deploy(plan)
+        message = str(err.value)
+        assert "'pods'" in message and plan.pod("b").containers[1].container in message
+        assert lab_containers(plan.lab) == []
+        assert host_netdevs() - before == set()
+    finally:
+        lab.destroy(plan.lab)
+
+
+def test_missing_image_refused_before_anything_starts(docker_available: None) -> None:
+    plan = yaml_plan(unique("noimg"), "[{name: app, image: podlab/does-not-exist}]")
+    try:
+        with pytest.raises(ImageError, match="podlab/does-not-exist"):
+            lab.deploy(plan)
+        assert lab_containers(plan.lab) == []
+    finally:
+        lab.destroy(plan.lab)
+    assert runtime.missing_images(["podlab/does-not-exist"]) == ["podlab/does-not-exist"]
+
+
+def test_missing_image_half_way_rolls_back_without_pulling(
+        docker_available: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip the up-front image check: container create itself must fail, not pull."""
+    monkeypatch.setattr(runtime, "require_images", lambda images: None)
+    plan = yaml_plan(unique("halfway"), "[{name: app, image: podlab/does-not-exist}]")
+    try:
+        with pytest.raises(DeployError, match="podlab/does-not-exist"):
+            lab.deploy(plan)
+        assert lab_containers(plan.lab) == []
+    finally:
+        lab.destroy(plan.lab)
+    assert runtime.missing_images(["podlab/does-not-exist"]) == ["podlab/does-not-exist"]
+
+
+def test_interrupt_rolls_back(docker_available: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while wiring: the rollback runs, then KeyboardInterrupt propagates."""
+    real = wiring.configure
+
+    def interrupted(pid: int, cfg: wiring.NetConfig) -> None:
+        if cfg.routes and cfg.routes[0][0] == "default":  # a pod's namespace
+            raise KeyboardInterrupt
+        real(pid, cfg)
+
+    monkeypatch.setattr(wiring, "configure", interrupted)
+    plan = yaml_plan(unique("intr"), "[{name: app}]")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lab.deploy(plan)
+        assert lab_containers(plan.lab) == []
+    finally:
+        lab.destroy(plan.lab)

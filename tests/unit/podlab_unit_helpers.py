@@ -1,0 +1,65 @@
+"""Shared helpers of the unit tests: a valid minimal file to break, and error assertions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import Problem, TopologyError
+from harness.topology import Topology, parse_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "topologies").glob("*.clab.yml"))
+
+# Valid: two k8s-nodes and an outside host on a switch, one pod per node.
+MINIMAL = """\
+name: lab
+cluster:
+  pod-cidr: 10.244.0.0/16
+  node-mask: 24
+  underlay-cidr: 172.30.0.0/16
+topology:
+  nodes:
+    node1: {kind: k8s-node}
+    node2: {kind: k8s-node}
+    sw: {kind: switch}
+    ext: {kind: linux}
+  links:
+    - endpoints: ["node1:eth1", "sw:eth1"]
+    - endpoints: ["node2:eth1", "sw:eth2"]
+    - endpoints: ["ext:eth1", "sw:eth3"]
+pods:
+  web:
+    node: node1
+    containers:
+      - {name: app}
+  db:
+    node: node2
+    containers:
+      - {name: app}
+"""
+
+
+def broken(old: str, new: str, base: str = MINIMAL) -> str:
+    """`base` with exactly one occurrence of `old` replaced: one deliberate mistake."""
+    assert base.count(old) == 1, f"{old!r} occurs {base.count(old)} times"
+    return base.replace(old, new)
+
+
+def problems_of(text: str, file: Path | None = None) -> tuple[TopologyError, list[Problem]]:
+    with pytest.raises(TopologyError) as info:
+        parse_topology(text, file)
+    assert info.value.exit_code == 2
+    return info.value, info.value.problems
+
+
+def valid(text: str) -> Topology:
+    return parse_topology(text)
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    """1-based line number of the nth line containing `needle`."""
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    assert len(hits) >= nth, f"{needle!r} not found {nth} times"
+    return hits[nth - 1]
