@@ -34,7 +34,8 @@ images_app = typer.Typer(help="Build the lab images locally (no registry needed)
                          no_args_is_help=True)
 app.add_typer(images_app, name="images")
 
-out = Console()
+# wide tables when piped to a file or CI log; a terminal keeps its own width
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 TopoOpt = Annotated[Path, typer.Option("-t", "--topo", help="topology file (*.clab.yml)")]

@@ -97,6 +97,8 @@ def _parallel(step: str, items: Sequence[T], fn: Callable[[T], R],
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for fut in done:
                 exc = fut.exception()
+                if exc is not None and not isinstance(exc, Exception):
+                    raise exc  # KeyboardInterrupt/SystemExit stay what they are
                 if exc is not None:
                     item = items[futures.index(fut)]
                     raise _deploy_error(step, name(item), exc) from exc

@@ -28,7 +28,6 @@ from harness.netns import run_in_netns
 
 UDP_PORT = 47000  # echo listener ports inside the lab's namespaces
 TCP_PORT = 47001
-UDP_SOURCE_PORT = 47002  # senders' UDP port, bound so replies have a home
 TTL = 64
 REQUEST, REPLY = b"PLB", b"PLR"
 ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
@@ -101,13 +100,13 @@ def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None
     return probe_id, reply, name, src, dst, sport, dport, ttl
 
 
-def craft(proto: str, src: str, dst: str, probe_id: int) -> bytes:
+def craft(proto: str, src: str, dst: str, probe_id: int, sport: int) -> bytes:
     """A UDP or ICMP echo probe, built with scapy: TTL, ports and nonce are ours."""
     from scapy.layers.inet import ICMP, IP, UDP  # scapy is slow to import: only when probing
 
     ip = IP(src=src, dst=dst, ttl=TTL, id=probe_id & 0xFFFF)
     if proto == "udp":
-        return bytes(ip / UDP(sport=UDP_SOURCE_PORT, dport=UDP_PORT) / nonce(probe_id))
+        return bytes(ip / UDP(sport=sport, dport=UDP_PORT) / nonce(probe_id))
     return bytes(ip / ICMP(type=8, id=probe_id & 0xFFFF, seq=(probe_id >> 16) & 0xFFFF)
                  / nonce(probe_id))
 
@@ -122,7 +121,7 @@ class Probe:
     dst: str
     expect_reply: bool = True
     sent_at: float = 0.0
-    sport: int = 0  # TCP: filled in by the kernel at connect
+    sport: int = 0  # UDP and TCP: the sender's port, picked by its kernel
     request: Seen | None = None  # first arrival at the receiver
     reply_seen: Seen | None = None  # first arrival of the reply back at the sender
     error: str | None = None
@@ -154,6 +153,7 @@ class Engine:
     _raw: dict[str, socket.socket] = field(default_factory=dict)
     _tcp_pool: dict[str, list[socket.socket]] = field(default_factory=dict)
     _pid: dict[str, int] = field(default_factory=dict)
+    udp_sport: dict[str, int] = field(default_factory=dict)  # per sender namespace
     _clients: dict[int, socket.socket] = field(default_factory=dict)
     _inflight: dict[int, Probe] = field(default_factory=dict)
 
@@ -192,7 +192,9 @@ class Engine:
             sniff.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
             udp_src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp_src.bind(("0.0.0.0", UDP_SOURCE_PORT))
+            # a fresh port each run: a conntrack entry left by an earlier run would let a
+            # NAT rule added since then go unseen
+            udp_src.bind(("0.0.0.0", 0))
             out = [sniff, raw, udp_src]
             if ns.listens:
                 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -213,6 +215,7 @@ class Engine:
         self._raw[ns.name] = raw
         self._socks.append(raw)
         self._keep(udp_src, _drain)
+        self.udp_sport[ns.name] = udp_src.getsockname()[1]
         if ns.listens:
             self._keep(socks[3], _udp_echo)
             self._keep(socks[4], self._tcp_accept)
@@ -294,8 +297,10 @@ class Engine:
                                lambda s, p=probe: self._tcp_connected(s, p))
             return
         try:
-            self._raw[probe.sender].sendto(craft(probe.proto, probe.src, probe.dst, probe.id),
-                                           (probe.dst, 0))
+            if probe.proto == "udp":
+                probe.sport = self.udp_sport[probe.sender]
+            frame = craft(probe.proto, probe.src, probe.dst, probe.id, probe.sport)
+            self._raw[probe.sender].sendto(frame, (probe.dst, 0))
         except OSError as exc:
             probe.error = f"send failed in {probe.sender}: {exc.strerror}"
 

@@ -19,7 +19,6 @@ from harness.probes import (
     TCP_PORT,
     TTL,
     UDP_PORT,
-    UDP_SOURCE_PORT,
     Engine,
     Namespace,
     Probe,
@@ -157,10 +156,9 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
     hops = exp.hops
     want_req = {"src": target.expect_src, "dst": exp.dst_ip, "ttl": TTL - hops}
     want_rep = {"src": exp.dst_ip, "dst": target.src_ip, "ttl": TTL - hops}
-    if probe.proto == "udp":
-        want_req |= {"sport": UDP_SOURCE_PORT, "dport": UDP_PORT}
-    elif probe.proto == "tcp":
-        want_req |= {"sport": probe.sport, "dport": TCP_PORT}
+    if probe.proto in ("udp", "tcp"):
+        port = UDP_PORT if probe.proto == "udp" else TCP_PORT
+        want_req |= {"sport": probe.sport, "dport": port}
     if exp.snat_to:
         want_req.pop("sport", None)  # masquerade may pick another port
     expected: dict[str, Any] = {**want_req, "hops": hops, "path": list(exp.path)}
@@ -185,8 +183,9 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
                 problems += _mismatches(target, want_rep, rep, sightings, "reply")
     ok = not problems
     if ok:
-        detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged, TTL -{hops} as "
-                  f"planned ({' > '.join(exp.path)})")
+        ttl = f"TTL -{hops}" if hops else "TTL unchanged (switched, not routed)"
+        detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged, {ttl} as planned "
+                  f"({' > '.join(exp.path)})")
         if exp.snat_to:
             detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} by "
                       f"{exp.path[0]}; TTL -{hops}")

@@ -6,6 +6,9 @@ fixture destroys what it deployed in `finally`.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -245,12 +248,14 @@ def test_missing_image_half_way_rolls_back_without_pulling(
 
 
 def test_interrupt_rolls_back(docker_available: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C while wiring: the rollback runs, then KeyboardInterrupt propagates."""
+    """Ctrl-C (a real SIGINT to the main thread) while wiring: the rollback waits for the
+    running workers, removes everything, then KeyboardInterrupt propagates."""
     real = wiring.configure
 
     def interrupted(pid: int, cfg: wiring.NetConfig) -> None:
         if cfg.routes and cfg.routes[0][0] == "default":  # a pod's namespace
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # still busy when the main thread sees the interrupt
         real(pid, cfg)
 
     monkeypatch.setattr(wiring, "configure", interrupted)

@@ -59,7 +59,8 @@ def valid(text: str) -> Topology:
 
 
 def line_of(text: str, needle: str, nth: int = 1) -> int:
-    """1-based line number of the nth line containing `needle`."""
-    hits = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    """1-based line number of the nth line containing `needle` (starting with it: "^...")."""
+    hits = [i for i, line in enumerate(text.splitlines(), 1)
+            if (line.startswith(needle[1:]) if needle.startswith("^") else needle in line)]
     assert len(hits) >= nth, f"{needle!r} not found {nth} times"
     return hits[nth - 1]

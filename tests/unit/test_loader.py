@@ -69,7 +69,7 @@ def test_empty_or_whitespace_file_says_empty(tmp_path: Path, text: str) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> None:
     err = load_error(write(tmp_path, text))
     assert err.problems[0].line == 1
-    assert f"top level must be a mapping" in str(err) and f"not a {got}" in str(err)
+    assert "top level must be a mapping" in str(err) and f"not a {got}" in str(err)
 
 
 @pytest.mark.parametrize(("text", "line"), [

@@ -194,7 +194,7 @@ CASES = [
      "{name: app}"),
     ("container-name-collision-pod-vs-node", [("ext: {kind: linux}", "web: {kind: linux}"),
                                               ('"ext:eth1"', '"web:eth1"')], None,
-     "pods.web", "podlab-lab-web collides with topology.nodes.web", "  web:"),
+     "pods.web", "podlab-lab-web collides with topology.nodes.web", "^  web:"),
     # labels
     ("reserved-label-on-node", "node2: {kind: k8s-node}",
      "node2: {kind: k8s-node, labels: {io.podlab.role: x}}",
@@ -340,8 +340,11 @@ def test_all_problems_are_reported_at_once() -> None:
 
 def test_all_structural_problems_are_reported_at_once() -> None:
     text = MINIMAL
-    for old, new in [("node-mask: 24", "node-mask: big"), ("endpoints: [\"node1", "endpoint: [\"node1"),
-                     ("containers:\n      - {name: app}\n  db", "containres:\n      - {name: app}\n  db")]:
+    for old, new in [
+        ("node-mask: 24", "node-mask: big"),
+        ('endpoints: ["node1', 'endpoint: ["node1'),
+        ("containers:\n      - {name: app}\n  db", "containres:\n      - {name: app}\n  db"),
+    ]:
         text = broken(old, new, text)
     _, problems = problems_of(text)
     assert [p.path for p in problems] == [
