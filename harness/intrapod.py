@@ -62,8 +62,11 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
     sniff = _sniff_lo(infra_pid)
     try:
         def listen() -> None:
-            heard["out"] = runtime.exec(listener.container,
-                                        ["timeout", str(int(WAIT)), "nc", "-l", "-p", str(PORT)])[1]
+            # `-e`: the connection becomes the reader's stdin; a plain `nc -l` with no
+            # stdin of its own may hang up before the message arrives
+            heard["out"] = runtime.exec(listener.container, [
+                "timeout", str(int(WAIT)), "nc", "-l", "-p", str(PORT),
+                "-e", "sh", "-c", 'read line; echo "$line" >&2'])[1]
 
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()

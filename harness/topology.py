@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from harness.errors import Problem, TopologyError
-from harness.yamlsrc import PathKey, load_yaml, read_text, render_path
+from harness.yamlsrc import PathKey, bounded, load_yaml, read_text, render_path
 
 Kind = Literal["k8s-node", "router", "switch", "linux"]
 KINDS: tuple[str, ...] = ("k8s-node", "router", "switch", "linux")
@@ -191,10 +191,10 @@ def parse_topology(text: str, path: Path | None = None) -> Topology:
     try:
         spec = TopologyFile.model_validate(data)
     except ValidationError as exc:
-        raise TopologyError(file, _structure_problems(exc, lines)) from None
+        raise TopologyError(file, bounded(_structure_problems(exc, lines))) from None
     problems = list(_semantic_problems(spec))
     if problems:
-        raise TopologyError(file, [_locate(p, lines) for p in problems])
+        raise TopologyError(file, bounded([_locate(p, lines) for p in problems]))
     return Topology(spec, path)
 
 

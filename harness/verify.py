@@ -254,6 +254,14 @@ def _lost(target: Target, probe: Probe, sightings: list[Seen], reply: bool) -> s
     a, b = (target.exp.dst, target.exp.src) if reply else (target.exp.src, target.exp.dst)
     if not ordered:
         return f"{leg} lost: never seen leaving {target.receiver if reply else target.sender}"
+    first = ordered[0]
+    for key, label in (("dst", "destination"), ("src", "source")):
+        changed = next((x for x in ordered if getattr(x, key) != getattr(first, key)), None)
+        if changed is not None:
+            value = getattr(changed, key)
+            return (f"{leg} {label} rewritten {getattr(first, key)} -> {value} "
+                    f"{_rewriter(sightings, reply, key, value)}: it never reached {b} "
+                    f"(last seen in {ordered[-1].ns})")
     last = ordered[-1]
     way = "leaving" if last.outgoing else "arriving at"
     return (f"{leg} from {a} to {b} lost: last seen {way} {last.ns} on {last.ifname} "

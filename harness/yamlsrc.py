@@ -18,7 +18,18 @@ MAX_BYTES = 1_000_000  # a lab file is a few KiB; anything this big is a mistake
 MAX_DEPTH = 32  # the format nests 5 levels deep; refuse YAML bombs before Python recursion does
 MAX_NODES = 200_000  # aliases can expand a small file exponentially ("billion laughs")
 
+MAX_PROBLEMS = 500  # beyond this a report stops helping; the rest follow once these are fixed
+
 PathKey = tuple[str | int, ...]
+
+
+def bounded(problems: list[Problem]) -> list[Problem]:
+    """At most MAX_PROBLEMS problems, the last one saying how many were left out."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    rest = len(problems) - (MAX_PROBLEMS - 1)
+    return [*problems[: MAX_PROBLEMS - 1],
+            Problem("", f"... and {rest} more problems, not shown; fix the ones above first")]
 
 
 PART_MAX = 60  # a path part longer than this is cut short, so hostile keys stay readable
@@ -149,7 +160,7 @@ def load_yaml(text: str, file: str | None) -> tuple[Any, dict[PathKey, int]]:
     except RecursionError:
         raise TopologyError(file, [Problem("", "YAML nested too deeply")]) from None
     if builder.problems:
-        raise TopologyError(file, builder.problems)
+        raise TopologyError(file, bounded(builder.problems))
     if data is None:  # a document with nothing in it ("---")
         raise TopologyError(file, [Problem("", "the file is empty; a topology needs at least "
                                            "`name:` and `topology: {nodes: ...}`")])
