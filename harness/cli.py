@@ -315,6 +315,61 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
     raise typer.Exit(code)
 
 
+WriteOpt = Annotated[Path | None, typer.Option("--output", help="write to this file "
+                                               "instead of stdout")]
+
+
+def _emit(text: str, out_file: Path | None) -> None:
+    """Print, or write to a file (creating its directory): graph and export share it."""
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+    except OSError as exc:
+        fail(InputError(f"cannot write {out_file}: {exc.strerror or exc}"))
+    err.print(f"wrote {out_file}", highlight=False)
+
+
+@app.command()
+def graph(topo: TopoOpt,
+          output: Annotated[GraphFormat, typer.Option("-o", "--format", help="output format")]
+          = GraphFormat.mermaid,
+          out_file: WriteOpt = None) -> None:
+    """Draw the lab: nodes, links with addresses, pods inside their node (no side effects).
+
+    Example: podlab graph -t topologies/flat3.clab.yml -o dot --output flat3.dot
+    """
+    from harness import draw
+
+    try:
+        p = _load(topo)
+    except PodlabError as exc:
+        fail(exc)
+    _emit(draw.to_mermaid(p) if output is GraphFormat.mermaid else draw.to_dot(p), out_file)
+
+
+@app.command()
+def export(topo: TopoOpt,
+           output: Annotated[ExportFormat, typer.Option("-o", "--format",
+                                                        help="output format")],
+           out_file: WriteOpt = None) -> None:
+    """Export the lab as a topology another tool deploys (containerlab: `clab deploy -t`).
+
+    Example: podlab export -t topologies/flat3.clab.yml -o containerlab --output clab/flat3.clab.yml
+    """
+    from harness.export import to_yaml
+
+    try:
+        p = _load(topo)
+        if out_file is not None and out_file.resolve() == topo.resolve():
+            raise InputError(f"--output {out_file} would overwrite the topology file")
+    except PodlabError as exc:
+        fail(exc)
+    _emit(to_yaml(p), out_file)
+
+
 @images_app.command("build")
 def images_build(force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Build podlab/node, podlab/pause and podlab/app from images/ (only what changed).

@@ -39,7 +39,7 @@ L_KIND, L_CIDR, L_IP = f"{LABEL}.kind", f"{LABEL}.pod-cidr", f"{LABEL}.ip"
 L_CONTAINER, L_ORDER, L_DEPLOY = f"{LABEL}.container", f"{LABEL}.order", f"{LABEL}.deploy"
 
 # Pod sysctl Kubernetes counts as safe: unprivileged ping without NET_RAW, too.
-POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647"}
+POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_forward": "0"}
 # Pod containers: NET_RAW for ping/raw sockets; no NET_ADMIN, as in a default pod.
 POD_CAPS: tuple[str, ...] = ("NET_RAW",)
 
@@ -207,8 +207,9 @@ def _node_spec(node: NodePlan, order: int, deploy_id: str) -> ContainerSpec:
     # rp_filter off: with masquerade and multi-path fabrics a reply may come back on
     # another interface than the strict reverse path, which is legitimate in the lab.
     sysctls = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
-    if node.forwards:
-        sysctls["net.ipv4.ip_forward"] = "1"
+    # said either way: a new namespace may inherit the host's ip_forward=1, and a `linux`
+    # host or a switch that routed would break the plan's paths
+    sysctls["net.ipv4.ip_forward"] = "1" if node.forwards else "0"
     return ContainerSpec(name=node.container, image=node.image, labels=labels,
                          hostname=node.name, sysctls=sysctls)
 

@@ -409,6 +409,8 @@ def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     yield from _cidr_problems(spec, kinds)
     if not any(p for p in _link_problems(spec, kinds)):
         yield from _reachability_problems(spec, kinds)
+        if not any(True for _ in _cidr_problems(spec, kinds)):
+            yield from _segment_problems(spec, kinds)
     yield from _container_name_problems(spec)
 
 
@@ -624,6 +626,70 @@ def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterato
     for node, kind in kinds.items():
         if kind == "switch" and not graph.segment_of_switch(node):
             yield Problem(f"topology.nodes.{node}", f"switch {show(node)} has no links")
+
+
+def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
+    """What the plan needs of each L2 segment: one subnet, room for its members, and
+    enough underlay blocks for the segments addressed automatically."""
+    from harness.graph import LabGraph
+
+    if len(kinds) != len(spec.topology.nodes):
+        return
+    links = spec.topology.links
+    ends = [(parse_endpoint(a), parse_endpoint(b)) for a, b in (lk.endpoints for lk in links)]
+    graph = LabGraph.from_links(kinds, ends)  # type: ignore[arg-type]
+    where: dict[tuple[str, str], tuple[str, ipaddress.IPv4Interface | None]] = {}
+    for i, link in enumerate(links):
+        for j, end in enumerate(ends[i]):
+            text = link.ipv4[j] if link.ipv4 else None
+            where[end] = (f"topology.links[{i}].ipv4[{j}]" if text else  # type: ignore[index]
+                          f"topology.links[{i}].endpoints[{j}]",
+                          ipaddress.IPv4Interface(text) if text else None)
+    cluster = spec.cluster
+    explicit: list[tuple[str, ipaddress.IPv4Network]] = []
+    auto = 0
+    for seg in graph.segments:
+        seen: set[str] = set()
+        for node, iface, _ in seg.members:
+            if node in seen:
+                yield Problem(where[(node, iface)][0], f"node {show(node)} is already attached "
+                              f"to this segment ({seg.name}); one interface per segment")
+            seen.add(node)
+        given = [(where[(n, i)][0], where[(n, i)][1]) for n, i, _ in seg.members
+                 if where[(n, i)][1] is not None]
+        if given:
+            first_path, first = given[0]
+            subnet = first.network  # type: ignore[union-attr]
+            for path, iface in given[1:]:
+                if iface.network != subnet:  # type: ignore[union-attr]
+                    yield Problem(path, f"{iface} is not in {subnet}, the subnet of its "
+                                  f"segment ({seg.name}, set at {first_path})")
+            for other_path, other in explicit:
+                if other.overlaps(subnet) and other != subnet:
+                    yield Problem(first_path, f"{subnet} overlaps {other} at {other_path}")
+                elif other == subnet:
+                    yield Problem(first_path, f"subnet {subnet} is already used by another "
+                                  f"segment, at {other_path}")
+            explicit.append((first_path, subnet))
+            prefix = subnet.prefixlen
+        else:
+            auto += 1
+            prefix = cluster.segment_mask
+        room = 2 ** (32 - prefix) - 2
+        if len(seg.members) > room:
+            path = (where[(seg.members[0][0], seg.members[0][1])][0] if given
+                    else "cluster.segment-mask")
+            yield Problem(path, f"segment {seg.name} has {len(seg.members)} members but a "
+                          f"/{prefix} holds {room} addresses")
+    pod_net = ipaddress.IPv4Network(cluster.pod_cidr)
+    taken = [pod_net, *(net for _, net in explicit)]
+    under = ipaddress.IPv4Network(cluster.underlay_cidr)
+    if auto and cluster.segment_mask - under.prefixlen <= 16:  # else plenty, do not count
+        free = sum(1 for b in under.subnets(new_prefix=cluster.segment_mask)
+                   if not any(b.overlaps(t) for t in taken))
+        if auto > free:
+            yield Problem("cluster.underlay-cidr", f"{under} has {free} free /"
+                          f"{cluster.segment_mask} blocks but {auto} segments need one")
 
 
 def _container_name_problems(spec: TopologyFile) -> Iterator[Problem]:

@@ -110,7 +110,8 @@ def test_at_least_thirty_hostile_inputs() -> None:
 
 def test_hundreds_of_errors_are_all_reported_and_stay_readable() -> None:
     nodes = "".join(f"    Bad_{i}: {{kind: k8s-node}}\n" for i in range(300))
-    text = f"name: lab\ntopology:\n  nodes:\n{nodes}"
+    links = "".join(f'    - endpoints: ["Bad_{i}:eth1", "sw:eth{i}"]\n' for i in range(300))
+    text = f"name: lab\ntopology:\n  nodes:\n{nodes}    sw: {{kind: switch}}\n  links:\n{links}"
     with pytest.raises(TopologyError) as info:
         parse_topology(text)
     problems = info.value.problems

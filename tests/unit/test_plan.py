@@ -156,8 +156,8 @@ def test_long_pod_names_get_short_unique_veth_names() -> None:
 
 
 def test_long_pod_names_in_a_lab_get_unique_veths() -> None:
-    pods = "".join(f"  frontend-replica-{i:02d}:\n    node: node1\n    containers: [{{name: app}}]\n"
-                   for i in range(20))
+    pods = "".join(f"  frontend-replica-{i:02d}:\n    node: node1\n"
+                   "    containers: [{name: app}]\n" for i in range(20))
     p = make_plan(parse_topology(MINIMAL + pods))
     names = [pod.node_iface for pod in p.pods if pod.node == "node1"]
     assert len(names) == 21 and len(set(names)) == 21 and max(map(len, names)) <= 15

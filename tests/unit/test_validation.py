@@ -162,6 +162,29 @@ CASES = [
      "topology.links[0].ipv4[1]", "'sw' is a switch: its ports take no address", "ipv4"),
     ("node-port-without-address", LINK1, LINK1 + "      ipv4: [null, null]\n",
      "topology.links[0].ipv4[0]", "'node1' needs an address when ipv4 is given", "ipv4"),
+    ("segment-too-small-for-members", CLUSTER, CLUSTER + "  segment-mask: 30\n",
+     "cluster.segment-mask", "segment sw has 3 members but a /30 holds 2 addresses",
+     "segment-mask"),
+    ("underlay-too-small-for-segments", [
+        ("underlay-cidr: 172.30.0.0/16", "underlay-cidr: 172.30.0.0/24"),
+        ('"ext:eth1", "sw:eth3"', '"ext:eth1", "node1:eth3"')], None,
+     "cluster.underlay-cidr", "has 1 free /24 blocks but 2 segments need one", "underlay-cidr"),
+    ("switch-segment-in-two-subnets", [
+        (LINK1, LINK1 + '      ipv4: ["172.31.1.1/24", null]\n'),
+        ('"ext:eth1", "sw:eth3"]\n',
+         '"ext:eth1", "sw:eth3"]\n      ipv4: ["172.31.0.1/24", null]\n')],
+     None, "topology.links[2].ipv4[0]",
+     "172.31.0.1/24 is not in 172.31.1.0/24, the subnet of its segment (sw", '"172.31.0.1/24"'),
+    ("node-twice-on-one-segment", '"ext:eth1", "sw:eth3"]\n',
+     '"ext:eth1", "sw:eth3"]\n    - endpoints: ["node1:eth2", "sw:eth4"]\n',
+     "topology.links[3].endpoints[0]", "'node1' is already attached to this segment",
+     "node1:eth2"),
+    ("one-subnet-on-two-segments", '"ext:eth1", "sw:eth3"]\n',
+     '"ext:eth1", "sw:eth3"]\n    - endpoints: ["node1:eth2", "node2:eth2"]\n'
+     '      ipv4: ["172.31.0.1/30", "172.31.0.2/30"]\n'
+     '    - endpoints: ["node1:eth3", "node2:eth3"]\n'
+     '      ipv4: ["172.31.0.5/29", "172.31.0.6/29"]\n',
+     "topology.links[4].ipv4[0]", "172.31.0.0/29 overlaps 172.31.0.0/30", "/29"),
     ("link-mtu-too-small", LINK1, LINK1 + "      mtu: 100\n", "topology.links[0].mtu",
      "greater than or equal to 576", "mtu"),
     # names that cannot become Docker container names

@@ -1,0 +1,131 @@
+"""Draw a plan: Mermaid (renders on GitHub as-is) and Graphviz DOT. Pure, deterministic.
+
+Each k8s-node is a box (Mermaid subgraph, DOT cluster) holding its cbr0 bridge and its
+pods; every other node is a single shape. Topology links are labelled with both ends'
+interface and address (`eth1 172.30.0.1/24`), pod links with `pv-* <-> eth0`. Order
+follows the plan (file order), so the same topology always draws the same text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from harness.plan import POD_BRIDGE, POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
+
+# Mermaid node shapes per kind: (open, close)
+_MERMAID_SHAPES = {"switch": ("{{", "}}"), "router": ("([", "])"), "linux": ("[", "]")}
+_DOT_SHAPES = {"switch": "hexagon", "router": "ellipse", "linux": "box", "k8s-node": "box"}
+
+
+def _end(name: str, iface: str, address: str | None) -> str:
+    return f"{name}:{iface} {address}" if address else f"{name}:{iface}"
+
+
+def link_label(link: LinkPlan) -> str:
+    """`node1:eth1 172.30.0.1/24 <-> tor:eth1`: both ends, each with its address if any."""
+    return (f"{_end(link.a[0], link.a[1], link.a_address)} <-> "
+            f"{_end(link.b[0], link.b[1], link.b_address)}")
+
+
+def pod_link_label(pod: PodPlan) -> str:
+    return f"{pod.node_iface} <-> {POD_IFACE} {pod.cidr}"
+
+
+def node_title(node: NodePlan) -> str:
+    title = f"{node.name} ({node.kind})"
+    return f"{title} pods {node.pod_cidr}" if node.pod_cidr else title
+
+
+def _pod_lines(pod: PodPlan) -> list[str]:
+    return [f"pod {pod.name}", pod.cidr, ", ".join(c.name for c in pod.containers)]
+
+
+def _pods_of(plan: Plan, node: str) -> list[PodPlan]:
+    return [p for p in plan.pods if p.node == node]
+
+
+# --------------------------------------------------------------------------- Mermaid
+
+
+def mermaid_id(prefix: str, name: str) -> str:
+    """A safe Mermaid id: a kind prefix keeps names like `end`, `graph` or `o1` (which
+    Mermaid reads as keywords or edge heads) harmless, and only [A-Za-z0-9_] remain.
+    Topology names are [a-z0-9-], so mapping `-` to `_` cannot merge two names."""
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def mermaid_text(*lines: str) -> str:
+    """A quoted Mermaid label: entity-escape what would end or break it, join with <br/>."""
+    def esc(s: str) -> str:
+        s = s.replace("#", "#35;")  # first: the other escapes introduce '#'
+        for ch, code in (('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("|", "#124;")):
+            s = s.replace(ch, code)
+        return s
+
+    return '"' + "<br/>".join(esc(line) for line in lines) + '"'
+
+
+def to_mermaid(plan: Plan) -> str:
+    out = ["flowchart LR"]
+    for node in plan.nodes:
+        out += _mermaid_node(plan, node)
+    for link in plan.links:
+        a, b = mermaid_id("n", link.a[0]), mermaid_id("n", link.b[0])
+        out.append(f"  {a} ---|{mermaid_text(link_label(link))}| {b}")
+    return "\n".join(out) + "\n"
+
+
+def _mermaid_node(plan: Plan, node: NodePlan) -> list[str]:
+    nid = mermaid_id("n", node.name)
+    if node.kind != "k8s-node":
+        open_, close = _MERMAID_SHAPES.get(node.kind, ("[", "]"))
+        return [f"  {nid}{open_}{mermaid_text(node.name, node.kind)}{close}"]
+    # links attach to the subgraph itself; pods attach to the bridge inside it (an edge
+    # between a subgraph and its own child breaks Mermaid's layout)
+    bridge = mermaid_id("b", node.name)
+    lines = [f"  subgraph {nid} [{mermaid_text(node_title(node))}]",
+             f"    {bridge}([{mermaid_text(f'{POD_BRIDGE} {node.gateway}')}])"]
+    for pod in _pods_of(plan, node.name):
+        pid = mermaid_id("p", pod.name)
+        lines.append(f"    {pid}[{mermaid_text(*_pod_lines(pod))}]")
+        lines.append(f"    {bridge} ---|{mermaid_text(pod_link_label(pod))}| {pid}")
+    return [*lines, "  end"]
+
+
+# --------------------------------------------------------------------------- DOT
+
+
+def dot_quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(plan: Plan) -> str:
+    out = [f"graph {dot_quote(plan.lab)} {{", "  rankdir=LR;",
+           '  node [fontname="Helvetica", fontsize=10];',
+           '  edge [fontname="Helvetica", fontsize=9];']
+    for node in plan.nodes:
+        out += _dot_node(plan, node)
+    for link in plan.links:
+        out.append(f"  {dot_quote(link.a[0])} -- {dot_quote(link.b[0])} "
+                   f"[label={dot_quote(link_label(link))}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _dot_node(plan: Plan, node: NodePlan) -> list[str]:
+    shape = _DOT_SHAPES.get(node.kind, "box")
+    if node.kind != "k8s-node":
+        label = dot_quote(f"{node.name}\n{node.kind}")
+        return [f"  {dot_quote(node.name)} [label={label}, shape={shape}];"]
+    # the node's own vertex (its cbr0) sits in the cluster, so links and pods attach to it
+    label = f"{node.name}\n{POD_BRIDGE} {node.gateway}"
+    lines = [f"  subgraph {dot_quote('cluster_' + node.name)} {{",
+             f"    label={dot_quote(node_title(node))};",
+             f"    {dot_quote(node.name)} [label={dot_quote(label)}, shape={shape}];"]
+    for pod in _pods_of(plan, node.name):
+        pid = dot_quote(f"pod:{pod.name}")
+        pod_label = dot_quote("\n".join(_pod_lines(pod)))
+        lines.append(f"    {pid} [label={pod_label}, shape=component];")
+        lines.append(f"    {dot_quote(node.name)} -- {pid} "
+                     f"[label={dot_quote(pod_link_label(pod))}];")
+    return [*lines, "  }"]

@@ -1,0 +1,204 @@
+"""`podlab export -o containerlab`: containerlab's own JSON Schema accepts the export of
+every example topology, and the export carries the plan (addresses, routes, pods)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from podlab_unit_helpers import EXAMPLES
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.export import short_name, tagged, to_containerlab, to_yaml
+from harness.plan import Plan, make_plan
+from harness.topology import load_topology
+
+# ../shared/containerlab next to the repository; never copied into the project
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2].parent / "shared/containerlab/clab.schema.json"
+PODLAB_IMAGES = {"podlab/node:latest", "podlab/pause:latest", "podlab/app:latest"}
+
+
+def _schema_path() -> Path:
+    return Path(os.environ.get("PODLAB_CLAB_SCHEMA") or DEFAULT_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def clab_validator() -> Any:
+    """A Draft-7 validator of containerlab's schema that never goes to the network: a
+    remote $ref fails the test clearly instead of fetching (or hanging) offline."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from referencing import Registry
+    from referencing.exceptions import NoSuchResource
+
+    path = _schema_path()
+    if not path.is_file():
+        reason = (f"containerlab schema not found at {path} "
+                  "(set PODLAB_CLAB_SCHEMA to its path)")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + "; CI=true requires it")
+        pytest.skip(reason)
+    schema = json.loads(path.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+
+    def offline(uri: str) -> Any:
+        raise NoSuchResource(ref=uri)
+
+    return jsonschema.Draft7Validator(schema, registry=Registry(retrieve=offline))
+
+
+def _plan(path: Path) -> Plan:
+    return make_plan(load_topology(path))
+
+
+def _validate(validator: Any, doc: dict[str, Any]) -> None:
+    from referencing.exceptions import Unresolvable
+
+    try:
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    except Unresolvable as exc:  # the schema points somewhere we will not fetch
+        pytest.fail(f"containerlab schema has a remote $ref, unresolvable offline: {exc}")
+    assert not errors, "\n".join(
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10])
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_export_is_valid_containerlab(topo: Path, clab_validator: Any) -> None:
+    plan = _plan(topo)
+    _validate(clab_validator, to_containerlab(plan))
+    # the YAML the CLI prints is the same document
+    _validate(clab_validator, yaml.safe_load(to_yaml(plan)))
+
+
+def test_validator_rejects_a_broken_export(clab_validator: Any) -> None:
+    """The schema check has teeth: an unknown node key is refused."""
+    doc = to_containerlab(_plan(EXAMPLES[0]))
+    first = next(iter(doc["topology"]["nodes"].values()))
+    first["no-such-key"] = 1
+    assert list(clab_validator.iter_errors(doc))
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_export_nodes_and_links(topo: Path) -> None:
+    plan = _plan(topo)
+    doc = to_containerlab(plan)
+    nodes = doc["topology"]["nodes"]
+    assert doc["name"] == plan.lab
+    n_containers = sum(len(p.containers) for p in plan.pods)
+    assert len(nodes) == len(plan.nodes) + len(plan.pods) + n_containers
+    assert all(n["kind"] == "linux" for n in nodes.values())
+    assert {n["image"] for n in nodes.values()} <= PODLAB_IMAGES
+    for node in plan.nodes:
+        assert nodes[node.name]["image"] == "podlab/node:latest"
+    for pod in plan.pods:
+        infra = short_name(plan, pod.infra)
+        assert nodes[infra]["image"] == "podlab/pause:latest"
+        for c in pod.containers:
+            assert nodes[short_name(plan, c.container)]["network-mode"] == f"container:{infra}"
+
+    links = [tuple(lk["endpoints"]) for lk in doc["topology"]["links"]]
+    assert len(links) == len(plan.links) + len(plan.pods)
+    for lk in plan.links:
+        assert (f"{lk.a[0]}:{lk.a[1]}", f"{lk.b[0]}:{lk.b[1]}") in links
+    for pod in plan.pods:
+        assert (f"{pod.node}:{pod.node_iface}", f"{short_name(plan, pod.infra)}:eth0") in links
+    for a, b in links:  # every endpoint names a node of the export
+        assert a.split(":")[0] in nodes and b.split(":")[0] in nodes
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_export_exec_carries_the_plan(topo: Path) -> None:
+    plan = _plan(topo)
+    nodes = to_containerlab(plan)["topology"]["nodes"]
+    for node in plan.nodes:
+        cmds = nodes[node.name]["exec"]
+        for iface in node.interfaces:
+            if iface.address:
+                assert f"ip addr add {iface.address} dev {iface.name}" in cmds
+            assert f"ip link set {iface.name} up" in cmds
+        for route in node.routes:
+            assert f"ip route add {route.dst} via {route.via}" in cmds
+        if node.forwards:
+            assert "sysctl -w net.ipv4.ip_forward=1" in cmds
+        if node.kind == "switch":
+            assert "ip link add br0 type bridge" in cmds
+            for iface in node.interfaces:
+                assert f"ip link set {iface.name} master br0" in cmds
+        if node.kind == "k8s-node":
+            assert "ip link add cbr0 type bridge" in cmds
+            assert f"ip addr add {node.gateway} dev cbr0" in cmds
+            for pod in plan.pods:
+                if pod.node == node.name:
+                    assert f"ip link set {pod.node_iface} master cbr0" in cmds
+        _check_masquerade(node.masquerade_exempt, node.pod_cidr, cmds)
+    for pod in plan.pods:
+        cmds = nodes[short_name(plan, pod.infra)]["exec"]
+        assert f"ip addr add {pod.cidr} dev eth0" in cmds
+        assert f"ip route add default via {pod.gateway}" in cmds
+
+
+def _check_masquerade(exempt: tuple[str, ...], pod_cidr: str | None, cmds: list[str]) -> None:
+    masq = [c for c in cmds if c.startswith("iptables")]
+    if not exempt:
+        assert not masq
+        return
+    for dst in exempt:
+        assert f"iptables -t nat -A PODLAB-MASQ -d {dst} -j RETURN" in masq
+    # RETURNs before the MASQUERADE, the POSTROUTING hook for the node's pod CIDR
+    assert masq.index("iptables -t nat -A PODLAB-MASQ -j MASQUERADE") == len(exempt) + 1
+    assert f"iptables -t nat -A POSTROUTING -s {pod_cidr} -j PODLAB-MASQ" in masq
+
+
+def test_routes_follow_addresses() -> None:
+    """A route's gateway must be reachable when it is added: addresses come first."""
+    plan = _plan(EXAMPLES[0])
+    for node in to_containerlab(plan)["topology"]["nodes"].values():
+        cmds = node.get("exec", [])
+        routes = [i for i, c in enumerate(cmds) if c.startswith("ip route")]
+        addrs = [i for i, c in enumerate(cmds) if c.startswith("ip addr")]
+        if routes and addrs:
+            assert max(addrs) < min(routes)
+
+
+def test_pod_container_command_and_env() -> None:
+    plan = _plan(next(p for p in EXAMPLES if p.name == "flat3.clab.yml"))
+    web_app = to_containerlab(plan)["topology"]["nodes"]["web-app"]
+    assert web_app["entrypoint"] == "httpd -f -p 8080"
+    assert "cmd" not in web_app
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ("podlab/app", "podlab/app:latest"), ("podlab/app:v1", "podlab/app:v1"),
+    ("localhost:5000/app", "localhost:5000/app:latest"),
+    ("app@sha256:" + "a" * 64, "app@sha256:" + "a" * 64)])
+def test_tagged(image: str, expected: str) -> None:
+    assert tagged(image) == expected
+
+
+def test_export_is_deterministic() -> None:
+    for topo in EXAMPLES:
+        assert to_yaml(_plan(topo)) == to_yaml(_plan(topo))
+
+
+def test_cli_export(tmp_path: Path) -> None:
+    runner = CliRunner()
+    topo = EXAMPLES[0]
+    res = runner.invoke(app, ["export", "-t", str(topo), "-o", "containerlab"])
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(res.stdout) == to_containerlab(_plan(topo))
+    assert 'endpoints: ["' in res.stdout or "endpoints: [" in res.stdout  # brief form
+    out = tmp_path / "sub" / "lab.clab.yml"
+    res = runner.invoke(app, ["export", "-t", str(topo), "-o", "containerlab",
+                              "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(out.read_text()) == to_containerlab(_plan(topo))
+
+
+def test_cli_export_bad_file(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["export", "-t", str(tmp_path / "nope.yml"),
+                                   "-o", "containerlab"])
+    assert res.exit_code == 2
