@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from harness import images, nat, runtime, wiring
+from harness import images, nat, runtime, shaping, wiring
 from harness.errors import DeployError, LabExistsError, LabNotFoundError, PodlabError
 from harness.plan import LABEL, POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 from harness.runtime import ContainerInfo, ContainerSpec, Started
@@ -247,7 +247,8 @@ def _create_veth(v: LinkPlan | PodPlan, pid: dict[str, int], infra: dict[str, St
     wiring.create_veth(pid[a], ia, pid[b], ib, mtu=v.mtu)
     if v.netem:
         for node, iface in ((a, ia), (b, ib)):  # both directions are impaired
-            wiring.netem(pid[node], iface, **_netem_args(v))
+            # netem, or its fallback where the kernel has no sch_netem (harness.shaping)
+            shaping.shape(pid[node], iface, **_netem_args(v))
 
 
 def _netem_args(v: LinkPlan) -> dict[str, float | None]:

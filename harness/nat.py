@@ -75,3 +75,8 @@ def apply(pid: int, node: NodePlan) -> None:
 def nat_rules(pid: int) -> str:
     """`iptables-save -t nat` of the namespace (for tests and `podlab inspect`)."""
     return _in_netns(pid, ["iptables-save", "-t", "nat"])
+
+
+def in_netns(pid: int, argv: Sequence[str], stdin: str | None = None) -> str:
+    """Run a host binary (iptables, iptables-restore, ...) inside the netns of `pid`."""
+    return _in_netns(pid, argv, stdin)

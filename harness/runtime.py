@@ -306,3 +306,43 @@ def exec(  # shadows a builtin on purpose: callers write runtime.exec(...)
         # 409: the container exists but is not running
         raise LabNotFoundError(f"exec in {container}: {_explain(exc)}") from exc
     return (int(code) if code is not None else -1), output
+
+
+def inspect(container: str) -> dict[str, Any]:
+    """The daemon's full inspect document of one container."""
+    import docker.errors
+
+    try:
+        return dict(_api().inspect_container(container))
+    except docker.errors.NotFound as exc:
+        raise LabNotFoundError(f"no container {container}") from exc
+
+
+def stop(container: str, timeout: int = 5) -> None:
+    """Stop a container (SIGTERM, SIGKILL after `timeout` s); its netns goes with it."""
+    import docker.errors
+
+    try:
+        _api().stop(container, timeout=timeout)
+    except docker.errors.NotFound as exc:
+        raise LabNotFoundError(f"no container {container}") from exc
+    except docker.errors.APIError as exc:
+        raise DeployError(f"stop container {container}: {_explain(exc)}") from exc
+
+
+def restart_stopped(container: str) -> int:
+    """Start an existing (stopped) container again; return its new host PID."""
+    import docker.errors
+
+    api = _api()
+    try:
+        api.start(container)
+        state = api.inspect_container(container)["State"]
+    except docker.errors.NotFound as exc:
+        raise LabNotFoundError(f"no container {container}") from exc
+    except docker.errors.APIError as exc:
+        raise DeployError(f"start container {container}: {_explain(exc)}") from exc
+    if not state.get("Running") or not state.get("Pid"):
+        raise DeployError(f"container {container} exited at once "
+                          f"(exit code {state.get('ExitCode')})")
+    return int(state["Pid"])

@@ -35,6 +35,8 @@ need=()
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 # dockerd needs iptables to start (even though lab containers use network_mode=none).
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
+# `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
+command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok && ! command -v dockerd >/dev/null; then
     need+=(docker.io)

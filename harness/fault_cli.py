@@ -1,0 +1,127 @@
+"""`podlab fault -t FILE ...`: inject faults into a running lab (see harness.faults).
+
+Exit codes as everywhere: 2 for a bad endpoint/number or a lab that is not deployed, 3 for
+the host (e.g. delay asked on a kernel without sch_netem).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from harness.errors import InputError, PodlabError
+
+fault_app = typer.Typer(help="Inject faults into a running lab: cable pulls, node "
+                        "crashes, impaired links.", no_args_is_help=True)
+err = Console(stderr=True)
+
+Endpoint = Annotated[str, typer.Argument(help="NODE:IFACE (or POD:eth0, NODE:pv-POD)")]
+Node = Annotated[str, typer.Argument(help="node name from the topology file")]
+
+
+def _fail(exc: PodlabError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@fault_app.callback()
+def main(ctx: typer.Context,
+         topo: Annotated[Path, typer.Option("-t", "--topo", help="topology file")]) -> None:
+    """Faults need the lab's topology file: podlab fault -t FILE COMMAND ..."""
+    from harness.plan import make_plan
+    from harness.topology import load_topology
+
+    if ctx.resilient_parsing:
+        return
+    try:
+        ctx.obj = make_plan(load_topology(topo))
+    except PodlabError as exc:
+        _fail(exc)
+
+
+def _done(message: str) -> None:
+    err.print(message, highlight=False)
+
+
+@fault_app.command("link-down")
+def link_down(ctx: typer.Context, endpoint: Endpoint) -> None:
+    """Both ends of the link go down. Example: podlab fault -t f.yml link-down node3:eth1"""
+    from harness import faults
+
+    try:
+        faults.link_down(ctx.obj, endpoint)
+    except PodlabError as exc:
+        _fail(exc)
+    _done(f"{endpoint}: link down (both ends)")
+
+
+@fault_app.command("link-up")
+def link_up(ctx: typer.Context, endpoint: Endpoint) -> None:
+    """Both ends up again, addresses and routes restored."""
+    from harness import faults
+
+    try:
+        faults.link_up(ctx.obj, endpoint)
+    except PodlabError as exc:
+        _fail(exc)
+    _done(f"{endpoint}: link up (both ends), routes restored")
+
+
+@fault_app.command("node-stop")
+def node_stop(ctx: typer.Context, node: Node) -> None:
+    """Stop a node's container: its links and its pods' veths vanish."""
+    from harness import faults
+
+    try:
+        faults.node_stop(ctx.obj, node)
+    except PodlabError as exc:
+        _fail(exc)
+    _done(f"node {node}: stopped")
+
+
+@fault_app.command("node-start")
+def node_start(ctx: typer.Context, node: Node) -> None:
+    """Start a stopped node and wire it back (links, pods, routes, NAT)."""
+    from harness import faults
+
+    try:
+        made = faults.node_start(ctx.obj, node)
+    except PodlabError as exc:
+        _fail(exc)
+    _done(f"node {node}: started, re-wired {len(made)} veths ({', '.join(made) or 'none'})")
+
+
+@fault_app.command("netem")
+def netem(ctx: typer.Context, endpoint: Endpoint,
+          delay: Annotated[float | None, typer.Option("--delay", help="ms")] = None,
+          jitter: Annotated[float | None, typer.Option("--jitter", help="ms")] = None,
+          loss: Annotated[float | None, typer.Option("--loss", help="percent")] = None,
+          rate: Annotated[float | None, typer.Option("--rate", help="kbit/s")] = None,
+          ) -> None:
+    """Impair the egress of one end. Example: ... netem node3:eth1 --loss 100"""
+    from harness import faults
+
+    try:
+        how = faults.netem(ctx.obj, endpoint, delay, jitter, loss, rate)
+    except PodlabError as exc:
+        _fail(exc)
+    _done(f"{endpoint}: impaired ({how})")
+
+
+@fault_app.command("netem-clear")
+def netem_clear(ctx: typer.Context, endpoint: Endpoint) -> None:
+    """Remove the impairment of one end."""
+    from harness import faults
+
+    try:
+        faults.netem_clear(ctx.obj, endpoint)
+    except PodlabError as exc:
+        _fail(exc)
+    _done(f"{endpoint}: impairment cleared")
+
+
+__all__ = ["fault_app", "InputError"]

@@ -1,0 +1,198 @@
+"""Faults injected into a running lab: cable pulls, node crashes, impaired links.
+
+An endpoint is written `A:IF` as in the topology file: a node's link (`node3:eth1`), a
+node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
+
+- link-down/link-up act on both ends of the veth. The kernel drops the routes of a link
+  that goes down and does not bring them back, so link-up re-applies the plan's
+  configuration of both namespaces (idempotent).
+- node-stop stops the node's container: its network namespace dies with it, and with it
+  every veth that had an end there (its links and its pods' veths). node-start starts it
+  again and re-wires it: links to its running peers, its own configuration and NAT, its
+  pods' veths (a pod's infra container keeps its own namespace), and the peers' side.
+- netem/netem-clear shape one end's egress (see harness.shaping for kernels without
+  sch_netem).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from harness import lab, nat, runtime, shaping, wiring
+from harness.errors import InputError, LabNotFoundError
+from harness.plan import POD_IFACE, LinkPlan, Plan
+from harness.topology import parse_ms
+
+
+@dataclass(frozen=True)
+class End:
+    """One end of a veth: the namespace (node or pod name), its container, the interface."""
+
+    name: str
+    container: str
+    iface: str
+    is_pod: bool = False
+
+
+def parse_endpoint(text: str) -> tuple[str, str]:
+    name, sep, iface = text.partition(":")
+    if not sep or not name or not iface:
+        raise InputError(f"endpoint {text!r}: write it NAME:IFACE, e.g. node3:eth1")
+    return name, iface
+
+
+def _ends(plan: Plan) -> Iterator[tuple[End, End, LinkPlan | None]]:
+    """Every veth of the plan as (end, end, link or None for a pod's veth)."""
+    for link in plan.links:
+        (a, ia), (b, ib) = link.a, link.b
+        yield (End(a, plan.node(a).container, ia), End(b, plan.node(b).container, ib), link)
+    for pod in plan.pods:
+        yield (End(pod.node, plan.node(pod.node).container, pod.node_iface),
+               End(pod.name, pod.infra, POD_IFACE, is_pod=True), None)
+
+
+def veth(plan: Plan, endpoint: str) -> tuple[End, End, LinkPlan | None]:
+    """The veth `endpoint` names: (that end, the other end, its link)."""
+    name, iface = parse_endpoint(endpoint)
+    for a, b, link in _ends(plan):
+        if (a.name, a.iface) == (name, iface):
+            return a, b, link
+        if (b.name, b.iface) == (name, iface):
+            return b, a, link
+    known = ", ".join(f"{a.name}:{a.iface}" for a, _, link in _ends(plan) if link)
+    raise InputError(f"no link end {endpoint} in lab {plan.lab!r} (links: {known}; a pod's "
+                     "veth is NODE:pv-POD or POD:eth0)")
+
+
+def _pids(plan: Plan) -> dict[str, int]:
+    return lab.pids(plan.lab)
+
+
+def _pid(pids: dict[str, int], end: End) -> int:
+    pid = pids.get(end.container)
+    if not pid:
+        raise LabNotFoundError(f"{end.name} ({end.container}) is not running; "
+                               f"start it first: podlab fault node-start {end.name}")
+    return pid
+
+
+# --------------------------------------------------------------------------- links
+
+
+def link_down(plan: Plan, endpoint: str) -> None:
+    """Pull the cable: both ends of the veth go down."""
+    here, there, _ = veth(plan, endpoint)
+    pids = _pids(plan)
+    for end in (here, there):
+        wiring.link_set(_pid(pids, end), end.iface, False)
+
+
+def link_up(plan: Plan, endpoint: str) -> None:
+    """Plug it back: both ends up, then both namespaces get their routes back."""
+    here, there, _ = veth(plan, endpoint)
+    pids = _pids(plan)
+    for end in (here, there):
+        wiring.link_set(_pid(pids, end), end.iface, True)
+    for end in (here, there):
+        reconfigure(plan, end.name, _pid(pids, end))
+
+
+def reconfigure(plan: Plan, name: str, pid: int) -> None:
+    """Re-apply the plan's configuration of a node or pod namespace (idempotent).
+
+    A k8s-node's ports of pods that are not wired (their infra is stopped) are left out.
+    """
+    if name in {p.name for p in plan.pods}:
+        pod = plan.pod(name)
+        wiring.configure(pid, wiring.NetConfig(addresses=((POD_IFACE, pod.cidr),),
+                                               routes=(("default", pod.gateway),)))
+        return
+    node = plan.node(name)
+    cfg = lab.node_config(node, plan)
+    present = {link["name"] for link in wiring.links(pid)}
+    cfg = dataclasses.replace(cfg, ports=tuple(p for p in cfg.ports if p[0] in present))
+    wiring.configure(pid, cfg)
+    if node.masquerade_exempt:
+        nat.apply(pid, node)
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def node_stop(plan: Plan, name: str) -> None:
+    """Stop the node's container (a crash of the machine: its netns and veths vanish)."""
+    node = plan.node(name) if name in {n.name for n in plan.nodes} else None
+    if node is None:
+        raise InputError(f"no node {name!r} in lab {plan.lab!r}")
+    if node.container not in _pids(plan):
+        raise LabNotFoundError(f"node {name} is not running")
+    runtime.stop(node.container, timeout=5)
+
+
+def node_start(plan: Plan, name: str) -> list[str]:
+    """Start a stopped node and wire it back; return the veths re-created (`a:if`)."""
+    if name not in {n.name for n in plan.nodes}:
+        raise InputError(f"no node {name!r} in lab {plan.lab!r}")
+    node = plan.node(name)
+    pids = _pids(plan)
+    pid = pids.get(node.container) or runtime.restart_stopped(node.container)
+    pids[node.container] = pid
+    present = {link["name"] for link in wiring.links(pid)}
+    made: list[str] = []
+    peers: list[End] = []
+    for a, b, link in _ends(plan):
+        if a.name == name and not a.is_pod:
+            mine, other = a, b
+        elif b.name == name and not b.is_pod:
+            mine, other = b, a
+        else:
+            continue
+        other_pid = pids.get(other.container)
+        if not other_pid or mine.iface in present:
+            continue  # the peer is down (its own start wires this link), or it exists
+        wiring.create_veth(pid, mine.iface, other_pid, other.iface,
+                           mtu=link.mtu if link else None)
+        if link is not None and link.netem:
+            for end, end_pid in ((mine, pid), (other, other_pid)):
+                shaping.shape(end_pid, end.iface, **netem_args(link))
+        made.append(f"{mine.name}:{mine.iface}")
+        peers.append(other)
+    reconfigure(plan, name, pid)
+    for other in peers:
+        reconfigure(plan, other.name, pids[other.container])
+    return made
+
+
+def netem_args(link: LinkPlan) -> dict[str, float | None]:
+    """The topology file's `netem:` of a link as shaping.shape's arguments."""
+    n = link.netem
+    if n is None:
+        return {}
+    return {"delay_ms": parse_ms(n.delay) if n.delay is not None else None,
+            "jitter_ms": parse_ms(n.jitter) if n.jitter is not None else None,
+            "loss_pct": float(n.loss) if n.loss is not None else None,
+            "rate_mbit": n.rate / 1000 if n.rate else None}  # the file says kbit/s
+
+
+# --------------------------------------------------------------------------- impairment
+
+
+def netem(plan: Plan, endpoint: str, delay_ms: float | None = None,
+          jitter_ms: float | None = None, loss_pct: float | None = None,
+          rate_kbit: float | None = None) -> str:
+    """Impair the egress of one end; return how (see shaping.shape)."""
+    rate_mbit = rate_kbit / 1000 if rate_kbit is not None else None
+    shaping.check_args(delay_ms, jitter_ms, loss_pct, rate_mbit)
+    if not (delay_ms or jitter_ms or loss_pct or rate_mbit):
+        raise InputError("netem needs at least one of --delay, --jitter, --loss, --rate "
+                         "(netem-clear removes an impairment)")
+    here, _, _ = veth(plan, endpoint)
+    return shaping.shape(_pid(_pids(plan), here), here.iface, delay_ms, jitter_ms, loss_pct,
+                         rate_mbit)
+
+
+def netem_clear(plan: Plan, endpoint: str) -> None:
+    here, _, _ = veth(plan, endpoint)
+    shaping.clear(_pid(_pids(plan), here), here.iface)

@@ -1,0 +1,156 @@
+"""`podlab graph`: Mermaid and DOT drawings show every node, pod (inside its node), link
+interface and address, and are deterministic."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from podlab_unit_helpers import EXAMPLES
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.draw import mermaid_id, mermaid_text, to_dot, to_mermaid
+from harness.plan import Plan, make_plan
+from harness.topology import load_topology
+
+IDS = [p.name for p in EXAMPLES]
+
+
+def _plan(path: Path) -> Plan:
+    return make_plan(load_topology(path))
+
+
+def _blocks(text: str, open_re: str, close_re: str) -> dict[str, str]:
+    """name -> body of each (non-nested) block opened by open_re (group 1 = name)."""
+    out: dict[str, str] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if current is None and (m := re.match(open_re, line)):
+            current, out[m.group(1)] = m.group(1), ""
+        elif current is not None and re.match(close_re, line):
+            current = None
+        elif current is not None:
+            out[current] += line + "\n"
+    return out
+
+
+def _ends(plan: Plan) -> list[str]:
+    """`iface address` (or the bare iface of a switch port) of every link end."""
+    ends = []
+    for lk in plan.links:
+        for (_, iface), addr in ((lk.a, lk.a_address), (lk.b, lk.b_address)):
+            ends.append(f"{iface} {addr}" if addr else iface)
+    return ends
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=IDS)
+def test_mermaid_shows_everything(topo: Path) -> None:
+    plan = _plan(topo)
+    text = to_mermaid(plan)
+    assert text.startswith("flowchart LR\n")
+    subgraphs = _blocks(text, r"\s*subgraph (\S+) ", r"\s*end$")
+    for node in plan.nodes:
+        nid = mermaid_id("n", node.name)
+        assert re.search(rf"^\s*(subgraph )?{nid}\b.*\b{node.name}\b.*{node.kind}", text, re.M)
+        if node.kind == "k8s-node":
+            assert node.pod_cidr in text
+            assert nid in subgraphs
+    for pod in plan.pods:  # drawn inside its node's subgraph, with IP and containers
+        body = subgraphs[mermaid_id("n", pod.node)]
+        assert f"{mermaid_id('p', pod.name)}[" in body
+        assert pod.cidr in body and pod.node_iface in body
+        for c in pod.containers:
+            assert c.name in body
+    for end in _ends(plan):
+        assert end in text
+    assert text.count("subgraph ") == len(plan.k8s_nodes)
+    edges = re.findall(r"^\s*\S+ ---\|\"[^\"]*\"\| \S+$", text, re.M)
+    assert len(edges) == len(plan.links) + len(plan.pods)
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=IDS)
+def test_mermaid_is_github_safe(topo: Path) -> None:
+    text = to_mermaid(_plan(topo))
+    for line in text.splitlines()[1:]:
+        if line.strip() == "end":
+            continue
+        # labels are quoted and hold no raw quote, '<' other than <br/>, or '|'
+        for label in re.findall(r'"([^"]*)"', line):
+            assert "<" not in label.replace("<br/>", "")
+            assert ">" not in label.replace("<br/>", "") and "|" not in label
+        # ids: prefixed, [A-Za-z0-9_] only
+        for ident in re.findall(r"(?:^\s*(?:subgraph )?|\| )([A-Za-z0-9_-]+)(?=[\[({ ]|$)",
+                                line):
+            assert re.fullmatch(r"[nbp]_[A-Za-z0-9_]+", ident), (ident, line)
+
+
+def test_mermaid_escaping_and_ids() -> None:
+    assert mermaid_id("n", "end") == "n_end"
+    assert mermaid_id("n", "rack-1") == "n_rack_1"
+    assert mermaid_text('a "b" <c> #d', "e|f") == \
+        '"a #quot;b#quot; #lt;c#gt; #35;d<br/>e#124;f"'
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=IDS)
+def test_dot_shows_everything(topo: Path) -> None:
+    plan = _plan(topo)
+    text = to_dot(plan)
+    assert text.startswith(f'graph "{plan.lab}" {{')
+    clusters = _blocks(text, r'\s*subgraph "cluster_([^"]+)" \{', r"\s*\}$")
+    assert set(clusters) == {n.name for n in plan.k8s_nodes}
+    for node in plan.nodes:
+        assert f'"{node.name}" [label=' in text
+        if node.kind == "k8s-node":
+            assert node.pod_cidr in clusters[node.name]
+    for pod in plan.pods:
+        body = clusters[pod.node]
+        assert f'"pod:{pod.name}" [label=' in body
+        assert pod.cidr in body and pod.node_iface in body
+        for c in pod.containers:
+            assert c.name in body
+    for end in _ends(plan):
+        assert end in text
+    assert text.count(" -- ") == len(plan.links) + len(plan.pods)
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=IDS)
+def test_dot_parses(topo: Path, tmp_path: Path) -> None:
+    text = to_dot(_plan(topo))
+    dot = shutil.which("dot")
+    if dot:
+        done = subprocess.run([dot, "-Tsvg"], input=text, capture_output=True, text=True,
+                              timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        return
+    # no Graphviz: check the structure (balanced braces, quotes) outside quoted strings
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    assert unquoted.count('"') % 2 == 0
+    depth = 0
+    for ch in unquoted:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=IDS)
+def test_deterministic(topo: Path) -> None:
+    assert to_mermaid(_plan(topo)) == to_mermaid(_plan(topo))
+    assert to_dot(_plan(topo)) == to_dot(_plan(topo))
+
+
+def test_cli_graph(tmp_path: Path) -> None:
+    runner = CliRunner()
+    topo = EXAMPLES[0]
+    res = runner.invoke(app, ["graph", "-t", str(topo)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == to_mermaid(_plan(topo))
+    out = tmp_path / "g.dot"
+    res = runner.invoke(app, ["graph", "-t", str(topo), "-o", "dot", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_text() == to_dot(_plan(topo))
+    res = runner.invoke(app, ["graph", "-t", str(tmp_path / "missing.clab.yml")])
+    assert res.exit_code == 2
