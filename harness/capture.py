@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EnvironmentProblem, InputError, WiringError
+from harness.errors import EnvironmentProblem, InputError
 from harness.netns import run_in_netns
 
 ETH_P_ALL = 0x0003
@@ -42,9 +42,10 @@ PacketFilter = Callable[[Any], bool]
 
 
 def compile_bpf(expr: str) -> Any:
-    """A `sock_fprog` for `expr` (libpcap via scapy); ImportError without libpcap,
-    InputError for a filter libpcap rejects."""
-    from scapy.arch.common import compile_filter, free_filter  # noqa: F401
+    """(sock_fprog, bpf_program) for `expr`, compiled by libpcap through scapy for Ethernet
+    frames; ImportError without libpcap, InputError for a filter libpcap rejects.
+    The caller frees the bpf_program (scapy's free_filter) once the socket has a copy."""
+    from scapy.arch.common import compile_filter
     from scapy.error import Scapy_Exception
     from scapy.libs.structures import sock_fprog
 
@@ -284,6 +285,8 @@ class Sniffer:
 
     def run(self) -> int:
         """Capture in this thread; return how many packets matched."""
+        import scapy.layers.inet  # noqa: F401  (binds IPv4/ICMP/TCP/UDP under Ether)
+        import scapy.layers.inet6  # noqa: F401
         from scapy.layers.l2 import Ether
         from scapy.utils import PcapWriter
 
@@ -368,12 +371,3 @@ def summary_line(pkt: Any, ifname: str, outgoing: bool, start: float) -> str:
     arrow = ">" if outgoing else "<"
     return f"{float(pkt.time) - start:8.3f} {ifname:<8} {arrow} {pkt.summary()}"
 
-
-def check_pid(pid: int) -> None:
-    """WiringError when the namespace is gone (container stopped)."""
-    from harness.netns import netns_inode
-
-    try:
-        netns_inode(pid)
-    except WiringError:
-        raise

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.errors import InputError, PodlabError
+from harness.fault_cli import fault_app
 
 app = typer.Typer(
     name="podlab",
@@ -33,6 +34,7 @@ app = typer.Typer(
 images_app = typer.Typer(help="Build the lab images locally (no registry needed).",
                          no_args_is_help=True)
 app.add_typer(images_app, name="images")
+app.add_typer(fault_app, name="fault")  # podlab fault -t FILE link-down A:IF ...
 
 # wide tables when piped to a file or CI log; a terminal keeps its own width
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -368,6 +370,93 @@ def export(topo: TopoOpt,
     except PodlabError as exc:
         fail(exc)
     _emit(to_yaml(p), out_file)
+
+
+NodeOpt = Annotated[str | None, typer.Option("--node", help="a node of the lab")]
+PodOpt = Annotated[str | None, typer.Option("--pod", help="a pod of the lab")]
+
+
+@app.command()
+def scapy(topo: TopoOpt, node: NodeOpt = None, pod: PodOpt = None) -> None:
+    """Interactive scapy inside a node's or a pod's network namespace.
+
+    conf.iface is the pod's eth0 (a node's first lab interface), so get_if_addr(conf.iface)
+    is the pod's IP. Only a child process enters the netns. Piped stdin runs as a script.
+
+    Example: sudo podlab scapy -t topologies/flat3.clab.yml --pod web
+    """
+    import os
+    import subprocess
+
+    from harness import attach
+
+    try:
+        target = attach.resolve(_load(topo), node=node, pod=pod)
+    except PodlabError as exc:
+        fail(exc)
+    env = dict(os.environ)  # the child imports harness from this very checkout
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", "harness.nsshell", str(target.pid), "--label", target.label]
+    if target.iface:
+        argv += ["--iface", target.iface]
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # Ctrl-C is the session's
+    try:
+        code = subprocess.call(argv, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise typer.Exit(code)
+
+
+@app.command()
+def capture(
+    topo: TopoOpt, node: NodeOpt = None, pod: PodOpt = None,
+    iface: Annotated[str | None, typer.Option(
+        "-i", "--iface", help="interface (default: all of them, like -i any)")] = None,
+    write: Annotated[Path | None, typer.Option(
+        "-w", "--write", help="write a pcap file instead of printing summaries")] = None,
+    count: Annotated[int | None, typer.Option("--count", min=1,
+                                              help="stop after N packets")] = None,
+    bpf: Annotated[str | None, typer.Option("--filter", help="BPF filter, e.g. 'icmp'")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0,
+                                                  help="stop after S seconds")] = None,
+) -> None:
+    """Sniff inside a node's or pod's namespace: live one-line summaries, or a pcap.
+
+    A line: seconds, interface, > sent or < received, scapy's summary. Ctrl-C flushes the pcap.
+
+    Example: sudo podlab capture -t topologies/flat3.clab.yml --pod db -w db.pcap --count 10
+    """
+    from harness import attach
+    from harness.capture import Sniffer, summary_line
+
+    _sigterm_as_interrupt()
+    start = 0.0
+
+    def show(pkt, ifname: str, outgoing: bool) -> None:
+        print(summary_line(pkt, ifname, outgoing, start), flush=True)
+
+    sniffer = None
+    try:
+        target = attach.resolve(_load(topo), node=node, pod=pod)
+        sniffer = Sniffer(target.pid, iface, bpf=bpf, count=count, timeout=timeout,
+                          path=write, on_packet=None if write else show, keep=False)
+        sniffer.open()
+        if sniffer.note:
+            err.print(f"note: {sniffer.note}", highlight=False)
+        where = f"{target.label}, {iface or 'all interfaces'}"
+        err.print(f"capturing in {where}" + (f" -> {write}" if write else "")
+                  + ("" if count or timeout else " (Ctrl-C stops)"), highlight=False)
+        import time
+
+        start = time.time()
+        sniffer.run()
+    except PodlabError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        pass
+    seen = sniffer.seen if sniffer else 0
+    err.print(f"{seen} packets" + (f" written to {write}" if write else ""), highlight=False)
 
 
 @images_app.command("build")

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from harness.errors import InputError, PodlabError
+from harness.errors import PodlabError
 
 fault_app = typer.Typer(help="Inject faults into a running lab: cable pulls, node "
                         "crashes, impaired links.", no_args_is_help=True)
@@ -123,5 +123,3 @@ def netem_clear(ctx: typer.Context, endpoint: Endpoint) -> None:
         _fail(exc)
     _done(f"{endpoint}: impairment cleared")
 
-
-__all__ = ["fault_app", "InputError"]

@@ -162,7 +162,22 @@ def node_start(plan: Plan, name: str) -> list[str]:
     reconfigure(plan, name, pid)
     for other in peers:
         reconfigure(plan, other.name, pids[other.container])
+    _forget_macs(plan, name, pids)
     return made
+
+
+def _forget_macs(plan: Plan, name: str, pids: dict[str, int]) -> None:
+    """The re-created veths have new MACs: drop the other nodes' ARP entries of the node's
+    addresses, or they keep sending to the dead MAC until the entries go stale."""
+    node = plan.node(name)
+    addrs = [i.address.split("/")[0] for i in node.interfaces if i.address]
+    if not addrs:
+        return
+    batch = "".join(f"neigh flush to {a}\n" for a in addrs)
+    for other in plan.nodes:
+        pid = pids.get(other.container)
+        if other.name != name and other.kind != "switch" and pid:
+            nat.in_netns(pid, ["ip", "-4", "-batch", "-"], stdin=batch)
 
 
 def netem_args(link: LinkPlan) -> dict[str, float | None]:

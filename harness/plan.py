@@ -180,9 +180,19 @@ class Plan:
 
     # --- expectations ------------------------------------------------------------------
 
+    @cached_property
+    def _paths(self) -> dict[tuple[str, str, str], tuple[str, ...]]:
+        return {}  # filled on demand: a lab of 200 pods asks 40,000 times for 10 nodes' paths
+
     def _device_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
         """Devices from src to dst_node, entering dst_node through dst_segment."""
-        seg = next(i for i, n in self._segment_names.items() if n == dst_segment)
+        key = (src, dst_node, dst_segment)
+        if key not in self._paths:
+            self._paths[key] = self._find_path(src, dst_node, dst_segment)
+        return self._paths[key]
+
+    def _find_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
+        seg = self._segment_index(dst_segment)
         hops = self._graph.path_to_segment(src, seg)
         if hops is None:
             raise ValueError(f"no path from {src} to {dst_segment}")

@@ -46,7 +46,7 @@ def _set_netem(value: bool) -> None:
 def check_args(delay_ms: float | None, jitter_ms: float | None, loss_pct: float | None,
                rate_mbit: float | None) -> None:
     """Bad numbers are the user's fault (exit 2), before anything is touched."""
-    if delay_ms is not None and delay_ms < 0 or jitter_ms is not None and jitter_ms < 0:
+    if min(delay_ms or 0, jitter_ms or 0) < 0:
         raise InputError("delay and jitter must be >= 0 ms")
     if jitter_ms and not delay_ms:
         raise InputError("jitter needs a delay")
@@ -64,6 +64,8 @@ def shape(pid: int, ifname: str, delay_ms: float | None = None,
     Returns how: "netem", "tbf", "drop" (the loss fallback) or a combination "tbf+drop".
     """
     check_args(delay_ms, jitter_ms, loss_pct, rate_mbit)
+    if (delay_ms or jitter_ms) and _netem is False:
+        raise _no_netem(ifname)  # before clear(): a refused call changes nothing
     clear(pid, ifname)
     wants_netem = bool(delay_ms or jitter_ms or loss_pct)
     if not wants_netem and not rate_mbit:
@@ -78,9 +80,7 @@ def shape(pid: int, ifname: str, delay_ms: float | None = None,
                 raise
             _set_netem(False)
     if delay_ms or jitter_ms:
-        raise NetemUnavailable(
-            f"this kernel has no sch_netem; delay/jitter need it (asked on {ifname}): use a "
-            "kernel with CONFIG_NET_SCH_NETEM or give only --loss/--rate")
+        raise _no_netem(ifname)
     how = []
     if rate_mbit:
         wiring.netem(pid, ifname, rate_mbit=rate_mbit)  # a root tbf: no netem needed
@@ -89,6 +89,12 @@ def shape(pid: int, ifname: str, delay_ms: float | None = None,
         _drop(pid, ifname, float(loss_pct))
         how.append("drop")
     return "+".join(how)
+
+
+def _no_netem(ifname: str) -> NetemUnavailable:
+    return NetemUnavailable(
+        f"this kernel has no sch_netem; delay/jitter need it (asked on {ifname}): use a "
+        "kernel with CONFIG_NET_SCH_NETEM, or impair with loss/rate only")
 
 
 def clear(pid: int, ifname: str) -> None:

@@ -7,7 +7,10 @@ or where its packet was last seen.
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +31,8 @@ from harness.probes import (
 CHECKS = ("pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
           "pod-to-external")
 PROTOS = ("udp", "tcp", "icmp")
+# probe ids: unique within this process, and unlikely to meet another run's in a capture
+_IDS = itertools.count(int.from_bytes(os.urandom(3), "big") << 32)
 
 
 @dataclass
@@ -166,7 +171,10 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
         expected["reply"] = want_rep
     observed: dict[str, Any] = {}
     problems: list[str] = []
-    req = probe.request
+    # matched from every sighting, not only those made while the probe was in flight
+    arrivals = sorted((s for s in sightings if not s.outgoing), key=lambda s: s.ts)
+    req = next((s for s in arrivals if not s.reply and s.ns == target.receiver), None)
+    rep = next((s for s in arrivals if s.reply and s.ns == target.sender), None)
     if probe.error:
         problems.append(probe.error)
     if req is None:
@@ -175,7 +183,6 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
         observed |= _fields(req, want_req)
         problems += _mismatches(target, want_req, req, sightings, "request")
         if probe.expect_reply:
-            rep = probe.reply_seen
             if rep is None:
                 problems.append(_lost(target, probe, sightings, reply=True))
             else:
@@ -273,18 +280,55 @@ def run_probes(plan: Plan, pids: dict[str, int], checks: Iterable[str],
                timeout: float = 2.0, window: int = 256,
                progress: Callable[[int, int], None] | None = None,
                ) -> tuple[list[Result], dict[int, list[Seen]]]:
-    """Probe every target over every protocol concurrently; one Result each."""
-    tgts = targets(plan, checks, route_source)
+    """Probe every target over every protocol concurrently; one Result each.
+
+    The first pass sniffs only where probes end, which keeps a lab of hundreds of pods
+    fast. Whatever fails is probed once more with every namespace traced, so its
+    diagnosis can say where a header changed or where the packet was last seen.
+    """
+    jobs = [(t, proto) for t in targets(plan, checks, route_source) for proto in _protos(t)]
+    results, sightings = probe_jobs(plan, pids, jobs, keep_frames, timeout, window, progress)
+    again = [i for i, r in enumerate(results) if not r.ok]
+    if again and not keep_frames:
+        traced, more = probe_jobs(plan, pids, [jobs[i] for i in again], True, timeout, window)
+        sightings.update(more)
+        for i, result in zip(again, traced, strict=True):
+            if result.ok:  # keep the failure: it happened; say it did not repeat
+                results[i].detail += "; passed when probed again (intermittent)"
+                results[i].probe_ids += result.probe_ids
+            else:
+                results[i] = result
+    return results, sightings
+
+
+def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],
+            trace: bool) -> list[Namespace]:
+    """Where to sniff. Normally only at the ends of each probe, for frames addressed to
+    that namespace; tracing sniffs every namespace, both ways, to show a packet's path."""
     receivers = {t.receiver for t in tgts}
-    spaces = [Namespace(n.name, pids[n.container], n.name in receivers)
-              for n in plan.nodes if n.kind != "switch"]
-    spaces += [Namespace(p.name, pids[p.infra], p.name in receivers) for p in plan.pods]
-    probes: list[tuple[Target, Probe]] = []
-    ids = itertools.count(1 + (time.time_ns() % 1_000_000) * 1_000_000)
-    for t in tgts:
-        for proto in _protos(t):
-            probes.append((t, Probe(next(ids), proto, t.sender, t.receiver, t.src_ip,
-                                    t.exp.dst_ip, t.expect_reply)))
+    ends = receivers | {t.sender for t in tgts}
+    spaces = []
+    for n in plan.nodes:
+        if trace or n.name in ends:
+            own = [i.address.split("/")[0] for i in n.interfaces if i.address]
+            own += [n.gateway.split("/")[0]] if n.gateway else []
+            spaces.append(Namespace(n.name, pids[n.container], n.name in receivers,
+                                    None if trace else tuple(own)))
+    for p in plan.pods:
+        if trace or p.name in ends:
+            spaces.append(Namespace(p.name, pids[p.infra], p.name in receivers,
+                                    None if trace else (p.ip,)))
+    return spaces
+
+
+def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
+               trace: bool = False, timeout: float = 2.0, window: int = 256,
+               progress: Callable[[int, int], None] | None = None,
+               ) -> tuple[list[Result], dict[int, list[Seen]]]:
+    """Send one probe per (target, protocol), all concurrently; one Result each."""
+    spaces = _spaces(plan, pids, [t for t, _ in jobs], trace)
+    probes = [(t, Probe(next(_IDS), proto, t.sender, t.receiver, t.src_ip, t.exp.dst_ip,
+                        t.expect_reply)) for t, proto in jobs]
     total = len(probes)
     done = 0
 
@@ -294,7 +338,7 @@ def run_probes(plan: Plan, pids: dict[str, int], checks: Iterable[str],
         if progress and (done % 50 == 0 or done == total):
             progress(done, total)
 
-    with Engine(spaces, keep_frames=keep_frames, timeout=timeout, window=window) as engine:
+    with Engine(spaces, keep_frames=trace, timeout=timeout, window=window) as engine:
         engine.run((p for _, p in probes), on_done=tick)
         sightings = engine.sightings
     results = [evaluate(t, p, sightings.get(p.id, [])) for t, p in probes]
@@ -310,6 +354,9 @@ def verify(plan: Plan, checks: Iterable[str] = CHECKS, keep_frames: bool = False
     from harness import intrapod, lab, netns, wiring
 
     started = time.monotonic()
+    # scapy takes seconds to import: let it load while Docker and netlink answer
+    threading.Thread(target=importlib.import_module, args=("scapy.layers.inet",),
+                     daemon=True).start()
     checks = [c for c in CHECKS if c in set(checks)]
     pids = lab.pids(plan.lab)
     if not pids:
@@ -325,10 +372,13 @@ def verify(plan: Plan, checks: Iterable[str] = CHECKS, keep_frames: bool = False
         intra = pool.submit(intrapod.check_all, plan, pids) if "intra-pod" in checks else None
         probe_checks = [c for c in checks if c not in ("pod-identity", "intra-pod")]
         if probe_checks:
-            node_pid = {n.name: pids[n.container] for n in plan.nodes if n.container in pids}
+            # the kernel's own choice of source, asked once per node for all its pods
+            pod_ips = [p.ip for p in plan.pods]
+            sources = {n.name: wiring.route_sources(pids[n.container], pod_ips)
+                       for n in plan.k8s_nodes if "node-to-pod" in probe_checks}
 
             def source(node: str, dst: str) -> str:
-                return wiring.route_source(node_pid[node], dst)
+                return sources[node][dst]
 
             probe_results, sightings = run_probes(
                 plan, pids, probe_checks, source, keep_frames=keep_frames, timeout=timeout,

@@ -358,6 +358,24 @@ def route_source(pid: int, dst_ip: str) -> str:
     return _with_ipr(pid, f"route get {dst_ip}", body)
 
 
+def route_sources(pid: int, dst_ips: list[str]) -> dict[str, str]:
+    """route_source for many destinations over one netlink socket (one namespace entry)."""
+    for dst in dst_ips:
+        ipaddress.ip_address(dst)
+
+    def body(ipr: Any) -> dict[str, str]:
+        out = {}
+        for dst in dst_ips:
+            reply = _call(pid, f"route get {dst}", None, lambda d=dst: ipr.route("get", dst=d))
+            src = reply[0].get("RTA_PREFSRC") if reply else None
+            if not src:
+                raise WiringError(f"route get {dst} in netns of pid {pid}: no source address")
+            out[dst] = str(src)
+        return out
+
+    return _with_ipr(pid, "route get", body)
+
+
 # --------------------------------------------------------------------------- tc
 
 
