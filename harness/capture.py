@@ -285,7 +285,7 @@ class Sniffer:
 
     def run(self) -> int:
         """Capture in this thread; return how many packets matched."""
-        import scapy.layers.inet  # noqa: F401  (binds IPv4/ICMP/TCP/UDP under Ether)
+        import scapy.layers.inet  # binds IPv4/ICMP/TCP/UDP under Ether
         import scapy.layers.inet6  # noqa: F401
         from scapy.layers.l2 import Ether
         from scapy.utils import PcapWriter

@@ -17,6 +17,7 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from harness import lab, nat, runtime, shaping, wiring
 from harness.errors import InputError, LabNotFoundError
 from harness.plan import POD_IFACE, LinkPlan, Plan
 from harness.topology import parse_ms
+
+STOP_SETTLE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,29 @@ def node_stop(plan: Plan, name: str) -> None:
         raise InputError(f"no node {name!r} in lab {plan.lab!r}")
     if node.container not in _pids(plan):
         raise LabNotFoundError(f"node {name} is not running")
+    pids = _pids(plan)
+    ends = [(pids[o.container], o.iface) for o in _peers(plan, name) if o.container in pids]
     runtime.stop(node.container, timeout=5)
+    # The kernel tears the namespace down asynchronously: wait until the peers' ends of its
+    # veths are gone, so that what follows sees the crash complete.
+    deadline = time.monotonic() + STOP_SETTLE_S
+    while time.monotonic() < deadline and any(i in _names(p) for p, i in ends):
+        time.sleep(0.1)
+
+
+def _names(pid: int) -> set[str]:
+    return {str(link["name"]) for link in wiring.links(pid)}
+
+
+def _peers(plan: Plan, name: str) -> list[End]:
+    """The other ends of every veth with an end in node `name`."""
+    out = []
+    for a, b, _ in _ends(plan):
+        if a.name == name and not a.is_pod:
+            out.append(b)
+        elif b.name == name and not b.is_pod:
+            out.append(a)
+    return out
 
 
 def node_start(plan: Plan, name: str) -> list[str]:
@@ -152,6 +177,9 @@ def node_start(plan: Plan, name: str) -> list[str]:
         other_pid = pids.get(other.container)
         if not other_pid or mine.iface in present:
             continue  # the peer is down (its own start wires this link), or it exists
+        if other.iface in _names(other_pid):
+            # the old namespace is torn down asynchronously: this end is a leftover
+            wiring.delete_link(other_pid, other.iface)
         wiring.create_veth(pid, mine.iface, other_pid, other.iface,
                            mtu=link.mtu if link else None)
         if link is not None and link.netem:

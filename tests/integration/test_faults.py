@@ -112,8 +112,8 @@ def test_link_down_fails_exactly_the_paths_across_it(flat3, tolerant_sources) ->
     try:
         report = verify.verify(plan)
         assert_exactly(report, expected)
-        lost = [r for r in report.results if not r.ok and r.proto == "udp"
-                and (r.src, r.dst) == ("cache", "web")][0]
+        lost = next(r for r in report.results if not r.ok and r.proto == "udp"
+                and (r.src, r.dst) == ("cache", "web"))
         assert "last seen arriving at node3" in lost.detail, lost.detail
     finally:
         done = fault(path, "link-up", "node3:eth1")

@@ -21,6 +21,7 @@ from harness import lab, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "topologies" / "minimal.clab.yml"
+HOST_NETNS = os.stat("/proc/self/ns/net").st_ino
 
 pytestmark = [pytest.mark.docker, pytest.mark.podlab_topology(MINIMAL)]
 pytest_plugins = ("pytester",)
@@ -86,7 +87,7 @@ def test_cli_capture_writes_pcap(podlab_lab, tmp_path: Path) -> None:
             # keep pinging until the capture (started in parallel) has its 4 packets
             podlab_lab.exec(["ping", "-c1", "-W1", pod_ip(podlab_lab, "b")], pod="a")
             time.sleep(0.2)
-        out, err = proc.communicate(timeout=25)
+        _out, err = proc.communicate(timeout=25)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -113,8 +114,9 @@ def test_cli_scapy_session_is_inside_the_pod(podlab_lab, tmp_path: Path) -> None
     node2 = next(n for n in podlab_lab.plan.nodes if n.name == "node2")
     eth1 = next(i for i in node2.interfaces if i.name == "eth1")
     assert f"IFACE eth1 {eth1.address.split('/')[0]}" in node.stdout
-    # podlab itself never left the host namespace
-    assert os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
+    # only the child entered the pod: this process is still where it started
+    assert os.stat("/proc/self/ns/net").st_ino == HOST_NETNS
+    assert os.stat(f"/proc/{podlab_lab.pids['a']}/ns/net").st_ino != HOST_NETNS
 
 
 def test_podlab_keep_keeps_a_failed_lab(pytester: pytest.Pytester,
