@@ -60,6 +60,9 @@ class GraphFormat(str, Enum):
     dot = "dot"
 
 
+FormatOpt = Annotated[Format, typer.Option("-o", "--format", help="output format")]
+
+
 class ExportFormat(str, Enum):
     containerlab = "containerlab"
 
@@ -115,7 +118,7 @@ def validate(topo: TopoOpt) -> None:
 
 @app.command()
 def plan(topo: TopoOpt,
-         output: Annotated[Format, typer.Option("-o", "--format", help="output format")] = Format.table) -> None:
+         output: FormatOpt = Format.table) -> None:
     """Show the address and route plan; nothing is started.
 
     Example: podlab plan -t topologies/routed.clab.yml -o json
@@ -190,7 +193,7 @@ def destroy(topo: OptTopo = None,
 def inspect(topo: OptTopo = None,
             name: Annotated[str | None, typer.Option("--name")] = None,
             all_labs: Annotated[bool, typer.Option("--all")] = False,
-            output: Annotated[Format, typer.Option("-o", "--format", help="output format")] = Format.table) -> None:
+            output: FormatOpt = Format.table) -> None:
     """Show what runs: nodes, pods, containers, addresses.
 
     Example: podlab inspect --all -o json

@@ -321,7 +321,7 @@ def make_plan(topo: Topology) -> Plan:
     for name, kind in kinds.items():
         if kind == "k8s-node":
             node_cidr[name] = next(blocks)
-    for name, cidr in node_cidr.items():
+    for name in node_cidr:
         seg = Segment(len(graph.segments), "pods", f"pods:{name}")
         seg.members.append((name, POD_BRIDGE, -1))
         graph.segments.append(seg)
@@ -342,7 +342,7 @@ def make_plan(topo: Topology) -> Plan:
                  if (n, i) in addr]
         if given:
             seg_subnet[seg.index] = given[0].network
-    taken = list(seg_subnet.values()) + [pod_net]
+    taken = [*seg_subnet.values(), pod_net]
     free = (s for s in ipaddress.IPv4Network(cluster.underlay_cidr).subnets(
         new_prefix=cluster.segment_mask) if not any(s.overlaps(t) for t in taken))
     for seg in graph.segments:

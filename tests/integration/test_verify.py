@@ -115,7 +115,7 @@ def test_routed_lab_ttl_drops_once_per_router_on_the_path(routed: Plan) -> None:
 # --- breaking the model ------------------------------------------------------------------
 
 def test_snat_rule_on_a_node_fails_exactly_the_rewritten_pairs(flat3: Plan) -> None:
-    web, db = flat3.pod("web"), flat3.pod("db")
+    web = flat3.pod("web")
     rule = ["POSTROUTING", "-s", web.ip, "-d", flat3.node("node2").pod_cidr, "-j", "SNAT",
             "--to-source", flat3.node("node1").address]
     iptables(flat3, "node1", "-t", "nat", "-I", *rule)

@@ -1,0 +1,306 @@
+"""Benchmark podlab against the Docker floor at several lab sizes.
+
+For each size (NODES x PODS, pods spread round-robin, each pod = infra + app + sidecar,
+plus a switch and an outside host) and each repetition, a fresh child process:
+
+1. measures the floor: creates and starts the same number of containers of the same images
+   with the Docker SDK directly (network_mode none, nothing else), in parallel on as many
+   threads as podlab uses, then force-removes them in parallel;
+2. measures podlab: deploy, verify (every check, every pair, every protocol), destroy.
+
+The child reports its own peak RSS (getrusage, the podlab process only), so a size's
+memory figure is not inflated by a bigger size run before it. Medians over the repetitions
+go into one rich table and a JSON file.
+
+    bench/run.py                       # the default ladder, 3 repetitions
+    bench/run.py --sizes 4x24,10x20 --repeat 5
+    bench/run.py --quick               # smoke: two small sizes, once
+    bench/run.py --sizes 10x200 --repeat 1 --json bench/big.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # runnable as `python bench/run.py` without an install
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_SIZES = ("2x2", "3x6", "4x12", "10x20", "4x24", "6x48")
+QUICK_SIZES = ("2x2", "3x6")
+TARGET_RATIO = 1.25  # deploy/floor-start and destroy/floor-remove, from TARGET_PODS pods up
+TARGET_PODS = 20
+FLOOR_PREFIX = "bench-floor-"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        nodes, pods = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected NODESxPODS, e.g. 4x24") \
+            from None
+    if nodes < 1 or pods < 0:
+        raise argparse.ArgumentTypeError(f"size {text!r}: needs >= 1 node and >= 0 pods")
+    return nodes, pods
+
+
+# --------------------------------------------------------------------------- child: one run
+
+
+def _plan(name: str, nodes: int, pods: int) -> Any:
+    import yaml
+
+    from bench.gen import topology
+    from harness.plan import make_plan
+    from harness.topology import parse_topology
+
+    return make_plan(parse_topology(yaml.safe_dump(topology(name, nodes, pods),
+                                                   sort_keys=False)))
+
+
+def _images(plan: Any) -> list[str]:
+    """One image per container podlab starts, in podlab's order (nodes, infra, apps)."""
+    from harness import lab
+
+    out = [n.image for n in plan.nodes]
+    out += [lab.PAUSE_IMAGE for _ in plan.pods]
+    out += [c.image for p in plan.pods for c in p.containers]
+    return out
+
+
+def floor(images: list[str], workers: int) -> dict[str, float]:
+    """Create+start then force-remove `images` with the Docker SDK alone, in parallel."""
+    import docker
+
+    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+                           timeout=120, max_pool_size=workers + 2)
+    tag = FLOOR_PREFIX + uuid.uuid4().hex[:8]
+    labels = {"io.podlab.lab": tag}
+
+    def start(item: tuple[int, str]) -> str:
+        i, image = item
+        host = api.create_host_config(network_mode="none")
+        cid = api.create_container(image=image, name=f"{tag}-{i}", labels=labels,
+                                   host_config=host, detach=True)["Id"]
+        api.start(cid)
+        return cid
+
+    def remove(cid: str) -> None:
+        api.remove_container(cid, force=True, v=True)
+
+    ids: list[str] = []
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            t0 = time.perf_counter()
+            ids = list(pool.map(start, enumerate(images)))
+            t_start = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            list(pool.map(remove, ids))
+            t_remove = time.perf_counter() - t0
+        ids = []
+    finally:
+        if not ids:  # a failure half-way: remove whatever carries the label
+            left = api.containers(all=True, filters={"label": f"io.podlab.lab={tag}"})
+            for row in left:
+                api.remove_container(row["Id"], force=True, v=True)
+        api.close()
+    return {"start_s": t_start, "remove_s": t_remove}
+
+
+def _profiled(profile_dir: str | None, label: str, fn: Any) -> Any:
+    if not profile_dir:
+        return fn()
+    from pyinstrument import Profiler
+
+    prof = Profiler(interval=0.001)
+    prof.start()
+    try:
+        return fn()
+    finally:
+        prof.stop()
+        out = Path(profile_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{label}.txt").write_text(prof.output_text(unicode=False, color=False,
+                                                            show_all=False))
+        (out / f"{label}.html").write_text(prof.output_html())
+
+
+def one_run(nodes: int, pods: int, profile_dir: str | None = None) -> dict[str, Any]:
+    """Floor, then podlab deploy/verify/destroy, for one size; a JSON-able dict."""
+    from harness import lab, runtime
+    from harness.verify import verify
+
+    name = f"bench-{nodes}x{pods}-{uuid.uuid4().hex[:6]}"
+    plan = _plan(name, nodes, pods)
+    images = _images(plan)
+    runtime.client()  # connect (and ping) outside the timed phases, as the floor does
+    lab._ensure_images(runtime.client(), plan, lab._Reporter(None))  # warm the hash check
+    base = {"floor": floor(images, runtime.WORKERS)}
+    # the floor run's allocations are not podlab's: measure podlab's RSS growth from here
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out: dict[str, Any] = {"nodes": nodes, "pods": pods, "containers": len(images), **base}
+    deployed = False
+    try:
+        t0 = time.perf_counter()
+        _profiled(profile_dir, f"deploy-{nodes}x{pods}", lambda: lab.deploy(plan))
+        out["deploy_s"] = time.perf_counter() - t0
+        deployed = True
+        out["running"] = sum(c.state == "running" for c in runtime.containers_of(name))
+        t0 = time.perf_counter()
+        report = verify(plan)
+        out["verify_s"] = time.perf_counter() - t0
+        out["results"] = len(report.results)
+        out["passed"] = sum(r.ok for r in report.results)
+        out["failures"] = [r.to_dict() for r in report.results if not r.ok][:20]
+    finally:
+        t0 = time.perf_counter()
+        if deployed:
+            removed = _profiled(profile_dir, f"destroy-{nodes}x{pods}",
+                                lambda: lab.destroy(name))
+        else:
+            removed = lab.destroy(name)
+        out["destroy_s"] = time.perf_counter() - t0
+        out["removed"] = len(removed)
+    out["leftovers"] = len(runtime.containers_of(name))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_mib"] = usage.ru_maxrss / 1024
+    out["rss_before_mib"] = rss_before / 1024
+    return out
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def _child(size: tuple[int, int], profile_dir: str | None) -> dict[str, Any]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--one", f"{size[0]}x{size[1]}"]
+    if profile_dir:
+        argv += ["--profile", profile_dir]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
+        return {"nodes": size[0], "pods": size[1], "error": "\n".join(tail)}
+    return json.loads(lines[-1])
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(size: tuple[int, int], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in runs if "error" not in r]
+    row: dict[str, Any] = {"size": f"{size[0]}x{size[1]}", "nodes": size[0], "pods": size[1],
+                           "repeat": len(runs), "errors": [r["error"] for r in runs
+                                                           if "error" in r]}
+    if not good:
+        return row
+    for r in good:
+        r["floor_start_s"] = r["floor"]["start_s"]
+        r["floor_remove_s"] = r["floor"]["remove_s"]
+    row["containers"] = good[0]["containers"]
+    row["results"] = good[0].get("results")
+    row["passed"] = min((r.get("passed", 0) for r in good), default=0)
+    for key in ("floor_start_s", "deploy_s", "verify_s", "destroy_s", "floor_remove_s",
+                "peak_rss_mib"):
+        row[key] = _median(good, key)
+    fs, dep = row["floor_start_s"], row["deploy_s"]
+    fr, des = row["floor_remove_s"], row["destroy_s"]
+    row["deploy_ratio"] = dep / fs if dep and fs else None
+    row["destroy_ratio"] = des / fr if des and fr else None
+    row["failures"] = next((r["failures"] for r in good if r.get("failures")), [])
+    row["leftovers"] = max(r.get("leftovers", 0) for r in good)
+    row["runs"] = runs
+    return row
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"podlab vs Docker floor (medians; target ratio <= {TARGET_RATIO} "
+                    f"from {TARGET_PODS} pods)")
+    for col in ("size", "ctrs", "results", "passed", "floor start s", "deploy s", "ratio",
+                "verify s", "floor rm s", "destroy s", "ratio", "peak RSS MiB", "n"):
+        t.add_column(col, justify="left" if col == "size" else "right")
+    for r in rows:
+        if "containers" not in r:
+            t.add_row(r["size"], *["-"] * 11, str(r["repeat"]), style="red")
+            continue
+
+        def ratio(v: float | None, pods: int = r["pods"]) -> str:
+            text = _fmt(v)
+            if v is None or pods < TARGET_PODS:
+                return text
+            return f"[green]{text}[/]" if v <= TARGET_RATIO else f"[red]{text}[/]"
+
+        ok = r["passed"] == r["results"]
+        t.add_row(r["size"], str(r["containers"]), str(r["results"]),
+                  f"[{'green' if ok else 'red'}]{r['passed']}[/]",
+                  _fmt(r["floor_start_s"]), _fmt(r["deploy_s"]), ratio(r["deploy_ratio"]),
+                  _fmt(r["verify_s"]), _fmt(r["floor_remove_s"]), _fmt(r["destroy_s"]),
+                  ratio(r["destroy_ratio"]), _fmt(r["peak_rss_mib"], 0), str(r["repeat"]))
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",") if x],
+                        help=f"comma-separated NODESxPODS (default {','.join(DEFAULT_SIZES)})")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size (median)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {','.join(QUICK_SIZES)}, once each")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="pyinstrument profiles of deploy/destroy into DIR")
+    parser.add_argument("--one", type=parse_size, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one:  # child mode: one run, one JSON line on stdout
+        print(json.dumps(one_run(*args.one, profile_dir=args.profile)), flush=True)
+        return 0
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    sizes = args.sizes or [parse_size(s) for s in (QUICK_SIZES if args.quick
+                                                   else DEFAULT_SIZES)]
+    repeat = 1 if args.quick and args.sizes is None and args.repeat == 3 else args.repeat
+    runs: dict[tuple[int, int], list[dict[str, Any]]] = {s: [] for s in sizes}
+    for rep in range(max(1, repeat)):  # interleaved: host noise spreads over every size
+        for size in sizes:
+            console.print(f"[dim]run {rep + 1}/{repeat}: {size[0]}x{size[1]}[/]")
+            result = _child(size, args.profile)
+            if "error" in result:
+                console.print(f"[red]{size[0]}x{size[1]} failed:[/]\n{result['error']}")
+            runs[size].append(result)
+    rows = [summarize(s, runs[s]) for s in sizes]
+    Console().print(table(rows))
+    doc = {"host": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                    "python": platform.python_version()},
+           "target_ratio": TARGET_RATIO, "target_from_pods": TARGET_PODS, "sizes": rows}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    console.print(f"[dim]wrote {args.json}[/]")
+    bad = any(r.get("errors") or r.get("passed") != r.get("results") or r.get("leftovers")
+              for r in rows)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
