@@ -190,7 +190,7 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
                 problems += _mismatches(target, want_rep, rep, sightings, "reply")
     ok = not problems
     if ok:
-        ttl = f"TTL -{hops}" if hops else "TTL unchanged (switched, not routed)"
+        ttl = f"TTL -{hops}" if hops else "TTL unchanged (no router on the path)"
         detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged, {ttl} as planned "
                   f"({' > '.join(exp.path)})")
         if exp.snat_to:
