@@ -43,6 +43,7 @@ QUICK_SIZES = ("2x2", "3x6")
 TARGET_RATIO = 1.25  # deploy/floor-start and destroy/floor-remove, from TARGET_PODS pods up
 TARGET_PODS = 20
 FLOOR_PREFIX = "bench-floor-"
+SETTLE_S = 2.0  # between measurements, not inside them
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -137,8 +138,10 @@ def _profiled(profile_dir: str | None, label: str, fn: Any) -> Any:
         (out / f"{label}.html").write_text(prof.output_html())
 
 
-def one_run(nodes: int, pods: int, profile_dir: str | None = None) -> dict[str, Any]:
-    """Floor, then podlab deploy/verify/destroy, for one size; a JSON-able dict."""
+def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: bool = True
+            ) -> dict[str, Any]:
+    """Floor and podlab deploy/verify/destroy for one size (the floor first or last, so
+    drift on a shared host hits both sides alike over the repetitions); a JSON-able dict."""
     from harness import lab, runtime
     from harness.verify import verify
 
@@ -147,15 +150,27 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None) -> dict[str, 
     images = _images(plan)
     runtime.client()  # connect (and ping) outside the timed phases, as the floor does
     lab._ensure_images(runtime.client(), plan, lab._Reporter(None))  # warm the hash check
-    base = {"floor": floor(images, runtime.WORKERS)}
-    # the floor run's allocations are not podlab's: measure podlab's RSS growth from here
+    out: dict[str, Any] = {"nodes": nodes, "pods": pods, "containers": len(images),
+                           "floor_first": floor_first}
+    if floor_first:
+        out["floor"] = floor(images, runtime.WORKERS)
+        # The kernel frees namespaces asynchronously (under the RTNL lock container starts
+        # need too): let the floor's cleanup finish before podlab is timed, and vice versa.
+        time.sleep(SETTLE_S)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out: dict[str, Any] = {"nodes": nodes, "pods": pods, "containers": len(images), **base}
     deployed = False
     try:
+        phases: dict[str, list[float]] = {}  # phase -> [first event, last event] offsets
+
+        def progress(phase: str, done: int, total: int) -> None:
+            now = time.perf_counter() - t0
+            phases.setdefault(phase, [now, now])[1] = now
+
         t0 = time.perf_counter()
-        _profiled(profile_dir, f"deploy-{nodes}x{pods}", lambda: lab.deploy(plan))
+        _profiled(profile_dir, f"deploy-{nodes}x{pods}",
+                  lambda: lab.deploy(plan, progress=progress))
         out["deploy_s"] = time.perf_counter() - t0
+        out["deploy_phases"] = {k: [round(a, 3), round(b, 3)] for k, (a, b) in phases.items()}
         deployed = True
         out["running"] = sum(c.state == "running" for c in runtime.containers_of(name))
         t0 = time.perf_counter()
@@ -174,7 +189,10 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None) -> dict[str, 
         out["destroy_s"] = time.perf_counter() - t0
         out["removed"] = len(removed)
     out["leftovers"] = len(runtime.containers_of(name))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # before the floor, when it runs last
+    if not floor_first:
+        time.sleep(SETTLE_S)
+        out["floor"] = floor(images, runtime.WORKERS)
     out["peak_rss_mib"] = usage.ru_maxrss / 1024
     out["rss_before_mib"] = rss_before / 1024
     return out
@@ -183,8 +201,11 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None) -> dict[str, 
 # --------------------------------------------------------------------------- parent
 
 
-def _child(size: tuple[int, int], profile_dir: str | None) -> dict[str, Any]:
+def _child(size: tuple[int, int], profile_dir: str | None, floor_first: bool
+           ) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--one", f"{size[0]}x{size[1]}"]
+    if not floor_first:
+        argv.append("--floor-last")
     if profile_dir:
         argv += ["--profile", profile_dir]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
@@ -218,8 +239,13 @@ def summarize(size: tuple[int, int], runs: list[dict[str, Any]]) -> dict[str, An
         row[key] = _median(good, key)
     fs, dep = row["floor_start_s"], row["deploy_s"]
     fr, des = row["floor_remove_s"], row["destroy_s"]
-    row["deploy_ratio"] = dep / fs if dep and fs else None
-    row["destroy_ratio"] = des / fr if des and fr else None
+    # each run's own ratio (floor and podlab measured back to back), then their median:
+    # steadier on a shared host than a ratio of medians taken minutes apart
+    row["deploy_ratio"] = statistics.median(r["deploy_s"] / r["floor_start_s"] for r in good)
+    row["destroy_ratio"] = statistics.median(r["destroy_s"] / r["floor_remove_s"]
+                                             for r in good)
+    row["ratio_of_medians"] = {"deploy": dep / fs if dep and fs else None,
+                               "destroy": des / fr if des and fr else None}
     row["failures"] = next((r["failures"] for r in good if r.get("failures")), [])
     row["leftovers"] = max(r.get("leftovers", 0) for r in good)
     row["runs"] = runs
@@ -269,10 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="DIR",
                         help="pyinstrument profiles of deploy/destroy into DIR")
     parser.add_argument("--one", type=parse_size, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-last", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:  # child mode: one run, one JSON line on stdout
-        print(json.dumps(one_run(*args.one, profile_dir=args.profile)), flush=True)
+        print(json.dumps(one_run(*args.one, profile_dir=args.profile,
+                                 floor_first=not args.floor_last)), flush=True)
         return 0
 
     from rich.console import Console
@@ -285,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(max(1, repeat)):  # interleaved: host noise spreads over every size
         for size in sizes:
             console.print(f"[dim]run {rep + 1}/{repeat}: {size[0]}x{size[1]}[/]")
-            result = _child(size, args.profile)
+            result = _child(size, args.profile, floor_first=rep % 2 == 0)
             if "error" in result:
                 console.print(f"[red]{size[0]}x{size[1]} failed:[/]\n{result['error']}")
             runs[size].append(result)

@@ -1,8 +1,9 @@
 """Orchestration: deploy a plan, inspect a running lab, exec in it, destroy it.
 
 A lab's whole state is its containers' Docker labels (no state file), so `destroy` and
-`inspect` work from a lab name alone, after a crash too. Deploy runs in phases, each
-phase parallel over its objects:
+`inspect` work from a lab name alone, after a crash too. Deploy has four steps, run as a
+pipeline (`_Pipeline`: each object starts as soon as what it needs exists, not when the
+whole previous step is done):
 
     containers  node containers and pod infra (pause) containers, network_mode=none
     links       veth pairs node<->node and node<->pod, both ends in container netns
@@ -10,16 +11,18 @@ phase parallel over its objects:
     pods        the pods' containers, joined to their infra container's netns
 
 Kubernetes also starts a pod's containers only after the CNI has configured the pod's
-network, hence pods last. A failure (or Ctrl-C) anywhere removes every container this
+network, hence a pod's containers start once that pod is wired (its veth, address, route
+and bridge port; its node configured). A failure (or Ctrl-C) anywhere removes every container this
 deploy created (label `io.podlab.deploy`) before the error propagates, so no veth, no
 iptables rule and no container survives a failed deploy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from harness import images, nat, runtime, shaping, wiring
@@ -57,6 +60,7 @@ class _Reporter:
         self._task: Any = None
         self._phase = ""
         self._done = self._total = 0
+        self._phases: dict[str, list[Any]] = {}  # phase -> [rich task, done, total]
 
     def start(self, phase: str, total: int) -> None:
         self._phase, self._done, self._total = phase, 0, total
@@ -67,7 +71,22 @@ class _Reporter:
         elif callable(self._progress):
             self._progress(phase, 0, total)
 
-    def advance(self) -> None:
+    def begin(self, totals: dict[str, int]) -> None:
+        """Phases that run at once (the deploy pipeline): one bar or callback stream each."""
+        for phase, total in totals.items():
+            self._task = None
+            self.start(phase, total)
+            self._phases[phase] = [self._task, 0, total]
+
+    def advance(self, phase: str | None = None) -> None:
+        if phase in self._phases:
+            entry = self._phases[phase]
+            entry[1] += 1
+            if entry[0] is not None:
+                self._progress.advance(entry[0])
+            elif callable(self._progress):
+                self._progress(phase, entry[1], entry[2])
+            return
         self._done += 1
         if self._task is not None:
             self._progress.advance(self._task)
@@ -77,35 +96,6 @@ class _Reporter:
     def note(self, message: str) -> None:
         """A one-off message (image builds) as a zero-length phase."""
         self.start(message, 0)
-
-
-def _parallel(step: str, items: Sequence[T], fn: Callable[[T], R],
-              name: Callable[[T], str], rep: _Reporter) -> list[R]:
-    """`fn` over `items` on a thread pool, results in item order.
-
-    The first failure cancels what has not started, waits for what has (so nothing is
-    created after the rollback looked), and becomes a DeployError naming step and object.
-    """
-    rep.start(step, len(items))
-    if not items:
-        return []
-    pool = ThreadPoolExecutor(max_workers=runtime.WORKERS, thread_name_prefix=f"deploy-{step}")
-    futures = [pool.submit(fn, item) for item in items]
-    try:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                exc = fut.exception()
-                if exc is not None and not isinstance(exc, Exception):
-                    raise exc  # KeyboardInterrupt/SystemExit stay what they are
-                if exc is not None:
-                    item = items[futures.index(fut)]
-                    raise _deploy_error(step, name(item), exc) from exc
-                rep.advance()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return [f.result() for f in futures]
 
 
 def _deploy_error(step: str, obj: str, exc: BaseException) -> DeployError:
@@ -167,24 +157,151 @@ def _podlab_image(image: str) -> str | None:
 
 
 def _deploy(plan: Plan, deploy_id: str, rep: _Reporter) -> None:
-    specs = [_node_spec(n, i, deploy_id) for i, n in enumerate(plan.nodes)]
-    specs += [_infra_spec(p, i, deploy_id) for i, p in enumerate(plan.pods)]
-    started = _parallel("containers", specs, runtime.start, lambda s: f"container {s.name}",
-                        rep)
-    by_name: dict[str, Started] = {s.name: s for s in started}
-    pid = {n.name: by_name[n.container].pid for n in plan.nodes}
-    infra = {p.name: by_name[p.infra] for p in plan.pods}
+    _Pipeline(plan, deploy_id, rep).run()
 
-    veths: list[LinkPlan | PodPlan] = [*plan.links, *plan.pods]
-    _parallel("links", veths, lambda v: _create_veth(v, pid, infra), _veth_name, rep)
 
-    configs: list[NodePlan | PodPlan] = [*plan.nodes, *plan.pods]
-    _parallel("configure", configs, lambda o: _configure(o, plan, pid, infra),
-              lambda o: f"{'node' if isinstance(o, NodePlan) else 'pod'} {o.name}", rep)
+class _Pipeline:
+    """Deploy as a dependency graph, not as strict phases: every object starts as soon as
+    what it needs is there, so the Docker daemon never idles behind a phase barrier.
 
-    apps = [_container_spec(p, i, infra[p.name].id, deploy_id)
-            for p in plan.pods for i in range(len(p.containers))]
-    _parallel("pods", apps, runtime.start, lambda s: f"container {s.name}", rep)
+        node started ............... its node<->node links, once both ends are up
+        node's links wired ......... node configure (bridge, addresses, routes, masquerade)
+        infra started, node conf'd . the pod's veth, then its address and route, then its
+                                     port on the node's bridge (the pod's own "CNI ADD")
+        pod wired .................. the pod's containers (as Kubernetes: after the CNI)
+
+    Docker calls run on one pool (runtime.WORKERS, nodes first, then infra, then pod
+    containers as their pods get wired); netlink work runs on another, so wiring overlaps
+    container starts. Scheduling happens in the calling thread only: after the first
+    failure (or Ctrl-C) nothing new is submitted, queued work is cancelled and running
+    work is waited for, so the rollback sees every container this deploy created. Errors
+    name the step ('containers', 'links', 'configure', 'pods') and the object.
+    """
+
+    NET_WORKERS = 4
+
+    def __init__(self, plan: Plan, deploy_id: str, rep: _Reporter):
+        self.plan, self.deploy_id, self.rep = plan, deploy_id, rep
+        self.pid: dict[str, int] = {}  # node name -> host pid
+        self.infra: dict[str, Started] = {}  # pod name -> its infra container
+        self.configured: set[str] = set()  # nodes whose own configuration is applied
+        self.links_of: dict[str, list[LinkPlan]] = {n.name: [] for n in plan.nodes}
+        for link in plan.links:
+            for end in {link.a[0], link.b[0]}:
+                self.links_of[end].append(link)
+        self.links_left = {n: len(ls) for n, ls in self.links_of.items()}
+        self.pods_of: dict[str, list[PodPlan]] = {n.name: [] for n in plan.nodes}
+        for pod in plan.pods:
+            self.pods_of[pod.node].append(pod)
+        self.nodes = {n.name: n for n in plan.nodes}
+        self.pod_ports: dict[tuple[str, str], str] = {}  # (k8s-node, its pod iface) -> bridge
+        self.futures: dict[Future[Any], tuple[str, str, Callable[[Any], None]]] = {}
+
+    def run(self) -> None:
+        plan = self.plan
+        apps = sum(len(p.containers) for p in plan.pods)
+        self.rep.begin({"containers": len(plan.nodes) + len(plan.pods),
+                        "links": len(plan.links) + len(plan.pods),
+                        "configure": len(plan.nodes) + len(plan.pods), "pods": apps})
+        self.docker = ThreadPoolExecutor(runtime.WORKERS, thread_name_prefix="deploy-docker")
+        self.net = ThreadPoolExecutor(self.NET_WORKERS, thread_name_prefix="deploy-net")
+        try:
+            for i, node in enumerate(plan.nodes):
+                spec = _node_spec(node, i, self.deploy_id)
+                self._submit(self.docker, "containers", f"container {spec.name}",
+                             lambda s=spec: runtime.start(s),
+                             lambda st, n=node: self._node_started(n, st))
+            for i, pod in enumerate(plan.pods):
+                spec = _infra_spec(pod, i, self.deploy_id)
+                self._submit(self.docker, "containers", f"container {spec.name}",
+                             lambda s=spec: runtime.start(s),
+                             lambda st, p=pod: self._infra_started(p, st))
+            while self.futures:
+                done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    step, obj, then = self.futures.pop(fut)
+                    exc = fut.exception()
+                    if exc is not None and not isinstance(exc, Exception):
+                        raise exc  # KeyboardInterrupt/SystemExit stay what they are
+                    if exc is not None:
+                        raise _deploy_error(step, obj, exc) from exc
+                    self.rep.advance(step)
+                    then(fut.result())
+        finally:
+            for pool in (self.docker, self.net):
+                pool.shutdown(wait=False, cancel_futures=True)
+            for pool in (self.docker, self.net):
+                pool.shutdown(wait=True)
+
+    def _submit(self, pool: ThreadPoolExecutor, step: str, obj: str, fn: Callable[[], Any],
+                then: Callable[[Any], None] = lambda _: None) -> None:
+        self.futures[pool.submit(fn)] = (step, obj, then)
+
+    # ------------------------------------------------------------------ events
+
+    def _node_started(self, node: NodePlan, started: Started) -> None:
+        self.pid[node.name] = started.pid
+        for link in self.links_of[node.name]:
+            if link.a[0] in self.pid and link.b[0] in self.pid:
+                self._submit(self.net, "links", _veth_name(link),
+                             lambda v=link: _create_veth(v, self.pid, self.infra),
+                             lambda _, v=link: self._link_wired(v))
+        if not self.links_of[node.name]:
+            self._configure_node(node.name)
+
+    def _link_wired(self, link: LinkPlan) -> None:
+        for end in {link.a[0], link.b[0]}:
+            self.links_left[end] -= 1
+            if not self.links_left[end]:
+                self._configure_node(end)
+
+    def _configure_node(self, name: str) -> None:
+        node = self.nodes[name]
+        cfg = node_config(node, self.plan)
+        if node.kind == "k8s-node":  # each pod enslaves its own port once it is wired
+            self.pod_ports.update(((name, iface), br) for iface, br in cfg.ports)
+            cfg = dataclasses.replace(cfg, ports=())
+        self._submit(self.net, "configure", f"node {name}",
+                     lambda: self._apply_node(node, cfg), lambda _: self._node_configured(name))
+
+    def _apply_node(self, node: NodePlan, cfg: wiring.NetConfig) -> None:
+        wiring.configure(self.pid[node.name], cfg)
+        if node.masquerade_exempt:
+            nat.apply(self.pid[node.name], node)
+
+    def _node_configured(self, name: str) -> None:
+        self.configured.add(name)
+        for pod in self.pods_of[name]:
+            if pod.name in self.infra:
+                self._wire_pod(pod)
+
+    def _infra_started(self, pod: PodPlan, started: Started) -> None:
+        self.infra[pod.name] = started
+        if pod.node in self.configured:
+            self._wire_pod(pod)
+
+    def _wire_pod(self, pod: PodPlan) -> None:
+        self._submit(self.net, "links", _veth_name(pod),
+                     lambda: _create_veth(pod, self.pid, self.infra),
+                     lambda _: self._configure_pod(pod))
+
+    def _configure_pod(self, pod: PodPlan) -> None:
+        self._submit(self.net, "configure", f"pod {pod.name}", lambda: self._apply_pod(pod),
+                     lambda _: self._start_apps(pod))
+
+    def _apply_pod(self, pod: PodPlan) -> None:
+        _configure(pod, self.plan, self.pid, self.infra)
+        bridge = self.pod_ports.get((pod.node, pod.node_iface))
+        if bridge:  # the node end joins the node's pod bridge: the pod is reachable now
+            wiring.configure(self.pid[pod.node],
+                             wiring.NetConfig(ports=((pod.node_iface, bridge),)))
+
+    def _start_apps(self, pod: PodPlan) -> None:
+        infra_id = self.infra[pod.name].id
+        for i in range(len(pod.containers)):
+            spec = _container_spec(pod, i, infra_id, self.deploy_id)
+            self._submit(self.docker, "pods", f"container {spec.name}",
+                         lambda s=spec: runtime.start(s))
 
 
 def _rollback(deploy_id: str) -> int:

@@ -1,0 +1,73 @@
+"""Containment on every example topology: nothing privileged, no Docker network, and no
+route in any lab namespace that leads out of the lab."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import lab, runtime, wiring
+from harness.plan import Plan, make_plan
+from harness.topology import Topology, load_topology
+
+pytestmark = pytest.mark.docker
+
+TOPOLOGIES = sorted((Path(__file__).resolve().parents[2] / "topologies").glob("*.clab.yml"))
+
+
+@pytest.fixture(params=TOPOLOGIES, ids=lambda p: p.name.split(".")[0])
+def deployed(request: pytest.FixtureRequest, docker_available: None) -> Iterator[Plan]:
+    topo = load_topology(request.param)
+    name = f"itc{uuid.uuid4().hex[:6]}"
+    plan = make_plan(Topology(topo.spec.model_copy(update={"name": name}), topo.path))
+    try:
+        lab.deploy(plan)
+        yield plan
+    finally:
+        lab.destroy(plan.lab)
+
+
+def plan_addresses(plan: Plan) -> set[str]:
+    out = {p.ip for p in plan.pods}
+    for n in plan.nodes:
+        out |= {i.address.split("/")[0] for i in n.interfaces if i.address}
+        if n.gateway:
+            out.add(n.gateway.split("/")[0])
+    return out
+
+
+def test_no_container_is_privileged_or_on_a_docker_network(deployed: Plan) -> None:
+    rows = runtime.containers_of(deployed.lab)
+    assert len(rows) == len(deployed.containers)
+    for row in rows:
+        host = runtime.inspect(row.id)["HostConfig"]
+        assert host["Privileged"] is False, row.name
+        mode = host["NetworkMode"]
+        assert mode == "none" or mode.startswith("container:"), (row.name, mode)
+        assert not host.get("PortBindings"), row.name
+        assert not host.get("CapAdd") or set(host["CapAdd"]) <= {"NET_ADMIN", "NET_RAW"}
+
+
+def test_no_route_leaves_the_lab(deployed: Plan) -> None:
+    plan = deployed
+    pids = lab.pids(plan.lab)
+    inside = plan_addresses(plan)
+    for node in plan.nodes:
+        for dst, gw, dev in wiring.routes(pids[node.container]):
+            assert dst != "default", f"{node.name} has a default route via {gw} {dev}"
+            if gw:
+                assert gw in inside, f"{node.name}: route {dst} via {gw} leaves the lab"
+    for pod in plan.pods:
+        routes = wiring.routes(pids[pod.infra])
+        defaults = [(gw, dev) for dst, gw, dev in routes if dst == "default"]
+        assert defaults == [(pod.gateway, "eth0")], (pod.name, routes)
+        node = plan.node(pod.node)
+        assert node.gateway and pod.gateway == node.gateway.split("/")[0]
+        for dst, gw, _ in routes:
+            if dst != "default":
+                assert gw is None and ipaddress.ip_network(dst).subnet_of(
+                    ipaddress.ip_network(node.pod_cidr or "0.0.0.0/0")), (pod.name, dst)
