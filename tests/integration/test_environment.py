@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -64,12 +65,16 @@ def test_not_root_in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
 def test_not_root_as_nobody(tmp_path: Path) -> None:
-    path = named_copy(tmp_path)
-    path.chmod(0o644)
-    tmp_path.chmod(0o755)
-    done = podlab("deploy", "-t", str(path), prefix=(
-        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"),
-        env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
+    shared = Path(tempfile.mkdtemp(prefix="podlab-nobody-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)  # pytest's own tmp dirs are 0700: nobody could not read the file
+        path = named_copy(shared)
+        path.chmod(0o644)
+        done = podlab("deploy", "-t", str(path), prefix=(
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"),
+            env={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     if "Permission denied" in done.stderr and "python" in done.stderr.lower():
         pytest.skip(f"nobody cannot run this interpreter: {done.stderr.strip()[:200]}")
     assert_one_line_exit_3(done, "root")
