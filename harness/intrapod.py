@@ -51,8 +51,11 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
     from harness import runtime
     from harness.verify import Result
 
-    infra_pid = pids[pod.infra]
     listener = pod.containers[0]
+    if pod.infra not in pids:
+        return Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
+                      f"the pod's infra container {pod.infra} is not running")
+    infra_pid = pids[pod.infra]
     sender = pod.containers[1] if len(pod.containers) > 1 else pod.containers[0]
     token = nonce(probe_id).decode()
     expected = {"listener": listener.name, "sender": sender.name, "dst": f"127.0.0.1:{PORT}",

@@ -32,7 +32,7 @@ TCP_PORT = 47001
 TTL = 64
 REQUEST, REPLY = b"PLB", b"PLR"
 ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
-PACKET_OUTGOING = 4
+PACKET_OTHERHOST, PACKET_OUTGOING = 3, 4
 SO_TIMESTAMPNS = 35
 IP_PKTINFO = 8
 SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
@@ -286,6 +286,8 @@ class Engine:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = struct.unpack("qq", data[:16])
                     ts = sec + nsec / 1e9
+            if addr[2] == PACKET_OTHERHOST:
+                continue  # flooded by a switch to a bystander: not on the packet's path
             probe_id, reply, proto, src, dst, sport, dport, ttl = parsed
             seen = Seen(ns, addr[0], addr[2] == PACKET_OUTGOING, ts, reply, proto, src, dst,
                         sport, dport, ttl, frame if self.keep_frames else None)
@@ -394,6 +396,10 @@ class Engine:
         while pending or self._inflight:
             while pending and len(self._inflight) < self.window:
                 probe = pending.pop()
+                if probe.error:  # cannot be sent (an end is down, no route): done already
+                    if on_done:
+                        on_done(probe)
+                    continue
                 self._inflight[probe.id] = probe
                 self._send(probe)
             self._poll(0.05)

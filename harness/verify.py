@@ -121,7 +121,7 @@ def check_identity(plan: Plan, pids: dict[str, int],
 # --- probes -----------------------------------------------------------------------------
 
 def targets(plan: Plan, checks: Iterable[str],
-            route_source: Callable[[str, str], str]) -> list[Target]:
+            route_source: Callable[[str, str], str | None]) -> list[Target]:
     """What to send for the probe checks; `route_source(node, dst)` asks the kernel."""
     wanted = set(checks)
     out: list[Target] = []
@@ -134,7 +134,7 @@ def targets(plan: Plan, checks: Iterable[str],
         for pod in pods:
             if "node-to-pod" in wanted:
                 e = plan.node_to_pod(node.name, pod.name)
-                src = route_source(node.name, pod.ip)
+                src = route_source(node.name, pod.ip) or ""  # "": the node has no route
                 out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
             if "pod-to-node" in wanted:
                 e = plan.pod_to_node(pod.name, node.name)
@@ -177,7 +177,9 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
     rep = next((s for s in arrivals if s.reply and s.ns == target.sender), None)
     if probe.error:
         problems.append(probe.error)
-    if req is None:
+    if not probe.sent_at:
+        pass  # never sent: the error says why
+    elif req is None:
         problems.append(_lost(target, probe, sightings, reply=False))
     else:
         observed |= _fields(req, want_req)
@@ -276,7 +278,7 @@ def _lost(target: Target, probe: Probe, sightings: list[Seen], reply: bool) -> s
 
 
 def run_probes(plan: Plan, pids: dict[str, int], checks: Iterable[str],
-               route_source: Callable[[str, str], str], keep_frames: bool = False,
+               route_source: Callable[[str, str], str | None], keep_frames: bool = False,
                timeout: float = 2.0, window: int = 256,
                progress: Callable[[int, int], None] | None = None,
                ) -> tuple[list[Result], dict[int, list[Seen]]]:
@@ -309,12 +311,16 @@ def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],
     ends = receivers | {t.sender for t in tgts}
     spaces = []
     for n in plan.nodes:
+        if n.container not in pids:
+            continue  # stopped: its probes fail before sending
         if trace or n.name in ends:
             own = [i.address.split("/")[0] for i in n.interfaces if i.address]
             own += [n.gateway.split("/")[0]] if n.gateway else []
             spaces.append(Namespace(n.name, pids[n.container], n.name in receivers,
                                     None if trace else tuple(own)))
     for p in plan.pods:
+        if p.infra not in pids:
+            continue
         if trace or p.name in ends:
             spaces.append(Namespace(p.name, pids[p.infra], p.name in receivers,
                                     None if trace else (p.ip,)))
@@ -329,6 +335,13 @@ def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
     spaces = _spaces(plan, pids, [t for t, _ in jobs], trace)
     probes = [(t, Probe(next(_IDS), proto, t.sender, t.receiver, t.src_ip, t.exp.dst_ip,
                         t.expect_reply)) for t, proto in jobs]
+    running = {s.name for s in spaces}
+    for t, probe in probes:
+        for end in (t.sender, t.receiver):
+            if end not in running:
+                probe.error = f"{end} is not running"
+        if not t.src_ip and probe.error is None:
+            probe.error = f"{t.sender} has no route to {t.exp.dst_ip}"
     total = len(probes)
     done = 0
 
@@ -375,10 +388,11 @@ def verify(plan: Plan, checks: Iterable[str] = CHECKS, keep_frames: bool = False
             # the kernel's own choice of source, asked once per node for all its pods
             pod_ips = [p.ip for p in plan.pods]
             sources = {n.name: wiring.route_sources(pids[n.container], pod_ips)
-                       for n in plan.k8s_nodes if "node-to-pod" in probe_checks}
+                       for n in plan.k8s_nodes
+                       if "node-to-pod" in probe_checks and n.container in pids}
 
-            def source(node: str, dst: str) -> str:
-                return sources[node][dst]
+            def source(node: str, dst: str) -> str | None:
+                return sources.get(node, {}).get(dst)
 
             probe_results, sightings = run_probes(
                 plan, pids, probe_checks, source, keep_frames=keep_frames, timeout=timeout,

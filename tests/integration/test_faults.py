@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import faults, lab, verify, wiring
-from harness.errors import InputError, WiringError
+from harness.errors import InputError
 from harness.plan import Plan, make_plan
 from harness.topology import load_topology
 
@@ -42,30 +42,6 @@ def flat3(docker_available: None, tmp_path_factory: pytest.TempPathFactory
         lab.destroy(plan.lab)
 
 
-@pytest.fixture
-def tolerant_sources(monkeypatch: pytest.MonkeyPatch, flat3: tuple[Plan, Path]) -> None:
-    """verify asks each node's kernel for its source address and aborts when a node has no
-    route (ENETUNREACH, e.g. behind a pulled cable): reported to the lead. Until verify
-    handles that, fall back to the node's own address so the probes run and fail."""
-    plan = flat3[0]
-    pids = lab.pids(plan.lab)
-    own = {pids[n.container]: n.address for n in plan.nodes if n.container in pids}
-    real = wiring.route_sources
-
-    def sources(pid: int, ips: list[str]) -> dict[str, str]:
-        try:
-            return real(pid, ips)
-        except WiringError:
-            out = {}
-            for ip in ips:
-                try:
-                    out[ip] = wiring.route_source(pid, ip)
-                except WiringError:
-                    out[ip] = str(own[pid])
-            return out
-
-    monkeypatch.setattr(wiring, "route_sources", sources)
-
 
 def crossing(plan: Plan, node: str, iface: str) -> set[tuple[str, str, str]]:
     """(check, src, dst) of every planned path that crosses `node`:`iface`: a hop between
@@ -90,6 +66,8 @@ def assert_exactly(report: verify.Report, expected: set[tuple[str, str, str]]) -
                              f"expected but passed {sorted(expected - got)}")
     for r in report.results:
         if not r.ok:  # every lost probe says where it went missing
+            if "has no route to" in r.detail:
+                continue  # the sender's own kernel refused: nothing was sent
             assert "lost" in r.detail, r.detail
             assert any(w in r.detail for w in ("last seen", "never seen leaving")), r.detail
     # a fault breaks every protocol of an affected pair, not some of them
@@ -102,7 +80,7 @@ def fault(path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_link_down_fails_exactly_the_paths_across_it(flat3, tolerant_sources) -> None:
+def test_link_down_fails_exactly_the_paths_across_it(flat3) -> None:
     plan, path = flat3
     expected = crossing(plan, "node3", "eth1")
     assert expected and ("pod-to-pod", "web", "cache") in expected
