@@ -204,6 +204,8 @@ class Engine:
     udp_sport: dict[str, int] = field(default_factory=dict)  # per sender namespace
     _clients: dict[int, socket.socket] = field(default_factory=dict)
     _craft: Crafter = field(default_factory=Crafter)
+    _connecting: set[int] = field(default_factory=set)  # TCP probes without a handshake yet
+    unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
     _inflight: dict[int, Probe] = field(default_factory=dict)
 
     def __enter__(self) -> Engine:
@@ -345,6 +347,7 @@ class Engine:
                 return
             probe.sport = sock.getsockname()[1]
             self._clients[probe.id] = sock
+            self._connecting.add(probe.id)
             self._sel.register(sock, selectors.EVENT_WRITE,
                                lambda s, p=probe: self._tcp_connected(s, p))
             return
@@ -358,6 +361,7 @@ class Engine:
 
     def _tcp_connected(self, sock: socket.socket, probe: Probe) -> None:
         self._sel.unregister(sock)
+        self._connecting.discard(probe.id)
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             probe.error = f"TCP connect from {probe.sender} failed: {errno.errorcode.get(code)}"
@@ -406,6 +410,10 @@ class Engine:
             now = time.monotonic()
             for probe in list(self._inflight.values()):
                 if probe.done or now - probe.sent_at > self.timeout:
+                    if probe.proto == "tcp" and probe.id in self._connecting:
+                        probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
+                                       f"not complete within {self.timeout:g} s")
+                        self.unanswered.add(probe.id)
                     del self._inflight[probe.id]
                     self._forget_client(probe)
                     if on_done:

@@ -156,7 +156,8 @@ def _protos(target: Target) -> tuple[str, ...]:
     return PROTOS
 
 
-def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
+def evaluate(target: Target, probe: Probe, sightings: list[Seen],
+             unanswered: frozenset[int] = frozenset()) -> Result:
     exp = target.exp
     hops = exp.hops
     want_req = {"src": target.expect_src, "dst": exp.dst_ip, "ttl": TTL - hops}
@@ -177,8 +178,8 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen]) -> Result:
     rep = next((s for s in arrivals if s.reply and s.ns == target.sender), None)
     if probe.error:
         problems.append(probe.error)
-    if not probe.sent_at:
-        pass  # never sent: the error says why
+    if req is None and probe.error and (not probe.sent_at or probe.id in unanswered):
+        pass  # never sent, or a SYN (no nonce) unanswered: the error says all we know
     elif req is None:
         problems.append(_lost(target, probe, sightings, reply=False))
     else:
@@ -354,7 +355,8 @@ def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
     with Engine(spaces, keep_frames=trace, timeout=timeout, window=window) as engine:
         engine.run((p for _, p in probes), on_done=tick)
         sightings = engine.sightings
-    results = [evaluate(t, p, sightings.get(p.id, [])) for t, p in probes]
+        unanswered = frozenset(engine.unanswered)
+    results = [evaluate(t, p, sightings.get(p.id, []), unanswered) for t, p in probes]
     return results, sightings
 
 
