@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[red]{size[0]}x{size[1]} failed:[/]\n{result['error']}")
             runs[size].append(result)
     rows = [summarize(s, runs[s]) for s in sizes]
-    Console().print(table(rows))
+    Console(width=None if sys.stdout.isatty() else 160).print(table(rows))  # files: unsquashed
     doc = {"host": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "python": platform.python_version()},
            "target_ratio": TARGET_RATIO, "target_from_pods": TARGET_PODS, "sizes": rows}

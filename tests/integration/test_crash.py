@@ -128,9 +128,11 @@ def test_killed_deploy_leaves_nothing(docker_available: None, tmp_path: Path, si
         if point == "before":
             time.sleep(0.3)
         else:
+            # containers are created in a pipeline, so the count may jump past the point;
+            # what matters is that the deploy is still running when the signal lands
             seen = wait_count(lab, POINTS[point], proc)
-            if seen < 0 or seen >= ALL:
-                pytest.fail(f"deploy finished before the {point} point ({seen})")
+            if seen < 0:
+                pytest.fail(f"deploy finished before the {point} point")
         proc.send_signal(SIGNALS[sig])
         _, stderr = proc.communicate(timeout=120)
         if sig == "SIGKILL":
