@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FLAT3 = ROOT / "topologies" / "flat3.clab.yml"
 PODLAB = [sys.executable, "-m", "harness.cli"]
 # flat3: 5 nodes + 4 pod infra containers, then 8 pod containers
-INFRA_DONE, ALL = 9, 17
+INFRA_DONE = 9  # flat3: 5 nodes and 4 pause containers
 DOCKER_VETH = re.compile(r"veth[0-9a-f]{7}$")  # other tenants' Docker bridge networks
 
 
