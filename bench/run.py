@@ -138,6 +138,23 @@ def _profiled(profile_dir: str | None, label: str, fn: Any) -> Any:
         (out / f"{label}.html").write_text(prof.output_html())
 
 
+def _failure_summary(failed: list[Any]) -> dict[str, Any]:
+    """Where failures cluster: by check/proto, sender, receiver, kind of detail."""
+    import re
+    from collections import Counter
+
+    def top(counter: Counter[str]) -> dict[str, int]:
+        return dict(counter.most_common(12))
+
+    kinds = Counter(re.sub(r"[\d.]+", "#", r.detail.split(";")[0])[:70] for r in failed)
+    return {"count": len(failed),
+            "intermittent": sum("intermittent" in r.detail for r in failed),
+            "by_check": top(Counter(f"{r.check}/{r.proto}" for r in failed)),
+            "by_src": top(Counter(r.src for r in failed)),
+            "by_dst": top(Counter(r.dst for r in failed)),
+            "by_detail": top(kinds)}
+
+
 def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: bool = True
             ) -> dict[str, Any]:
     """Floor and podlab deploy/verify/destroy for one size (the floor first or last, so
@@ -178,7 +195,9 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
         out["verify_s"] = time.perf_counter() - t0
         out["results"] = len(report.results)
         out["passed"] = sum(r.ok for r in report.results)
-        out["failures"] = [r.to_dict() for r in report.results if not r.ok][:20]
+        failed = [r for r in report.results if not r.ok]
+        out["failures"] = [r.to_dict() for r in failed[:20]]
+        out["failure_summary"] = _failure_summary(failed)
     finally:
         t0 = time.perf_counter()
         if deployed:
