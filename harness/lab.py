@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from harness import images, nat, runtime, shaping, wiring
+from harness import hostlimits, images, nat, runtime, shaping, wiring
 from harness.errors import DeployError, LabExistsError, LabNotFoundError, PodlabError
 from harness.plan import LABEL, POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 from harness.runtime import ContainerInfo, ContainerSpec, Started
@@ -125,6 +125,8 @@ def deploy(plan: Plan, *, progress: Any = None) -> None:
             f"lab {plan.lab!r} is already deployed ({len(existing)} containers); "
             f"destroy it first: podlab destroy --name {plan.lab}")
     _ensure_images(cli, plan, rep)
+    if (raised := hostlimits.ensure_neighbour_capacity(plan)) is not None:
+        rep.note(raised)
     deploy_id = uuid.uuid4().hex[:12]
     try:
         _deploy(plan, deploy_id, rep)
