@@ -7,13 +7,13 @@ the host (e.g. delay asked on a kernel without sch_netem).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from harness.errors import PodlabError
+from harness.errors import InputError, PodlabError
 
 fault_app = typer.Typer(help="Inject faults into a running lab: cable pulls, node "
                         "crashes, impaired links.", no_args_is_help=True)
@@ -30,15 +30,30 @@ def _fail(exc: PodlabError) -> NoReturn:
 
 @fault_app.callback()
 def main(ctx: typer.Context,
-         topo: Annotated[Path, typer.Option("-t", "--topo", help="topology file")]) -> None:
+         topo: Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")] = None,
+         ) -> None:
     """Faults need the lab's topology file: podlab fault -t FILE COMMAND ..."""
     from harness.plan import make_plan
     from harness.topology import load_topology
 
-    if ctx.resilient_parsing:
+    # optional here so that `podlab fault link-down --help` works; _apply insists on it
+    if ctx.resilient_parsing or topo is None:
         return
     try:
         ctx.obj = make_plan(load_topology(topo))
+    except PodlabError as exc:
+        _fail(exc)
+
+
+def _apply(what: str, ctx: typer.Context, *args: Any) -> Any:
+    """Run faults.<what>(plan, *args); a PodlabError ends the command with its exit code."""
+    from harness import faults
+
+    if ctx.obj is None:
+        _fail(InputError("podlab fault needs the lab's topology: podlab fault -t FILE "
+                         f"{what.replace('_', '-')} ..."))
+    try:
+        return getattr(faults, what)(ctx.obj, *args)
     except PodlabError as exc:
         _fail(exc)
 
@@ -49,49 +64,41 @@ def _done(message: str) -> None:
 
 @fault_app.command("link-down")
 def link_down(ctx: typer.Context, endpoint: Endpoint) -> None:
-    """Both ends of the link go down. Example: podlab fault -t f.yml link-down node3:eth1"""
-    from harness import faults
+    """Both ends of the link go down.
 
-    try:
-        faults.link_down(ctx.obj, endpoint)
-    except PodlabError as exc:
-        _fail(exc)
+    Example: podlab fault -t topologies/flat3.clab.yml link-down node3:eth1
+    """
+    _apply("link_down", ctx, endpoint)
     _done(f"{endpoint}: link down (both ends)")
 
 
 @fault_app.command("link-up")
 def link_up(ctx: typer.Context, endpoint: Endpoint) -> None:
-    """Both ends up again, addresses and routes restored."""
-    from harness import faults
+    """Both ends up again, addresses and routes restored.
 
-    try:
-        faults.link_up(ctx.obj, endpoint)
-    except PodlabError as exc:
-        _fail(exc)
+    Example: podlab fault -t topologies/flat3.clab.yml link-up node3:eth1
+    """
+    _apply("link_up", ctx, endpoint)
     _done(f"{endpoint}: link up (both ends), routes restored")
 
 
 @fault_app.command("node-stop")
 def node_stop(ctx: typer.Context, node: Node) -> None:
-    """Stop a node's container: its links and its pods' veths vanish."""
-    from harness import faults
+    """Stop a node's container: its links and its pods' veths vanish.
 
-    try:
-        faults.node_stop(ctx.obj, node)
-    except PodlabError as exc:
-        _fail(exc)
+    Example: podlab fault -t topologies/flat3.clab.yml node-stop node2
+    """
+    _apply("node_stop", ctx, node)
     _done(f"node {node}: stopped")
 
 
 @fault_app.command("node-start")
 def node_start(ctx: typer.Context, node: Node) -> None:
-    """Start a stopped node and wire it back (links, pods, routes, NAT)."""
-    from harness import faults
+    """Start a stopped node and wire it back (links, pods, routes, NAT).
 
-    try:
-        made = faults.node_start(ctx.obj, node)
-    except PodlabError as exc:
-        _fail(exc)
+    Example: podlab fault -t topologies/flat3.clab.yml node-start node2
+    """
+    made = _apply("node_start", ctx, node)
     _done(f"node {node}: started, re-wired {len(made)} veths ({', '.join(made) or 'none'})")
 
 
@@ -102,24 +109,19 @@ def netem(ctx: typer.Context, endpoint: Endpoint,
           loss: Annotated[float | None, typer.Option("--loss", help="percent")] = None,
           rate: Annotated[float | None, typer.Option("--rate", help="kbit/s")] = None,
           ) -> None:
-    """Impair the egress of one end. Example: ... netem node3:eth1 --loss 100"""
-    from harness import faults
+    """Impair the egress of one end.
 
-    try:
-        how = faults.netem(ctx.obj, endpoint, delay, jitter, loss, rate)
-    except PodlabError as exc:
-        _fail(exc)
+    Example: podlab fault -t topologies/flat3.clab.yml netem node3:eth1 --loss 100
+    """
+    how = _apply("netem", ctx, endpoint, delay, jitter, loss, rate)
     _done(f"{endpoint}: impaired ({how})")
 
 
 @fault_app.command("netem-clear")
 def netem_clear(ctx: typer.Context, endpoint: Endpoint) -> None:
-    """Remove the impairment of one end."""
-    from harness import faults
+    """Remove the impairment of one end.
 
-    try:
-        faults.netem_clear(ctx.obj, endpoint)
-    except PodlabError as exc:
-        _fail(exc)
+    Example: podlab fault -t topologies/flat3.clab.yml netem-clear node3:eth1
+    """
+    _apply("netem_clear", ctx, endpoint)
     _done(f"{endpoint}: impairment cleared")
-
