@@ -117,10 +117,14 @@ def test_pod_pings_pod_on_another_node(deployed: Deployed) -> None:
         assert code == 0, f"{a.name} -> {b.name} ({b.ip}): {out.decode(errors='replace')}"
 
 
+WITH_OUTSIDE = [p for p in TOPOLOGIES if "kind: linux" in p.read_text()]
+
+
+@pytest.mark.parametrize("deployed", WITH_OUTSIDE, indirect=True,
+                         ids=[p.name.split(".")[0] for p in WITH_OUTSIDE])
 def test_pod_pings_outside_host(deployed: Deployed) -> None:
     plan = deployed.plan
-    if not plan.externals:
-        pytest.skip(f"{plan.lab} has no linux host")
+    assert plan.externals
     for host in plan.externals:
         for pod in plan.pods:
             code, out = ping(plan.lab, pod.name, str(host.address))
