@@ -164,11 +164,10 @@ def _unavailable(why: str) -> None:
     pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
-def podlab_environment() -> Any:
+def require_host() -> Any:
     """Root and an answering Docker daemon; returns the Docker client.
 
-    Skips the test when either is missing; fails instead when CI=true.
+    Skips the calling test when either is missing; fails it instead when CI=true.
     """
     from harness import runtime
     from harness.errors import PodlabError
@@ -180,20 +179,28 @@ def podlab_environment() -> Any:
         _unavailable(str(exc))
 
 
-@pytest.fixture(scope="session")
-def podlab_images(podlab_environment: Any) -> list[str]:
-    """Build podlab/node, podlab/pause and podlab/app once per session (only what changed).
-
-    Returns the names built (empty when all were up to date).
-    """
+def require_images(client: Any) -> list[str]:
+    """Build podlab/node, podlab/pause and podlab/app (only what changed); the names built."""
     from harness import images
     from harness.errors import PodlabError
 
     try:
-        return list(images.ensure_images(podlab_environment) or [])
+        return list(images.ensure_images(client) or [])
     except PodlabError as exc:
         _unavailable(f"podlab images: {exc}")
         raise  # unreachable: _unavailable raises
+
+
+@pytest.fixture(scope="session")
+def podlab_environment() -> Any:
+    """Root and an answering Docker daemon (see require_host); the Docker client."""
+    return require_host()
+
+
+@pytest.fixture(scope="session")
+def podlab_images(podlab_environment: Any) -> list[str]:
+    """The lab images, built once per session (see require_images)."""
+    return require_images(podlab_environment)
 
 
 @dataclass(frozen=True)

@@ -421,13 +421,7 @@ def netem(
     def body(ipr: Any) -> None:
         idx = _index(ipr, pid, ifname, "tc")
         # `replace` cannot change a qdisc's kind (EINVAL): drop the old root first.
-        _call(
-            pid,
-            "clear qdisc",
-            ifname,
-            lambda: ipr.tc("del", index=idx, root=True),
-            ok=(errno.ENOENT, errno.EINVAL),
-        )
+        _del_root_qdisc(ipr, pid, ifname, idx)
         if netem_opts:
             # pyroute2 0.9's netem `rate` does not encode (int: TypeError, "Nmbit": ERANGE),
             # so a rate goes into a tbf child of netem, iproute2's classic recipe.
@@ -460,17 +454,15 @@ def clear_qdisc(pid: int, ifname: str) -> None:
     """Remove the root qdisc of ``ifname`` (back to the default); no-op when there is none."""
 
     def body(ipr: Any) -> None:
-        idx = _index(ipr, pid, ifname, "clear qdisc")
-        # ENOENT/EINVAL: only the default qdisc is present, nothing to delete.
-        _call(
-            pid,
-            "clear qdisc",
-            ifname,
-            lambda: ipr.tc("del", index=idx, root=True),
-            ok=(errno.ENOENT, errno.EINVAL),
-        )
+        _del_root_qdisc(ipr, pid, ifname, _index(ipr, pid, ifname, "clear qdisc"))
 
     _with_ipr(pid, "clear qdisc", body)
+
+
+def _del_root_qdisc(ipr: Any, pid: int, ifname: str, idx: int) -> None:
+    # ENOENT/EINVAL: only the default qdisc is present, nothing to delete.
+    _call(pid, "clear qdisc", ifname, lambda: ipr.tc("del", index=idx, root=True),
+          ok=(errno.ENOENT, errno.EINVAL))
 
 
 def qdisc(pid: int, ifname: str) -> str | None:

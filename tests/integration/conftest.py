@@ -5,7 +5,6 @@ A CI runner that has lost its Docker daemon must not turn green by skipping ever
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,21 +17,10 @@ except ImportError:  # not installed (pip install -e .): use the checkout
     sys.path.insert(0, str(ROOT))
 
 
-def unavailable(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{why} (CI=true: integration tests must run, not skip)", pytrace=False)
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="session")
 def docker_available() -> None:
-    """Root and a Docker daemon that answers, and podlab's images built locally."""
-    from harness import images, runtime
-    from harness.errors import PodlabError
+    """Root, a Docker daemon that answers, and podlab's images built locally: the checks
+    of the pytest plugin, which fail rather than skip under CI=true."""
+    from harness.pytest_plugin import require_host, require_images
 
-    try:
-        runtime.require_root()
-        client = runtime.client()
-    except PodlabError as exc:
-        unavailable(str(exc))
-    images.ensure_images(client)
+    require_images(require_host())

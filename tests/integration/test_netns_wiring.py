@@ -26,36 +26,19 @@ LABEL = f"io.podlab.lab={LAB}"
 pytestmark = pytest.mark.docker
 
 
-def _unavailable(why: str) -> None:
-    # Under CI a missing daemon is a broken runner, not a reason to go green.
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{why} (CI=true: integration tests must run)")
-    pytest.skip(why)
-
-
 def _remove_lab(client: Any) -> None:
     for container in client.containers.list(all=True, filters={"label": LABEL}):
         container.remove(force=True)
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    if os.geteuid() != 0:
-        _unavailable("integration tests need root (they enter container namespaces)")
-    import docker
+def client(docker_available: None) -> Iterator[Any]:
+    from harness import runtime
 
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # any failure to reach the daemon
-        _unavailable(f"Docker daemon unreachable: {exc}")
-    from harness.images import ensure_images
-
-    ensure_images(client, ["node"])
+    client = runtime.client()
     _remove_lab(client)  # leftovers of an interrupted earlier run
     yield client
     _remove_lab(client)
-    client.close()
 
 
 @pytest.fixture
