@@ -53,12 +53,9 @@ if ! docker_ok; then
     if pgrep -x dockerd >/dev/null; then
         say "dockerd is running but not answering yet; waiting"
     else
-        # a daemon killed with the last session leaves its pid file; a reused pid would
-        # make dockerd refuse to start
-        pidfile=/var/run/docker.pid
-        if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-            rm -f "$pidfile"
-        fi
+        # no dockerd runs, so a pid file is a killed daemon's leftover; if its pid was
+        # reused by another process, dockerd would refuse to start
+        rm -f /var/run/docker.pid
         say "starting dockerd (log: $DOCKERD_LOG)"
         # No systemd in CI containers/VMs: run it detached ourselves.
         nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
