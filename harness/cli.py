@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -128,7 +129,7 @@ def plan(topo: TopoOpt,
     except PodlabError as exc:
         fail(exc)
     if output is Format.json:
-        print(json.dumps(p.to_dict(), indent=2))
+        _write(None, _json(p.to_dict()))
         return
     from harness.report import plan_tables
 
@@ -144,7 +145,7 @@ def schema() -> None:
     """
     from harness.topology import json_schema
 
-    print(json.dumps(json_schema(), indent=2))
+    _write(None, _json(json_schema()))
 
 
 @app.command()
@@ -207,7 +208,7 @@ def inspect(topo: OptTopo = None,
     except PodlabError as exc:
         fail(exc)
     if output is Format.json:
-        print(json.dumps(data, indent=2))
+        _write(None, _json(data))
         return
     for table in inspect_tables(data if isinstance(data, list) else [data]):
         out.print(table)
@@ -247,6 +248,29 @@ PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", help="write each che
                                               "sniffed packets here as pcap files")]
 
 
+def _write(path: Path | None, write: Callable[[TextIO], object]) -> None:
+    """Write through `write(file)` to stdout, or to `path` (its directory made)."""
+    if path is None:
+        write(sys.stdout)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            write(f)
+    except OSError as exc:
+        fail(InputError(f"cannot write {path}: {exc.strerror or exc}"))
+    err.print(f"wrote {path}", highlight=False)
+
+
+def _write_text(text: str, path: Path | None) -> None:
+    _write(path, lambda f: f.write(text))
+
+
+def _json(data: object) -> Callable[[TextIO], object]:
+    # streamed, not built as one string: a 200-pod report is a hundred megabytes
+    return lambda f: (json.dump(data, f, indent=2), f.write("\n"))
+
+
 def _verify(p, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
             checks: list[str] | None) -> int:
     from harness import verify as verify_mod
@@ -265,17 +289,13 @@ def _verify(p, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | Non
         paths = write_pcaps(report, pcap_dir)
         err.print(f"pcap: {len(paths)} files in {pcap_dir}", highlight=False)
     if output is VerifyFormat.table:
-        if out_file:
-            out_file.write_text(json.dumps(report.to_dict(), indent=2))
         out.print(verify_table(report))
+        if out_file:  # the table for people, the JSON for the record
+            _write(out_file, _json(report.to_dict()))
+    elif output is VerifyFormat.json:
+        _write(out_file, _json(report.to_dict()))
     else:
-        text = (json.dumps(report.to_dict(), indent=2) if output is VerifyFormat.json
-                else junit_xml(report))
-        if out_file:
-            out_file.parent.mkdir(parents=True, exist_ok=True)
-            out_file.write_text(text if text.endswith("\n") else text + "\n")
-        else:
-            print(text)
+        _write(out_file, lambda f: f.write(junit_xml(report)))
     return 0 if report.ok else 1
 
 
@@ -324,19 +344,6 @@ WriteOpt = Annotated[Path | None, typer.Option("--output", help="write to this f
                                                "instead of stdout")]
 
 
-def _emit(text: str, out_file: Path | None) -> None:
-    """Print, or write to a file (creating its directory): graph and export share it."""
-    if out_file is None:
-        sys.stdout.write(text)
-        return
-    try:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text)
-    except OSError as exc:
-        fail(InputError(f"cannot write {out_file}: {exc.strerror or exc}"))
-    err.print(f"wrote {out_file}", highlight=False)
-
-
 @app.command()
 def graph(topo: TopoOpt,
           output: Annotated[GraphFormat, typer.Option("-o", "--format", help="output format")]
@@ -352,7 +359,7 @@ def graph(topo: TopoOpt,
         p = _load(topo)
     except PodlabError as exc:
         fail(exc)
-    _emit(draw.to_mermaid(p) if output is GraphFormat.mermaid else draw.to_dot(p), out_file)
+    _write_text(draw.to_mermaid(p) if output is GraphFormat.mermaid else draw.to_dot(p), out_file)
 
 
 @app.command()
@@ -372,7 +379,7 @@ def export(topo: TopoOpt,
             raise InputError(f"--output {out_file} would overwrite the topology file")
     except PodlabError as exc:
         fail(exc)
-    _emit(to_yaml(p), out_file)
+    _write_text(to_yaml(p), out_file)
 
 
 NodeOpt = Annotated[str | None, typer.Option("--node", help="a node of the lab")]
