@@ -274,7 +274,7 @@ def _json(data: object) -> Callable[[TextIO], object]:
 def _verify(p, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
             checks: list[str] | None) -> int:
     from harness import verify as verify_mod
-    from harness.report import junit_xml, verify_table, write_pcaps
+    from harness.report import junit_xml, verify_table, write_json, write_pcaps
 
     unknown = sorted(set(checks or ()) - set(verify_mod.CHECKS))
     if unknown:
@@ -291,9 +291,9 @@ def _verify(p, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | Non
     if output is VerifyFormat.table:
         out.print(verify_table(report))
         if out_file:  # the table for people, the JSON for the record
-            _write(out_file, _json(report.to_dict()))
+            _write(out_file, lambda f: write_json(report, f))
     elif output is VerifyFormat.json:
-        _write(out_file, _json(report.to_dict()))
+        _write(out_file, lambda f: write_json(report, f))
     else:
         _write(out_file, lambda f: f.write(junit_xml(report)))
     return 0 if report.ok else 1

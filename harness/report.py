@@ -68,6 +68,17 @@ def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
     return tables
 
 
+def write_json(report: Any, f: Any) -> None:
+    """The design's JSON object, one result per line: valid JSON, greppable, and written
+    result by result with the C encoder, so a 200-pod lab's 132,400 results take seconds
+    and no second copy of the report is held in memory."""
+    head = report.to_dict(with_results=False)
+    f.write(json.dumps(head)[:-1] + ', "results": [\n')
+    for i, result in enumerate(report.results):
+        f.write(("  " if i == 0 else ",\n  ") + json.dumps(result.to_dict()))
+    f.write("\n]}\n")
+
+
 def verify_table(report: Any) -> Table:
     """One row per result; failures first would hide the pattern, so plan order is kept."""
     summary = report.to_dict()["summary"]

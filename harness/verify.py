@@ -64,12 +64,15 @@ class Report:
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, with_results: bool = True) -> dict[str, Any]:
         passed = sum(r.ok for r in self.results)
-        return {"ok": self.ok, "lab": self.lab,
-                "summary": {"passed": passed, "failed": len(self.results) - passed,
-                            "total": len(self.results), "duration_s": round(self.duration_s, 3)},
-                "results": [r.to_dict() for r in self.results]}
+        out: dict[str, Any] = {
+            "ok": self.ok, "lab": self.lab,
+            "summary": {"passed": passed, "failed": len(self.results) - passed,
+                        "total": len(self.results), "duration_s": round(self.duration_s, 3)}}
+        if with_results:
+            out["results"] = [r.to_dict() for r in self.results]
+        return out
 
 
 @dataclass

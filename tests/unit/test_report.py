@@ -1,0 +1,54 @@
+"""Reports for machines: the JSON object of the design and JUnit XML."""
+
+from __future__ import annotations
+
+import io
+import json
+from xml.etree import ElementTree
+
+from harness.report import junit_xml, write_json
+from harness.verify import Report, Result
+
+
+def report(*results: Result) -> Report:
+    return Report("lab1", list(results), 1.25)
+
+
+PASS = Result("pod-to-pod", "web", "db", "udp", True, {"src": "10.244.0.2", "ttl": 62},
+              {"src": "10.244.0.2", "ttl": 62}, "arrived unchanged")
+FAIL = Result("pod-to-pod", "db", "web", "tcp", False, {"src": "10.244.1.2"},
+              {"src": "172.30.0.2"}, "request source rewritten 10.244.1.2 -> 172.30.0.2")
+
+
+def test_streamed_json_is_the_design_object() -> None:
+    for rep in (report(PASS, FAIL), report()):
+        out = io.StringIO()
+        write_json(rep, out)
+        data = json.loads(out.getvalue())
+        assert data == rep.to_dict()
+        assert set(data) == {"ok", "lab", "summary", "results"}
+    data = json.loads(_json(report(PASS, FAIL)))
+    assert data["ok"] is False
+    assert data["summary"] == {"passed": 1, "failed": 1, "total": 2, "duration_s": 1.25}
+
+
+def test_streamed_json_puts_one_result_on_each_line() -> None:
+    lines = _json(report(PASS, FAIL, PASS)).splitlines()
+    assert len(lines) == 1 + 3 + 1
+    assert all(json.loads(line.strip().rstrip(","))["check"] == "pod-to-pod"
+               for line in lines[1:-1])
+
+
+def test_junit_has_one_testcase_per_result_and_failures_carry_the_diagnosis() -> None:
+    root = ElementTree.fromstring(junit_xml(report(PASS, FAIL)))
+    cases = root.findall(".//testcase")
+    assert len(cases) == 2
+    failure = root.find(".//failure")
+    assert failure is not None and "rewritten" in failure.get("message", "")
+    assert root.get("failures") == "1"
+
+
+def _json(rep: Report) -> str:
+    out = io.StringIO()
+    write_json(rep, out)
+    return out.getvalue()
