@@ -24,7 +24,7 @@ LDB_ABS, LDH_ABS, LDW_ABS = 0x30, 0x28, 0x20
 LDXB_MSH = 0xB1  # X = 4 * (byte & 0xf): the IPv4 header length
 LDH_IND, LDB_IND = 0x48, 0x50
 JEQ, JA = 0x15, 0x05
-RSH, LSH, ADD_X, TAX = 0x74, 0x64, 0x0C, 0x07
+RSH, LSH, AND, ADD_X, TAX = 0x74, 0x64, 0x54, 0x0C, 0x07
 RET = 0x06
 
 Insn = tuple[int, int, int, int]  # code, jump-if-true, jump-if-false, k
@@ -52,8 +52,9 @@ def assemble(lines: list[tuple[int, Target, Target, int] | str]) -> list[Insn]:
     return out
 
 
-def probe_filter(local: list[str] | None = None) -> list[Insn]:
-    """Accept probe frames; with `local`, only arriving ones addressed to those IPs."""
+def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> list[Insn]:
+    """Accept probe frames; with `local`, only arriving ones addressed to those IPs; with
+    `handshakes`, TCP SYN and SYN-ACK segments too (they carry no nonce)."""
     prog: list[tuple[int, Target, Target, int] | str] = []
     if local:
         prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, "drop", 0, PACKET_OUTGOING)]
@@ -66,13 +67,21 @@ def probe_filter(local: list[str] | None = None) -> list[Insn]:
     prog += [
         "payload",
         (LDB_ABS, 0, 0, 23), (JEQ, 0, "udp_icmp", 6),
+        (LDXB_MSH, 0, 0, 14),
+    ]
+    if handshakes:  # flags SYN without ACK, or SYN+ACK
+        prog += [(LDB_IND, 0, 0, 27), (AND, 0, 0, 0x12), (JEQ, "accept", 0, 0x02),
+                 (JEQ, "accept", 0, 0x12)]
+    prog += [
         # TCP: the payload starts after the IP header and the TCP header (data offset)
-        (LDXB_MSH, 0, 0, 14), (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2),
+        (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2),
         (ADD_X, 0, 0, 0), (TAX, 0, 0, 0), (LDH_IND, 0, 0, 14), (JA, "compare", 0, 0),
         "udp_icmp",
         (LDXB_MSH, 0, 0, 14), (LDH_IND, 0, 0, 22),  # 14 + 8-byte UDP or ICMP header
         "compare",
-        (JEQ, 0, "drop", MAGIC), (RET, 0, 0, SNAP),
+        (JEQ, 0, "drop", MAGIC),
+        "accept",
+        (RET, 0, 0, SNAP),
         "drop",
         (RET, 0, 0, 0),
     ]

@@ -38,6 +38,7 @@ IP_PKTINFO = 8
 SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
 SNAPLEN = 256  # headers and nonce are all we read; pcap frames are cut here too
 PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17}
+SYN = "tcp-syn"  # sightings of a TCP probe's handshake: they show where it went, not arrival
 
 
 def nonce(probe_id: int, reply: bool = False) -> bytes:
@@ -65,6 +66,8 @@ class Seen:
 def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None:
     """(probe id, is_reply, proto, src, dst, sport, dport, ttl) of a probe frame, else None.
 
+    A TCP SYN or SYN-ACK comes back with id 0 and proto SYN.
+
     Plain struct unpacking: this runs for every frame the lab carries.
     """
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
@@ -90,6 +93,10 @@ def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None
         return None
     magic = frame[data:data + 3]
     if magic not in (REQUEST, REPLY):
+        if proto == 6 and frame[l4 + 13] & 0x12 in (0x02, 0x12):
+            # a handshake carries no nonce: id 0, matched by its ports (Engine._on_frame)
+            return (0, frame[l4 + 13] & 0x10 != 0, SYN, socket.inet_ntoa(frame[26:30]),
+                    socket.inet_ntoa(frame[30:34]), sport, dport, ttl)
         return None
     try:
         probe_id = int(frame[data + 3:data + 19], 16)
@@ -206,6 +213,7 @@ class Engine:
     _craft: Crafter = field(default_factory=Crafter)
     _connecting: set[int] = field(default_factory=set)  # TCP probes without a handshake yet
     unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
+    _handshakes: dict[tuple[int, str], int] = field(default_factory=dict)  # (sport, dst) -> id
     _inflight: dict[int, Probe] = field(default_factory=dict)
 
     def __enter__(self) -> Engine:
@@ -241,7 +249,8 @@ class Engine:
             sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             sniff.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sniff.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
-            bpf.attach(sniff, bpf.probe_filter(list(ns.local) if ns.local else None))
+            bpf.attach(sniff, bpf.probe_filter(list(ns.local)) if ns.local
+                       else bpf.probe_filter(handshakes=True))
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
             udp_src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             # a fresh port each run: a conntrack entry left by an earlier run would let a
@@ -291,6 +300,10 @@ class Engine:
             if addr[2] == PACKET_OTHERHOST:
                 continue  # flooded by a switch to a bystander: not on the packet's path
             probe_id, reply, proto, src, dst, sport, dport, ttl = parsed
+            if not probe_id:  # a handshake: whose SYN is it?
+                probe_id = self._handshakes.get((dport, src) if reply else (sport, dst), 0)
+                if not probe_id:
+                    continue
             seen = Seen(ns, addr[0], addr[2] == PACKET_OUTGOING, ts, reply, proto, src, dst,
                         sport, dport, ttl, frame if self.keep_frames else None)
             self.sightings.setdefault(probe_id, []).append(seen)
@@ -346,6 +359,7 @@ class Engine:
                 sock.close()
                 return
             probe.sport = sock.getsockname()[1]
+            self._handshakes[(probe.sport, probe.dst)] = probe.id
             self._clients[probe.id] = sock
             self._connecting.add(probe.id)
             self._sel.register(sock, selectors.EVENT_WRITE,

@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.plan import Expectation, Plan
 from harness.probes import (
+    SYN,
     TCP_PORT,
     TTL,
     UDP_PORT,
@@ -160,7 +161,7 @@ def _protos(target: Target) -> tuple[str, ...]:
 
 
 def evaluate(target: Target, probe: Probe, sightings: list[Seen],
-             unanswered: frozenset[int] = frozenset()) -> Result:
+             unanswered: frozenset[int] = frozenset(), traced: bool = False) -> Result:
     exp = target.exp
     hops = exp.hops
     want_req = {"src": target.expect_src, "dst": exp.dst_ip, "ttl": TTL - hops}
@@ -176,13 +177,16 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen],
     observed: dict[str, Any] = {}
     problems: list[str] = []
     # matched from every sighting, not only those made while the probe was in flight
-    arrivals = sorted((s for s in sightings if not s.outgoing), key=lambda s: s.ts)
+    # a handshake segment shows where a TCP probe went, but only its data proves arrival
+    arrivals = sorted((s for s in sightings if not s.outgoing and s.proto != SYN),
+                      key=lambda s: s.ts)
     req = next((s for s in arrivals if not s.reply and s.ns == target.receiver), None)
     rep = next((s for s in arrivals if s.reply and s.ns == target.sender), None)
     if probe.error:
         problems.append(probe.error)
-    if req is None and probe.error and (not probe.sent_at or probe.id in unanswered):
-        pass  # never sent, or a SYN (no nonce) unanswered: the error says all we know
+    if req is None and probe.error and (not probe.sent_at or (
+            probe.id in unanswered and not traced)):
+        pass  # never sent, or a handshake nobody traced: the error says all we know
     elif req is None:
         problems.append(_lost(target, probe, sightings, reply=False))
     else:
@@ -359,7 +363,7 @@ def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
         engine.run((p for _, p in probes), on_done=tick)
         sightings = engine.sightings
         unanswered = frozenset(engine.unanswered)
-    results = [evaluate(t, p, sightings.get(p.id, []), unanswered) for t, p in probes]
+    results = [evaluate(t, p, sightings.get(p.id, []), unanswered, trace) for t, p in probes]
     return results, sightings
 
 

@@ -76,3 +76,17 @@ def test_kernel_filter_with_addresses_keeps_only_probes_for_them() -> None:
     to_other = ETH + craft("udp", "10.244.0.2", "10.244.1.4", 2, 40000)
     kept = _filtered(bpf.probe_filter(["10.244.1.9", "10.244.1.3"]), [to_me, to_other])
     assert [parse(f)[0] for f in kept] == [1]  # type: ignore[index]
+
+
+def test_kernel_filter_keeps_tcp_handshakes_only_when_asked() -> None:
+    from scapy.layers.inet import IP, TCP
+
+    def segment(flags: str) -> bytes:
+        return ETH + bytes(IP(src="10.244.0.2", dst="10.244.1.3")
+                           / TCP(sport=40001, dport=47001, flags=flags))
+
+    syn, synack, ack = segment("S"), segment("SA"), segment("A")
+    assert _filtered(bpf.probe_filter(), [syn, synack, ack]) == []
+    kept = _filtered(bpf.probe_filter(handshakes=True), [syn, synack, ack])
+    assert [parse(f)[1] for f in kept] == [False, True]  # type: ignore[index]
+    assert all(parse(f)[0] == 0 and parse(f)[2] == "tcp-syn" for f in kept)  # type: ignore[index]
