@@ -14,12 +14,11 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, TextIO
+from typing import Annotated, TextIO
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from harness.console import err, fail, out
 from harness.errors import InputError, PodlabError
 from harness.fault_cli import fault_app
 
@@ -36,10 +35,6 @@ images_app = typer.Typer(help="Build the lab images locally (no registry needed)
                          no_args_is_help=True)
 app.add_typer(images_app, name="images")
 app.add_typer(fault_app, name="fault")  # podlab fault -t FILE link-down A:IF ...
-
-# wide tables when piped to a file or CI log; a terminal keeps its own width
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
 
 TopoOpt = Annotated[Path, typer.Option("-t", "--topo", help="topology file (*.clab.yml)")]
 OptTopo = Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")]
@@ -66,12 +61,6 @@ FormatOpt = Annotated[Format, typer.Option("-o", "--format", help="output format
 
 class ExportFormat(str, Enum):
     containerlab = "containerlab"
-
-
-def fail(exc: PodlabError) -> NoReturn:
-    # rich drops the colour by itself when stderr is not a terminal
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def _load(topo: Path):  # -> Plan

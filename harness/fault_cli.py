@@ -7,25 +7,18 @@ the host (e.g. delay asked on a kernel without sch_netem).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from harness.console import err, fail
 from harness.errors import InputError, PodlabError
 
 fault_app = typer.Typer(help="Inject faults into a running lab: cable pulls, node "
                         "crashes, impaired links.", no_args_is_help=True)
-err = Console(stderr=True)
 
 Endpoint = Annotated[str, typer.Argument(help="NODE:IFACE (or POD:eth0, NODE:pv-POD)")]
 Node = Annotated[str, typer.Argument(help="node name from the topology file")]
-
-
-def _fail(exc: PodlabError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
 
 
 @fault_app.callback()
@@ -42,7 +35,7 @@ def main(ctx: typer.Context,
     try:
         ctx.obj = make_plan(load_topology(topo))
     except PodlabError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _apply(what: str, ctx: typer.Context, *args: Any) -> Any:
@@ -50,12 +43,12 @@ def _apply(what: str, ctx: typer.Context, *args: Any) -> Any:
     from harness import faults
 
     if ctx.obj is None:
-        _fail(InputError("podlab fault needs the lab's topology: podlab fault -t FILE "
+        fail(InputError("podlab fault needs the lab's topology: podlab fault -t FILE "
                          f"{what.replace('_', '-')} ..."))
     try:
         return getattr(faults, what)(ctx.obj, *args)
     except PodlabError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _done(message: str) -> None:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from harness import lab, nat, runtime, shaping, wiring
 from harness.errors import InputError, LabNotFoundError
 from harness.plan import POD_IFACE, LinkPlan, Plan
-from harness.topology import parse_ms
 
 STOP_SETTLE_S = 10.0
 
@@ -109,8 +108,7 @@ def reconfigure(plan: Plan, name: str, pid: int) -> None:
     """
     if name in {p.name for p in plan.pods}:
         pod = plan.pod(name)
-        wiring.configure(pid, wiring.NetConfig(addresses=((POD_IFACE, pod.cidr),),
-                                               routes=(("default", pod.gateway),)))
+        wiring.configure(pid, lab.pod_config(pod))
         return
     node = plan.node(name)
     cfg = lab.node_config(node, plan)
@@ -184,7 +182,7 @@ def node_start(plan: Plan, name: str) -> list[str]:
                            mtu=link.mtu if link else None)
         if link is not None and link.netem:
             for end, end_pid in ((mine, pid), (other, other_pid)):
-                shaping.shape(end_pid, end.iface, **netem_args(link))
+                shaping.shape(end_pid, end.iface, **lab.netem_args(link))
         made.append(f"{mine.name}:{mine.iface}")
         peers.append(other)
     reconfigure(plan, name, pid)
@@ -201,22 +199,10 @@ def _forget_macs(plan: Plan, name: str, pids: dict[str, int]) -> None:
     addrs = [i.address.split("/")[0] for i in node.interfaces if i.address]
     if not addrs:
         return
-    batch = "".join(f"neigh flush to {a}\n" for a in addrs)
     for other in plan.nodes:
         pid = pids.get(other.container)
         if other.name != name and other.kind != "switch" and pid:
-            nat.in_netns(pid, ["ip", "-4", "-batch", "-"], stdin=batch)
-
-
-def netem_args(link: LinkPlan) -> dict[str, float | None]:
-    """The topology file's `netem:` of a link as shaping.shape's arguments."""
-    n = link.netem
-    if n is None:
-        return {}
-    return {"delay_ms": parse_ms(n.delay) if n.delay is not None else None,
-            "jitter_ms": parse_ms(n.jitter) if n.jitter is not None else None,
-            "loss_pct": float(n.loss) if n.loss is not None else None,
-            "rate_mbit": n.rate / 1000 if n.rate else None}  # the file says kbit/s
+            wiring.forget_neighbours(pid, addrs)
 
 
 # --------------------------------------------------------------------------- impairment

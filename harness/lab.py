@@ -367,12 +367,14 @@ def _create_veth(v: LinkPlan | PodPlan, pid: dict[str, int], infra: dict[str, St
     if v.netem:
         for node, iface in ((a, ia), (b, ib)):  # both directions are impaired
             # netem, or its fallback where the kernel has no sch_netem (harness.shaping)
-            shaping.shape(pid[node], iface, **_netem_args(v))
+            shaping.shape(pid[node], iface, **netem_args(v))
 
 
-def _netem_args(v: LinkPlan) -> dict[str, float | None]:
-    n = v.netem
-    assert n is not None
+def netem_args(link: LinkPlan) -> dict[str, float | None]:
+    """The topology file's `netem:` of a link as shaping.shape's arguments."""
+    n = link.netem
+    if n is None:
+        return {}
     return {"delay_ms": parse_ms(n.delay) if n.delay is not None else None,
             "jitter_ms": parse_ms(n.jitter) if n.jitter is not None else None,
             "loss_pct": float(n.loss) if n.loss is not None else None,
@@ -382,12 +384,17 @@ def _netem_args(v: LinkPlan) -> dict[str, float | None]:
 def _configure(obj: NodePlan | PodPlan, plan: Plan, pid: dict[str, int],
                infra: dict[str, Started]) -> None:
     if isinstance(obj, PodPlan):
-        wiring.configure(infra[obj.name].pid, wiring.NetConfig(
-            addresses=((POD_IFACE, obj.cidr),), routes=(("default", obj.gateway),)))
+        wiring.configure(infra[obj.name].pid, pod_config(obj))
         return
     wiring.configure(pid[obj.name], node_config(obj, plan))
     if obj.masquerade_exempt:
         nat.apply(pid[obj.name], obj)
+
+
+def pod_config(pod: PodPlan) -> wiring.NetConfig:
+    """What a pod's namespace needs: its address on eth0 and a default route via cbr0."""
+    return wiring.NetConfig(addresses=((POD_IFACE, pod.cidr),),
+                            routes=(("default", pod.gateway),))
 
 
 def node_config(node: NodePlan, plan: Plan) -> wiring.NetConfig:

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -356,6 +357,24 @@ def route_source(pid: int, dst_ip: str) -> str:
         return str(src)
 
     return _with_ipr(pid, f"route get {dst_ip}", body)
+
+
+def forget_neighbours(pid: int, addresses: list[str]) -> int:
+    """Delete the ARP entries of `addresses` in the namespace of ``pid``; how many went."""
+    wanted = set(addresses)
+
+    def body(ipr: Any) -> int:
+        gone = 0
+        for entry in ipr.neigh("dump", family=socket.AF_INET):
+            dst = entry.get_attr("NDA_DST")
+            if dst in wanted:
+                _call(pid, f"neigh del {dst}", None,
+                      lambda e=entry, d=dst: ipr.neigh("del", dst=d, ifindex=e["ifindex"]),
+                      ok=(errno.ENOENT,))
+                gone += 1
+        return gone
+
+    return _with_ipr(pid, "neigh flush", body)
 
 
 def route_sources(pid: int, dst_ips: list[str]) -> dict[str, str]:
