@@ -64,8 +64,8 @@ def _plan(name: str, nodes: int, pods: int) -> Any:
     import yaml
 
     from bench.gen import topology
+    from harness.model.topology import parse_topology
     from harness.plan import make_plan
-    from harness.topology import parse_topology
 
     return make_plan(parse_topology(yaml.safe_dump(topology(name, nodes, pods),
                                                    sort_keys=False)))
@@ -159,8 +159,9 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
             ) -> dict[str, Any]:
     """Floor and podlab deploy/verify/destroy for one size (the floor first or last, so
     drift on a shared host hits both sides alike over the repetitions); a JSON-able dict."""
-    from harness import lab, runtime
-    from harness.verify import verify
+    from harness import lab
+    from harness.host import runtime
+    from harness.prove.verify import verify
 
     name = f"bench-{nodes}x{pods}-{uuid.uuid4().hex[:6]}"
     plan = _plan(name, nodes, pods)

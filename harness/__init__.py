@@ -6,8 +6,8 @@ The public API is small: load a topology, plan it, and drive a lab.
 """
 
 from harness.errors import PodlabError
+from harness.model.topology import Topology, load_topology
 from harness.plan import Plan, make_plan
-from harness.topology import Topology, load_topology
 
 __all__ = ["Plan", "PodlabError", "Topology", "load_topology", "make_plan"]
 __version__ = "0.1.0"

@@ -130,8 +130,8 @@ class PodlabLab:
 
     def verify(self, checks: Iterable[str] | None = None, keep_frames: bool = False,
                timeout: float = 2.0) -> Any:
-        """Run the model's checks (all by default); returns the harness.verify.Report."""
-        from harness import verify as verify_mod
+        """Run the model's checks (all by default); returns the harness.prove.verify.Report."""
+        from harness.prove import verify as verify_mod
 
         return verify_mod.verify(self.plan, tuple(checks or verify_mod.CHECKS),
                                  keep_frames=keep_frames, timeout=timeout)
@@ -139,7 +139,7 @@ class PodlabLab:
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,
                 timeout: float | None = 5.0, path: str | Path | None = None) -> Any:
-        """A `harness.capture.Sniffer` in a node's or pod's namespace, not yet started.
+        """A `harness.host.capture.Sniffer` in a node's or pod's namespace, not yet started.
 
         Use it as a context manager: the socket is open before the body makes traffic,
         and the exit waits for `count` packets or `timeout` seconds::
@@ -148,8 +148,8 @@ class PodlabLab:
                 podlab_lab.exec(pod="a", argv=["ping", "-c1", "10.244.1.2"])
             assert len(cap.packets) == 2
         """
-        from harness import attach
-        from harness.capture import Sniffer
+        from harness.host.capture import Sniffer
+        from harness.lab import attach
 
         target = attach.resolve(self.plan, node=node, pod=pod)
         return Sniffer(target.pid, iface, bpf=bpf, count=count, timeout=timeout, path=path)
@@ -169,8 +169,8 @@ def require_host() -> Any:
 
     Skips the calling test when either is missing; fails it instead when CI=true.
     """
-    from harness import runtime
     from harness.errors import PodlabError
+    from harness.host import runtime
 
     try:
         runtime.require_root()
@@ -181,8 +181,8 @@ def require_host() -> Any:
 
 def require_images(client: Any) -> list[str]:
     """Build podlab/node, podlab/pause and podlab/app (only what changed); the names built."""
-    from harness import images
     from harness.errors import PodlabError
+    from harness.host import images
 
     try:
         return list(images.ensure_images(client) or [])
@@ -245,8 +245,8 @@ def _lab_request(request: pytest.FixtureRequest) -> LabRequest:
 
 def lab_plan(want: LabRequest) -> Any:
     """The plan of `want.topology`, renamed to `want.name` or `<name>-<6 hex>`."""
+    from harness.model.topology import NAME_MAX, Topology, load_topology
     from harness.plan import make_plan
-    from harness.topology import NAME_MAX, Topology, load_topology
 
     topo = load_topology(want.topology)
     name = want.name

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab, runtime, wiring
+from harness import lab
+from harness.host import runtime, wiring
+from harness.model.topology import Topology, load_topology
 from harness.plan import Plan, make_plan
-from harness.topology import Topology, load_topology
 
 pytestmark = pytest.mark.docker
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import runtime
 from harness.errors import PodlabError
+from harness.host import runtime
 
 pytestmark = pytest.mark.docker
 

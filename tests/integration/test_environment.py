@@ -54,7 +54,8 @@ def test_images_build_without_daemon() -> None:
 def test_not_root_in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from harness import cli, runtime
+    from harness import cli
+    from harness.host import runtime
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(runtime, "client", lambda: pytest.fail("Docker contacted"))
@@ -81,7 +82,7 @@ def test_not_root_as_nobody(tmp_path: Path) -> None:
 
 
 def test_image_that_cannot_be_built(docker_available: None, tmp_path: Path) -> None:
-    from harness import runtime
+    from harness.host import runtime
 
     images = tmp_path / "images"
     shutil.copytree(ROOT / "images", images)

@@ -1,4 +1,4 @@
-"""Faults at run time (harness.faults, `podlab fault`): verify must fail EXACTLY the results
+"""Faults at run time (harness.lab.faults, `podlab fault`): verify must fail EXACTLY the results
 a fault affects, say where each lost packet was last seen, and pass again once it is undone.
 
 One flat3 lab per module (unique name); every test undoes its fault in `finally`.
@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import faults, lab, verify, wiring
+from harness import lab
 from harness.errors import InputError
+from harness.host import wiring
+from harness.lab import faults
+from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.topology import load_topology
+from harness.prove import verify
 
 pytestmark = pytest.mark.docker
 

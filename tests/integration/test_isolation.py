@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab, runtime, verify
+from harness import lab
+from harness.host import runtime
+from harness.model.topology import Topology, load_topology
 from harness.plan import Plan, make_plan
-from harness.topology import Topology, load_topology
+from harness.prove import verify
 
 pytestmark = pytest.mark.docker
 

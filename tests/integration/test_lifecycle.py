@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab, nat, netns, runtime, wiring
+from harness import lab
 from harness.errors import DeployError, ImageError, LabExistsError
+from harness.host import firewall as nat
+from harness.host import netns, runtime, wiring
+from harness.model.topology import Topology, load_topology, parse_topology
 from harness.plan import Plan, make_plan
-from harness.topology import Topology, load_topology, parse_topology
 
 pytestmark = pytest.mark.docker
 

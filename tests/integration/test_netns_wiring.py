@@ -1,4 +1,4 @@
-"""harness.netns + harness.wiring against real containers (needs Docker and root).
+"""harness.host.netns + harness.host.wiring against real containers (needs Docker and root).
 
 Containers are ``podlab/node`` with network_mode="none" and label
 ``io.podlab.lab=wiring-test``; every one is removed in the fixture's teardown.
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness import netns, wiring
 from harness.errors import WiringError
-from harness.wiring import NetConfig
+from harness.host import netns, wiring
+from harness.host.wiring import NetConfig
 
 LAB = "wiring-test"
 LABEL = f"io.podlab.lab={LAB}"
@@ -33,7 +33,7 @@ def _remove_lab(client: Any) -> None:
 
 @pytest.fixture(scope="module")
 def client(docker_available: None) -> Iterator[Any]:
-    from harness import runtime
+    from harness.host import runtime
 
     client = runtime.client()
     _remove_lab(client)  # leftovers of an interrupted earlier run

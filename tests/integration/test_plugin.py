@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import lab, runtime
+from harness import lab
+from harness.host import runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "topologies" / "minimal.clab.yml"

@@ -18,10 +18,11 @@ from xml.etree import ElementTree
 
 import pytest
 
-from harness import lab, netns
+from harness import lab
+from harness.host import netns
+from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.topology import load_topology
-from harness.verify import CHECKS, PROTOS, Report, verify
+from harness.prove.verify import CHECKS, PROTOS, Report, verify
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,7 +179,7 @@ def test_detour_route_fails_exactly_the_paths_it_lengthens(flat3: Plan) -> None:
 
 def test_container_outside_the_pod_namespace_fails_identity_and_intra_pod(flat3: Plan,
                                                                           ) -> None:
-    from harness import runtime
+    from harness.host import runtime
 
     db = flat3.pod("db")
     victim = db.containers[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import Problem, TopologyError
-from harness.topology import Topology, parse_topology
+from harness.model.topology import Topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "topologies").glob("*.clab.yml"))

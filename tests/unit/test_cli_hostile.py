@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import cli, runtime
+from harness import cli
+from harness.host import runtime
 
 COMMANDS: list[list[str]] = [
     ["validate"], ["plan"], ["plan", "-o", "json"], ["deploy"], ["verify"], ["run"],

@@ -13,9 +13,9 @@ from podlab_unit_helpers import EXAMPLES
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.draw import mermaid_id, mermaid_text, to_dot, to_mermaid
+from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.topology import load_topology
+from harness.render.draw import mermaid_id, mermaid_text, to_dot, to_mermaid
 
 IDS = [p.name for p in EXAMPLES]
 

@@ -15,9 +15,9 @@ from podlab_unit_helpers import EXAMPLES
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.export import short_name, tagged, to_containerlab, to_yaml
+from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.topology import load_topology
+from harness.render.export import short_name, tagged, to_containerlab, to_yaml
 
 # ../shared/containerlab next to the repository; never copied into the project
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2].parent / "shared/containerlab/clab.schema.json"

@@ -14,9 +14,9 @@ import pytest
 from podlab_unit_helpers import EXAMPLES, MINIMAL, broken
 
 from harness.errors import TopologyError
+from harness.model.topology import load_topology, parse_topology
+from harness.model.yamlsrc import MAX_PROBLEMS
 from harness.plan import make_plan
-from harness.topology import load_topology, parse_topology
-from harness.yamlsrc import MAX_PROBLEMS
 
 LINK1 = '    - endpoints: ["node1:eth1", "sw:eth1"]\n'
 WEB = "  web:\n    node: node1\n    containers:\n      - {name: app}\n"

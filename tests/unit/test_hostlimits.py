@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from harness.hostlimits import ensure_neighbour_capacity, neighbour_entries
+from harness.host.hostlimits import ensure_neighbour_capacity, neighbour_entries
+from harness.model.topology import load_topology, parse_topology
 from harness.plan import make_plan
-from harness.topology import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""harness.images without a Docker daemon: hashing, context, rebuild decisions."""
+"""harness.host.images without a Docker daemon: hashing, context, rebuild decisions."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import docker.errors
 import pytest
 
-from harness import images
 from harness.errors import ImageError
+from harness.host import images
 
 
 @pytest.fixture

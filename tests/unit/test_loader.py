@@ -9,8 +9,8 @@ import pytest
 from podlab_unit_helpers import MINIMAL
 
 from harness.errors import InputError, PodlabError, TopologyError
-from harness.topology import load_topology
-from harness.yamlsrc import MAX_BYTES
+from harness.model.topology import load_topology
+from harness.model.yamlsrc import MAX_BYTES
 
 
 def load_error(path: Path) -> TopologyError:

@@ -1,4 +1,4 @@
-"""harness.netns mechanics that need no root: setns is stubbed out."""
+"""harness.host.netns mechanics that need no root: setns is stubbed out."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from harness import netns
 from harness.errors import WiringError
+from harness.host import netns
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from podlab_unit_helpers import EXAMPLES, MINIMAL, broken
 
+from harness.model.topology import load_topology, parse_topology
 from harness.plan import Plan, make_plan, pod_iface_name
-from harness.topology import load_topology, parse_topology
 
 EXAMPLE_IDS = [p.name.removesuffix(".clab.yml") for p in EXAMPLES]
 

@@ -6,8 +6,8 @@ import io
 import json
 from xml.etree import ElementTree
 
-from harness.report import junit_xml, write_json
-from harness.verify import Report, Result
+from harness.prove.verify import Report, Result
+from harness.render.report import junit_xml, write_json
 
 
 def report(*results: Result) -> Report:

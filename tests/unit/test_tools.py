@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import attach
-from harness.capture import python_filter
 from harness.cli import app
 from harness.errors import InputError
+from harness.host.capture import python_filter
+from harness.lab import attach
+from harness.model.topology import load_topology
 from harness.plan import make_plan
-from harness.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 

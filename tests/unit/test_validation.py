@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from podlab_unit_helpers import MINIMAL, broken, line_of, problems_of, valid
 
-from harness.topology import parse_topology
+from harness.model.topology import parse_topology
 
 LINK1 = '    - endpoints: ["node1:eth1", "sw:eth1"]\n'
 NODES = "    ext: {kind: linux}\n"

@@ -1,4 +1,4 @@
-"""harness.wiring checks that fail before touching any namespace."""
+"""harness.host.wiring checks that fail before touching any namespace."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from harness import wiring
 from harness.errors import WiringError
-from harness.wiring import NetConfig
+from harness.host import wiring
+from harness.host.wiring import NetConfig
 
 
 def test_netconfig_is_frozen_with_empty_defaults() -> None:
@@ -47,6 +47,6 @@ def test_pyroute2_is_imported_lazily() -> None:
     import subprocess
     import sys
 
-    code = "import harness.wiring, sys; print('pyroute2' in sys.modules)"
+    code = "import harness.host.wiring, sys; print('pyroute2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 import threading
 
-from harness import nat, wiring
 from harness.errors import EnvironmentProblem, InputError, WiringError
+from harness.host import firewall as nat
+from harness.host import wiring
 
 CHAIN_PREFIX = "PODLAB-LOSS-"  # + ifname: at most 27 characters, iptables allows 28
 NFT_PREFIX = "podlab_loss_"

@@ -10,7 +10,7 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   every veth that had an end there (its links and its pods' veths). node-start starts it
   again and re-wires it: links to its running peers, its own configuration and NAT, its
   pods' veths (a pod's infra container keeps its own namespace), and the peers' side.
-- netem/netem-clear shape one end's egress (see harness.shaping for kernels without
+- netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
 
@@ -21,8 +21,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from harness import lab, nat, runtime, shaping, wiring
+from harness import lab
 from harness.errors import InputError, LabNotFoundError
+from harness.host import firewall as nat
+from harness.host import runtime, shaping, wiring
+from harness.kinds import kind
 from harness.plan import POD_IFACE, LinkPlan, Plan
 
 STOP_SETTLE_S = 10.0
@@ -201,7 +204,7 @@ def _forget_macs(plan: Plan, name: str, pids: dict[str, int]) -> None:
         return
     for other in plan.nodes:
         pid = pids.get(other.container)
-        if other.name != name and other.kind != "switch" and pid:
+        if other.name != name and not kind(other.kind).is_switch and pid:
             wiring.forget_neighbours(pid, addrs)
 
 

@@ -14,12 +14,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from harness.netns import run_in_netns
+from harness.host.netns import run_in_netns
 from harness.plan import Plan, PodPlan
-from harness.probes import ETH_P_ALL, nonce
+from harness.prove.engine import ETH_P_ALL, nonce
 
 if TYPE_CHECKING:
-    from harness.verify import Result
+    from harness.prove.verify import Result
 
 PORT = 47010
 WAIT = 5.0  # seconds: bound on every step
@@ -48,8 +48,8 @@ def _sniff_lo(pid: int) -> socket.socket:
 
 
 def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
-    from harness import runtime
-    from harness.verify import Result
+    from harness.host import runtime
+    from harness.prove.verify import Result
 
     listener = pod.containers[0]
     if pod.infra not in pids:
@@ -114,7 +114,7 @@ def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
 
 
 def check_all(plan: Plan, pids: dict[str, int]) -> list[Result]:
-    from harness.verify import Result
+    from harness.prove.verify import Result
 
     base = int.from_bytes(os.urandom(4), "big") << 16
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from harness.topology import FORWARDING_KINDS
+from harness.kinds import kind
 
 Endpoint = tuple[str, str]  # (node, interface)
 
@@ -45,7 +45,8 @@ class LabGraph:
     def __init__(self, kinds: dict[str, str], segments: list[Segment]):
         self.kinds = kinds
         self.segments = segments
-        self.attached: dict[str, list[int]] = {n: [] for n, k in kinds.items() if k != "switch"}
+        self.attached: dict[str, list[int]] = {n: [] for n, k in kinds.items()
+                                               if not kind(k).is_switch}
         for seg in segments:
             for device in seg.devices():
                 if seg.index not in self.attached[device]:
@@ -55,7 +56,7 @@ class LabGraph:
     def from_links(cls, kinds: dict[str, str],
                    links: list[tuple[Endpoint, Endpoint]]) -> LabGraph:
         """Group links into segments: switches joined by links merge into one segment."""
-        parent: dict[str, str] = {n: n for n, k in kinds.items() if k == "switch"}
+        parent: dict[str, str] = {n: n for n, k in kinds.items() if kind(k).is_switch}
 
         def find(x: str) -> str:
             while parent[x] != x:
@@ -96,7 +97,7 @@ class LabGraph:
         return None
 
     def forwards(self, device: str) -> bool:
-        return self.kinds[device] in FORWARDING_KINDS
+        return kind(self.kinds[device]).forwards
 
     def _bfs(self, src: str) -> dict[str, tuple[str, int] | None]:
         """parent[device] = (previous device, segment between them); parent[src] = None."""

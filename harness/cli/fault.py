@@ -1,4 +1,4 @@
-"""`podlab fault -t FILE ...`: inject faults into a running lab (see harness.faults).
+"""`podlab fault -t FILE ...`: inject faults into a running lab (see harness.lab.faults).
 
 Exit codes as everywhere: 2 for a bad endpoint/number or a lab that is not deployed, 3 for
 the host (e.g. delay asked on a kernel without sch_netem).
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.console import err, fail
+from harness.cli.console import err, fail
 from harness.errors import InputError, PodlabError
 
 fault_app = typer.Typer(help="Inject faults into a running lab: cable pulls, node "
@@ -26,8 +26,8 @@ def main(ctx: typer.Context,
          topo: Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")] = None,
          ) -> None:
     """Faults need the lab's topology file: podlab fault -t FILE COMMAND ..."""
+    from harness.model.topology import load_topology
     from harness.plan import make_plan
-    from harness.topology import load_topology
 
     # optional here so that `podlab fault link-down --help` works; _apply insists on it
     if ctx.resilient_parsing or topo is None:
@@ -40,7 +40,7 @@ def main(ctx: typer.Context,
 
 def _apply(what: str, ctx: typer.Context, *args: Any) -> Any:
     """Run faults.<what>(plan, *args); a PodlabError ends the command with its exit code."""
-    from harness import faults
+    from harness.lab import faults
 
     if ctx.obj is None:
         fail(InputError("podlab fault needs the lab's topology: podlab fault -t FILE "

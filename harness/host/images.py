@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from harness import labels
 from harness.errors import ImageError
 
 IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app")
 REPOSITORY = "podlab"
-HASH_LABEL = "io.podlab.context-hash"
+HASH_LABEL = labels.CONTEXT_HASH
 # Debian's busybox-static installs /bin/busybox; /usr/bin is the merged-/usr spelling.
 BUSYBOX_CANDIDATES: tuple[str, ...] = ("/bin/busybox", "/usr/bin/busybox")
 FIX_HINT = "install it with `apt-get install -y busybox-static` (or run `make setup`)"
@@ -48,7 +49,7 @@ def images_dir() -> Path:
     overrides it, e.g. for a wheel install that has no source tree.
     """
     override = os.environ.get("PODLAB_IMAGES_DIR")
-    path = Path(override) if override else Path(__file__).resolve().parent.parent / "images"
+    path = Path(override) if override else Path(__file__).resolve().parents[2] / "images"
     if not path.is_dir():
         raise ImageError(
             f"image sources not found at {path}: run podlab from a source checkout "
@@ -171,7 +172,7 @@ def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str) -> 
             fileobj=_tar_context(files),
             custom_context=True,
             tag=tag,
-            labels={HASH_LABEL: digest, "io.podlab.image": name},
+            labels={HASH_LABEL: digest, labels.IMAGE: name},
             pull=False,  # FROM scratch: nothing to pull, and no registry is reachable anyway
             rm=True,
             forcerm=True,

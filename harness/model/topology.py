@@ -26,15 +26,18 @@ from pydantic import (
     field_validator,
 )
 
+from harness import labels
 from harness.errors import Problem, TopologyError
-from harness.yamlsrc import PathKey, bounded, load_yaml, read_text, render_path
+from harness.kinds import KINDS, NAMES, kind
+from harness.model.graph import LabGraph
+from harness.model.yamlsrc import PathKey, bounded, load_yaml, read_text, render_path
+
+SWITCHES = frozenset(k.name for k in KINDS.values() if k.is_switch)
 
 Kind = Literal["k8s-node", "router", "switch", "linux"]
-KINDS: tuple[str, ...] = ("k8s-node", "router", "switch", "linux")
-FORWARDING_KINDS = frozenset({"k8s-node", "router"})
 DEFAULT_NODE_IMAGE = "podlab/node"
 DEFAULT_POD_IMAGE = "podlab/app"
-RESERVED_LABEL_PREFIX = "io.podlab."
+RESERVED_LABEL_PREFIX = f"{labels.PREFIX}."
 
 # Names become parts of Docker container names (podlab-<lab>-<node>) and of labels.
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")  # used with fullmatch
@@ -262,7 +265,7 @@ def _structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list
             msg = "too many entries; write two, one per endpoint"
         elif kind in ("literal_error", "key_literal_error") and loc and (
                 loc[-1] == "kind" or loc[-2:-1] == ("kinds",)):
-            msg = f"unknown kind {show(value)}; one of {', '.join(KINDS)}"
+            msg = f"unknown kind {show(value)}; one of {', '.join(NAMES)}"
         elif kind in _EXPECTED:
             if loc not in expected:
                 expected[loc] = []
@@ -381,7 +384,7 @@ def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
             yield Problem(path, problem)
         kind = node.kind or body.defaults.kind
         if kind is None:
-            yield Problem(path, "no kind; set `kind:` (one of " + ", ".join(KINDS)
+            yield Problem(path, "no kind; set `kind:` (one of " + ", ".join(NAMES)
                           + ") or topology.defaults.kind")
         else:
             kinds[name] = kind
@@ -451,10 +454,10 @@ def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
             yield Problem(f"topology.links[{i}].endpoints", f"both ends are on node {ends[0]!r}")
         if link.ipv4 is not None and len(ends) == 2:
             for j, (node, addr) in enumerate(zip(ends, link.ipv4, strict=True)):
-                if kinds.get(node) == "switch" and addr is not None:
+                if kinds.get(node) in SWITCHES and addr is not None:
                     yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{show(node)} is a switch: "
                                   "its ports take no address; write null")
-                if kinds.get(node) != "switch" and addr is None:
+                if kinds.get(node) not in SWITCHES and addr is None:
                     yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{show(node)} needs an "
                                   "address when ipv4 is given")
         if link.netem and link.netem.jitter is not None and link.netem.delay is None:
@@ -504,7 +507,7 @@ def _pod_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem
             close = difflib.get_close_matches(pod.node, list(spec.topology.nodes), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             yield Problem(f"{path}.node", f"unknown node {show(pod.node)}{hint}")
-        elif kinds.get(pod.node) not in (None, "k8s-node"):
+        elif (pod.node in kinds and not kind(kinds[pod.node]).hosts_pods):
             yield Problem(f"{path}.node", f"{show(pod.node)} is of kind {kinds[pod.node]}; "
                           "pods run only on k8s-node nodes")
         if not pod.containers:
@@ -548,7 +551,7 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
     nets: list[tuple[str, ipaddress.IPv4Network]] = []
     if isinstance(pod_net, ipaddress.IPv4Network):
         nets.append(("cluster.pod-cidr", pod_net))
-        k8s_nodes = [n for n, k in kinds.items() if k == "k8s-node"]
+        k8s_nodes = [n for n, k in kinds.items() if kind(k).hosts_pods]
         if cluster.node_mask < pod_net.prefixlen:
             yield Problem("cluster.node-mask", f"/{cluster.node_mask} is larger than the pod "
                           f"CIDR {pod_net}")
@@ -601,18 +604,16 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
 def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
     """Every non-switch node must reach every other one, forwarding only through
     k8s-nodes and routers (a `linux` host does not forward)."""
-    from harness.graph import LabGraph  # the same graph the plan routes over
-
     if len(kinds) != len(spec.topology.nodes):
         return
     graph = LabGraph.from_links(kinds, [(parse_endpoint(a), parse_endpoint(b))  # type: ignore[misc]
                                         for a, b in (lk.endpoints for lk in spec.topology.links)])
-    hosts = [n for n in spec.topology.nodes if kinds[n] != "switch"]
+    hosts = [n for n in spec.topology.nodes if not kind(kinds[n]).is_switch]
     if len(hosts) >= 2:
         # From a forwarding anchor, "everyone reaches the anchor" means everyone reaches
         # everyone (through it). A `linux` anchor would wrongly join two nodes that reach
         # each other only through it; with no forwarding node at all, check every pair.
-        forwarders = [n for n in hosts if kinds[n] in FORWARDING_KINDS]
+        forwarders = [n for n in hosts if kind(kinds[n]).forwards]
         anchors = forwarders[:1] or hosts
         reported: set[str] = set()
         for anchor in anchors:
@@ -623,16 +624,14 @@ def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterato
                     yield Problem(f"topology.nodes.{node}", f"node {show(node)} has no path to "
                                   f"{anchor!r} (traffic passes only through k8s-nodes, "
                                   "routers and switches; a linux host does not forward)")
-    for node, kind in kinds.items():
-        if kind == "switch" and not graph.segment_of_switch(node):
+    for node, name in kinds.items():
+        if kind(name).is_switch and not graph.segment_of_switch(node):
             yield Problem(f"topology.nodes.{node}", f"switch {show(node)} has no links")
 
 
 def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
     """What the plan needs of each L2 segment: one subnet, room for its members, and
     enough underlay blocks for the segments addressed automatically."""
-    from harness.graph import LabGraph
-
     if len(kinds) != len(spec.topology.nodes):
         return
     links = spec.topology.links

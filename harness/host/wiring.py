@@ -2,7 +2,7 @@
 
 The only module that imports pyroute2 (0.9.x). Every function takes the PID of a process
 in the target namespace and works through ``/proc/<pid>/ns/net``: each call runs in a
-short-lived thread that entered that namespace (see :mod:`harness.netns`) and opens its
+short-lived thread that entered that namespace (see :mod:`harness.host.netns`) and opens its
 own ``IPRoute`` there, so the netlink socket lives in the container's namespace and the
 main process never leaves the host's.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.errors import WiringError
-from harness.netns import open_netns, run_in_netns
+from harness.host.netns import open_netns, run_in_netns
 
 T = TypeVar("T")
 

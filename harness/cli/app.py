@@ -18,9 +18,9 @@ from typing import Annotated, TextIO
 
 import typer
 
-from harness.console import err, fail, out
+from harness.cli.console import err, fail, out
+from harness.cli.fault import fault_app
 from harness.errors import InputError, PodlabError
-from harness.fault_cli import fault_app
 
 app = typer.Typer(
     name="podlab",
@@ -64,8 +64,8 @@ class ExportFormat(str, Enum):
 
 
 def _load(topo: Path):  # -> Plan
+    from harness.model.topology import load_topology
     from harness.plan import make_plan
-    from harness.topology import load_topology
 
     return make_plan(load_topology(topo))
 
@@ -87,7 +87,7 @@ def _sigterm_as_interrupt() -> None:
 
 
 def _progress():
-    from harness.report import progress
+    from harness.render.report import progress
 
     return progress(err)
 
@@ -120,7 +120,7 @@ def plan(topo: TopoOpt,
     if output is Format.json:
         _write(None, _json(p.to_dict()))
         return
-    from harness.report import plan_tables
+    from harness.render.report import plan_tables
 
     for table in plan_tables(p):
         out.print(table)
@@ -132,7 +132,7 @@ def schema() -> None:
 
     Example: podlab schema > podlab.schema.json
     """
-    from harness.topology import json_schema
+    from harness.model.topology import json_schema
 
     _write(None, _json(json_schema()))
 
@@ -189,7 +189,7 @@ def inspect(topo: OptTopo = None,
     Example: podlab inspect --all -o json
     """
     from harness import lab
-    from harness.report import inspect_tables
+    from harness.render.report import inspect_tables
 
     try:
         lab_name = None if all_labs else _lab_name(topo, name)
@@ -262,8 +262,8 @@ def _json(data: object) -> Callable[[TextIO], object]:
 
 def _verify(p, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
             checks: list[str] | None) -> int:
-    from harness import verify as verify_mod
-    from harness.report import junit_xml, verify_table, write_json, write_pcaps
+    from harness.prove import verify as verify_mod
+    from harness.render.report import junit_xml, verify_table, write_json, write_pcaps
 
     unknown = sorted(set(checks or ()) - set(verify_mod.CHECKS))
     if unknown:
@@ -342,7 +342,7 @@ def graph(topo: TopoOpt,
 
     Example: podlab graph -t topologies/flat3.clab.yml -o dot --output flat3.dot
     """
-    from harness import draw
+    from harness.render import draw
 
     try:
         p = _load(topo)
@@ -360,7 +360,7 @@ def export(topo: TopoOpt,
 
     Example: podlab export -t topologies/flat3.clab.yml -o containerlab --output clab/flat3.clab.yml
     """
-    from harness.export import to_yaml
+    from harness.render.export import to_yaml
 
     try:
         p = _load(topo)
@@ -387,16 +387,16 @@ def scapy(topo: TopoOpt, node: NodeOpt = None, pod: PodOpt = None) -> None:
     import os
     import subprocess
 
-    from harness import attach
+    from harness.lab import attach
 
     try:
         target = attach.resolve(_load(topo), node=node, pod=pod)
     except PodlabError as exc:
         fail(exc)
     env = dict(os.environ)  # the child imports harness from this very checkout
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    argv = [sys.executable, "-m", "harness.nsshell", str(target.pid), "--label", target.label]
+    argv = [sys.executable, "-m", "harness.cli.shell", str(target.pid), "--label", target.label]
     if target.iface:
         argv += ["--iface", target.iface]
     previous = signal.signal(signal.SIGINT, lambda *_: None)  # Ctrl-C is the session's
@@ -426,8 +426,8 @@ def capture(
 
     Example: sudo podlab capture -t topologies/flat3.clab.yml --pod db -w db.pcap --count 10
     """
-    from harness import attach
-    from harness.capture import Sniffer, summary_line
+    from harness.host.capture import Sniffer, summary_line
+    from harness.lab import attach
 
     _sigterm_as_interrupt()
     start = 0.0
@@ -464,7 +464,7 @@ def images_build(force: Annotated[bool, typer.Option("--force")] = False) -> Non
 
     Example: podlab images build
     """
-    from harness import images, runtime
+    from harness.host import images, runtime
 
     try:
         built = images.build_images(runtime.client(), force=force)

@@ -1,6 +1,6 @@
 """Where the command line writes: one stdout console, one stderr console, one way to fail.
 
-Shared by `podlab` (harness.cli) and `podlab fault` (harness.fault_cli), so every command
+Shared by `podlab` (harness.cli) and `podlab fault` (harness.cli.fault), so every command
 reports an error the same way and ends with its PodlabError's exit code.
 """
 

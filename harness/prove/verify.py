@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.plan import Expectation, Plan
-from harness.probes import (
+from harness.prove.engine import (
     SYN,
     TCP_PORT,
     TTL,
@@ -373,7 +373,9 @@ def verify(plan: Plan, checks: Iterable[str] = CHECKS, keep_frames: bool = False
            progress: Callable[[str, int, int], None] | None = None,
            timeout: float = 2.0) -> Report:
     """Run the checks against the deployed lab of `plan`."""
-    from harness import intrapod, lab, netns, wiring
+    from harness import lab
+    from harness.host import netns, wiring
+    from harness.prove import intrapod
 
     started = time.monotonic()
     # scapy takes seconds to import: let it load while Docker and netlink answer

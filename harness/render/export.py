@@ -23,7 +23,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.nat import CHAIN
+from harness.host.firewall import CHAIN
+from harness.kinds import kind
+from harness.labels import EXPORTED_FROM
 from harness.plan import (
     POD_BRIDGE,
     POD_IFACE,
@@ -36,7 +38,6 @@ from harness.plan import (
 
 KIND = "linux"
 PAUSE_IMAGE = "podlab/pause"  # same image as harness.lab.PAUSE_IMAGE (lab imports docker)
-EXPORTED_FROM = "io.podlab.exported-from"  # not io.podlab.lab: podlab's destroy must skip these
 NODE_CAPS = ["NET_ADMIN", "NET_RAW"]
 POD_CAPS = ["NET_RAW"]
 # Same per-namespace settings as podlab's deploy (harness.lab): rp_filter off because
@@ -98,13 +99,13 @@ def node_commands(node: NodePlan, plan: Plan) -> list[str]:
     cmds = [f"sysctl -w {k}={v}" for k, v in sorted(RP_FILTER_OFF.items())]
     if node.forwards:
         cmds.append("sysctl -w net.ipv4.ip_forward=1")
-    if node.kind == "switch":
+    if kind(node.kind).is_switch:
         return cmds + _bridge(SWITCH_BRIDGE, None, [i.name for i in node.interfaces])
     for iface in node.interfaces:
         if iface.address:
             cmds.append(f"ip addr add {iface.address} dev {iface.name}")
         cmds.append(f"ip link set {iface.name} up")
-    if node.kind == "k8s-node":
+    if kind(node.kind).hosts_pods:
         ports = [p.node_iface for p in plan.pods if p.node == node.name]
         cmds += _bridge(POD_BRIDGE, node.gateway, ports)
     cmds += [f"ip route add {r.dst} via {r.via}" for r in node.routes]
@@ -121,7 +122,7 @@ def _bridge(name: str, address: str | None, ports: list[str]) -> list[str]:
 
 
 def masquerade_commands(node: NodePlan) -> list[str]:
-    """The ip-masq-agent rule of harness.nat as iptables commands: pod sources jump to
+    """The ip-masq-agent rule of harness.host.firewall as iptables commands: pod sources jump to
     PODLAB-MASQ, exempt destinations RETURN, everything else is MASQUERADEd."""
     if not node.masquerade_exempt or not node.pod_cidr:
         return []

@@ -1,7 +1,7 @@
 """The probe engine: craft, send, echo and sniff packets across every namespace of a lab.
 
 One process holds sockets in every namespace (each made by a short-lived thread that
-entered it, see harness.netns) and drives them all from one selector loop:
+entered it, see harness.host.netns) and drives them all from one selector loop:
 
 - a packet sniffer (AF_PACKET, all interfaces) per namespace, opened before anything is
   sent, so no probe can race its observer; kernel timestamps order what it sees;
@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from harness import bpf
-from harness.netns import run_in_netns
+from harness.host import bpf
+from harness.host.netns import run_in_netns
 
 UDP_PORT = 47000  # echo listener ports inside the lab's namespaces
 TCP_PORT = 47001

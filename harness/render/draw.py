@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 
+from harness.kinds import kind
 from harness.plan import POD_BRIDGE, POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 
 # Mermaid node shapes per kind: (open, close)
-_MERMAID_SHAPES = {"switch": ("{{", "}}"), "router": ("([", "])"), "linux": ("[", "]")}
-_DOT_SHAPES = {"switch": "hexagon", "router": "ellipse", "linux": "box", "k8s-node": "box"}
 
 
 def _end(name: str, iface: str, address: str | None) -> str:
@@ -77,8 +76,8 @@ def to_mermaid(plan: Plan) -> str:
 
 def _mermaid_node(plan: Plan, node: NodePlan) -> list[str]:
     nid = mermaid_id("n", node.name)
-    if node.kind != "k8s-node":
-        open_, close = _MERMAID_SHAPES.get(node.kind, ("[", "]"))
+    if not kind(node.kind).hosts_pods:
+        open_, close = kind(node.kind).mermaid
         return [f"  {nid}{open_}{mermaid_text(node.name, node.kind)}{close}"]
     # links attach to the subgraph itself; pods attach to the bridge inside it (an edge
     # between a subgraph and its own child breaks Mermaid's layout)
@@ -113,8 +112,8 @@ def to_dot(plan: Plan) -> str:
 
 
 def _dot_node(plan: Plan, node: NodePlan) -> list[str]:
-    shape = _DOT_SHAPES.get(node.kind, "box")
-    if node.kind != "k8s-node":
+    shape = kind(node.kind).dot
+    if not kind(node.kind).hosts_pods:
         label = dot_quote(f"{node.name}\n{node.kind}")
         return [f"  {dot_quote(node.name)} [label={label}, shape={shape}];"]
     # the node's own vertex (its cbr0) sits in the cluster, so links and pods attach to it

@@ -1,11 +1,11 @@
 """An interactive scapy session inside one network namespace (the child of `podlab scapy`).
 
-    python -m harness.nsshell PID [--iface IF] [--label TEXT]
+    python -m harness.cli.shell PID [--iface IF] [--label TEXT]
 
 This process enters /proc/PID/ns/net in its main thread *before* it imports scapy, so
 scapy's interface list, routes and `conf.iface` are those of that namespace: in a pod,
 `get_if_addr(conf.iface)` is the pod's IP. Only this child changes namespace; podlab
-itself never leaves the host's. Python 3.11 has no os.setns, hence ctypes (harness.netns).
+itself never leaves the host's. Python 3.11 has no os.setns, hence ctypes (harness.host.netns).
 
 With a terminal on stdin it runs scapy's own console (IPython when installed); with a pipe
 or file it runs Python's plain console on the same names, so sessions can be scripted:
@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from harness.netns import CLONE_NEWNET, _setns, open_netns
+from harness.host.netns import CLONE_NEWNET, _setns, open_netns
 
 
 def enter(pid: int) -> None:
@@ -42,7 +42,7 @@ def banner(label: str, iface: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.nsshell", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness.cli.shell", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pid", type=int, help="a process in the target network namespace")
     parser.add_argument("--iface", help="set conf.iface to this interface")

@@ -1,6 +1,6 @@
 """Sniff inside one lab namespace: live one-line summaries or a pcap file (`podlab capture`).
 
-The AF_PACKET socket is made in the target namespace (harness.netns.run_in_netns), then
+The AF_PACKET socket is made in the target namespace (harness.host.netns.run_in_netns), then
 read from podlab's own thread: podlab never leaves the host namespace. Frames are parsed
 with scapy; every lab interface (veth, bridge, lo) is Ethernet-framed, so the pcap's link
 type is Ethernet even when capturing on all interfaces.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EnvironmentProblem, InputError
-from harness.netns import run_in_netns
+from harness.host.netns import run_in_netns
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26

@@ -25,21 +25,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from harness import hostlimits, images, nat, runtime, shaping, wiring
+from harness import labels as L
 from harness.errors import DeployError, LabExistsError, LabNotFoundError, PodlabError
-from harness.plan import LABEL, POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
-from harness.runtime import ContainerInfo, ContainerSpec, Started
-from harness.topology import parse_ms
+from harness.host import firewall as nat
+from harness.host import hostlimits, images, runtime, shaping, wiring
+from harness.host.runtime import ContainerInfo, ContainerSpec, Started
+from harness.kinds import kind
+from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
+from harness.model.topology import parse_ms
+from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 PAUSE_IMAGE = "podlab/pause"
-ROLE_NODE, ROLE_INFRA, ROLE_CONTAINER = "node", "pod-infra", "pod-container"
-# Labels podlab reads back (everything inspect/exec need without a topology file)
-L_LAB, L_ROLE, L_NODE, L_POD = f"{LABEL}.lab", f"{LABEL}.role", f"{LABEL}.node", f"{LABEL}.pod"
-L_KIND, L_CIDR, L_IP = f"{LABEL}.kind", f"{LABEL}.pod-cidr", f"{LABEL}.ip"
-L_CONTAINER, L_ORDER, L_DEPLOY = f"{LABEL}.container", f"{LABEL}.order", f"{LABEL}.deploy"
 
 # Pod sysctl Kubernetes counts as safe: unprivileged ping without NET_RAW, too.
 POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_forward": "0"}
@@ -260,7 +259,7 @@ class _Pipeline:
     def _configure_node(self, name: str) -> None:
         node = self.nodes[name]
         cfg = node_config(node, self.plan)
-        if node.kind == "k8s-node":  # each pod enslaves its own port once it is wired
+        if kind(node.kind).hosts_pods:  # each pod enslaves its own port once it is wired
             self.pod_ports.update(((name, iface), br) for iface, br in cfg.ports)
             cfg = dataclasses.replace(cfg, ports=())
         self._submit(self.net, "configure", f"node {name}",
@@ -316,13 +315,13 @@ def _rollback(deploy_id: str) -> int:
 
 def _base_labels(labels: dict[str, str], role: str, order: int, deploy_id: str
                  ) -> dict[str, str]:
-    return {**labels, L_ROLE: role, L_ORDER: str(order), L_DEPLOY: deploy_id}
+    return {**labels, L.ROLE: role, L.ORDER: str(order), L.DEPLOY: deploy_id}
 
 
 def _node_spec(node: NodePlan, order: int, deploy_id: str) -> ContainerSpec:
     labels = _base_labels(node.labels, ROLE_NODE, order, deploy_id)
     if node.pod_cidr:
-        labels[L_CIDR] = node.pod_cidr
+        labels[L.POD_CIDR] = node.pod_cidr
     # rp_filter off: with masquerade and multi-path fabrics a reply may come back on
     # another interface than the strict reverse path, which is legitimate in the lab.
     sysctls = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
@@ -335,8 +334,8 @@ def _node_spec(node: NodePlan, order: int, deploy_id: str) -> ContainerSpec:
 
 def _infra_spec(pod: PodPlan, order: int, deploy_id: str) -> ContainerSpec:
     labels = _base_labels(pod.labels, ROLE_INFRA, order, deploy_id)
-    labels[L_IP] = pod.ip
-    labels[f"{LABEL}.cidr"] = pod.cidr
+    labels[L.IP] = pod.ip
+    labels[L.CIDR] = pod.cidr
     return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels, hostname=pod.name,
                          sysctls=POD_SYSCTLS, cap_add=())
 
@@ -344,8 +343,8 @@ def _infra_spec(pod: PodPlan, order: int, deploy_id: str) -> ContainerSpec:
 def _container_spec(pod: PodPlan, index: int, infra_id: str, deploy_id: str) -> ContainerSpec:
     c = pod.containers[index]
     labels = _base_labels(pod.labels, ROLE_CONTAINER, index, deploy_id)
-    labels[L_CONTAINER] = c.name
-    labels[L_IP] = pod.ip
+    labels[L.CONTAINER] = c.name
+    labels[L.IP] = pod.ip
     return ContainerSpec(name=c.container, image=c.image, labels=labels,
                          network_mode=f"container:{infra_id}", command=c.command,
                          args=c.args, env=c.env, cap_add=POD_CAPS)
@@ -366,7 +365,7 @@ def _create_veth(v: LinkPlan | PodPlan, pid: dict[str, int], infra: dict[str, St
     wiring.create_veth(pid[a], ia, pid[b], ib, mtu=v.mtu)
     if v.netem:
         for node, iface in ((a, ia), (b, ib)):  # both directions are impaired
-            # netem, or its fallback where the kernel has no sch_netem (harness.shaping)
+            # netem, or its fallback where the kernel has no sch_netem (harness.host.shaping)
             shaping.shape(pid[node], iface, **netem_args(v))
 
 
@@ -401,10 +400,10 @@ def node_config(node: NodePlan, plan: Plan) -> wiring.NetConfig:
     """What a node's namespace needs: its bridge and ports, addresses, routes."""
     addresses = tuple((i.name, i.address) for i in node.interfaces if i.address)
     routes = tuple((r.dst, r.via) for r in node.routes)
-    if node.kind == "switch":
+    if kind(node.kind).is_switch:
         ports = tuple((i.name, node.bridge or "br0") for i in node.interfaces)
         return wiring.NetConfig(bridges=(node.bridge or "br0",), ports=ports)
-    if node.kind == "k8s-node" and node.bridge and node.gateway:
+    if kind(node.kind).hosts_pods and node.bridge and node.gateway:
         ports = tuple((p.node_iface, node.bridge) for p in plan.pods if p.node == node.name)
         return wiring.NetConfig(bridges=(node.bridge,), ports=ports,
                                 addresses=((node.bridge, node.gateway), *addresses),
@@ -451,7 +450,7 @@ def _require_lab(lab: str) -> list[ContainerInfo]:
 
 def _order(row: ContainerInfo) -> tuple[int, str]:
     try:
-        return int(row.labels.get(L_ORDER, "0")), row.name
+        return int(row.labels.get(L.ORDER, "0")), row.name
     except ValueError:
         return 0, row.name
 
@@ -461,17 +460,17 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
     pids = runtime.pids_of(nodes)
     with ThreadPoolExecutor(max_workers=runtime.WORKERS) as pool:
         addrs = list(pool.map(lambda r: _live_addresses(pids.get(r.name)), nodes))
-    out_nodes = [{"name": r.labels.get(L_NODE, r.name), "kind": r.labels.get(L_KIND, ""),
+    out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
                   "container": r.name, "state": r.state, "addresses": a,
-                  "pod_cidr": r.labels.get(L_CIDR)} for r, a in zip(nodes, addrs, strict=True)]
+                  "pod_cidr": r.labels.get(L.POD_CIDR)} for r, a in zip(nodes, addrs, strict=True)]
     pods = []
     for r in sorted((r for r in rows if r.role == ROLE_INFRA), key=_order):
-        pod = r.labels.get(L_POD, "")
+        pod = r.labels.get(L.POD, "")
         members = sorted((c for c in rows if c.role == ROLE_CONTAINER
-                          and c.labels.get(L_POD) == pod), key=_order)
-        pods.append({"name": pod, "node": r.labels.get(L_NODE, ""), "ip": r.labels.get(L_IP),
+                          and c.labels.get(L.POD) == pod), key=_order)
+        pods.append({"name": pod, "node": r.labels.get(L.NODE, ""), "ip": r.labels.get(L.IP),
                      "infra": r.name, "state": r.state,
-                     "containers": [{"name": c.labels.get(L_CONTAINER, c.name),
+                     "containers": [{"name": c.labels.get(L.CONTAINER, c.name),
                                      "container": c.name, "state": c.state}
                                     for c in members]})
     return {"lab": lab, "nodes": out_nodes, "pods": pods}
@@ -514,9 +513,9 @@ def _exec_target(lab: str, node: str | None, pod: str | None, container: str | N
     rows = runtime.containers_of(lab, pod=str(pod))
     members = sorted((r for r in rows if r.role == ROLE_CONTAINER), key=_order)
     if container is not None:
-        members = [r for r in members if r.labels.get(L_CONTAINER) == container]
+        members = [r for r in members if r.labels.get(L.CONTAINER) == container]
         if not members:
-            names = [r.labels.get(L_CONTAINER) for r in rows if r.role == ROLE_CONTAINER]
+            names = [r.labels.get(L.CONTAINER) for r in rows if r.role == ROLE_CONTAINER]
             raise LabNotFoundError(f"no container {container!r} in pod {pod!r} of lab {lab!r}"
                                    f" (has: {', '.join(n for n in names if n) or 'none'})")
     if members:

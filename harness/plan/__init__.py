@@ -8,7 +8,7 @@ Addressing:
 - segments (a switch fabric, or a point-to-point link) take consecutive /segment-mask
   blocks of the underlay CIDR, skipping any written explicitly with `ipv4:`; members are
   numbered in link order.
-Routing: static, shortest paths over the segment graph (harness.graph). k8s-nodes and
+Routing: static, shortest paths over the segment graph (harness.model.graph). k8s-nodes and
 routers learn every segment and every other node's pod CIDR; `linux` hosts learn only the
 underlay, so they cannot reach pods unless pods are masqueraded.
 """
@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from harness.graph import LabGraph, Segment
-from harness.topology import Netem, Topology, parse_endpoint
+from harness import labels
+from harness.kinds import kind
+from harness.model.graph import LabGraph, Segment
+from harness.model.topology import Netem, Topology, parse_endpoint
 
-LABEL = "io.podlab"
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
 POD_IFACE = "eth0"
@@ -60,7 +61,7 @@ class NodePlan:
 
     @property
     def forwards(self) -> bool:
-        return self.kind in ("k8s-node", "router")
+        return kind(self.kind).forwards
 
     @property
     def address(self) -> str | None:
@@ -165,11 +166,11 @@ class Plan:
 
     @property
     def k8s_nodes(self) -> tuple[NodePlan, ...]:
-        return tuple(n for n in self.nodes if n.kind == "k8s-node")
+        return tuple(n for n in self.nodes if kind(n.kind).hosts_pods)
 
     @property
     def externals(self) -> tuple[NodePlan, ...]:
-        return tuple(n for n in self.nodes if n.kind == "linux")
+        return tuple(n for n in self.nodes if kind(n.kind).external)
 
     @property
     def containers(self) -> list[str]:
@@ -318,8 +319,8 @@ def make_plan(topo: Topology) -> Plan:
     pod_net = ipaddress.IPv4Network(cluster.pod_cidr)
     blocks = pod_net.subnets(new_prefix=cluster.node_mask)
     node_cidr: dict[str, ipaddress.IPv4Network] = {}
-    for name, kind in kinds.items():
-        if kind == "k8s-node":
+    for name, kind_name in kinds.items():
+        if kind(kind_name).hosts_pods:
             node_cidr[name] = next(blocks)
     for name in node_cidr:
         seg = Segment(len(graph.segments), "pods", f"pods:{name}")
@@ -386,11 +387,12 @@ def make_plan(topo: Topology) -> Plan:
         raise KeyError((device, seg_index))
 
     k8s_addresses = sorted(
-        {addr[(n, i)].split("/")[0] for (n, i) in addr if kinds[n] == "k8s-node"},
+        {addr[(n, i)].split("/")[0] for (n, i) in addr if kind(kinds[n]).hosts_pods},
         key=lambda a: ipaddress.IPv4Address(a))
 
     nodes: list[NodePlan] = []
-    for name, kind in kinds.items():
+    for name, kind_name in kinds.items():
+        nk = kind(kind_name)
         interfaces = []
         for li, ((a, ia), (b, ib)) in enumerate(link_ends):  # type: ignore[misc]
             for (n, i), (pn, pi) in (((a, ia), (b, ib)), ((b, ib), (a, ia))):
@@ -398,9 +400,9 @@ def make_plan(topo: Topology) -> Plan:
                     interfaces.append(Interface(i, segment_of_link[li], addr.get((n, i)),
                                                 f"{pn}:{pi}"))
         routes: list[Route] = []
-        if kind != "switch":
+        if not nk.is_switch:
             for seg in graph.segments:
-                if kind == "linux" and seg.kind == "pods":
+                if not nk.pod_routes and seg.kind == "pods":
                     continue  # outside the cluster: no routes to pods
                 hops = graph.path_to_segment(name, seg.index)
                 if not hops:
@@ -408,19 +410,19 @@ def make_plan(topo: Topology) -> Plan:
                 # hops[0] is this node sending into the first segment toward hops[1]
                 routes.append(Route(subnet_of(seg), address_on(hops[1].device,
                                                                hops[0].segment)))
-        labels = {**topo.labels_of(name), f"{LABEL}.lab": lab, f"{LABEL}.role": "node",
-                  f"{LABEL}.node": name, f"{LABEL}.kind": kind,
-                  f"{LABEL}.topo": str(topo.path or "")}
+        node_labels = {**topo.labels_of(name), labels.LAB: lab, labels.ROLE: labels.ROLE_NODE,
+                       labels.NODE: name, labels.KIND: kind_name,
+                       labels.TOPO: str(topo.path or "")}
         cidr = node_cidr.get(name)
         nodes.append(NodePlan(
-            name=name, kind=kind, container=f"podlab-{lab}-{name}", image=topo.image_of(name),
-            labels=labels, interfaces=tuple(interfaces), routes=tuple(routes),
+            name=name, kind=kind_name, container=f"podlab-{lab}-{name}",
+            image=topo.image_of(name), labels=node_labels, interfaces=tuple(interfaces),
+            routes=tuple(routes),
             pod_cidr=str(cidr) if cidr else None,
             gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,
-            bridge=POD_BRIDGE if kind == "k8s-node" else SWITCH_BRIDGE if kind == "switch"
-            else None,
+            bridge=POD_BRIDGE if nk.hosts_pods else SWITCH_BRIDGE if nk.is_switch else None,
             masquerade_exempt=(str(pod_net), *(f"{a}/32" for a in k8s_addresses))
-            if kind == "k8s-node" and cluster.masquerade else (),
+            if nk.hosts_pods and cluster.masquerade else (),
         ))
 
     pods: list[PodPlan] = []
@@ -428,8 +430,8 @@ def make_plan(topo: Topology) -> Plan:
     for pod_name, pod in spec.pods.items():
         cidr = node_cidr[pod.node]
         ip = str(next(next_host[pod.node]))
-        labels = {**pod.labels, f"{LABEL}.lab": lab, f"{LABEL}.pod": pod_name,
-                  f"{LABEL}.node": pod.node, f"{LABEL}.topo": str(topo.path or "")}
+        pod_labels = {**pod.labels, labels.LAB: lab, labels.POD: pod_name,
+                      labels.NODE: pod.node, labels.TOPO: str(topo.path or "")}
         pods.append(PodPlan(
             name=pod_name, node=pod.node, ip=ip, prefixlen=cidr.prefixlen,
             gateway=str(next(cidr.hosts())), infra=f"podlab-{lab}-{pod_name}",
@@ -439,7 +441,7 @@ def make_plan(topo: Topology) -> Plan:
                 command=tuple(c.command) if c.command is not None else None,
                 args=tuple(c.args) if c.args is not None else None,
                 env={e.name: e.value for e in c.env}) for c in pod.containers),
-            labels=labels,
+            labels=pod_labels,
         ))
 
     links = tuple(

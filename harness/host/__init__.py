@@ -1,0 +1,1 @@
+"""The kernel and Docker: containers, namespaces, netlink, firewall, images."""

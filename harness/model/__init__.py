@@ -1,0 +1,1 @@
+"""The topology file: schema, YAML with lines, validation, the link graph."""

@@ -1,0 +1,1 @@
+"""The proof: targets, verdicts, the probe engine."""

@@ -1,0 +1,1 @@
+"""Output: tables, JSON, JUnit, pcap, graphs, containerlab export."""
