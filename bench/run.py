@@ -73,22 +73,21 @@ def _plan(name: str, nodes: int, pods: int) -> Any:
 
 def _images(plan: Any) -> list[str]:
     """One image per container podlab starts, in podlab's order (nodes, infra, apps)."""
-    from harness import lab
+    from harness.lab.deploy import container_images
 
-    out = [n.image for n in plan.nodes]
-    out += [lab.PAUSE_IMAGE for _ in plan.pods]
-    out += [c.image for p in plan.pods for c in p.containers]
-    return out
+    return container_images(plan)
 
 
 def floor(images: list[str], workers: int) -> dict[str, float]:
     """Create+start then force-remove `images` with the Docker SDK alone, in parallel."""
     import docker
 
+    from harness.labels import LAB
+
     api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
                            timeout=120, max_pool_size=workers + 2)
     tag = FLOOR_PREFIX + uuid.uuid4().hex[:8]
-    labels = {"io.podlab.lab": tag}
+    labels = {LAB: tag}  # as a lab's: `podlab destroy --all` removes leftovers
 
     def start(item: tuple[int, str]) -> str:
         i, image = item
@@ -159,15 +158,15 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
             ) -> dict[str, Any]:
     """Floor and podlab deploy/verify/destroy for one size (the floor first or last, so
     drift on a shared host hits both sides alike over the repetitions); a JSON-able dict."""
-    from harness import lab
+    from harness import Lab
     from harness.host import runtime
-    from harness.prove.verify import verify
+    from harness.lab.deploy import ensure_images
 
     name = f"bench-{nodes}x{pods}-{uuid.uuid4().hex[:6]}"
     plan = _plan(name, nodes, pods)
     images = _images(plan)
     runtime.client()  # connect (and ping) outside the timed phases, as the floor does
-    lab._ensure_images(runtime.client(), plan, lab._Reporter(None))  # warm the hash check
+    ensure_images(plan)  # warm the hash check
     out: dict[str, Any] = {"nodes": nodes, "pods": pods, "containers": len(images),
                            "floor_first": floor_first}
     if floor_first:
@@ -186,13 +185,13 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
 
         t0 = time.perf_counter()
         _profiled(profile_dir, f"deploy-{nodes}x{pods}",
-                  lambda: lab.deploy(plan, progress=progress))
+                  lambda: Lab.deploy(plan, progress=progress))
         out["deploy_s"] = time.perf_counter() - t0
         out["deploy_phases"] = {k: [round(a, 3), round(b, 3)] for k, (a, b) in phases.items()}
         deployed = True
         out["running"] = sum(c.state == "running" for c in runtime.containers_of(name))
         t0 = time.perf_counter()
-        report = verify(plan)
+        report = Lab(plan).verify()
         out["verify_s"] = time.perf_counter() - t0
         out["results"] = len(report.results)
         out["passed"] = sum(r.ok for r in report.results)
@@ -202,10 +201,9 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
     finally:
         t0 = time.perf_counter()
         if deployed:
-            removed = _profiled(profile_dir, f"destroy-{nodes}x{pods}",
-                                lambda: lab.destroy(name))
+            removed = _profiled(profile_dir, f"destroy-{nodes}x{pods}", Lab(plan).destroy)
         else:
-            removed = lab.destroy(name)
+            removed = Lab(plan).destroy()
         out["destroy_s"] = time.perf_counter() - t0
         out["removed"] = len(removed)
     out["leftovers"] = len(runtime.containers_of(name))

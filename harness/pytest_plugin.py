@@ -1,14 +1,18 @@
-"""pytest plugin `podlab` (entry point `pytest11`): real labs as fixtures.
+"""pytest plugin `podlab` (entry point `pytest11`): real labs as fixtures, a thin layer
+over `harness.Lab`.
 
 Layered like pyroute2's test fixtures, each layer documented and cleaning up in `finally`:
 
-    podlab_environment  session  root and a Docker daemon, or skip (fail under CI=true)
-    podlab_images       session  podlab's images built once per session (only what changed)
-    podlab_lab          module   one deployed lab per test module (per param), destroyed
-                                 after the module's last test
+    podlab_environment  session   root and a Docker daemon, or skip (fail under CI=true)
+    podlab_images       session   podlab's images built once per session (only what changed)
+    podlab_labs         module    the module's labs: each deployed at first use, destroyed
+                                  after the module's last test
+    podlab_lab          function  the `harness.Lab` of this test's topology
 
-Pick the topology per module with a marker (module level: a module-scoped fixture sees
-only module and class markers)::
+Pick the topology with a marker, on a test function, a class or the module::
+
+    @pytest.mark.podlab_topology("topologies/minimal.clab.yml")
+    def test_pods_talk(podlab_lab): ...
 
     pytestmark = pytest.mark.podlab_topology("topologies/minimal.clab.yml", name="my-lab")
 
@@ -16,9 +20,10 @@ or per parameter with indirect parametrization (a path, or a dict with `topology
 
     @pytest.mark.parametrize("podlab_lab", ["topologies/flat3.clab.yml"], indirect=True)
 
-else `--podlab-topology PATH`. Relative paths are tried against the test file's directory,
-then pytest's rootdir. Without `name=`, the lab is called `<topology name>-<6 hex>`, so
-runs never collide with other labs on the host.
+else `--podlab-topology PATH`. Tests of one module that ask for the same topology share
+one lab. Relative paths are tried against the test file's directory, then pytest's
+rootdir, then the working directory. Without `name=`, the lab is called
+`<topology name>-<6 hex>`, so runs never collide with other labs on the host.
 
 `--podlab-keep`: when a test that used the lab failed, keep the lab for debugging and
 print how to destroy it (`podlab destroy --name NAME`).
@@ -30,11 +35,10 @@ runner that lost its daemon must not turn green by skipping everything).
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
@@ -72,87 +76,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if report.failed:
-        handle = getattr(item, "funcargs", {}).get("podlab_lab")
-        if isinstance(handle, PodlabLab):
-            handle.failed.append(item.nodeid)
+        funcargs = getattr(item, "funcargs", {})
+        pool, handle = funcargs.get("podlab_labs"), funcargs.get("podlab_lab")
+        if isinstance(pool, LabPool) and handle is not None:
+            pool.failed.add(handle.name)
     return report
-
-
-# --------------------------------------------------------------------------- the handle
-
-
-class ExecResult(NamedTuple):
-    """What `PodlabLab.exec` returns; unpacks as `(code, output)`."""
-
-    code: int
-    output: str
-
-
-@dataclass
-class PodlabLab:
-    """A deployed lab: its plan, and ways to act on it. Built by the `podlab_lab` fixture."""
-
-    plan: Any  # harness.plan.Plan
-    failed: list[str] = field(default_factory=list)  # node ids of failed tests that used it
-
-    @property
-    def name(self) -> str:
-        return self.plan.lab
-
-    @property
-    def pids(self) -> dict[str, int]:
-        """`{node or pod name: host pid holding its network namespace}` (running ones)."""
-        from harness import lab
-
-        by_container = lab.pids(self.plan.lab)
-        found = {n.name: by_container.get(n.container) for n in self.plan.nodes}
-        found |= {p.name: by_container.get(p.infra) for p in self.plan.pods}
-        return {name: pid for name, pid in found.items() if pid}
-
-    def exec(self, argv: Iterable[str] | None = None, *, node: str | None = None,
-             pod: str | None = None, container: str | None = None,
-             check: bool = False) -> ExecResult:
-        """Run `argv` in a node, or in a pod's container (its first one by default).
-
-        With `check=True` a non-zero exit fails the test with the command's output.
-        """
-        from harness import lab
-
-        args = list(argv or ())
-        code, raw = lab.exec_in(self.plan.lab, node=node, pod=pod, container=container,
-                                argv=args)
-        result = ExecResult(code, raw.decode(errors="replace"))
-        if check and code != 0:
-            where = f"node {node}" if node else f"pod {pod}"
-            pytest.fail(f"{' '.join(args)} in {where} exited {code}:\n{result.output}",
-                        pytrace=False)
-        return result
-
-    def verify(self, checks: Iterable[str] | None = None, keep_frames: bool = False,
-               timeout: float = 2.0) -> Any:
-        """Run the model's checks (all by default); returns the harness.prove.verify.Report."""
-        from harness.prove import verify as verify_mod
-
-        return verify_mod.verify(self.plan, tuple(checks or verify_mod.CHECKS),
-                                 keep_frames=keep_frames, timeout=timeout)
-
-    def capture(self, *, node: str | None = None, pod: str | None = None,
-                iface: str | None = None, bpf: str | None = None, count: int | None = None,
-                timeout: float | None = 5.0, path: str | Path | None = None) -> Any:
-        """A `harness.host.capture.Sniffer` in a node's or pod's namespace, not yet started.
-
-        Use it as a context manager: the socket is open before the body makes traffic,
-        and the exit waits for `count` packets or `timeout` seconds::
-
-            with podlab_lab.capture(pod="b", bpf="icmp", count=2) as cap:
-                podlab_lab.exec(pod="a", argv=["ping", "-c1", "10.244.1.2"])
-            assert len(cap.packets) == 2
-        """
-        from harness.host.capture import Sniffer
-        from harness.lab import attach
-
-        target = attach.resolve(self.plan, node=node, pod=pod)
-        return Sniffer(target.pid, iface, bpf=bpf, count=count, timeout=timeout, path=path)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -243,37 +171,51 @@ def _lab_request(request: pytest.FixtureRequest) -> LabRequest:
         "parametrize podlab_lab indirectly, or pass --podlab-topology FILE")
 
 
-def lab_plan(want: LabRequest) -> Any:
-    """The plan of `want.topology`, renamed to `want.name` or `<name>-<6 hex>`."""
-    from harness.model.topology import NAME_MAX, Topology, load_topology
-    from harness.plan import make_plan
+class LabPool:
+    """The labs of one test module, deployed on first use and destroyed at its end."""
 
-    topo = load_topology(want.topology)
-    name = want.name
-    if name is None:
-        suffix = uuid.uuid4().hex[:6]
-        name = f"{topo.spec.name[:NAME_MAX - 7].rstrip('-')}-{suffix}"
-    renamed = Topology(topo.spec.model_copy(update={"name": name}), topo.path)
-    return make_plan(renamed)
+    def __init__(self, keep_failed: bool):
+        self.keep_failed = keep_failed
+        self.labs: dict[LabRequest, Any] = {}  # request -> harness.Lab
+        self.failed: set[str] = set()  # names of labs used by a failed test
+
+    def get(self, want: LabRequest) -> Any:
+        from harness import Lab
+        from harness.lab import unique_name
+        from harness.model.topology import load_topology
+
+        if want not in self.labs:
+            topo = load_topology(want.topology)
+            name = want.name or unique_name(topo.spec.name)
+            # a failed deploy rolls itself back; a lab it did not make stays
+            self.labs[want] = Lab.deploy(topo, name=name)
+        return self.labs[want]
+
+    def close(self) -> list[str]:
+        """Destroy every lab (but failed ones with --podlab-keep); return the kept."""
+        kept = []
+        for lab in self.labs.values():
+            if self.keep_failed and lab.name in self.failed:
+                kept.append(lab.name)
+            else:
+                lab.destroy()
+        return kept
 
 
 @pytest.fixture(scope="module")
-def podlab_lab(request: pytest.FixtureRequest, podlab_images: list[str]
-               ) -> Iterator[PodlabLab]:
-    """Deploy the module's topology, yield a PodlabLab, always destroy it afterwards.
-
-    Kept (not destroyed) only with --podlab-keep when a test that used it failed.
-    """
-    from harness import lab
-
-    plan = lab_plan(_lab_request(request))
-    handle = PodlabLab(plan)
-    keep = bool(request.config.getoption("--podlab-keep", False))
-    lab.deploy(plan)  # rolls itself back when it fails; a lab it did not make stays
+def podlab_labs(request: pytest.FixtureRequest, podlab_images: list[str]) -> Iterator[LabPool]:
+    """The module's labs: each topology asked for is deployed once, at first use, and
+    destroyed after the module's last test (kept with --podlab-keep if a test failed)."""
+    pool = LabPool(bool(request.config.getoption("--podlab-keep", False)))
     try:
-        yield handle
+        yield pool
     finally:
-        if keep and handle.failed:
-            request.config.stash.setdefault(_KEPT, []).append(plan.lab)
-        else:
-            lab.destroy(plan.lab)
+        request.config.stash.setdefault(_KEPT, []).extend(pool.close())
+
+
+@pytest.fixture
+def podlab_lab(request: pytest.FixtureRequest, podlab_labs: LabPool) -> Any:
+    """The deployed `harness.Lab` of this test's topology (marker on the function, class
+    or module; indirect parameter; or --podlab-topology), shared by the module's tests
+    that ask for the same one."""
+    return podlab_labs.get(_lab_request(request))

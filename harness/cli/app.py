@@ -143,13 +143,13 @@ def deploy(topo: TopoOpt) -> None:
 
     Example: sudo podlab deploy -t topologies/flat3.clab.yml
     """
-    from harness import lab
+    from harness import Lab
 
     _sigterm_as_interrupt()
     try:
         p = _load(topo)
         with _progress() as prog:
-            lab.deploy(p, progress=prog)
+            Lab.deploy(p, progress=prog)
     except PodlabError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -168,11 +168,15 @@ def destroy(topo: OptTopo = None,
 
     Example: podlab destroy -t topologies/flat3.clab.yml   |   podlab destroy --all
     """
-    from harness import lab
+    from harness import Lab
+    from harness.lab import running
 
     try:
-        lab_name = None if all_labs else _lab_name(topo, name)
-        removed = lab.destroy(lab_name, all_labs=all_labs)
+        if all_labs:
+            removed = Lab.destroy_all()
+        else:  # by name only: the lab may be gone half-way, or its file changed
+            lab_name = _lab_name(topo, name)
+            removed = running.destroy(lab_name)
     except PodlabError as exc:
         fail(exc)
     what = "every lab" if all_labs else f"lab {lab_name!r}"
@@ -188,12 +192,12 @@ def inspect(topo: OptTopo = None,
 
     Example: podlab inspect --all -o json
     """
-    from harness import lab
+    from harness.lab import running
     from harness.render.report import inspect_tables
 
     try:
         lab_name = None if all_labs else _lab_name(topo, name)
-        data = lab.inspect(lab_name, all_labs=all_labs)
+        data = running.inspect(lab_name, all_labs=all_labs)
     except PodlabError as exc:
         fail(exc)
     if output is Format.json:
@@ -212,14 +216,14 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 
     Example: podlab exec -t topologies/flat3.clab.yml --pod web -c app -- ip addr
     """
-    from harness import lab
+    from harness.lab import running
 
     argv = list(ctx.args)
     if not argv or (node is None) == (pod is None):
         fail(InputError("give exactly one of --node N / --pod P, then -- CMD..."))
     try:
-        code, output = lab.exec_in(_lab_name(topo, None), node=node, pod=pod,
-                                   container=container, argv=argv)
+        code, output = running.exec_in(_lab_name(topo, None), node=node, pod=pod,
+                                       container=container, argv=argv)
     except PodlabError as exc:
         fail(exc)
     sys.stdout.buffer.write(output)
@@ -260,19 +264,14 @@ def _json(data: object) -> Callable[[TextIO], object]:
     return lambda f: (json.dump(data, f, indent=2), f.write("\n"))
 
 
-def _verify(p, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
+def _verify(lab, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
             checks: list[str] | None) -> int:
-    from harness.prove import verify as verify_mod
     from harness.render.report import junit_xml, verify_table, write_json, write_pcaps
 
-    unknown = sorted(set(checks or ()) - set(verify_mod.CHECKS))
-    if unknown:
-        raise InputError(f"unknown check(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(verify_mod.CHECKS)}")
     with _progress() as prog:
         task = prog.add_task("probing", total=None)
-        report = verify_mod.verify(
-            p, checks or verify_mod.CHECKS, keep_frames=pcap_dir is not None,
+        report = lab.verify(
+            checks or None, keep_frames=pcap_dir is not None,
             progress=lambda phase, done, total: prog.update(task, completed=done, total=total))
     if pcap_dir is not None:
         paths = write_pcaps(report, pcap_dir)
@@ -295,8 +294,10 @@ def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: Path
 
     Example: podlab verify -t topologies/flat3.clab.yml -o junit --output report.xml
     """
+    from harness import Lab
+
     try:
-        code = _verify(_load(topo), output, out_file, pcap_dir, check)
+        code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check)
     except PodlabError as exc:
         fail(exc)
     raise typer.Exit(code)
@@ -309,18 +310,16 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
     """
-    from harness import lab
+    from harness import Lab
 
     _sigterm_as_interrupt()
     code = 0
     try:
         p = _load(topo)
         with _progress() as prog:
-            lab.deploy(p, progress=prog)
-        try:
-            code = _verify(p, output, out_file, pcap_dir, check)
-        finally:
-            lab.destroy(p.lab)
+            lab = Lab.deploy(p, progress=prog)
+        with lab:  # destroyed however verify ends
+            code = _verify(lab, output, out_file, pcap_dir, check)
     except PodlabError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -387,10 +386,11 @@ def scapy(topo: TopoOpt, node: NodeOpt = None, pod: PodOpt = None) -> None:
     import os
     import subprocess
 
+    from harness import Lab
     from harness.lab import attach
 
     try:
-        target = attach.resolve(_load(topo), node=node, pod=pod)
+        target = attach.resolve(Lab.attach(topo).plan, node=node, pod=pod)
     except PodlabError as exc:
         fail(exc)
     env = dict(os.environ)  # the child imports harness from this very checkout
@@ -426,8 +426,8 @@ def capture(
 
     Example: sudo podlab capture -t topologies/flat3.clab.yml --pod db -w db.pcap --count 10
     """
-    from harness.host.capture import Sniffer, summary_line
-    from harness.lab import attach
+    from harness import Lab
+    from harness.host.capture import summary_line
 
     _sigterm_as_interrupt()
     start = 0.0
@@ -437,13 +437,15 @@ def capture(
 
     sniffer = None
     try:
-        target = attach.resolve(_load(topo), node=node, pod=pod)
-        sniffer = Sniffer(target.pid, iface, bpf=bpf, count=count, timeout=timeout,
-                          path=write, on_packet=None if write else show, keep=False)
+        lab = Lab.attach(topo)
+        sniffer = lab.capture(node=node, pod=pod, iface=iface, bpf=bpf, count=count,
+                              timeout=timeout, path=write)
+        sniffer.on_packet, sniffer.keep = (None if write else show), False
         sniffer.open()
         if sniffer.note:
             err.print(f"note: {sniffer.note}", highlight=False)
-        where = f"{target.label}, {iface or 'all interfaces'}"
+        where = f"{'node ' + node if node else 'pod ' + str(pod)} of lab {lab.name}, " \
+                f"{iface or 'all interfaces'}"
         err.print(f"capturing in {where}" + (f" -> {write}" if write else "")
                   + ("" if count or timeout else " (Ctrl-C stops)"), highlight=False)
         import time

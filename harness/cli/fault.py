@@ -26,27 +26,23 @@ def main(ctx: typer.Context,
          topo: Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")] = None,
          ) -> None:
     """Faults need the lab's topology file: podlab fault -t FILE COMMAND ..."""
-    from harness.model.topology import load_topology
-    from harness.plan import make_plan
+    from harness import Lab
 
     # optional here so that `podlab fault link-down --help` works; _apply insists on it
     if ctx.resilient_parsing or topo is None:
         return
     try:
-        ctx.obj = make_plan(load_topology(topo))
+        ctx.obj = Lab.attach(topo)
     except PodlabError as exc:
         fail(exc)
 
 
-def _apply(what: str, ctx: typer.Context, *args: Any) -> Any:
-    """Run faults.<what>(plan, *args); a PodlabError ends the command with its exit code."""
-    from harness.lab import faults
-
+def _apply(what: str, ctx: typer.Context, target: str, **params: Any) -> Any:
+    """Lab.fault(what, target); a PodlabError ends the command with its exit code."""
     if ctx.obj is None:
-        fail(InputError("podlab fault needs the lab's topology: podlab fault -t FILE "
-                         f"{what.replace('_', '-')} ..."))
+        fail(InputError(f"podlab fault needs the lab's topology: podlab fault -t FILE {what} ..."))
     try:
-        return getattr(faults, what)(ctx.obj, *args)
+        return ctx.obj.fault(what, target, **params)
     except PodlabError as exc:
         fail(exc)
 
@@ -61,7 +57,7 @@ def link_down(ctx: typer.Context, endpoint: Endpoint) -> None:
 
     Example: podlab fault -t topologies/flat3.clab.yml link-down node3:eth1
     """
-    _apply("link_down", ctx, endpoint)
+    _apply("link-down", ctx, endpoint)
     _done(f"{endpoint}: link down (both ends)")
 
 
@@ -71,7 +67,7 @@ def link_up(ctx: typer.Context, endpoint: Endpoint) -> None:
 
     Example: podlab fault -t topologies/flat3.clab.yml link-up node3:eth1
     """
-    _apply("link_up", ctx, endpoint)
+    _apply("link-up", ctx, endpoint)
     _done(f"{endpoint}: link up (both ends), routes restored")
 
 
@@ -81,7 +77,7 @@ def node_stop(ctx: typer.Context, node: Node) -> None:
 
     Example: podlab fault -t topologies/flat3.clab.yml node-stop node2
     """
-    _apply("node_stop", ctx, node)
+    _apply("node-stop", ctx, node)
     _done(f"node {node}: stopped")
 
 
@@ -91,7 +87,7 @@ def node_start(ctx: typer.Context, node: Node) -> None:
 
     Example: podlab fault -t topologies/flat3.clab.yml node-start node2
     """
-    made = _apply("node_start", ctx, node)
+    made = _apply("node-start", ctx, node)
     _done(f"node {node}: started, re-wired {len(made)} veths ({', '.join(made) or 'none'})")
 
 
@@ -106,7 +102,8 @@ def netem(ctx: typer.Context, endpoint: Endpoint,
 
     Example: podlab fault -t topologies/flat3.clab.yml netem node3:eth1 --loss 100
     """
-    how = _apply("netem", ctx, endpoint, delay, jitter, loss, rate)
+    how = _apply("netem", ctx, endpoint, delay_ms=delay, jitter_ms=jitter, loss_pct=loss,
+                 rate_kbit=rate)
     _done(f"{endpoint}: impaired ({how})")
 
 
@@ -116,5 +113,5 @@ def netem_clear(ctx: typer.Context, endpoint: Endpoint) -> None:
 
     Example: podlab fault -t topologies/flat3.clab.yml netem-clear node3:eth1
     """
-    _apply("netem_clear", ctx, endpoint)
+    _apply("netem-clear", ctx, endpoint)
     _done(f"{endpoint}: impairment cleared")

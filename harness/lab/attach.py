@@ -55,11 +55,11 @@ def resolve(plan: Plan, node: str | None = None, pod: str | None = None) -> NsTa
     Raises InputError for a name the plan does not have, LabNotFoundError when the lab
     (or that container) is not running.
     """
-    from harness import lab
+    from harness.lab import running
 
     kind, container, iface, ip = choose(plan, node, pod)
     try:
-        pids = lab.pids(plan.lab)
+        pids = running.pids(plan.lab)
     except LabNotFoundError:
         raise LabNotFoundError(f"lab {plan.lab!r} is not deployed; run podlab deploy -t "
                                f"{plan.topo_path or 'FILE'} first") from None

@@ -21,11 +21,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from harness import lab
 from harness.errors import InputError, LabNotFoundError
 from harness.host import firewall as nat
 from harness.host import runtime, shaping, wiring
 from harness.kinds import kind
+from harness.lab import deploy, running
 from harness.plan import POD_IFACE, LinkPlan, Plan
 
 STOP_SETTLE_S = 10.0
@@ -72,7 +72,7 @@ def veth(plan: Plan, endpoint: str) -> tuple[End, End, LinkPlan | None]:
 
 
 def _pids(plan: Plan) -> dict[str, int]:
-    return lab.pids(plan.lab)
+    return running.pids(plan.lab)
 
 
 def _pid(pids: dict[str, int], end: End) -> int:
@@ -111,10 +111,10 @@ def reconfigure(plan: Plan, name: str, pid: int) -> None:
     """
     if name in {p.name for p in plan.pods}:
         pod = plan.pod(name)
-        wiring.configure(pid, lab.pod_config(pod))
+        wiring.configure(pid, deploy.pod_config(pod))
         return
     node = plan.node(name)
-    cfg = lab.node_config(node, plan)
+    cfg = deploy.node_config(node, plan)
     present = {link["name"] for link in wiring.links(pid)}
     cfg = dataclasses.replace(cfg, ports=tuple(p for p in cfg.ports if p[0] in present))
     wiring.configure(pid, cfg)
@@ -185,7 +185,7 @@ def node_start(plan: Plan, name: str) -> list[str]:
                            mtu=link.mtu if link else None)
         if link is not None and link.netem:
             for end, end_pid in ((mine, pid), (other, other_pid)):
-                shaping.shape(end_pid, end.iface, **lab.netem_args(link))
+                shaping.shape(end_pid, end.iface, **deploy.netem_args(link))
         made.append(f"{mine.name}:{mine.iface}")
         peers.append(other)
     reconfigure(plan, name, pid)

@@ -369,11 +369,12 @@ def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
 
 # --- orchestration ----------------------------------------------------------------------
 
-def verify(plan: Plan, checks: Iterable[str] = CHECKS, keep_frames: bool = False,
+def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
+           keep_frames: bool = False,
            progress: Callable[[str, int, int], None] | None = None,
            timeout: float = 2.0) -> Report:
-    """Run the checks against the deployed lab of `plan`."""
-    from harness import lab
+    """Run the checks against the deployed lab of `plan`, whose containers run as `pids`
+    (`{container name: host pid}`, from the Lab)."""
     from harness.host import netns, wiring
     from harness.prove import intrapod
 
@@ -382,7 +383,6 @@ def verify(plan: Plan, checks: Iterable[str] = CHECKS, keep_frames: bool = False
     threading.Thread(target=importlib.import_module, args=("scapy.layers.inet",),
                      daemon=True).start()
     checks = [c for c in CHECKS if c in set(checks)]
-    pids = lab.pids(plan.lab)
     if not pids:
         from harness.errors import LabNotFoundError
 

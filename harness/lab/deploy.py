@@ -1,0 +1,363 @@
+"""Orchestration: deploy a plan, inspect a running lab, exec in it, destroy it.
+
+A lab's whole state is its containers' Docker labels (no state file), so `destroy` and
+`inspect` work from a lab name alone, after a crash too. Deploy has four steps, run as a
+pipeline (`_Pipeline`: each object starts as soon as what it needs exists, not when the
+whole previous step is done):
+
+    containers  node containers and pod infra (pause) containers, network_mode=none
+    links       veth pairs node<->node and node<->pod, both ends in container netns
+    configure   bridges, addresses, routes, sysctls, masquerade, per namespace
+    pods        the pods' containers, joined to their infra container's netns
+
+Kubernetes also starts a pod's containers only after the CNI has configured the pod's
+network, hence a pod's containers start once that pod is wired (its veth, address, route
+and bridge port; its node configured). A failure (or Ctrl-C) anywhere removes every container this
+deploy created (label `io.podlab.deploy`) before the error propagates, so no veth, no
+iptables rule and no container survives a failed deploy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from harness import labels as L
+from harness.errors import DeployError, LabExistsError, PodlabError
+from harness.host import firewall as nat
+from harness.host import hostlimits, images, runtime, shaping, wiring
+from harness.host.runtime import ContainerSpec, Started
+from harness.kinds import kind
+from harness.lab.progress import Reporter
+from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
+from harness.model.topology import parse_ms
+from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
+
+PAUSE_IMAGE = "podlab/pause"
+
+# Pod sysctl Kubernetes counts as safe: unprivileged ping without NET_RAW, too.
+POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_forward": "0"}
+# Pod containers: NET_RAW for ping/raw sockets; no NET_ADMIN, as in a default pod.
+POD_CAPS: tuple[str, ...] = ("NET_RAW",)
+
+
+def _deploy_error(step: str, obj: str, exc: BaseException) -> DeployError:
+    message = f"deploy failed at step '{step}' on {obj}: {exc}"
+    # Keep the more precise class (WiringError) where there is one.
+    cls = type(exc) if isinstance(exc, DeployError) else DeployError
+    return cls(message)
+
+
+# --------------------------------------------------------------------------- deploy
+
+
+def deploy(plan: Plan, *, progress: Any = None) -> None:
+    """Bring the lab of `plan` up; on any failure leave nothing behind.
+
+    Raises LabExistsError (exit 2) if any container of this lab exists, DeployError (or
+    WiringError) naming the failed step and object after rolling back, ImageError when an
+    image is neither local nor buildable, DockerUnavailable/NotRootError for the host.
+    KeyboardInterrupt is re-raised after the rollback.
+    """
+    runtime.require_root()
+    rep = Reporter(progress)
+    existing = runtime.containers_of(plan.lab)
+    if existing:
+        raise LabExistsError(
+            f"lab {plan.lab!r} is already deployed ({len(existing)} containers); "
+            f"destroy it first: podlab destroy --name {plan.lab}")
+    ensure_images(plan, rep)
+    if (raised := hostlimits.ensure_neighbour_capacity(plan)) is not None:
+        rep.note(raised)
+    deploy_id = uuid.uuid4().hex[:12]
+    try:
+        _deploy(plan, deploy_id, rep)
+    except BaseException as exc:
+        removed = _rollback(deploy_id)
+        if isinstance(exc, PodlabError | KeyboardInterrupt):
+            if isinstance(exc, PodlabError) and removed:
+                exc.args = (f"{exc} (rolled back: removed {removed} containers)",)
+            raise
+        raise DeployError(f"deploy of lab {plan.lab!r} failed: {exc!r} (rolled back)") from exc
+
+
+def container_images(plan: Plan) -> list[str]:
+    """The image of every container deploy starts, in its order: nodes, infra, pods'."""
+    return [*(n.image for n in plan.nodes), *(PAUSE_IMAGE for _ in plan.pods),
+            *(c.image for p in plan.pods for c in p.containers)]
+
+
+def ensure_images(plan: Plan, rep: Reporter | None = None) -> None:
+    """Build podlab's own images when stale; any other image must already be local."""
+    wanted = set(container_images(plan))
+    own = sorted({name for image in wanted if (name := _podlab_image(image))})
+    if own:
+        images.ensure_images(runtime.client(), own, progress=(rep or Reporter()).note)
+    runtime.require_images(wanted)
+
+
+def _podlab_image(image: str) -> str | None:
+    repo, _, tag = image.partition(":")
+    name = repo.removeprefix(f"{images.REPOSITORY}/")
+    if repo.startswith(f"{images.REPOSITORY}/") and name in images.IMAGE_NAMES \
+            and tag in ("", "latest"):
+        return name
+    return None
+
+
+def _deploy(plan: Plan, deploy_id: str, rep: Reporter) -> None:
+    _Pipeline(plan, deploy_id, rep).run()
+
+
+class _Pipeline:
+    """Deploy as a dependency graph, not as strict phases: every object starts as soon as
+    what it needs is there, so the Docker daemon never idles behind a phase barrier.
+
+        node started ............... its node<->node links, once both ends are up
+        node's links wired ......... node configure (bridge, addresses, routes, masquerade)
+        infra started, node conf'd . the pod's veth, then its address and route, then its
+                                     port on the node's bridge (the pod's own "CNI ADD")
+        pod wired .................. the pod's containers (as Kubernetes: after the CNI)
+
+    Docker calls run on one pool (runtime.WORKERS, nodes first, then infra, then pod
+    containers as their pods get wired); netlink work runs on another, so wiring overlaps
+    container starts. Scheduling happens in the calling thread only: after the first
+    failure (or Ctrl-C) nothing new is submitted, queued work is cancelled and running
+    work is waited for, so the rollback sees every container this deploy created. Errors
+    name the step ('containers', 'links', 'configure', 'pods') and the object.
+    """
+
+    NET_WORKERS = 4
+
+    def __init__(self, plan: Plan, deploy_id: str, rep: Reporter):
+        self.plan, self.deploy_id, self.rep = plan, deploy_id, rep
+        self.pid: dict[str, int] = {}  # node name -> host pid
+        self.infra: dict[str, Started] = {}  # pod name -> its infra container
+        self.configured: set[str] = set()  # nodes whose own configuration is applied
+        self.links_of: dict[str, list[LinkPlan]] = {n.name: [] for n in plan.nodes}
+        for link in plan.links:
+            for end in {link.a[0], link.b[0]}:
+                self.links_of[end].append(link)
+        self.links_left = {n: len(ls) for n, ls in self.links_of.items()}
+        self.pods_of: dict[str, list[PodPlan]] = {n.name: [] for n in plan.nodes}
+        for pod in plan.pods:
+            self.pods_of[pod.node].append(pod)
+        self.nodes = {n.name: n for n in plan.nodes}
+        self.pod_ports: dict[tuple[str, str], str] = {}  # (k8s-node, its pod iface) -> bridge
+        self.futures: dict[Future[Any], tuple[str, str, Callable[[Any], None]]] = {}
+
+    def run(self) -> None:
+        plan = self.plan
+        apps = sum(len(p.containers) for p in plan.pods)
+        self.rep.begin({"containers": len(plan.nodes) + len(plan.pods),
+                        "links": len(plan.links) + len(plan.pods),
+                        "configure": len(plan.nodes) + len(plan.pods), "pods": apps})
+        self.docker = ThreadPoolExecutor(runtime.WORKERS, thread_name_prefix="deploy-docker")
+        self.net = ThreadPoolExecutor(self.NET_WORKERS, thread_name_prefix="deploy-net")
+        try:
+            for i, node in enumerate(plan.nodes):
+                spec = _node_spec(node, i, self.deploy_id)
+                self._submit(self.docker, "containers", f"container {spec.name}",
+                             lambda s=spec: runtime.start(s),
+                             lambda st, n=node: self._node_started(n, st))
+            for i, pod in enumerate(plan.pods):
+                spec = _infra_spec(pod, i, self.deploy_id)
+                self._submit(self.docker, "containers", f"container {spec.name}",
+                             lambda s=spec: runtime.start(s),
+                             lambda st, p=pod: self._infra_started(p, st))
+            while self.futures:
+                done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    step, obj, then = self.futures.pop(fut)
+                    exc = fut.exception()
+                    if exc is not None and not isinstance(exc, Exception):
+                        raise exc  # KeyboardInterrupt/SystemExit stay what they are
+                    if exc is not None:
+                        raise _deploy_error(step, obj, exc) from exc
+                    self.rep.advance(step)
+                    then(fut.result())
+        finally:
+            for pool in (self.docker, self.net):
+                pool.shutdown(wait=False, cancel_futures=True)
+            for pool in (self.docker, self.net):
+                pool.shutdown(wait=True)
+
+    def _submit(self, pool: ThreadPoolExecutor, step: str, obj: str, fn: Callable[[], Any],
+                then: Callable[[Any], None] = lambda _: None) -> None:
+        self.futures[pool.submit(fn)] = (step, obj, then)
+
+    # ------------------------------------------------------------------ events
+
+    def _node_started(self, node: NodePlan, started: Started) -> None:
+        self.pid[node.name] = started.pid
+        for link in self.links_of[node.name]:
+            if link.a[0] in self.pid and link.b[0] in self.pid:
+                self._submit(self.net, "links", _veth_name(link),
+                             lambda v=link: _create_veth(v, self.pid, self.infra),
+                             lambda _, v=link: self._link_wired(v))
+        if not self.links_of[node.name]:
+            self._configure_node(node.name)
+
+    def _link_wired(self, link: LinkPlan) -> None:
+        for end in {link.a[0], link.b[0]}:
+            self.links_left[end] -= 1
+            if not self.links_left[end]:
+                self._configure_node(end)
+
+    def _configure_node(self, name: str) -> None:
+        node = self.nodes[name]
+        cfg = node_config(node, self.plan)
+        if kind(node.kind).hosts_pods:  # each pod enslaves its own port once it is wired
+            self.pod_ports.update(((name, iface), br) for iface, br in cfg.ports)
+            cfg = dataclasses.replace(cfg, ports=())
+        self._submit(self.net, "configure", f"node {name}",
+                     lambda: self._apply_node(node, cfg), lambda _: self._node_configured(name))
+
+    def _apply_node(self, node: NodePlan, cfg: wiring.NetConfig) -> None:
+        wiring.configure(self.pid[node.name], cfg)
+        if node.masquerade_exempt:
+            nat.apply(self.pid[node.name], node)
+
+    def _node_configured(self, name: str) -> None:
+        self.configured.add(name)
+        for pod in self.pods_of[name]:
+            if pod.name in self.infra:
+                self._wire_pod(pod)
+
+    def _infra_started(self, pod: PodPlan, started: Started) -> None:
+        self.infra[pod.name] = started
+        if pod.node in self.configured:
+            self._wire_pod(pod)
+
+    def _wire_pod(self, pod: PodPlan) -> None:
+        self._submit(self.net, "links", _veth_name(pod),
+                     lambda: _create_veth(pod, self.pid, self.infra),
+                     lambda _: self._configure_pod(pod))
+
+    def _configure_pod(self, pod: PodPlan) -> None:
+        self._submit(self.net, "configure", f"pod {pod.name}", lambda: self._apply_pod(pod),
+                     lambda _: self._start_apps(pod))
+
+    def _apply_pod(self, pod: PodPlan) -> None:
+        _configure(pod, self.plan, self.pid, self.infra)
+        bridge = self.pod_ports.get((pod.node, pod.node_iface))
+        if bridge:  # the node end joins the node's pod bridge: the pod is reachable now
+            wiring.configure(self.pid[pod.node],
+                             wiring.NetConfig(ports=((pod.node_iface, bridge),)))
+
+    def _start_apps(self, pod: PodPlan) -> None:
+        infra_id = self.infra[pod.name].id
+        for i in range(len(pod.containers)):
+            spec = _container_spec(pod, i, infra_id, self.deploy_id)
+            self._submit(self.docker, "pods", f"container {spec.name}",
+                         lambda s=spec: runtime.start(s))
+
+
+def _rollback(deploy_id: str) -> int:
+    """Remove every container of this deploy attempt; return how many."""
+    try:
+        return len(runtime.remove_many(runtime.containers_of(None, deploy=deploy_id)))
+    except PodlabError:
+        return 0  # the original error matters more; `podlab destroy` can finish the job
+
+
+def _base_labels(labels: dict[str, str], role: str, order: int, deploy_id: str
+                 ) -> dict[str, str]:
+    return {**labels, L.ROLE: role, L.ORDER: str(order), L.DEPLOY: deploy_id}
+
+
+def _node_spec(node: NodePlan, order: int, deploy_id: str) -> ContainerSpec:
+    labels = _base_labels(node.labels, ROLE_NODE, order, deploy_id)
+    if node.pod_cidr:
+        labels[L.POD_CIDR] = node.pod_cidr
+    # rp_filter off: with masquerade and multi-path fabrics a reply may come back on
+    # another interface than the strict reverse path, which is legitimate in the lab.
+    sysctls = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
+    # said either way: a new namespace may inherit the host's ip_forward=1, and a `linux`
+    # host or a switch that routed would break the plan's paths
+    sysctls["net.ipv4.ip_forward"] = "1" if node.forwards else "0"
+    return ContainerSpec(name=node.container, image=node.image, labels=labels,
+                         hostname=node.name, sysctls=sysctls)
+
+
+def _infra_spec(pod: PodPlan, order: int, deploy_id: str) -> ContainerSpec:
+    labels = _base_labels(pod.labels, ROLE_INFRA, order, deploy_id)
+    labels[L.IP] = pod.ip
+    labels[L.CIDR] = pod.cidr
+    return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels, hostname=pod.name,
+                         sysctls=POD_SYSCTLS, cap_add=())
+
+
+def _container_spec(pod: PodPlan, index: int, infra_id: str, deploy_id: str) -> ContainerSpec:
+    c = pod.containers[index]
+    labels = _base_labels(pod.labels, ROLE_CONTAINER, index, deploy_id)
+    labels[L.CONTAINER] = c.name
+    labels[L.IP] = pod.ip
+    return ContainerSpec(name=c.container, image=c.image, labels=labels,
+                         network_mode=f"container:{infra_id}", command=c.command,
+                         args=c.args, env=c.env, cap_add=POD_CAPS)
+
+
+def _veth_name(v: LinkPlan | PodPlan) -> str:
+    if isinstance(v, PodPlan):
+        return f"pod link {v.node}:{v.node_iface} <-> {v.name}:{POD_IFACE}"
+    return f"link {v.a[0]}:{v.a[1]} <-> {v.b[0]}:{v.b[1]}"
+
+
+def _create_veth(v: LinkPlan | PodPlan, pid: dict[str, int], infra: dict[str, Started]
+                 ) -> None:
+    if isinstance(v, PodPlan):
+        wiring.create_veth(pid[v.node], v.node_iface, infra[v.name].pid, POD_IFACE)
+        return
+    (a, ia), (b, ib) = v.a, v.b
+    wiring.create_veth(pid[a], ia, pid[b], ib, mtu=v.mtu)
+    if v.netem:
+        for node, iface in ((a, ia), (b, ib)):  # both directions are impaired
+            # netem, or its fallback where the kernel has no sch_netem (harness.host.shaping)
+            shaping.shape(pid[node], iface, **netem_args(v))
+
+
+def netem_args(link: LinkPlan) -> dict[str, float | None]:
+    """The topology file's `netem:` of a link as shaping.shape's arguments."""
+    n = link.netem
+    if n is None:
+        return {}
+    return {"delay_ms": parse_ms(n.delay) if n.delay is not None else None,
+            "jitter_ms": parse_ms(n.jitter) if n.jitter is not None else None,
+            "loss_pct": float(n.loss) if n.loss is not None else None,
+            "rate_mbit": n.rate / 1000 if n.rate else None}  # the file says kbit/s
+
+
+def _configure(obj: NodePlan | PodPlan, plan: Plan, pid: dict[str, int],
+               infra: dict[str, Started]) -> None:
+    if isinstance(obj, PodPlan):
+        wiring.configure(infra[obj.name].pid, pod_config(obj))
+        return
+    wiring.configure(pid[obj.name], node_config(obj, plan))
+    if obj.masquerade_exempt:
+        nat.apply(pid[obj.name], obj)
+
+
+def pod_config(pod: PodPlan) -> wiring.NetConfig:
+    """What a pod's namespace needs: its address on eth0 and a default route via cbr0."""
+    return wiring.NetConfig(addresses=((POD_IFACE, pod.cidr),),
+                            routes=(("default", pod.gateway),))
+
+
+def node_config(node: NodePlan, plan: Plan) -> wiring.NetConfig:
+    """What a node's namespace needs: its bridge and ports, addresses, routes."""
+    addresses = tuple((i.name, i.address) for i in node.interfaces if i.address)
+    routes = tuple((r.dst, r.via) for r in node.routes)
+    if kind(node.kind).is_switch:
+        ports = tuple((i.name, node.bridge or "br0") for i in node.interfaces)
+        return wiring.NetConfig(bridges=(node.bridge or "br0",), ports=ports)
+    if kind(node.kind).hosts_pods and node.bridge and node.gateway:
+        ports = tuple((p.node_iface, node.bridge) for p in plan.pods if p.node == node.name)
+        return wiring.NetConfig(bridges=(node.bridge,), ports=ports,
+                                addresses=((node.bridge, node.gateway), *addresses),
+                                routes=routes)
+    return wiring.NetConfig(addresses=addresses, routes=routes,
+                            up=tuple(i.name for i in node.interfaces if not i.address))
+

@@ -1,0 +1,206 @@
+"""`Lab`: the public handle on one lab. The CLI, the pytest plugin, the benchmark and the
+tests all drive labs through it.
+
+    from harness import Lab
+
+    with Lab.deploy("topologies/minimal.clab.yml") as lab:   # destroyed on exit
+        report = lab.verify(checks=["pod-to-pod"])
+        assert report.ok, [r.detail for r in report.results if not r.ok]
+
+    lab = Lab.attach("minimal")          # a lab that runs already, by name or file
+    lab.exec(["ip", "route"], node="node1")
+    lab.fault("link-down", "node1:eth1")
+    lab.destroy()
+
+Building a `Lab` has no side effect; `Lab.deploy` starts containers, and a deploy that
+fails removes what it made before it raises (testcontainers' rule).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from harness import labels
+from harness.errors import InputError, LabNotFoundError
+from harness.lab import deploy as _deploy
+from harness.lab import faults, running
+from harness.model.topology import NAME_MAX, Topology, load_topology
+from harness.plan import Plan, make_plan
+
+if TYPE_CHECKING:
+    from harness.host.capture import Sniffer
+    from harness.prove.verify import Report
+
+Source = str | Path | Topology | Plan
+
+FAULTS = ("link-down", "link-up", "node-stop", "node-start", "netem", "netem-clear")
+
+
+class ExecResult(NamedTuple):
+    """What `Lab.exec` returns; unpacks as `(code, output)`."""
+
+    code: int
+    output: str
+
+
+def plan_of(source: Source, name: str | None = None) -> Plan:
+    """The plan of a topology file, a loaded Topology or a Plan, renamed to `name` when
+    given (a lab of the same file under another name: tests run side by side)."""
+    if isinstance(source, Plan):
+        if name is None or name == source.lab:
+            return source
+        source = load_topology(source.topo_path)
+    topo = source if isinstance(source, Topology) else load_topology(source)
+    if name is not None and name != topo.spec.name:
+        topo = Topology(topo.spec.model_copy(update={"name": name}), topo.path)
+    return make_plan(topo)
+
+
+def unique_name(topo_name: str) -> str:
+    """`<name>-<6 hex>`, within the name length limit: never collides with another lab."""
+    return f"{topo_name[:NAME_MAX - 7].rstrip('-')}-{uuid.uuid4().hex[:6]}"
+
+
+class Lab:
+    """One lab: its plan, and what can be done to it while it runs."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r}, topology={self.plan.topo_path!r})"
+
+    @property
+    def name(self) -> str:
+        return self.plan.lab
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def deploy(cls, source: Source, *, name: str | None = None, progress: Any = None) -> Lab:
+        """Bring up the lab of a topology file (or Topology, or Plan) and return it.
+
+        `name` overrides the file's lab name (`unique_name()` makes a fresh one).
+        `progress` is a rich Progress or a `(phase, done, total)` callback. Raises
+        LabExistsError when it runs already, DeployError after rolling back a failure.
+        """
+        lab = cls(plan_of(source, name))
+        _deploy.deploy(lab.plan, progress=progress)
+        return lab
+
+    @classmethod
+    def attach(cls, lab: str | Path, *, name: str | None = None) -> Lab:
+        """The running lab of a topology file, or of a lab name (its topology file is
+        found through the containers' labels). Raises LabNotFoundError if none runs."""
+        if isinstance(lab, Path) or str(lab).endswith((".yml", ".yaml")):
+            handle = cls(plan_of(Path(lab), name))
+            running.require_lab(handle.name)
+            return handle
+        rows = running.require_lab(str(lab))
+        topo = next((r.labels[labels.TOPO] for r in rows if r.labels.get(labels.TOPO)), "")
+        if not topo or not Path(topo).is_file():
+            raise LabNotFoundError(
+                f"lab {lab!r} runs, but its topology file {topo or '(unrecorded)'} is gone; "
+                f"attach with the file (-t FILE) or destroy it: podlab destroy --name {lab}")
+        return cls(plan_of(Path(topo), str(lab)))
+
+    def destroy(self) -> list[str]:
+        """Remove every container of the lab; returns their names (none: already gone)."""
+        return running.destroy(self.name)
+
+    @staticmethod
+    def destroy_all() -> list[str]:
+        """Remove every container of every podlab lab on this host (Docker labels)."""
+        return running.destroy(None, all_labs=True)
+
+    @staticmethod
+    def inspect_all() -> list[dict[str, Any]]:
+        """The inspect JSON of every lab that runs on this host."""
+        result = running.inspect(None, all_labs=True)
+        assert isinstance(result, list)
+        return result
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.destroy()
+
+    # ------------------------------------------------------------------ what runs
+
+    def inspect(self) -> dict[str, Any]:
+        """The design's inspect JSON of this lab, from labels and live addresses."""
+        result = running.inspect(self.name)
+        assert isinstance(result, dict)
+        return result
+
+    def container_pids(self) -> dict[str, int]:
+        """`{container name: host pid}` of every running container of the lab."""
+        return running.pids(self.name)
+
+    def pids(self) -> dict[str, int]:
+        """`{node or pod name: host pid holding its network namespace}`, running ones."""
+        by_container = self.container_pids()
+        found = {n.name: by_container.get(n.container) for n in self.plan.nodes}
+        found |= {p.name: by_container.get(p.infra) for p in self.plan.pods}
+        return {name: pid for name, pid in found.items() if pid}
+
+    def exec(self, argv: Sequence[str], *, node: str | None = None, pod: str | None = None,
+             container: str | None = None) -> ExecResult:
+        """Run `argv` in a node, or in a pod's container (its first one by default)."""
+        code, raw = running.exec_in(self.name, node=node, pod=pod, container=container,
+                                    argv=list(argv))
+        return ExecResult(code, raw.decode(errors="replace"))
+
+    # ------------------------------------------------------------------ proof
+
+    def verify(self, checks: Iterable[str] | None = None, *, keep_frames: bool = False,
+               timeout: float = 2.0, progress: Any = None) -> Report:
+        """Run the model's checks (all by default) against the running lab."""
+        from harness.prove import verify as prove
+
+        wanted = tuple(checks) if checks is not None else prove.CHECKS
+        unknown = [c for c in wanted if c not in prove.CHECKS]
+        if unknown:
+            raise InputError(f"unknown check(s) {', '.join(unknown)}; one of "
+                             f"{', '.join(prove.CHECKS)}")
+        return prove.verify(self.plan, self.container_pids(), wanted, keep_frames=keep_frames,
+                            progress=progress, timeout=timeout)
+
+    def capture(self, *, node: str | None = None, pod: str | None = None,
+                iface: str | None = None, bpf: str | None = None, count: int | None = None,
+                timeout: float | None = 5.0, path: str | Path | None = None) -> Sniffer:
+        """A Sniffer in a node's or pod's namespace, not yet started. As a context manager
+        its socket is open before the body makes traffic; the exit waits for `count`
+        packets or `timeout` seconds::
+
+            with lab.capture(pod="b", bpf="icmp", count=2) as cap:
+                lab.exec(["ping", "-c1", "10.244.1.2"], pod="a")
+            assert len(cap.packets) == 2
+        """
+        from harness.host.capture import Sniffer
+        from harness.lab import attach
+
+        target = attach.resolve(self.plan, node=node, pod=pod)
+        return Sniffer(target.pid, iface, bpf=bpf, count=count, timeout=timeout, path=path)
+
+    # ------------------------------------------------------------------ faults
+
+    def fault(self, what: str, target: str, **params: float | None) -> Any:
+        """Break something at run time: `link-down`/`link-up`/`netem`/`netem-clear` take
+        an endpoint `A:IF`, `node-stop`/`node-start` a node name. `netem` takes
+        `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`. Returns what the fault reports
+        (node-start: the veths re-created; netem: how the impairment was applied)."""
+        actions = {"link-down": faults.link_down, "link-up": faults.link_up,
+                   "node-stop": faults.node_stop, "node-start": faults.node_start,
+                   "netem": faults.netem, "netem-clear": faults.netem_clear}
+        if what not in actions:
+            raise InputError(f"unknown fault {what!r}; one of {', '.join(FAULTS)}")
+        if params and what != "netem":
+            raise InputError(f"fault {what} takes no parameters")
+        return actions[what](self.plan, target, **params)

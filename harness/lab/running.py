@@ -1,0 +1,130 @@
+"""A running lab, found by its Docker labels alone: destroy, inspect, pids, exec.
+
+A lab's whole state is its containers' Docker labels (no state file), so these work from a
+lab name alone, after a crash too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from harness import labels as L
+from harness.errors import LabNotFoundError, PodlabError
+from harness.host import runtime, wiring
+from harness.host.runtime import ContainerInfo
+from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
+
+# --------------------------------------------------------------------------- destroy
+
+
+def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
+    """Remove every container of `lab` (of every lab with `all_labs`), in parallel.
+
+    Returns the names removed, sorted; a second call is a no-op returning [].
+    """
+    if not all_labs and lab is None:
+        raise LabNotFoundError("destroy needs a lab name (or --all)")
+    found = runtime.containers_of(None if all_labs else lab)
+    return sorted(runtime.remove_many(found))
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def inspect(lab: str | None, all_labs: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+    """The design's JSON shape for one lab (a dict) or every lab (a list), from labels and
+    live addresses; raises LabNotFoundError for a named lab that is not deployed."""
+    if all_labs:
+        rows = runtime.containers_of(None)
+        names = sorted({r.lab for r in rows})
+        return [_inspect_lab(name, [r for r in rows if r.lab == name]) for name in names]
+    if lab is None:
+        raise LabNotFoundError("inspect needs a lab name (or --all)")
+    return _inspect_lab(lab, require_lab(lab))
+
+
+def require_lab(lab: str) -> list[ContainerInfo]:
+    rows = runtime.containers_of(lab)
+    if not rows:
+        raise LabNotFoundError(f"lab {lab!r} is not deployed (podlab inspect --all lists labs)")
+    return rows
+
+
+def _order(row: ContainerInfo) -> tuple[int, str]:
+    try:
+        return int(row.labels.get(L.ORDER, "0")), row.name
+    except ValueError:
+        return 0, row.name
+
+
+def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
+    nodes = sorted((r for r in rows if r.role == ROLE_NODE), key=_order)
+    pids = runtime.pids_of(nodes)
+    with ThreadPoolExecutor(max_workers=runtime.WORKERS) as pool:
+        addrs = list(pool.map(lambda r: _live_addresses(pids.get(r.name)), nodes))
+    out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
+                  "container": r.name, "state": r.state, "addresses": a,
+                  "pod_cidr": r.labels.get(L.POD_CIDR)} for r, a in zip(nodes, addrs, strict=True)]
+    pods = []
+    for r in sorted((r for r in rows if r.role == ROLE_INFRA), key=_order):
+        pod = r.labels.get(L.POD, "")
+        members = sorted((c for c in rows if c.role == ROLE_CONTAINER
+                          and c.labels.get(L.POD) == pod), key=_order)
+        pods.append({"name": pod, "node": r.labels.get(L.NODE, ""), "ip": r.labels.get(L.IP),
+                     "infra": r.name, "state": r.state,
+                     "containers": [{"name": c.labels.get(L.CONTAINER, c.name),
+                                     "container": c.name, "state": c.state}
+                                    for c in members]})
+    return {"lab": lab, "nodes": out_nodes, "pods": pods}
+
+
+def _live_addresses(pid: int | None) -> dict[str, list[str]]:
+    """IPv4 addresses by interface, without lo and address-less ports ({} if stopped)."""
+    if not pid:
+        return {}
+    try:
+        found = wiring.addresses(pid)
+    except PodlabError:
+        return {}  # the container stopped between list and read
+    return {name: cidrs for name, cidrs in sorted(found.items()) if name != "lo" and cidrs}
+
+
+# --------------------------------------------------------------------------- pids / exec
+
+
+def pids(lab: str) -> dict[str, int]:
+    """`{container name: host pid}` of every running container of the lab."""
+    return runtime.pids_of(require_lab(lab))
+
+
+def exec_in(lab: str, node: str | None = None, pod: str | None = None,
+            container: str | None = None, argv: Sequence[str] = ()) -> tuple[int, bytes]:
+    """Run `argv` in a node, or in a pod's container (its first one by default)."""
+    if (node is None) == (pod is None) or not argv:
+        raise LabNotFoundError("exec needs exactly one of node/pod, and a command")
+    target = _exec_target(lab, node, pod, container)
+    return runtime.exec(target, argv)
+
+
+def _exec_target(lab: str, node: str | None, pod: str | None, container: str | None) -> str:
+    if node is not None:
+        rows = runtime.containers_of(lab, role=ROLE_NODE, node=node)
+        if not rows:
+            raise LabNotFoundError(f"no node {node!r} in lab {lab!r}")
+        return rows[0].name
+    rows = runtime.containers_of(lab, pod=str(pod))
+    members = sorted((r for r in rows if r.role == ROLE_CONTAINER), key=_order)
+    if container is not None:
+        members = [r for r in members if r.labels.get(L.CONTAINER) == container]
+        if not members:
+            names = [r.labels.get(L.CONTAINER) for r in rows if r.role == ROLE_CONTAINER]
+            raise LabNotFoundError(f"no container {container!r} in pod {pod!r} of lab {lab!r}"
+                                   f" (has: {', '.join(n for n in names if n) or 'none'})")
+    if members:
+        return members[0].name
+    infra = [r for r in rows if r.role == ROLE_INFRA]
+    if not infra:
+        raise LabNotFoundError(f"no pod {pod!r} in lab {lab!r}")
+    return infra[0].name  # a pod without containers: its infra holds the netns
