@@ -12,9 +12,16 @@ the paths its plan predicts (and a pod's eth0 is free for the pod link). Names d
 `podlab-<lab>-` prefix of podlab's container names; topology validation already keeps
 those unique, so the short names are unique too. Pure: no I/O.
 
+Both families: IPv6 link addresses go in containerlab's own `ipv6` link key (containerlab
+sets them when it creates the link, before `exec`; the pod link carries the pod's eth0
+address, its bridge-port end ""); IPv4 link addresses stay `exec` commands, as podlab has
+always exported them. What containerlab cannot express (cbr0's addresses, routes, NAT)
+is `exec` in either family; IPv6 is switched on (Docker turns it off in a container with
+no network) and duplicate address detection off, so an address is usable at once.
+
 Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). The masquerade
 rules are `iptables` commands, which the busybox-only podlab/node image lacks; with
-masquerade, give k8s-nodes an image that has iptables.
+masquerade, give k8s-nodes an image that has iptables (and ip6tables).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 from harness.host.firewall import CHAIN
 from harness.kinds import kind
 from harness.labels import EXPORTED_FROM
+from harness.model.addressing import IPV4, IPV6, family_of
 from harness.plan import (
     POD_BRIDGE,
     POD_IFACE,
@@ -44,6 +52,11 @@ POD_CAPS = ["NET_RAW"]
 # replies may legitimately return on another interface in multi-path fabrics.
 RP_FILTER_OFF = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
 POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647"}
+# IPv6 in every namespace of a lab that has it: on (Docker turns it off without a network),
+# no duplicate address detection (addresses usable at once), no router advertisements.
+IPV6_ON = {f"net.ipv6.conf.{scope}.{key}": value for scope in ("all", "default")
+           for key, value in (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0"))}
+IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
 
 
 def to_containerlab(plan: Plan) -> dict[str, Any]:
@@ -77,10 +90,27 @@ def tagged(image: str) -> str:
 # --------------------------------------------------------------------------- nodes
 
 
-def _node(node: NodePlan, plan: Plan, labels: dict[str, str]) -> dict[str, Any]:
+def _v6(plan: Plan) -> bool:
+    return IPV6 in plan.families
+
+
+def _v4(addresses: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(a for a in addresses if family_of(a) == IPV4)
+
+
+def node_sysctls(node: NodePlan, plan: Plan) -> dict[str, str]:
     sysctls = dict(RP_FILTER_OFF)
     if node.forwards:
         sysctls["net.ipv4.ip_forward"] = "1"
+    if _v6(plan):
+        sysctls.update(IPV6_ON)
+        if node.forwards:
+            sysctls[IPV6_FORWARDING] = "1"
+    return sysctls
+
+
+def _node(node: NodePlan, plan: Plan, labels: dict[str, str]) -> dict[str, Any]:
+    sysctls = node_sysctls(node, plan)
     return {
         "kind": KIND,
         "image": tagged(node.image),
@@ -99,22 +129,24 @@ def node_commands(node: NodePlan, plan: Plan) -> list[str]:
     cmds = [f"sysctl -w {k}={v}" for k, v in sorted(RP_FILTER_OFF.items())]
     if node.forwards:
         cmds.append("sysctl -w net.ipv4.ip_forward=1")
+    if node.forwards and _v6(plan):
+        cmds.append(f"sysctl -w {IPV6_FORWARDING}=1")
     if kind(node.kind).is_switch:
-        return cmds + _bridge(SWITCH_BRIDGE, None, [i.name for i in node.interfaces])
+        return cmds + _bridge(SWITCH_BRIDGE, (), [i.name for i in node.interfaces])
     for iface in node.interfaces:
-        if iface.address:
-            cmds.append(f"ip addr add {iface.address} dev {iface.name}")
+        # IPv6 link addresses: containerlab's `ipv6` link key sets them (see _links)
+        cmds += [f"ip addr add {a} dev {iface.name}" for a in _v4(iface.addresses)]
         cmds.append(f"ip link set {iface.name} up")
     if kind(node.kind).hosts_pods:
         ports = [p.node_iface for p in plan.pods if p.node == node.name]
-        cmds += _bridge(POD_BRIDGE, node.gateway, ports)
+        cmds += _bridge(POD_BRIDGE, node.gateways, ports)
     cmds += [f"ip route add {r.dst} via {r.via}" for r in node.routes]
     return cmds + masquerade_commands(node)
 
 
-def _bridge(name: str, address: str | None, ports: list[str]) -> list[str]:
+def _bridge(name: str, addresses: tuple[str, ...], ports: list[str]) -> list[str]:
     cmds = [f"ip link add {name} type bridge"]
-    if address:
+    for address in addresses:
         cmds.append(f"ip addr add {address} dev {name}")
     for port in ports:
         cmds += [f"ip link set {port} master {name}", f"ip link set {port} up"]
@@ -126,10 +158,15 @@ def masquerade_commands(node: NodePlan) -> list[str]:
     PODLAB-MASQ, exempt destinations RETURN, everything else is MASQUERADEd."""
     if not node.masquerade_exempt or not node.pod_cidr:
         return []
-    cmds = [f"iptables -t nat -N {CHAIN}"]
-    cmds += [f"iptables -t nat -A {CHAIN} -d {dst} -j RETURN" for dst in node.masquerade_exempt]
-    cmds.append(f"iptables -t nat -A {CHAIN} -j MASQUERADE")
-    cmds.append(f"iptables -t nat -A POSTROUTING -s {node.pod_cidr} -j {CHAIN}")
+    cmds: list[str] = []
+    for source in node.pod_cidrs:  # one ruleset per family: iptables, then ip6tables
+        family = family_of(source)
+        tool = "ip6tables" if family == IPV6 else "iptables"
+        cmds.append(f"{tool} -t nat -N {CHAIN}")
+        cmds += [f"{tool} -t nat -A {CHAIN} -d {dst} -j RETURN"
+                 for dst in node.masquerade_exempt_of(family)]
+        cmds.append(f"{tool} -t nat -A {CHAIN} -j MASQUERADE")
+        cmds.append(f"{tool} -t nat -A POSTROUTING -s {source} -j {CHAIN}")
     return cmds
 
 
@@ -137,6 +174,9 @@ def masquerade_commands(node: NodePlan) -> list[str]:
 
 
 def _infra(pod: PodPlan, labels: dict[str, str]) -> dict[str, Any]:
+    sysctls = dict(POD_SYSCTLS)
+    if IPV6 in pod.families:
+        sysctls.update(IPV6_ON)
     return {
         "kind": KIND,
         "image": tagged(PAUSE_IMAGE),
@@ -145,15 +185,20 @@ def _infra(pod: PodPlan, labels: dict[str, str]) -> dict[str, Any]:
         # the infra container configures the pod's namespace, so it needs NET_ADMIN here
         # (podlab's deploy does that from the host side instead)
         "cap-add": list(NODE_CAPS),
-        "sysctls": dict(POD_SYSCTLS),
+        "sysctls": sysctls,
         "exec": pod_commands(pod),
     }
 
 
 def pod_commands(pod: PodPlan) -> list[str]:
-    return [f"ip addr add {pod.cidr} dev {POD_IFACE}",
-            f"ip link set {POD_IFACE} up",
-            f"ip route add default via {pod.gateway}"]
+    """eth0's IPv4 address (the pod link's `ipv6` key sets its IPv6 one), up, and a
+    default route per family via the node's bridge."""
+    cmds = [f"ip addr add {c} dev {POD_IFACE}" for c in _v4(pod.cidrs)]
+    cmds.append(f"ip link set {POD_IFACE} up")
+    for gateway in pod.gateways:
+        six = "-6 " if family_of(gateway) == IPV6 else ""
+        cmds.append(f"ip {six}route add default via {gateway}")
+    return cmds
 
 
 def _pod_container(c: ContainerPlan, infra: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -181,16 +226,27 @@ def _pod_container(c: ContainerPlan, infra: str, labels: dict[str, str]) -> dict
 def _links(plan: Plan) -> list[dict[str, Any]]:
     links: list[dict[str, Any]] = []
     for link in plan.links:
-        # no `ipv4:` here: the exec commands set the addresses, once
+        # no `ipv4:` here: the exec commands set those addresses, once
         entry: dict[str, Any] = {"endpoints": [f"{link.a[0]}:{link.a[1]}",
                                                f"{link.b[0]}:{link.b[1]}"]}
+        ipv6 = [_v6_of(link.a_addresses), _v6_of(link.b_addresses)]
+        if any(ipv6):
+            entry["ipv6"] = ipv6
         if link.mtu:
             entry["mtu"] = link.mtu
         links.append(entry)
     for pod in plan.pods:
-        links.append({"endpoints": [f"{pod.node}:{pod.node_iface}",
-                                    f"{short_name(plan, pod.infra)}:{POD_IFACE}"]})
+        entry = {"endpoints": [f"{pod.node}:{pod.node_iface}",
+                               f"{short_name(plan, pod.infra)}:{POD_IFACE}"]}
+        if (cidr := pod.cidr_of(IPV6)) is not None:
+            entry["ipv6"] = ["", cidr]  # the node end is a bridge port: no address
+        links.append(entry)
     return links
+
+
+def _v6_of(addresses: tuple[str, ...]) -> str:
+    """An end's IPv6 address for containerlab's `ipv6` key; "" for none (a switch port)."""
+    return next((a for a in addresses if family_of(a) == IPV6), "")
 
 
 def to_yaml(plan: Plan) -> str:
@@ -208,5 +264,7 @@ def to_yaml(plan: Plan) -> str:
     data = to_containerlab(plan)
     for link in data["topology"]["links"]:
         link["endpoints"] = _Flow(link["endpoints"])
+        if "ipv6" in link:
+            link["ipv6"] = _Flow(link["ipv6"])
     header = f"# exported by podlab from {Path(plan.topo_path).name or plan.lab}\n"
     return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -27,26 +27,34 @@ def progress(console: Console) -> Iterator[Progress]:
 
 
 def plan_tables(plan: Plan) -> list[Table]:
+    """Nodes, pods and expected paths; every family's addresses (a dual-stack plan adds a
+    `family` column to the paths)."""
     nodes = Table(title=f"lab {plan.lab}: nodes", title_justify="left")
     for col in ("node", "kind", "container", "interfaces", "pod CIDR", "routes"):
         nodes.add_column(col)
     for n in plan.nodes:
-        ifaces = "\n".join(f"{i.name} {i.address or '(port)'} -> {i.peer}" for i in n.interfaces)
-        if n.gateway:
-            ifaces = f"{n.bridge} {n.gateway}\n{ifaces}".strip()
+        ifaces = "\n".join(f"{i.name} {' '.join(i.addresses) or '(port)'} -> {i.peer}"
+                           for i in n.interfaces)
+        if n.gateways:
+            ifaces = f"{n.bridge} {' '.join(n.gateways)}\n{ifaces}".strip()
         routes = "\n".join(f"{r.dst} via {r.via}" for r in n.routes)
-        nodes.add_row(n.name, n.kind, n.container, ifaces, n.pod_cidr or "", routes)
+        nodes.add_row(n.name, n.kind, n.container, ifaces, "\n".join(n.pod_cidrs), routes)
     pods = Table(title=f"lab {plan.lab}: pods", title_justify="left")
     for col in ("pod", "node", "ip", "gateway", "containers"):
         pods.add_column(col)
     for p in plan.pods:
-        pods.add_row(p.name, p.node, p.cidr, p.gateway, ", ".join(c.name for c in p.containers))
-    paths = Table(title=f"lab {plan.lab}: expected paths (TTL drop = hops)",
+        pods.add_row(p.name, p.node, "\n".join(p.cidrs), "\n".join(p.gateways),
+                     ", ".join(c.name for c in p.containers))
+    by_family = plan.families != ("ipv4",)
+    drop = "TTL/hop-limit drop" if by_family else "TTL drop"
+    paths = Table(title=f"lab {plan.lab}: expected paths ({drop} = hops)",
                   title_justify="left")
-    for col in ("check", "src", "dst", "hops", "path", "SNAT to"):
+    for col in ("check", *(("family",) if by_family else ()), "src", "dst", "hops", "path",
+                "SNAT to"):
         paths.add_column(col)
     for check, e in plan.expectations():
-        paths.add_row(check, e.src, e.dst, str(e.hops), " > ".join(e.path), e.snat_to or "")
+        paths.add_row(check, *((e.family,) if by_family else ()), e.src, e.dst, str(e.hops),
+                      " > ".join(e.path), e.snat_to or "")
     return [nodes, pods, paths]
 
 

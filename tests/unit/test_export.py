@@ -15,6 +15,7 @@ from podlab_unit_helpers import EXAMPLES
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.model.addressing import IPV4, IPV6, family_of
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
 from harness.render.export import short_name, tagged, to_containerlab, to_yaml
@@ -120,12 +121,19 @@ def test_export_nodes_and_links(topo: Path) -> None:
 @pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_export_exec_carries_the_plan(topo: Path) -> None:
     plan = _plan(topo)
-    nodes = to_containerlab(plan)["topology"]["nodes"]
+    doc = to_containerlab(plan)
+    nodes = doc["topology"]["nodes"]
+    v6_ends = {(end, addr) for lk in doc["topology"]["links"]
+               for end, addr in zip(lk["endpoints"], lk.get("ipv6", ["", ""]), strict=True)
+               if addr}
     for node in plan.nodes:
         cmds = nodes[node.name]["exec"]
         for iface in node.interfaces:
-            if iface.address:
-                assert f"ip addr add {iface.address} dev {iface.name}" in cmds
+            for address in iface.addresses:  # IPv4 by exec, IPv6 by the link's `ipv6` key
+                if family_of(address) == IPV4:
+                    assert f"ip addr add {address} dev {iface.name}" in cmds
+                else:
+                    assert (f"{node.name}:{iface.name}", address) in v6_ends
             assert f"ip link set {iface.name} up" in cmds
         for route in node.routes:
             assert f"ip route add {route.dst} via {route.via}" in cmds
@@ -137,27 +145,35 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
                 assert f"ip link set {iface.name} master br0" in cmds
         if node.kind == "k8s-node":
             assert "ip link add cbr0 type bridge" in cmds
-            assert f"ip addr add {node.gateway} dev cbr0" in cmds
+            for gateway in node.gateways:
+                assert f"ip addr add {gateway} dev cbr0" in cmds
             for pod in plan.pods:
                 if pod.node == node.name:
                     assert f"ip link set {pod.node_iface} master cbr0" in cmds
-        _check_masquerade(node.masquerade_exempt, node.pod_cidr, cmds)
+        for family, tool in ((IPV4, "iptables"), (IPV6, "ip6tables")):
+            _check_masquerade(tool, node.masquerade_exempt_of(family),
+                              node.pod_cidr_of(family), cmds)
     for pod in plan.pods:
         cmds = nodes[short_name(plan, pod.infra)]["exec"]
-        assert f"ip addr add {pod.cidr} dev eth0" in cmds
-        assert f"ip route add default via {pod.gateway}" in cmds
+        if (v4 := pod.cidr_of(IPV4)) is not None:
+            assert f"ip addr add {v4} dev eth0" in cmds
+            assert f"ip route add default via {pod.gateway_of(IPV4)}" in cmds
+        if (v6 := pod.cidr_of(IPV6)) is not None:
+            assert (f"{short_name(plan, pod.infra)}:eth0", v6) in v6_ends
+            assert f"ip -6 route add default via {pod.gateway_of(IPV6)}" in cmds
 
 
-def _check_masquerade(exempt: tuple[str, ...], pod_cidr: str | None, cmds: list[str]) -> None:
-    masq = [c for c in cmds if c.startswith("iptables")]
+def _check_masquerade(tool: str, exempt: tuple[str, ...], pod_cidr: str | None,
+                      cmds: list[str]) -> None:
+    masq = [c for c in cmds if c.startswith(tool + " ")]
     if not exempt:
         assert not masq
         return
     for dst in exempt:
-        assert f"iptables -t nat -A PODLAB-MASQ -d {dst} -j RETURN" in masq
+        assert f"{tool} -t nat -A PODLAB-MASQ -d {dst} -j RETURN" in masq
     # RETURNs before the MASQUERADE, the POSTROUTING hook for the node's pod CIDR
-    assert masq.index("iptables -t nat -A PODLAB-MASQ -j MASQUERADE") == len(exempt) + 1
-    assert f"iptables -t nat -A POSTROUTING -s {pod_cidr} -j PODLAB-MASQ" in masq
+    assert masq.index(f"{tool} -t nat -A PODLAB-MASQ -j MASQUERADE") == len(exempt) + 1
+    assert f"{tool} -t nat -A POSTROUTING -s {pod_cidr} -j PODLAB-MASQ" in masq
 
 
 def test_routes_follow_addresses() -> None:
@@ -209,3 +225,42 @@ def test_cli_export_bad_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["export", "-t", str(tmp_path / "nope.yml"),
                                    "-o", "containerlab"])
     assert res.exit_code == 2
+
+
+def test_ipv6_goes_in_containerlabs_ipv6_link_key(clab_validator: Any) -> None:
+    from podlab_unit_helpers import DUAL, V6ONLY
+
+    from harness.model.topology import parse_topology
+
+    for text in (DUAL, V6ONLY):
+        plan = make_plan(parse_topology(text))
+        doc = to_containerlab(plan)
+        _validate(clab_validator, doc)
+        _validate(clab_validator, yaml.safe_load(to_yaml(plan)))
+        links = doc["topology"]["links"]
+        assert links[0]["ipv6"] == ["fd00:172:30::1/64", ""]  # node1 to a switch port
+        web = next(lk for lk in links if lk["endpoints"][1] == "web:eth0")
+        assert web["ipv6"] == ["", "fd00:10:244::2/64"]
+        node1 = doc["topology"]["nodes"]["node1"]
+        assert node1["sysctls"]["net.ipv6.conf.all.forwarding"] == "1"
+        assert node1["sysctls"]["net.ipv6.conf.all.disable_ipv6"] == "0"
+        assert node1["sysctls"]["net.ipv6.conf.default.accept_dad"] == "0"
+        assert "ip addr add fd00:10:244::1/64 dev cbr0" in node1["exec"]
+        assert not any("fd00:172:30::1/64" in c for c in node1["exec"])  # the link sets it
+        assert doc["topology"]["nodes"]["web"]["sysctls"]["net.ipv6.conf.all.disable_ipv6"] \
+            == "0"
+        assert "net.ipv6.conf.all.forwarding" not in doc["topology"]["nodes"]["ext"]["sysctls"]
+    v6only = to_containerlab(make_plan(parse_topology(V6ONLY)))
+    assert not any(c.startswith("iptables ") for n in v6only["topology"]["nodes"].values()
+                   for c in n.get("exec", []))
+
+
+V4_EXAMPLES = [p for p in EXAMPLES if "ipv6" not in p.read_text() and "fd00" not in p.read_text()]
+
+
+@pytest.mark.parametrize("topo", V4_EXAMPLES, ids=[p.name for p in V4_EXAMPLES])
+def test_ipv4_only_exports_have_no_ipv6(topo: Path) -> None:
+    plan = _plan(topo)
+    assert plan.families == ("ipv4",)
+    text = to_yaml(plan)
+    assert "ipv6" not in text and "ip6tables" not in text
