@@ -1,4 +1,4 @@
-"""The probe engine: craft, send, echo and sniff packets across every namespace of a lab.
+"""The probe engine: send, echo and sniff packets across every namespace of a lab.
 
 One process holds sockets in every namespace (each made by a short-lived thread that
 entered it, see harness.host.netns) and drives them all from one selector loop:
@@ -6,9 +6,9 @@ entered it, see harness.host.netns) and drives them all from one selector loop:
 - a packet sniffer (AF_PACKET, all interfaces) per namespace, opened before anything is
   sent, so no probe can race its observer; kernel timestamps order what it sees;
 - UDP and TCP echo listeners in every namespace that receives probes;
-- senders: UDP and ICMP probes are crafted with scapy (fixed TTL, our ports, a nonce) and
-  sent through a raw IP socket in the sender's namespace; TCP probes are real kernel
-  connections, so the handshake proves stateful paths too.
+- senders: UDP and ICMP probes are crafted (harness.prove.probe: fixed TTL, our ports, a
+  nonce) and sent through a raw IP socket in the sender's namespace; TCP probes are real
+  kernel connections, so the handshake proves stateful paths too.
 
 Every probe carries a unique nonce at the start of its payload and is matched by it. At
 most `window` probes are in flight, and every wait is bounded.
@@ -26,163 +26,20 @@ from dataclasses import dataclass, field
 
 from harness.host import bpf
 from harness.host.netns import run_in_netns
+from harness.prove.probe import (
+    REPLY,
+    REQUEST,
+    TCP_PORT,
+    TTL,
+    UDP_PORT,
+    Crafter,
+    Probe,
+    Seen,
+    nonce,
+    parse,
+)
 
-UDP_PORT = 47000  # echo listener ports inside the lab's namespaces
-TCP_PORT = 47001
-TTL = 64
-REQUEST, REPLY = b"PLB", b"PLR"
-ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
-PACKET_OTHERHOST, PACKET_OUTGOING = 3, 4
-SO_TIMESTAMPNS = 35
 IP_PKTINFO = 8
-SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
-SNAPLEN = 256  # headers and nonce are all we read; pcap frames are cut here too
-PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17}
-SYN = "tcp-syn"  # sightings of a TCP probe's handshake: they show where it went, not arrival
-
-
-def nonce(probe_id: int, reply: bool = False) -> bytes:
-    return (REPLY if reply else REQUEST) + b"%016x" % probe_id
-
-
-@dataclass(slots=True)
-class Seen:
-    """One sighting of a probe's packet in one namespace."""
-
-    ns: str
-    ifname: str
-    outgoing: bool
-    ts: float
-    reply: bool
-    proto: str
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    ttl: int
-    frame: bytes | None = None
-
-
-def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None:
-    """(probe id, is_reply, proto, src, dst, sport, dport, ttl) of a probe frame, else None.
-
-    A TCP SYN or SYN-ACK comes back with id 0 and proto SYN.
-
-    Plain struct unpacking: this runs for every frame the lab carries.
-    """
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
-        return None
-    ihl = (frame[14] & 0x0F) * 4
-    ttl, proto = frame[22], frame[23]
-    l4 = 14 + ihl
-    if proto == 17:
-        sport, dport = struct.unpack_from("!HH", frame, l4)
-        data = l4 + 8
-        name = "udp"
-    elif proto == 6:
-        sport, dport = struct.unpack_from("!HH", frame, l4)
-        data = l4 + (frame[l4 + 12] >> 4) * 4
-        name = "tcp"
-    elif proto == 1:
-        if frame[l4] not in (0, 8):  # echo reply / request only
-            return None
-        sport = dport = struct.unpack_from("!H", frame, l4 + 4)[0]
-        data = l4 + 8
-        name = "icmp"
-    else:
-        return None
-    magic = frame[data:data + 3]
-    if magic not in (REQUEST, REPLY):
-        if proto == 6 and frame[l4 + 13] & 0x12 in (0x02, 0x12):
-            # a handshake carries no nonce: id 0, matched by its ports (Engine._on_frame)
-            return (0, frame[l4 + 13] & 0x10 != 0, SYN, socket.inet_ntoa(frame[26:30]),
-                    socket.inet_ntoa(frame[30:34]), sport, dport, ttl)
-        return None
-    try:
-        probe_id = int(frame[data + 3:data + 19], 16)
-    except ValueError:
-        return None
-    reply = magic == REPLY or (proto == 1 and frame[l4] == 0)
-    src = socket.inet_ntoa(frame[26:30])
-    dst = socket.inet_ntoa(frame[30:34])
-    return probe_id, reply, name, src, dst, sport, dport, ttl
-
-
-def craft(proto: str, src: str, dst: str, probe_id: int, sport: int) -> bytes:
-    """A UDP or ICMP echo probe, built by scapy: our TTL, ports and nonce."""
-    from scapy.layers.inet import ICMP, IP, UDP  # scapy is slow to import: only when probing
-
-    ip = IP(src=src, dst=dst, ttl=TTL, id=probe_id & 0xFFFF)
-    if proto == "udp":
-        return bytes(ip / UDP(sport=sport, dport=UDP_PORT) / nonce(probe_id))
-    return bytes(ip / ICMP(type=8, id=probe_id & 0xFFFF, seq=(probe_id >> 16) & 0xFFFF)
-                 / nonce(probe_id))
-
-
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-class Crafter:
-    """craft() at the speed a lab of hundreds of pods needs.
-
-    scapy builds one template per (protocol, source, port); each probe then only swaps in
-    its destination, ids and nonce and recomputes the checksums: a few microseconds
-    instead of a millisecond of scapy per packet. The bytes are identical to craft()'s,
-    which the unit tests check.
-    """
-
-    def __init__(self) -> None:
-        self._templates: dict[tuple[str, str, int], bytes] = {}
-
-    def __call__(self, proto: str, src: str, dst: str, probe_id: int, sport: int) -> bytes:
-        key = (proto, src, sport)
-        tmpl = self._templates.get(key)
-        if tmpl is None:
-            tmpl = self._templates[key] = craft(proto, src, "0.0.0.0", 0, sport)
-        pkt = bytearray(tmpl)
-        pkt[4:6] = struct.pack("!H", probe_id & 0xFFFF)
-        pkt[16:20] = socket.inet_aton(dst)
-        pkt[10:12] = b"\0\0"
-        pkt[10:12] = struct.pack("!H", _checksum(bytes(pkt[:20])))
-        pkt[28:] = nonce(probe_id)
-        if proto == "udp":
-            pkt[26:28] = b"\0\0"
-            pseudo = pkt[12:20] + struct.pack("!BBH", 0, 17, len(pkt) - 20)
-            csum = _checksum(bytes(pseudo + pkt[20:])) or 0xFFFF  # 0 means "none" in UDP
-            pkt[26:28] = struct.pack("!H", csum)
-        else:
-            pkt[24:28] = struct.pack("!HH", probe_id & 0xFFFF, (probe_id >> 16) & 0xFFFF)
-            pkt[22:24] = b"\0\0"
-            pkt[22:24] = struct.pack("!H", _checksum(bytes(pkt[20:])))
-        return bytes(pkt)
-
-
-@dataclass
-class Probe:
-    id: int
-    proto: str
-    sender: str  # namespace name
-    receiver: str
-    src: str  # the source address to craft (UDP/ICMP) or to expect (TCP)
-    dst: str
-    expect_reply: bool = True
-    sent_at: float = 0.0
-    sport: int = 0  # UDP and TCP: the sender's port, picked by its kernel
-    request: Seen | None = None  # first arrival at the receiver
-    reply_seen: Seen | None = None  # first arrival of the reply back at the sender
-    error: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.error is not None or (
-            self.request is not None and (self.reply_seen is not None or not self.expect_reply))
 
 
 @dataclass
@@ -246,9 +103,9 @@ class Engine:
 
     def _open(self, ns: Namespace) -> None:
         def make() -> list[socket.socket]:
-            sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            sniff.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sniff.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+            sniff = bpf.packet_socket()
+            sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_TIMESTAMPNS, 1)
+            sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 16 << 20)
             bpf.attach(sniff, bpf.probe_filter(list(ns.local)) if ns.local
                        else bpf.probe_filter(handshakes=True))
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -286,7 +143,7 @@ class Engine:
     def _on_frame(self, sock: socket.socket, ns: str) -> None:
         for _ in range(64):  # bounded per wake-up so one busy namespace cannot starve others
             try:
-                frame, anc, _, addr = sock.recvmsg(SNAPLEN, 64)
+                frame, anc, _, addr = sock.recvmsg(bpf.PROBE_SNAPLEN, 64)
             except BlockingIOError:
                 return
             parsed = parse(frame)
@@ -294,17 +151,17 @@ class Engine:
                 continue
             ts = time.time()
             for level, kind, data in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                if level == socket.SOL_SOCKET and kind == bpf.SO_TIMESTAMPNS:
                     sec, nsec = struct.unpack("qq", data[:16])
                     ts = sec + nsec / 1e9
-            if addr[2] == PACKET_OTHERHOST:
+            if addr[2] == bpf.PACKET_OTHERHOST:
                 continue  # flooded by a switch to a bystander: not on the packet's path
             probe_id, reply, proto, src, dst, sport, dport, ttl = parsed
             if not probe_id:  # a handshake: whose SYN is it?
                 probe_id = self._handshakes.get((dport, src) if reply else (sport, dst), 0)
                 if not probe_id:
                     continue
-            seen = Seen(ns, addr[0], addr[2] == PACKET_OUTGOING, ts, reply, proto, src, dst,
+            seen = Seen(ns, addr[0], addr[2] == bpf.PACKET_OUTGOING, ts, reply, proto, src, dst,
                         sport, dport, ttl, frame if self.keep_frames else None)
             self.sightings.setdefault(probe_id, []).append(seen)
             probe = self._inflight.get(probe_id)

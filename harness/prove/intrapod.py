@@ -12,14 +12,12 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
+from harness.host import bpf, runtime
 from harness.host.netns import run_in_netns
 from harness.plan import Plan, PodPlan
-from harness.prove.engine import ETH_P_ALL, nonce
-
-if TYPE_CHECKING:
-    from harness.prove.verify import Result
+from harness.prove.probe import nonce
+from harness.prove.result import Result
 
 PORT = 47010
 WAIT = 5.0  # seconds: bound on every step
@@ -39,7 +37,7 @@ def _listening(pid: int, port: int) -> bool:
 
 def _sniff_lo(pid: int) -> socket.socket:
     def make() -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock = bpf.packet_socket()
         sock.bind(("lo", 0))
         sock.settimeout(0.05)
         return sock
@@ -48,9 +46,6 @@ def _sniff_lo(pid: int) -> socket.socket:
 
 
 def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
-    from harness.host import runtime
-    from harness.prove.verify import Result
-
     listener = pod.containers[0]
     if pod.infra not in pids:
         return Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
@@ -105,7 +100,7 @@ def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:
         try:
-            frame = sniff.recv(2048)
+            frame = sniff.recv(bpf.SNAPLEN)
         except (TimeoutError, BlockingIOError):
             continue
         if token in frame and frame[26:30] == frame[30:34] == b"\x7f\x00\x00\x01":
@@ -114,8 +109,6 @@ def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
 
 
 def check_all(plan: Plan, pids: dict[str, int]) -> list[Result]:
-    from harness.prove.verify import Result
-
     base = int.from_bytes(os.urandom(4), "big") << 16
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = [pool.submit(check_pod, pod, pids, base + i)

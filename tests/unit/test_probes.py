@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from harness.host import bpf
-from harness.prove.engine import Crafter, craft, nonce, parse
+from harness.prove.probe import Crafter, craft, nonce, parse
 
 ETH = b"\x02" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
 

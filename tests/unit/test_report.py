@@ -6,7 +6,7 @@ import io
 import json
 from xml.etree import ElementTree
 
-from harness.prove.verify import Report, Result
+from harness.prove.result import Report, Result
 from harness.render.report import junit_xml, write_json
 
 
