@@ -131,6 +131,21 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
     return assemble(prog)
 
 
+def icmp_probe_filter() -> list[Insn]:
+    """For a raw ICMP socket (its reads start at the IP header): only echo requests and
+    replies that carry a probe nonce."""
+    return assemble([
+        (LDXB_MSH, 0, 0, 0),  # X = the IP header length
+        (LDB_IND, 0, 0, 0),  # the ICMP type
+        (JEQ, "echo", 0, 0), (JEQ, "echo", 0, 8), (JA, "drop", 0, 0),
+        "echo",
+        (LDH_IND, 0, 0, 8), (JEQ, 0, "drop", MAGIC),
+        (RET, 0, 0, PROBE_SNAPLEN),
+        "drop",
+        (RET, 0, 0, 0),
+    ])
+
+
 # --------------------------------------------------------------------------- user expressions
 
 

@@ -33,10 +33,17 @@ class Result:
 
 @dataclass
 class Report:
+    """The results of one verify. `negative_control` says whether the built-in NAT control
+    ran: "observed" (masquerade expected and seen), "failed", "absent" (masquerade is on but
+    the lab has no outside host), "not run" (not selected), "not applicable" (masquerade
+    off). `notes` are sentences for the reader, e.g. why the control is absent."""
+
     lab: str
     results: list[Result]
     duration_s: float
     sightings: dict[int, list[Seen]] = field(default_factory=dict, repr=False)
+    negative_control: str = "not applicable"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -47,7 +54,8 @@ class Report:
         out: dict[str, Any] = {
             "ok": self.ok, "lab": self.lab,
             "summary": {"passed": passed, "failed": len(self.results) - passed,
-                        "total": len(self.results), "duration_s": round(self.duration_s, 3)}}
+                        "total": len(self.results), "duration_s": round(self.duration_s, 3),
+                        "negative_control": self.negative_control, "notes": self.notes}}
         if with_results:
             out["results"] = [r.to_dict() for r in self.results]
         return out

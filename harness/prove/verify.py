@@ -10,27 +10,23 @@ failed one says what changed where, or where its packet was last seen.
 
 from __future__ import annotations
 
-import importlib
-import itertools
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from harness.errors import LabNotFoundError
+from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.plan import Plan
 from harness.prove import intrapod, verdict
 from harness.prove.engine import Engine, Namespace
-from harness.prove.probe import Probe, Seen
+from harness.prove.probe import Heard, Probe, Seen, new_ids
 from harness.prove.result import Report, Result
 from harness.prove.targets import CHECKS, PROBE_CHECKS, PROTOS, Target, endpoints, targets
 
 __all__ = ["CHECKS", "PROTOS", "Report", "Result", "verify"]
 
-# probe ids: unique within this process, and unlikely to meet another run's in a capture
-_IDS = itertools.count(int.from_bytes(os.urandom(3), "big") << 32)
+# probe ids: from a random start in every process, so no two runs share ICMP ids or nonces
+_IDS = new_ids()
 
 
 def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
@@ -38,52 +34,105 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
            progress: Callable[[str, int, int], None] | None = None,
            timeout: float = 2.0) -> Report:
     """Run the checks against the deployed lab of `plan`, whose containers run as `pids`
-    (`{container name: host pid}`, from the Lab)."""
+    (`{container name: host pid}`, from the Lab).
+
+    Raises LabNotFoundError when nothing of the lab runs, NothingToVerify when the
+    selected checks yield no result in this lab (nothing proven must not pass).
+    """
     started = time.monotonic()
-    # scapy takes seconds to import: let it load while Docker and netlink answer
-    threading.Thread(target=importlib.import_module, args=("scapy.layers.inet",),
-                     daemon=True).start()
     checks = [c for c in CHECKS if c in set(checks)]
     if not pids:
         raise LabNotFoundError(f"lab {plan.lab!r} is not deployed; run podlab deploy -t "
                                f"{plan.topo_path or 'FILE'} first")
+    probe_checks = [c for c in checks if c in PROBE_CHECKS]
+    # the kernel's own choice of source, asked once per node for all its pods
+    sources = {}
+    if "node-to-pod" in probe_checks:
+        pod_ips = [p.ip for p in plan.pods]
+        sources = {n.name: wiring.route_sources(pids[n.container], pod_ips)
+                   for n in plan.k8s_nodes if n.container in pids}
+    tgts = targets(plan, probe_checks, sources)
+    empty = _empty(plan, checks, tgts)
+    if len(empty) == len(checks):
+        raise NothingToVerify(f"--check {','.join(checks)} selects nothing in lab "
+                              f"{plan.lab}: " + "; ".join(empty.values()))
+    notes = [f"{check}: nothing to check, {why}" for check, why in empty.items()]
     results: list[Result] = []
-    if "pod-identity" in checks:
-        results += identities(plan, pids)
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         intra = pool.submit(intrapod.check_all, plan, pids) if "intra-pod" in checks else None
-        probe_checks = [c for c in checks if c in PROBE_CHECKS]
-        if probe_checks:
-            # the kernel's own choice of source, asked once per node for all its pods
-            pod_ips = [p.ip for p in plan.pods]
-            sources = {n.name: wiring.route_sources(pids[n.container], pod_ips)
-                       for n in plan.k8s_nodes
-                       if "node-to-pod" in probe_checks and n.container in pids}
+        if tgts:
             probe_results, sightings = run_probes(
-                plan, pids, targets(plan, probe_checks, sources), keep_frames=keep_frames,
-                timeout=timeout,
+                plan, pids, tgts, keep_frames=keep_frames, timeout=timeout,
                 progress=(lambda d, t: progress("probes", d, t)) if progress else None)
             results += probe_results
+        if "pod-identity" in checks:
+            results += identities(plan, pids, results if tgts else None)
         if intra is not None:
             results += intra.result()
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
+    control, why = _negative_control(plan, checks, results)
+    if why:
+        notes.append(why)
     # sightings are only wanted for pcaps: a 200-pod lab has hundreds of thousands
     return Report(plan.lab, results, time.monotonic() - started,
-                  sightings if keep_frames else {})
+                  sightings if keep_frames else {}, control, notes)
 
 
-def identities(plan: Plan, pids: dict[str, int]) -> list[Result]:
+def _empty(plan: Plan, checks: list[str], tgts: list[Target]) -> dict[str, str]:
+    """The selected checks that yield no result in this lab, each with why."""
+    has = {t.check for t in tgts}
+    out = {}
+    for check in checks:
+        if check in ("pod-identity", "intra-pod"):
+            if not plan.pods:
+                out[check] = "the lab has no pod"
+        elif check not in has:
+            if not plan.pods:
+                out[check] = "the lab has no pod"
+            elif check == "pod-to-pod":
+                out[check] = "the lab has fewer than two pods"
+            elif check == "pod-to-external":
+                out[check] = "the lab has no outside host (kind linux)"
+            else:
+                out[check] = "the lab has no k8s-node"
+    return out
+
+
+def _negative_control(plan: Plan, checks: list[str],
+                      results: list[Result]) -> tuple[str, str | None]:
+    """Did the built-in NAT control (masquerade toward outside hosts) run, and pass?"""
+    if not plan.masquerade:
+        return "not applicable", None
+    if not plan.externals or not plan.pods:
+        return "absent", ("negative control absent: masquerade is on but the lab has no "
+                          "outside host (kind linux) to send pod traffic to, so no result "
+                          "shows that verify can see NAT")
+    if "pod-to-external" not in checks:
+        return "not run", None
+    ext = [r for r in results if r.check == "pod-to-external"]
+    return ("observed" if all(r.ok for r in ext) else "failed"), None
+
+
+def identities(plan: Plan, pids: dict[str, int],
+               probed: list[Result] | None) -> list[Result]:
     """pod-identity: each pod's eth0 addresses and its containers' namespaces, asked of
-    the kernel, judged by the verdict."""
+    the kernel, and the source its peers' sockets saw in `probed` (None: no probe ran),
+    judged by the verdict."""
+    saw: dict[str, dict[str, str]] = {}
+    for r in probed or ():
+        src = r.observed.get("socket", {}).get("src")
+        if src and r.check != "node-to-pod" and r.expected.get("src") == plan.pod(r.src).ip:
+            saw.setdefault(r.src, {}).setdefault(src, f"{r.dst}, {r.check} {r.proto}")
     out = []
     for pod in plan.pods:
         infra = pids.get(pod.infra)
         eth0 = wiring.addresses(infra).get("eth0", []) if infra else None
         inodes = {c: netns.netns_inode(pids[c]) if c in pids else None
                   for c in (pod.infra, *(c.container for c in pod.containers))}
-        out.append(verdict.identity(pod, eth0, inodes))
+        peers = saw.get(pod.name, {}) if probed is not None else None
+        out.append(verdict.identity(pod, eth0, inodes, peers or None))
     return out
 
 
@@ -155,7 +204,8 @@ def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
     with Engine(spaces, keep_frames=trace, timeout=timeout, window=window) as engine:
         engine.run((p for _, p in probes), on_done=tick)
         sightings = engine.sightings
+        heard: dict[int, list[Heard]] = engine.heard
         unanswered = frozenset(engine.unanswered)
-    results = [verdict.evaluate(t, p, sightings.get(p.id, []), unanswered, trace)
-               for t, p in probes]
+    results = [verdict.evaluate(t, p, sightings.get(p.id, []), heard.get(p.id, []),
+                                unanswered, trace) for t, p in probes]
     return results, sightings
