@@ -179,8 +179,12 @@ def _mismatches(target: Target, want: dict[str, Any], seen: Seen, sightings: lis
 
 
 def _ordered(sightings: list[Seen], reply: bool) -> list[Seen]:
-    # along a path the TTL only falls; kernel timestamps order sightings of one TTL
-    return sorted((s for s in sightings if s.reply == reply), key=lambda s: (-s.ttl, s.ts))
+    # along a path the TTL only falls; kernel timestamps order sightings of one TTL, except
+    # that a packet leaves its origin first (two namespaces' clocks can tie or cross)
+    leg = [s for s in sightings if s.reply == reply]
+    origin = {s.ns for s in leg if s.outgoing and s.ttl == TTL} - {
+        s.ns for s in leg if not s.outgoing}
+    return sorted(leg, key=lambda s: (-s.ttl, s.ns not in origin, s.ts))
 
 
 def _rewriter(sightings: list[Seen], reply: bool, key: str, value: Any) -> str:
