@@ -103,19 +103,21 @@ def link_up(plan: Plan, endpoint: str) -> None:
     pids = _pids(plan)
     for end in (here, there):
         wiring.link_set(_pid(pids, end), end.iface, True)
+    described = _described(plan)
     for end in (here, there):
-        reconfigure(plan, end.name, pids)
+        reconfigure(plan, end.name, pids, described)
 
 
-def reconfigure(plan: Plan, name: str, pids: dict[str, int]) -> None:
+def reconfigure(plan: Plan, name: str, pids: dict[str, int],
+                described: tuple[datapath.Datapath, datapath.LabNet] | None = None) -> None:
     """Re-apply the datapath's description of a node or pod namespace (idempotent), with
     the same calls deploy made. `pids`: container name -> pid of the running ones.
 
     A k8s-node's bridge gets back the ports of the pods whose veth exists (a pod whose
-    infra is stopped has none).
+    infra is stopped has none). `described`: the plan's datapath and description, when
+    the caller has them already.
     """
-    dp = datapath.select(plan)
-    net = dp.describe(plan)
+    dp, net = described or _described(plan)
     if name in {p.name for p in plan.pods}:
         pod = plan.pod(name)
         node = plan.node(pod.node)
@@ -127,6 +129,11 @@ def reconfigure(plan: Plan, name: str, pids: dict[str, int]) -> None:
     present = _names(pid)
     wired = [p for p in net.pods_of(name) if p.node_port and p.node_port[0] in present]
     dp.apply_node(pid, net.node(name), wired)
+
+
+def _described(plan: Plan) -> tuple[datapath.Datapath, datapath.LabNet]:
+    dp = datapath.select(plan)
+    return dp, dp.describe(plan)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -195,9 +202,10 @@ def node_start(plan: Plan, name: str) -> list[str]:
                 shaping.shape(end_pid, end.iface, **deploy.netem_args(link))
         made.append(f"{mine.name}:{mine.iface}")
         peers.append(other)
-    reconfigure(plan, name, pids)
+    described = _described(plan)
+    reconfigure(plan, name, pids, described)
     for other in peers:
-        reconfigure(plan, other.name, pids)
+        reconfigure(plan, other.name, pids, described)
     _forget_macs(plan, name, pids)
     return made
 
