@@ -4,6 +4,7 @@ kernel stubbed out."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any, get_args
 
 import pytest
@@ -156,7 +157,7 @@ class FakeCni(Datapath):
 
 
 @pytest.fixture
-def fake_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(datapaths.ROUTING, "bgp", datapaths.Choice(
         "routing", "bgp", f"{__name__}:FakeRouting", "fake"))
     monkeypatch.setitem(datapaths.CNI, "ptp", datapaths.Choice(
