@@ -28,8 +28,8 @@ import pytest
 
 from harness import Lab
 from harness.errors import NothingToVerify
-from harness.host import firewall, wiring
-from harness.host.netns import run_in_netns
+from harness.host import wiring
+from harness.host.netns import run_in_netns, run_program
 from harness.lab import unique_name
 from harness.prove.result import Report
 from harness.prove.verify import PROTOS
@@ -50,7 +50,7 @@ def flat3(docker_available: None) -> Iterator[Lab]:
 
 def sh(lab: Lab, where: str, *argv: str, stdin: str | None = None) -> str:
     """A host binary (iptables, nft) inside a node's or pod's namespace."""
-    return firewall.in_netns(lab.pids()[where], list(argv), stdin)
+    return run_program(lab.pids()[where], argv, stdin)
 
 
 def failed(report: Report) -> set[Row]:
