@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from harness import labels
+from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import IPV4, IPV6, Family, Net, allocate, family_of, of_family
 from harness.model.graph import LabGraph, Segment
@@ -259,6 +259,8 @@ class Plan:
     segments: tuple[SegmentPlan, ...]
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
+    routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
+    cni: str = datapaths.DEFAULT_CNI
     pod_cidrs: tuple[str, ...] = ()  # every family's, primary first
     service_cidrs: tuple[str, ...] = ()  # as the file gives them (empty: unset)
 
@@ -408,6 +410,8 @@ class Plan:
             "families": list(self.families),
             "pod_cidrs": list(self.pod_cidrs),
             "service_cidrs": list(self.service_cidrs),
+            "routing": self.routing,
+            "cni": self.cni,
             "segments": [
                 {"name": s.name, "kind": s.kind, "subnet": s.subnet, "subnets": list(s.subnets),
                  "members": [{"node": n, "interface": i, "address": a, "addresses": list(aa)}
@@ -675,5 +679,6 @@ def make_plan(topo: Topology) -> Plan:
     return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
                 pod_cidr=str(primary.pod_net), nodes=tuple(nodes), pods=tuple(pods),
                 links=links, segments=segments, _graph=graph, _segment_names=seg_names,
+                routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
                 pod_cidrs=tuple(str(fam.pod_net) for fam in fams),
                 service_cidrs=cluster.service_cidrs)

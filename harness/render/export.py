@@ -5,7 +5,9 @@ pod containers join their infra node's namespace (`network-mode: container:<infr
 podlab's own deploy does. containerlab wires the veths (topology links, and one link per
 pod from the node's `pv-*` port to the pod's eth0); the addresses, bridges, sysctls,
 routes and masquerade rules podlab sets from the host side become `exec:` commands that
-run inside each container (busybox `ip` syntax: the podlab images are busybox).
+run inside each container (busybox `ip` syntax: the podlab images are busybox). All of it,
+capabilities and sysctls too, is written from the datapath's description
+(harness.datapath), the one deploy applies, so the two cannot drift apart.
 
 Nodes use `network-mode: none`: no containerlab management network, so the lab has only
 the paths its plan predicts (and a pod's eth0 is free for the pod link). Names drop the
@@ -13,15 +15,14 @@ the paths its plan predicts (and a pod's eth0 is free for the pod link). Names d
 those unique, so the short names are unique too. Pure: no I/O.
 
 Both families: IPv6 link addresses go in containerlab's own `ipv6` link key (containerlab
-sets them when it creates the link, before `exec`; the pod link carries the pod's eth0
+sets them when it creates the link, before `exec`; a pod link carries the pod's eth0
 address, its bridge-port end ""); IPv4 link addresses stay `exec` commands, as podlab has
-always exported them. What containerlab cannot express (cbr0's addresses, routes, NAT)
-is `exec` in either family; IPv6 is switched on (Docker turns it off in a container with
-no network) and duplicate address detection off, so an address is usable at once.
+always exported them. Everything else (cbr0's addresses, routes, sysctls, NAT) is written
+from the description in either family.
 
 Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). The masquerade
-rules are `iptables` commands, which the busybox-only podlab/node image lacks; with
-masquerade, give k8s-nodes an image that has iptables (and ip6tables).
+rules are `iptables` (and `ip6tables`) commands, which the busybox-only podlab/node image
+lacks; with masquerade, give k8s-nodes an image that has them.
 """
 
 from __future__ import annotations
@@ -30,47 +31,37 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.host.firewall import CHAIN
-from harness.kinds import kind
+from harness.datapath import LabNet, Masquerade, NodeNet, PodNet, Settings, describe
+from harness.datapath.net import Route
+from harness.errors import InputError
 from harness.labels import EXPORTED_FROM
-from harness.model.addressing import IPV4, IPV6, family_of
-from harness.plan import (
-    POD_BRIDGE,
-    POD_IFACE,
-    SWITCH_BRIDGE,
-    ContainerPlan,
-    NodePlan,
-    Plan,
-    PodPlan,
-)
+from harness.model.addressing import IPV6, family_of
+from harness.plan import ContainerPlan, Plan
 
 KIND = "linux"
-PAUSE_IMAGE = "podlab/pause"  # same image as harness.lab.PAUSE_IMAGE (lab imports docker)
-NODE_CAPS = ["NET_ADMIN", "NET_RAW"]
-POD_CAPS = ["NET_RAW"]
-# Same per-namespace settings as podlab's deploy (harness.lab): rp_filter off because
-# replies may legitimately return on another interface in multi-path fabrics.
-RP_FILTER_OFF = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
-POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647"}
-# IPv6 in every namespace of a lab that has it: on (Docker turns it off without a network),
-# no duplicate address detection (addresses usable at once), no router advertisements.
-IPV6_ON = {f"net.ipv6.conf.{scope}.{key}": value for scope in ("all", "default")
-           for key, value in (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0"))}
-IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
+PAUSE_IMAGE = "podlab/pause"  # same image as harness.lab.deploy.PAUSE_IMAGE
+# The infra container configures the pod's namespace with its own exec commands here
+# (podlab's deploy does that from the host side), so it needs NET_ADMIN on top.
+INFRA_EXEC_CAPS = ("NET_ADMIN",)
 
 
 def to_containerlab(plan: Plan) -> dict[str, Any]:
     """The containerlab topology (a plain dict, ready for yaml.safe_dump)."""
+    net = describe(plan)
     labels = {EXPORTED_FROM: Path(plan.topo_path).name or plan.lab}
     nodes: dict[str, Any] = {}
+    on_links = _ipv6_on_links(plan, net)
     for node in plan.nodes:
-        nodes[short_name(plan, node.container)] = _node(node, plan, labels)
+        nodes[short_name(plan, node.container)] = _node(net.node(node.name), net, node.image,
+                                                        labels, on_links)
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
-        nodes[infra] = _infra(pod, labels)
+        pod_net = net.pod(pod.name)
+        nodes[infra] = _infra(pod_net, labels, on_links)
         for c in pod.containers:
-            nodes[short_name(plan, c.container)] = _pod_container(c, infra, labels)
-    return {"name": plan.lab, "topology": {"nodes": nodes, "links": _links(plan)}}
+            nodes[short_name(plan, c.container)] = _pod_container(c, pod_net.containers,
+                                                                  infra, labels)
+    return {"name": plan.lab, "topology": {"nodes": nodes, "links": _links(plan, net)}}
 
 
 def short_name(plan: Plan, container: str) -> str:
@@ -90,124 +81,119 @@ def tagged(image: str) -> str:
 # --------------------------------------------------------------------------- nodes
 
 
-def _v6(plan: Plan) -> bool:
-    return IPV6 in plan.families
+def _ipv6_on_links(plan: Plan, net: LabNet) -> dict[str, set[tuple[str, str]]]:
+    """(iface, address) of each namespace that containerlab's `ipv6` link key sets: the
+    IPv6 addresses of link ends, which exec then leaves alone."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for link in plan.links:
+        for (node, iface), addresses in ((link.a, link.a_addresses), (link.b, link.b_addresses)):
+            out.setdefault(node, set()).update((iface, a) for a in addresses
+                                               if family_of(a) == IPV6)
+    for pod in net.pods:
+        if pod.veth:
+            out.setdefault(pod.name, set()).update(
+                (iface, a) for iface, a in pod.addresses
+                if iface == pod.veth[1] and family_of(a) == IPV6)
+    return out
 
 
-def _v4(addresses: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(a for a in addresses if family_of(a) == IPV4)
-
-
-def node_sysctls(node: NodePlan, plan: Plan) -> dict[str, str]:
-    sysctls = dict(RP_FILTER_OFF)
-    if node.forwards:
-        sysctls["net.ipv4.ip_forward"] = "1"
-    if _v6(plan):
-        sysctls.update(IPV6_ON)
-        if node.forwards:
-            sysctls[IPV6_FORWARDING] = "1"
-    return sysctls
-
-
-def _node(node: NodePlan, plan: Plan, labels: dict[str, str]) -> dict[str, Any]:
-    sysctls = node_sysctls(node, plan)
+def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str],
+          on_links: dict[str, set[tuple[str, str]]]) -> dict[str, Any]:
     return {
         "kind": KIND,
-        "image": tagged(node.image),
+        "image": tagged(image),
         "network-mode": "none",
         "labels": dict(labels),
-        "cap-add": list(NODE_CAPS),
+        "cap-add": list(node.container.caps),
         # set at creation too, in case /proc/sys is read-only for the exec commands
-        "sysctls": sysctls,
-        "exec": node_commands(node, plan),
+        "sysctls": node.container.sysctl_map(),
+        "exec": node_commands(node, net, on_links.get(node.name, set())),
     }
 
 
-def node_commands(node: NodePlan, plan: Plan) -> list[str]:
-    """Commands that configure a node's namespace as podlab's deploy does, in an order
-    where each command's prerequisites exist (links first, routes after addresses)."""
-    cmds = [f"sysctl -w {k}={v}" for k, v in sorted(RP_FILTER_OFF.items())]
-    if node.forwards:
-        cmds.append("sysctl -w net.ipv4.ip_forward=1")
-    if node.forwards and _v6(plan):
-        cmds.append(f"sysctl -w {IPV6_FORWARDING}=1")
-    if kind(node.kind).is_switch:
-        return cmds + _bridge(SWITCH_BRIDGE, (), [i.name for i in node.interfaces])
-    for iface in node.interfaces:
-        # IPv6 link addresses: containerlab's `ipv6` link key sets them (see _links)
-        cmds += [f"ip addr add {a} dev {iface.name}" for a in _v4(iface.addresses)]
-        cmds.append(f"ip link set {iface.name} up")
-    if kind(node.kind).hosts_pods:
-        ports = [p.node_iface for p in plan.pods if p.node == node.name]
-        cmds += _bridge(POD_BRIDGE, node.gateways, ports)
-    cmds += [f"ip route add {r.dst} via {r.via}" for r in node.routes]
-    return cmds + masquerade_commands(node)
+def node_commands(node: NodeNet, net: LabNet,
+                  on_links: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """Commands that configure a node's namespace as deploy does, in wiring.configure's
+    order, where each command's prerequisites exist (routes after addresses)."""
+    if node.daemons:
+        raise InputError(f"export: {net.datapath} runs daemons on {node.name}, which the "
+                         "containerlab export does not write yet")
+    cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
+    for bridge in node.bridges:
+        cmds += [f"ip link add {bridge} type bridge", f"ip link set {bridge} up"]
+    pod_ports = [p.node_port for p in net.pods_of(node.name) if p.node_port]
+    for port, bridge in (*node.ports, *pod_ports):
+        cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
+    addresses = tuple(a for a in node.addresses if a not in on_links)
+    return cmds + _addresses_and_routes(addresses, node.up, node.routes,
+                                        already_up=node.bridges) + [
+        cmd for rule in node.nat for cmd in masquerade_commands(rule)]
 
 
-def _bridge(name: str, addresses: tuple[str, ...], ports: list[str]) -> list[str]:
-    cmds = [f"ip link add {name} type bridge"]
-    for address in addresses:
-        cmds.append(f"ip addr add {address} dev {name}")
-    for port in ports:
-        cmds += [f"ip link set {port} master {name}", f"ip link set {port} up"]
-    return [*cmds, f"ip link set {name} up"]
+def _addresses_and_routes(addresses: tuple[tuple[str, str], ...], up: tuple[str, ...],
+                          routes: tuple[Route, ...], already_up: tuple[str, ...] = ()
+                          ) -> list[str]:
+    cmds = []
+    for iface, address in addresses:
+        cmds.append(f"ip addr add {address} dev {iface}")
+        if iface not in already_up:
+            cmds.append(f"ip link set {iface} up")
+    cmds += [f"ip link set {iface} up" for iface in up]
+    return cmds + [route_command(r) for r in routes]
 
 
-def masquerade_commands(node: NodePlan) -> list[str]:
-    """The ip-masq-agent rule of harness.host.firewall as iptables commands: pod sources jump to
-    PODLAB-MASQ, exempt destinations RETURN, everything else is MASQUERADEd."""
-    if not node.masquerade_exempt or not node.pod_cidr:
-        return []
-    cmds: list[str] = []
-    for source in node.pod_cidrs:  # one ruleset per family: iptables, then ip6tables
-        family = family_of(source)
-        tool = "ip6tables" if family == IPV6 else "iptables"
-        cmds.append(f"{tool} -t nat -N {CHAIN}")
-        cmds += [f"{tool} -t nat -A {CHAIN} -d {dst} -j RETURN"
-                 for dst in node.masquerade_exempt_of(family)]
-        cmds.append(f"{tool} -t nat -A {CHAIN} -j MASQUERADE")
-        cmds.append(f"{tool} -t nat -A POSTROUTING -s {source} -j {CHAIN}")
+def route_command(route: Route) -> str:
+    dst, via, *dev = route
+    # busybox tells the family from an address; "default" alone needs -6 said
+    six = dst == "default" and bool(via) and family_of(via) == IPV6
+    return " ".join(["ip -6 route add" if six else "ip route add", dst,
+                     *(["via", via] if via else []), *(["dev", dev[0]] if dev else [])])
+
+
+def masquerade_commands(rule: Masquerade) -> list[str]:
+    """The ip-masq-agent rule as iptables (IPv6: ip6tables) commands, what
+    harness.host.firewall installs with iptables-restore: the source jumps to the chain,
+    exempt destinations RETURN, everything else is MASQUERADEd."""
+    tool = "ip6tables" if family_of(rule.source) == IPV6 else "iptables"
+    cmds = [f"{tool} -t nat -N {rule.chain}"]
+    cmds += [f"{tool} -t nat -A {rule.chain} -d {dst} -j RETURN" for dst in rule.exempt]
+    cmds.append(f"{tool} -t nat -A {rule.chain} -j MASQUERADE")
+    cmds.append(f"{tool} -t nat -A POSTROUTING -s {rule.source} -j {rule.chain}")
     return cmds
 
 
 # --------------------------------------------------------------------------- pods
 
 
-def _infra(pod: PodPlan, labels: dict[str, str]) -> dict[str, Any]:
-    sysctls = dict(POD_SYSCTLS)
-    if IPV6 in pod.families:
-        sysctls.update(IPV6_ON)
+def _infra(pod: PodNet, labels: dict[str, str],
+           on_links: dict[str, set[tuple[str, str]]]) -> dict[str, Any]:
     return {
         "kind": KIND,
         "image": tagged(PAUSE_IMAGE),
         "network-mode": "none",
         "labels": dict(labels),
-        # the infra container configures the pod's namespace, so it needs NET_ADMIN here
-        # (podlab's deploy does that from the host side instead)
-        "cap-add": list(NODE_CAPS),
-        "sysctls": sysctls,
-        "exec": pod_commands(pod),
+        "cap-add": list(dict.fromkeys((*pod.infra.caps, *INFRA_EXEC_CAPS))),
+        "sysctls": pod.infra.sysctl_map(),
+        "exec": pod_commands(pod, on_links.get(pod.name, set())),
     }
 
 
-def pod_commands(pod: PodPlan) -> list[str]:
-    """eth0's IPv4 address (the pod link's `ipv6` key sets its IPv6 one), up, and a
-    default route per family via the node's bridge."""
-    cmds = [f"ip addr add {c} dev {POD_IFACE}" for c in _v4(pod.cidrs)]
-    cmds.append(f"ip link set {POD_IFACE} up")
-    for gateway in pod.gateways:
-        six = "-6 " if family_of(gateway) == IPV6 else ""
-        cmds.append(f"ip {six}route add default via {gateway}")
-    return cmds
+def pod_commands(pod: PodNet,
+                 on_links: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    addresses = tuple(a for a in pod.addresses if a not in on_links)
+    # eth0 comes up even when its only address is on the link
+    up = tuple(i for i, _ in pod.addresses if i not in {j for j, _ in addresses})
+    return _addresses_and_routes(addresses, tuple(dict.fromkeys(up)), pod.routes)
 
 
-def _pod_container(c: ContainerPlan, infra: str, labels: dict[str, str]) -> dict[str, Any]:
+def _pod_container(c: ContainerPlan, settings: Settings, infra: str, labels: dict[str, str]
+                   ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": KIND,
         "image": tagged(c.image),
         "network-mode": f"container:{infra}",
         "labels": dict(labels),
-        "cap-add": list(POD_CAPS),
+        "cap-add": list(settings.caps),
     }
     # Kubernetes semantics, as podlab's runtime: command replaces ENTRYPOINT, args CMD.
     # containerlab splits these strings shell-style, so join them the same way.
@@ -223,7 +209,7 @@ def _pod_container(c: ContainerPlan, infra: str, labels: dict[str, str]) -> dict
 # --------------------------------------------------------------------------- links
 
 
-def _links(plan: Plan) -> list[dict[str, Any]]:
+def _links(plan: Plan, net: LabNet) -> list[dict[str, Any]]:
     links: list[dict[str, Any]] = []
     for link in plan.links:
         # no `ipv4:` here: the exec commands set those addresses, once
@@ -236,11 +222,15 @@ def _links(plan: Plan) -> list[dict[str, Any]]:
             entry["mtu"] = link.mtu
         links.append(entry)
     for pod in plan.pods:
-        entry = {"endpoints": [f"{pod.node}:{pod.node_iface}",
-                               f"{short_name(plan, pod.infra)}:{POD_IFACE}"]}
-        if (cidr := pod.cidr_of(IPV6)) is not None:
-            entry["ipv6"] = ["", cidr]  # the node end is a bridge port: no address
-        links.append(entry)
+        pod_net = net.pod(pod.name)
+        veth = pod_net.veth
+        if veth:  # a CNI datapath whose plugin makes the link has none
+            entry = {"endpoints": [f"{pod.node}:{veth[0]}",
+                                   f"{short_name(plan, pod.infra)}:{veth[1]}"]}
+            eth0 = _v6_of(tuple(a for i, a in pod_net.addresses if i == veth[1]))
+            if eth0:
+                entry["ipv6"] = ["", eth0]  # the node end is a bridge port: no address
+            links.append(entry)
     return links
 
 
