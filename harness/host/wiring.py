@@ -270,7 +270,8 @@ def _apply(ipr: Any, pid: int, cfg: NetConfig) -> None:
 
 
 def _add_route(ipr: Any, pid: int, dst: str, gateway: str = "", dev: str | None = None) -> None:
-    spec: dict[str, Any] = {"dst": "default" if dst in ("default", "0.0.0.0/0") else dst}
+    spec: dict[str, Any] = {"dst": "default" if dst in ("default", "0.0.0.0/0", "::/0")
+                            else dst}
     if gateway:
         spec["gateway"] = gateway
     if dev:
@@ -314,32 +315,49 @@ def sysctl(pid: int, key: str, value: str | None = None) -> str:
 # --------------------------------------------------------------------------- queries
 
 
+RT_SCOPE_LINK = 253  # an IPv6 link-local address (fe80::/64): made by the kernel, not podlab
+
+
 def addresses(pid: int) -> dict[str, list[str]]:
-    """``{ifname: ["a.b.c.d/len", ...]}`` (IPv4, every link incl. lo, links w/o any too)."""
+    """``{ifname: ["a.b.c.d/len", "x::y/len", ...]}``: IPv4 then IPv6 (without link-local
+    addresses), every link incl. lo, links without any too."""
 
     def body(ipr: Any) -> dict[str, list[str]]:
         names = {m["index"]: m.get("ifname") for m in ipr.get_links()}
         out: dict[str, list[str]] = {name: [] for name in names.values()}
-        for m in ipr.get_addr(family=2):  # AF_INET
-            name = names.get(m["index"], str(m["index"]))
-            out.setdefault(name, []).append(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for m in ipr.get_addr(family=family):
+                if family == socket.AF_INET6 and m["scope"] == RT_SCOPE_LINK:
+                    continue
+                name = names.get(m["index"], str(m["index"]))
+                out.setdefault(name, []).append(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
         return out
 
     return _with_ipr(pid, "list addresses", body)
 
 
+RTN_UNICAST = 1
+
+
 def routes(pid: int) -> list[tuple[str, str | None, str | None]]:
-    """Main-table IPv4 routes as ``(dst, gateway, dev)``; ``dst`` is a CIDR or 'default'."""
+    """Main-table unicast routes, IPv4 then IPv6, as ``(dst, gateway, dev)``; ``dst`` is a
+    CIDR or 'default' (either family's). IPv6's link-local fe80::/64 routes, which the
+    kernel adds to every link, are left out."""
 
     def body(ipr: Any) -> list[tuple[str, str | None, str | None]]:
         names = {m["index"]: m.get("ifname") for m in ipr.get_links()}
         out = []
-        for m in ipr.get_routes(family=2, table=RT_TABLE_MAIN):
-            if (m.get("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN:
-                continue
-            dst = m.get("RTA_DST")
-            cidr = f"{dst}/{m['dst_len']}" if dst else "default"
-            out.append((cidr, m.get("RTA_GATEWAY"), names.get(m.get("RTA_OIF"))))
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for m in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
+                if (m.get("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN:
+                    continue
+                if family == socket.AF_INET6 and m["type"] != RTN_UNICAST:
+                    continue
+                dst = m.get("RTA_DST")
+                cidr = f"{dst}/{m['dst_len']}" if dst else "default"
+                if cidr.startswith("fe80::/"):
+                    continue
+                out.append((cidr, m.get("RTA_GATEWAY"), names.get(m.get("RTA_OIF"))))
         return out
 
     return _with_ipr(pid, "list routes", body)
@@ -360,18 +378,23 @@ def route_source(pid: int, dst_ip: str) -> str:
 
 
 def forget_neighbours(pid: int, addresses: list[str]) -> int:
-    """Delete the ARP entries of `addresses` in the namespace of ``pid``; how many went."""
-    wanted = set(addresses)
+    """Delete the neighbour entries (ARP, IPv6 neighbour discovery) of `addresses` in the
+    namespace of ``pid``, whatever their state; how many went."""
+    wanted = {ipaddress.ip_address(a) for a in addresses}
 
     def body(ipr: Any) -> int:
         gone = 0
-        for entry in ipr.neigh("dump", family=socket.AF_INET):
-            dst = entry.get_attr("NDA_DST")
-            if dst in wanted:
-                _call(pid, f"neigh del {dst}", None,
-                      lambda e=entry, d=dst: ipr.neigh("del", dst=d, ifindex=e["ifindex"]),
-                      ok=(errno.ENOENT,))
-                gone += 1
+        for family in (socket.AF_INET, socket.AF_INET6):
+            if not any(a.version == (6 if family == socket.AF_INET6 else 4) for a in wanted):
+                continue
+            for entry in ipr.neigh("dump", family=family):
+                dst = entry.get_attr("NDA_DST")
+                if dst and ipaddress.ip_address(dst) in wanted:
+                    _call(pid, f"neigh del {dst}", None,
+                          lambda e=entry, d=dst, f=family: ipr.neigh(
+                              "del", dst=d, ifindex=e["ifindex"], family=f),
+                          ok=(errno.ENOENT,))
+                    gone += 1
         return gone
 
     return _with_ipr(pid, "neigh flush", body)

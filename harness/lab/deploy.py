@@ -269,6 +269,7 @@ def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str) -> Conta
     labels = _base_labels(node.labels, ROLE_NODE, order, deploy_id)
     if node.pod_cidr:
         labels[L.POD_CIDR] = node.pod_cidr
+        labels[L.POD_CIDRS] = ",".join(node.pod_cidrs)
     return ContainerSpec(name=node.container, image=node.image, labels=labels,
                          hostname=node.name, sysctls=net.container.sysctl_map(),
                          cap_add=net.container.caps)
@@ -278,6 +279,7 @@ def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str) -> Contain
     """The infra (pause) container that owns a pod's namespace."""
     labels = _base_labels(pod.labels, ROLE_INFRA, order, deploy_id)
     labels[L.IP] = pod.ip
+    labels[L.IPS] = ",".join(pod.ips)
     labels[L.CIDR] = pod.cidr
     return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels, hostname=pod.name,
                          sysctls=net.infra.sysctl_map(), cap_add=net.infra.caps)

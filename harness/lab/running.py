@@ -66,13 +66,16 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
         addrs = list(pool.map(lambda r: _live_addresses(pids.get(r.name)), nodes))
     out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
                   "container": r.name, "state": r.state, "addresses": a,
-                  "pod_cidr": r.labels.get(L.POD_CIDR)} for r, a in zip(nodes, addrs, strict=True)]
+                  "pod_cidr": r.labels.get(L.POD_CIDR),
+                  "pod_cidrs": _listed(r.labels.get(L.POD_CIDRS) or r.labels.get(L.POD_CIDR))}
+                 for r, a in zip(nodes, addrs, strict=True)]
     pods = []
     for r in sorted((r for r in rows if r.role == ROLE_INFRA), key=_order):
         pod = r.labels.get(L.POD, "")
         members = sorted((c for c in rows if c.role == ROLE_CONTAINER
                           and c.labels.get(L.POD) == pod), key=_order)
         pods.append({"name": pod, "node": r.labels.get(L.NODE, ""), "ip": r.labels.get(L.IP),
+                     "ips": _listed(r.labels.get(L.IPS) or r.labels.get(L.IP)),
                      "infra": r.name, "state": r.state,
                      "containers": [{"name": c.labels.get(L.CONTAINER, c.name),
                                      "container": c.name, "state": c.state}
@@ -80,8 +83,14 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
     return {"lab": lab, "nodes": out_nodes, "pods": pods}
 
 
+def _listed(value: str | None) -> list[str]:
+    """A comma-separated label (one value per family) as a list."""
+    return value.split(",") if value else []
+
+
 def _live_addresses(pid: int | None) -> dict[str, list[str]]:
-    """IPv4 addresses by interface, without lo and address-less ports ({} if stopped)."""
+    """Addresses (IPv4, then IPv6 without link-local ones) by interface, without lo and
+    address-less ports ({} if stopped)."""
     if not pid:
         return {}
     try:

@@ -124,8 +124,8 @@ def node_commands(node: NodeNet, net: LabNet,
     pod_ports = [p.node_port for p in net.pods_of(node.name) if p.node_port]
     for port, bridge in (*node.ports, *pod_ports):
         cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
-    addresses = tuple(a for a in node.addresses if a not in on_links)
-    return cmds + _addresses_and_routes(addresses, node.up, node.routes,
+    addresses, up = _off_links(node.addresses, on_links)
+    return cmds + _addresses_and_routes(addresses, (*up, *node.up), node.routes,
                                         already_up=node.bridges) + [
         cmd for rule in node.nat for cmd in masquerade_commands(rule)]
 
@@ -180,10 +180,17 @@ def _infra(pod: PodNet, labels: dict[str, str],
 
 def pod_commands(pod: PodNet,
                  on_links: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
-    addresses = tuple(a for a in pod.addresses if a not in on_links)
-    # eth0 comes up even when its only address is on the link
-    up = tuple(i for i, _ in pod.addresses if i not in {j for j, _ in addresses})
-    return _addresses_and_routes(addresses, tuple(dict.fromkeys(up)), pod.routes)
+    addresses, up = _off_links(pod.addresses, on_links)
+    return _addresses_and_routes(addresses, up, pod.routes)
+
+
+def _off_links(addresses: tuple[tuple[str, str], ...], on_links: set[tuple[str, str]]
+               ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The (iface, address) pairs exec sets (those the link key does not), and the
+    interfaces left with none there, which exec still brings up."""
+    kept = tuple(a for a in addresses if a not in on_links)
+    named = {i for i, _ in kept}
+    return kept, tuple(dict.fromkeys(i for i, _ in addresses if i not in named))
 
 
 def _pod_container(c: ContainerPlan, settings: Settings, infra: str, labels: dict[str, str]

@@ -71,7 +71,7 @@ def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
         for p in data["pods"]:
             for c in p["containers"]:
                 table.add_row(f"{p['name']}/{c['name']}", f"pod on {p['node']}", c["container"],
-                              c["state"], p.get("ip") or "")
+                              c["state"], ", ".join(p.get("ips") or [p.get("ip") or ""]))
         tables.append(table)
     return tables
 

@@ -353,10 +353,12 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
         ns = spaces.setdefault(key, _Namespace())
         ns.caps = set(node.get("cap-add", ()))
         ns.sysctls = dict(node.get("sysctls", {}))
-        chains: dict[str, list[str]] = {}
-        jumps: dict[str, str] = {}
+        chains: dict[tuple[str, str], list[str]] = {}  # (iptables or ip6tables, chain)
+        jumps: dict[tuple[str, str], str] = {}
         for cmd in node.get("exec", []):
             w = cmd.split()
+            if w[:2] == ["ip", "-6"]:  # busybox: `ip -6 route add default via ...`
+                w = ["ip", *w[2:]]
             if cmd.startswith("sysctl -w "):
                 key_, _, value = w[2].partition("=")
                 assert ns.sysctls[key_] == value, (name, cmd)  # set at creation too
@@ -368,13 +370,18 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
                 ns.addresses.add((w[5], w[3]))
             elif w[:3] == ["ip", "route", "add"]:
                 ns.routes.add((w[3], w[5]) if w[4] == "via" else (w[3], "", w[5]))
-            elif w[:3] == ["iptables", "-t", "nat"] and w[3] == "-N":
-                chains[w[4]] = []
-            elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[4] == "POSTROUTING":
-                jumps[w[8]] = w[6]
-            elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[5] == "-d":
-                chains[w[4]].append(w[6])
-        ns.masquerade = {(jumps[c], tuple(exempt), c) for c, exempt in chains.items()}
+            elif w[0] in ("iptables", "ip6tables") and w[1:4] == ["-t", "nat", "-N"]:
+                chains[(w[0], w[4])] = []
+            elif w[1:4] == ["-t", "nat", "-A"] and w[4] == "POSTROUTING":
+                jumps[(w[0], w[8])] = w[6]
+            elif w[1:4] == ["-t", "nat", "-A"] and w[5] == "-d":
+                chains[(w[0], w[4])].append(w[6])
+        ns.masquerade = {(jumps[c], tuple(exempt), c[1]) for c, exempt in chains.items()}
+    for lk in doc["links"]:  # IPv6 link addresses: containerlab's `ipv6` key sets them
+        for end, address in zip(lk["endpoints"], lk.get("ipv6", ["", ""]), strict=True):
+            if address:
+                name, iface = end.split(":")
+                spaces[name].addresses.add((iface, address))
     veths = {frozenset(lk["endpoints"]) for lk in doc["links"]}
     return spaces, veths
 
@@ -383,7 +390,26 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
 def test_export_and_deploy_agree(topo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same sysctls, capabilities, bridges, ports, addresses, routes, NAT and veths in
     every namespace: deploy's pipeline (Docker and netlink recorded) against the export."""
-    plan = _plan(topo)
+    check_agreement(_plan(topo), monkeypatch)
+
+
+@pytest.mark.parametrize("which", ["DUAL", "V6ONLY"])
+def test_export_and_deploy_agree_in_both_families(which: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import podlab_unit_helpers
+
+    from harness.model.topology import parse_topology
+
+    plan = make_plan(parse_topology(getattr(podlab_unit_helpers, which)))
+    check_agreement(plan, monkeypatch)
+    exported, _ = _exported(plan)
+    assert exported["node1"].sysctls["net.ipv6.conf.all.forwarding"] == "1"
+    assert ("eth1", "fd00:172:30::1/64") in exported["node1"].addresses
+    assert ("default", "fd00:10:244::1") in exported["web"].routes
+    assert any(m[0] == "fd00:10:244::/64" for m in exported["node1"].masquerade)
+
+
+def check_agreement(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
     exported, exported_veths = _exported(plan)
     deployed, deployed_veths = _deployed(plan, monkeypatch)
     assert deployed_veths == exported_veths
