@@ -513,8 +513,8 @@ def _address_family(fam: _Family, graph: LabGraph, link_ends: list[Any], topo: T
         given = link.addresses(fam.family)
         if given:
             for (node, iface), text in zip(link_ends[i], given, strict=True):
-                if text:
-                    addr[(node, iface)] = text
+                if text:  # written as the kernel writes it back (IPv6: compressed)
+                    addr[(node, iface)] = str(ipaddress.ip_interface(text))
     for seg in graph.segments:
         if seg.kind == "pods":
             continue

@@ -19,6 +19,11 @@ entered it, see harness.host.netns) and drives them all from one selector loop:
 Ephemeral ports let two verifies of one lab run at once. Every probe carries a unique
 nonce at the start of its payload and is matched by it. At most `window` probes are in
 flight, and every wait is bounded.
+
+A namespace with IPv6 gets the same sockets again in IPv6 (IPV6_V6ONLY, so each family's
+are its own; a raw ICMPv6 socket that passes only echoes), and a probe goes out through
+those of its destination's family. The IPv6 hop limit is read and judged where IPv4's TTL
+is: from the header on the wire, from IPV6_HOPLIMIT at the socket.
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ from harness.prove.probe import (
     Heard,
     Probe,
     Seen,
+    icmp6_echo,
     icmp_echo,
     icmp_id,
     nonce,
     parse,
+    parse_icmp6,
     parse_ip,
     read_nonce,
 )
@@ -49,6 +56,11 @@ from harness.prove.probe import (
 IP_PKTINFO = 8  # linux/in.h: not in Python's socket module
 IP_RECVTTL = 12
 READ_BURST = 64  # reads per wake-up, so one busy socket cannot starve the others
+V6 = socket.IPPROTO_IPV6
+
+
+def family_of(address: str) -> str:
+    return "ipv6" if ":" in address else "ipv4"
 
 
 @dataclass
@@ -58,6 +70,7 @@ class Namespace:
     listens: bool = False
     # sniff only arriving probes addressed to these; None: every probe frame, both ways
     local: tuple[str, ...] | None = None
+    families: tuple[str, ...] = ("ipv4",)  # the address families it has sockets for
 
 
 @dataclass
@@ -82,8 +95,8 @@ class Engine:
     unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
     _sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
     _socks: list[socket.socket] = field(default_factory=list)
-    _ns: dict[str, _Sockets] = field(default_factory=dict)
-    _tcp_pool: dict[str, list[socket.socket]] = field(default_factory=dict)
+    _ns: dict[tuple[str, str], _Sockets] = field(default_factory=dict)  # (ns, family)
+    _tcp_pool: dict[tuple[str, str], list[socket.socket]] = field(default_factory=dict)
     _pid: dict[str, int] = field(default_factory=dict)
     _clients: dict[int, socket.socket] = field(default_factory=dict)
     _connecting: set[int] = field(default_factory=set)  # TCP probes without a handshake yet
@@ -120,8 +133,8 @@ class Engine:
         self._sel.register(sock, selectors.EVENT_READ, handler)
 
     def _open(self, ns: Namespace) -> None:
-        def make() -> list[socket.socket]:
-            out = []
+        def make() -> tuple[socket.socket, dict[str, dict[str, socket.socket]]]:
+            out: list[socket.socket] = []
             try:
                 sniff = bpf.packet_socket()
                 out.append(sniff)
@@ -129,46 +142,29 @@ class Engine:
                 sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 16 << 20)
                 bpf.attach(sniff, bpf.probe_filter(list(ns.local)) if ns.local
                            else bpf.probe_filter(handshakes=True))
-                # two UDP sockets, so that a request from a to b and one from b to a are
-                # two flows (to conntrack too), never one flow's two directions
-                for _ in range(2 if ns.listens else 1):
-                    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    out.append(udp)
-                    udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                    udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                    udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-                    udp.bind(("0.0.0.0", 0))  # ephemeral: a fresh port each run
-                icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-                out.append(icmp)
-                icmp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                icmp.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 4 << 20)
-                bpf.attach(icmp, bpf.icmp_probe_filter())
-                if ns.listens:
-                    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    out.append(tcp)
-                    tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                    tcp.bind(("0.0.0.0", 0))
-                    tcp.listen(1024)
+                per = {family: _family_sockets(family, ns.listens, out)
+                       for family in ns.families}
             except BaseException:
                 for sock in out:
                     sock.close()
                 raise
-            return out
+            return sniff, per
 
-        socks = run_in_netns(ns.pid, make)
-        sniff, udp_out = socks[:2]
-        udp_in, icmp, tcp = (socks[2], socks[3], socks[4]) if ns.listens else (None, socks[2],
-                                                                              None)
+        sniff, per = run_in_netns(ns.pid, make)
         self._keep(sniff, lambda s, n=ns.name: self._on_frame(s, n))
-        mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
-        self._keep(udp_out, lambda s, n=ns.name, p=mine.udp_sport: self._on_udp(s, n, p))
-        self._keep(icmp, lambda s, n=ns.name: self._on_icmp(s, n))
-        if udp_in is not None and tcp is not None:
-            port = udp_in.getsockname()[1]
-            self._keep(udp_in, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
-            self._keep(tcp, lambda s, n=ns.name: self._tcp_accept(s, n))
-            mine.udp_port, mine.tcp_port = port, tcp.getsockname()[1]
-        self._ns[ns.name] = mine
+        for family, socks in per.items():
+            udp_out, icmp = socks["udp"], socks["icmp"]
+            mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
+            self._keep(udp_out, lambda s, n=ns.name, p=mine.udp_sport: self._on_udp(s, n, p))
+            self._keep(icmp, (lambda s, n=ns.name: self._on_icmp6(s, n)) if family == "ipv6"
+                       else (lambda s, n=ns.name: self._on_icmp(s, n)))
+            if ns.listens:
+                udp_in, tcp = socks["udp_in"], socks["tcp"]
+                port = udp_in.getsockname()[1]
+                self._keep(udp_in, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
+                self._keep(tcp, lambda s, n=ns.name: self._tcp_accept(s, n))
+                mine.udp_port, mine.tcp_port = port, tcp.getsockname()[1]
+            self._ns[(ns.name, family)] = mine
 
     # --- receive side: the wire ----------------------------------------------------------
 
@@ -231,17 +227,23 @@ class Engine:
                 continue
             probe_id, reply = found
             local, pktinfo, ttl = "", b"", None
+            anc_out = []
             for level, kind, d in anc:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
                     pktinfo = d[8:12]  # ipi_addr: the header's destination
                     local = socket.inet_ntoa(pktinfo)
+                    anc_out = [(level, kind, struct.pack("=I4s4s", 0, pktinfo, b"\0" * 4))]
                 elif level == socket.IPPROTO_IP and kind == socket.IP_TTL:
+                    ttl = struct.unpack("i", d[:4])[0]
+                elif level == V6 and kind == socket.IPV6_PKTINFO:
+                    pktinfo = d[:16]  # in6_pktinfo: the destination, then the ifindex
+                    local = socket.inet_ntop(socket.AF_INET6, pktinfo)
+                    anc_out = [(level, kind, pktinfo + struct.pack("=I", 0))]
+                elif level == V6 and kind == socket.IPV6_HOPLIMIT:
                     ttl = struct.unpack("i", d[:4])[0]
             self._record(probe_id, Heard(ns, reply, "udp", peer[0], local, peer[1], port, ttl))
             if reply:
                 continue
-            anc_out = [(socket.IPPROTO_IP, IP_PKTINFO,
-                        struct.pack("=I4s4s", 0, pktinfo, b"\0" * 4))] if pktinfo else []
             try:
                 sock.sendmsg([nonce(probe_id, reply=True)], anc_out, 0, peer)
             except OSError:
@@ -254,6 +256,26 @@ class Engine:
             except BlockingIOError:
                 return
             parsed = parse_ip(packet)
+            if parsed is None:
+                continue
+            probe_id, reply, _, src, dst, ident, _, ttl = parsed
+            self._record(probe_id, Heard(ns, reply, "icmp", src, dst, ident, ident, ttl))
+
+    def _on_icmp6(self, sock: socket.socket, ns: str) -> None:
+        """A raw ICMPv6 socket reads the message alone: its addresses and hop limit come
+        as ancillary data."""
+        for _ in range(READ_BURST):
+            try:
+                data, anc, _, peer = sock.recvmsg(bpf.PROBE_SNAPLEN, 128)
+            except BlockingIOError:
+                return
+            dst, hops = "", -1
+            for level, kind, d in anc:
+                if level == V6 and kind == socket.IPV6_PKTINFO:
+                    dst = socket.inet_ntop(socket.AF_INET6, d[:16])
+                elif level == V6 and kind == socket.IPV6_HOPLIMIT:
+                    hops = struct.unpack("i", d[:4])[0]
+            parsed = parse_icmp6(data, peer[0].split("%")[0], dst, hops)
             if parsed is None:
                 continue
             probe_id, reply, _, src, dst, ident, _, ttl = parsed
@@ -286,23 +308,34 @@ class Engine:
 
     # --- send side -----------------------------------------------------------------------
 
-    def _tcp_socket(self, ns: str) -> socket.socket:
-        pool = self._tcp_pool.setdefault(ns, [])
+    def _tcp_socket(self, ns: str, family: str) -> socket.socket:
+        pool = self._tcp_pool.setdefault((ns, family), [])
         if not pool:
+            af = socket.AF_INET6 if family == "ipv6" else socket.AF_INET
+
             def make(n: int = 64) -> list[socket.socket]:
-                return [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+                return [socket.socket(af, socket.SOCK_STREAM) for _ in range(n)]
 
             pool.extend(run_in_netns(self._pid[ns], make))
         return pool.pop()
 
     def _send(self, probe: Probe) -> None:
         probe.sent_at = time.monotonic()
-        sender, receiver = self._ns[probe.sender], self._ns[probe.receiver]
+        family = family_of(probe.dst)
+        sender = self._ns.get((probe.sender, family))
+        receiver = self._ns.get((probe.receiver, family))
+        if sender is None or receiver is None:
+            probe.error = (f"{probe.sender if sender is None else probe.receiver} has no "
+                           f"{family} address to probe with")
+            return
         if probe.proto == "tcp":
             probe.dport = receiver.tcp_port
-            sock = self._tcp_socket(probe.sender)
+            sock = self._tcp_socket(probe.sender, family)
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+            if family == "ipv6":
+                sock.setsockopt(V6, socket.IPV6_UNICAST_HOPS, TTL)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
             code = sock.connect_ex((probe.dst, probe.dport))
             if code not in (0, errno.EINPROGRESS):
                 probe.error = f"connect failed in {probe.sender}: {errno.errorcode.get(code)}"
@@ -321,7 +354,8 @@ class Engine:
                 sender.udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
             else:
                 probe.sport = probe.dport = icmp_id(probe.id)
-                sender.icmp.sendto(icmp_echo(probe.id), (probe.dst, 0))
+                echo = icmp6_echo if family == "ipv6" else icmp_echo
+                sender.icmp.sendto(echo(probe.id), (probe.dst, 0))
         except OSError as exc:
             probe.error = f"send failed in {probe.sender}: {exc.strerror}"
 
@@ -407,3 +441,50 @@ class Engine:
             if key.fileobj not in self._socks:  # accepted server sides still open
                 self._sel.unregister(key.fileobj)
                 key.fileobj.close()  # type: ignore[union-attr]
+
+
+def _family_sockets(family: str, listens: bool, out: list[socket.socket]
+                    ) -> dict[str, socket.socket]:
+    """One family's sockets in the calling thread's namespace: "udp" (sends, gets echoes),
+    "icmp", and where probes end "udp_in" and "tcp" listeners. Each is appended to `out`
+    as soon as it exists, so the caller can close them all on a failure."""
+    six = family == "ipv6"
+    af = socket.AF_INET6 if six else socket.AF_INET
+    socks: dict[str, socket.socket] = {}
+
+    def new(key: str, kind: int, proto: int = 0) -> socket.socket:
+        sock = socket.socket(af, kind, proto)
+        out.append(sock)
+        socks[key] = sock
+        if six:
+            sock.setsockopt(V6, socket.IPV6_UNICAST_HOPS, TTL)
+            if kind != socket.SOCK_RAW:  # each family's sockets are its own
+                sock.setsockopt(V6, socket.IPV6_V6ONLY, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+        return sock
+
+    # two UDP sockets where probes end, so that a request from a to b and one from b to
+    # a are two flows (to conntrack too), never one flow's two directions
+    for key in ("udp", "udp_in") if listens else ("udp",):
+        udp = new(key, socket.SOCK_DGRAM)
+        if six:
+            udp.setsockopt(V6, socket.IPV6_RECVPKTINFO, 1)
+            udp.setsockopt(V6, socket.IPV6_RECVHOPLIMIT, 1)
+        else:
+            udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        udp.bind(("::" if six else "0.0.0.0", 0))  # ephemeral: a fresh port each run
+    icmp = new("icmp", socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if six else socket.IPPROTO_ICMP)
+    icmp.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 4 << 20)
+    if six:
+        icmp.setsockopt(socket.IPPROTO_ICMPV6, bpf.ICMP6_FILTER, bpf.icmp6_echo_filter())
+        icmp.setsockopt(V6, socket.IPV6_RECVPKTINFO, 1)
+        icmp.setsockopt(V6, socket.IPV6_RECVHOPLIMIT, 1)
+    else:
+        bpf.attach(icmp, bpf.icmp_probe_filter())
+    if listens:
+        tcp = new("tcp", socket.SOCK_STREAM)
+        tcp.bind(("::" if six else "0.0.0.0", 0))
+        tcp.listen(1024)
+    return socks

@@ -1,4 +1,5 @@
-"""The intra-pod check: two containers of one pod talk over 127.0.0.1.
+"""The intra-pod check: two containers of one pod talk over localhost, 127.0.0.1 (and ::1
+in a pod that has IPv6: once per family, like every check).
 
 A real listener (`nc -l`) runs in the pod's first container and a real sender in its
 second (in the first again for a single-container pod); the exchange must reach the
@@ -25,6 +26,7 @@ from harness.prove.result import Result
 PORTS = range(20000, 32768)
 WAIT = 5.0  # seconds: bound on every step
 TCP_LISTEN = "0A"
+LOCALHOST = {"ipv4": "127.0.0.1", "ipv6": "::1"}
 
 
 def _tcp_ports(pid: int) -> dict[int, set[str]]:
@@ -60,17 +62,19 @@ def _sniff_lo(pid: int) -> socket.socket:
     return run_in_netns(pid, make)
 
 
-def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
+def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int,
+              family: str = "ipv4") -> Result:
     listener = pod.containers[0]
     if pod.infra not in pids:
         return Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
-                      f"the pod's infra container {pod.infra} is not running")
+                      f"the pod's infra container {pod.infra} is not running", family=family)
+    host = LOCALHOST[family]
     infra_pid = pids[pod.infra]
     sender = pod.containers[1] if len(pod.containers) > 1 else pod.containers[0]
     token = nonce(probe_id).decode()
     for _ in range(3):  # another verify may take the same port first: pick again
         port = _free_port(infra_pid)
-        problems, received, on_lo = _exchange(listener, sender, infra_pid, port, token)
+        problems, received, on_lo = _exchange(listener, sender, infra_pid, port, token, host)
         if "Address already in use" not in received:
             break
     if not problems and token not in received:
@@ -78,17 +82,18 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
                         f"(got {received.strip()[:80]!r})")
     if not on_lo:
         problems.append("the exchange was not seen on the pod's lo")
-    expected = {"listener": listener.name, "sender": sender.name, "dst": f"127.0.0.1:{port}",
+    where = f"[{host}]:{port}" if family == "ipv6" else f"{host}:{port}"
+    expected = {"listener": listener.name, "sender": sender.name, "dst": where,
                 "message": token}
     observed = {"received": token in received, "seen_on_lo": on_lo}
     detail = "; ".join(problems) or (
-        f"{sender.name} -> {listener.name} over 127.0.0.1:{port}, seen on lo")
+        f"{sender.name} -> {listener.name} over {where}, seen on lo")
     return Result("intra-pod", f"{pod.name}/{sender.name}", f"{pod.name}/{listener.name}", "tcp",
-                  not problems, expected, observed, detail)
+                  not problems, expected, observed, detail, family=family)
 
 
 def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int, port: int,
-              token: str) -> tuple[list[str], str, bool]:
+              token: str, host: str = "127.0.0.1") -> tuple[list[str], str, bool]:
     """Listen in one container, send from the other: (problems, what the listener printed,
     whether the token was seen on lo)."""
     problems: list[str] = []
@@ -114,39 +119,45 @@ def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int, po
             problems.append(f"no listener came up in {listener.name} within {WAIT:.0f} s")
         else:
             code, out = runtime.exec(sender.container, [
-                "sh", "-c", f"echo {token} | nc -w 2 127.0.0.1 {port}"])
+                "sh", "-c", f"echo {token} | nc -w 2 {host} {port}"])
             if code != 0:
                 problems.append(f"sender in {sender.name} failed ({code}): "
                                 f"{out.decode(errors='replace').strip()[:200]}")
         thread.join(WAIT + 1)
-        on_lo = _seen_on_lo(sniff, token.encode())
+        on_lo = _seen_on_lo(sniff, token.encode(), host)
     finally:
         sniff.close()
     return problems, heard.get("out", b"").decode(errors="replace"), on_lo
 
 
-def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
+def _seen_on_lo(sniff: socket.socket, token: bytes, host: str = "127.0.0.1") -> bool:
+    """Was the token seen on lo from `host` to `host` (127.0.0.1, or ::1)?"""
+    six = ":" in host
+    packed = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET, host)
+    src, dst = (slice(22, 38), slice(38, 54)) if six else (slice(26, 30), slice(30, 34))
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:
         try:
             frame = sniff.recv(bpf.SNAPLEN)
         except (TimeoutError, BlockingIOError):
             continue
-        if token in frame and frame[26:30] == frame[30:34] == b"\x7f\x00\x00\x01":
+        if token in frame and frame[12:14] == (b"\x86\xdd" if six else b"\x08\x00") and \
+                frame[src] == frame[dst] == packed:
             return True
     return False
 
 
 def check_all(plan: Plan, pids: dict[str, int]) -> list[Result]:
     base = int.from_bytes(os.urandom(4), "big") << 16
+    jobs = [(pod, family) for pod in plan.pods for family in pod.families]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(check_pod, pod, pids, base + i)
-                   for i, pod in enumerate(plan.pods)]
+        futures = [pool.submit(check_pod, pod, pids, base + i, family)
+                   for i, (pod, family) in enumerate(jobs)]
         results = []
-        for pod, fut in zip(plan.pods, futures, strict=True):
+        for (pod, family), fut in zip(jobs, futures, strict=True):
             try:
                 results.append(fut.result())
             except Exception as exc:  # a broken pod must not hide the others' results
                 results.append(Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
-                                      f"check failed: {exc}"))
+                                      f"check failed: {exc}", family=family))
         return results

@@ -4,8 +4,9 @@ The orchestration only. Its inputs are live: the pids of the lab's containers (f
 Lab) and what the kernel says (addresses, route sources, fetched through harness.host).
 It computes the targets once from the plan (harness.prove.targets), has the engine send
 and sniff (harness.prove.engine), and hands what was seen to the pure verdict
-(harness.prove.verdict). Each check yields one Result per (check, src, dst, proto); a
-failed one says what changed where, or where its packet was last seen.
+(harness.prove.verdict). Each check yields one Result per (check, src, dst, proto,
+family): every check runs once per address family its two ends share. A failed one says
+what changed where, or where its packet was last seen.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     # the kernel's own choice of source, asked once per node for all its pods
     sources = {}
     if "node-to-pod" in probe_checks:
-        pod_ips = [p.ip for p in plan.pods]
+        pod_ips = [ip for p in plan.pods for ip in p.ips]
         sources = {n.name: wiring.route_sources(pids[n.container], pod_ips)
                    for n in plan.k8s_nodes if n.container in pids}
     tgts = targets(plan, probe_checks, sources)
@@ -120,19 +121,22 @@ def identities(plan: Plan, pids: dict[str, int],
     """pod-identity: each pod's eth0 addresses and its containers' namespaces, asked of
     the kernel, and the source its peers' sockets saw in `probed` (None: no probe ran),
     judged by the verdict."""
-    saw: dict[str, dict[str, str]] = {}
+    saw: dict[tuple[str, str], dict[str, str]] = {}  # (pod, family) -> {source: who saw it}
     for r in probed or ():
         src = r.observed.get("socket", {}).get("src")
-        if src and r.check != "node-to-pod" and r.expected.get("src") == plan.pod(r.src).ip:
-            saw.setdefault(r.src, {}).setdefault(src, f"{r.dst}, {r.check} {r.proto}")
+        if src and r.check != "node-to-pod" and \
+                r.expected.get("src") == plan.pod(r.src).ip_of(r.family):  # type: ignore[arg-type]
+            saw.setdefault((r.src, r.family), {}).setdefault(src, f"{r.dst}, {r.check} "
+                                                                  f"{r.proto}")
     out = []
     for pod in plan.pods:
         infra = pids.get(pod.infra)
         eth0 = wiring.addresses(infra).get("eth0", []) if infra else None
         inodes = {c: netns.netns_inode(pids[c]) if c in pids else None
                   for c in (pod.infra, *(c.container for c in pod.containers))}
-        peers = saw.get(pod.name, {}) if probed is not None else None
-        out.append(verdict.identity(pod, eth0, inodes, peers or None))
+        for family in pod.families:  # one result per family: one global address of each
+            peers = saw.get((pod.name, family), {}) if probed is not None else None
+            out.append(verdict.identity(pod, eth0, inodes, peers or None, family))
     return out
 
 
@@ -173,7 +177,7 @@ def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],
             continue  # stopped: its probes fail before sending
         if trace or ep.name in ends:
             spaces.append(Namespace(ep.name, pids[ep.container], ep.name in receivers,
-                                    None if trace else ep.addresses))
+                                    None if trace else ep.addresses, ep.families))
     return spaces
 
 

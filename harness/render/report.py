@@ -95,12 +95,22 @@ def verify_table(report: Any) -> Table:
                   f"{summary['negative_control']}", title_justify="left",
                   caption="\n".join(escape(n) for n in summary["notes"]) or None,
                   caption_justify="left")
-    for col in ("check", "src", "dst", "proto", "ok", "detail"):
+    families = by_family(report)
+    for col in ("check", *(("family",) if families else ()), "src", "dst", "proto", "ok",
+                "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
         mark = "[green]PASS[/]" if r.ok else "[bold red]FAIL[/]"
-        table.add_row(r.check, r.src, r.dst, r.proto, mark, escape(r.detail))
+        table.add_row(r.check, *((r.family,) if families else ()), r.src, r.dst, r.proto, mark,
+                      escape(r.detail))
     return table
+
+
+def by_family(report: Any) -> bool:
+    """Does the report name each result's family? Where any result is IPv6 (a dual-stack
+    or IPv6-only lab); an IPv4-only lab's table and JUnit names stay as they always were
+    (JSON carries `family` in every result either way)."""
+    return any(getattr(r, "family", "ipv4") != "ipv4" for r in report.results)
 
 
 def junit_xml(report: Any) -> str:
@@ -114,12 +124,14 @@ def junit_xml(report: Any) -> str:
     by_check: dict[str, list[Any]] = {}
     for r in report.results:
         by_check.setdefault(r.check, []).append(r)
+    families = by_family(report)
     for check, results in by_check.items():
         suite = ET.SubElement(suites, "testsuite", name=check, tests=str(len(results)),
                               failures=str(sum(not r.ok for r in results)))
         for r in results:
+            how = f"{r.proto} {r.family}" if families else r.proto
             case = ET.SubElement(suite, "testcase", classname=f"podlab.{report.lab}.{check}",
-                                 name=f"{r.src} -> {r.dst} [{r.proto}]")
+                                 name=f"{r.src} -> {r.dst} [{how}]")
             if not r.ok:
                 failure = ET.SubElement(case, "failure", message=r.detail)
                 failure.text = json.dumps({"expected": r.expected, "observed": r.observed},

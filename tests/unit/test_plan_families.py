@@ -256,3 +256,14 @@ def test_graph_labels_show_both_families() -> None:
         assert "cbr0 10.244.0.1/24 fd00:10:244::1/64" in text
         assert "eth0 10.244.0.2/24 fd00:10:244::2/64" in text
         assert "pods 10.244.0.0/24, fd00:10:244::/64" in text
+
+
+def test_explicit_ipv6_addresses_are_written_as_the_kernel_writes_them() -> None:
+    """verify compares the plan with what sniffers decode (RFC 5952 text), so the plan
+    holds an address written out at length in its compressed form."""
+    text = broken('    - endpoints: ["ext:eth1", "sw:eth3"]\n',
+                  '    - endpoints: ["ext:eth1", "sw:eth3"]\n'
+                  '    - endpoints: ["node1:eth2", "node2:eth2"]\n'
+                  '      ipv6: ["FD00:00ff:0:0::1/64", "fd00:ff:0000::2/64"]\n', DUAL)
+    link = next(lk for lk in plan_of(text).links if lk.a == ("node1", "eth2"))
+    assert link.a_addresses[1] == "fd00:ff::1/64" and link.b_addresses[1] == "fd00:ff::2/64"
