@@ -400,6 +400,29 @@ def forget_neighbours(pid: int, addresses: list[str]) -> int:
     return _with_ipr(pid, "neigh flush", body)
 
 
+NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY",
+              0x10: "PROBE", 0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT", 0x00: "NONE"}
+
+
+def neighbours(pid: int) -> list[tuple[str, str, str | None, str]]:
+    """The neighbour table (ARP and IPv6 neighbour discovery) of the namespace of ``pid``:
+    ``(address, state, link-layer address or None, ifname)`` per unicast entry."""
+
+    def body(ipr: Any) -> list[tuple[str, str, str | None, str]]:
+        names = {m["index"]: m.get("ifname") for m in ipr.get_links()}
+        out = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for e in ipr.neigh("dump", family=family):
+                dst = e.get_attr("NDA_DST")
+                if not dst or ipaddress.ip_address(dst).is_multicast:
+                    continue
+                out.append((dst, NUD_STATES.get(e["state"], hex(e["state"])),
+                            e.get_attr("NDA_LLADDR"), names.get(e["ifindex"], "")))
+        return out
+
+    return _with_ipr(pid, "neigh dump", body)
+
+
 def route_sources(pid: int, dst_ips: list[str]) -> dict[str, str]:
     """route_source for many destinations over one netlink socket (one namespace entry).
 
@@ -440,7 +463,8 @@ IPS_SRC_NAT, IPS_DST_NAT = 0x10, 0x20  # linux/netfilter/nf_conntrack_common.h
 
 
 def conntrack(pid: int) -> list[Flow]:
-    """The IPv4 conntrack table of the namespace of ``pid`` (ctnetlink, no binary)."""
+    """The conntrack table of the namespace of ``pid``, IPv4 then IPv6 (ctnetlink, no
+    binary)."""
 
     def body() -> list[Flow]:
         from pyroute2 import Conntrack
@@ -451,13 +475,14 @@ def conntrack(pid: int) -> list[Flow]:
             return t.saddr, t.daddr, t.sport or 0, t.dport or 0
 
         out = []
-        with Conntrack() as ct:
-            for e in ct.dump_entries():
-                orig, reply = four(e.tuple_orig), four(e.tuple_reply)
-                mirror = (orig[1], orig[0], orig[3], orig[2])
-                out.append(Flow(e.tuple_orig.proto_name() or str(e.tuple_orig.proto),
-                                orig, reply,
-                                bool(e.status & (IPS_SRC_NAT | IPS_DST_NAT)) or reply != mirror))
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                for e in ct.dump_entries():
+                    orig, reply = four(e.tuple_orig), four(e.tuple_reply)
+                    mirror = (orig[1], orig[0], orig[3], orig[2])
+                    out.append(Flow(e.tuple_orig.proto_name() or str(e.tuple_orig.proto),
+                                    orig, reply, bool(e.status & (IPS_SRC_NAT | IPS_DST_NAT))
+                                    or reply != mirror))
         return out
 
     try:

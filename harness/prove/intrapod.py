@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from harness.host import bpf, runtime
 from harness.host.netns import run_in_netns
@@ -62,102 +63,153 @@ def _sniff_lo(pid: int) -> socket.socket:
     return run_in_netns(pid, make)
 
 
-def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int,
-              family: str = "ipv4") -> Result:
+@dataclass(frozen=True)
+class Leg:
+    """One family's exchange: a message to a listener port on that family's localhost."""
+
+    family: str
+    port: int
+    token: str
+
+    @property
+    def host(self) -> str:
+        return LOCALHOST[self.family]
+
+    @property
+    def where(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> list[Result]:
+    """intra-pod in every family of the pod, one Result each. The families share one
+    listener and one sender `exec` (a listener per family's port): the check costs no more
+    container execs dual-stack than single-stack."""
     listener = pod.containers[0]
+    families = pod.families
     if pod.infra not in pids:
-        return Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
-                      f"the pod's infra container {pod.infra} is not running", family=family)
-    host = LOCALHOST[family]
+        return [Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
+                       f"the pod's infra container {pod.infra} is not running", family=f)
+                for f in families]
     infra_pid = pids[pod.infra]
     sender = pod.containers[1] if len(pod.containers) > 1 else pod.containers[0]
-    token = nonce(probe_id).decode()
     for _ in range(3):  # another verify may take the same port first: pick again
-        port = _free_port(infra_pid)
-        problems, received, on_lo = _exchange(listener, sender, infra_pid, port, token, host)
+        ports = _free_ports(infra_pid, len(families))
+        legs = [Leg(f, port, nonce(probe_id + (i << 40)).decode())
+                for i, (f, port) in enumerate(zip(families, ports, strict=True))]
+        problems, received, on_lo = _exchange(listener, sender, infra_pid, legs)
         if "Address already in use" not in received:
             break
-    if not problems and token not in received:
-        problems.append(f"listener in {listener.name} did not receive the message "
+    out = []
+    for leg in legs:
+        mine = list(problems.get(leg.token, []))
+        if not mine and leg.token not in received:
+            mine.append(f"listener in {listener.name} did not receive the message "
                         f"(got {received.strip()[:80]!r})")
-    if not on_lo:
-        problems.append("the exchange was not seen on the pod's lo")
-    where = f"[{host}]:{port}" if family == "ipv6" else f"{host}:{port}"
-    expected = {"listener": listener.name, "sender": sender.name, "dst": where,
-                "message": token}
-    observed = {"received": token in received, "seen_on_lo": on_lo}
-    detail = "; ".join(problems) or (
-        f"{sender.name} -> {listener.name} over {where}, seen on lo")
-    return Result("intra-pod", f"{pod.name}/{sender.name}", f"{pod.name}/{listener.name}", "tcp",
-                  not problems, expected, observed, detail, family=family)
+        if leg.token not in on_lo:
+            mine.append("the exchange was not seen on the pod's lo")
+        expected = {"listener": listener.name, "sender": sender.name, "dst": leg.where,
+                    "message": leg.token}
+        observed = {"received": leg.token in received, "seen_on_lo": leg.token in on_lo}
+        detail = "; ".join(mine) or (
+            f"{sender.name} -> {listener.name} over {leg.where}, seen on lo")
+        out.append(Result("intra-pod", f"{pod.name}/{sender.name}",
+                          f"{pod.name}/{listener.name}", "tcp", not mine, expected, observed,
+                          detail, family=leg.family))
+    return out
 
 
-def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int, port: int,
-              token: str, host: str = "127.0.0.1") -> tuple[list[str], str, bool]:
-    """Listen in one container, send from the other: (problems, what the listener printed,
-    whether the token was seen on lo)."""
-    problems: list[str] = []
+def _free_ports(pid: int, count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port(pid)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int,
+              legs: list[Leg]) -> tuple[dict[str, list[str]], str, set[str]]:
+    """Listen in one container (a listener per leg), send from the other: (problems by
+    leg token, what the listeners printed, the tokens seen on lo)."""
+    problems: dict[str, list[str]] = {}
     heard: dict[str, bytes] = {}
     sniff = _sniff_lo(infra_pid)
     try:
+        # `-e`: the connection becomes the reader's stdin; a plain `nc -l` with no stdin
+        # of its own may hang up before the message arrives. Each under its own timeout.
+        listen_sh = " & ".join(
+            f"timeout {int(WAIT)} nc -l -p {leg.port} -e sh -c 'read line; echo \"$line\" >&2'"
+            for leg in legs) + " & wait"
+
         def listen() -> None:
-            # `-e`: the connection becomes the reader's stdin; a plain `nc -l` with no
-            # stdin of its own may hang up before the message arrives
-            heard["out"] = runtime.exec(listener.container, [
-                "timeout", str(int(WAIT)), "nc", "-l", "-p", str(port),
-                "-e", "sh", "-c", 'read line; echo "$line" >&2'])[1]
+            heard["out"] = runtime.exec(listener.container, ["sh", "-c", listen_sh])[1]
 
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()
         deadline = time.monotonic() + WAIT
-        while not _listening(infra_pid, port) and time.monotonic() < deadline:
+
+        def all_up() -> bool:
+            return all(_listening(infra_pid, leg.port) for leg in legs)
+
+        while not all_up() and time.monotonic() < deadline:
             if not thread.is_alive():
-                break  # the listener ended at once: its output says why
+                break  # the listeners ended at once: their output says why
             time.sleep(0.01)
-        if not _listening(infra_pid, port):
+        if not all_up():
             thread.join(WAIT + 1)
-            problems.append(f"no listener came up in {listener.name} within {WAIT:.0f} s")
+            for leg in legs:
+                problems[leg.token] = [f"no listener came up in {listener.name} within "
+                                       f"{WAIT:.0f} s"]
         else:
-            code, out = runtime.exec(sender.container, [
-                "sh", "-c", f"echo {token} | nc -w 2 {host} {port}"])
-            if code != 0:
-                problems.append(f"sender in {sender.name} failed ({code}): "
-                                f"{out.decode(errors='replace').strip()[:200]}")
+            # one line per leg; a failed one names itself
+            send_sh = "; ".join(f"echo {leg.token} | nc -w 2 {leg.host} {leg.port} || "
+                                f"echo FAILED-{leg.token} $?" for leg in legs)
+            code, out = runtime.exec(sender.container, ["sh", "-c", send_sh])
+            said = out.decode(errors="replace")
+            for leg in legs:
+                if code != 0 or f"FAILED-{leg.token}" in said:
+                    problems[leg.token] = [f"sender in {sender.name} failed: "
+                                           f"{said.strip()[:200]}"]
         thread.join(WAIT + 1)
-        on_lo = _seen_on_lo(sniff, token.encode(), host)
+        on_lo = _seen_on_lo(sniff, legs)
     finally:
         sniff.close()
     return problems, heard.get("out", b"").decode(errors="replace"), on_lo
 
 
-def _seen_on_lo(sniff: socket.socket, token: bytes, host: str = "127.0.0.1") -> bool:
-    """Was the token seen on lo from `host` to `host` (127.0.0.1, or ::1)?"""
-    six = ":" in host
-    packed = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET, host)
-    src, dst = (slice(22, 38), slice(38, 54)) if six else (slice(26, 30), slice(30, 34))
+def _seen_on_lo(sniff: socket.socket, legs: list[Leg]) -> set[str]:
+    """The tokens of `legs` seen on lo, each from its family's localhost to itself."""
+    want = {}
+    for leg in legs:
+        six = leg.family == "ipv6"
+        packed = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET, leg.host)
+        want[leg.token.encode()] = (b"\x86\xdd" if six else b"\x08\x00", packed,
+                                    (slice(22, 38), slice(38, 54)) if six
+                                    else (slice(26, 30), slice(30, 34)))
+    seen: set[str] = set()
     deadline = time.monotonic() + 0.5
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and len(seen) < len(want):
         try:
             frame = sniff.recv(bpf.SNAPLEN)
         except (TimeoutError, BlockingIOError):
             continue
-        if token in frame and frame[12:14] == (b"\x86\xdd" if six else b"\x08\x00") and \
-                frame[src] == frame[dst] == packed:
-            return True
-    return False
+        for token, (ethertype, packed, (src, dst)) in want.items():
+            if token in frame and frame[12:14] == ethertype and \
+                    frame[src] == frame[dst] == packed:
+                seen.add(token.decode())
+    return seen
 
 
 def check_all(plan: Plan, pids: dict[str, int]) -> list[Result]:
     base = int.from_bytes(os.urandom(4), "big") << 16
-    jobs = [(pod, family) for pod in plan.pods for family in pod.families]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(check_pod, pod, pids, base + i, family)
-                   for i, (pod, family) in enumerate(jobs)]
+        futures = [pool.submit(check_pod, pod, pids, base + i)
+                   for i, pod in enumerate(plan.pods)]
         results = []
-        for (pod, family), fut in zip(jobs, futures, strict=True):
+        for pod, fut in zip(plan.pods, futures, strict=True):
             try:
-                results.append(fut.result())
+                results += fut.result()
             except Exception as exc:  # a broken pod must not hide the others' results
-                results.append(Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
-                                      f"check failed: {exc}", family=family))
+                results += [Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
+                                   f"check failed: {exc}", family=f) for f in pod.families]
         return results
