@@ -108,6 +108,19 @@ class EnvVar(_Model):
     value: str = ""
 
 
+Protocol = Literal["TCP", "UDP"]
+
+
+class ContainerPort(_Model):
+    """A port a container listens on; `hostPort` also publishes it on the pod's node (the
+    CNI portmap plugin's DNAT). Kubernetes' ContainerPort field names."""
+
+    name: str | None = None
+    container_port: Int = Field(alias="containerPort", ge=1, le=65535)
+    host_port: Int | None = Field(None, alias="hostPort", ge=1, le=65535)
+    protocol: Protocol = "TCP"
+
+
 class Container(_Model):
     """Field names follow the Kubernetes Pod spec."""
 
@@ -116,12 +129,39 @@ class Container(_Model):
     command: list[str] | None = None
     args: list[str] | None = None
     env: list[EnvVar] = Field(default_factory=list)
+    ports: list[ContainerPort] = Field(default_factory=list)
 
 
 class Pod(_Model):
     node: str
     containers: list[Container]
     labels: dict[str, str] = Field(default_factory=dict)
+    host_network: bool = Field(False, alias="hostNetwork",
+                               description="share the node's network namespace and addresses")
+
+
+class ServicePort(_Model):
+    """Kubernetes' ServicePort: `targetPort` is a number or a container port's name."""
+
+    name: str | None = None
+    protocol: Protocol = "TCP"
+    port: Int = Field(ge=1, le=65535)
+    target_port: Int | str | None = Field(None, alias="targetPort",
+                                          description="default: the same as port")
+    node_port: Int | None = Field(None, alias="nodePort",
+                                  description="NodePort only; default: allocated from 30000")
+
+
+class Service(_Model):
+    """Kubernetes' ServiceSpec, the part kube-proxy's iptables mode acts on."""
+
+    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    selector: dict[str, str] = Field(default_factory=dict)
+    ports: list[ServicePort]
+    cluster_ip: str | None = Field(None, alias="clusterIP",
+                                   description="default: allocated from cluster.service-cidr")
+    external_traffic_policy: Literal["Cluster", "Local"] | None = Field(
+        None, alias="externalTrafficPolicy", description="NodePort only; default Cluster")
 
 
 class Cluster(_Model):
@@ -133,6 +173,8 @@ class Cluster(_Model):
         description="prefix length of each auto-addressed segment; unset: a /24 each while "
         "the underlay has room, else the smallest prefix that holds each segment's ports")
     masquerade: bool = True
+    service_cidr: str = Field("10.96.0.0/16", alias="service-cidr",
+                              description="ClusterIPs not given in the file come from here")
 
 
 class TopologyFile(_Model):
@@ -140,6 +182,7 @@ class TopologyFile(_Model):
     cluster: Cluster = Field(default_factory=Cluster)  # type: ignore[arg-type]
     topology: TopologyBody
     pods: dict[str, Pod] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)
 
 
 class Topology:
@@ -209,7 +252,7 @@ def parse_topology(text: str, path: Path | None = None) -> Topology:
 def _vocabulary() -> list[str]:
     words: set[str] = set()
     for model in (TopologyFile, Cluster, TopologyBody, NodeSpec, Link, Netem, Pod, Container,
-                  EnvVar):
+                  EnvVar, ContainerPort, Service, ServicePort):
         for name, field in model.model_fields.items():
             words.add(field.alias or name)
     return sorted(words)
@@ -418,6 +461,8 @@ def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
         if not any(True for _ in _cidr_problems(spec, kinds)):
             yield from _segment_problems(spec, kinds)
     yield from _container_name_problems(spec)
+    from harness.model.services import service_problems  # it uses this module's helpers
+    yield from service_problems(spec)
 
 
 def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
@@ -566,7 +611,8 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
             per_node = 2 ** (32 - cluster.node_mask) - 3  # network, gateway, broadcast
             counts: dict[str, int] = {}
             for pod in spec.pods.values():
-                counts[pod.node] = counts.get(pod.node, 0) + 1
+                if not pod.host_network:  # those take the node's address, not one of its CIDR
+                    counts[pod.node] = counts.get(pod.node, 0) + 1
             for node, count in counts.items():
                 if count > per_node:
                     yield Problem("cluster.node-mask", f"node {show(node)} has {count} pods but a "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -26,6 +26,13 @@ from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
 from harness.model.topology import Netem, Topology, parse_endpoint
+from harness.plan.services import (
+    HostPortPlan,
+    ServicePlan,
+    plan_host_ports,
+    plan_services,
+    services_dict,
+)
 
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
@@ -100,6 +107,8 @@ class PodPlan:
     node_iface: str  # the node's end of the pod's veth, enslaved to cbr0
     containers: tuple[ContainerPlan, ...]
     labels: dict[str, str]
+    # shares its node's namespace: `ip` is the node's address; no gateway, no veth of its own
+    host_network: bool = False
 
     @property
     def cidr(self) -> str:
@@ -150,6 +159,9 @@ class Plan:
     segments: tuple[SegmentPlan, ...]
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
+    service_cidr: str = "10.96.0.0/16"
+    services: tuple[ServicePlan, ...] = ()
+    host_ports: tuple[HostPortPlan, ...] = ()
 
     def node(self, name: str) -> NodePlan:
         return self._nodes_by_name[name]
@@ -203,6 +215,8 @@ class Plan:
 
     def pod_to_pod(self, a: str, b: str) -> Expectation:
         src, dst = self.pod(a), self.pod(b)
+        if src.host_network or dst.host_network:  # one end is its node's own namespace
+            return self._via_node(a, b, src, dst)
         path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
         # pods of one node share its bridge: switched, not routed, so the TTL holds
         hops = 0 if src.node == dst.node else len(path)
@@ -210,12 +224,16 @@ class Plan:
 
     def node_to_pod(self, n: str, p: str) -> Expectation:
         pod = self.pod(p)
+        if pod.host_network:
+            return self._node_to_node(n, pod.node, n, p)
         path = self._device_path(n, pod.node, f"pods:{pod.node}")
         return Expectation(n, p, None, pod.ip, len(path) - 1, path)
 
     def pod_to_node(self, p: str, n: str) -> Expectation:
         """To the node's own address; through the pod's node, which forwards it."""
         pod, node = self.pod(p), self.node(n)
+        if pod.host_network:
+            return self._node_to_node(pod.node, n, p, n)
         dst_ip, segment = self._primary(node)
         if n == pod.node:  # delivered locally: nothing forwards it
             return Expectation(p, n, pod.ip, dst_ip, 0, (n,))
@@ -226,12 +244,31 @@ class Plan:
         pod, host = self.pod(p), self.node(n)
         dst_ip, segment = self._primary(host)
         path = self._device_path(pod.node, n, segment)
+        if pod.host_network:  # the node's own traffic: not from the pod CIDR, not masqueraded
+            return Expectation(p, n, None, dst_ip, len(path) - 2, path)
         snat = None
         if self.masquerade:
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
             snat = self.node(pod.node).address_on(egress)
         return Expectation(p, n, pod.ip, dst_ip, len(path) - 1, path, snat)
+
+    def _via_node(self, a: str, b: str, src: PodPlan, dst: PodPlan) -> Expectation:
+        """A pair with a hostNetwork end: a pod to a node's address, a node to a pod, or
+        node to node; the NAT-free rules hold all the same. A hostNetwork sender's source
+        is its kernel's choice (src_ip None), as for a node."""
+        if src.host_network and dst.host_network:
+            return self._node_to_node(src.node, dst.node, a, b)
+        if dst.host_network:
+            return replace(self.pod_to_node(a, dst.node), dst=b)
+        return replace(self.node_to_pod(src.node, b), src=a)
+
+    def _node_to_node(self, n: str, m: str, src: str, dst: str) -> Expectation:
+        dst_ip, segment = self._primary(self.node(m))
+        if n == m:  # one namespace: over its loopback
+            return Expectation(src, dst, None, dst_ip, 0, (n,))
+        path = self._device_path(n, m, segment)  # both ends are on it; neither forwards
+        return Expectation(src, dst, None, dst_ip, len(path) - 2, path)
 
     def _primary(self, node: NodePlan) -> tuple[str, str]:
         for iface in node.interfaces:
@@ -267,10 +304,13 @@ class Plan:
                 for n in self.nodes],
             "pods": [
                 {"name": p.name, "node": p.node, "ip": p.ip, "cidr": p.cidr,
+                 "host_network": p.host_network,
                  "gateway": p.gateway, "infra": p.infra, "node_iface": p.node_iface,
                  "containers": [{"name": c.name, "container": c.container, "image": c.image}
                                 for c in p.containers]}
                 for p in self.pods],
+            "service_cidr": self.service_cidr,
+            **services_dict(self.services, self.host_ports),
         }
         if with_paths:
             out["paths"] = [_expectation_dict(kind, e) for kind, e in self.expectations()]
@@ -421,15 +461,23 @@ def make_plan(topo: Topology) -> Plan:
 
     pods: list[PodPlan] = []
     next_host = {n: iter(list(c.hosts())[1:]) for n, c in node_cidr.items()}
+    nodes_by_name = {n.name: n for n in nodes}
     for pod_name, pod in spec.pods.items():
         cidr = node_cidr[pod.node]
-        ip = str(next(next_host[pod.node]))
+        if pod.host_network:  # the node's own address, as Kubernetes reports it
+            node_plan = nodes_by_name[pod.node]
+            ip = node_plan.address or ""
+            prefixlen, gateway, node_iface = _prefixlen_of(node_plan, ip), "", ""
+        else:
+            ip = str(next(next_host[pod.node]))
+            prefixlen, gateway, node_iface = (cidr.prefixlen, str(next(cidr.hosts())),
+                                              pod_iface_name(pod_name))
         pod_labels = {**pod.labels, labels.LAB: lab, labels.POD: pod_name,
                       labels.NODE: pod.node, labels.TOPO: str(topo.path or "")}
         pods.append(PodPlan(
-            name=pod_name, node=pod.node, ip=ip, prefixlen=cidr.prefixlen,
-            gateway=str(next(cidr.hosts())), infra=f"podlab-{lab}-{pod_name}",
-            node_iface=pod_iface_name(pod_name),
+            name=pod_name, node=pod.node, ip=ip, prefixlen=prefixlen,
+            gateway=gateway, infra=f"podlab-{lab}-{pod_name}",
+            node_iface=node_iface, host_network=pod.host_network,
             containers=tuple(ContainerPlan(
                 name=c.name, container=f"podlab-{lab}-{pod_name}-{c.name}", image=c.image,
                 command=tuple(c.command) if c.command is not None else None,
@@ -448,6 +496,16 @@ def make_plan(topo: Topology) -> Plan:
                     tuple((n, i, addr.get((n, i))) for n, i, _ in s.members)
                     if s.kind != "pods" else ())
         for s in graph.segments)
+    pod_ips = {p.name: p.ip for p in pods}
     return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
                 pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
-                segments=segments, _graph=graph, _segment_names=seg_names)
+                segments=segments, _graph=graph, _segment_names=seg_names,
+                service_cidr=str(ipaddress.IPv4Network(cluster.service_cidr)),
+                services=plan_services(spec, pod_ips), host_ports=plan_host_ports(spec, pod_ips))
+
+
+def _prefixlen_of(node: NodePlan, ip: str) -> int:
+    for iface in node.interfaces:
+        if iface.address and iface.address.split("/")[0] == ip:
+            return int(iface.address.split("/")[1])
+    return int(node.gateway.split("/")[1]) if node.gateway else 32
