@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from harness import labels
+from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
@@ -159,6 +159,8 @@ class Plan:
     segments: tuple[SegmentPlan, ...]
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
+    routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
+    cni: str = datapaths.DEFAULT_CNI
     service_cidr: str = "10.96.0.0/16"
     services: tuple[ServicePlan, ...] = ()
     host_ports: tuple[HostPortPlan, ...] = ()
@@ -289,6 +291,8 @@ class Plan:
             "topology": self.topo_path,
             "masquerade": self.masquerade,
             "pod_cidr": self.pod_cidr,
+            "routing": self.routing,
+            "cni": self.cni,
             "segments": [
                 {"name": s.name, "kind": s.kind, "subnet": s.subnet,
                  "members": [{"node": n, "interface": i, "address": a} for n, i, a in s.members]}
@@ -501,7 +505,8 @@ def make_plan(topo: Topology) -> Plan:
                 pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
                 segments=segments, _graph=graph, _segment_names=seg_names,
                 service_cidr=str(ipaddress.IPv4Network(cluster.service_cidr)),
-                services=plan_services(spec, pod_ips), host_ports=plan_host_ports(spec, pod_ips))
+                services=plan_services(spec, pod_ips), host_ports=plan_host_ports(spec, pod_ips),
+                routing=cluster.routing, cni=datapaths.cni_value(cluster.cni))
 
 
 def _prefixlen_of(node: NodePlan, ip: str) -> int:
