@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
+from harness.datapath import services
+from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
     LabNet,
     Masquerade,
@@ -38,6 +40,7 @@ RP_FILTER_OFF: tuple[Pair, ...] = (("net.ipv4.conf.all.rp_filter", "0"),
 POD_SYSCTLS: tuple[Pair, ...] = (("net.ipv4.ping_group_range", "0 2147483647"),
                                  ("net.ipv4.ip_forward", "0"))
 READY_TIMEOUT_S = 60.0
+BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
 
 
 class Datapath:
@@ -65,7 +68,11 @@ class Datapath:
 
     def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
         k = kind(node.kind)
-        settings = Settings(self.node_sysctls(node), NODE_CAPS)
+        rulesets = self.service_rules(plan, node)
+        # kube-proxy needs bridged pod traffic to pass iptables (br_netfilter): a reply
+        # from a pod to a pod of the same bridge must meet its conntrack entry
+        bridge_nf = ((BRIDGE_NF, "1"),) if rulesets else ()
+        settings = Settings((*self.node_sysctls(node), *bridge_nf), NODE_CAPS)
         if k.is_switch:  # one L2 bridge over every port: no address, no route
             bridge = node.bridge or SWITCH_BRIDGE
             return NodeNet(node.name, node.kind, settings, bridges=(bridge,),
@@ -76,7 +83,8 @@ class Datapath:
             addresses=(*pod_addresses,
                        *((i.name, i.address) for i in node.interfaces if i.address)),
             up=tuple(i.name for i in node.interfaces if not i.address),
-            routes=self.routes(plan, node), nat=self.masquerade(plan, node),
+            routes=(*self.routes(plan, node), *self.service_routes(plan, node)),
+            nat=self.masquerade(plan, node), rulesets=rulesets,
             daemons=(), ready_routes=self.ready_routes(plan, node))
 
     def node_sysctls(self, node: NodePlan) -> tuple[Pair, ...]:
@@ -98,6 +106,23 @@ class Datapath:
             return ()
         return (Masquerade(node.pod_cidr, node.masquerade_exempt, firewall.CHAIN),)
 
+    def service_rules(self, plan: Plan, node: NodePlan) -> tuple[Ruleset, ...]:
+        """kube-proxy (iptables mode) on every k8s-node, portmap where pods have hostPorts;
+        the same whatever the routing or CNI, as in a real cluster."""
+        if not kind(node.kind).hosts_pods:
+            return ()
+        return services.node_rulesets(plan, node.name)
+
+    def service_routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
+        """A k8s-node's route to the service CIDR, out of its first interface as a default
+        route would be: a packet the node itself sends to a ClusterIP must have a route
+        before OUTPUT's DNAT turns it into one to an endpoint (pods send theirs to the
+        node, whose PREROUTING DNATs them)."""
+        if not plan.services or not kind(node.kind).hosts_pods:
+            return ()
+        first = next((i.name for i in node.interfaces if i.address), node.bridge)
+        return ((plan.service_cidr, "", first),) if first else ()
+
     def pod_bridge(self, plan: Plan, node: NodePlan) -> tuple[tuple[str, ...], tuple[Pair, ...]]:
         """cni: podlab — a k8s-node's bridge and its address (the pods' gateway)."""
         if kind(node.kind).hosts_pods and node.bridge and node.gateway:
@@ -107,6 +132,8 @@ class Datapath:
     def pod_net(self, plan: Plan, pod: PodPlan) -> PodNet:
         """cni: podlab — a veth from the node, the pod's address, a default route via
         the node's bridge."""
+        if pod.host_network:
+            return host_network_pod(pod)
         bridge = plan.node(pod.node).bridge
         return PodNet(pod.name, pod.node, infra=Settings(POD_SYSCTLS, INFRA_CAPS),
                       containers=Settings((), POD_CAPS),
@@ -129,11 +156,16 @@ class Datapath:
             routes=node.routes, up=node.up))
         for rule in node.nat:
             firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name)
+        for rs in node.rulesets:
+            firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
+                             rs.chains[0], where=f"{rs.owner} on {node.name}")
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet) -> None:
         """The pod's "CNI ADD": its namespace gets its address and route, then its node
         end joins the bridge (from then on the pod is reachable). The veth exists (deploy
-        made `pod.veth`); idempotent."""
+        made `pod.veth`); idempotent. A hostNetwork pod has nothing to add."""
+        if pod.host_network:
+            return
         wiring.configure(pod_pid, wiring.NetConfig(addresses=pod.addresses,
                                                    routes=pod.routes))
         if pod.node_port:
@@ -147,6 +179,14 @@ class Datapath:
         """Once every namespace is applied: wait until each node's kernel has its
         `ready_routes` (DeployError naming what is missing). `pids`: node name -> pid."""
         wait_routes(net, pids, timeout)
+
+
+def host_network_pod(pod: PodPlan) -> PodNet:
+    """A hostNetwork pod: its containers join its node's namespace; no sysctl (they would
+    be the node's), no veth, no address, no route of its own."""
+    return PodNet(pod.name, pod.node, infra=Settings((), INFRA_CAPS),
+                  containers=Settings((), POD_CAPS), veth=None, node_port=None,
+                  host_network=True)
 
 
 def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:

@@ -84,3 +84,20 @@ class Ruleset:
 def merge_chains(*groups: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """Chains of several groups, each once, first seen first."""
     return tuple(dict.fromkeys(c for g in groups for c in g))
+
+
+def count_saved(saved: str) -> dict[str, int]:
+    """Rules of `iptables-save` text by owner, as `inspect` shows them: kube-proxy's (in or
+    into KUBE-* chains) and portmap's (CNI-HOSTPORT-*, CNI-DN-*)."""
+    out = {"kube-proxy": 0, "portmap": 0}
+    for line in saved.splitlines():
+        if not line.startswith("-A "):
+            continue
+        words = line.split()
+        chain = words[1]
+        target = words[words.index("-j") + 1] if "-j" in words[:-1] else ""
+        for owner, prefixes in (("kube-proxy", ("KUBE-",)), ("portmap", ("CNI-HOSTPORT-",
+                                                                          "CNI-DN-"))):
+            if chain.startswith(prefixes) or (chain in BUILTIN and target.startswith(prefixes)):
+                out[owner] += 1
+    return out

@@ -6,13 +6,15 @@ Every field is immutable (tuples of pairs, no dicts), and nothing here does I/O.
 
 Order of application inside one namespace (what harness.host.wiring.configure does, and
 the order export writes its commands in): bridges, ports, addresses, links up, routes,
-then NAT, then daemons.
+then NAT (masquerade, then the rulesets: kube-proxy's and portmap's), then daemons.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+
+from harness.datapath.iptables import Ruleset
 
 Pair = tuple[str, str]
 Route = tuple[str, ...]  # (dst, via) or (dst, via, dev); dst a CIDR or "default"
@@ -65,6 +67,8 @@ class NodeNet:
     up: tuple[str, ...] = ()  # links nothing above brings up (a router's unaddressed port)
     routes: tuple[Route, ...] = ()
     nat: tuple[Masquerade, ...] = ()
+    # what other programs write in its iptables: kube-proxy's Services, portmap's hostPorts
+    rulesets: tuple[Ruleset, ...] = ()
     daemons: tuple[Daemon, ...] = ()
     # deploy returns once the kernel has a route to each of these (routes a daemon learns)
     ready_routes: tuple[str, ...] = ()
@@ -82,6 +86,8 @@ class PodNet:
     node_port: Pair | None  # (node end, bridge) the node end joins when the pod is added
     addresses: tuple[Pair, ...] = ()
     routes: tuple[Route, ...] = ()
+    # in its node's namespace: no veth, no address, no CNI call (Kubernetes calls none)
+    host_network: bool = False
 
 
 @dataclass(frozen=True)

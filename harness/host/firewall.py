@@ -49,3 +49,24 @@ def masquerade(pid: int, source: str, exempt: Sequence[str], chain: str = CHAIN,
 def nat_rules(pid: int) -> str:
     """`iptables-save -t nat` of the namespace (for tests and `podlab inspect`)."""
     return run_program(pid, ["iptables-save", "-t", "nat"])
+
+
+def restore(pid: int, full: str, refill: str, marker: tuple[str, str], where: str = "") -> None:
+    """Install a program's rules (iptables-restore text) in the netns of `pid`; idempotent.
+
+    `full` declares its chains, fills them and adds its jumps from the built-in chains;
+    `refill` only refills the chains. Once `marker` ((table, chain), declared by `full`)
+    exists the jumps exist too (one restore installed both), so a re-run sends `refill`
+    and no jump is doubled."""
+    table, chain = marker
+    have = run_program(pid, ["iptables-save", "-t", table])
+    text = refill if f"\n:{chain} " in have else full
+    try:
+        run_program(pid, ["iptables-restore", "--noflush"], stdin=text)
+    except WiringError as exc:
+        raise WiringError(f"iptables on {where or f'pid {pid}'}: {exc}") from exc
+
+
+def saved(pid: int) -> str:
+    """`iptables-save` of every table of the namespace."""
+    return run_program(pid, ["iptables-save"])

@@ -15,8 +15,10 @@ the paths its plan predicts (and a pod's eth0 is free for the pod link). Names d
 those unique, so the short names are unique too. Pure: no I/O.
 
 Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). The masquerade
-rules are `iptables` commands, which the busybox-only podlab/node image lacks; with
-masquerade, give k8s-nodes an image that has iptables.
+rules, kube-proxy's Service rules and portmap's hostPort rules are `iptables` commands,
+which the busybox-only podlab/node image lacks; with masquerade or Services, give
+k8s-nodes an image that has iptables. A hostNetwork pod's infra container joins its
+node's namespace (`network-mode: container:<node>`) and has no link of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.datapath import LabNet, Masquerade, NodeNet, PodNet, Settings, describe
+from harness.datapath.iptables import Ruleset
 from harness.datapath.net import Route
 from harness.errors import InputError
 from harness.labels import EXPORTED_FROM
@@ -49,7 +52,7 @@ def to_containerlab(plan: Plan) -> dict[str, Any]:
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
         pod_net = net.pod(pod.name)
-        nodes[infra] = _infra(pod_net, labels)
+        nodes[infra] = _infra(pod_net, labels, short_name(plan, plan.node(pod.node).container))
         for c in pod.containers:
             nodes[short_name(plan, c.container)] = _pod_container(c, pod_net.containers,
                                                                   infra, labels)
@@ -100,7 +103,8 @@ def node_commands(node: NodeNet, net: LabNet) -> list[str]:
         cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
     return cmds + _addresses_and_routes(node.addresses, node.up, node.routes,
                                         already_up=node.bridges) + [
-        cmd for rule in node.nat for cmd in masquerade_commands(rule)]
+        cmd for rule in node.nat for cmd in masquerade_commands(rule)] + [
+        cmd for rs in node.rulesets for cmd in ruleset_commands(rs)]
 
 
 def _addresses_and_routes(addresses: tuple[tuple[str, str], ...], up: tuple[str, ...],
@@ -132,10 +136,26 @@ def masquerade_commands(rule: Masquerade) -> list[str]:
     return cmds
 
 
+def ruleset_commands(rs: Ruleset) -> list[str]:
+    """A ruleset as iptables commands, in iptables-restore's order: chains, jumps (each
+    inserted at the top, as kube-proxy does), appended jumps, rules."""
+    def cmd(table: str, *args: str) -> str:
+        return shlex.join(["iptables", "-t", table, *args])
+
+    out = [cmd(t, "-N", c) for t, c in rs.chains]
+    out += [cmd(r.table, "-I", r.chain, *r.args) for r in rs.jumps]
+    out += [cmd(r.table, "-A", r.chain, *r.args) for r in (*rs.appends, *rs.rules)]
+    return out
+
+
 # --------------------------------------------------------------------------- pods
 
 
-def _infra(pod: PodNet, labels: dict[str, str]) -> dict[str, Any]:
+def _infra(pod: PodNet, labels: dict[str, str], node: str) -> dict[str, Any]:
+    if pod.host_network:
+        return {"kind": KIND, "image": tagged(PAUSE_IMAGE),
+                "network-mode": f"container:{node}", "labels": dict(labels),
+                "cap-add": list(pod.infra.caps)}
     return {
         "kind": KIND,
         "image": tagged(PAUSE_IMAGE),

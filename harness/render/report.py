@@ -89,16 +89,18 @@ def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
     tables = []
     for data in labs:
         table = Table(title=f"lab {data['lab']}", title_justify="left")
-        for col in ("name", "kind", "container", "state", "addresses"):
+        for col in ("name", "kind", "container", "state", "addresses", "service rules"):
             table.add_column(col)
         for n in data["nodes"]:
             addrs = ", ".join(a for addrs in n.get("addresses", {}).values() for a in addrs) \
                 if isinstance(n.get("addresses"), dict) else ", ".join(n.get("addresses", []))
-            table.add_row(n["name"], n["kind"], n["container"], n["state"], addrs)
+            rules = n.get("service_rules")
+            shown = ", ".join(f"{k} {v}" for k, v in rules.items() if v) if rules else ""
+            table.add_row(n["name"], n["kind"], n["container"], n["state"], addrs, shown)
         for p in data["pods"]:
             for c in p["containers"]:
                 table.add_row(f"{p['name']}/{c['name']}", f"pod on {p['node']}", c["container"],
-                              c["state"], p.get("ip") or "")
+                              c["state"], p.get("ip") or "", "")
         tables.append(table)
     return tables
 
