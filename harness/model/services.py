@@ -3,20 +3,22 @@
 Kubernetes' own rules, with its field names and each problem's YAML path: label syntax,
 a selector that selects a pod, port names and ranges, a nodePort inside 30000-32767 and
 used once, a hostPort used once per node, a clusterIP inside `cluster.service-cidr`. Pure;
-called by harness.model.topology's semantic pass (so every problem is reported at once).
+called by harness.model.topology's semantic pass (so every problem is reported at once),
+which hands over the parsed file and its own helpers (this module does not import it: the
+file's classes are duck-typed here).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from harness.errors import Problem
 
-if TYPE_CHECKING:
-    from harness.model.topology import Pod, Service, TopologyFile
+# the file's parsed classes (harness.model.topology), duck-typed: that module calls this one
+TopologyFile = Pod = Service = Any
 
 NAMESPACE = "default"  # every podlab Service and pod lives in one namespace
 NODE_PORT_RANGE = (30000, 32767)  # kube-apiserver's default --service-node-port-range
@@ -29,9 +31,11 @@ _DNS_1035 = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")  # Service names star
 _IANA_SVC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")  # container port names
 
 
+_helpers: dict[str, Callable[..., Any]] = {"show": repr}
+
+
 def _show(value: object) -> str:
-    from harness.model.topology import show
-    return show(value)
+    return str(_helpers["show"](value))
 
 
 def label_key_problem(key: str) -> str | None:
@@ -74,7 +78,12 @@ def named_port(pod: Pod, name: str, protocol: str) -> int | None:
     return None
 
 
-def service_problems(spec: TopologyFile) -> Iterator[Problem]:
+def service_problems(spec: TopologyFile, show: Callable[[object], str],
+                     network: Callable[[str], ipaddress.IPv4Network | str]
+                     ) -> Iterator[Problem]:
+    """Every problem of the file's Services, labels and ports. `show` renders a user's
+    value in a message, `network` parses a CIDR (or says why it is not one)."""
+    _helpers.update(show=show, network=network)
     yield from _label_problems(spec)
     yield from _pod_port_problems(spec)
     yield from _service_cidr_problems(spec)
@@ -139,8 +148,12 @@ def _pod_port_problems(spec: TopologyFile) -> Iterator[Problem]:
 
 
 def service_network(text: str) -> ipaddress.IPv4Network | str:
-    from harness.model.topology import _network
-    return _network(text)
+    if "network" in _helpers:
+        return _helpers["network"](text)  # type: ignore[no-any-return]
+    try:
+        return ipaddress.IPv4Network(text)
+    except ValueError as exc:
+        return str(exc)
 
 
 def _service_cidr_problems(spec: TopologyFile) -> Iterator[Problem]:

@@ -33,6 +33,7 @@ from harness.errors import Problem, TopologyError
 from harness.kinds import KINDS, NAMES, kind
 from harness.model.addressing import NoRoom, allocate
 from harness.model.graph import LabGraph
+from harness.model.services import service_problems
 from harness.model.yamlsrc import PathKey, bounded, load_yaml, read_text, render_path
 
 SWITCHES = frozenset(k.name for k in KINDS.values() if k.is_switch)
@@ -494,8 +495,7 @@ def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
         if not any(True for _ in _cidr_problems(spec, kinds)):
             yield from _segment_problems(spec, kinds)
     yield from _container_name_problems(spec)
-    from harness.model.services import service_problems  # it uses this module's helpers
-    yield from service_problems(spec)
+    yield from service_problems(spec, show, _network)
 
 
 def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
