@@ -140,7 +140,8 @@ class Datapath:
                       veth=(pod.node_iface, POD_IFACE),
                       node_port=(pod.node_iface, bridge) if bridge else None,
                       addresses=((POD_IFACE, pod.cidr),),
-                      routes=(("default", pod.gateway),))
+                      routes=(("default", pod.gateway),),
+                      hairpin=bool(plan.services) and bridge is not None)
 
     # ------------------------------------------------------------------ apply (kernel)
 
@@ -153,7 +154,8 @@ class Datapath:
         ports = tuple(p.node_port for p in pods if p.node_port)
         wiring.configure(pid, wiring.NetConfig(
             bridges=node.bridges, ports=(*node.ports, *ports), addresses=node.addresses,
-            routes=node.routes, up=node.up))
+            routes=node.routes, up=node.up,
+            hairpin=tuple(p.node_port[0] for p in pods if p.node_port and p.hairpin)))
         for rule in node.nat:
             firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name)
         for rs in node.rulesets:
@@ -169,7 +171,8 @@ class Datapath:
         wiring.configure(pod_pid, wiring.NetConfig(addresses=pod.addresses,
                                                    routes=pod.routes))
         if pod.node_port:
-            wiring.configure(node_pid, wiring.NetConfig(ports=(pod.node_port,)))
+            wiring.configure(node_pid, wiring.NetConfig(
+                ports=(pod.node_port,), hairpin=(pod.node_port[0],) if pod.hairpin else ()))
 
     def pod_removed(self, node_pid: int, pod_pid: int | None, pod: PodNet) -> None:
         """The pod's "CNI DEL". podlab's veth goes with the pod's namespace: nothing to do."""

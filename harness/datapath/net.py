@@ -88,6 +88,9 @@ class PodNet:
     routes: tuple[Route, ...] = ()
     # in its node's namespace: no veth, no address, no CNI call (Kubernetes calls none)
     host_network: bool = False
+    # its node port may reflect frames (kubelet's hairpin-veth): it reaches itself through
+    # a Service
+    hairpin: bool = False
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,25 @@ class Plan:
     def _segment_index(self, name: str) -> int:
         return next(i for i, n in self._segment_names.items() if n == name)
 
+    def source_toward(self, node: str, dst: str) -> str:
+        """The address k8s-node `node` sends from toward the namespace of pod or node
+        `dst`: its route's source, which is also what MASQUERADE writes there. Its bridge's
+        address toward its own pods, its own (first) address toward itself, else its
+        address on the first segment of the way."""
+        if dst in self._pods_by_name and not self.pod(dst).host_network:
+            pod = self.pod(dst)
+            if pod.node == node:
+                return (self.node(node).gateway or "").split("/")[0]
+            segment = f"pods:{pod.node}"
+        else:
+            target = self.node(self.pod(dst).node if dst in self._pods_by_name else dst)
+            if target.name == node:
+                return self._primary(target)[0]
+            segment = self._primary(target)[1]
+        hops = self._graph.path_to_segment(node, self._segment_index(segment))
+        first = self._segment_names[hops[0].segment] if hops else segment
+        return self.node(node).address_on(first) or self._primary(self.node(node))[0]
+
     # --- output ------------------------------------------------------------------------
 
     def to_dict(self, with_paths: bool = True) -> dict[str, Any]:

@@ -58,6 +58,8 @@ class Namespace:
     listens: bool = False
     # sniff only arriving probes addressed to these; None: every probe frame, both ways
     local: tuple[str, ...] | None = None
+    # listeners on fixed (proto, address, port): a Service's endpoint at its targetPort
+    ports: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass
@@ -149,6 +151,23 @@ class Engine:
                     tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
                     tcp.bind(("0.0.0.0", 0))
                     tcp.listen(1024)
+                for proto, addr, port in ns.ports:
+                    fixed = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
+                                          else socket.SOCK_DGRAM)
+                    out.append(fixed)
+                    fixed.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    fixed.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                    if proto == "udp":
+                        fixed.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                        fixed.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                    try:
+                        fixed.bind((addr, port))
+                    except OSError as exc:
+                        raise OSError(exc.errno, f"{proto} port {addr}:{port} in {ns.name} is "
+                                      f"taken ({exc.strerror}): is another verify of this "
+                                      "lab probing its Services?") from exc
+                    if proto == "tcp":
+                        fixed.listen(1024)
             except BaseException:
                 for sock in out:
                     sock.close()
@@ -156,9 +175,16 @@ class Engine:
             return out
 
         socks = run_in_netns(ns.pid, make)
+        fixed = socks[len(socks) - len(ns.ports):]
+        socks = socks[:len(socks) - len(ns.ports)]
         sniff, udp_out = socks[:2]
         udp_in, icmp, tcp = (socks[2], socks[3], socks[4]) if ns.listens else (None, socks[2],
                                                                               None)
+        for (proto, _, port), sock in zip(ns.ports, fixed, strict=True):
+            if proto == "udp":
+                self._keep(sock, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
+            else:
+                self._keep(sock, lambda s, n=ns.name: self._tcp_accept(s, n))
         self._keep(sniff, lambda s, n=ns.name: self._on_frame(s, n))
         mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
         self._keep(udp_out, lambda s, n=ns.name, p=mine.udp_sport: self._on_udp(s, n, p))
@@ -197,7 +223,7 @@ class Engine:
             probe = self._inflight.get(probe_id)
             if probe is None or seen.outgoing or proto != probe.proto:
                 continue
-            if not reply and ns == probe.receiver and probe.request is None:
+            if not reply and probe.ends_in(ns) and probe.request is None:
                 probe.request = seen
             elif reply and ns == probe.sender and probe.reply_seen is None:
                 probe.reply_seen = seen
@@ -211,7 +237,7 @@ class Engine:
         probe = self._inflight.get(probe_id)
         if probe is None:
             return
-        if not heard.reply and heard.ns == probe.receiver and probe.heard is None:
+        if not heard.reply and probe.ends_in(heard.ns) and probe.heard is None:
             probe.heard = heard
         elif heard.reply and heard.ns == probe.sender and probe.heard_reply is None:
             probe.heard_reply = heard
@@ -295,11 +321,29 @@ class Engine:
             pool.extend(run_in_netns(self._pid[ns], make))
         return pool.pop()
 
+    def _udp_socket(self, ns: str) -> tuple[socket.socket, int]:
+        """A fresh UDP socket for one Service probe, and its port: two probes from one
+        port to two Services with one endpoint would be one conntrack tuple after DNAT,
+        which the kernel resolves by rewriting the second's source port."""
+        def make() -> socket.socket:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+            udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            udp.bind(("0.0.0.0", 0))
+            return udp
+
+        udp = run_in_netns(self._pid[ns], make)
+        port = udp.getsockname()[1]
+        self._keep(udp, lambda s, n=ns, p=port: self._on_udp(s, n, p))
+        return udp, port
+
     def _send(self, probe: Probe) -> None:
         probe.sent_at = time.monotonic()
-        sender, receiver = self._ns[probe.sender], self._ns[probe.receiver]
+        sender = self._ns[probe.sender]
+        receiver = self._ns.get(probe.receiver)
         if probe.proto == "tcp":
-            probe.dport = receiver.tcp_port
+            probe.dport = probe.to_port or (receiver.tcp_port if receiver else 0)
             sock = self._tcp_socket(probe.sender)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
@@ -317,8 +361,10 @@ class Engine:
             return
         try:
             if probe.proto == "udp":
-                probe.sport, probe.dport = sender.udp_sport, receiver.udp_port
-                sender.udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
+                udp, probe.sport = ((sender.udp, sender.udp_sport) if not probe.to_port
+                                    else self._udp_socket(probe.sender))
+                probe.dport = probe.to_port or (receiver.udp_port if receiver else 0)
+                udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
             else:
                 probe.sport = probe.dport = icmp_id(probe.id)
                 sender.icmp.sendto(icmp_echo(probe.id), (probe.dst, 0))

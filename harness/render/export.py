@@ -98,9 +98,12 @@ def node_commands(node: NodeNet, net: LabNet) -> list[str]:
     cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
     for bridge in node.bridges:
         cmds += [f"ip link add {bridge} type bridge", f"ip link set {bridge} up"]
-    pod_ports = [p.node_port for p in net.pods_of(node.name) if p.node_port]
-    for port, bridge in (*node.ports, *pod_ports):
+    pods = [p for p in net.pods_of(node.name) if p.node_port]
+    for port, bridge in (*node.ports, *(p.node_port for p in pods)):  # type: ignore[misc]
         cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
+    # kubelet's hairpin-veth (iproute2 syntax: busybox ip has no bridge_slave options)
+    cmds += [f"ip link set {p.node_port[0]} type bridge_slave hairpin on"  # type: ignore[index]
+             for p in pods if p.hairpin]
     return cmds + _addresses_and_routes(node.addresses, node.up, node.routes,
                                         already_up=node.bridges) + [
         cmd for rule in node.nat for cmd in masquerade_commands(rule)] + [

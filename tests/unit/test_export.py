@@ -231,6 +231,7 @@ class _Namespace:
         self.routes: set[tuple[str, ...]] = set()
         self.masquerade: set[tuple[str, tuple[str, ...], str]] = set()
         self.rules: list[tuple[str, str, tuple[str, ...]]] = []  # kube-proxy's, portmap's
+        self.hairpin: set[str] = set()
 
     def __eq__(self, other: object) -> bool:
         # rules: in order within each table (restore text and commands group tables apart)
@@ -272,6 +273,7 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
         ns = spaces[by_pid[pid]]
         ns.bridges |= set(cfg.bridges)
         ns.ports |= set(cfg.ports)
+        ns.hairpin |= set(cfg.hairpin)
         ns.addresses |= set(cfg.addresses)
         ns.routes |= set(cfg.routes)
 
@@ -332,6 +334,9 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
                 assert ns.sysctls[key_] == value, (name, cmd)  # set at creation too
             elif w[:3] == ["ip", "link", "add"]:
                 ns.bridges.add(w[3])
+            elif w[:3] == ["ip", "link", "set"] and w[4:] == ["type", "bridge_slave",
+                                                              "hairpin", "on"]:
+                ns.hairpin.add(w[3])
             elif w[:3] == ["ip", "link", "set"] and w[4] == "master":
                 ns.ports.add((w[3], w[5]))
             elif w[:3] == ["ip", "addr", "add"]:
