@@ -292,6 +292,13 @@ def _add_route(ipr: Any, pid: int, dst: str, gateway: str = "", dev: str | None 
     )
 
 
+def delete_route(pid: int, dst: str) -> None:
+    """Remove the main-table route to ``dst`` (a CIDR); a missing one is fine."""
+    _with_ipr(pid, f"delete route {dst}", lambda ipr: _call(
+        pid, f"delete route {dst}", None, lambda: ipr.route("del", dst=dst),
+        ok=(errno.ESRCH, errno.ENOENT)))
+
+
 def configure(pid: int, cfg: NetConfig) -> None:
     """Apply ``cfg`` in the namespace of ``pid`` over one netlink socket.
 

@@ -14,7 +14,6 @@ from typing import Any
 from harness.plan.servicepaths import Outcome, ServicePath
 from harness.prove.probe import Heard, Probe, Seen
 from harness.prove.result import Result
-from harness.prove.verdict import _ordered  # one ordering of sightings for every verdict
 
 
 def rewrite_at(sightings: Sequence[Seen], reply: bool, key: str, first: object) -> str | None:
@@ -26,7 +25,7 @@ def rewrite_at(sightings: Sequence[Seen], reply: bool, key: str, first: object) 
     run before: rewritten there if that one never sent it unchanged (its outgoing frame
     was not sniffed), else on arrival here (a bridge's PREROUTING)."""
     runs: list[tuple[str, set[object], bool]] = []  # (ns, values, sent it unchanged)
-    for seen in _ordered(list(sightings), reply):
+    for seen in _path_order(sightings, reply):
         if not runs or runs[-1][0] != seen.ns:
             runs.append((seen.ns, set(), False))
         ns, values, sent = runs[-1]
@@ -41,6 +40,14 @@ def rewrite_at(sightings: Sequence[Seen], reply: bool, key: str, first: object) 
                 return ns
             return runs[i - 1][0]
     return None
+
+
+def _path_order(sightings: Sequence[Seen], reply: bool) -> list[Seen]:
+    """Sightings of one leg along the path: the TTL only falls, and at one TTL a frame
+    leaves a namespace before it arrives at the next (timestamps of two namespaces tie or
+    cross when one bridges or hairpins a frame within microseconds)."""
+    return sorted((s for s in sightings if s.reply == reply),
+                  key=lambda s: (-s.ttl, not s.outgoing, s.ts))
 
 
 def _where(ns: str | None, path: ServicePath, planned: str | None) -> str:
@@ -160,13 +167,13 @@ def _why_silent(path: ServicePath) -> str:
 
 
 def _lost(path: ServicePath, probe: Probe, sightings: Sequence[Seen]) -> str:
-    ordered = _ordered(list(sightings), False)
+    ordered = _path_order(sightings, False)
     if not ordered:
         return f"request lost: never seen leaving {path.client}"
     last = ordered[-1]
     way = "leaving" if last.outgoing else "arriving at"
     dnat = rewrite_at(sightings, False, "dst", path.dst_ip)
     change = f"; DNAT {_where(dnat, path, path.entry)}" if dnat else (
-        f"; never DNATed (kube-proxy DNATs at {path.entry})")
+        f"; not seen DNATed (kube-proxy DNATs at {path.entry})")
     return (f"request to {path.dst_ip}:{path.dport} lost: last seen {way} {last.ns} on "
             f"{last.ifname} addressed to {last.dst}:{last.dport}{change}")
