@@ -10,8 +10,8 @@ import pytest
 
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.plan.services import Endpoint
 from harness.plan.servicepaths import ServicePath, paths
+from harness.plan.services import Endpoint
 from harness.prove.probe import Heard, Probe, Seen
 from harness.prove.services import judge, rewrite_at
 
