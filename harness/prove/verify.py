@@ -53,6 +53,9 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
                    for n in plan.k8s_nodes if n.container in pids}
     tgts = targets(plan, probe_checks, sources)
     empty = _empty(plan, checks, tgts)
+    if not checks:
+        raise NothingToVerify(f"no check selected; verify runs one or more of "
+                              f"{', '.join(CHECKS)}")
     if len(empty) == len(checks):
         raise NothingToVerify(f"--check {','.join(checks)} selects nothing in lab "
                               f"{plan.lab}: " + "; ".join(empty.values()))
