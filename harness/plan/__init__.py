@@ -25,7 +25,7 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import Netem, Topology, parse_endpoint
+from harness.model.topology import MasqAgentConfig, Netem, Topology, parse_endpoint
 from harness.plan.services import (
     HostPortPlan,
     ServicePlan,
@@ -161,6 +161,9 @@ class Plan:
     _segment_names: dict[int, str] = field(repr=False, compare=False)
     routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
     cni: str = datapaths.DEFAULT_CNI
+    # `masquerade:` given as ip-masq-agent's config: the destinations it leaves alone (in the
+    # agent's chain order); None: `true` or `false` (NodePlan.masquerade_exempt says which)
+    masq_agent_exempt: tuple[str, ...] | None = None
     service_cidr: str = "10.96.0.0/16"
     services: tuple[ServicePlan, ...] = ()
     host_ports: tuple[HostPortPlan, ...] = ()
@@ -249,7 +252,7 @@ class Plan:
         if pod.host_network:  # the node's own traffic: not from the pod CIDR, not masqueraded
             return Expectation(p, n, None, dst_ip, len(path) - 2, path)
         snat = None
-        if self.masquerade:
+        if self.masquerades(pod.node, dst_ip):
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
             snat = self.node(pod.node).address_on(egress)
@@ -271,6 +274,21 @@ class Plan:
             return Expectation(src, dst, None, dst_ip, 0, (n,))
         path = self._device_path(n, m, segment)  # both ends are on it; neither forwards
         return Expectation(src, dst, None, dst_ip, len(path) - 2, path)
+
+    def masquerades(self, node: str, dst_ip: str) -> bool:
+        """Does k8s-node `node` masquerade its pods' traffic to `dst_ip`? (`true`: unless
+        the destination is exempt; ip-masq-agent's config: unless it is in one of the
+        agent's non-masquerade CIDRs or is one of the node's own addresses.)"""
+        addr = ipaddress.IPv4Address(dst_ip)
+        if self.masq_agent_exempt is not None:
+            own = self.node(node)
+            local = {i.address.split("/")[0] for i in own.interfaces if i.address}
+            if own.gateway:
+                local.add(own.gateway.split("/")[0])
+            return dst_ip not in local and not any(
+                addr in ipaddress.IPv4Network(c) for c in self.masq_agent_exempt)
+        exempt = self.node(node).masquerade_exempt
+        return bool(exempt) and not any(addr in ipaddress.IPv4Network(c) for c in exempt)
 
     def _primary(self, node: NodePlan) -> tuple[str, str]:
         for iface in node.interfaces:
@@ -309,6 +327,8 @@ class Plan:
             "lab": self.lab,
             "topology": self.topo_path,
             "masquerade": self.masquerade,
+            "masquerade_agent_exempt": (list(self.masq_agent_exempt)
+                                        if self.masq_agent_exempt is not None else None),
             "pod_cidr": self.pod_cidr,
             "routing": self.routing,
             "cni": self.cni,
@@ -479,7 +499,7 @@ def make_plan(topo: Topology) -> Plan:
             gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,
             bridge=POD_BRIDGE if nk.hosts_pods else SWITCH_BRIDGE if nk.is_switch else None,
             masquerade_exempt=(str(pod_net), *(f"{a}/32" for a in k8s_addresses))
-            if nk.hosts_pods and cluster.masquerade else (),
+            if nk.hosts_pods and cluster.masquerade is True else (),
         ))
 
     pods: list[PodPlan] = []
@@ -520,12 +540,15 @@ def make_plan(topo: Topology) -> Plan:
                     if s.kind != "pods" else ())
         for s in graph.segments)
     pod_ips = {p.name: p.ip for p in pods}
-    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
+    agent = cluster.masquerade if isinstance(cluster.masquerade, MasqAgentConfig) else None
+    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade is not False,
                 pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
                 segments=segments, _graph=graph, _segment_names=seg_names,
+                routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
+                masq_agent_exempt=agent.exempt if agent else None,
                 service_cidr=str(ipaddress.IPv4Network(cluster.service_cidr)),
-                services=plan_services(spec, pod_ips), host_ports=plan_host_ports(spec, pod_ips),
-                routing=cluster.routing, cni=datapaths.cni_value(cluster.cni))
+                services=plan_services(spec, pod_ips),
+                host_ports=plan_host_ports(spec, pod_ips))
 
 
 def _prefixlen_of(node: NodePlan, ip: str) -> int:

@@ -88,7 +88,7 @@ def targets(plan: Plan, checks: Iterable[str],
                 # unmasqueraded, the outside host has no route back: arrival is the proof
                 # (a hostNetwork pod sends from its node's address, which it can answer)
                 out.append(Target("pod-to-external", e, pod.name, host.name, src, seen_src,
-                                  plan.masquerade or pod.host_network))
+                                  e.snat_to is not None or pod.host_network))
     return out
 
 
