@@ -63,7 +63,10 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     if len(empty) == len(checks):
         raise NothingToVerify(f"--check {','.join(checks)} selects nothing in lab "
                               f"{plan.lab}: " + "; ".join(empty.values()))
-    notes = [f"{check}: nothing to check, {why}" for check, why in empty.items()]
+    # a lab without Services or hostPorts is not told, at every verify, that it has none
+    quiet = SERVICE_CHECKS if not (plan.services or plan.host_ports) else ()
+    notes = [f"{check}: nothing to check, {why}" for check, why in empty.items()
+             if check not in quiet]
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
