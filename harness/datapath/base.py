@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
+from harness.datapath import services
+from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
     LabNet,
     Masquerade,
@@ -48,6 +50,7 @@ IPV6_ON: tuple[Pair, ...] = tuple(
     for key, value in (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0")))
 IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
 READY_TIMEOUT_S = 60.0
+BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
 
 
 class Datapath:
@@ -75,7 +78,11 @@ class Datapath:
 
     def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
         k = kind(node.kind)
-        settings = Settings(self.node_sysctls(node), NODE_CAPS)
+        rulesets = self.service_rules(plan, node)
+        # kube-proxy needs bridged pod traffic to pass iptables (br_netfilter): a reply
+        # from a pod to a pod of the same bridge must meet its conntrack entry
+        bridge_nf = ((BRIDGE_NF, "1"),) if rulesets else ()
+        settings = Settings((*self.node_sysctls(node), *bridge_nf), NODE_CAPS)
         if k.is_switch:  # one L2 bridge over every port: no address, no route
             bridge = node.bridge or SWITCH_BRIDGE
             return NodeNet(node.name, node.kind, settings, bridges=(bridge,),
@@ -86,7 +93,8 @@ class Datapath:
             addresses=(*pod_addresses,
                        *((i.name, a) for i in node.interfaces for a in i.addresses)),
             up=tuple(i.name for i in node.interfaces if not i.addresses),
-            routes=self.routes(plan, node), nat=self.masquerade(plan, node),
+            routes=(*self.routes(plan, node), *self.service_routes(plan, node)),
+            nat=self.masquerade(plan, node), rulesets=rulesets,
             daemons=(), ready_routes=self.ready_routes(plan, node))
 
     def node_sysctls(self, node: NodePlan) -> tuple[Pair, ...]:
@@ -107,12 +115,38 @@ class Datapath:
         return ()
 
     def masquerade(self, plan: Plan, node: NodePlan) -> tuple[Masquerade, ...]:
-        """ip-masq-agent's rule on a k8s-node of a cluster with `masquerade: true`, once
-        per family (iptables, ip6tables), with the same semantics in each."""
+        """A k8s-node's masquerade. `masquerade: true`: podlab's rule (its pods' traffic
+        to anything but the pod CIDR and the k8s-nodes' addresses), once per family
+        (iptables, ip6tables) with the same semantics in each. ip-masq-agent's config:
+        the agent's own rule (every non-local destination but its non-masquerade CIDRs,
+        from any source, ports 32768-65535 at random), as its iptables chain has it
+        (IPv4: validation keeps the agent's config to IPv4-only clusters)."""
+        if not kind(node.kind).hosts_pods:
+            return ()
+        if plan.masq_agent_exempt is not None:
+            return (Masquerade(None, plan.masq_agent_exempt, firewall.CHAIN, not_local=True,
+                               to_ports="32768-65535", random_fully=True),)
         if not node.masquerade_exempt or not node.pod_cidr:
             return ()
         return tuple(Masquerade(cidr, node.masquerade_exempt_of(family_of(cidr)),
                                 firewall.CHAIN) for cidr in node.pod_cidrs)
+
+    def service_rules(self, plan: Plan, node: NodePlan) -> tuple[Ruleset, ...]:
+        """kube-proxy (iptables mode) on every k8s-node, portmap where pods have hostPorts;
+        the same whatever the routing or CNI, as in a real cluster."""
+        if not kind(node.kind).hosts_pods:
+            return ()
+        return services.node_rulesets(plan, node.name)
+
+    def service_routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
+        """A k8s-node's route to the service CIDR, out of its first interface as a default
+        route would be: a packet the node itself sends to a ClusterIP must have a route
+        before OUTPUT's DNAT turns it into one to an endpoint (pods send theirs to the
+        node, whose PREROUTING DNATs them)."""
+        if not plan.services or not kind(node.kind).hosts_pods:
+            return ()
+        first = next((i.name for i in node.interfaces if i.address), node.bridge)
+        return ((plan.service_cidr, "", first),) if first else ()
 
     def pod_bridge(self, plan: Plan, node: NodePlan) -> tuple[tuple[str, ...], tuple[Pair, ...]]:
         """cni: podlab — a k8s-node's bridge and its addresses (the pods' gateway, in
@@ -124,6 +158,8 @@ class Datapath:
     def pod_net(self, plan: Plan, pod: PodPlan) -> PodNet:
         """cni: podlab — a veth from the node, the pod's address, a default route via
         the node's bridge."""
+        if pod.host_network:
+            return host_network_pod(pod)
         bridge = plan.node(pod.node).bridge
         sysctls = POD_SYSCTLS
         if IPV6 in pod.families:
@@ -133,7 +169,8 @@ class Datapath:
                       veth=(pod.node_iface, POD_IFACE),
                       node_port=(pod.node_iface, bridge) if bridge else None,
                       addresses=tuple((POD_IFACE, c) for c in pod.cidrs),
-                      routes=tuple(("default", g) for g in pod.gateways))
+                      routes=tuple(("default", g) for g in pod.gateways),
+                      hairpin=bool(plan.services) and bridge is not None)
 
     # ------------------------------------------------------------------ apply (kernel)
 
@@ -146,18 +183,26 @@ class Datapath:
         ports = tuple(p.node_port for p in pods if p.node_port)
         wiring.configure(pid, wiring.NetConfig(
             bridges=node.bridges, ports=(*node.ports, *ports), addresses=node.addresses,
-            routes=node.routes, up=node.up))
+            routes=node.routes, up=node.up,
+            hairpin=tuple(p.node_port[0] for p in pods if p.node_port and p.hairpin)))
         for rule in node.nat:
-            firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name)
+            firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name,
+                                **rule.how)
+        for rs in node.rulesets:
+            firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
+                             rs.chains[0], where=f"{rs.owner} on {node.name}")
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet) -> None:
         """The pod's "CNI ADD": its namespace gets its address and route, then its node
         end joins the bridge (from then on the pod is reachable). The veth exists (deploy
-        made `pod.veth`); idempotent."""
+        made `pod.veth`); idempotent. A hostNetwork pod has nothing to add."""
+        if pod.host_network:
+            return
         wiring.configure(pod_pid, wiring.NetConfig(addresses=pod.addresses,
                                                    routes=pod.routes))
         if pod.node_port:
-            wiring.configure(node_pid, wiring.NetConfig(ports=(pod.node_port,)))
+            wiring.configure(node_pid, wiring.NetConfig(
+                ports=(pod.node_port,), hairpin=(pod.node_port[0],) if pod.hairpin else ()))
 
     def pod_removed(self, node_pid: int, pod_pid: int | None, pod: PodNet) -> None:
         """The pod's "CNI DEL". podlab's veth goes with the pod's namespace: nothing to do."""
@@ -167,6 +212,14 @@ class Datapath:
         """Once every namespace is applied: wait until each node's kernel has its
         `ready_routes` (DeployError naming what is missing). `pids`: node name -> pid."""
         wait_routes(net, pids, timeout)
+
+
+def host_network_pod(pod: PodPlan) -> PodNet:
+    """A hostNetwork pod: its containers join its node's namespace; no sysctl (they would
+    be the node's), no veth, no address, no route of its own."""
+    return PodNet(pod.name, pod.node, infra=Settings((), INFRA_CAPS),
+                  containers=Settings((), POD_CAPS), veth=None, node_port=None,
+                  host_network=True)
 
 
 def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:

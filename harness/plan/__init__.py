@@ -25,7 +25,7 @@ import hashlib
 import ipaddress
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -33,7 +33,14 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import IPV4, IPV6, Family, Net, allocate, family_of, of_family
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import Netem, Topology, parse_endpoint
+from harness.model.topology import MasqAgentConfig, Netem, Topology, parse_endpoint
+from harness.plan.services import (
+    HostPortPlan,
+    ServicePlan,
+    plan_host_ports,
+    plan_services,
+    services_dict,
+)
 
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
@@ -165,13 +172,15 @@ class PodPlan:
     node_iface: str  # the node's end of the pod's veth, enslaved to cbr0
     containers: tuple[ContainerPlan, ...]
     labels: dict[str, str]
+    # shares its node's namespace: `ip` is the node's address; no gateway, no veth of its own
+    host_network: bool = False
     cidrs: tuple[str, ...] = ()  # ip/len in every family, in the cluster's order
     gateways: tuple[str, ...] = ()  # the gateway (cbr0's address) in every family
 
     def __post_init__(self) -> None:
-        if not self.cidrs:
+        if not self.cidrs and self.ip:
             object.__setattr__(self, "cidrs", (f"{self.ip}/{self.prefixlen}",))
-        if not self.gateways:
+        if not self.gateways and self.gateway:
             object.__setattr__(self, "gateways", (self.gateway,))
 
     @property
@@ -261,8 +270,14 @@ class Plan:
     _segment_names: dict[int, str] = field(repr=False, compare=False)
     routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
     cni: str = datapaths.DEFAULT_CNI
+    # `masquerade:` given as ip-masq-agent's config: the destinations it leaves alone (in the
+    # agent's chain order); None: `true` or `false` (NodePlan.masquerade_exempt says which)
+    masq_agent_exempt: tuple[str, ...] | None = None
+    service_cidr: str = "10.96.0.0/16"  # the IPv4 one: Services are IPv4 (see services)
+    services: tuple[ServicePlan, ...] = ()
+    host_ports: tuple[HostPortPlan, ...] = ()
     pod_cidrs: tuple[str, ...] = ()  # every family's, primary first
-    service_cidrs: tuple[str, ...] = ()  # as the file gives them (empty: unset)
+    service_cidrs: tuple[str, ...] = ()  # every family's
 
     def __post_init__(self) -> None:
         if not self.pod_cidrs:
@@ -347,6 +362,8 @@ class Plan:
     def pod_to_pod(self, a: str, b: str, family: Family | None = None) -> Expectation:
         fam = self._family(family)
         src, dst = self.pod(a), self.pod(b)
+        if src.host_network or dst.host_network:  # one end is its node's own namespace
+            return self._via_node(a, b, src, dst, fam)
         path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
         # pods of one node share its bridge: switched, not routed, so the TTL holds
         hops = 0 if src.node == dst.node else len(path)
@@ -356,6 +373,8 @@ class Plan:
     def node_to_pod(self, n: str, p: str, family: Family | None = None) -> Expectation:
         fam = self._family(family)
         pod = self.pod(p)
+        if pod.host_network:
+            return self._node_to_node(n, pod.node, n, p, fam)
         path = self._device_path(n, pod.node, f"pods:{pod.node}")
         return Expectation(n, p, None, _need(pod.ip_of(fam), p, fam), len(path) - 1, path,
                            family=fam)
@@ -364,6 +383,8 @@ class Plan:
         """To the node's own address; through the pod's node, which forwards it."""
         fam = self._family(family)
         pod, node = self.pod(p), self.node(n)
+        if pod.host_network:
+            return self._node_to_node(pod.node, n, p, n, fam)
         src_ip = _need(pod.ip_of(fam), p, fam)
         dst_ip, segment = self._target(node, fam)
         if n == pod.node:  # delivered locally: nothing forwards it
@@ -376,13 +397,69 @@ class Plan:
         pod, host = self.pod(p), self.node(n)
         dst_ip, segment = self._target(host, fam)
         path = self._device_path(pod.node, n, segment)
+        if pod.host_network:  # the node's own traffic: not from the pod CIDR, not masqueraded
+            return Expectation(p, n, None, dst_ip, len(path) - 2, path, family=fam)
         snat = None
-        if self.masquerade:
+        if self.masquerades(pod.node, dst_ip):
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
             snat = self.node(pod.node).address_on(egress, fam)
         return Expectation(p, n, _need(pod.ip_of(fam), p, fam), dst_ip, len(path) - 1, path,
                            snat, family=fam)
+
+    def _via_node(self, a: str, b: str, src: PodPlan, dst: PodPlan,
+                  family: Family) -> Expectation:
+        """A pair with a hostNetwork end: a pod to a node's address, a node to a pod, or
+        node to node; the NAT-free rules hold all the same. A hostNetwork sender's source
+        is its kernel's choice (src_ip None), as for a node."""
+        if src.host_network and dst.host_network:
+            return self._node_to_node(src.node, dst.node, a, b, family)
+        if dst.host_network:
+            return replace(self.pod_to_node(a, dst.node, family), dst=b)
+        return replace(self.node_to_pod(src.node, b, family), src=a)
+
+    def _node_to_node(self, n: str, m: str, src: str, dst: str,
+                      family: Family) -> Expectation:
+        dst_ip, segment = self._target(self.node(m), family)
+        if n == m:  # one namespace: over its loopback
+            return Expectation(src, dst, None, dst_ip, 0, (n,), family=family)
+        path = self._device_path(n, m, segment)  # both ends are on it; neither forwards
+        return Expectation(src, dst, None, dst_ip, len(path) - 2, path, family=family)
+
+    def masquerades(self, node: str, dst_ip: str) -> bool:
+        """Does k8s-node `node` masquerade its pods' traffic to `dst_ip` (of either
+        family)? (`true`: unless the destination is exempt; ip-masq-agent's config: unless
+        it is in one of the agent's non-masquerade CIDRs or is one of the node's own
+        addresses.)"""
+        addr = ipaddress.ip_address(dst_ip)
+        if self.masq_agent_exempt is not None:
+            return dst_ip not in self.node(node).own_addresses and not any(
+                addr in ipaddress.ip_network(c) for c in self.masq_agent_exempt)
+        exempt = self.node(node).masquerade_exempt
+        return bool(exempt) and not any(addr in ipaddress.ip_network(c) for c in exempt)
+
+    def _primary(self, node: NodePlan) -> tuple[str, str]:
+        return self._target(node, self.families[0])
+
+    def source_toward(self, node: str, dst: str, family: Family = IPV4) -> str:
+        """The address k8s-node `node` sends from toward the namespace of pod or node
+        `dst` in `family` (Services are IPv4): its route's source, which is also what
+        MASQUERADE writes there. Its bridge's address toward its own pods, its own (first)
+        address toward itself, else its address on the first segment of the way."""
+        if dst in self._pods_by_name and not self.pod(dst).host_network:
+            pod = self.pod(dst)
+            if pod.node == node:
+                return _ip(self.node(node).gateway_of(family) or "")
+            segment = f"pods:{pod.node}"
+        else:
+            target = self.node(self.pod(dst).node if dst in self._pods_by_name else dst)
+            if target.name == node:
+                return self._target(target, family)[0]
+            segment = self._target(target, family)[1]
+        hops = self._graph.path_to_segment(node, self._segment_index(segment))
+        first = self._segment_names[hops[0].segment] if hops else segment
+        return (self.node(node).address_on(first, family)
+                or self._target(self.node(node), family)[0])
 
     def _target(self, node: NodePlan, family: Family) -> tuple[str, str]:
         """The node's own address in `family` and the segment it sits on."""
@@ -406,12 +483,14 @@ class Plan:
             "lab": self.lab,
             "topology": self.topo_path,
             "masquerade": self.masquerade,
+            "masquerade_agent_exempt": (list(self.masq_agent_exempt)
+                                        if self.masq_agent_exempt is not None else None),
             "pod_cidr": self.pod_cidr,
+            "routing": self.routing,
+            "cni": self.cni,
             "families": list(self.families),
             "pod_cidrs": list(self.pod_cidrs),
             "service_cidrs": list(self.service_cidrs),
-            "routing": self.routing,
-            "cni": self.cni,
             "segments": [
                 {"name": s.name, "kind": s.kind, "subnet": s.subnet, "subnets": list(s.subnets),
                  "members": [{"node": n, "interface": i, "address": a, "addresses": list(aa)}
@@ -432,11 +511,14 @@ class Plan:
                 for n in self.nodes],
             "pods": [
                 {"name": p.name, "node": p.node, "ip": p.ip, "cidr": p.cidr,
+                 "host_network": p.host_network,
                  "gateway": p.gateway, "ips": list(p.ips), "cidrs": list(p.cidrs),
                  "gateways": list(p.gateways), "infra": p.infra, "node_iface": p.node_iface,
                  "containers": [{"name": c.name, "container": c.container, "image": c.image}
                                 for c in p.containers]}
                 for p in self.pods],
+            "service_cidr": self.service_cidr,
+            **services_dict(self.services, self.host_ports),
         }
         if with_paths:
             out["paths"] = [_expectation_dict(kind, e) for kind, e in self.expectations()]
@@ -633,7 +715,8 @@ def make_plan(topo: Topology) -> Plan:
             pod_cidr=str(primary.node_cidr[name]) if hosts_pods else None,
             gateway=gateways[0] if gateways else None,
             bridge=POD_BRIDGE if nk.hosts_pods else SWITCH_BRIDGE if nk.is_switch else None,
-            masquerade_exempt=tuple(exempt) if nk.hosts_pods and cluster.masquerade else (),
+            masquerade_exempt=tuple(exempt) if nk.hosts_pods and cluster.masquerade is True
+            else (),
             pod_cidrs=tuple(str(fam.node_cidr[name]) for fam in fams) if hosts_pods else (),
             gateways=gateways,
         ))
@@ -643,17 +726,26 @@ def make_plan(topo: Topology) -> Plan:
     next_host: dict[tuple[Family, str], Iterator[Any]] = {
         (fam.family, n): itertools.islice(c.hosts(), 1, None)
         for fam in fams for n, c in fam.node_cidr.items()}
+    nodes_by_name = {n.name: n for n in nodes}
     for pod_name, pod in spec.pods.items():
-        cidrs = tuple(f"{next(next_host[(fam.family, pod.node)])}/"
-                      f"{fam.node_cidr[pod.node].prefixlen}" for fam in fams)
-        gateways = tuple(fam.gateway(pod.node) for fam in fams)
+        if pod.host_network:  # the node's own addresses, as Kubernetes reports them
+            node_plan = nodes_by_name[pod.node]
+            cidrs = tuple(_cidr_of(node_plan, a) for f in (fam.family for fam in fams)
+                          if (a := node_plan.address_of(f)))
+            gateways: tuple[str, ...] = ()
+            node_iface = ""
+        else:
+            cidrs = tuple(f"{next(next_host[(fam.family, pod.node)])}/"
+                          f"{fam.node_cidr[pod.node].prefixlen}" for fam in fams)
+            gateways = tuple(fam.gateway(pod.node) for fam in fams)
+            node_iface = pod_iface_name(pod_name)
         pod_labels = {**pod.labels, labels.LAB: lab, labels.POD: pod_name,
                       labels.NODE: pod.node, labels.TOPO: str(topo.path or "")}
         pods.append(PodPlan(
-            name=pod_name, node=pod.node, ip=_ip(cidrs[0]),
-            prefixlen=primary.node_cidr[pod.node].prefixlen,
-            gateway=gateways[0], infra=f"podlab-{lab}-{pod_name}",
-            node_iface=pod_iface_name(pod_name),
+            name=pod_name, node=pod.node, ip=_ip(cidrs[0]) if cidrs else "",
+            prefixlen=int(cidrs[0].split("/")[1]) if cidrs else 32,
+            gateway=gateways[0] if gateways else "", infra=f"podlab-{lab}-{pod_name}",
+            node_iface=node_iface, host_network=pod.host_network,
             containers=tuple(ContainerPlan(
                 name=c.name, container=f"podlab-{lab}-{pod_name}-{c.name}", image=c.image,
                 command=tuple(c.command) if c.command is not None else None,
@@ -676,9 +768,26 @@ def make_plan(topo: Topology) -> Plan:
                     member_addresses=tuple(addresses((n, i)) for n, i, _ in s.members)
                     if s.kind != "pods" else ())
         for s in graph.segments)
-    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
+    pod_ips = {p.name: p.ip for p in pods}
+    agent = cluster.masquerade if isinstance(cluster.masquerade, MasqAgentConfig) else None
+    service_v4 = of_family(cluster.service_cidrs, IPV4) or "10.96.0.0/16"
+    return Plan(lab=lab, topo_path=str(topo.path or ""),
+                masquerade=cluster.masquerade is not False,
                 pod_cidr=str(primary.pod_net), nodes=tuple(nodes), pods=tuple(pods),
                 links=links, segments=segments, _graph=graph, _segment_names=seg_names,
                 routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
+                masq_agent_exempt=agent.exempt if agent else None,
+                service_cidr=str(ipaddress.IPv4Network(service_v4)),
+                services=plan_services(spec, pod_ips) if IPV4 in cluster.families else (),
+                host_ports=plan_host_ports(spec, pod_ips) if IPV4 in cluster.families
+                else (),
                 pod_cidrs=tuple(str(fam.pod_net) for fam in fams),
                 service_cidrs=cluster.service_cidrs)
+
+
+def _cidr_of(node: NodePlan, ip: str) -> str:
+    """`ip` with the prefix length of the node's interface (or bridge) that holds it."""
+    for address in (*(a for i in node.interfaces for a in i.addresses), *node.gateways):
+        if _ip(address) == ip:
+            return address
+    return f"{ip}/{HOST_PREFIX[family_of(ip)]}"

@@ -71,6 +71,8 @@ class Namespace:
     # sniff only arriving probes addressed to these; None: every probe frame, both ways
     local: tuple[str, ...] | None = None
     families: tuple[str, ...] = ("ipv4",)  # the address families it has sockets for
+    # listeners on fixed (proto, address, port): a Service's endpoint at its targetPort
+    ports: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass
@@ -133,7 +135,8 @@ class Engine:
         self._sel.register(sock, selectors.EVENT_READ, handler)
 
     def _open(self, ns: Namespace) -> None:
-        def make() -> tuple[socket.socket, dict[str, dict[str, socket.socket]]]:
+        def make() -> tuple[socket.socket, dict[str, dict[str, socket.socket]],
+                            list[socket.socket]]:
             out: list[socket.socket] = []
             try:
                 sniff = bpf.packet_socket()
@@ -144,13 +147,37 @@ class Engine:
                            else bpf.probe_filter(handshakes=True))
                 per = {family: _family_sockets(family, ns.listens, out)
                        for family in ns.families}
+                fixed = []
+                for proto, addr, port in ns.ports:  # Services are IPv4
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
+                                         else socket.SOCK_DGRAM)
+                    out.append(sock)
+                    fixed.append(sock)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                    if proto == "udp":
+                        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                    try:
+                        sock.bind((addr, port))
+                    except OSError as exc:
+                        raise OSError(exc.errno, f"{proto} port {addr}:{port} in {ns.name} is "
+                                      f"taken ({exc.strerror}): is another verify of this "
+                                      "lab probing its Services?") from exc
+                    if proto == "tcp":
+                        sock.listen(1024)
             except BaseException:
                 for sock in out:
                     sock.close()
                 raise
-            return sniff, per
+            return sniff, per, fixed
 
-        sniff, per = run_in_netns(ns.pid, make)
+        sniff, per, fixed = run_in_netns(ns.pid, make)
+        for (proto, _, port), sock in zip(ns.ports, fixed, strict=True):
+            if proto == "udp":
+                self._keep(sock, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
+            else:
+                self._keep(sock, lambda s, n=ns.name: self._tcp_accept(s, n))
         self._keep(sniff, lambda s, n=ns.name: self._on_frame(s, n))
         for family, socks in per.items():
             udp_out, icmp = socks["udp"], socks["icmp"]
@@ -193,7 +220,7 @@ class Engine:
             probe = self._inflight.get(probe_id)
             if probe is None or seen.outgoing or proto != probe.proto:
                 continue
-            if not reply and ns == probe.receiver and probe.request is None:
+            if not reply and probe.ends_in(ns) and probe.request is None:
                 probe.request = seen
             elif reply and ns == probe.sender and probe.reply_seen is None:
                 probe.reply_seen = seen
@@ -207,7 +234,7 @@ class Engine:
         probe = self._inflight.get(probe_id)
         if probe is None:
             return
-        if not heard.reply and heard.ns == probe.receiver and probe.heard is None:
+        if not heard.reply and probe.ends_in(heard.ns) and probe.heard is None:
             probe.heard = heard
         elif heard.reply and heard.ns == probe.sender and probe.heard_reply is None:
             probe.heard_reply = heard
@@ -311,25 +338,36 @@ class Engine:
     def _tcp_socket(self, ns: str, family: str) -> socket.socket:
         pool = self._tcp_pool.setdefault((ns, family), [])
         if not pool:
-            af = socket.AF_INET6 if family == "ipv6" else socket.AF_INET
-
-            def make(n: int = 64) -> list[socket.socket]:
-                return [socket.socket(af, socket.SOCK_STREAM) for _ in range(n)]
-
-            pool.extend(run_in_netns(self._pid[ns], make))
+            pool.extend(run_in_netns(self._pid[ns], _tcp_sockets, 64, family))
         return pool.pop()
+
+    def _udp_socket(self, ns: str) -> tuple[socket.socket, int]:
+        """A fresh UDP socket for one Service probe, and its port: two probes from one
+        port to two Services with one endpoint would be one conntrack tuple after DNAT,
+        which the kernel resolves by rewriting the second's source port."""
+        def make() -> socket.socket:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+            udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            udp.bind(("0.0.0.0", 0))
+            return udp
+
+        udp = run_in_netns(self._pid[ns], make)
+        port = udp.getsockname()[1]
+        self._keep(udp, lambda s, n=ns, p=port: self._on_udp(s, n, p))
+        return udp, port
 
     def _send(self, probe: Probe) -> None:
         probe.sent_at = time.monotonic()
         family = family_of(probe.dst)
         sender = self._ns.get((probe.sender, family))
         receiver = self._ns.get((probe.receiver, family))
-        if sender is None or receiver is None:
-            probe.error = (f"{probe.sender if sender is None else probe.receiver} has no "
-                           f"{family} address to probe with")
+        if sender is None:
+            probe.error = f"{probe.sender} has no {family} address to probe with"
             return
         if probe.proto == "tcp":
-            probe.dport = receiver.tcp_port
+            probe.dport = probe.to_port or (receiver.tcp_port if receiver else 0)
             sock = self._tcp_socket(probe.sender, family)
             sock.setblocking(False)
             if family == "ipv6":
@@ -350,8 +388,10 @@ class Engine:
             return
         try:
             if probe.proto == "udp":
-                probe.sport, probe.dport = sender.udp_sport, receiver.udp_port
-                sender.udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
+                udp, probe.sport = ((sender.udp, sender.udp_sport) if not probe.to_port
+                                    else self._udp_socket(probe.sender))
+                probe.dport = probe.to_port or (receiver.udp_port if receiver else 0)
+                udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
             else:
                 probe.sport = probe.dport = icmp_id(probe.id)
                 echo = icmp6_echo if family == "ipv6" else icmp_echo
@@ -391,6 +431,27 @@ class Engine:
         self._sel.unregister(sock)
         sock.close()
 
+    def _warm_tcp_pools(self, probes: list[Probe]) -> None:
+        """Make each sender's first TCP sockets before the clock runs: entering a
+        namespace takes a thread, which a loaded host may make slow."""
+        count: dict[tuple[str, str], int] = {}  # (sender, family) -> TCP probes
+        for p in probes:
+            if p.proto == "tcp" and not p.error:
+                key = (p.sender, family_of(p.dst))
+                count[key] = count.get(key, 0) + 1
+        for (ns, family), n in count.items():
+            if ns in self._pid and not self._tcp_pool.get((ns, family)):
+                self._tcp_pool[(ns, family)] = run_in_netns(self._pid[ns], _tcp_sockets,
+                                                            min(n, 16), family)
+
+    def _read_tcp_reply(self, probe: Probe) -> None:
+        """A TCP probe about to time out: its echo may sit unread in the client socket."""
+        sock = self._clients.get(probe.id)
+        if sock is None or probe.heard_reply is not None or probe.id in self._connecting:
+            return
+        if sock.fileno() != -1 and sock in self._sel.get_map():  # type: ignore[operator]
+            self._tcp_reply(sock, probe)
+
     def _forget_client(self, probe: Probe) -> None:
         sock = self._clients.pop(probe.id, None)
         if sock is not None:
@@ -405,8 +466,10 @@ class Engine:
         """Send every probe, at most `window` in flight, each waited for `timeout` at most."""
         pending = list(probes)
         self._ours.update(p.id for p in pending)
+        self._warm_tcp_pools(pending)
         pending.reverse()
         while pending or self._inflight:
+            sent = 0
             while pending and len(self._inflight) < self.window:
                 probe = pending.pop()
                 if probe.error:  # cannot be sent (an end is down, no route): done already
@@ -415,10 +478,16 @@ class Engine:
                     continue
                 self._inflight[probe.id] = probe
                 self._send(probe)
+                sent += 1
+                if sent % 32 == 0:  # keep answering while a window fills: on a loaded host
+                    self._poll(0)   # sending 256 probes can take longer than the timeout
             self._poll(0.05)
             now = time.monotonic()
             for probe in list(self._inflight.values()):
                 if probe.done or now - probe.sent_at > self.timeout:
+                    if not probe.done:
+                        self._poll(0)  # what already arrived counts: read it first
+                        self._read_tcp_reply(probe)
                     if probe.proto == "tcp" and probe.id in self._connecting:
                         probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
                                        f"not complete within {self.timeout:g} s")
@@ -488,3 +557,8 @@ def _family_sockets(family: str, listens: bool, out: list[socket.socket]
         tcp.bind(("::" if six else "0.0.0.0", 0))
         tcp.listen(1024)
     return socks
+
+
+def _tcp_sockets(n: int, family: str = "ipv4") -> list[socket.socket]:
+    af = socket.AF_INET6 if family == "ipv6" else socket.AF_INET
+    return [socket.socket(af, socket.SOCK_STREAM) for _ in range(n)]

@@ -10,11 +10,14 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from harness.plan import Expectation, Plan
+from harness.plan import Expectation, Plan, PodPlan
 
 CHECKS = ("pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
-          "pod-to-external")
+          "pod-to-external", "pod-to-service", "node-to-service", "external-to-nodeport",
+          "external-to-hostport")
 PROBE_CHECKS = ("pod-to-pod", "node-to-pod", "pod-to-node", "pod-to-external")
+SERVICE_CHECKS = ("pod-to-service", "node-to-service", "external-to-nodeport",
+                  "external-to-hostport")
 PROTOS = ("udp", "tcp", "icmp")
 
 
@@ -57,19 +60,27 @@ class Endpoint:
 
 def targets(plan: Plan, checks: Iterable[str],
             node_sources: Mapping[str, Mapping[str, str]] | None = None) -> list[Target]:
-    """What to send for the probe checks among `checks`. `node_sources[node][pod_ip]` is
-    the source address the node's kernel picks toward a pod (node-to-pod), for pod
-    addresses of every family. Each pair is probed once per family its ends share."""
+    """What to send for the probe checks among `checks`. `node_sources[node][ip]` is the
+    source address the node's kernel picks toward an address, of either family
+    (node-to-pod, and anything a hostNetwork pod, which is its node's namespace, sends).
+    Each pair is probed once per address family its ends share."""
     wanted = set(checks)
     sources = node_sources or {}
     out: list[Target] = []
     pods = plan.pods
     shared = plan.shared_families
+
+    def src_of(pod: PodPlan, dst_ip: str, family: str) -> str:
+        if pod.host_network:  # its node's kernel picks ("": no route)
+            return sources.get(pod.node, {}).get(dst_ip, "")
+        return pod.ip_of(family) or ""  # type: ignore[arg-type]
+
     if "pod-to-pod" in wanted:
         for a, b in itertools.permutations(pods, 2):
             for f in shared(a.name, b.name):
                 e = plan.pod_to_pod(a.name, b.name, f)
-                out.append(Target("pod-to-pod", e, a.name, b.name, e.src_ip, e.src_ip, True))
+                src = src_of(a, e.dst_ip, f)
+                out.append(Target("pod-to-pod", e, a.name, b.name, src, src, True))
     for node in plan.k8s_nodes:
         for pod in pods:
             for f in shared(node.name, pod.name):
@@ -80,17 +91,19 @@ def targets(plan: Plan, checks: Iterable[str],
                     out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
                 if "pod-to-node" in wanted:
                     e = plan.pod_to_node(pod.name, node.name, f)
-                    out.append(Target("pod-to-node", e, pod.name, node.name, e.src_ip,
-                                      e.src_ip, True))
+                    src = src_of(pod, e.dst_ip, f)
+                    out.append(Target("pod-to-node", e, pod.name, node.name, src, src, True))
     if "pod-to-external" in wanted:
         for host in plan.externals:
             for pod in pods:
                 for f in shared(pod.name, host.name):
                     e = plan.pod_to_external(pod.name, host.name, f)
-                    seen_src = e.snat_to or e.src_ip
-                    # unmasqueraded, the outside host has no route back: arrival is the proof
-                    out.append(Target("pod-to-external", e, pod.name, host.name, e.src_ip,
-                                      seen_src, plan.masquerade))
+                    src = src_of(pod, e.dst_ip, f)
+                    seen_src = e.snat_to or src
+                    # unmasqueraded, the outside host has no route back: arrival is the
+                    # proof (a hostNetwork pod sends from its node's address, answerable)
+                    out.append(Target("pod-to-external", e, pod.name, host.name, src,
+                                      seen_src, e.snat_to is not None or pod.host_network))
     return out
 
 
@@ -100,5 +113,7 @@ def endpoints(plan: Plan) -> dict[str, Endpoint]:
     for n in plan.nodes:  # every family's: interfaces, then cbr0
         out[n.name] = Endpoint(n.name, n.container, n.own_addresses)
     for p in plan.pods:
-        out[p.name] = Endpoint(p.name, p.infra, p.ips)
+        # a hostNetwork pod's namespace is its node's: every address of it is its own
+        out[p.name] = Endpoint(p.name, p.infra, out[p.node].addresses if p.host_network
+                               else p.ips)
     return out

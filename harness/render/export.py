@@ -21,8 +21,11 @@ always exported them. Everything else (cbr0's addresses, routes, sysctls, NAT) i
 from the description in either family.
 
 Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). The masquerade
-rules are `iptables` (and `ip6tables`) commands, which the busybox-only podlab/node image
-lacks; with masquerade, give k8s-nodes an image that has them.
+rules, kube-proxy's Service rules and portmap's hostPort rules are `iptables` (masquerade
+in IPv6: `ip6tables`) commands, which the busybox-only podlab/node image lacks; with
+masquerade or Services, give k8s-nodes an image that has them. A hostNetwork pod's infra
+container joins its node's namespace (`network-mode: container:<node>`) and has no link
+of its own.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.datapath import LabNet, Masquerade, NodeNet, PodNet, Settings, describe
+from harness.datapath.iptables import Ruleset
 from harness.datapath.net import Route
 from harness.errors import InputError
+from harness.host import firewall
 from harness.labels import EXPORTED_FROM
 from harness.model.addressing import IPV6, family_of
 from harness.plan import ContainerPlan, Plan
@@ -57,7 +62,8 @@ def to_containerlab(plan: Plan) -> dict[str, Any]:
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
         pod_net = net.pod(pod.name)
-        nodes[infra] = _infra(pod_net, labels, on_links)
+        nodes[infra] = _infra(pod_net, labels, short_name(plan, plan.node(pod.node).container),
+                              on_links)
         for c in pod.containers:
             nodes[short_name(plan, c.container)] = _pod_container(c, pod_net.containers,
                                                                   infra, labels)
@@ -121,13 +127,17 @@ def node_commands(node: NodeNet, net: LabNet,
     cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
     for bridge in node.bridges:
         cmds += [f"ip link add {bridge} type bridge", f"ip link set {bridge} up"]
-    pod_ports = [p.node_port for p in net.pods_of(node.name) if p.node_port]
-    for port, bridge in (*node.ports, *pod_ports):
+    pods = [p for p in net.pods_of(node.name) if p.node_port]
+    for port, bridge in (*node.ports, *(p.node_port for p in pods)):  # type: ignore[misc]
         cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
+    # kubelet's hairpin-veth (iproute2 syntax: busybox ip has no bridge_slave options)
+    cmds += [f"ip link set {p.node_port[0]} type bridge_slave hairpin on"  # type: ignore[index]
+             for p in pods if p.hairpin]
     addresses, up = _off_links(node.addresses, on_links)
     return cmds + _addresses_and_routes(addresses, (*up, *node.up), node.routes,
                                         already_up=node.bridges) + [
-        cmd for rule in node.nat for cmd in masquerade_commands(rule)]
+        cmd for rule in node.nat for cmd in masquerade_commands(rule)] + [
+        cmd for rs in node.rulesets for cmd in ruleset_commands(rs)]
 
 
 def _addresses_and_routes(addresses: tuple[tuple[str, str], ...], up: tuple[str, ...],
@@ -151,22 +161,36 @@ def route_command(route: Route) -> str:
 
 
 def masquerade_commands(rule: Masquerade) -> list[str]:
-    """The ip-masq-agent rule as iptables (IPv6: ip6tables) commands, what
-    harness.host.firewall installs with iptables-restore: the source jumps to the chain,
-    exempt destinations RETURN, everything else is MASQUERADEd."""
-    tool = "ip6tables" if family_of(rule.source) == IPV6 else "iptables"
-    cmds = [f"{tool} -t nat -N {rule.chain}"]
-    cmds += [f"{tool} -t nat -A {rule.chain} -d {dst} -j RETURN" for dst in rule.exempt]
-    cmds.append(f"{tool} -t nat -A {rule.chain} -j MASQUERADE")
-    cmds.append(f"{tool} -t nat -A POSTROUTING -s {rule.source} -j {rule.chain}")
-    return cmds
+    """The masquerade as iptables (IPv6: ip6tables) commands: the very rules
+    harness.host.firewall installs with iptables-restore (exempt destinations RETURN, the
+    rest is MASQUERADEd, POSTROUTING jumps to the chain)."""
+    tool = "ip6tables" if rule.source is not None and family_of(rule.source) == IPV6 \
+        else "iptables"
+    lines = firewall.masquerade_lines(rule.source, rule.exempt, rule.chain, **rule.how)
+    return [f"{tool} -t nat -N {rule.chain}", *(f"{tool} -t nat {line}" for line in lines)]
+
+
+def ruleset_commands(rs: Ruleset) -> list[str]:
+    """A ruleset as iptables commands, in iptables-restore's order: chains, jumps (each
+    inserted at the top, as kube-proxy does), appended jumps, rules."""
+    def cmd(table: str, *args: str) -> str:
+        return shlex.join(["iptables", "-t", table, *args])
+
+    out = [cmd(t, "-N", c) for t, c in rs.chains]
+    out += [cmd(r.table, "-I", r.chain, *r.args) for r in rs.jumps]
+    out += [cmd(r.table, "-A", r.chain, *r.args) for r in (*rs.appends, *rs.rules)]
+    return out
 
 
 # --------------------------------------------------------------------------- pods
 
 
-def _infra(pod: PodNet, labels: dict[str, str],
+def _infra(pod: PodNet, labels: dict[str, str], node: str,
            on_links: dict[str, set[tuple[str, str]]]) -> dict[str, Any]:
+    if pod.host_network:
+        return {"kind": KIND, "image": tagged(PAUSE_IMAGE),
+                "network-mode": f"container:{node}", "labels": dict(labels),
+                "cap-add": list(pod.infra.caps)}
     return {
         "kind": KIND,
         "image": tagged(PAUSE_IMAGE),

@@ -332,7 +332,7 @@ DUAL_CASES = [
      CLUSTER + "  service-cidr: [10.96.0.0/16, fd00:10:244:ff::/112]\n",
      "cluster.service-cidr[1]", "overlaps the pod CIDR fd00:10:244::/56", "service-cidr"),
     ("service-cidr-overlaps-underlay", CLUSTER, CLUSTER + "  service-cidr: 172.30.1.0/24\n",
-     "cluster.service-cidr", "172.30.1.0/24 overlaps the underlay CIDR 172.30.0.0/16",
+     "cluster.service-cidr", "172.30.1.0/24 overlaps cluster.underlay-cidr 172.30.0.0/16",
      "service-cidr"),
     # explicit link addresses
     ("link-mixed-family-ends", V6LINK, v6link("ipv4", '"172.31.0.1/24"', '"fd00:31::2/64"'),
@@ -386,6 +386,15 @@ FAMILY_CASES = [
      CLUSTER + "  service-cidr: [10.96.0.0/16, fd00:10:96::/112]\n",
      "cluster.service-cidr[1]", "fd00:10:96::/112 is IPv6 but pod-cidr has no IPv6 prefix",
      "service-cidr"),
+    ("masq-agent-config-in-a-cluster-with-ipv6", DUAL, CLUSTER,
+     CLUSTER + "  masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8]}\n", "cluster.masquerade",
+     "ip-masq-agent's config is applied in IPv4 only", "masquerade"),
+    ("services-in-an-ipv6-first-cluster", DUAL.replace(
+        "[10.244.0.0/16, fd00:10:244::/56]", "[fd00:10:244::/56, 10.244.0.0/16]"),
+     "pods:\n  web:\n    node: node1\n",
+     "services:\n  websvc:\n    selector: {app: web}\n    ports: [{port: 80}]\n"
+     "pods:\n  web:\n    node: node1\n    labels: {app: web}\n", "services",
+     "Services are IPv4 in podlab", "^services:"),
     ("underlay-ipv4-in-ipv6-cluster", V6ONLY, "underlay-cidr: fd00:172:30::/48",
      "underlay-cidr: [172.30.0.0/16, fd00:172:30::/48]", "cluster.underlay-cidr",
      "is IPv4 and IPv6 but pod-cidr is IPv6", "underlay-cidr"),
@@ -472,7 +481,10 @@ def test_service_cidr_takes_one_prefix_per_family() -> None:
     cluster = valid(broken(CLUSTER, CLUSTER + "  service-cidr: [10.96.0.0/16, "
                            "fd00:10:96::/112]\n", DUAL)).spec.cluster
     assert cluster.service_cidrs == ("10.96.0.0/16", "fd00:10:96::/112")
-    assert valid(MINIMAL).spec.cluster.service_cidrs == ()
+    # unset: the default range of each family of the cluster
+    assert valid(MINIMAL).spec.cluster.service_cidrs == ("10.96.0.0/16",)
+    assert valid(DUAL).spec.cluster.service_cidrs == ("10.96.0.0/16", "fd00:10:96::/112")
+    assert valid(V6ONLY).spec.cluster.service_cidrs == ("fd00:10:96::/112",)
 
 
 @pytest.mark.parametrize("choice", ["routing: static", "cni: podlab"])

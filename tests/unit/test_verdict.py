@@ -368,7 +368,7 @@ def test_identity_is_judged_per_family_one_global_address_of_each() -> None:
     assert six.detail.startswith("web is fd00:10:244::2, the only IPv6 address on eth0")
     assert six.expected["eth0"] == ["fd00:10:244::2/64"]
     # a second IPv6 address fails the IPv6 result alone
-    two = eth0 + ["fd00:10:244::99/64"]
+    two = [*eth0, "fd00:10:244::99/64"]
     assert verdict.identity(pod, two, ns, None, "ipv4").ok
     r = verdict.identity(pod, two, ns, None, "ipv6")
     assert not r.ok and "plan says exactly fd00:10:244::2/64" in r.detail
