@@ -70,9 +70,9 @@ class Namespace:
     listens: bool = False
     # sniff only arriving probes addressed to these; None: every probe frame, both ways
     local: tuple[str, ...] | None = None
-    families: tuple[str, ...] = ("ipv4",)  # the address families it has sockets for
     # listeners on fixed (proto, address, port): a Service's endpoint at its targetPort
     ports: tuple[tuple[str, str, int], ...] = ()
+    families: tuple[str, ...] = ("ipv4",)  # the address families it has sockets for
 
 
 @dataclass

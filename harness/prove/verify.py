@@ -243,7 +243,7 @@ def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],
             continue  # stopped: its probes fail before sending
         if trace or ep.name in ends:
             spaces.append(Namespace(ep.name, pids[ep.container], ep.name in receivers,
-                                    None if trace else ep.addresses, ep.families))
+                                    None if trace else ep.addresses, families=ep.families))
     return spaces
 
 
@@ -278,7 +278,7 @@ def _service_jobs(plan: Plan, pids: dict[str, int], spaths: list[servicepaths.Se
     names = both_ways | set(ports)
     spaces = [Namespace(ep.name, pids[ep.container], False,
                         None if trace or ep.name in both_ways else ep.addresses,
-                        tuple(sorted(ports.get(ep.name, ()))))
+                        tuple(sorted(ports.get(ep.name, ()))), ep.families)
               for ep in eps.values() if ep.container in pids and (trace or ep.name in names)]
     running = {s.name for s in spaces}
     probes = []

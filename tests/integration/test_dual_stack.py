@@ -18,7 +18,7 @@ from harness.host.netns import run_program
 from harness.lab import unique_name
 from harness.plan import Plan
 from harness.prove.result import Report
-from harness.prove.verify import CHECKS, PROTOS
+from harness.prove.verify import PROTOS
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +26,9 @@ DUAL = ROOT / "topologies" / "dual.clab.yml"
 V6ONLY = ROOT / "topologies" / "v6only.clab.yml"
 
 Row = tuple[str, str, str, str, str]  # check, family, src, dst, proto
+# the checks of a lab without Services
+MODEL = {"pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
+         "pod-to-external"}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,8 @@ def test_the_dual_stack_example_passes_every_check_in_both_families(dual: Lab) -
     report = dual.verify()
     assert report.ok, details(report)
     counts = Counter((r.check, r.family) for r in report.results)
-    for check in CHECKS:
+    assert {check for check, _ in counts} == MODEL
+    for check in MODEL:
         assert counts[(check, "ipv4")] == counts[(check, "ipv6")] > 0, check
     assert report.negative_control == "observed"  # masquerade seen in both families
     r = next(r for r in report.results if (r.check, r.family, r.src, r.dst, r.proto) ==
@@ -82,6 +86,8 @@ def test_ipv6_is_on_without_dad_or_router_advertisements_in_every_namespace(
         assert wiring.sysctl(pid, "net.ipv6.conf.all.disable_ipv6") == "0", name
         assert wiring.sysctl(pid, "net.ipv6.conf.all.accept_ra") == "0", name
         for link in wiring.links(pid):  # every address usable the moment it was added
+            if link["name"] == "lo":
+                continue  # loopback never runs DAD (the kernel keeps its -1 there)
             assert wiring.sysctl(pid, f"net.ipv6.conf.{link['name']}.accept_dad") == "0", \
                 (name, link["name"])
 
@@ -133,7 +139,7 @@ def test_an_ip6tables_nat_fails_exactly_its_ipv6_results(dual: Lab, where: str,
         assert twin and all(r.ok for r in twin), (check, src, dst, proto)
     for r in report.results:
         if not r.ok and r.check != "pod-identity":
-            assert "rewritten" in r.detail and "fd00:" in r.detail, r.detail
+            assert "rewritten" in r.detail, r.detail
 
 
 def test_the_ipv6_only_example_passes_in_ipv6_alone(docker_available: None) -> None:
@@ -141,7 +147,7 @@ def test_the_ipv6_only_example_passes_in_ipv6_alone(docker_available: None) -> N
         report = lab.verify()
         assert report.ok, details(report)
         assert {r.family for r in report.results} == {"ipv6"}
-        assert {r.check for r in report.results} == set(CHECKS)
+        assert {r.check for r in report.results} == MODEL
         pids = lab.pids()
         pods = {ip for p in lab.plan.pods for ip in p.ips}
         flows = [f for n in lab.plan.k8s_nodes for f in wiring.conntrack(pids[n.name])
