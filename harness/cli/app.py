@@ -20,6 +20,7 @@ import typer
 
 from harness.cli.console import err, fail, out
 from harness.cli.fault import fault_app
+from harness.cli.reporting import write as _write
 from harness.errors import InputError, PodlabError
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ class VerifyFormat(str, Enum):
     table = "table"
     json = "json"
     junit = "junit"
+    html = "html"
 
 
 class GraphFormat(str, Enum):
@@ -86,10 +88,10 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _progress():
-    from harness.render.report import progress
+def _progress(fmt: str = "table"):
+    from harness.cli.reporting import progress
 
-    return progress(err)
+    return progress(fmt)
 
 
 @app.command()
@@ -234,25 +236,15 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 CheckOpt = Annotated[list[str] | None, typer.Option(
     "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
     "node-to-pod, pod-to-node, pod-to-external")]
-VerifyOut = Annotated[VerifyFormat, typer.Option("-o", "--format", help="output format")]
+VerifyOut = Annotated[VerifyFormat, typer.Option(
+    "-o", "--format", help="output format: table (the truth table), json, junit, or html "
+    "(one self-contained file; give --output)")]
+AllOpt = Annotated[bool, typer.Option("--all-results", help="-o table: one row per result "
+                                      "instead of the truth table")]
 PathOpt = Annotated[Path | None, typer.Option("--output",
                                               help="write the report here instead of stdout")]
 PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", help="write each check's "
                                               "sniffed packets here as pcap files")]
-
-
-def _write(path: Path | None, write: Callable[[TextIO], object]) -> None:
-    """Write through `write(file)` to stdout, or to `path` (its directory made)."""
-    if path is None:
-        write(sys.stdout)
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:
-            write(f)
-    except OSError as exc:
-        fail(InputError(f"cannot write {path}: {exc.strerror or exc}"))
-    err.print(f"wrote {path}", highlight=False)
 
 
 def _write_text(text: str, path: Path | None) -> None:
@@ -265,67 +257,72 @@ def _json(data: object) -> Callable[[TextIO], object]:
 
 
 def _verify(lab, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
-            checks: list[str] | None) -> int:
-    from harness.render.report import junit_xml, verify_table, write_json, write_pcaps
+            checks: list[str] | None, all_results: bool = False) -> int:
+    from harness.cli import reporting
 
-    with _progress() as prog:
-        task = prog.add_task("probing", total=None)
-        report = lab.verify(
-            checks or None, keep_frames=pcap_dir is not None,
-            progress=lambda phase, done, total: prog.update(task, completed=done, total=total))
-    if pcap_dir is not None:
-        paths = write_pcaps(report, pcap_dir)
-        err.print(f"pcap: {len(paths)} files in {pcap_dir}", highlight=False)
-    if output is VerifyFormat.table:
-        out.print(verify_table(report))
-        if out_file:  # the table for people, the JSON for the record
-            _write(out_file, lambda f: write_json(report, f))
-    elif output is VerifyFormat.json:
-        _write(out_file, lambda f: write_json(report, f))
-    else:
-        _write(out_file, lambda f: f.write(junit_xml(report)))
+    report, pcaps = reporting.probe(lab, output.value, checks, pcap_dir)
+    reporting.emit(report, lab.plan, output.value, out_file, all_results=all_results,
+                   pcaps=pcaps)
     return 0 if report.ok else 1
 
 
 @app.command()
 def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
-           pcap_dir: PcapOpt = None, check: CheckOpt = None) -> None:
+           pcap_dir: PcapOpt = None, check: CheckOpt = None,
+           all_results: AllOpt = False) -> None:
     """Prove the model on a deployed lab with packets; exit 1 on any violation.
 
-    Example: podlab verify -t topologies/flat3.clab.yml -o junit --output report.xml
+    Example: podlab verify -t topologies/flat3.clab.yml -o html --output report.html
     """
     from harness import Lab
 
     try:
-        code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check)
+        code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check, all_results)
     except PodlabError as exc:
         fail(exc)
     raise typer.Exit(code)
 
 
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="override the topology's cluster.KEY (repeatable), e.g. routing=bgp; "
+    "VALUE is read as YAML")]
+NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: the "
+                                             "file's); run several copies side by side")]
+
+
 @app.command()
 def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
-        pcap_dir: PcapOpt = None, check: CheckOpt = None) -> None:
+        pcap_dir: PcapOpt = None, check: CheckOpt = None, all_results: AllOpt = False,
+        sets: SetOpt = None, name: NameOpt = None) -> None:
     """Deploy, verify and always destroy; exit with verify's code (CI's verb).
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
     """
     from harness import Lab
+    from harness.cli import reporting
+    from harness.model.variants import load_variant, parse_set
+    from harness.plan import make_plan
 
     _sigterm_as_interrupt()
-    code = 0
+    clock = reporting.Stopwatch()
     try:
-        p = _load(topo)
-        with _progress() as prog:
+        p = make_plan(load_variant(topo, [parse_set(s) for s in sets or ()], name))
+        with _progress(output.value) as prog, clock("deploy"):
             lab = Lab.deploy(p, progress=prog)
-        with lab:  # destroyed however verify ends
-            code = _verify(lab, output, out_file, pcap_dir, check)
+        try:  # destroyed however verify ends
+            with clock("verify"):
+                report, pcaps = reporting.probe(lab, output.value, check, pcap_dir)
+        finally:
+            with clock("destroy"):
+                lab.destroy()
+        reporting.emit(report, p, output.value, out_file, all_results=all_results,
+                       pcaps=pcaps, timings=clock.phases)
     except PodlabError as exc:
         fail(exc)
     except KeyboardInterrupt:
         err.print("interrupted: the lab was removed")
         raise typer.Exit(130) from None
-    raise typer.Exit(code)
+    raise typer.Exit(0 if report.ok else 1)
 
 
 WriteOpt = Annotated[Path | None, typer.Option("--output", help="write to this file "

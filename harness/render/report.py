@@ -17,11 +17,12 @@ from harness.plan import Plan
 
 
 @contextmanager
-def progress(console: Console) -> Iterator[Progress]:
-    """A progress display on a terminal; silent (but usable) when output is redirected."""
+def progress(console: Console, enabled: bool = True) -> Iterator[Progress]:
+    """A progress display on a terminal; silent (but usable) when output is redirected
+    or `enabled` is false (machine-readable output)."""
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=True,
-                    disable=not console.is_terminal)
+                    disable=not (enabled and console.is_terminal))
     with prog:
         yield prog
 
