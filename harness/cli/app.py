@@ -20,6 +20,7 @@ import typer
 
 from harness.cli.console import err, fail, out
 from harness.cli.fault import fault_app
+from harness.cli.matrix import command as matrix_command
 from harness.cli.reporting import write as _write
 from harness.errors import InputError, PodlabError
 
@@ -36,6 +37,7 @@ images_app = typer.Typer(help="Build the lab images locally (no registry needed)
                          no_args_is_help=True)
 app.add_typer(images_app, name="images")
 app.add_typer(fault_app, name="fault")  # podlab fault -t FILE link-down A:IF ...
+app.command("matrix")(matrix_command)  # podlab matrix --set routing=static,bgp ...
 
 TopoOpt = Annotated[Path, typer.Option("-t", "--topo", help="topology file (*.clab.yml)")]
 OptTopo = Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")]

@@ -16,7 +16,7 @@ from html import escape
 from harness.kinds import kind
 from harness.plan import NodePlan, Plan
 
-BOX_W, LINE_H, PAD, GAP_X, GAP_Y = 190, 15, 8, 150, 28
+BOX_W, LINE_H, PAD, GAP_X, GAP_Y = 190, 15, 8, 230, 40
 MAX_PODS = 10  # listed per box; the rest as "+ N more pods"
 FILL = {"k8s-node": "#dbeafe", "router": "#ffedd5", "switch": "#e5e7eb", "linux": "#dcfce7"}
 
@@ -90,8 +90,13 @@ def to_svg(plan: Plan, failing: Collection[str] = ()) -> str:
                    f'y2="{by:.1f}" stroke="#6b7280" stroke-width="1.5"/>')
         for (x, y), (ox, oy), label in (((ax, ay), (bx, by), _end(ia, link.a_address)),
                                         ((bx, by), (ax, ay), _end(ib, link.b_address))):
-            lx, ly = x + (ox - x) * 0.18, y + (oy - y) * 0.18 - 3
-            out.append(f'<text class="iface" x="{lx:.1f}" y="{ly:.1f}" text-anchor="middle" '
+            if abs(ox - x) >= abs(oy - y):  # across columns: above the line, from its end
+                right = ox > x
+                lx, ly = x + (6 if right else -6), y + (oy - y) * 0.1 - 4
+                anchor = "start" if right else "end"
+            else:  # within a column: beside the line
+                lx, ly, anchor = x + 5, y + (12 if oy > y else -4), "start"
+            out.append(f'<text class="iface" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" '
                        f'fill="#374151" font-size="10">{escape(label)}</text>')
     for name, (x, y, w, h) in boxes.items():
         node = plan.node(name)
