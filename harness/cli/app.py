@@ -147,7 +147,7 @@ def deploy(topo: TopoOpt) -> None:
 
     Example: sudo podlab deploy -t topologies/flat3.clab.yml
     """
-    from harness import Lab
+    from harness.lab import Lab
 
     _sigterm_as_interrupt()
     try:
@@ -172,8 +172,7 @@ def destroy(topo: OptTopo = None,
 
     Example: podlab destroy -t topologies/flat3.clab.yml   |   podlab destroy --all
     """
-    from harness import Lab
-    from harness.lab import running
+    from harness.lab import Lab, running
 
     try:
         if all_labs:
@@ -276,7 +275,7 @@ def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: Path
 
     Example: podlab verify -t topologies/flat3.clab.yml -o html --output report.html
     """
-    from harness import Lab
+    from harness.lab import Lab
 
     try:
         code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check, all_results)
@@ -300,8 +299,8 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
     """
-    from harness import Lab
     from harness.cli import reporting
+    from harness.lab import Lab
     from harness.model.variants import load_variant, parse_set
     from harness.plan import make_plan
 
@@ -385,8 +384,7 @@ def scapy(topo: TopoOpt, node: NodeOpt = None, pod: PodOpt = None) -> None:
     import os
     import subprocess
 
-    from harness import Lab
-    from harness.lab import attach
+    from harness.lab import Lab, attach
 
     try:
         target = attach.resolve(Lab.attach(topo).plan, node=node, pod=pod)
@@ -425,8 +423,8 @@ def capture(
 
     Example: sudo podlab capture -t topologies/flat3.clab.yml --pod db -w db.pcap --count 10
     """
-    from harness import Lab
     from harness.host.capture import summary_line
+    from harness.lab import Lab
 
     _sigterm_as_interrupt()
     start = 0.0
