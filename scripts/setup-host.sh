@@ -36,6 +36,15 @@ need=()
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 # `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
+# The HTML report's test opens it in a headless browser: Debian's chromium, unless a
+# Chromium or Chrome is there already (GitHub's Ubuntu runners ship google-chrome).
+have_browser() {
+    for b in chromium chromium-browser google-chrome google-chrome-stable; do
+        command -v "$b" >/dev/null && return 0
+    done
+    return 1
+}
+have_browser || need+=(chromium)
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok && ! command -v dockerd >/dev/null; then
     need+=(docker.io)
