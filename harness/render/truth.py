@@ -28,7 +28,7 @@ STYLE = {OK: "green", NAT: "bold magenta", NO_NAT: "bold magenta", LOST: "bold r
          TTL: "bold yellow", PORT: "bold yellow", OTHER: "bold red"}
 
 _ADDRESS_KEYS = ("src", "dst")
-_PORT_KEYS = ("sport", "dport")
+_PORT_KEYS = ("sport", "dport", "icmp_id")
 _TTL_KEYS = ("ttl", "hlim", "hop_limit")
 # checks whose src and dst are one pod: a strip of pods, not a matrix
 _SELF_CHECKS = ("pod-identity", "intra-pod")
@@ -39,31 +39,45 @@ _SELF_CHECKS = ("pod-identity", "intra-pod")
 
 def classify(result: Any) -> str:
     """The mark of one Result, from its expected and observed headers (request, reply and
-    any other leg, such as what the receiver's socket saw) and, where those are silent,
-    from its diagnosis."""
+    what the receiving socket got, each compared with what the plan wants) and, where
+    those are silent, from its diagnosis."""
     if result.ok:
         return OK
     exp: Mapping[str, Any] = result.expected or {}
     obs: Mapping[str, Any] = result.observed or {}
     detail = (result.detail or "").lower()
     if not any(k in exp for k in _TTL_KEYS):  # not a packet check: identity, intra-pod
+        peers = exp.get("peers_saw")
+        if (peers is not None and obs.get("peers_saw") not in (None, peers)) \
+                or "peers saw it as" in detail:
+            return NAT  # the pod's peers saw another address as its source
         if obs.get("received") is False or "not running" in detail:
             return LOST
         return OTHER
     if not any(k in obs for k in (*_ADDRESS_KEYS, *_TTL_KEYS)):
         return LOST  # the request never arrived (or never left)
     nat_missing = "not masqueraded" in detail or "not nated" in detail
-    marks = _leg_marks(exp, obs, nat_missing)
-    for key, leg in exp.items():  # the other legs: reply, the receiver's socket, ...
+    marks = _leg(exp, obs, nat_missing)
+    for key, leg in exp.items():  # the other legs: the reply, ...
         if isinstance(leg, Mapping):
             seen = obs.get(key)
-            marks |= _leg_marks(leg, seen, False) if isinstance(seen, Mapping) else {LOST}
+            marks |= _leg(leg, seen, False) if isinstance(seen, Mapping) else {LOST}
     if not marks:
         marks = {_from_detail(detail)}
     return min(marks, key=SEVERITY.index)
 
 
-def _leg_marks(exp: Mapping[str, Any], obs: Mapping[str, Any], nat_missing: bool) -> set[str]:
+def _leg(exp: Mapping[str, Any], obs: Mapping[str, Any], nat_missing: bool) -> set[str]:
+    """Marks of one leg: its headers on the wire, and what the receiving socket got
+    (`socket`, judged against the same wanted headers), when reported."""
+    marks = _headers(exp, obs, nat_missing)
+    sock = obs.get("socket")
+    if isinstance(sock, Mapping) and not isinstance(exp.get("socket"), Mapping):
+        marks |= _headers(exp, sock, nat_missing)
+    return marks
+
+
+def _headers(exp: Mapping[str, Any], obs: Mapping[str, Any], nat_missing: bool) -> set[str]:
     def differs(key: str) -> bool:
         return key in exp and key in obs and exp[key] != obs[key]
 
@@ -78,12 +92,11 @@ def _leg_marks(exp: Mapping[str, Any], obs: Mapping[str, Any], nat_missing: bool
 
 
 def _from_detail(detail: str) -> str:
-    if "lost" in detail or "never" in detail or "no route" in detail \
-            or "not running" in detail:
+    if any(w in detail for w in ("lost", "never", "no route", "not running", "no socket")):
         return LOST
     if "not masqueraded" in detail or "not nated" in detail:
         return NO_NAT
-    if "port rewritten" in detail:
+    if "port rewritten" in detail or "icmp id rewritten" in detail:
         return PORT
     if "rewritten" in detail:
         return NAT

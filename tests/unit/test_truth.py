@@ -70,15 +70,28 @@ def test_a_missing_masquerade_is_n_and_a_wrong_one_is_n_upper() -> None:
     assert (classify(missing), classify(wrong)) == (NO_NAT, NAT)
 
 
-def test_a_leg_the_receiver_socket_saw_counts_like_the_wire() -> None:
-    """A rewrite inside the receiver (what its socket saw) is a leg like the reply."""
-    expected = {**req(), "reply": rep(), "socket": {"src": WEB, "sport": 40000}}
-    same = {**req(), "reply": rep()}
-    assert classify(result({**same, "socket": {"src": NODE1, "sport": 40000}}, "x",
-                           expected=expected)) == NAT
-    assert classify(result({**same, "socket": {"src": WEB, "sport": 9}}, "x",
-                           expected=expected)) == PORT
-    assert classify(result(same, "listener saw nothing", expected=expected)) == LOST
+def test_what_the_receiving_socket_got_counts_like_the_wire() -> None:
+    """A rewrite inside the receiver (PREROUTING/INPUT) shows only at its socket, which is
+    judged against the same wanted headers as the wire."""
+    wire = {**req(), "reply": rep()}
+    assert classify(result({**wire, "socket": req(src=NODE1)}, "x")) == NAT
+    assert classify(result({**wire, "socket": req(dport=9)}, "x")) == PORT
+    assert classify(result({**req(), "reply": {**rep(), "socket": rep(ttl=1)}}, "x")) == TTL
+    assert classify(result({**wire, "socket": req()},
+                           "request reached db on the wire but no socket in db received it "
+                           "(dropped or diverted inside db after arrival)")) == LOST
+    # ICMP: the echo id plays the port's part
+    icmp = {"src": WEB, "dst": DB, "ttl": 62, "icmp_id": 7}
+    assert classify(result({**icmp, "icmp_id": 8}, "x", expected=icmp, proto="icmp")) == PORT
+
+
+def test_identity_seen_otherwise_by_peers_is_nat() -> None:
+    exp = {"eth0": ["10.244.1.2/24"], "containers_in_netns": ["app"],
+           "peers_saw": ["10.244.1.2"]}
+    r = Result("pod-identity", "db", "db", "-", False, exp,
+               {**exp, "peers_saw": ["10.244.1.2", "172.30.0.2"]},
+               "peers saw it as 172.30.0.2 (web)")
+    assert classify(r) == NAT
 
 
 def test_checks_without_headers_are_lost_or_otherwise_failed() -> None:
