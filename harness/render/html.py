@@ -24,6 +24,7 @@ from harness.render.truth import (
     counts,
     matrices,
     names_of,
+    notes_of,
     summarise,
 )
 
@@ -146,6 +147,7 @@ def render_html(report: Any, plan: Any = None, *, out_path: Path | None = None,
            f'{"ok" if ok else "FAILED"}</span></h1>',
            f'<p id="summary"><b>{passed}/{len(results)}</b> results as expected, '
            f'<b>{len(results) - passed}</b> failed; verify took {report.duration_s:.2f} s</p>',
+           *(f'<p class="muted note">{escape(n)}</p>' for n in notes_of(report)),
            '<nav><a href="#truth">truth tables</a><a href="#failures">failures</a>'
            '<a href="#graph">lab graph</a><a href="#timings">timings</a></nav>',
            '<h2 id="truth">Truth tables</h2>', _legend(tally)]

@@ -305,6 +305,8 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
     parts.append(Text.from_markup(
         f"lab {escape(report.lab)}: {verdict} — {passed}/{len(results)} results as expected "
         f"in {report.duration_s:.2f} s"))
+    for line in notes_of(report):
+        parts.append(Text(line, style="dim"))
     parts.append(Text())
     by_check: dict[str, list[Matrix]] = {}
     for m in ms:
@@ -338,6 +340,17 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
             parts.append(Text(f"... and {len(failures) - max_failures} more: "
                               "-o table --all-results, or -o json", style="dim"))
     return Group(*parts)
+
+
+def notes_of(report: Any) -> list[str]:
+    """The report's own remarks, when it has them: whether the NAT control ran, and why
+    a selected check had nothing to check."""
+    out = []
+    control = getattr(report, "negative_control", None)
+    if control and control != "not applicable":
+        out.append(f"negative control (NAT towards outside hosts is seen): {control}")
+    out += [str(n) for n in getattr(report, "notes", None) or ()]
+    return out
 
 
 def _proto(r: Any) -> str:
