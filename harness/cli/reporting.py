@@ -4,7 +4,9 @@ or one self-contained HTML file."""
 
 from __future__ import annotations
 
+import importlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,6 +48,16 @@ def probe(lab: Any, fmt: str, checks: Sequence[str] | None, pcap_dir: Path | Non
         pcaps = {p.stem: p for p in write_pcaps(report, pcap_dir)}
         err.print(f"pcap: {len(pcaps)} files in {pcap_dir}", highlight=False)
     return report, pcaps
+
+
+def preload_verify() -> None:
+    """Import verify's modules (scapy takes most of a second) in the background: `run`
+    calls this before deploy, whose threads mostly wait on the Docker daemon."""
+    def load() -> None:
+        for module in ("harness.prove.verify", "scapy.layers.inet"):
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name="preload-verify", daemon=True).start()
 
 
 def write(path: Path | None, writer: Callable[[TextIO], object]) -> None:

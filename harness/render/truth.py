@@ -32,6 +32,7 @@ _PORT_KEYS = ("sport", "dport", "icmp_id")
 _TTL_KEYS = ("ttl", "hlim", "hop_limit")
 # checks whose src and dst are one pod: a strip of pods, not a matrix
 _SELF_CHECKS = ("pod-identity", "intra-pod")
+MAX_ROWS = 40  # taller matrices are summarised per node pair
 
 
 # --------------------------------------------------------------------------- the judgement
@@ -284,8 +285,12 @@ def _beside(blocks: list[list[Text]], width: int, gap: int = 4) -> list[Text]:
     return out
 
 
-def layout_of(ms: Sequence[Matrix], width: int, node_of: Mapping[str, str] | None) -> str:
-    """The most detailed layout in which every matrix of one check fits `width`."""
+def layout_of(ms: Sequence[Matrix], width: int, node_of: Mapping[str, str] | None,
+              max_rows: int = MAX_ROWS) -> str:
+    """The most detailed layout in which every matrix of one check fits `width` and
+    `max_rows` (a matrix of hundreds of rows is no longer read at a glance)."""
+    if node_of and any(len(m.rows) > max_rows for m in ms):
+        return "summary"
     for layout in ("wide", "tall"):
         if all(_width(_block(m, layout)) <= width for m in ms):
             return layout
@@ -323,7 +328,7 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
         head.append(f", {failed} failed" if failed else ", all as expected",
                     style="bold red" if failed else "green")
         if layout == "summary":
-            head.append("  (per node pair: worst mark and how many failed)", style="dim")
+            head.append("  (summarised per node pair)", style="dim")
         parts.append(head)
         parts.extend(_beside([_block(m, layout) for m in shown], width))
     parts.append(legend(summarised))

@@ -235,3 +235,11 @@ def test_a_lab_too_wide_for_the_terminal_is_summarised_per_node_pair() -> None:
     assert max(len(line) for line in narrow.splitlines() if "node" in line) <= 80
     # without node names to group by, names are written downwards instead
     assert "per node pair" not in render(Report("big", rs, 3.0), 80)
+
+
+def test_a_lab_too_tall_for_a_glance_is_summarised_too() -> None:
+    pods = {f"p{i}": f"node{i % 3}" for i in range(45)}
+    rs = [result({**req(), "reply": rep()}, "fine", ok=True, src=p, dst=n, check="pod-to-node")
+          for p in pods for n in ("node0", "node1", "node2")]
+    text = render(Report("tall", rs, 1.0), 200, node_of=pods)
+    assert "per node pair" in text and len(text.splitlines()) < 20
