@@ -45,6 +45,8 @@ have_browser() {
     return 1
 }
 have_browser || need+=(chromium)
+# The proof's integration tests inject stateless rewrites with nft payload statements.
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok && ! command -v dockerd >/dev/null; then
     need+=(docker.io)

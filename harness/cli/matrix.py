@@ -344,10 +344,9 @@ def command(topo: TopoList = None, sets: SetList = None, jobs: Jobs = None,
         TimeElapsedColumn,
     )
 
-    from harness.cli.app import _sigterm_as_interrupt
-    from harness.cli.console import err, fail, out
+    from harness.cli.console import err, fail, out, sigterm_as_interrupt
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     started = time.monotonic()
     try:
         combos = combinations(topo or default_topologies(), sets or [])

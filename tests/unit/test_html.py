@@ -23,7 +23,7 @@ import pytest
 
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.prove.verify import Report, Result
+from harness.prove.result import Report, Result
 from harness.render.html import render_html
 from harness.render.svg import columns, to_svg
 

@@ -8,8 +8,10 @@ import pytest
 from rich.console import Console
 
 from harness.plan import Expectation
-from harness.prove.engine import Probe, Seen
-from harness.prove.verify import Report, Result, Target, evaluate
+from harness.prove.probe import Heard, Probe, Seen
+from harness.prove.result import Report, Result
+from harness.prove.targets import Target
+from harness.prove.verdict import evaluate
 from harness.render.truth import (
     LOST,
     NAT,
@@ -116,12 +118,15 @@ def test_silent_headers_fall_back_on_the_diagnosis() -> None:
 
 # --- the verdict's own Results, from synthetic sightings ---------------------------------
 
-def _evaluate(seen: list[Seen], *, snat_to: str | None = None, dst: str = DB) -> Result:
-    exp = Expectation("web", "db", WEB, dst, 2, ("node1", "node2"), snat_to)
+def _evaluate(seen: list[Seen], heard: list[Heard] | None = None, *,
+              snat_to: str | None = None) -> Result:
+    exp = Expectation("web", "db", WEB, DB, 2, ("node1", "node2"), snat_to)
     target = Target("pod-to-pod", exp, "web", "db", WEB, snat_to or WEB, True)
-    probe = Probe(7, "udp", "web", "db", WEB, dst, True)
-    probe.sport, probe.sent_at = 40000, 1.0
-    return evaluate(target, probe, seen)
+    probe = Probe(7, "udp", "web", "db", WEB, DB, True, sent_at=1.0, sport=40000, dport=47000)
+    if heard is None:  # each socket got what arrived on the wire
+        heard = [Heard(s.ns, s.reply, s.proto, s.src, s.dst, s.sport, s.dport, s.ttl)
+                 for s in seen]
+    return evaluate(target, probe, seen, heard)
 
 
 def _seen(ns: str, src: str, dst: str, ttl: int, reply: bool = False, sport: int = 40000,
@@ -148,6 +153,16 @@ def test_the_verdicts_missing_masquerade_is_n() -> None:
     r = _evaluate([_seen("db", WEB, DB, 62), _seen("web", DB, WEB, 62, reply=True)],
                   snat_to=NODE1)
     assert not r.ok and classify(r) == NO_NAT, r.detail
+
+
+def test_the_verdicts_rewrite_inside_the_receiver_is_seen_at_its_socket() -> None:
+    wire = [_seen("db", WEB, DB, 62), _seen("web", DB, WEB, 62, reply=True)]
+    back = Heard("web", True, "udp", DB, WEB, 47000, 40000, 62)
+    dnat = _evaluate(wire, [Heard("db", False, "udp", WEB, DB, 40000, 8080, 62), back])
+    snat = _evaluate(wire, [Heard("db", False, "udp", NODE1, DB, 40000, 47000, 62), back])
+    gone = _evaluate(wire, [back])
+    assert [classify(r) for r in (dnat, snat, gone)] == [PORT, NAT, LOST], \
+        [r.detail for r in (dnat, snat, gone)]
 
 
 # --- matrices and the view ---------------------------------------------------------------
