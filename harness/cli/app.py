@@ -239,6 +239,8 @@ VerifyOut = Annotated[VerifyFormat, typer.Option(
     "(one self-contained file; give --output)")]
 AllOpt = Annotated[bool, typer.Option("--all-results", help="-o table: one row per result "
                                       "instead of the truth table")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="a smoke test: every check and "
+                                        "every node pair once, over one protocol")]
 PathOpt = Annotated[Path | None, typer.Option("--output",
                                               help="write the report here instead of stdout")]
 PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", help="write each check's "
@@ -255,10 +257,10 @@ def _json(data: object) -> Callable[[TextIO], object]:
 
 
 def _verify(lab, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
-            checks: list[str] | None, all_results: bool = False) -> int:
+            checks: list[str] | None, all_results: bool = False, quick: bool = False) -> int:
     from harness.cli import reporting
 
-    report, pcaps = reporting.probe(lab, output.value, checks, pcap_dir)
+    report, pcaps = reporting.probe(lab, output.value, checks, pcap_dir, quick)
     reporting.emit(report, lab.plan, output.value, out_file, all_results=all_results,
                    pcaps=pcaps)
     return 0 if report.ok else 1
@@ -267,7 +269,7 @@ def _verify(lab, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | N
 @app.command()
 def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
            pcap_dir: PcapOpt = None, check: CheckOpt = None,
-           all_results: AllOpt = False) -> None:
+           all_results: AllOpt = False, quick: QuickOpt = False) -> None:
     """Prove the model on a deployed lab with packets; exit 1 on any violation.
 
     Example: podlab verify -t topologies/flat3.clab.yml -o html --output report.html
@@ -275,7 +277,8 @@ def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: Path
     from harness.lab import Lab
 
     try:
-        code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check, all_results)
+        code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check, all_results,
+                       quick)
     except PodlabError as exc:
         fail(exc)
     raise typer.Exit(code)
@@ -291,7 +294,7 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: 
 @app.command()
 def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
         pcap_dir: PcapOpt = None, check: CheckOpt = None, all_results: AllOpt = False,
-        sets: SetOpt = None, name: NameOpt = None) -> None:
+        quick: QuickOpt = False, sets: SetOpt = None, name: NameOpt = None) -> None:
     """Deploy, verify and always destroy; exit with verify's code (CI's verb).
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
@@ -310,7 +313,7 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
             lab = Lab.deploy(p, progress=prog)
         try:  # destroyed however verify ends
             with clock("verify"):
-                report, pcaps = reporting.probe(lab, output.value, check, pcap_dir)
+                report, pcaps = reporting.probe(lab, output.value, check, pcap_dir, quick)
         finally:
             with clock("destroy"):
                 lab.destroy()

@@ -33,16 +33,14 @@ def probe(lab: Any, fmt: str, checks: Sequence[str] | None, pcap_dir: Path | Non
     """Verify `lab` with a progress bar; write the pcaps when asked. (report, pcaps)"""
     from harness.render.report import write_pcaps
 
-    kwargs: dict[str, Any] = {"keep_frames": pcap_dir is not None}
-    if quick:
-        kwargs["quick"] = True
     with progress(fmt) as prog:
         task = prog.add_task("verify", total=None)
 
         def tick(phase: str, done: int, total: int) -> None:
             prog.update(task, description=f"verify: {phase}", completed=done, total=total)
 
-        report = lab.verify(checks or None, progress=tick, **kwargs)
+        report = lab.verify(checks or None, progress=tick, keep_frames=pcap_dir is not None,
+                            quick=quick)
     pcaps: dict[str, Path] = {}
     if pcap_dir is not None:
         pcaps = {p.stem: p for p in write_pcaps(report, pcap_dir)}

@@ -166,8 +166,9 @@ class Lab:
     # ------------------------------------------------------------------ proof
 
     def verify(self, checks: Iterable[str] | None = None, *, keep_frames: bool = False,
-               timeout: float = 2.0, progress: Any = None) -> Report:
-        """Run the model's checks (all by default) against the running lab."""
+               timeout: float = 2.0, progress: Any = None, quick: bool = False) -> Report:
+        """Run the model's checks (all by default) against the running lab; `quick`: a
+        spanning sample (every check, every node pair, one protocol), a smoke test."""
         from harness.prove import verify as prove
 
         wanted = tuple(checks) if checks is not None else prove.CHECKS
@@ -176,7 +177,7 @@ class Lab:
             raise InputError(f"unknown check(s) {', '.join(unknown)}; one of "
                              f"{', '.join(prove.CHECKS)}")
         return prove.verify(self.plan, self.container_pids(), wanted, keep_frames=keep_frames,
-                            progress=progress, timeout=timeout)
+                            progress=progress, timeout=timeout, quick=quick)
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,

@@ -159,3 +159,19 @@ def test_matrix_runs_variants_side_by_side_and_skips_what_cannot_run(
         assert int(ElementTree.parse(c["junit"]).getroot().get("tests")) == c["total"] > 0
         assert not runtime.containers_of(c["lab"])  # destroyed
     assert "passed" in proc.stdout and "skipped" in proc.stdout
+
+
+def test_quick_verify_samples_every_check_and_node_pair_over_one_protocol(
+        minimal: tuple[Lab, Path]) -> None:
+    _, path = minimal
+    proc = podlab("verify", "-t", str(path), "--quick", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    probes = [r for r in results if r["check"] not in ("pod-identity", "intra-pod")]
+    assert {r["proto"] for r in probes} == {"udp"}
+    # minimal: pods a on node1, b on node2; every check crosses both ways, once
+    assert sorted((r["check"], r["src"], r["dst"]) for r in probes) == sorted([
+        ("pod-to-pod", "a", "b"), ("pod-to-pod", "b", "a"),
+        *[("node-to-pod", n, p) for n in ("node1", "node2") for p in "ab"],
+        *[("pod-to-node", p, n) for n in ("node1", "node2") for p in "ab"]])
+    assert {r["check"] for r in results} >= {"pod-identity", "intra-pod"}
