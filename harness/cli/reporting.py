@@ -29,9 +29,10 @@ def progress(fmt: str) -> Iterator[Any]:
 
 
 def probe(lab: Any, fmt: str, checks: Sequence[str] | None, pcap_dir: Path | None,
-          quick: bool = False) -> tuple[Any, dict[str, Path]]:
-    """Verify `lab` with a progress bar; write the pcaps when asked. (report, pcaps)"""
-    from harness.render.report import write_pcaps
+          quick: bool = False) -> tuple[Any, dict[str | int, Path]]:
+    """Verify `lab` with a progress bar; write the pcaps when asked: (report, pcaps), the
+    pcaps keyed by check name, and for the HTML report by each failed result's position."""
+    from harness.render.report import write_failure_pcaps, write_pcaps
 
     with progress(fmt) as prog:
         task = prog.add_task("verify", total=None)
@@ -41,10 +42,12 @@ def probe(lab: Any, fmt: str, checks: Sequence[str] | None, pcap_dir: Path | Non
 
         report = lab.verify(checks or None, progress=tick, keep_frames=pcap_dir is not None,
                             quick=quick)
-    pcaps: dict[str, Path] = {}
+    pcaps: dict[str | int, Path] = {}
     if pcap_dir is not None:
         pcaps = {p.stem: p for p in write_pcaps(report, pcap_dir)}
         err.print(f"pcap: {len(pcaps)} files in {pcap_dir}", highlight=False)
+        if fmt == "html":  # each failing cell gets its own probes' frames
+            pcaps |= write_failure_pcaps(report, pcap_dir / "failures")
     return report, pcaps
 
 
@@ -73,7 +76,7 @@ def write(path: Path | None, writer: Callable[[TextIO], object]) -> None:
 
 
 def emit(report: Any, plan: Any, fmt: str, out_file: Path | None, *,
-         all_results: bool = False, pcaps: Mapping[str, Path] | None = None,
+         all_results: bool = False, pcaps: Mapping[str | int, Path] | None = None,
          timings: Mapping[str, float] | None = None) -> None:
     """The report, in `fmt` (table, json, junit, html), to stdout or `out_file`."""
     from harness.render.report import junit_xml, verify_table, write_json

@@ -127,10 +127,11 @@ def _href(target: Path, out_path: Path | None) -> str:
 
 
 def render_html(report: Any, plan: Any = None, *, out_path: Path | None = None,
-                pcaps: Mapping[str, Path] | None = None,
+                pcaps: Mapping[str | int, Path] | None = None,
                 timings: Mapping[str, float] | None = None) -> str:
     """The report as one HTML document. `plan` adds the graph and node-pair summaries;
-    `pcaps` maps a check to its pcap file (links are made relative to `out_path`);
+    `pcaps` maps a check to its pcap file, and a failed result (by its position in the
+    results) to one of its own probes (links are made relative to `out_path`);
     `timings` are the run's phases in seconds (deploy, verify, destroy)."""
     results = report.results
     marks = [classify(r) for r in results]
@@ -179,7 +180,7 @@ def _legend(tally: Mapping[str, int]) -> str:
 
 
 def _failures(results: Sequence[Any], marks: Sequence[str], anchors: Mapping[int, str],
-              pcaps: Mapping[str, Path], out_path: Path | None) -> list[str]:
+              pcaps: Mapping[str | int, Path], out_path: Path | None) -> list[str]:
     failed = [i for i, m in enumerate(marks) if m != OK]
     out = [f'<h2 id="failures">Failures ({len(failed)})</h2>']
     if not failed:
@@ -191,9 +192,11 @@ def _failures(results: Sequence[Any], marks: Sequence[str], anchors: Mapping[int
         r, mark = results[i], marks[i]
         family = getattr(r, "family", None)
         proto = f"{family} {r.proto}" if family else r.proto
-        pcap = pcaps.get(r.check)
-        link = (f' <a class="pcap" href="{escape(_href(pcap, out_path))}">pcap</a>'
-                if pcap is not None else "")
+        link = "".join(
+            f' <a class="{cls}" href="{escape(_href(pcap, out_path))}">{text}</a>'
+            for cls, text, pcap in (("pcap", "pcap", pcaps.get(i)),
+                                    ("pcap-check", f"all {r.check} frames", pcaps.get(r.check)))
+            if pcap is not None)
         headers = json.dumps({"expected": r.expected, "observed": r.observed}, indent=2)
         out.append(
             f'<li id="{anchors[i]}" data-mark="{escape(mark)}"><span class="sw '

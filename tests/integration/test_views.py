@@ -109,9 +109,19 @@ def test_a_broken_pair_shows_in_the_truth_table_and_the_html_report(
     assert html.returncode == 1, html.stderr
     tags = Links(page.read_text()).tags
     failing = [a for t, a in tags if t == "td" and a.get("class") == "nat"]
-    assert len(failing) == 3
-    pcaps = {a["href"] for t, a in tags if t == "a" and a.get("class") == "pcap"}
-    assert pcaps and all((page.parent / href).resolve().is_file() for href in pcaps), pcaps
+    # a -> b over three protocols, and a's identity: its peer saw it as node1's address
+    assert len(failing) == 4
+    assert sum("peers saw it as" in a.get("title", "") for a in failing) == 1
+    # each failure links its own probes' pcap, which holds the rewritten packet
+    pcaps = [a["href"] for t, a in tags if t == "a" and a.get("class") == "pcap"]
+    assert len(pcaps) == 3, pcaps
+    from scapy.layers.inet import IP
+    from scapy.utils import rdpcap
+
+    node1, b = lab.plan.node("node1").address, lab.plan.pod("b").ip
+    for href in pcaps:
+        packets = rdpcap(str((page.parent / href).resolve()))
+        assert any(IP in p and p[IP].src == node1 and p[IP].dst == b for p in packets), href
 
 
 def test_progress_bars_on_a_terminal_and_none_for_machines(minimal: tuple[Lab, Path]) -> None:

@@ -102,8 +102,12 @@ def test_the_report_is_one_file_with_nothing_to_fetch(tmp_path: Path) -> None:
 def test_each_failing_cell_links_to_its_diagnosis_and_pcap(tmp_path: Path) -> None:
     plan = routed()
     out = tmp_path / "report" / "r.html"
-    pcap = tmp_path / "pcap" / "pod-to-pod.pcap"
-    doc = Doc(render_html(synthetic(plan), plan, out_path=out, pcaps={"pod-to-pod": pcap},
+    report = synthetic(plan)
+    nat = next(i for i, r in enumerate(report.results) if r.check == "pod-to-pod" and not r.ok)
+    pcaps: dict[str | int, Path] = {
+        "pod-to-pod": tmp_path / "pcap" / "pod-to-pod.pcap",
+        nat: tmp_path / "pcap" / "failures" / "pod-to-pod-client-server-tcp.pcap"}
+    doc = Doc(render_html(report, plan, out_path=out, pcaps=pcaps,
                           timings={"deploy": 2.5, "verify": 1.25, "destroy": 0.9}))
     bad = [(a, txt) for t, a, txt in doc.elements if t == "td" and a.get("class") in
            ("lost", "nat", "nonat", "ttl", "port", "other")]
@@ -113,8 +117,11 @@ def test_each_failing_cell_links_to_its_diagnosis_and_pcap(tmp_path: Path) -> No
     items = {a["id"]: txt for _, a, txt in doc.find("li") if a.get("id")}
     assert {h[1:] for h in links} >= set(items) and len(items) == 5
     assert any("rewritten 10.42.0.2 -> 192.168.0.1" in txt for txt in items.values())
-    pcaps = [a["href"] for _, a, _ in doc.find("a", class_="pcap")]
-    assert pcaps == ["../pcap/pod-to-pod.pcap"]  # relative: the folder can be moved whole
+    # its own probes' frames, and every frame of its check; relative: the folder moves whole
+    assert [a["href"] for _, a, _ in doc.find("a", class_="pcap")] == [
+        "../pcap/failures/pod-to-pod-client-server-tcp.pcap"]
+    assert [a["href"] for _, a, _ in doc.find("a", class_="pcap-check")] == [
+        "../pcap/pod-to-pod.pcap"]
     phases = doc.find("table", id="phases")[0][2]
     assert "deploy" in phases and "2.50 s" in phases and "destroy" in phases
 
