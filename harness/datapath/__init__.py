@@ -1,0 +1,1 @@
+"""plan -> each node's network: addresses, bridges, routes, NAT, pod wiring."""
