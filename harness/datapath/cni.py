@@ -1,5 +1,13 @@
-"""Pods wired by CNI plugins: attach (ADD) and detach (DEL) one pod, as a runtime does, and
-the lab's CNI state on the host (what destroy removes).
+"""Pods wired by CNI plugins (`cni: bridge`, `cni: ptp`, `cni: {conflist, bin-dir}`): the
+datapaths, attach (ADD) and detach (DEL) of one pod as a runtime makes them, and the lab's
+CNI state on the host (what destroy removes).
+
+The datapaths change only the pod half of harness.datapath.base.Datapath: a k8s-node gets
+no pod bridge and no gateway address from podlab (the plugin makes what it needs when the
+first pod is added), a pod gets no veth, address or route from podlab; `pod_added` calls
+the chain instead and returns the addresses its result reports. Masquerade stays
+podlab's, as `cluster.masquerade` says (a chain that NATs by itself is what verify is
+there to catch).
 
 A pod is attached when its infra container runs and its node is configured: first the
 `loopback` network (ifname lo), then the node's chain (ifname eth0), both with the node's
@@ -14,6 +22,7 @@ whose node still runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -22,9 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.datapath import cni_conf
-from harness.errors import CniPluginError, PodlabError
+from harness.datapath.base import INFRA_CAPS, POD_CAPS, POD_SYSCTLS, Datapath
+from harness.datapath.net import Pair, PodNet, Settings
+from harness.errors import CniPluginError, DeployError, PodlabError
 from harness.host import cni as plugins
 from harness.host.netns import netns_path
+from harness.plan import NodePlan, Plan, PodPlan
 
 POD_NAMESPACE = "default"  # the Kubernetes namespace podlab's pods live in (CNI_ARGS)
 
@@ -155,4 +167,155 @@ def remove_state(lab: str, node_pids: Mapping[str, int], pod_pids: Mapping[str, 
 
 
 def has_state(lab: str) -> bool:
-    return cni_conf.state_dir(lab).exists()
+    return bool(lab) and cni_conf.state_dir(lab).exists()
+
+
+def labs_with_state() -> list[str]:
+    """Every lab with a CNI state directory on this host."""
+    root = cni_conf.state_root()
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+# --------------------------------------------------------------------------- datapaths
+
+
+@dataclass(frozen=True)
+class CniPodNet(PodNet):
+    """A pod wired by a CNI chain: what its ADD and DEL need, beside PodNet's settings."""
+
+    lab: str = ""
+    conflist: str = ""  # the node's chain, rendered, as JSON text (immutable)
+    bin_dirs: tuple[str, ...] = ()
+
+
+class CniDatapath(Datapath):
+    """The pod half of a CNI datapath; subclasses say which conflist each node gets."""
+
+    cni = "cni"
+    assigns_addresses = True
+
+    def node_conflist(self, plan: Plan, node: NodePlan) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The conflist of one k8s-node and where its plugins are."""
+        raise NotImplementedError
+
+    def bridged(self, plan: Plan) -> bool:
+        """Whether the chain puts a node's pods on one L2 bridge (else the node routes
+        between them, one TTL step)."""
+        return True
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self, plan: Plan) -> Any:
+        self._confs = {n.name: self._rendered(plan, n) for n in plan.k8s_nodes}
+        return super().describe(plan)
+
+    def _rendered(self, plan: Plan, node: NodePlan) -> tuple[str, tuple[str, ...]]:
+        conf, dirs = self.node_conflist(plan, node)
+        conf = cni_conf.with_data_dir(conf, str(cni_conf.ipam_dir(plan.lab, node.name)))
+        return json.dumps(conf, sort_keys=True), dirs
+
+    def pod_bridge(self, plan: Plan, node: NodePlan) -> tuple[tuple[str, ...], tuple[Pair, ...]]:
+        return (), ()  # the plugin makes the node's side when it adds the first pod
+
+    def pod_net(self, plan: Plan, pod: PodPlan) -> PodNet:
+        if not hasattr(self, "_confs"):
+            self._confs = {n.name: self._rendered(plan, n) for n in plan.k8s_nodes}
+        text, dirs = self._confs[pod.node]
+        return CniPodNet(pod.name, pod.node, infra=Settings(POD_SYSCTLS, INFRA_CAPS),
+                         containers=Settings((), POD_CAPS), veth=None, node_port=None,
+                         lab=plan.lab, conflist=text, bin_dirs=dirs)
+
+    # ------------------------------------------------------------------ apply
+
+    def prepare(self, plan: Plan) -> None:
+        for node in plan.k8s_nodes:
+            conf, dirs = self.node_conflist(plan, node)
+            cni_conf.require_plugins(conf, (*dirs, cni_conf.DISTRO_BIN_DIR))
+            break  # one node says it: every node's chain has the same plugins
+        # a lab of this name runs no container (deploy checked): whatever state a crashed
+        # predecessor left would hand out stale leases
+        remove_state(plan.lab, {}, {})
+
+    def observed(self, plan: Plan) -> Plan:
+        found = {pod: addrs[0] for pod, addrs in pod_addresses(plan.lab).items() if addrs}
+        return plan.with_pod_addresses(found, self.bridged(plan))
+
+    def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
+                  ) -> tuple[str, ...]:
+        """ADD the pod (loopback, then the node's chain) from the node's namespace; a pod
+        added before (a node restart) is DELeted first, as a runtime restarting a
+        sandbox does. Returns the addresses the chain's result gives eth0."""
+        if not isinstance(pod, CniPodNet):
+            raise TypeError(f"{type(self).__name__} needs the pods it described")
+        chain = plugins.Chain.from_conflist(json.loads(pod.conflist), pod.bin_dirs)
+        self.pod_removed(node_pid, pod_pid, pod)
+        att = attach(pod.lab, pod.node, chain, pod.name, container_id or pod.name, pod_pid,
+                     node_pid)
+        if not att.addresses:
+            raise DeployError(f"CNI chain {chain.name!r} gave pod {pod.name} no address on "
+                              f"eth0 (its result: {json.dumps(att.result)[:300]})")
+        return att.addresses
+
+    def pod_removed(self, node_pid: int | None, pod_pid: int | None, pod: PodNet) -> None:
+        """DEL what was recorded for the pod (nothing if it never was added)."""
+        lab = pod.lab if isinstance(pod, CniPodNet) else ""
+        for att in attachments(lab, pod.node) if lab else ():
+            if att.pod == pod.name:
+                detach(att.cache, node_pid, pod_pid)
+
+
+class BridgeCni(CniDatapath):
+    """`cni: bridge`: the reference bridge plugin (cbr0, gateway, no ipMasq), host-local."""
+
+    cni = "bridge"
+
+    def node_conflist(self, plan: Plan, node: NodePlan) -> tuple[dict[str, Any], tuple[str, ...]]:
+        return (cni_conf.builtin_conflist("bridge", _cidrs(node), ""),
+                (cni_conf.DISTRO_BIN_DIR,))
+
+
+class PtpCni(CniDatapath):
+    """`cni: ptp`: the reference ptp plugin, a /32 host route per pod (kindnet), host-local."""
+
+    cni = "ptp"
+
+    def node_conflist(self, plan: Plan, node: NodePlan) -> tuple[dict[str, Any], tuple[str, ...]]:
+        return cni_conf.builtin_conflist("ptp", _cidrs(node), ""), (cni_conf.DISTRO_BIN_DIR,)
+
+    def bridged(self, plan: Plan) -> bool:
+        return False
+
+
+class ConflistCni(CniDatapath):
+    """`cni: {conflist: FILE, bin-dir: DIR}`: the user's chain, rendered per node."""
+
+    cni = "conflist"
+
+    def _user(self, plan: Plan) -> cni_conf.UserConflist:
+        cached = getattr(self, "_loaded", None)
+        if cached is not None and cached[0] == plan.topo_path:
+            return cached[1]
+        if not plan.cni_conflist:
+            raise DeployError("cni: conflist without a conflist file in the plan")
+        sample = next((_cidrs(n) for n in plan.k8s_nodes), [plan.pod_cidr])
+        user = cni_conf.load_user(plan.cni_conflist, plan.cni_bin_dir,
+                                  plan.topo_path or None, sample)
+        self._loaded = (plan.topo_path, user)
+        return user
+
+    def node_conflist(self, plan: Plan, node: NodePlan) -> tuple[dict[str, Any], tuple[str, ...]]:
+        user = self._user(plan)
+        return user.render(_cidrs(node)), user.bin_dirs
+
+    def bridged(self, plan: Plan) -> bool:
+        """The first plugin of the chain decides: the reference `bridge` (or one that
+        names a bridge) switches; anything else (ptp, kindnet, calico...) routes."""
+        node = next(iter(plan.k8s_nodes), None)
+        if node is None:
+            return True
+        first = (self.node_conflist(plan, node)[0].get("plugins") or [{}])[0]
+        return first.get("type") == "bridge" or "bridge" in first
+
+
+def _cidrs(node: NodePlan) -> list[str]:
+    return [node.pod_cidr] if node.pod_cidr else []

@@ -30,6 +30,7 @@ from typing import Any
 from harness.datapath import gotemplate
 from harness.errors import EnvironmentProblem, Problem, TopologyError
 from harness.host import cni
+from harness.model.topology import resolve_path
 
 BUILTIN = ("bridge", "ptp")
 DISTRO_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
@@ -137,13 +138,8 @@ class UserConflist:
 
 
 def resolve(path: str, topo_path: str | Path | None) -> Path:
-    """A path of the topology file: relative to the file's directory, as containerlab does
-    (to the working directory for a topology that was not read from a file)."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    base = Path(topo_path).resolve().parent if topo_path else Path.cwd()
-    return base / p
+    """A path of the topology file, resolved as the file's validation resolves it."""
+    return resolve_path(path, Path(topo_path) if topo_path else None)
 
 
 def search_dirs(bin_dir: str | None, topo_path: str | Path | None) -> tuple[str, ...]:
