@@ -26,6 +26,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ from harness.host import cni as plugins
 from harness.host.netns import netns_path
 from harness.plan import NodePlan, Plan, PodPlan
 
-POD_NAMESPACE = "default"  # the Kubernetes namespace podlab's pods live in (CNI_ARGS)
+POD_NAMESPACE = "default"
+DEL_WORKERS = 8  # the Kubernetes namespace podlab's pods live in (CNI_ARGS)
 
 
 @dataclass(frozen=True)
@@ -156,12 +158,16 @@ def remove_state(lab: str, node_pids: Mapping[str, int], pod_pids: Mapping[str, 
     name -> pid), then remove the lab's state directory (IPAM leases, results). Returns
     the DEL failures as messages: destroy goes on regardless, a second run finds nothing.
     """
-    problems = []
-    for att in attachments(lab):
+    def one(att: Attached) -> str | None:
         try:
             detach(att.cache, node_pids.get(att.node), pod_pids.get(att.container_id))
         except (PodlabError, OSError, ValueError) as exc:
-            problems.append(f"{att.pod}: {exc}")
+            return f"{att.pod}: {exc}"
+        return None
+
+    # in parallel, as a runtime's pods stop: plugins lock what they share (host-local)
+    with ThreadPoolExecutor(max_workers=DEL_WORKERS) as pool:
+        problems = [p for p in pool.map(one, attachments(lab)) if p]
     shutil.rmtree(cni_conf.state_dir(lab), ignore_errors=True)
     return problems
 
