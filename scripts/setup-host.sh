@@ -40,6 +40,8 @@ command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
 # `cluster.cni: bridge|ptp`: the reference plugins (bridge, ptp, host-local, loopback,
 # portmap, bandwidth, ...) in /usr/lib/cni, from the distribution like everything else.
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+# The proof's integration tests inject stateless rewrites with nft payload statements.
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok && ! command -v dockerd >/dev/null; then
     need+=(docker.io)
