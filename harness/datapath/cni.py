@@ -71,8 +71,11 @@ def sandbox(lab: str, pod: str, container_id: str, pod_pid: int | None,
                            args, dict(capability_args or {}))
 
 
-def loopback_chain() -> plugins.Chain:
-    return plugins.Chain.from_conflist(cni_conf.LOOPBACK, (cni_conf.DISTRO_BIN_DIR,))
+def loopback_chain(bin_dirs: tuple[str, ...] = ()) -> plugins.Chain:
+    """containerd's own `cni-loopback` network, from where the pod's chain comes from
+    (then the distribution's plugins)."""
+    dirs = tuple(dict.fromkeys((*bin_dirs, cni_conf.DISTRO_BIN_DIR)))
+    return plugins.Chain.from_conflist(cni_conf.LOOPBACK, dirs)
 
 
 def attach(lab: str, node: str, chain: plugins.Chain, pod: str, container_id: str,
@@ -83,7 +86,7 @@ def attach(lab: str, node: str, chain: plugins.Chain, pod: str, container_id: st
     A failing chain is DELeted before the error propagates (a runtime tears a sandbox
     down when its network setup fails), so what its first plugins did is undone.
     """
-    plugins.add(loopback_chain(), sandbox(lab, pod, container_id, pod_pid, "lo"),
+    plugins.add(loopback_chain(chain.bin_dirs), sandbox(lab, pod, container_id, pod_pid, "lo"),
                 host_pid=node_pid)
     box = sandbox(lab, pod, container_id, pod_pid, capability_args=capability_args)
     try:
@@ -137,7 +140,7 @@ def detach(cache: Path, node_pid: int | None, pod_pid: int | None) -> None:
         if pod_pid:
             lo = plugins.Sandbox(cached.sandbox.container_id, cached.sandbox.netns, "lo",
                                  cached.sandbox.args)
-            plugins.delete(loopback_chain(), lo, None, host_pid=node_pid)
+            plugins.delete(loopback_chain(cached.chain.bin_dirs), lo, None, host_pid=node_pid)
     cache.unlink(missing_ok=True)
 
 
@@ -236,7 +239,9 @@ class CniDatapath(Datapath):
     def prepare(self, plan: Plan) -> None:
         for node in plan.k8s_nodes:
             conf, dirs = self.node_conflist(plan, node)
-            cni_conf.require_plugins(conf, (*dirs, cni_conf.DISTRO_BIN_DIR))
+            chain_dirs = (*dirs, cni_conf.DISTRO_BIN_DIR)
+            cni_conf.require_plugins(conf, chain_dirs)
+            cni_conf.require_plugins(cni_conf.LOOPBACK, chain_dirs)
             break  # one node says it: every node's chain has the same plugins
         # a lab of this name runs no container (deploy checked): whatever state a crashed
         # predecessor left would hand out stale leases
