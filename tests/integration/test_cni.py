@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,3 +253,42 @@ def test_a_failing_plugin_fails_the_deploy_and_rolls_back(plugins_installed: Non
     assert err.exit_code == 3
     assert runtime.containers_of(name) == []
     assert not cni_dp.has_state(name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_a_killed_deploy_leaves_no_lease(plugins_installed: None, tmp_path: Path,
+                                         sig: signal.Signals) -> None:
+    """Killed while pods are being added: SIGINT rolls back (DELs, state removed), and
+    after SIGKILL `podlab destroy --name` does; the host is as it was."""
+    before = host_state()
+    path = copy_example("cni-bridge", tmp_path)
+    name = plan_of(path).lab
+    cli = [sys.executable, "-m", "harness.cli"]
+    proc = subprocess.Popen([*cli, "deploy", "-t", str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline \
+                and not cni_dp.attachments(name):  # the first pod is added
+            time.sleep(0.01)
+        assert proc.poll() is None, "deploy finished before a pod was added"
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+        if sig == signal.SIGKILL:
+            assert cni_dp.has_state(name)  # nobody ran the DELs
+            time.sleep(1.0)  # the daemon finishes a create the dead client had in flight
+            done = subprocess.run([*cli, "destroy", "--name", name], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 0, done.stderr
+        else:
+            assert proc.returncode == 130, stderr.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run([*cli, "destroy", "--name", name], cwd=ROOT, capture_output=True,
+                       timeout=120, check=False)
+    assert runtime.containers_of(name) == []
+    assert not cni_dp.has_state(name)
+    after = host_state()
+    assert after[0] <= before[0] and not set(after[1]) - set(before[1])
