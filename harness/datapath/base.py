@@ -96,7 +96,15 @@ class Datapath:
         return ()
 
     def masquerade(self, plan: Plan, node: NodePlan) -> tuple[Masquerade, ...]:
-        """ip-masq-agent's rule on a k8s-node of a cluster with `masquerade: true`."""
+        """A k8s-node's masquerade. `masquerade: true`: podlab's rule (its pods' traffic
+        to anything but the pod CIDR and the k8s-nodes' addresses). ip-masq-agent's config:
+        the agent's own rule (every non-local destination but its non-masquerade CIDRs,
+        from any source, ports 32768-65535 at random), as its iptables chain has it."""
+        if not kind(node.kind).hosts_pods:
+            return ()
+        if plan.masq_agent_exempt is not None:
+            return (Masquerade(None, plan.masq_agent_exempt, firewall.CHAIN, not_local=True,
+                               to_ports="32768-65535", random_fully=True),)
         if not node.masquerade_exempt or not node.pod_cidr:
             return ()
         return (Masquerade(node.pod_cidr, node.masquerade_exempt, firewall.CHAIN),)
@@ -141,7 +149,8 @@ class Datapath:
             bridges=node.bridges, ports=(*node.ports, *ports), addresses=node.addresses,
             routes=node.routes, up=node.up))
         for rule in node.nat:
-            firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name)
+            firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name,
+                                **rule.how)
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
                   ) -> tuple[str, ...]:

@@ -31,12 +31,23 @@ class Settings:
 
 @dataclass(frozen=True)
 class Masquerade:
-    """ip-masq-agent's rule: traffic from `source` to anything but `exempt` is SNATed to
-    the egress address (iptables chain `chain`, jumped to from nat POSTROUTING)."""
+    """A masquerade: traffic from `source` (None: from anywhere) to anything but `exempt`
+    is SNATed to the egress address (iptables chain `chain`, jumped to from nat
+    POSTROUTING). `not_local`, `to_ports` and `random_fully` spell ip-masq-agent's own
+    rule: only non-local destinations jump, MASQUERADE --to-ports 32768-65535
+    --random-fully."""
 
-    source: str
+    source: str | None
     exempt: tuple[str, ...]
     chain: str
+    not_local: bool = False
+    to_ports: str | None = None
+    random_fully: bool = False
+
+    @property
+    def how(self) -> dict[str, bool | str | None]:
+        return {"not_local": self.not_local, "to_ports": self.to_ports,
+                "random_fully": self.random_fully}
 
 
 @dataclass(frozen=True)

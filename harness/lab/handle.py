@@ -167,7 +167,10 @@ class Lab:
 
     def verify(self, checks: Iterable[str] | None = None, *, keep_frames: bool = False,
                timeout: float = 2.0, progress: Any = None) -> Report:
-        """Run the model's checks (all by default) against the running lab."""
+        """Run the model's checks (all by default) against the running lab.
+
+        Raises InputError for an unknown check, NothingToVerify (an InputError) when the
+        selection yields no result in this lab, LabNotFoundError when nothing of it runs."""
         from harness.prove import verify as prove
 
         wanted = tuple(checks) if checks is not None else prove.CHECKS

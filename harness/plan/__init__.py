@@ -28,7 +28,7 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import Netem, Topology, parse_endpoint
+from harness.model.topology import MasqAgentConfig, Netem, Topology, parse_endpoint
 
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
@@ -165,6 +165,9 @@ class Plan:
     # pods of one node share an L2 bridge (podlab, CNI bridge); False: each has its own
     # point-to-point link (CNI ptp) and the node routes between them, one TTL step
     pods_bridged: bool = True
+    # `masquerade:` given as ip-masq-agent's config: the destinations it leaves alone (in the
+    # agent's chain order); None: `true` or `false` (NodePlan.masquerade_exempt says which)
+    masq_agent_exempt: tuple[str, ...] | None = None
 
     def node(self, name: str) -> NodePlan:
         return self._nodes_by_name[name]
@@ -243,11 +246,26 @@ class Plan:
         dst_ip, segment = self._primary(host)
         path = self._device_path(pod.node, n, segment)
         snat = None
-        if self.masquerade:
+        if self.masquerades(pod.node, dst_ip):
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
             snat = self.node(pod.node).address_on(egress)
         return Expectation(p, n, pod.ip, dst_ip, len(path) - 1, path, snat)
+
+    def masquerades(self, node: str, dst_ip: str) -> bool:
+        """Does k8s-node `node` masquerade its pods' traffic to `dst_ip`? (`true`: unless
+        the destination is exempt; ip-masq-agent's config: unless it is in one of the
+        agent's non-masquerade CIDRs or is one of the node's own addresses.)"""
+        addr = ipaddress.IPv4Address(dst_ip)
+        if self.masq_agent_exempt is not None:
+            own = self.node(node)
+            local = {i.address.split("/")[0] for i in own.interfaces if i.address}
+            if own.gateway:
+                local.add(own.gateway.split("/")[0])
+            return dst_ip not in local and not any(
+                addr in ipaddress.IPv4Network(c) for c in self.masq_agent_exempt)
+        exempt = self.node(node).masquerade_exempt
+        return bool(exempt) and not any(addr in ipaddress.IPv4Network(c) for c in exempt)
 
     def _primary(self, node: NodePlan) -> tuple[str, str]:
         for iface in node.interfaces:
@@ -282,6 +300,8 @@ class Plan:
             "lab": self.lab,
             "topology": self.topo_path,
             "masquerade": self.masquerade,
+            "masquerade_agent_exempt": (list(self.masq_agent_exempt)
+                                        if self.masq_agent_exempt is not None else None),
             "pod_cidr": self.pod_cidr,
             "routing": self.routing,
             "cni": self.cni,
@@ -463,7 +483,7 @@ def make_plan(topo: Topology) -> Plan:
             gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,
             bridge=POD_BRIDGE if nk.hosts_pods else SWITCH_BRIDGE if nk.is_switch else None,
             masquerade_exempt=(str(pod_net), *(f"{a}/32" for a in k8s_addresses))
-            if nk.hosts_pods and cluster.masquerade else (),
+            if nk.hosts_pods and cluster.masquerade is True else (),
         ))
 
     pods: list[PodPlan] = []
@@ -495,11 +515,13 @@ def make_plan(topo: Topology) -> Plan:
                     tuple((n, i, addr.get((n, i))) for n, i, _ in s.members)
                     if s.kind != "pods" else ())
         for s in graph.segments)
-    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
+    agent = cluster.masquerade if isinstance(cluster.masquerade, MasqAgentConfig) else None
+    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade is not False,
                 pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
                 segments=segments, _graph=graph, _segment_names=seg_names,
                 routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
                 cni_conflist=getattr(cluster.cni, "conflist", None),
                 cni_bin_dir=getattr(cluster.cni, "bin_dir", None),
                 pod_ips_known=datapaths.cni_value(cluster.cni) == datapaths.DEFAULT_CNI,
-                pods_bridged=cluster.cni != "ptp")
+                pods_bridged=cluster.cni != "ptp",
+                masq_agent_exempt=agent.exempt if agent else None)

@@ -289,10 +289,7 @@ class Engine:
     def _tcp_socket(self, ns: str) -> socket.socket:
         pool = self._tcp_pool.setdefault(ns, [])
         if not pool:
-            def make(n: int = 64) -> list[socket.socket]:
-                return [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-
-            pool.extend(run_in_netns(self._pid[ns], make))
+            pool.extend(run_in_netns(self._pid[ns], _tcp_sockets, 64))
         return pool.pop()
 
     def _send(self, probe: Probe) -> None:
@@ -357,6 +354,25 @@ class Engine:
         self._sel.unregister(sock)
         sock.close()
 
+    def _warm_tcp_pools(self, probes: list[Probe]) -> None:
+        """Make each sender's first TCP sockets before the clock runs: entering a
+        namespace takes a thread, which a loaded host may make slow."""
+        count: dict[str, int] = {}
+        for p in probes:
+            if p.proto == "tcp" and not p.error:
+                count[p.sender] = count.get(p.sender, 0) + 1
+        for ns, n in count.items():
+            if ns in self._pid and not self._tcp_pool.get(ns):
+                self._tcp_pool[ns] = run_in_netns(self._pid[ns], _tcp_sockets, min(n, 16))
+
+    def _read_tcp_reply(self, probe: Probe) -> None:
+        """A TCP probe about to time out: its echo may sit unread in the client socket."""
+        sock = self._clients.get(probe.id)
+        if sock is None or probe.heard_reply is not None or probe.id in self._connecting:
+            return
+        if sock.fileno() != -1 and sock in self._sel.get_map():  # type: ignore[operator]
+            self._tcp_reply(sock, probe)
+
     def _forget_client(self, probe: Probe) -> None:
         sock = self._clients.pop(probe.id, None)
         if sock is not None:
@@ -371,8 +387,10 @@ class Engine:
         """Send every probe, at most `window` in flight, each waited for `timeout` at most."""
         pending = list(probes)
         self._ours.update(p.id for p in pending)
+        self._warm_tcp_pools(pending)
         pending.reverse()
         while pending or self._inflight:
+            sent = 0
             while pending and len(self._inflight) < self.window:
                 probe = pending.pop()
                 if probe.error:  # cannot be sent (an end is down, no route): done already
@@ -381,10 +399,16 @@ class Engine:
                     continue
                 self._inflight[probe.id] = probe
                 self._send(probe)
+                sent += 1
+                if sent % 32 == 0:  # keep answering while a window fills: on a loaded host
+                    self._poll(0)   # sending 256 probes can take longer than the timeout
             self._poll(0.05)
             now = time.monotonic()
             for probe in list(self._inflight.values()):
                 if probe.done or now - probe.sent_at > self.timeout:
+                    if not probe.done:
+                        self._poll(0)  # what already arrived counts: read it first
+                        self._read_tcp_reply(probe)
                     if probe.proto == "tcp" and probe.id in self._connecting:
                         probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
                                        f"not complete within {self.timeout:g} s")
@@ -407,3 +431,7 @@ class Engine:
             if key.fileobj not in self._socks:  # accepted server sides still open
                 self._sel.unregister(key.fileobj)
                 key.fileobj.close()  # type: ignore[union-attr]
+
+
+def _tcp_sockets(n: int) -> list[socket.socket]:
+    return [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]

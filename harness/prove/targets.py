@@ -74,7 +74,7 @@ def targets(plan: Plan, checks: Iterable[str],
                 seen_src = e.snat_to or pod.ip
                 # unmasqueraded, the outside host has no route back: arrival is the proof
                 out.append(Target("pod-to-external", e, pod.name, host.name, pod.ip, seen_src,
-                                  plan.masquerade))
+                                  e.snat_to is not None))
     return out
 
 

@@ -53,6 +53,9 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
                    for n in plan.k8s_nodes if n.container in pids}
     tgts = targets(plan, probe_checks, sources)
     empty = _empty(plan, checks, tgts)
+    if not checks:
+        raise NothingToVerify(f"no check selected; verify runs one or more of "
+                              f"{', '.join(CHECKS)}")
     if len(empty) == len(checks):
         raise NothingToVerify(f"--check {','.join(checks)} selects nothing in lab "
                               f"{plan.lab}: " + "; ".join(empty.values()))
@@ -109,9 +112,15 @@ def _negative_control(plan: Plan, checks: list[str],
         return "absent", ("negative control absent: masquerade is on but the lab has no "
                           "outside host (kind linux) to send pod traffic to, so no result "
                           "shows that verify can see NAT")
+    natted = {(p.name, h.name) for h in plan.externals for p in plan.pods
+              if plan.pod_to_external(p.name, h.name).snat_to}
+    if not natted:
+        return "absent", ("negative control absent: the masquerade configured exempts every "
+                          "outside host's address (ip-masq-agent's nonMasqueradeCIDRs), so "
+                          "no result shows that verify can see NAT")
     if "pod-to-external" not in checks:
         return "not run", None
-    ext = [r for r in results if r.check == "pod-to-external"]
+    ext = [r for r in results if (r.src, r.dst) in natted and r.check == "pod-to-external"]
     return ("observed" if all(r.ok for r in ext) else "failed"), None
 
 

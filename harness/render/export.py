@@ -29,6 +29,7 @@ from harness.datapath import LabNet, Masquerade, NodeNet, PodNet, Settings, desc
 from harness.datapath.net import Route
 from harness.datapaths import DEFAULT_CNI
 from harness.errors import InputError
+from harness.host import firewall
 from harness.labels import EXPORTED_FROM
 from harness.plan import ContainerPlan, Plan
 
@@ -127,14 +128,11 @@ def route_command(route: Route) -> str:
 
 
 def masquerade_commands(rule: Masquerade) -> list[str]:
-    """The ip-masq-agent rule as iptables commands (what harness.host.firewall installs
-    with iptables-restore): the source jumps to the chain, exempt destinations RETURN,
-    everything else is MASQUERADEd."""
-    cmds = [f"iptables -t nat -N {rule.chain}"]
-    cmds += [f"iptables -t nat -A {rule.chain} -d {dst} -j RETURN" for dst in rule.exempt]
-    cmds.append(f"iptables -t nat -A {rule.chain} -j MASQUERADE")
-    cmds.append(f"iptables -t nat -A POSTROUTING -s {rule.source} -j {rule.chain}")
-    return cmds
+    """The masquerade as iptables commands: the very rules harness.host.firewall installs
+    with iptables-restore (exempt destinations RETURN, the rest is MASQUERADEd, POSTROUTING
+    jumps to the chain)."""
+    lines = firewall.masquerade_lines(rule.source, rule.exempt, rule.chain, **rule.how)
+    return [f"iptables -t nat -N {rule.chain}", *(f"iptables -t nat {line}" for line in lines)]
 
 
 # --------------------------------------------------------------------------- pods

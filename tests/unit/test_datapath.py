@@ -194,7 +194,7 @@ def test_registered_datapaths_are_selected_validated_and_combined() -> None:
 def kernel(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, Any]]:
     calls: list[tuple[str, int, Any]] = []
     monkeypatch.setattr(wiring, "configure", lambda pid, cfg: calls.append(("cfg", pid, cfg)))
-    monkeypatch.setattr(firewall, "masquerade", lambda pid, src, exempt, chain, where="":
+    monkeypatch.setattr(firewall, "masquerade", lambda pid, src, exempt, chain, where="", **how:
                         calls.append(("masq", pid, (src, tuple(exempt), chain))))
     return calls
 

@@ -274,7 +274,8 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
         ns.addresses |= set(cfg.addresses)
         ns.routes |= set(cfg.routes)
 
-    def masquerade(pid: int, source: str, exempt: Any, chain: str, where: str = "") -> None:
+    def masquerade(pid: int, source: str, exempt: Any, chain: str, where: str = "",
+                   **how: Any) -> None:
         spaces[by_pid[pid]].masquerade.add((source, tuple(exempt), chain))
 
     def create_veth(pid_a: int, a: str, pid_b: int, b: str, mtu: int | None = None) -> None:
@@ -324,7 +325,7 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
             elif w[:3] == ["iptables", "-t", "nat"] and w[3] == "-N":
                 chains[w[4]] = []
             elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[4] == "POSTROUTING":
-                jumps[w[8]] = w[6]
+                jumps[w[w.index("-j") + 1]] = w[w.index("-s") + 1] if "-s" in w else None
             elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[5] == "-d":
                 chains[w[4]].append(w[6])
         ns.masquerade = {(jumps[c], tuple(exempt), c) for c, exempt in chains.items()}
