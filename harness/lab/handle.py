@@ -179,8 +179,15 @@ class Lab:
         if unknown:
             raise InputError(f"unknown check(s) {', '.join(unknown)}; one of "
                              f"{', '.join(prove.CHECKS)}")
-        return prove.verify(self.plan, self.container_pids(), wanted, keep_frames=keep_frames,
-                            progress=progress, timeout=timeout)
+        return prove.verify(self.observed_plan(), self.container_pids(), wanted,
+                            keep_frames=keep_frames, progress=progress, timeout=timeout)
+
+    def observed_plan(self) -> Plan:
+        """The plan as the running lab has it, which verify expects: with a CNI datapath,
+        the addresses its plugins gave the pods (the plan alone says "assigned by CNI")."""
+        from harness import datapath
+
+        return datapath.select(self.plan).observed(self.plan)
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,
