@@ -76,6 +76,13 @@ def _load(topo: Path):  # -> Plan
     return make_plan(load_topology(topo))
 
 
+def _describe(plan) -> None:  # plan: Plan
+    """What the datapath makes of the plan: a CNI conflist is read and checked here."""
+    from harness import datapath
+
+    datapath.describe(plan)
+
+
 def _lab_name(topo: Path | None, name: str | None) -> str:
     if name:
         return name
@@ -101,6 +108,7 @@ def validate(topo: TopoOpt) -> None:
     """
     try:
         plan = _load(topo)
+        _describe(plan)
     except PodlabError as exc:
         fail(exc)
     out.print(f"{topo}: valid ({len(plan.nodes)} nodes, {len(plan.links)} links, "
@@ -109,13 +117,26 @@ def validate(topo: TopoOpt) -> None:
 
 @app.command()
 def plan(topo: TopoOpt,
-         output: FormatOpt = Format.table) -> None:
+         output: FormatOpt = Format.table,
+         iptables: Annotated[str | None, typer.Option(
+             "--iptables", metavar="NODE",
+             help="print the iptables-restore text kube-proxy and portmap write on NODE")]
+         = None) -> None:
     """Show the address and route plan; nothing is started.
 
     Example: podlab plan -t topologies/routed.clab.yml -o json
     """
     try:
         p = _load(topo)
+        _describe(p)
+        if iptables is not None:
+            from harness.datapath.services import restore_text
+
+            if iptables not in {n.name for n in p.k8s_nodes}:
+                raise InputError(f"--iptables: {iptables!r} is not a k8s-node of lab {p.lab} "
+                                 f"({', '.join(n.name for n in p.k8s_nodes)})")
+            _write_text(restore_text(p, iptables) or "# no Services or hostPorts\n", None)
+            return
     except PodlabError as exc:
         fail(exc)
     if output is Format.json:
@@ -364,9 +385,10 @@ def export(topo: TopoOpt,
         p = _load(topo)
         if out_file is not None and out_file.resolve() == topo.resolve():
             raise InputError(f"--output {out_file} would overwrite the topology file")
+        text = to_yaml(p)
     except PodlabError as exc:
         fail(exc)
-    _write_text(to_yaml(p), out_file)
+    _write_text(text, out_file)
 
 
 NodeOpt = Annotated[str | None, typer.Option("--node", help="a node of the lab")]

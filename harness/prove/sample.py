@@ -42,6 +42,18 @@ def spanning(plan: Any, targets: Iterable[_Target]) -> list[Any]:
     return out
 
 
+def spanning_paths(plan: Any, paths: Iterable[Any]) -> list[Any]:
+    """Service paths: the first of each (check, client's node, Service port)."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for p in paths:
+        key = (p.check, node_of(plan, p.client), p.target)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
 def one_pod_per_node(plan: Any) -> Sequence[Any]:
     """The first pod of every node: whom the per-pod checks (identity, intra-pod) ask."""
     first: dict[str, Any] = {}

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "harness"
-LAYERS = [("errors", "labels", "kinds", "datapaths"), ("model",), ("plan",), ("host",), ("datapath",),
-          ("prove",), ("lab",), ("render",), ("cli", "pytest_plugin"), ("",)]
+LAYERS = [("errors", "labels", "kinds", "datapaths"), ("model",), ("plan",), ("host",),
+          ("datapath",), ("prove",), ("lab",), ("render",), ("cli", "pytest_plugin"), ("",)]
 
 
 def module_name(path: Path) -> str:

@@ -32,3 +32,17 @@ def test_one_protocol_that_every_target_can_use() -> None:
     assert protos(("udp", "tcp", "icmp")) == ("udp",)
     assert protos(("udp", "icmp")) == ("udp",)
     assert protos(("icmp",)) == ("icmp",)
+
+
+def test_service_paths_keep_each_check_client_node_and_service_port() -> None:
+    from harness.plan import servicepaths
+    from harness.prove.sample import spanning_paths
+    from harness.prove.targets import SERVICE_CHECKS
+
+    plan = make_plan(load_topology(ROOT / "topologies" / "services.clab.yml"))
+    full = servicepaths.paths(plan, SERVICE_CHECKS)
+    quick = spanning_paths(plan, full)
+    keys = [(p.check, node_of(plan, p.client), p.target) for p in quick]
+    assert len(set(keys)) == len(keys)
+    assert set(keys) == {(p.check, node_of(plan, p.client), p.target) for p in full}
+    assert {p.check for p in quick} == {p.check for p in full}
