@@ -326,7 +326,7 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
     from harness.plan import make_plan
 
     _sigterm_as_interrupt()
-    reporting.preload_verify()  # while deploy waits on Docker
+    reporting.preload_verify(pcaps=pcap_dir is not None)  # while deploy waits on Docker
     clock = reporting.Stopwatch()
     try:
         p = make_plan(load_variant(topo, [parse_set(s) for s in sets or ()], name))

@@ -51,11 +51,14 @@ def probe(lab: Any, fmt: str, checks: Sequence[str] | None, pcap_dir: Path | Non
     return report, pcaps
 
 
-def preload_verify() -> None:
-    """Import verify's modules (scapy takes most of a second) in the background: `run`
-    calls this before deploy, whose threads mostly wait on the Docker daemon."""
+def preload_verify(pcaps: bool = False) -> None:
+    """Import verify's modules (and scapy, which takes most of a second, when pcaps are
+    wanted) in the background: `run` calls this before deploy, whose threads mostly wait
+    on the Docker daemon."""
+    modules = ["harness.prove.verify"] + (["scapy.utils", "scapy.layers.l2"] if pcaps else [])
+
     def load() -> None:
-        for module in ("harness.prove.verify", "scapy.layers.inet"):
+        for module in modules:
             importlib.import_module(module)
 
     threading.Thread(target=load, name="preload-verify", daemon=True).start()
