@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # No cache dir in the checkout (CI runs from read-mostly trees; nothing to clean up).
 PYTEST_FLAGS ?= -p no:cacheprovider -q
 
-.PHONY: venv setup images test unit integration lint clean demo bench matrix
+.PHONY: venv setup images test unit integration lint clean demo bench bench-e2e matrix
 
 # the virtualenv alone: no root, no Docker
 venv:
@@ -51,6 +51,10 @@ demo: setup
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# `podlab run` end to end on one topology (flat3) against the Docker floor: bench/e2e.json.
+bench-e2e: setup
+	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
 
 # Every topology across the datapath variants (MATRIX_SETS: every routing and CNI value;
 # those not implemented yet are skipped with the reason), MATRIX_JOBS labs at once; one

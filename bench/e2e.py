@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_images(_plan(topo, "warm"))
     runtime.client()
     console = Console(stderr=True)
+    load_before = os.getloadavg()[0]  # a shared host: say how busy it was
     runs: list[dict[str, Any]] = []
     for rep in range(args.repeat):
         row: dict[str, Any] = {}
@@ -158,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         "floor_start_s": med("floor", "start_s"), "floor_remove_s": med("floor", "remove_s"),
         "deploy_s": med("phases", "deploy_s"), "verify_s": med("phases", "verify_s"),
         "destroy_s": med("phases", "destroy_s"), "ratio_inprocess": med("ratio_inprocess"),
-        "target": TARGET, "runs": runs}
+        "target": TARGET, "loadavg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "runs": runs}
     table = Table(title=f"{args.topo.name}: podlab run vs the Docker floor (medians of "
-                        f"{args.repeat}; target <= {TARGET}x)")
+                        f"{args.repeat}; target <= {TARGET}x; load "
+                        f"{summary['loadavg_1m'][0]} -> {summary['loadavg_1m'][1]})")
     for col in ("", "podlab", "floor", "ratio"):
         table.add_column(col, justify="right")
     table.add_row("whole process (s)", f"{summary['podlab_run_wall_s']:.2f}",
