@@ -462,7 +462,7 @@ def capture(
 
 @images_app.command("build")
 def images_build(force: Annotated[bool, typer.Option("--force")] = False) -> None:
-    """Build podlab/node, podlab/pause and podlab/app from images/ (only what changed).
+    """Build podlab/node, pause, app and bird from images/ (only what changed).
 
     Example: podlab images build
     """
