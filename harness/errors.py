@@ -10,7 +10,8 @@
         ├── NotRootError             netns work needs root
         ├── ImageError               an image cannot be built
         └── DeployError              a deploy failed half-way (after rolling back)
-            └── WiringError          a netlink operation failed
+            ├── WiringError          a netlink operation failed
+            └── RoutingError         a routing daemon did not start, answer or converge
 
 A verification that finds a violation is not an error: it is a result, exit 1.
 """
@@ -83,4 +84,8 @@ class DeployError(EnvironmentProblem):
 
 
 class WiringError(DeployError):
+    pass
+
+
+class RoutingError(DeployError):
     pass

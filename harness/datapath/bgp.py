@@ -28,17 +28,9 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+from harness.host.bird import LOG_PATH
 from harness.kinds import kind
 from harness.plan import NodePlan, Plan
-
-CONF_PATH = "/etc/bird/bird.conf"
-CTL_PATH = "/run/bird/bird.ctl"
-PID_PATH = "/run/bird/bird.pid"
-LOG_PATH = "/run/bird/bird.log"
-# argv that starts the daemon inside a node (it forks into the background once the
-# configuration parsed; a bad one exits 1 with the reason on stderr)
-BIRD_ARGV: tuple[str, ...] = ("bird", "-c", CONF_PATH, "-s", CTL_PATH, "-P", PID_PATH)
-RTPROT_BIRD = 12  # the kernel's protocol number of routes BIRD installs (`proto bird`)
 
 PRIVATE_AS = 64512  # RFC 6996: 64512-65534 (2 bytes), 4200000000-4294967294 (4 bytes)
 PRIVATE_AS_LAST = 65534
@@ -194,7 +186,7 @@ def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
         f"  connect retry time {timers.connect_retry};",
         f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
         "  check link yes;  # a down interface drops its sessions at once",
-        "  ipv4 { import where net ~ PODLAB_NETS; export where net ~ PODLAB_NETS; };",
+        "  ipv4 { import where net ~ PODLAB_NETS; };",
         "}",
     ]
     for s in sp.sessions:
@@ -205,6 +197,10 @@ def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
             f"  neighbor {s.peer_ip} as {s.peer_as};",
             f"  local {s.local_ip};",
             f'  interface "{s.interface}";',
+            # a route whose next hop is the peer itself is not offered back to it (on a
+            # shared segment BGP keeps third-party next hops; BIRD would refuse to send
+            # it anyway, and log an error for each)
+            f"  ipv4 {{ export where net ~ PODLAB_NETS && gw != {s.peer_ip}; }};",
             "}",
         ]
     return "\n".join(lines) + "\n"

@@ -106,7 +106,8 @@ def test_bird_conf_minimal_golden() -> None:
     addr1, addr2 = n1.address, n2.address
     assert f"router id {addr1};" in conf
     assert (f'protocol bgp node2_eth1 from peer {{\n  description "node2 via eth1";\n'
-            f"  neighbor {addr2} as 64513;\n  local {addr1};\n  interface \"eth1\";\n}}") in conf
+            f"  neighbor {addr2} as 64513;\n  local {addr1};\n  interface \"eth1\";\n"
+            f"  ipv4 {{ export where net ~ PODLAB_NETS && gw != {addr2}; }};\n}}") in conf
     assert f"protocol static pods {{\n  ipv4;\n  route {n1.pod_cidr} blackhole;\n}}" in conf
     assert 'protocol direct underlay {\n  ipv4;\n  interface "eth1";\n}' in conf
     assert "ipv4 { import none; export where source = RTS_BGP; };" in conf
@@ -127,7 +128,10 @@ def test_bird_conf_exchanges_only_the_labs_prefixes() -> None:
     assert sorted(n.strip() for n in nets) == sorted(
         [*(n.pod_cidr for n in plan.k8s_nodes), *(s.subnet for s in plan.segments
                                                    if s.kind != "pods")])
-    assert "import where net ~ PODLAB_NETS; export where net ~ PODLAB_NETS;" in conf
+    assert "ipv4 { import where net ~ PODLAB_NETS; };" in conf
+    # nothing is offered back to the peer that is its next hop
+    for sess in by_node(plan)["spine"].sessions:
+        assert f"export where net ~ PODLAB_NETS && gw != {sess.peer_ip};" in conf
     # a router has no pods to announce
     assert "protocol static" not in conf
 
