@@ -1,10 +1,12 @@
 """BIRD inside a lab node: its files, starting it, and its control socket.
 
-podlab reaches a node's BIRD without `docker exec`: the node's root filesystem is
-``/proc/<pid>/root`` on the host (podlab runs as root), so the configuration is written
-there and the control socket (``birdc``'s) is connected to there, from the host, in a
-millisecond. Only starting the daemon goes through the container (``runtime.exec``), so
-that it runs in the node's namespaces and cgroup and dies with the container.
+podlab reaches a node's BIRD without `docker exec` (a quarter second per call): the
+node's root filesystem is ``/proc/<pid>/root`` on the host (podlab runs as root), so the
+configuration is written there and the control socket (``birdc``'s) is connected to there,
+from the host, in a millisecond. The daemon is started with util-linux's ``nsenter`` in
+all the node's namespaces (mount, pid, network, uts, ipc; 30 ms): it runs the image's
+bird, sees the node's files, and dies with the node's container like any of its
+processes (the kernel kills a pid namespace with its init).
 
 The control protocol is BIRD's own: the daemon greets with ``0001 BIRD x.y ready.``; each
 reply line starts with a 4-digit code and ``-`` (more follows) or `` `` (last line), or
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal as signals
 import socket
+import subprocess
 from dataclasses import dataclass
 
 from harness.errors import RoutingError
-from harness.host import runtime
 
 CONF_PATH = "/etc/bird/bird.conf"
 CTL_PATH = "/run/bird/bird.ctl"
@@ -27,7 +31,8 @@ PID_PATH = "/run/bird/bird.pid"
 LOG_PATH = "/run/bird/bird.log"
 # The daemon forks into the background once its configuration parsed; a bad one exits 1
 # with the reason on stderr, which start() reports.
-ARGV: tuple[str, ...] = ("bird", "-c", CONF_PATH, "-s", CTL_PATH, "-P", PID_PATH)
+ARGV: tuple[str, ...] = ("/usr/sbin/bird", "-c", CONF_PATH, "-s", CTL_PATH, "-P", PID_PATH)
+START_TIMEOUT_S = 10.0
 RTPROT_BIRD = 12  # the kernel's protocol number of the routes BIRD installs (`proto bird`)
 CTL_TIMEOUT_S = 2.0
 
@@ -49,20 +54,67 @@ def write_config(pid: int, text: str) -> None:
                            "is its image podlab/bird?") from exc
 
 
-def start(container: str) -> None:
-    """Start BIRD in a running node container; RoutingError with BIRD's words if it fails."""
-    code, out = runtime.exec(container, list(ARGV))
-    if code != 0:
-        text = out.decode(errors="replace").strip() or f"exit code {code}"
-        raise RoutingError(f"bird did not start in {container}: {text}")
+def nsenter_argv(pid: int, argv: tuple[str, ...] | list[str]) -> list[str]:
+    """``argv`` run in every namespace of the process ``pid`` (its container's)."""
+    nsenter = shutil.which("nsenter", path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if not nsenter:
+        raise RoutingError("nsenter not found; install util-linux")
+    return [nsenter, f"--target={pid}", "--mount", "--uts", "--ipc", "--net", "--pid",
+            "--", *argv]
 
 
-def kill(container: str, signal: str = "KILL") -> None:
-    """Kill the node's BIRD (a crashed daemon: KILL leaves its kernel routes behind)."""
-    code, out = runtime.exec(container, ["sh", "-c", f"kill -{signal} $(cat {PID_PATH})"])
-    if code != 0:
-        raise RoutingError(f"no bird to kill in {container}: "
-                           f"{out.decode(errors='replace').strip()}")
+def start(pid: int, argv: tuple[str, ...] = ARGV) -> None:
+    """Start BIRD in the node of ``pid``; RoutingError with BIRD's words if it fails.
+
+    BIRD forks into the background once its configuration parsed, so this returns when
+    the daemon runs (or refused its configuration)."""
+    try:
+        done = subprocess.run(nsenter_argv(pid, argv), capture_output=True, text=True,
+                              timeout=START_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RoutingError(f"bird did not start in the node of pid {pid}: {exc}") from exc
+    if done.returncode != 0:
+        text = (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
+        raise RoutingError(f"bird did not start in the node of pid {pid}: {text}")
+
+
+def daemon_pid(pid: int) -> int | None:
+    """The host pid of the node's BIRD (from its pid file), or None when none runs."""
+    try:
+        with open(_host_path(pid, PID_PATH)) as fh:
+            inner = int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+    # the pid file holds the pid inside the node's pid namespace: find it on the host
+    # among the processes of that namespace
+    try:
+        ns = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{entry}/status") as fh:
+                nspid = next((line.split()[-1] for line in fh if line.startswith("NSpid:")),
+                             None)
+        except OSError:
+            continue
+        if nspid == str(inner):
+            return int(entry)
+    return None
+
+
+def kill(pid: int, signal: int = signals.SIGKILL) -> int:
+    """Kill the BIRD of the node of ``pid`` (SIGKILL: a crash, its kernel routes stay
+    behind); return the daemon's host pid. RoutingError when none runs."""
+    daemon = daemon_pid(pid)
+    if daemon is None:
+        raise RoutingError(f"no bird runs in the node of pid {pid}")
+    os.kill(daemon, signal)
+    return daemon
 
 
 # --------------------------------------------------------------------------- control socket
