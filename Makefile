@@ -1,5 +1,5 @@
-# podlab — `make test` is what CI runs (.ci/run). Every target needs root and Docker
-# except lint and unit.
+# podlab — `make lint` and `make test` are what CI runs (.ci/run). Every target needs
+# root and Docker except venv, lint and unit.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -8,8 +8,13 @@ BIN := $(VENV)/bin
 # No cache dir in the checkout (CI runs from read-mostly trees; nothing to clean up).
 PYTEST_FLAGS ?= -p no:cacheprovider -q
 
-.PHONY: setup images test unit integration lint clean demo bench matrix
+.PHONY: venv setup images test unit integration lint clean demo bench matrix
 
+# the virtualenv alone: no root, no Docker
+venv:
+	@scripts/setup-venv.sh
+
+# the host (apt packages, dockerd), then the virtualenv
 setup:
 	@scripts/setup-host.sh
 
@@ -22,14 +27,14 @@ test: setup
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/unit
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
 
-unit: setup
+unit: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/unit
 
 integration: setup
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
 
-lint: setup
-	$(BIN)/ruff check harness tests
+lint: venv
+	$(BIN)/ruff check harness tests bench
 
 clean:
 	@if [ -x $(BIN)/podlab ]; then $(BIN)/podlab destroy --all; \

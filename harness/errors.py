@@ -1,6 +1,7 @@
 """Every error podlab raises, one tree, one root.
 
     PodlabError                      root; `exit_code` says how the CLI ends
+    ├── CommandFailed                exit 1: `Lab.exec(..., check=True)` saw a non-zero exit
     ├── InputError                   exit 2: the user's file or flags are wrong
     │   ├── TopologyError            a topology file failed validation (all problems at once)
     │   ├── LabExistsError           deploy of a lab that already runs
@@ -25,6 +26,12 @@ class PodlabError(Exception):
     """Root of podlab's errors."""
 
     exit_code = 1
+
+
+class CommandFailed(PodlabError):
+    def __init__(self, where: str, argv: list[str], code: int, output: str):
+        self.code, self.output = code, output
+        super().__init__(f"{' '.join(argv)} in {where} exited {code}:\n{output}")
 
 
 class InputError(PodlabError):

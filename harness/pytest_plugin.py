@@ -180,8 +180,7 @@ class LabPool:
         self.failed: set[str] = set()  # names of labs used by a failed test
 
     def get(self, want: LabRequest) -> Any:
-        from harness import Lab
-        from harness.lab import unique_name
+        from harness.lab import Lab, unique_name
         from harness.model.topology import load_topology
 
         if want not in self.labs:

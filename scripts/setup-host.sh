@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Prepare this host for podlab: Docker engine running, static busybox, iptables and BIRD
-# present, .venv with podlab installed editable. Idempotent and fast when already done
-# (a few docker/stat calls); run via `make setup`.
+# present, then .venv with podlab installed editable (scripts/setup-venv.sh). Idempotent
+# and fast when already done (a few docker/stat calls); run via `make setup`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-STAMP="$VENV/.stamp-install"
 DOCKERD_LOG=/var/log/podlab-dockerd.log
 DOCKER_WAIT_S=${DOCKER_WAIT_S:-30}
 
@@ -89,13 +88,5 @@ if ! docker_ok; then
 fi
 
 # --- python venv ----------------------------------------------------------------------
-if [ ! -x "$VENV/bin/python" ]; then
-    say "creating $VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    say "pip install -e '.[dev]' into $VENV"
-    "$VENV/bin/python" -m pip install -q -e '.[dev]'
-    touch "$STAMP"
-fi
+VENV="$VENV" PYTHON="$PYTHON" scripts/setup-venv.sh
 say "ok"

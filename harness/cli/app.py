@@ -143,7 +143,7 @@ def deploy(topo: TopoOpt) -> None:
 
     Example: sudo podlab deploy -t topologies/flat3.clab.yml
     """
-    from harness import Lab
+    from harness.lab import Lab
 
     _sigterm_as_interrupt()
     try:
@@ -168,8 +168,7 @@ def destroy(topo: OptTopo = None,
 
     Example: podlab destroy -t topologies/flat3.clab.yml   |   podlab destroy --all
     """
-    from harness import Lab
-    from harness.lab import running
+    from harness.lab import Lab, running
 
     try:
         if all_labs:
@@ -294,7 +293,7 @@ def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: Path
 
     Example: podlab verify -t topologies/flat3.clab.yml -o junit --output report.xml
     """
-    from harness import Lab
+    from harness.lab import Lab
 
     try:
         code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check)
@@ -310,7 +309,7 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
     """
-    from harness import Lab
+    from harness.lab import Lab
 
     _sigterm_as_interrupt()
     code = 0
@@ -386,8 +385,7 @@ def scapy(topo: TopoOpt, node: NodeOpt = None, pod: PodOpt = None) -> None:
     import os
     import subprocess
 
-    from harness import Lab
-    from harness.lab import attach
+    from harness.lab import Lab, attach
 
     try:
         target = attach.resolve(Lab.attach(topo).plan, node=node, pod=pod)
@@ -426,8 +424,8 @@ def capture(
 
     Example: sudo podlab capture -t topologies/flat3.clab.yml --pod db -w db.pcap --count 10
     """
-    from harness import Lab
     from harness.host.capture import summary_line
+    from harness.lab import Lab
 
     _sigterm_as_interrupt()
     start = 0.0

@@ -26,7 +26,7 @@ def main(ctx: typer.Context,
          topo: Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")] = None,
          ) -> None:
     """Faults need the lab's topology file: podlab fault -t FILE COMMAND ..."""
-    from harness import Lab
+    from harness.lab import Lab
 
     # optional here so that `podlab fault link-down --help` works; _apply insists on it
     if ctx.resilient_parsing or topo is None:

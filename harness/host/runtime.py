@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import labels
 from harness.errors import (
     DeployError,
     DockerUnavailable,
@@ -25,8 +24,9 @@ from harness.errors import (
     LabNotFoundError,
     NotRootError,
 )
+from harness.labels import LAB, PREFIX, ROLE
 
-LAB_LABEL, ROLE_LABEL = labels.LAB, labels.ROLE
+LAB_LABEL, ROLE_LABEL = LAB, ROLE
 NET_CAPS: tuple[str, ...] = ("NET_ADMIN", "NET_RAW")
 # Parallel Docker API calls: the daemon serialises parts of create/start anyway, and the
 # SDK's connection pool holds 10 connections; 8 keeps every worker on its own connection.
@@ -217,7 +217,7 @@ def containers_of(lab: str | None = None, **labels: str) -> list[ContainerInfo]:
     `io.podlab.role=node`; underscores in keys become dashes.
     """
     wanted = [f"{LAB_LABEL}={lab}" if lab is not None else LAB_LABEL]
-    wanted += [f"{labels.PREFIX}.{k.replace('_', '-')}={v}" for k, v in labels.items()]
+    wanted += [f"{PREFIX}.{k.replace('_', '-')}={v}" for k, v in labels.items()]
     rows = _api().containers(all=True, filters={"label": wanted})
     return [_info(row) for row in rows]
 

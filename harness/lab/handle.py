@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harness import labels
-from harness.errors import InputError, LabNotFoundError
+from harness.errors import CommandFailed, InputError, LabNotFoundError
 from harness.lab import deploy as _deploy
 from harness.lab import faults, running
 from harness.model.topology import NAME_MAX, Topology, load_topology
@@ -151,11 +151,17 @@ class Lab:
         return {name: pid for name, pid in found.items() if pid}
 
     def exec(self, argv: Sequence[str], *, node: str | None = None, pod: str | None = None,
-             container: str | None = None) -> ExecResult:
-        """Run `argv` in a node, or in a pod's container (its first one by default)."""
+             container: str | None = None, check: bool = False) -> ExecResult:
+        """Run `argv` in a node, or in a pod's container (its first one by default).
+
+        With `check=True` a non-zero exit raises CommandFailed, carrying the output."""
         code, raw = running.exec_in(self.name, node=node, pod=pod, container=container,
                                     argv=list(argv))
-        return ExecResult(code, raw.decode(errors="replace"))
+        result = ExecResult(code, raw.decode(errors="replace"))
+        if check and code != 0:
+            where = f"node {node}" if node else f"pod {pod}"
+            raise CommandFailed(where, list(argv), code, result.output)
+        return result
 
     # ------------------------------------------------------------------ proof
 

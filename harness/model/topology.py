@@ -29,6 +29,7 @@ from pydantic import (
 from harness import labels
 from harness.errors import Problem, TopologyError
 from harness.kinds import KINDS, NAMES, kind
+from harness.model.addressing import NoRoom, allocate
 from harness.model.graph import LabGraph
 from harness.model.yamlsrc import PathKey, bounded, load_yaml, read_text, render_path
 
@@ -127,8 +128,10 @@ class Cluster(_Model):
     pod_cidr: str = Field("10.244.0.0/16", alias="pod-cidr")
     node_mask: Int = Field(24, alias="node-mask", ge=8, le=30)
     underlay_cidr: str = Field("172.30.0.0/16", alias="underlay-cidr")
-    segment_mask: Int = Field(24, alias="segment-mask", ge=8, le=30,
-                              description="prefix length of each auto-addressed segment")
+    segment_mask: Int | None = Field(
+        None, alias="segment-mask", ge=8, le=30,
+        description="prefix length of each auto-addressed segment; unset: a /24 each while "
+        "the underlay has room, else the smallest prefix that holds each segment's ports")
     masquerade: bool = True
 
 
@@ -570,7 +573,7 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
                                   f"/{cluster.node_mask} node CIDR holds {per_node}")
     if isinstance(under_net, ipaddress.IPv4Network):
         nets.append(("cluster.underlay-cidr", under_net))
-        if cluster.segment_mask < under_net.prefixlen:
+        if cluster.segment_mask is not None and cluster.segment_mask < under_net.prefixlen:
             yield Problem("cluster.segment-mask", f"/{cluster.segment_mask} is larger than the "
                           f"underlay CIDR {under_net}")
     explicit: dict[str, str] = {}
@@ -646,7 +649,7 @@ def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pro
                           ipaddress.IPv4Interface(text) if text else None)
     cluster = spec.cluster
     explicit: list[tuple[str, ipaddress.IPv4Network]] = []
-    auto = 0
+    auto: list[int] = []  # members of each segment addressed automatically
     for seg in graph.segments:
         seen: set[str] = set()
         for node, iface, _ in seg.members:
@@ -672,7 +675,9 @@ def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pro
             explicit.append((first_path, subnet))
             prefix = subnet.prefixlen
         else:
-            auto += 1
+            auto.append(len(seg.members))
+            if cluster.segment_mask is None:
+                continue  # sized to fit by addressing.allocate
             prefix = cluster.segment_mask
         room = 2 ** (32 - prefix) - 2
         if len(seg.members) > room:
@@ -680,15 +685,11 @@ def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pro
                     else "cluster.segment-mask")
             yield Problem(path, f"segment {seg.name} has {len(seg.members)} members but a "
                           f"/{prefix} holds {room} addresses")
-    pod_net = ipaddress.IPv4Network(cluster.pod_cidr)
-    taken = [pod_net, *(net for _, net in explicit)]
-    under = ipaddress.IPv4Network(cluster.underlay_cidr)
-    if auto and cluster.segment_mask - under.prefixlen <= 16:  # else plenty, do not count
-        free = sum(1 for b in under.subnets(new_prefix=cluster.segment_mask)
-                   if not any(b.overlaps(t) for t in taken))
-        if auto > free:
-            yield Problem("cluster.underlay-cidr", f"{under} has {free} free /"
-                          f"{cluster.segment_mask} blocks but {auto} segments need one")
+    taken = [ipaddress.IPv4Network(cluster.pod_cidr), *(net for _, net in explicit)]
+    try:
+        allocate(cluster.underlay_cidr, taken, auto, cluster.segment_mask)
+    except NoRoom as exc:
+        yield Problem("cluster.underlay-cidr", str(exc))
 
 
 def _container_name_problems(spec: TopologyFile) -> Iterator[Problem]:

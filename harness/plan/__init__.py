@@ -23,6 +23,7 @@ from typing import Any
 
 from harness import labels
 from harness.kinds import kind
+from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
 from harness.model.topology import Netem, Topology, parse_endpoint
 
@@ -343,17 +344,10 @@ def make_plan(topo: Topology) -> Plan:
                  if (n, i) in addr]
         if given:
             seg_subnet[seg.index] = given[0].network
-    taken = [*seg_subnet.values(), pod_net]
-    free = (s for s in ipaddress.IPv4Network(cluster.underlay_cidr).subnets(
-        new_prefix=cluster.segment_mask) if not any(s.overlaps(t) for t in taken))
-    for seg in graph.segments:
-        if seg.kind == "pods" or seg.index in seg_subnet:
-            continue
-        subnet = next(free, None)
-        if subnet is None:
-            raise ValueError(f"underlay {cluster.underlay_cidr} has too few /"
-                             f"{cluster.segment_mask} blocks for {len(graph.segments)} segments")
-        seg_subnet[seg.index] = subnet
+    auto = [s for s in graph.segments if s.kind != "pods" and s.index not in seg_subnet]
+    subnets = allocate(cluster.underlay_cidr, [*seg_subnet.values(), pod_net],
+                       [len(s.members) for s in auto], cluster.segment_mask)
+    seg_subnet.update((s.index, net) for s, net in zip(auto, subnets, strict=True))
     for seg in graph.segments:
         if seg.kind == "pods":
             continue

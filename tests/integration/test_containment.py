@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab
+from harness import Lab
 from harness.host import runtime, wiring
 from harness.model.topology import Topology, load_topology
 from harness.plan import Plan, make_plan
@@ -25,11 +25,8 @@ def deployed(request: pytest.FixtureRequest, docker_available: None) -> Iterator
     topo = load_topology(request.param)
     name = f"itc{uuid.uuid4().hex[:6]}"
     plan = make_plan(Topology(topo.spec.model_copy(update={"name": name}), topo.path))
-    try:
-        lab.deploy(plan)
+    with Lab.deploy(plan):
         yield plan
-    finally:
-        lab.destroy(plan.lab)
 
 
 def plan_addresses(plan: Plan) -> set[str]:
@@ -55,7 +52,7 @@ def test_no_container_is_privileged_or_on_a_docker_network(deployed: Plan) -> No
 
 def test_no_route_leaves_the_lab(deployed: Plan) -> None:
     plan = deployed
-    pids = lab.pids(plan.lab)
+    pids = Lab(plan).container_pids()
     inside = plan_addresses(plan)
     for node in plan.nodes:
         for dst, gw, dev in wiring.routes(pids[node.container]):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab
+from harness import Lab
 from harness.errors import InputError
 from harness.host import wiring
 from harness.lab import faults
@@ -38,11 +38,8 @@ def flat3(docker_available: None, tmp_path_factory: pytest.TempPathFactory
     path = tmp_path_factory.mktemp("faults") / f"{name}.clab.yml"
     path.write_text(FLAT3.read_text().replace("name: flat3", f"name: {name}", 1))
     plan = make_plan(load_topology(path))
-    try:
-        lab.deploy(plan)
+    with Lab.deploy(plan):
         yield plan, path
-    finally:
-        lab.destroy(plan.lab)
 
 
 
@@ -91,7 +88,7 @@ def test_link_down_fails_exactly_the_paths_across_it(flat3) -> None:
     done = fault(path, "link-down", "node3:eth1")
     assert done.returncode == 0, done.stderr
     try:
-        report = verify.verify(plan)
+        report = Lab(plan).verify()
         assert_exactly(report, expected)
         lost = next(r for r in report.results if not r.ok and r.proto == "udp"
                 and (r.src, r.dst) == ("cache", "web"))
@@ -99,7 +96,7 @@ def test_link_down_fails_exactly_the_paths_across_it(flat3) -> None:
     finally:
         done = fault(path, "link-up", "node3:eth1")
     assert done.returncode == 0, done.stderr
-    report = verify.verify(plan)
+    report = Lab(plan).verify()
     assert report.ok, failed(report)
 
 
@@ -109,14 +106,14 @@ def test_node_stop_and_start_rewires_the_node(flat3) -> None:
     done = fault(path, "node-stop", "node2")
     assert done.returncode == 0, done.stderr
     try:
-        assert node2 not in lab.pids(plan.lab)
-        pid = lab.pids(plan.lab)[plan.pod("db").infra]
+        assert node2 not in Lab(plan).container_pids()
+        pid = Lab(plan).container_pids()[plan.pod("db").infra]
         assert "eth0" not in wiring.addresses(pid)  # the pod's veth died with the node
     finally:
         done = fault(path, "node-start", "node2")
     assert done.returncode == 0, done.stderr
     assert "node2:eth1" in done.stderr and "node2:pv-db" in done.stderr
-    report = verify.verify(plan)
+    report = Lab(plan).verify()
     assert report.ok, [(r.check, r.src, r.dst, r.detail) for r in report.results if not r.ok]
 
 
@@ -126,11 +123,11 @@ def test_full_loss_fails_the_paths_and_clearing_restores_them(flat3) -> None:
     done = fault(path, "netem", "node3:eth1", "--loss", "100")
     assert done.returncode == 0, done.stderr
     try:
-        assert_exactly(verify.verify(plan), expected)
+        assert_exactly(Lab(plan).verify(), expected)
     finally:
         done = fault(path, "netem-clear", "node3:eth1")
     assert done.returncode == 0, done.stderr
-    report = verify.verify(plan)
+    report = Lab(plan).verify()
     assert report.ok, failed(report)
 
 
@@ -138,7 +135,7 @@ def test_delay_is_a_netem_qdisc_or_one_clear_line_exit_3(flat3) -> None:
     plan, path = flat3
     done = fault(path, "netem", "node3:eth1", "--delay", "20", "--jitter", "5")
     if done.returncode == 0:  # a kernel with sch_netem: the delay is real
-        pid = lab.pids(plan.lab)[plan.node("node3").container]
+        pid = Lab(plan).container_pids()[plan.node("node3").container]
         try:
             assert wiring.qdisc(pid, "eth1") == "netem"
         finally:
@@ -148,7 +145,7 @@ def test_delay_is_a_netem_qdisc_or_one_clear_line_exit_3(flat3) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no sch_netem" in lines[0] and "Traceback" not in done.stderr
     # nothing was changed by the refused call
-    assert verify.verify(plan, ["pod-to-pod"]).ok
+    assert Lab(plan).verify(["pod-to-pod"]).ok
 
 
 def test_rate_is_a_tbf(flat3) -> None:
@@ -156,7 +153,7 @@ def test_rate_is_a_tbf(flat3) -> None:
     done = fault(path, "netem", "node3:eth1", "--rate", "10000")
     assert done.returncode == 0, done.stderr
     try:
-        pid = lab.pids(plan.lab)[plan.node("node3").container]
+        pid = Lab(plan).container_pids()[plan.node("node3").container]
         assert wiring.qdisc(pid, "eth1") in ("tbf", "netem")
     finally:
         fault(path, "netem-clear", "node3:eth1")

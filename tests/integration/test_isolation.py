@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab
+from harness import Lab
 from harness.host import runtime
 from harness.model.topology import Topology, load_topology
 from harness.plan import Plan, make_plan
-from harness.prove import verify
 
 pytestmark = pytest.mark.docker
 
@@ -33,23 +32,23 @@ def test_two_labs_from_one_file_side_by_side(docker_available: None) -> None:
     a, b = plan_named(f"iti{tag}-a"), plan_named(f"iti{tag}-b")
     try:
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lab.deploy, (a, b)))
-            reports = list(pool.map(verify.verify, (a, b)))
+            list(pool.map(Lab.deploy, (a, b)))
+            reports = list(pool.map(lambda p: Lab(p).verify(), (a, b)))
         for report in reports:
             assert report.ok, [(r.check, r.src, r.dst, r.detail) for r in report.results
                                if not r.ok]
         names_b = sorted(c.name for c in runtime.containers_of(b.lab))
         assert len(names_b) == len(b.containers)
         assert not set(names_b) & {c.name for c in runtime.containers_of(a.lab)}
-        removed = lab.destroy(a.lab)
+        removed = Lab(a).destroy()
         assert len(removed) == len(a.containers)
         assert not set(removed) & set(names_b)
         assert sorted(c.name for c in runtime.containers_of(b.lab)) == names_b
         assert all(c.state == "running" for c in runtime.containers_of(b.lab))
-        assert verify.verify(b).ok  # still wired: nothing of b was shared with a
+        assert Lab(b).verify().ok  # still wired: nothing of b was shared with a
     finally:
-        lab.destroy(a.lab)
-        lab.destroy(b.lab)
+        Lab(a).destroy()
+        Lab(b).destroy()
 
 
 @pytest.mark.parametrize("where", ["node", "pod"])

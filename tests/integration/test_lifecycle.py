@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab
+from harness import Lab
 from harness.errors import DeployError, ImageError, LabExistsError
 from harness.host import firewall as nat
 from harness.host import netns, runtime, wiring
+from harness.lab import running
 from harness.model.topology import Topology, load_topology, parse_topology
 from harness.plan import Plan, make_plan
 
@@ -61,7 +62,7 @@ def lab_containers(name: str) -> list[runtime.ContainerInfo]:
 
 
 def ping(name: str, pod: str, ip: str) -> tuple[int, bytes]:
-    return lab.exec_in(name, pod=pod, argv=["ping", "-c1", "-W2", ip])
+    return running.exec_in(name, pod=pod, argv=["ping", "-c1", "-W2", ip])
 
 
 @dataclass
@@ -74,11 +75,8 @@ class Deployed:
 def deployed(request: pytest.FixtureRequest, docker_available: None) -> Iterator[Deployed]:
     plan = plan_of(request.param, unique(request.param.name.split(".")[0]))
     before = host_netdevs()
-    try:
-        lab.deploy(plan)
+    with Lab.deploy(plan):
         yield Deployed(plan, before)
-    finally:
-        lab.destroy(plan.lab)
 
 
 # --------------------------------------------------------------------------- a running lab
@@ -91,7 +89,7 @@ def test_every_container_runs(deployed: Deployed) -> None:
 
 
 def test_pod_containers_share_one_netns(deployed: Deployed) -> None:
-    pids = lab.pids(deployed.plan.lab)
+    pids = Lab(deployed.plan).container_pids()
     for pod in deployed.plan.pods:
         inodes = {netns.netns_inode(pids[c]) for c in
                   (pod.infra, *(c.container for c in pod.containers))}
@@ -101,7 +99,7 @@ def test_pod_containers_share_one_netns(deployed: Deployed) -> None:
 
 
 def test_pod_eth0_holds_planned_ip(deployed: Deployed) -> None:
-    pids = lab.pids(deployed.plan.lab)
+    pids = Lab(deployed.plan).container_pids()
     for pod in deployed.plan.pods:
         assert wiring.addresses(pids[pod.infra])["eth0"] == [pod.cidr]
 
@@ -135,7 +133,7 @@ def test_pod_pings_outside_host(deployed: Deployed) -> None:
 
 def test_masquerade_rule_on_every_k8s_node(deployed: Deployed) -> None:
     plan = deployed.plan
-    pids = lab.pids(plan.lab)
+    pids = Lab(plan).container_pids()
     for node in plan.k8s_nodes:
         rules = nat.nat_rules(pids[node.container])
         if not node.masquerade_exempt:
@@ -149,7 +147,7 @@ def test_masquerade_rule_on_every_k8s_node(deployed: Deployed) -> None:
 
 def test_inspect_from_labels(deployed: Deployed) -> None:
     plan = deployed.plan
-    data = lab.inspect(plan.lab)
+    data = Lab(plan).inspect()
     assert isinstance(data, dict) and data["lab"] == plan.lab
     assert [n["name"] for n in data["nodes"]] == [n.name for n in plan.nodes]
     for got, want in zip(data["nodes"], plan.nodes, strict=True):
@@ -163,7 +161,7 @@ def test_inspect_from_labels(deployed: Deployed) -> None:
         [(p.name, p.node, p.ip) for p in plan.pods]
     for got, want in zip(data["pods"], plan.pods, strict=True):
         assert [c["name"] for c in got["containers"]] == [c.name for c in want.containers]
-    everything = lab.inspect(None, all_labs=True)
+    everything = Lab.inspect_all()
     assert plan.lab in [d["lab"] for d in everything]
 
 
@@ -171,7 +169,7 @@ def test_second_deploy_refused_first_intact(deployed: Deployed) -> None:
     plan = deployed.plan
     before = {c.name: c.id for c in lab_containers(plan.lab)}
     with pytest.raises(LabExistsError) as err:
-        lab.deploy(plan)
+        Lab.deploy(plan)
     assert err.value.exit_code == 2
     after = lab_containers(plan.lab)
     assert {c.name: c.id for c in after} == before
@@ -185,14 +183,14 @@ def test_destroy_leaves_nothing(docker_available: None) -> None:
     plan = yaml_plan(unique("destroy"), "[{name: app}, {name: sidecar}]")
     before = host_netdevs()
     try:
-        lab.deploy(plan)
-        removed = lab.destroy(plan.lab)
+        Lab.deploy(plan)
+        removed = Lab(plan).destroy()
     finally:
-        lab.destroy(plan.lab)
+        Lab(plan).destroy()
     assert sorted(removed) == sorted(plan.containers)
     assert lab_containers(plan.lab) == []
     assert host_netdevs() - before == set()
-    assert lab.destroy(plan.lab) == [], "a second destroy is a no-op"
+    assert Lab(plan).destroy() == [], "a second destroy is a no-op"
 
 
 def test_two_labs_coexist(docker_available: None) -> None:
@@ -200,17 +198,17 @@ def test_two_labs_coexist(docker_available: None) -> None:
     first = yaml_plan(unique("one"), "[{name: app}]")
     second = yaml_plan(unique("two"), "[{name: app}]")
     try:
-        lab.deploy(first)
-        lab.deploy(second)
+        Lab.deploy(first)
+        Lab.deploy(second)
         for plan in (first, second):
             code, out = ping(plan.lab, "a", plan.pod("b").ip)
             assert code == 0, out.decode(errors="replace")
-        lab.destroy(second.lab)
+        Lab(second).destroy()
         assert len(lab_containers(first.lab)) == len(first.containers)
         assert ping(first.lab, "a", first.pod("b").ip)[0] == 0
     finally:
-        lab.destroy(first.lab)
-        lab.destroy(second.lab)
+        Lab(first).destroy()
+        Lab(second).destroy()
 
 
 def test_failed_start_rolls_back(docker_available: None) -> None:
@@ -219,23 +217,23 @@ def test_failed_start_rolls_back(docker_available: None) -> None:
     before = host_netdevs()
     try:
         with pytest.raises(DeployError) as err:
-            lab.deploy(plan)
+            Lab.deploy(plan)
         message = str(err.value)
         assert "'pods'" in message and plan.pod("b").containers[1].container in message
         assert lab_containers(plan.lab) == []
         assert host_netdevs() - before == set()
     finally:
-        lab.destroy(plan.lab)
+        Lab(plan).destroy()
 
 
 def test_missing_image_refused_before_anything_starts(docker_available: None) -> None:
     plan = yaml_plan(unique("noimg"), "[{name: app, image: podlab/does-not-exist}]")
     try:
         with pytest.raises(ImageError, match="podlab/does-not-exist"):
-            lab.deploy(plan)
+            Lab.deploy(plan)
         assert lab_containers(plan.lab) == []
     finally:
-        lab.destroy(plan.lab)
+        Lab(plan).destroy()
     assert runtime.missing_images(["podlab/does-not-exist"]) == ["podlab/does-not-exist"]
 
 
@@ -246,10 +244,10 @@ def test_missing_image_half_way_rolls_back_without_pulling(
     plan = yaml_plan(unique("halfway"), "[{name: app, image: podlab/does-not-exist}]")
     try:
         with pytest.raises(DeployError, match="podlab/does-not-exist"):
-            lab.deploy(plan)
+            Lab.deploy(plan)
         assert lab_containers(plan.lab) == []
     finally:
-        lab.destroy(plan.lab)
+        Lab(plan).destroy()
     assert runtime.missing_images(["podlab/does-not-exist"]) == ["podlab/does-not-exist"]
 
 
@@ -268,7 +266,7 @@ def test_interrupt_rolls_back(docker_available: None, monkeypatch: pytest.Monkey
     plan = yaml_plan(unique("intr"), "[{name: app}]")
     try:
         with pytest.raises(KeyboardInterrupt):
-            lab.deploy(plan)
+            Lab.deploy(plan)
         assert lab_containers(plan.lab) == []
     finally:
-        lab.destroy(plan.lab)
+        Lab(plan).destroy()

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import lab
 from harness.host import runtime
+from harness.lab import running
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "topologies" / "minimal.clab.yml"
@@ -48,7 +48,7 @@ def podlab(*args: str, **kw) -> subprocess.CompletedProcess[str]:
 
 def test_lab_is_deployed_with_a_unique_name(podlab_lab) -> None:
     assert podlab_lab.name.startswith("minimal-") and podlab_lab.name != "minimal"
-    assert set(podlab_lab.pids) == {"node1", "node2", "a", "b"}
+    assert set(podlab_lab.pids()) == {"node1", "node2", "a", "b"}
     assert runtime.containers_of(podlab_lab.name)
 
 
@@ -117,7 +117,7 @@ def test_cli_scapy_session_is_inside_the_pod(podlab_lab, tmp_path: Path) -> None
     assert f"IFACE eth1 {eth1.address.split('/')[0]}" in node.stdout
     # only the child entered the pod: this process is still where it started
     assert os.stat("/proc/self/ns/net").st_ino == HOST_NETNS
-    assert os.stat(f"/proc/{podlab_lab.pids['a']}/ns/net").st_ino != HOST_NETNS
+    assert os.stat(f"/proc/{podlab_lab.pids()['a']}/ns/net").st_ino != HOST_NETNS
 
 
 def test_podlab_keep_keeps_a_failed_lab(pytester: pytest.Pytester,
@@ -137,9 +137,9 @@ def test_podlab_keep_keeps_a_failed_lab(pytester: pytest.Pytester,
         result.stdout.fnmatch_lines([f"*podlab destroy --name {name}*"])
         assert runtime.containers_of(name), "--podlab-keep removed the failed lab"
         # without --podlab-keep the same failure removes the lab
-        lab.destroy(name)
+        running.destroy(name)
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
         result.assert_outcomes(failed=1)
         assert not runtime.containers_of(name)
     finally:
-        lab.destroy(name)
+        running.destroy(name)

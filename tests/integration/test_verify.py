@@ -18,11 +18,11 @@ from xml.etree import ElementTree
 
 import pytest
 
-from harness import lab
+from harness import Lab
 from harness.host import netns
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.prove.verify import CHECKS, PROTOS, Report, verify
+from harness.prove.verify import CHECKS, PROTOS, Report
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +34,8 @@ def deployed(stem: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
     path = tmp_path_factory.mktemp(stem) / f"{name}.clab.yml"
     path.write_text(text.replace(f"name: {stem}", f"name: {name}", 1))
     plan = make_plan(load_topology(path))
-    try:
-        lab.deploy(plan)
+    with Lab.deploy(plan):
         yield plan
-    finally:
-        lab.destroy(plan.lab)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +49,7 @@ def routed(docker_available: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def pid(plan: Plan, node: str) -> int:
-    return lab.pids(plan.lab)[plan.node(node).container]
+    return Lab(plan).container_pids()[plan.node(node).container]
 
 
 def iptables(plan: Plan, node: str, *args: str) -> None:
@@ -75,7 +72,7 @@ def each_proto(check: str, pairs: list[tuple[str, str]]) -> set[tuple[str, str, 
 # --- the model holds ---------------------------------------------------------------------
 
 def test_flat3_passes_every_check_with_one_result_per_pair_and_protocol(flat3: Plan) -> None:
-    report = verify(flat3)
+    report = Lab(flat3).verify()
     assert failed(report) == set(), details(report)
     counts = {c: sum(r.check == c for r in report.results) for c in CHECKS}
     pods, nodes, outside = len(flat3.pods), len(flat3.k8s_nodes), len(flat3.externals)
@@ -90,7 +87,7 @@ def test_flat3_passes_every_check_with_one_result_per_pair_and_protocol(flat3: P
 
 
 def test_pod_to_external_observes_the_masquerade_to_the_node_address(flat3: Plan) -> None:
-    report = verify(flat3, checks=["pod-to-external"])
+    report = Lab(flat3).verify(checks=["pod-to-external"])
     assert report.ok, details(report)
     for r in report.results:
         node = flat3.node(flat3.pod(r.src).node)
@@ -98,14 +95,14 @@ def test_pod_to_external_observes_the_masquerade_to_the_node_address(flat3: Plan
 
 
 def test_same_node_pods_are_switched_and_cross_node_pods_routed(flat3: Plan) -> None:
-    report = verify(flat3, checks=["pod-to-pod"])
+    report = Lab(flat3).verify(checks=["pod-to-pod"])
     for r in report.results:
         same = flat3.pod(r.src).node == flat3.pod(r.dst).node
         assert r.observed["ttl"] == (64 if same else 62), r
 
 
 def test_routed_lab_ttl_drops_once_per_router_on_the_path(routed: Plan) -> None:
-    report = verify(routed)
+    report = Lab(routed).verify()
     assert report.ok, details(report)
     r = next(r for r in report.results
              if (r.check, r.src, r.dst, r.proto) == ("pod-to-pod", "client", "server", "udp"))
@@ -121,7 +118,7 @@ def test_snat_rule_on_a_node_fails_exactly_the_rewritten_pairs(flat3: Plan) -> N
             "--to-source", flat3.node("node1").address]
     iptables(flat3, "node1", "-t", "nat", "-I", *rule)
     try:
-        report = verify(flat3)
+        report = Lab(flat3).verify()
     finally:
         iptables(flat3, "node1", "-t", "nat", "-D", *rule)
     assert failed(report) == each_proto("pod-to-pod", [("web", "db")])
@@ -137,7 +134,7 @@ def test_dnat_rule_on_a_router_fails_exactly_the_redirected_probes(routed: Plan)
             "--to-destination", peer.ip]
     iptables(routed, "spine", "-t", "nat", "-A", *rule)
     try:
-        report = verify(routed)
+        report = Lab(routed).verify()
     finally:
         iptables(routed, "spine", "-t", "nat", "-D", *rule)
     assert failed(report) == {
@@ -160,7 +157,7 @@ def test_detour_route_fails_exactly_the_paths_it_lengthens(flat3: Plan) -> None:
 
     netns.run_in_netns(node1, set_gateway, flat3.node("node2").address)
     try:
-        report = verify(flat3, checks=["pod-to-pod", "node-to-pod", "pod-to-node"])
+        report = Lab(flat3).verify(checks=["pod-to-pod", "node-to-pod", "pod-to-node"])
     finally:
         netns.run_in_netns(node1, set_gateway, flat3.node("node3").address)
     node1_pods = [p.name for p in flat3.pods if p.node == "node1"]
@@ -191,7 +188,7 @@ def test_container_outside_the_pod_namespace_fails_identity_and_intra_pod(flat3:
     impostor = client.containers.run(victim.image, name=victim.container, labels=labels,
                                      network_mode="none", detach=True)
     try:
-        report = verify(flat3, checks=["pod-identity", "intra-pod"])
+        report = Lab(flat3).verify(checks=["pod-identity", "intra-pod"])
     finally:
         impostor.remove(force=True)
         client.containers.run(victim.image, name=victim.container, labels=labels,
@@ -208,7 +205,7 @@ def test_missing_masquerade_fails_pod_to_external_as_not_masqueraded(flat3: Plan
     rule = ["POSTROUTING", "-s", flat3.node("node1").pod_cidr, "-j", "PODLAB-MASQ"]
     iptables(flat3, "node1", "-t", "nat", "-D", *rule)
     try:
-        report = verify(flat3, checks=["pod-to-external"])
+        report = Lab(flat3).verify(checks=["pod-to-external"])
     finally:
         iptables(flat3, "node1", "-t", "nat", "-A", *rule)
     node1_pods = [p.name for p in flat3.pods if p.node == "node1"]

@@ -116,7 +116,10 @@ CASES = [
     ("underlay-cidr-host-bits", "underlay-cidr: 172.30.0.0/16", "underlay-cidr: 172.30.0.9/16",
      "cluster.underlay-cidr", "has host bits set", "172.30.0.9"),
     ("underlay-cidr-slash-32", "underlay-cidr: 172.30.0.0/16", "underlay-cidr: 172.30.0.0/32",
-     "cluster.segment-mask", "larger than the underlay CIDR", "cluster:"),
+     "cluster.underlay-cidr", "172.30.0.0/32 cannot hold 1 segment(s)", "underlay-cidr"),
+    ("segment-mask-larger-than-underlay", "underlay-cidr: 172.30.0.0/16",
+     "underlay-cidr: 172.30.0.0/28\n  segment-mask: 24", "cluster.segment-mask",
+     "larger than the underlay CIDR", "segment-mask"),
     ("underlay-overlaps-pod-cidr", "underlay-cidr: 172.30.0.0/16", "underlay-cidr: 10.0.0.0/8",
      "cluster.underlay-cidr", "10.0.0.0/8 overlaps the pod CIDR 10.244.0.0/16", "10.0.0.0/8"),
     ("node-mask-31", CLUSTER, "  node-mask: 31\n", "cluster.node-mask",
@@ -166,7 +169,7 @@ CASES = [
      "cluster.segment-mask", "segment sw has 3 members but a /30 holds 2 addresses",
      "segment-mask"),
     ("underlay-too-small-for-segments", [
-        ("underlay-cidr: 172.30.0.0/16", "underlay-cidr: 172.30.0.0/24"),
+        ("underlay-cidr: 172.30.0.0/16", "underlay-cidr: 172.30.0.0/24\n  segment-mask: 24"),
         ('"ext:eth1", "sw:eth3"', '"ext:eth1", "node1:eth3"')], None,
      "cluster.underlay-cidr", "has 1 free /24 blocks but 2 segments need one", "underlay-cidr"),
     ("switch-segment-in-two-subnets", [

@@ -1,0 +1,58 @@
+"""Segment subnets carved from the underlay (harness.model.addressing) and what the plan
+and validation make of them."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from podlab_unit_helpers import ROOT
+
+from harness.model.addressing import NoRoom, allocate, smallest_prefix
+from harness.model.topology import load_topology
+from harness.plan import make_plan
+
+Net = ipaddress.IPv4Network
+
+
+@pytest.mark.parametrize(("members", "prefix"), [(2, 30), (3, 29), (6, 29), (7, 28),
+                                                 (254, 24), (255, 23)])
+def test_smallest_prefix_holds_the_ports(members: int, prefix: int) -> None:
+    assert smallest_prefix(members) == prefix
+
+
+def test_a_roomy_underlay_keeps_one_slash_24_per_segment() -> None:
+    got = allocate("172.30.0.0/16", [Net("10.244.0.0/16")], [2, 5, 2])
+    assert got == [Net("172.30.0.0/24"), Net("172.30.1.0/24"), Net("172.30.2.0/24")]
+
+
+def test_a_slash_24_underlay_is_divided_among_three_segments() -> None:
+    got = allocate("192.168.50.0/24", [], [2, 5, 2])
+    assert [n.prefixlen for n in got] == [30, 29, 30]
+    assert all(n.subnet_of(Net("192.168.50.0/24")) for n in got)
+    assert not any(a.overlaps(b) for i, a in enumerate(got) for b in got[i + 1:])
+
+
+def test_blocks_written_in_the_file_are_skipped() -> None:
+    taken = [Net("192.168.50.0/30")]
+    got = allocate("192.168.50.0/24", taken, [2, 2])
+    assert Net("192.168.50.0/30") not in got and len(set(got)) == 2
+
+
+def test_an_explicit_segment_mask_is_obeyed_and_says_when_it_does_not_fit() -> None:
+    assert allocate("10.0.0.0/16", [], [2, 2], mask=26) == [Net("10.0.0.0/26"),
+                                                            Net("10.0.0.64/26")]
+    with pytest.raises(NoRoom, match="has 1 free /24 blocks but 3 segments need one"):
+        allocate("192.168.50.0/24", [], [2, 2, 2], mask=24)
+
+
+def test_too_small_an_underlay_is_refused_with_its_size() -> None:
+    with pytest.raises(NoRoom, match=r"192\.168\.50\.0/29 cannot hold 3 segment"):
+        allocate("192.168.50.0/29", [], [2, 2, 2])
+
+
+def test_compact_example_plans_slash_30_links_inside_its_slash_24() -> None:
+    plan = make_plan(load_topology(ROOT / "topologies" / "compact.clab.yml"))
+    subnets = [Net(s.subnet) for s in plan.segments if s.kind != "pods"]
+    assert len(subnets) == 3
+    assert all(n.prefixlen == 30 and n.subnet_of(Net("192.168.50.0/24")) for n in subnets)
