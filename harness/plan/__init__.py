@@ -15,6 +15,7 @@ underlay, so they cannot reach pods unless pods are masqueraded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -150,6 +151,23 @@ class Plan:
     segments: tuple[SegmentPlan, ...]
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
+    _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
+
+    @property
+    def down_links(self) -> frozenset[int]:
+        """Links (indices into `links`) a rerouted plan knows are down."""
+        return self._graph.down_links
+
+    def rerouted(self, down_links: frozenset[int] = frozenset(),
+                 no_transit: frozenset[str] = frozenset()) -> Plan:
+        """The plan as a routing protocol converges after faults: every expectation follows
+        the shortest path that remains without `down_links` and without forwarding
+        through `no_transit` (nodes whose routing daemon is dead). A pair left with no
+        path keeps its intact path: it must fail, and verify says where. The nodes'
+        installed routes (`NodePlan.routes`, static) do not change."""
+        intact = self._intact or self._graph
+        return dataclasses.replace(self, _graph=intact.without(down_links, no_transit),
+                                   _intact=intact)
 
     def node(self, name: str) -> NodePlan:
         return self._nodes_by_name[name]
@@ -196,6 +214,8 @@ class Plan:
     def _find_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
         seg = self._segment_index(dst_segment)
         hops = self._graph.path_to_segment(src, seg)
+        if hops is None and self._intact is not None:  # cut off by a fault
+            hops = self._intact.path_to_segment(src, seg)
         if hops is None:
             raise ValueError(f"no path from {src} to {dst_segment}")
         devices = tuple(h.device for h in hops) or (src,)

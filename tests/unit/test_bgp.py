@@ -220,3 +220,45 @@ def test_missing_names_absent_and_wrong_next_hops() -> None:
     assert want.missing({"n1": {"10.0.1.0/24": "9.9.9.9"}}) == [
         ("n1", "10.0.1.0/24"), ("n1", "10.0.2.0/24")]
     assert want.missing({}) == [("n1", "10.0.1.0/24"), ("n1", "10.0.2.0/24")]
+
+
+# --------------------------------------------------------------------------- rerouted plans
+
+
+def test_a_rerouted_plan_expects_the_long_way_round() -> None:
+    plan = plan_of(RING)
+    assert plan.pod_to_pod("a", "d").path == ("n1", "n4")
+    after = plan.rerouted(down_links=frozenset({3}))
+    assert after.down_links == {3}
+    exp = after.pod_to_pod("a", "d")
+    assert (exp.path, exp.hops) == (("n1", "n2", "n3", "n4"), 4)
+    assert after.node("n1").routes == plan.node("n1").routes  # what is installed stays
+    assert plan.pod_to_pod("a", "d").hops == 2  # the intact plan is untouched
+    assert after.rerouted().down_links == frozenset()  # rerouted from the intact lab
+
+
+def test_a_pair_cut_off_keeps_its_intact_path() -> None:
+    plan = plan_of(RING).rerouted(down_links=frozenset({3}), no_transit=frozenset({"n2"}))
+    assert plan.pod_to_pod("a", "d").path == ("n1", "n4")
+
+
+def test_no_transit_through_a_dead_speaker() -> None:
+    plan = plan_of(RING).rerouted(no_transit=frozenset({"n4"}))
+    assert plan.node_to_pod("n1", "d").path == ("n1", "n4")  # still an endpoint
+    text = RING.replace("d: {node: n4", "d: {node: n3")
+    assert plan_of(text).rerouted(no_transit=frozenset({"n2"})).pod_to_pod(
+        "a", "d").path == ("n1", "n4", "n3")
+
+
+def test_a_member_pulled_from_a_switch_segment() -> None:
+    plan = example("flat3")
+    link = next(i for i, lk in enumerate(plan.links) if lk.a[0] == "node3" or lk.b[0] == "node3")
+    after = plan.rerouted(down_links=frozenset({link}))
+    pods_on_3 = [p.name for p in plan.pods if p.node == "node3"]
+    others = [p.name for p in plan.pods if p.node != "node3"]
+    assert pods_on_3 and others
+    # node3 has no other way in: the intact path is kept (and the probe will fail)
+    assert after.pod_to_pod(others[0], pods_on_3[0]).path == plan.pod_to_pod(
+        others[0], pods_on_3[0]).path
+    assert after._graph.attached["node3"] == [s for s in plan._graph.attached["node3"]
+                                              if plan.segments[s].kind == "pods"]
