@@ -212,14 +212,19 @@ class Plan:
         return self._paths[key]
 
     def _find_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
+        devices = tuple(d for d, _ in self.segment_hops(src, dst_segment)) or (src,)
+        return devices if devices[-1] == dst_node else (*devices, dst_node)
+
+    def segment_hops(self, src: str, dst_segment: str) -> tuple[tuple[str, str], ...]:
+        """`(device, segment)` per hop from device `src` into segment `dst_segment`: each
+        device sends into that segment toward the next; () when src is attached to it."""
         seg = self._segment_index(dst_segment)
         hops = self._graph.path_to_segment(src, seg)
         if hops is None and self._intact is not None:  # cut off by a fault
             hops = self._intact.path_to_segment(src, seg)
         if hops is None:
             raise ValueError(f"no path from {src} to {dst_segment}")
-        devices = tuple(h.device for h in hops) or (src,)
-        return devices if devices[-1] == dst_node else (*devices, dst_node)
+        return tuple((h.device, self._segment_names[h.segment]) for h in hops)
 
     def pod_to_pod(self, a: str, b: str) -> Expectation:
         src, dst = self.pod(a), self.pod(b)
