@@ -4,16 +4,20 @@
 call runs in a short-lived thread that enters ``/proc/<pid>/ns/net`` and then dies: the
 main thread (and every other thread) never leaves the host namespace, even on error.
 Sockets keep the namespace they were created in, so a socket made in such a thread can be
-used from anywhere afterwards.
+used from anywhere afterwards, and a program started from such a thread (fork copies the
+calling thread's namespaces) runs in that namespace: `run_program` is podlab's one way of
+running a host binary (iptables, nft) inside a lab namespace, no nsenter needed.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import socket
+import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from harness.errors import WiringError
@@ -21,6 +25,9 @@ from harness.errors import WiringError
 T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
+PROGRAM_TIMEOUT_S = 20.0
+# where host tools live; podlab's own PATH (a venv, sudo's secure_path) may lack the sbins
+TOOL_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
 
 _libc: ctypes.CDLL | None = None
 
@@ -105,3 +112,32 @@ def socket_in_netns(
 def same_netns(pid_a: int, pid_b: int) -> bool:
     """True when both processes share one network namespace."""
     return netns_inode(pid_a) == netns_inode(pid_b)
+
+
+def run_program(pid: int, argv: Sequence[str], stdin: str | None = None,
+                timeout: float = PROGRAM_TIMEOUT_S) -> str:
+    """Run the host binary ``argv[0]`` (an argv list, no shell) inside the network namespace
+    of ``pid``; return its stdout.
+
+    Raises WiringError when the program is missing, times out or exits non-zero; the
+    message ends with the last line it wrote on stderr (else stdout).
+    """
+    if not argv:
+        raise WiringError("run_program: empty argv")
+    path = shutil.which(argv[0], path=TOOL_PATH) or shutil.which(argv[0])
+    if not path:
+        raise WiringError(f"{argv[0]} not found on the host (searched {TOOL_PATH}); install "
+                          "it, e.g. `apt-get install -y iptables` (or run `make setup`)")
+    where = f"{argv[0]} in netns of pid {pid}"
+    try:
+        done = run_in_netns(pid, subprocess.run, [path, *argv[1:]], input=stdin,
+                            capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise WiringError(f"{where} timed out after {timeout:g}s") from exc
+    except OSError as exc:
+        raise WiringError(f"{where} could not start: {exc}") from exc
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        raise WiringError(f"{where} failed (exit {done.returncode}): "
+                          f"{reason[-1] if reason else 'no output'}")
+    return str(done.stdout)

@@ -19,8 +19,8 @@ import re
 import threading
 
 from harness.errors import EnvironmentProblem, InputError, WiringError
-from harness.host import firewall as nat
 from harness.host import wiring
+from harness.host.netns import run_program
 
 CHAIN_PREFIX = "PODLAB-LOSS-"  # + ifname: at most 27 characters, iptables allows 28
 NFT_PREFIX = "podlab_loss_"
@@ -31,11 +31,6 @@ _lock = threading.Lock()
 
 class NetemUnavailable(EnvironmentProblem):
     """Delay/jitter asked for on a kernel without sch_netem."""
-
-
-def netem_available() -> bool | None:
-    """What the first attempt found out (None: nothing tried yet)."""
-    return _netem
 
 
 def _set_netem(value: bool) -> None:
@@ -102,13 +97,13 @@ def clear(pid: int, ifname: str) -> None:
     """Remove every impairment podlab put on `ifname` (qdisc and drop rules)."""
     wiring.clear_qdisc(pid, ifname)
     chain = _chain(ifname)
-    saved = nat.in_netns(pid, ["iptables-save", "-t", "filter"])
+    saved = run_program(pid, ["iptables-save", "-t", "filter"])
     if f":{chain} " in saved:
         lines = ["*filter"]
         lines += [f"-D {hook} -o {ifname} -j {chain}" for hook in ("OUTPUT", "FORWARD")
                   if f"-A {hook} -o {ifname} -j {chain}" in saved]
         lines += [f"-F {chain}", f"-X {chain}", "COMMIT", ""]
-        nat.in_netns(pid, ["iptables-restore", "--noflush"], stdin="\n".join(lines))
+        run_program(pid, ["iptables-restore", "--noflush"], stdin="\n".join(lines))
     table = _nft_table(ifname)
     if _nft_has(pid, table):
         _nft(pid, f"add table bridge {table}\ndelete table bridge {table}\n")
@@ -136,7 +131,7 @@ def _drop(pid: int, ifname: str, pct: float) -> None:
     lines += [f"-A {hook} -o {ifname} -j {chain}" for hook in ("OUTPUT", "FORWARD")]
     lines += ["COMMIT", ""]
     try:
-        nat.in_netns(pid, ["iptables-restore", "--noflush"], stdin="\n".join(lines))
+        run_program(pid, ["iptables-restore", "--noflush"], stdin="\n".join(lines))
     except WiringError as exc:
         raise WiringError(f"loss on {ifname}: {exc}") from exc
 
@@ -153,13 +148,13 @@ def _drop_bridged(pid: int, ifname: str, pct: float) -> None:
 
 def _nft_has(pid: int, table: str) -> bool:
     try:
-        return table in nat.in_netns(pid, ["nft", "list", "tables", "bridge"])
+        return table in run_program(pid, ["nft", "list", "tables", "bridge"])
     except WiringError:
         return False  # no nft on the host: nothing of ours can be there
 
 
 def _nft(pid: int, script: str) -> None:
     try:
-        nat.in_netns(pid, ["nft", "-f", "-"], stdin=script)
+        run_program(pid, ["nft", "-f", "-"], stdin=script)
     except WiringError as exc:
         raise WiringError(f"nftables in netns of pid {pid}: {exc}") from exc

@@ -7,8 +7,12 @@ whole previous step is done):
 
     containers  node containers and pod infra (pause) containers, network_mode=none
     links       veth pairs node<->node and node<->pod, both ends in container netns
-    configure   bridges, addresses, routes, sysctls, masquerade, per namespace
+    configure   bridges, addresses, routes, masquerade, per namespace
     pods        the pods' containers, joined to their infra container's netns
+
+What each container and namespace gets (sysctls, capabilities, bridges, addresses,
+routes, NAT) is the datapath's description (harness.datapath), computed once from the
+plan; this module only schedules its application.
 
 Kubernetes also starts a pod's containers only after the CNI has configured the pod's
 network, hence a pod's containers start once that pod is wired (its veth, address, route
@@ -18,29 +22,23 @@ iptables rule and no container survives a failed deploy.
 """
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from harness import datapath
 from harness import labels as L
+from harness.datapath import NodeNet, PodNet, Settings
 from harness.errors import DeployError, LabExistsError, PodlabError
-from harness.host import firewall as nat
 from harness.host import hostlimits, images, runtime, shaping, wiring
 from harness.host.runtime import ContainerSpec, Started
-from harness.kinds import kind
 from harness.lab.progress import Reporter
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 from harness.model.topology import parse_ms
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 
 PAUSE_IMAGE = "podlab/pause"
-
-# Pod sysctl Kubernetes counts as safe: unprivileged ping without NET_RAW, too.
-POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_forward": "0"}
-# Pod containers: NET_RAW for ping/raw sockets; no NET_ADMIN, as in a default pod.
-POD_CAPS: tuple[str, ...] = ("NET_RAW",)
 
 
 def _deploy_error(step: str, obj: str, exc: BaseException) -> DeployError:
@@ -108,7 +106,9 @@ def _podlab_image(image: str) -> str | None:
 
 
 def _deploy(plan: Plan, deploy_id: str, rep: Reporter) -> None:
-    _Pipeline(plan, deploy_id, rep).run()
+    pipeline = _Pipeline(plan, deploy_id, rep)
+    pipeline.run()
+    pipeline.dp.after_deploy(pipeline.desc, pipeline.pid)  # e.g. routes a daemon learns
 
 
 class _Pipeline:
@@ -133,6 +133,8 @@ class _Pipeline:
 
     def __init__(self, plan: Plan, deploy_id: str, rep: Reporter):
         self.plan, self.deploy_id, self.rep = plan, deploy_id, rep
+        self.dp = datapath.select(plan)
+        self.desc = self.dp.describe(plan)  # what every namespace gets, computed once
         self.pid: dict[str, int] = {}  # node name -> host pid
         self.infra: dict[str, Started] = {}  # pod name -> its infra container
         self.configured: set[str] = set()  # nodes whose own configuration is applied
@@ -144,26 +146,24 @@ class _Pipeline:
         self.pods_of: dict[str, list[PodPlan]] = {n.name: [] for n in plan.nodes}
         for pod in plan.pods:
             self.pods_of[pod.node].append(pod)
-        self.nodes = {n.name: n for n in plan.nodes}
-        self.pod_ports: dict[tuple[str, str], str] = {}  # (k8s-node, its pod iface) -> bridge
         self.futures: dict[Future[Any], tuple[str, str, Callable[[Any], None]]] = {}
 
     def run(self) -> None:
         plan = self.plan
         apps = sum(len(p.containers) for p in plan.pods)
         self.rep.begin({"containers": len(plan.nodes) + len(plan.pods),
-                        "links": len(plan.links) + len(plan.pods),
+                        "links": len(plan.links) + sum(1 for p in self.desc.pods if p.veth),
                         "configure": len(plan.nodes) + len(plan.pods), "pods": apps})
         self.docker = ThreadPoolExecutor(runtime.WORKERS, thread_name_prefix="deploy-docker")
         self.net = ThreadPoolExecutor(self.NET_WORKERS, thread_name_prefix="deploy-net")
         try:
             for i, node in enumerate(plan.nodes):
-                spec = _node_spec(node, i, self.deploy_id)
+                spec = node_spec(node, self.desc.node(node.name), i, self.deploy_id)
                 self._submit(self.docker, "containers", f"container {spec.name}",
                              lambda s=spec: runtime.start(s),
                              lambda st, n=node: self._node_started(n, st))
             for i, pod in enumerate(plan.pods):
-                spec = _infra_spec(pod, i, self.deploy_id)
+                spec = infra_spec(pod, self.desc.pod(pod.name), i, self.deploy_id)
                 self._submit(self.docker, "containers", f"container {spec.name}",
                              lambda s=spec: runtime.start(s),
                              lambda st, p=pod: self._infra_started(p, st))
@@ -195,7 +195,7 @@ class _Pipeline:
         for link in self.links_of[node.name]:
             if link.a[0] in self.pid and link.b[0] in self.pid:
                 self._submit(self.net, "links", _veth_name(link),
-                             lambda v=link: _create_veth(v, self.pid, self.infra),
+                             lambda v=link: _create_link(v, self.pid),
                              lambda _, v=link: self._link_wired(v))
         if not self.links_of[node.name]:
             self._configure_node(node.name)
@@ -207,18 +207,10 @@ class _Pipeline:
                 self._configure_node(end)
 
     def _configure_node(self, name: str) -> None:
-        node = self.nodes[name]
-        cfg = node_config(node, self.plan)
-        if kind(node.kind).hosts_pods:  # each pod enslaves its own port once it is wired
-            self.pod_ports.update(((name, iface), br) for iface, br in cfg.ports)
-            cfg = dataclasses.replace(cfg, ports=())
+        # each pod's port joins the node's bridge when that pod is added, not here
         self._submit(self.net, "configure", f"node {name}",
-                     lambda: self._apply_node(node, cfg), lambda _: self._node_configured(name))
-
-    def _apply_node(self, node: NodePlan, cfg: wiring.NetConfig) -> None:
-        wiring.configure(self.pid[node.name], cfg)
-        if node.masquerade_exempt:
-            nat.apply(self.pid[node.name], node)
+                     lambda: self.dp.apply_node(self.pid[name], self.desc.node(name)),
+                     lambda _: self._node_configured(name))
 
     def _node_configured(self, name: str) -> None:
         self.configured.add(name)
@@ -232,8 +224,13 @@ class _Pipeline:
             self._wire_pod(pod)
 
     def _wire_pod(self, pod: PodPlan) -> None:
+        veth = self.desc.pod(pod.name).veth
+        if veth is None:  # the datapath's pod_added makes the pod's link itself
+            self._configure_pod(pod)
+            return
         self._submit(self.net, "links", _veth_name(pod),
-                     lambda: _create_veth(pod, self.pid, self.infra),
+                     lambda: wiring.create_veth(self.pid[pod.node], veth[0],
+                                                self.infra[pod.name].pid, veth[1]),
                      lambda _: self._configure_pod(pod))
 
     def _configure_pod(self, pod: PodPlan) -> None:
@@ -241,16 +238,15 @@ class _Pipeline:
                      lambda _: self._start_apps(pod))
 
     def _apply_pod(self, pod: PodPlan) -> None:
-        _configure(pod, self.plan, self.pid, self.infra)
-        bridge = self.pod_ports.get((pod.node, pod.node_iface))
-        if bridge:  # the node end joins the node's pod bridge: the pod is reachable now
-            wiring.configure(self.pid[pod.node],
-                             wiring.NetConfig(ports=((pod.node_iface, bridge),)))
+        # the pod's "CNI ADD": once done, the pod is reachable
+        self.dp.pod_added(self.pid[pod.node], self.infra[pod.name].pid,
+                          self.desc.pod(pod.name))
 
     def _start_apps(self, pod: PodPlan) -> None:
         infra_id = self.infra[pod.name].id
+        settings = self.desc.pod(pod.name).containers
         for i in range(len(pod.containers)):
-            spec = _container_spec(pod, i, infra_id, self.deploy_id)
+            spec = container_spec(pod, settings, i, infra_id, self.deploy_id)
             self._submit(self.docker, "pods", f"container {spec.name}",
                          lambda s=spec: runtime.start(s))
 
@@ -268,36 +264,35 @@ def _base_labels(labels: dict[str, str], role: str, order: int, deploy_id: str
     return {**labels, L.ROLE: role, L.ORDER: str(order), L.DEPLOY: deploy_id}
 
 
-def _node_spec(node: NodePlan, order: int, deploy_id: str) -> ContainerSpec:
+def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str) -> ContainerSpec:
+    """The container deploy creates for a node (settings from its description)."""
     labels = _base_labels(node.labels, ROLE_NODE, order, deploy_id)
     if node.pod_cidr:
         labels[L.POD_CIDR] = node.pod_cidr
-    # rp_filter off: with masquerade and multi-path fabrics a reply may come back on
-    # another interface than the strict reverse path, which is legitimate in the lab.
-    sysctls = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
-    # said either way: a new namespace may inherit the host's ip_forward=1, and a `linux`
-    # host or a switch that routed would break the plan's paths
-    sysctls["net.ipv4.ip_forward"] = "1" if node.forwards else "0"
     return ContainerSpec(name=node.container, image=node.image, labels=labels,
-                         hostname=node.name, sysctls=sysctls)
+                         hostname=node.name, sysctls=net.container.sysctl_map(),
+                         cap_add=net.container.caps)
 
 
-def _infra_spec(pod: PodPlan, order: int, deploy_id: str) -> ContainerSpec:
+def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str) -> ContainerSpec:
+    """The infra (pause) container that owns a pod's namespace."""
     labels = _base_labels(pod.labels, ROLE_INFRA, order, deploy_id)
     labels[L.IP] = pod.ip
     labels[L.CIDR] = pod.cidr
     return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels, hostname=pod.name,
-                         sysctls=POD_SYSCTLS, cap_add=())
+                         sysctls=net.infra.sysctl_map(), cap_add=net.infra.caps)
 
 
-def _container_spec(pod: PodPlan, index: int, infra_id: str, deploy_id: str) -> ContainerSpec:
+def container_spec(pod: PodPlan, settings: Settings, index: int, infra_id: str,
+                   deploy_id: str) -> ContainerSpec:
+    """Container `index` of a pod, in the namespace of its infra container `infra_id`."""
     c = pod.containers[index]
     labels = _base_labels(pod.labels, ROLE_CONTAINER, index, deploy_id)
     labels[L.CONTAINER] = c.name
     labels[L.IP] = pod.ip
     return ContainerSpec(name=c.container, image=c.image, labels=labels,
                          network_mode=f"container:{infra_id}", command=c.command,
-                         args=c.args, env=c.env, cap_add=POD_CAPS)
+                         args=c.args, env=c.env, cap_add=settings.caps)
 
 
 def _veth_name(v: LinkPlan | PodPlan) -> str:
@@ -306,11 +301,7 @@ def _veth_name(v: LinkPlan | PodPlan) -> str:
     return f"link {v.a[0]}:{v.a[1]} <-> {v.b[0]}:{v.b[1]}"
 
 
-def _create_veth(v: LinkPlan | PodPlan, pid: dict[str, int], infra: dict[str, Started]
-                 ) -> None:
-    if isinstance(v, PodPlan):
-        wiring.create_veth(pid[v.node], v.node_iface, infra[v.name].pid, POD_IFACE)
-        return
+def _create_link(v: LinkPlan, pid: dict[str, int]) -> None:
     (a, ia), (b, ib) = v.a, v.b
     wiring.create_veth(pid[a], ia, pid[b], ib, mtu=v.mtu)
     if v.netem:
@@ -328,36 +319,3 @@ def netem_args(link: LinkPlan) -> dict[str, float | None]:
             "jitter_ms": parse_ms(n.jitter) if n.jitter is not None else None,
             "loss_pct": float(n.loss) if n.loss is not None else None,
             "rate_mbit": n.rate / 1000 if n.rate else None}  # the file says kbit/s
-
-
-def _configure(obj: NodePlan | PodPlan, plan: Plan, pid: dict[str, int],
-               infra: dict[str, Started]) -> None:
-    if isinstance(obj, PodPlan):
-        wiring.configure(infra[obj.name].pid, pod_config(obj))
-        return
-    wiring.configure(pid[obj.name], node_config(obj, plan))
-    if obj.masquerade_exempt:
-        nat.apply(pid[obj.name], obj)
-
-
-def pod_config(pod: PodPlan) -> wiring.NetConfig:
-    """What a pod's namespace needs: its address on eth0 and a default route via cbr0."""
-    return wiring.NetConfig(addresses=((POD_IFACE, pod.cidr),),
-                            routes=(("default", pod.gateway),))
-
-
-def node_config(node: NodePlan, plan: Plan) -> wiring.NetConfig:
-    """What a node's namespace needs: its bridge and ports, addresses, routes."""
-    addresses = tuple((i.name, i.address) for i in node.interfaces if i.address)
-    routes = tuple((r.dst, r.via) for r in node.routes)
-    if kind(node.kind).is_switch:
-        ports = tuple((i.name, node.bridge or "br0") for i in node.interfaces)
-        return wiring.NetConfig(bridges=(node.bridge or "br0",), ports=ports)
-    if kind(node.kind).hosts_pods and node.bridge and node.gateway:
-        ports = tuple((p.node_iface, node.bridge) for p in plan.pods if p.node == node.name)
-        return wiring.NetConfig(bridges=(node.bridge,), ports=ports,
-                                addresses=((node.bridge, node.gateway), *addresses),
-                                routes=routes)
-    return wiring.NetConfig(addresses=addresses, routes=routes,
-                            up=tuple(i.name for i in node.interfaces if not i.address))
-

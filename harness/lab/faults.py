@@ -4,8 +4,8 @@ An endpoint is written `A:IF` as in the topology file: a node's link (`node3:eth
 node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
 
 - link-down/link-up act on both ends of the veth. The kernel drops the routes of a link
-  that goes down and does not bring them back, so link-up re-applies the plan's
-  configuration of both namespaces (idempotent).
+  that goes down and does not bring them back, so link-up re-applies the datapath's
+  description of both namespaces (idempotent), as deploy applied it.
 - node-stop stops the node's container: its network namespace dies with it, and with it
   every veth that had an end there (its links and its pods' veths). node-start starts it
   again and re-wires it: links to its running peers, its own configuration and NAT, its
@@ -16,13 +16,12 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import firewall as nat
 from harness.host import runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
@@ -76,10 +75,14 @@ def _pids(plan: Plan) -> dict[str, int]:
 
 
 def _pid(pids: dict[str, int], end: End) -> int:
-    pid = pids.get(end.container)
+    return _pid_of(pids, end.name, end.container)
+
+
+def _pid_of(pids: dict[str, int], name: str, container: str) -> int:
+    pid = pids.get(container)
     if not pid:
-        raise LabNotFoundError(f"{end.name} ({end.container}) is not running; "
-                               f"start it first: podlab fault node-start {end.name}")
+        raise LabNotFoundError(f"{name} ({container}) is not running; "
+                               f"start it first: podlab fault node-start {name}")
     return pid
 
 
@@ -100,26 +103,37 @@ def link_up(plan: Plan, endpoint: str) -> None:
     pids = _pids(plan)
     for end in (here, there):
         wiring.link_set(_pid(pids, end), end.iface, True)
+    described = _described(plan)
     for end in (here, there):
-        reconfigure(plan, end.name, _pid(pids, end))
+        reconfigure(plan, end.name, pids, described)
 
 
-def reconfigure(plan: Plan, name: str, pid: int) -> None:
-    """Re-apply the plan's configuration of a node or pod namespace (idempotent).
+def reconfigure(plan: Plan, name: str, pids: dict[str, int],
+                described: tuple[datapath.Datapath, datapath.LabNet] | None = None) -> None:
+    """Re-apply the datapath's description of a node or pod namespace (idempotent), with
+    the same calls deploy made. `pids`: container name -> pid of the running ones.
 
-    A k8s-node's ports of pods that are not wired (their infra is stopped) are left out.
+    A k8s-node's bridge gets back the ports of the pods whose veth exists (a pod whose
+    infra is stopped has none). `described`: the plan's datapath and description, when
+    the caller has them already.
     """
+    dp, net = described or _described(plan)
     if name in {p.name for p in plan.pods}:
         pod = plan.pod(name)
-        wiring.configure(pid, deploy.pod_config(pod))
+        node = plan.node(pod.node)
+        dp.pod_added(_pid_of(pids, node.name, node.container),
+                     _pid_of(pids, pod.name, pod.infra), net.pod(name))
         return
     node = plan.node(name)
-    cfg = deploy.node_config(node, plan)
-    present = {link["name"] for link in wiring.links(pid)}
-    cfg = dataclasses.replace(cfg, ports=tuple(p for p in cfg.ports if p[0] in present))
-    wiring.configure(pid, cfg)
-    if node.masquerade_exempt:
-        nat.apply(pid, node)
+    pid = _pid_of(pids, name, node.container)
+    present = _names(pid)
+    wired = [p for p in net.pods_of(name) if p.node_port and p.node_port[0] in present]
+    dp.apply_node(pid, net.node(name), wired)
+
+
+def _described(plan: Plan) -> tuple[datapath.Datapath, datapath.LabNet]:
+    dp = datapath.select(plan)
+    return dp, dp.describe(plan)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -188,9 +202,10 @@ def node_start(plan: Plan, name: str) -> list[str]:
                 shaping.shape(end_pid, end.iface, **deploy.netem_args(link))
         made.append(f"{mine.name}:{mine.iface}")
         peers.append(other)
-    reconfigure(plan, name, pid)
+    described = _described(plan)
+    reconfigure(plan, name, pids, described)
     for other in peers:
-        reconfigure(plan, other.name, pids[other.container])
+        reconfigure(plan, other.name, pids, described)
     _forget_macs(plan, name, pids)
     return made
 

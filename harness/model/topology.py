@@ -14,19 +14,21 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictFloat,
     StrictInt,
+    Tag,
     ValidationError,
     field_validator,
 )
 
-from harness import labels
+from harness import datapaths, labels
 from harness.errors import Problem, TopologyError
 from harness.kinds import KINDS, NAMES, kind
 from harness.model.addressing import NoRoom, allocate
@@ -36,6 +38,9 @@ from harness.model.yamlsrc import PathKey, bounded, load_yaml, read_text, render
 SWITCHES = frozenset(k.name for k in KINDS.values() if k.is_switch)
 
 Kind = Literal["k8s-node", "router", "switch", "linux"]
+# every value the format knows (harness.datapaths says which are implemented)
+Routing = Literal["static", "bgp"]
+CniName = Literal["podlab", "bridge", "ptp"]
 DEFAULT_NODE_IMAGE = "podlab/node"
 DEFAULT_POD_IMAGE = "podlab/app"
 RESERVED_LABEL_PREFIX = f"{labels.PREFIX}."
@@ -124,6 +129,17 @@ class Pod(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+_CNI_NAME, _CNI_CHAIN = "cni-name", "cni-chain"  # union tags, left out of YAML paths
+
+
+class CniChain(_Model):
+    """The user's own CNI plugin chain, called as a container runtime calls it."""
+
+    conflist: str = Field(description="path of a CNI network configuration list (.conflist)")
+    bin_dir: str | None = Field(None, alias="bin-dir",
+                                description="directory of the plugin binaries")
+
+
 class Cluster(_Model):
     pod_cidr: str = Field("10.244.0.0/16", alias="pod-cidr")
     node_mask: Int = Field(24, alias="node-mask", ge=8, le=30)
@@ -133,6 +149,14 @@ class Cluster(_Model):
         description="prefix length of each auto-addressed segment; unset: a /24 each while "
         "the underlay has room, else the smallest prefix that holds each segment's ports")
     masquerade: bool = True
+    routing: Routing = Field(datapaths.DEFAULT_ROUTING,
+                             description="how nodes learn the pod CIDRs: static or bgp")
+    # a name or a mapping, told apart by type so an error speaks of one of them only
+    cni: Annotated[Annotated[CniName, Tag(_CNI_NAME)] | Annotated[CniChain, Tag(_CNI_CHAIN)],
+                   Discriminator(lambda v: _CNI_CHAIN if isinstance(v, dict | CniChain)
+                                 else _CNI_NAME)] = Field(
+        datapaths.DEFAULT_CNI, description="how pods are wired: podlab, bridge, ptp or "
+        "{conflist: FILE, bin-dir: DIR}")
 
 
 class TopologyFile(_Model):
@@ -208,8 +232,8 @@ def parse_topology(text: str, path: Path | None = None) -> Topology:
 
 def _vocabulary() -> list[str]:
     words: set[str] = set()
-    for model in (TopologyFile, Cluster, TopologyBody, NodeSpec, Link, Netem, Pod, Container,
-                  EnvVar):
+    for model in (TopologyFile, Cluster, CniChain, TopologyBody, NodeSpec, Link, Netem, Pod,
+                  Container, EnvVar):
         for name, field in model.model_fields.items():
             words.add(field.alias or name)
     return sorted(words)
@@ -236,6 +260,8 @@ def _structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list
     raw: list[tuple[PathKey, str, dict[str, Any]]] = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        if loc[:2] == ("cluster", "cni") and loc[2:3] in ((_CNI_NAME,), (_CNI_CHAIN,)):
+            loc = loc[:2] + loc[3:]
         key_error = bool(loc) and loc[-1] == "[key]"
         loc = tuple(p for p in loc if p != "[key]")
         kind = "key_" + err["type"] if key_error else err["type"]
@@ -269,6 +295,12 @@ def _structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list
         elif kind in ("literal_error", "key_literal_error") and loc and (
                 loc[-1] == "kind" or loc[-2:-1] == ("kinds",)):
             msg = f"unknown kind {show(value)}; one of {', '.join(NAMES)}"
+        elif kind == "literal_error" and loc == ("cluster", "routing"):
+            msg = f"unknown routing {show(value)}; one of {', '.join(datapaths.ROUTING)}"
+        elif kind == "literal_error" and loc == ("cluster", "cni"):
+            names = [c for c in datapaths.CNI if c != datapaths.CONFLIST]
+            msg = (f"unknown cni {show(value)}; one of {', '.join(names)}, or a mapping "
+                   "{conflist: FILE, bin-dir: DIR}")
         elif kind in _EXPECTED:
             if loc not in expected:
                 expected[loc] = []
@@ -413,11 +445,26 @@ def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     yield from _link_problems(spec, kinds)
     yield from _pod_problems(spec, kinds)
     yield from _cidr_problems(spec, kinds)
+    yield from _datapath_problems(spec)
     if not any(p for p in _link_problems(spec, kinds)):
         yield from _reachability_problems(spec, kinds)
         if not any(True for _ in _cidr_problems(spec, kinds)):
             yield from _segment_problems(spec, kinds)
     yield from _container_name_problems(spec)
+
+
+def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
+    """The format knows more routing and CNI values than podlab implements so far
+    (harness.datapaths says which)."""
+    cluster = spec.cluster
+    for key, value, choices in (("routing", cluster.routing, datapaths.ROUTING),
+                                ("cni", datapaths.cni_value(cluster.cni), datapaths.CNI)):
+        choice = choices[value]
+        if choice.impl is None:
+            shown = "{conflist: ..., bin-dir: ...}" if value == datapaths.CONFLIST else value
+            yield Problem(f"cluster.{key}", f"{key}: {shown} is not implemented yet "
+                          f"({choice.description}); this podlab implements {key}: "
+                          + " or ".join(datapaths.implemented(choices)))
 
 
 def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from harness import labels
+from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
@@ -151,6 +151,8 @@ class Plan:
     segments: tuple[SegmentPlan, ...]
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
+    routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
+    cni: str = datapaths.DEFAULT_CNI
     _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
 
     @property
@@ -277,6 +279,8 @@ class Plan:
             "topology": self.topo_path,
             "masquerade": self.masquerade,
             "pod_cidr": self.pod_cidr,
+            "routing": self.routing,
+            "cni": self.cni,
             "segments": [
                 {"name": s.name, "kind": s.kind, "subnet": s.subnet,
                  "members": [{"node": n, "interface": i, "address": a} for n, i, a in s.members]}
@@ -475,4 +479,5 @@ def make_plan(topo: Topology) -> Plan:
         for s in graph.segments)
     return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
                 pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
-                segments=segments, _graph=graph, _segment_names=seg_names)
+                segments=segments, _graph=graph, _segment_names=seg_names,
+                routing=cluster.routing, cni=datapaths.cni_value(cluster.cni))

@@ -5,7 +5,9 @@ pod containers join their infra node's namespace (`network-mode: container:<infr
 podlab's own deploy does. containerlab wires the veths (topology links, and one link per
 pod from the node's `pv-*` port to the pod's eth0); the addresses, bridges, sysctls,
 routes and masquerade rules podlab sets from the host side become `exec:` commands that
-run inside each container (busybox `ip` syntax: the podlab images are busybox).
+run inside each container (busybox `ip` syntax: the podlab images are busybox). All of it,
+capabilities and sysctls too, is written from the datapath's description
+(harness.datapath), the one deploy applies, so the two cannot drift apart.
 
 Nodes use `network-mode: none`: no containerlab management network, so the lab has only
 the paths its plan predicts (and a pod's eth0 is free for the pod link). Names drop the
@@ -23,41 +25,35 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.host.firewall import CHAIN
-from harness.kinds import kind
+from harness.datapath import LabNet, Masquerade, NodeNet, PodNet, Settings, describe
+from harness.datapath.net import Route
+from harness.errors import InputError
 from harness.labels import EXPORTED_FROM
-from harness.plan import (
-    POD_BRIDGE,
-    POD_IFACE,
-    SWITCH_BRIDGE,
-    ContainerPlan,
-    NodePlan,
-    Plan,
-    PodPlan,
-)
+from harness.plan import ContainerPlan, Plan
 
 KIND = "linux"
-PAUSE_IMAGE = "podlab/pause"  # same image as harness.lab.PAUSE_IMAGE (lab imports docker)
-NODE_CAPS = ["NET_ADMIN", "NET_RAW"]
-POD_CAPS = ["NET_RAW"]
-# Same per-namespace settings as podlab's deploy (harness.lab): rp_filter off because
-# replies may legitimately return on another interface in multi-path fabrics.
-RP_FILTER_OFF = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
-POD_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647"}
+PAUSE_IMAGE = "podlab/pause"  # same image as harness.lab.deploy.PAUSE_IMAGE
+# The infra container configures the pod's namespace with its own exec commands here
+# (podlab's deploy does that from the host side), so it needs NET_ADMIN on top.
+INFRA_EXEC_CAPS = ("NET_ADMIN",)
 
 
 def to_containerlab(plan: Plan) -> dict[str, Any]:
     """The containerlab topology (a plain dict, ready for yaml.safe_dump)."""
+    net = describe(plan)
     labels = {EXPORTED_FROM: Path(plan.topo_path).name or plan.lab}
     nodes: dict[str, Any] = {}
     for node in plan.nodes:
-        nodes[short_name(plan, node.container)] = _node(node, plan, labels)
+        nodes[short_name(plan, node.container)] = _node(net.node(node.name), net, node.image,
+                                                        labels)
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
-        nodes[infra] = _infra(pod, labels)
+        pod_net = net.pod(pod.name)
+        nodes[infra] = _infra(pod_net, labels)
         for c in pod.containers:
-            nodes[short_name(plan, c.container)] = _pod_container(c, infra, labels)
-    return {"name": plan.lab, "topology": {"nodes": nodes, "links": _links(plan)}}
+            nodes[short_name(plan, c.container)] = _pod_container(c, pod_net.containers,
+                                                                  infra, labels)
+    return {"name": plan.lab, "topology": {"nodes": nodes, "links": _links(plan, net)}}
 
 
 def short_name(plan: Plan, container: str) -> str:
@@ -77,92 +73,92 @@ def tagged(image: str) -> str:
 # --------------------------------------------------------------------------- nodes
 
 
-def _node(node: NodePlan, plan: Plan, labels: dict[str, str]) -> dict[str, Any]:
-    sysctls = dict(RP_FILTER_OFF)
-    if node.forwards:
-        sysctls["net.ipv4.ip_forward"] = "1"
+def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "kind": KIND,
-        "image": tagged(node.image),
+        "image": tagged(image),
         "network-mode": "none",
         "labels": dict(labels),
-        "cap-add": list(NODE_CAPS),
+        "cap-add": list(node.container.caps),
         # set at creation too, in case /proc/sys is read-only for the exec commands
-        "sysctls": sysctls,
-        "exec": node_commands(node, plan),
+        "sysctls": node.container.sysctl_map(),
+        "exec": node_commands(node, net),
     }
 
 
-def node_commands(node: NodePlan, plan: Plan) -> list[str]:
-    """Commands that configure a node's namespace as podlab's deploy does, in an order
-    where each command's prerequisites exist (links first, routes after addresses)."""
-    cmds = [f"sysctl -w {k}={v}" for k, v in sorted(RP_FILTER_OFF.items())]
-    if node.forwards:
-        cmds.append("sysctl -w net.ipv4.ip_forward=1")
-    if kind(node.kind).is_switch:
-        return cmds + _bridge(SWITCH_BRIDGE, None, [i.name for i in node.interfaces])
-    for iface in node.interfaces:
-        if iface.address:
-            cmds.append(f"ip addr add {iface.address} dev {iface.name}")
-        cmds.append(f"ip link set {iface.name} up")
-    if kind(node.kind).hosts_pods:
-        ports = [p.node_iface for p in plan.pods if p.node == node.name]
-        cmds += _bridge(POD_BRIDGE, node.gateway, ports)
-    cmds += [f"ip route add {r.dst} via {r.via}" for r in node.routes]
-    return cmds + masquerade_commands(node)
+def node_commands(node: NodeNet, net: LabNet) -> list[str]:
+    """Commands that configure a node's namespace as deploy does, in wiring.configure's
+    order, where each command's prerequisites exist (routes after addresses)."""
+    if node.daemons:
+        raise InputError(f"export: {net.datapath} runs daemons on {node.name}, which the "
+                         "containerlab export does not write yet")
+    cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
+    for bridge in node.bridges:
+        cmds += [f"ip link add {bridge} type bridge", f"ip link set {bridge} up"]
+    pod_ports = [p.node_port for p in net.pods_of(node.name) if p.node_port]
+    for port, bridge in (*node.ports, *pod_ports):
+        cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
+    return cmds + _addresses_and_routes(node.addresses, node.up, node.routes,
+                                        already_up=node.bridges) + [
+        cmd for rule in node.nat for cmd in masquerade_commands(rule)]
 
 
-def _bridge(name: str, address: str | None, ports: list[str]) -> list[str]:
-    cmds = [f"ip link add {name} type bridge"]
-    if address:
-        cmds.append(f"ip addr add {address} dev {name}")
-    for port in ports:
-        cmds += [f"ip link set {port} master {name}", f"ip link set {port} up"]
-    return [*cmds, f"ip link set {name} up"]
+def _addresses_and_routes(addresses: tuple[tuple[str, str], ...], up: tuple[str, ...],
+                          routes: tuple[Route, ...], already_up: tuple[str, ...] = ()
+                          ) -> list[str]:
+    cmds = []
+    for iface, address in addresses:
+        cmds.append(f"ip addr add {address} dev {iface}")
+        if iface not in already_up:
+            cmds.append(f"ip link set {iface} up")
+    cmds += [f"ip link set {iface} up" for iface in up]
+    return cmds + [route_command(r) for r in routes]
 
 
-def masquerade_commands(node: NodePlan) -> list[str]:
-    """The ip-masq-agent rule of harness.host.firewall as iptables commands: pod sources jump to
-    PODLAB-MASQ, exempt destinations RETURN, everything else is MASQUERADEd."""
-    if not node.masquerade_exempt or not node.pod_cidr:
-        return []
-    cmds = [f"iptables -t nat -N {CHAIN}"]
-    cmds += [f"iptables -t nat -A {CHAIN} -d {dst} -j RETURN" for dst in node.masquerade_exempt]
-    cmds.append(f"iptables -t nat -A {CHAIN} -j MASQUERADE")
-    cmds.append(f"iptables -t nat -A POSTROUTING -s {node.pod_cidr} -j {CHAIN}")
+def route_command(route: Route) -> str:
+    dst, via, *dev = route
+    return " ".join(["ip route add", dst, *(["via", via] if via else []),
+                     *(["dev", dev[0]] if dev else [])])
+
+
+def masquerade_commands(rule: Masquerade) -> list[str]:
+    """The ip-masq-agent rule as iptables commands (what harness.host.firewall installs
+    with iptables-restore): the source jumps to the chain, exempt destinations RETURN,
+    everything else is MASQUERADEd."""
+    cmds = [f"iptables -t nat -N {rule.chain}"]
+    cmds += [f"iptables -t nat -A {rule.chain} -d {dst} -j RETURN" for dst in rule.exempt]
+    cmds.append(f"iptables -t nat -A {rule.chain} -j MASQUERADE")
+    cmds.append(f"iptables -t nat -A POSTROUTING -s {rule.source} -j {rule.chain}")
     return cmds
 
 
 # --------------------------------------------------------------------------- pods
 
 
-def _infra(pod: PodPlan, labels: dict[str, str]) -> dict[str, Any]:
+def _infra(pod: PodNet, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "kind": KIND,
         "image": tagged(PAUSE_IMAGE),
         "network-mode": "none",
         "labels": dict(labels),
-        # the infra container configures the pod's namespace, so it needs NET_ADMIN here
-        # (podlab's deploy does that from the host side instead)
-        "cap-add": list(NODE_CAPS),
-        "sysctls": dict(POD_SYSCTLS),
+        "cap-add": list(dict.fromkeys((*pod.infra.caps, *INFRA_EXEC_CAPS))),
+        "sysctls": pod.infra.sysctl_map(),
         "exec": pod_commands(pod),
     }
 
 
-def pod_commands(pod: PodPlan) -> list[str]:
-    return [f"ip addr add {pod.cidr} dev {POD_IFACE}",
-            f"ip link set {POD_IFACE} up",
-            f"ip route add default via {pod.gateway}"]
+def pod_commands(pod: PodNet) -> list[str]:
+    return _addresses_and_routes(pod.addresses, (), pod.routes)
 
 
-def _pod_container(c: ContainerPlan, infra: str, labels: dict[str, str]) -> dict[str, Any]:
+def _pod_container(c: ContainerPlan, settings: Settings, infra: str, labels: dict[str, str]
+                   ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": KIND,
         "image": tagged(c.image),
         "network-mode": f"container:{infra}",
         "labels": dict(labels),
-        "cap-add": list(POD_CAPS),
+        "cap-add": list(settings.caps),
     }
     # Kubernetes semantics, as podlab's runtime: command replaces ENTRYPOINT, args CMD.
     # containerlab splits these strings shell-style, so join them the same way.
@@ -178,7 +174,7 @@ def _pod_container(c: ContainerPlan, infra: str, labels: dict[str, str]) -> dict
 # --------------------------------------------------------------------------- links
 
 
-def _links(plan: Plan) -> list[dict[str, Any]]:
+def _links(plan: Plan, net: LabNet) -> list[dict[str, Any]]:
     links: list[dict[str, Any]] = []
     for link in plan.links:
         # no `ipv4:` here: the exec commands set the addresses, once
@@ -188,8 +184,10 @@ def _links(plan: Plan) -> list[dict[str, Any]]:
             entry["mtu"] = link.mtu
         links.append(entry)
     for pod in plan.pods:
-        links.append({"endpoints": [f"{pod.node}:{pod.node_iface}",
-                                    f"{short_name(plan, pod.infra)}:{POD_IFACE}"]})
+        veth = net.pod(pod.name).veth
+        if veth:  # a CNI datapath whose plugin makes the link has none
+            links.append({"endpoints": [f"{pod.node}:{veth[0]}",
+                                        f"{short_name(plan, pod.infra)}:{veth[1]}"]})
     return links
 
 

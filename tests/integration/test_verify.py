@@ -53,8 +53,7 @@ def pid(plan: Plan, node: str) -> int:
 
 
 def iptables(plan: Plan, node: str, *args: str) -> None:
-    subprocess.run(["nsenter", f"--net=/proc/{pid(plan, node)}/ns/net", "iptables", *args],
-                   check=True)
+    netns.run_program(pid(plan, node), ["iptables", *args])
 
 
 def failed(report: Report) -> set[tuple[str, str, str, str]]:

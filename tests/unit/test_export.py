@@ -209,3 +209,138 @@ def test_cli_export_bad_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["export", "-t", str(tmp_path / "nope.yml"),
                                    "-o", "containerlab"])
     assert res.exit_code == 2
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+class _Namespace:
+    """What one namespace ends up with, from deploy's calls or from export's commands."""
+
+    def __init__(self) -> None:
+        self.sysctls: dict[str, str] = {}
+        self.caps: set[str] = set()
+        self.bridges: set[str] = set()
+        self.ports: set[tuple[str, str]] = set()
+        self.addresses: set[tuple[str, str]] = set()
+        self.routes: set[tuple[str, ...]] = set()
+        self.masquerade: set[tuple[str, tuple[str, ...], str]] = set()
+
+    def __eq__(self, other: object) -> bool:
+        return vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return repr(vars(self))
+
+
+def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
+              ) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
+    """Run deploy's own pipeline with Docker and the kernel replaced by recorders."""
+    from harness.host import firewall, hostlimits, runtime, shaping, wiring
+    from harness.host.runtime import Started
+    from harness.lab import deploy
+
+    by_pid: dict[int, str] = {}
+    spaces: dict[str, _Namespace] = {}
+    veths: set[frozenset[str]] = set()
+    short = {n.container: n.name for n in plan.nodes}
+    short.update({p.infra: short_name(plan, p.infra) for p in plan.pods})
+
+    def start(spec: runtime.ContainerSpec) -> Started:
+        pid = 1000 + len(by_pid)
+        if spec.network_mode == "none":  # a namespace of its own: a node or a pod's infra
+            by_pid[pid] = name = short[spec.name]
+            ns = spaces.setdefault(name, _Namespace())
+            ns.sysctls, ns.caps = dict(spec.sysctls), set(spec.cap_add)
+        else:  # a pod's container: its capabilities live in the infra's namespace
+            infra = spec.network_mode.removeprefix("container:")
+            spaces[f"{infra}/containers"] = ns = spaces.get(f"{infra}/containers",
+                                                            _Namespace())
+            ns.caps = set(spec.cap_add)
+        return Started(spec.name, spec.name, pid)
+
+    def configure(pid: int, cfg: wiring.NetConfig) -> None:
+        ns = spaces[by_pid[pid]]
+        ns.bridges |= set(cfg.bridges)
+        ns.ports |= set(cfg.ports)
+        ns.addresses |= set(cfg.addresses)
+        ns.routes |= set(cfg.routes)
+
+    def masquerade(pid: int, source: str, exempt: Any, chain: str, where: str = "") -> None:
+        spaces[by_pid[pid]].masquerade.add((source, tuple(exempt), chain))
+
+    def create_veth(pid_a: int, a: str, pid_b: int, b: str, mtu: int | None = None) -> None:
+        veths.add(frozenset({f"{by_pid[pid_a]}:{a}", f"{by_pid[pid_b]}:{b}"}))
+
+    monkeypatch.setattr(runtime, "require_root", lambda: None)
+    monkeypatch.setattr(runtime, "containers_of", lambda *a, **k: [])
+    monkeypatch.setattr(runtime, "start", start)
+    monkeypatch.setattr(deploy, "ensure_images", lambda plan, rep=None: None)
+    monkeypatch.setattr(hostlimits, "ensure_neighbour_capacity", lambda plan: None)
+    monkeypatch.setattr(wiring, "configure", configure)
+    monkeypatch.setattr(wiring, "create_veth", create_veth)
+    monkeypatch.setattr(shaping, "shape", lambda *a, **k: "netem")
+    monkeypatch.setattr(firewall, "masquerade", masquerade)
+    deploy.deploy(plan)
+    # pod containers were recorded under their infra's container id (= its name here)
+    for pod in plan.pods:
+        spaces[f"{short_name(plan, pod.infra)}/containers"] = spaces.pop(f"{pod.infra}/containers")
+    return spaces, veths
+
+
+def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
+    """The same, read back from the export's exec commands, sysctls and capabilities."""
+    doc = to_containerlab(plan)["topology"]
+    spaces: dict[str, _Namespace] = {}
+    for name, node in doc["nodes"].items():
+        mode = node["network-mode"]
+        key = name if mode == "none" else f"{mode.removeprefix('container:')}/containers"
+        ns = spaces.setdefault(key, _Namespace())
+        ns.caps = set(node.get("cap-add", ()))
+        ns.sysctls = dict(node.get("sysctls", {}))
+        chains: dict[str, list[str]] = {}
+        jumps: dict[str, str] = {}
+        for cmd in node.get("exec", []):
+            w = cmd.split()
+            if cmd.startswith("sysctl -w "):
+                key_, _, value = w[2].partition("=")
+                assert ns.sysctls[key_] == value, (name, cmd)  # set at creation too
+            elif w[:3] == ["ip", "link", "add"]:
+                ns.bridges.add(w[3])
+            elif w[:3] == ["ip", "link", "set"] and w[4] == "master":
+                ns.ports.add((w[3], w[5]))
+            elif w[:3] == ["ip", "addr", "add"]:
+                ns.addresses.add((w[5], w[3]))
+            elif w[:3] == ["ip", "route", "add"]:
+                ns.routes.add((w[3], w[5]) if w[4] == "via" else (w[3], "", w[5]))
+            elif w[:3] == ["iptables", "-t", "nat"] and w[3] == "-N":
+                chains[w[4]] = []
+            elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[4] == "POSTROUTING":
+                jumps[w[8]] = w[6]
+            elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[5] == "-d":
+                chains[w[4]].append(w[6])
+        ns.masquerade = {(jumps[c], tuple(exempt), c) for c, exempt in chains.items()}
+    veths = {frozenset(lk["endpoints"]) for lk in doc["links"]}
+    return spaces, veths
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_export_and_deploy_agree(topo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same sysctls, capabilities, bridges, ports, addresses, routes, NAT and veths in
+    every namespace: deploy's pipeline (Docker and netlink recorded) against the export."""
+    plan = _plan(topo)
+    exported, exported_veths = _exported(plan)
+    deployed, deployed_veths = _deployed(plan, monkeypatch)
+    assert deployed_veths == exported_veths
+    assert set(deployed) == set(exported)
+    for pod in plan.pods:
+        # the export's infra runs its own `ip` commands: NET_ADMIN is its only extra
+        infra = short_name(plan, pod.infra)
+        assert exported[infra].caps - deployed[infra].caps == {"NET_ADMIN"}
+        exported[infra].caps = deployed[infra].caps
+        assert deployed[infra].sysctls["net.ipv4.ip_forward"] == "0"  # a pod never routes
+    for name, ns in deployed.items():
+        assert ns == exported[name], name
+    for node in plan.nodes:
+        assert deployed[node.name].sysctls["net.ipv4.ip_forward"] == (
+            "1" if node.forwards else "0")

@@ -49,3 +49,21 @@ def test_setns_failure_is_a_wiring_error(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_inode_of_own_namespace() -> None:
     assert netns.netns_inode(os.getpid()) == os.stat("/proc/self/ns/net").st_ino
     assert netns.same_netns(os.getpid(), os.getpid())
+
+
+def test_run_program_returns_stdout_and_feeds_stdin(no_setns: list[int]) -> None:
+    assert netns.run_program(os.getpid(), ["cat"], stdin="rules\n") == "rules\n"
+    assert no_setns == [netns.CLONE_NEWNET]  # started from the thread inside the netns
+
+
+def test_run_program_failure_ends_with_the_programs_last_stderr_line(no_setns: list[int]
+                                                                     ) -> None:
+    with pytest.raises(WiringError, match=r"sh in netns of pid \d+ failed \(exit 3\): last$"):
+        netns.run_program(os.getpid(), ["sh", "-c", "echo first >&2; echo last >&2; exit 3"])
+
+
+def test_run_program_missing_binary_and_timeout(no_setns: list[int]) -> None:
+    with pytest.raises(WiringError, match="no-such-tool-podlab not found on the host"):
+        netns.run_program(os.getpid(), ["no-such-tool-podlab"])
+    with pytest.raises(WiringError, match=r"timed out after 0\.2s"):
+        netns.run_program(os.getpid(), ["sleep", "5"], timeout=0.2)

@@ -250,6 +250,27 @@ CASES = [
      "topology.links[0].netem.loss", "less than or equal to 100", "netem"),
     ("netem-rate-zero", LINK1, LINK1 + "      netem: {rate: 0}\n",
      "topology.links[0].netem.rate", "greater than 0", "netem"),
+    # datapath choices: in the format, refused until a datapath implements them
+    ("routing-bgp", CLUSTER, CLUSTER + "  routing: bgp\n", "cluster.routing",
+     "routing: bgp is not implemented yet (a BGP daemon on every k8s-node and router); "
+     "this podlab implements routing: static", "routing: bgp"),
+    ("routing-unknown", CLUSTER, CLUSTER + "  routing: ospf\n", "cluster.routing",
+     "unknown routing 'ospf'; one of static, bgp", "routing: ospf"),
+    ("cni-bridge", CLUSTER, CLUSTER + "  cni: bridge\n", "cluster.cni",
+     "cni: bridge is not implemented yet", "cni: bridge"),
+    ("cni-ptp", CLUSTER, CLUSTER + "  cni: ptp\n", "cluster.cni",
+     "cni: ptp is not implemented yet", "cni: ptp"),
+    ("cni-conflist", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist, bin-dir: /opt/cni}\n",
+     "cluster.cni", "cni: {conflist: ..., bin-dir: ...} is not implemented yet (the user's "
+     "own plugin chain); this podlab implements cni: podlab", "conflist"),
+    ("cni-unknown", CLUSTER, CLUSTER + "  cni: calico\n", "cluster.cni",
+     "unknown cni 'calico'; one of podlab, bridge, ptp, or a mapping {conflist: FILE, "
+     "bin-dir: DIR}", "cni: calico"),
+    ("cni-number", CLUSTER, CLUSTER + "  cni: 3\n", "cluster.cni", "unknown cni 3", "cni: 3"),
+    ("cni-conflist-typo", CLUSTER, CLUSTER + "  cni: {conflst: my.conflist}\n",
+     "cluster.cni.conflst", "unknown key 'conflst'; did you mean 'conflist'?", "conflst"),
+    ("cni-conflist-not-a-string", CLUSTER, CLUSTER + "  cni: {conflist: [a]}\n",
+     "cluster.cni.conflist", "must be a string (got a list)", "conflist"),
 ]
 
 
@@ -280,6 +301,11 @@ def test_each_rule_reports_one_problem_with_path_line_and_message(
 
 def test_minimal_file_is_valid() -> None:
     assert valid(MINIMAL).name == "lab"
+
+
+@pytest.mark.parametrize("choice", ["routing: static", "cni: podlab"])
+def test_implemented_datapath_choices_are_accepted(choice: str) -> None:
+    assert valid(broken(CLUSTER, f"{CLUSTER}  {choice}\n")).spec.cluster.routing == "static"
 
 
 @pytest.mark.parametrize("value", ["10ms", "1.5s", "250us", " 7 ms ", 0, 12, 2.5, "60s"],

@@ -1,0 +1,166 @@
+"""`Datapath`: the interface, and today's wiring as its implementation.
+
+`routing: static` (the plan's shortest-path routes, installed by podlab) and
+`cni: podlab` (one veth per pod, its node end on the node's bridge cbr0, which holds the
+first address of the node's pod CIDR). The description half (`describe` and the methods
+it calls) is pure; the apply half talks to the kernel through harness.host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from harness.datapath.net import (
+    LabNet,
+    Masquerade,
+    NodeNet,
+    Pair,
+    PodNet,
+    Route,
+    Settings,
+)
+from harness.errors import DeployError
+from harness.host import firewall, wiring
+from harness.kinds import kind
+from harness.plan import POD_IFACE, SWITCH_BRIDGE, NodePlan, Plan, PodPlan
+
+NODE_CAPS: tuple[str, ...] = ("NET_ADMIN", "NET_RAW")
+# Pod containers: NET_RAW for ping/raw sockets; no NET_ADMIN, as in a default pod. The
+# infra container needs none: podlab configures the pod's namespace from the host side.
+POD_CAPS: tuple[str, ...] = ("NET_RAW",)
+INFRA_CAPS: tuple[str, ...] = ()
+# rp_filter off: with masquerade and multi-path fabrics a reply may come back on another
+# interface than the strict reverse path, which is legitimate in the lab.
+RP_FILTER_OFF: tuple[Pair, ...] = (("net.ipv4.conf.all.rp_filter", "0"),
+                                   ("net.ipv4.conf.default.rp_filter", "0"))
+# A pod does not route, and may ping without NET_RAW (a sysctl Kubernetes counts as safe).
+POD_SYSCTLS: tuple[Pair, ...] = (("net.ipv4.ping_group_range", "0 2147483647"),
+                                 ("net.ipv4.ip_forward", "0"))
+READY_TIMEOUT_S = 60.0
+
+
+class Datapath:
+    """How a plan becomes each namespace's network, and how that is applied.
+
+    Subclasses override the part they change: a routing datapath `routes` (and
+    `daemons`, `ready_routes`, `apply_node`, `after_deploy`), a CNI datapath `pod_net`,
+    `pod_bridge`, `pod_added` and `pod_removed`. harness.datapath.select combines one of
+    each by inheritance, so each override calls super() where it adds to the base.
+    """
+
+    routing = "static"
+    cni = "podlab"
+
+    @property
+    def name(self) -> str:
+        return f"routing: {self.routing}, cni: {self.cni}"
+
+    # ------------------------------------------------------------------ description (pure)
+
+    def describe(self, plan: Plan) -> LabNet:
+        """Every namespace of the plan: nodes, then pods, in plan order."""
+        return LabNet(self.name, tuple(self.node_net(plan, n) for n in plan.nodes),
+                      tuple(self.pod_net(plan, p) for p in plan.pods))
+
+    def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
+        k = kind(node.kind)
+        settings = Settings(self.node_sysctls(node), NODE_CAPS)
+        if k.is_switch:  # one L2 bridge over every port: no address, no route
+            bridge = node.bridge or SWITCH_BRIDGE
+            return NodeNet(node.name, node.kind, settings, bridges=(bridge,),
+                           ports=tuple((i.name, bridge) for i in node.interfaces))
+        bridges, pod_addresses = self.pod_bridge(plan, node)
+        return NodeNet(
+            node.name, node.kind, settings, bridges=bridges,
+            addresses=(*pod_addresses,
+                       *((i.name, i.address) for i in node.interfaces if i.address)),
+            up=tuple(i.name for i in node.interfaces if not i.address),
+            routes=self.routes(plan, node), nat=self.masquerade(plan, node),
+            daemons=(), ready_routes=self.ready_routes(plan, node))
+
+    def node_sysctls(self, node: NodePlan) -> tuple[Pair, ...]:
+        # ip_forward said either way: a new namespace may inherit the host's 1, and a
+        # `linux` host or a switch that routed would break the plan's paths
+        return (*RP_FILTER_OFF, ("net.ipv4.ip_forward", "1" if node.forwards else "0"))
+
+    def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
+        """routing: static — the plan's routes (to segments and to other pod CIDRs)."""
+        return tuple((r.dst, r.via) for r in node.routes)
+
+    def ready_routes(self, plan: Plan, node: NodePlan) -> tuple[str, ...]:
+        """Static routes are installed by apply_node itself: nothing to wait for."""
+        return ()
+
+    def masquerade(self, plan: Plan, node: NodePlan) -> tuple[Masquerade, ...]:
+        """ip-masq-agent's rule on a k8s-node of a cluster with `masquerade: true`."""
+        if not node.masquerade_exempt or not node.pod_cidr:
+            return ()
+        return (Masquerade(node.pod_cidr, node.masquerade_exempt, firewall.CHAIN),)
+
+    def pod_bridge(self, plan: Plan, node: NodePlan) -> tuple[tuple[str, ...], tuple[Pair, ...]]:
+        """cni: podlab — a k8s-node's bridge and its address (the pods' gateway)."""
+        if kind(node.kind).hosts_pods and node.bridge and node.gateway:
+            return (node.bridge,), ((node.bridge, node.gateway),)
+        return (), ()
+
+    def pod_net(self, plan: Plan, pod: PodPlan) -> PodNet:
+        """cni: podlab — a veth from the node, the pod's address, a default route via
+        the node's bridge."""
+        bridge = plan.node(pod.node).bridge
+        return PodNet(pod.name, pod.node, infra=Settings(POD_SYSCTLS, INFRA_CAPS),
+                      containers=Settings((), POD_CAPS),
+                      veth=(pod.node_iface, POD_IFACE),
+                      node_port=(pod.node_iface, bridge) if bridge else None,
+                      addresses=((POD_IFACE, pod.cidr),),
+                      routes=(("default", pod.gateway),))
+
+    # ------------------------------------------------------------------ apply (kernel)
+
+    def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
+        """Configure the node's namespace (its links exist); idempotent. `pods`: pods
+        whose node end exists already and joins the bridge too (fault recovery)."""
+        if node.daemons:
+            raise NotImplementedError(f"{type(self).__name__} describes daemons for "
+                                      f"{node.name} but does not start them")
+        ports = tuple(p.node_port for p in pods if p.node_port)
+        wiring.configure(pid, wiring.NetConfig(
+            bridges=node.bridges, ports=(*node.ports, *ports), addresses=node.addresses,
+            routes=node.routes, up=node.up))
+        for rule in node.nat:
+            firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name)
+
+    def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet) -> None:
+        """The pod's "CNI ADD": its namespace gets its address and route, then its node
+        end joins the bridge (from then on the pod is reachable). The veth exists (deploy
+        made `pod.veth`); idempotent."""
+        wiring.configure(pod_pid, wiring.NetConfig(addresses=pod.addresses,
+                                                   routes=pod.routes))
+        if pod.node_port:
+            wiring.configure(node_pid, wiring.NetConfig(ports=(pod.node_port,)))
+
+    def pod_removed(self, node_pid: int, pod_pid: int | None, pod: PodNet) -> None:
+        """The pod's "CNI DEL". podlab's veth goes with the pod's namespace: nothing to do."""
+
+    def after_deploy(self, net: LabNet, pids: Mapping[str, int],
+                     timeout: float = READY_TIMEOUT_S) -> None:
+        """Once every namespace is applied: wait until each node's kernel has its
+        `ready_routes` (DeployError naming what is missing). `pids`: node name -> pid."""
+        wait_routes(net, pids, timeout)
+
+
+def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:
+    """Poll each node's main table until it has a route to each of its ready_routes."""
+    missing = {n.name: set(n.ready_routes) for n in net.nodes if n.ready_routes}
+    deadline = time.monotonic() + timeout
+    while True:
+        for name in list(missing):
+            missing[name] -= {dst for dst, _, _ in wiring.routes(pids[name])}
+            if not missing[name]:
+                del missing[name]
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if missing:
+        what = "; ".join(f"{n}: {', '.join(sorted(d))}" for n, d in sorted(missing.items()))
+        raise DeployError(f"routes not installed after {timeout:g}s ({net.datapath}): {what}")
