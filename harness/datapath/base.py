@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from harness.datapath.net import (
+    Convergence,
     LabNet,
     Masquerade,
     NodeNet,
@@ -147,6 +148,14 @@ class Datapath:
         """Once every namespace is applied: wait until each node's kernel has its
         `ready_routes` (DeployError naming what is missing). `pids`: node name -> pid."""
         wait_routes(net, pids, timeout)
+
+
+    def converged(self, plan: Plan, pids: Mapping[str, int],
+                  timeout: float = READY_TIMEOUT_S) -> Convergence:
+        """Before verify: the plan to expect now, once routing settled after any fault.
+        Static routes do not move (a pulled cable fails the pairs that crossed it), so
+        the plan is what it was. `pids`: node name -> pid of the running nodes."""
+        return Convergence(plan)
 
 
 def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:

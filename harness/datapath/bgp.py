@@ -1,273 +1,166 @@
-"""`routing: bgp`: BIRD 2 in every k8s-node and router, configured from the plan. Pure.
+"""`routing: bgp`: every k8s-node and router runs BIRD and learns the routes podlab would
+otherwise install (harness.datapath.bgpconf has the configuration and the model of what
+BIRD converges to).
 
-Every node whose kind learns pod routes (k8s-nodes and routers) is a BGP *speaker* with
-its own private AS, in file order from 64512 (4200000000 when a lab has more speakers
-than the 2-byte private range holds). A speaker peers, over eBGP, with every other
-speaker on each of its links and switch segments, at their addresses there. It
-originates its pod CIDR the way Calico does (a blackhole static route that only BGP
-sees) and the subnets of its up interfaces (BIRD's `direct` protocol), so every node
-reaches every pod and every node. Its `kernel` protocol installs what BGP learned, and
-only that: connected routes are the kernel's own, and no route is ever installed by
-hand. `linux` hosts stay on the plan's static routes; switches are L2.
-
-Convergence is a matter of seconds, not minutes: BIRD's defaults (hold 240 s, connect
-retry 120 s, first connect after 5 s) suit the Internet, not a lab. Sessions here use a
-3 s hold time, a 1 s keepalive and retry, and `check link`, so a cable pulled on one end
-withdraws that session's routes at once; the far end of a switch segment notices within
-the hold time.
-
-`expected_routes` predicts what the daemons converge to (shortest AS paths over the
-sessions that are up) for a set of down links and dead daemons: deploy waits for it and
-verify knows, after a fault, which paths the packets must take.
+    describe   speakers get no static route at all, a `bird` Daemon with its bird.conf,
+               and ready_routes: every prefix they do not hold themselves (the other pod
+               CIDRs and the segments beyond their own); `linux` hosts keep the plan's
+               static routes, switches stay L2
+    apply_node the base wiring (bridges, addresses, NAT), then bird.conf into the node's
+               filesystem and BIRD started in its namespaces (a daemon that died is started
+               again when a fault recovery re-applies the node; one that runs re-reads its
+               configuration)
+    after_deploy  deploy returns once every speaker's kernel holds a BIRD-installed route
+               (`proto bird`) to each of its ready_routes, else RoutingError after a bound
+               naming the missing routes and the sessions that are not up (deploy rolls
+               back)
+    converged  before verify: observe which links are down and which daemons are dead,
+               wait (bounded) until every live speaker's kernel holds exactly what BIRD
+               converges to, and hand verify the plan rerouted over the paths that are left
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections import deque
-from dataclasses import dataclass, field
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping
 
-from harness.host.bird import LOG_PATH
-from harness.kinds import kind
+from harness.datapath import bgpconf
+from harness.datapath.base import Datapath
+from harness.datapath.net import Convergence, Daemon, LabNet, NodeNet, PodNet, Route
+from harness.errors import RoutingError
+from harness.host import bird, wiring
 from harness.plan import NodePlan, Plan
 
-PRIVATE_AS = 64512  # RFC 6996: 64512-65534 (2 bytes), 4200000000-4294967294 (4 bytes)
-PRIVATE_AS_LAST = 65534
-PRIVATE_AS4 = 4200000000
+DEPLOY_TIMEOUT_S = 30.0  # deploy: every route installed within this, or it fails
+CONVERGE_TIMEOUT_S = 30.0  # verify: routes settled after a fault within this
+POLL_S = 0.05
 
 
-@dataclass(frozen=True)
-class Timers:
-    """BGP timers of every session, in seconds (BIRD's names)."""
+class BgpDatapath(Datapath):
+    routing = "bgp"
 
-    hold: int = 3  # the RFC's minimum: a silent peer is dropped after 3 s
-    keepalive: int = 1
-    connect_delay: int = 0  # first connect attempt right after start (BIRD: 5)
-    connect_retry: int = 1  # after a refused connect: the peer's bird is not up yet (120)
-    error_wait: tuple[int, int] = (1, 3)  # back-off after a session error (60, 300)
-    kernel_scan: int = 10  # periodic kernel table sync; changes are pushed at once anyway
+    def __init__(self) -> None:
+        self._plan: Plan | None = None
+        self._speakers: dict[str, bgpconf.Speaker] = {}
+        self._routes = bgpconf.Routes()
 
+    def _model(self, plan: Plan) -> None:
+        """Speakers and converged routes, computed once per plan described."""
+        if plan is not self._plan:
+            self._plan = plan
+            self._speakers = {s.node: s for s in bgpconf.speakers(plan)}
+            self._routes = bgpconf.expected_routes(plan)
 
-@dataclass(frozen=True)
-class Session:
-    """One eBGP session, seen from the speaker that has it."""
+    # ------------------------------------------------------------------ description (pure)
 
-    name: str  # BIRD protocol name
-    peer: str  # the neighbour node
-    interface: str  # this speaker's interface toward it
-    local_ip: str
-    peer_ip: str
-    peer_as: int
-    link: int  # index of this speaker's link into the segment (plan.links)
-    peer_link: int  # the neighbour's
+    def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
+        net = super().node_net(plan, node)
+        if not bgpconf.is_speaker(node):
+            return net
+        self._model(plan)
+        conf = bgpconf.bird_conf(self._speakers[node.name], plan.lab)
+        return dataclasses.replace(net, daemons=(
+            Daemon("bird", bird.ARGV, files=((bird.CONF_PATH, conf),)),))
 
+    def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
+        """Speakers learn every route from BIRD; outside hosts keep the plan's."""
+        return () if bgpconf.is_speaker(node) else super().routes(plan, node)
 
-@dataclass(frozen=True)
-class Speaker:
-    node: str
-    kind: str
-    asn: int
-    router_id: str
-    interfaces: tuple[str, ...]  # addressed underlay interfaces: their subnets are announced
-    originates: tuple[str, ...]  # pod CIDR(s), announced as blackhole statics (as Calico)
-    sessions: tuple[Session, ...]
-    lab_nets: tuple[str, ...]  # every prefix of the lab: what may be imported and exported
+    def ready_routes(self, plan: Plan, node: NodePlan) -> tuple[str, ...]:
+        if not bgpconf.is_speaker(node):
+            return ()
+        self._model(plan)
+        return tuple(sorted(self._routes.by_node.get(node.name, {})))
 
+    # ------------------------------------------------------------------ apply (kernel)
 
-def is_speaker(node: NodePlan) -> bool:
-    """k8s-nodes and routers run BIRD; `linux` hosts and switches do not."""
-    nk = kind(node.kind)
-    return nk.pod_routes and not nk.is_switch
+    def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
+        super().apply_node(pid, dataclasses.replace(node, daemons=()), pods)
+        for daemon in node.daemons:
+            for path, text in daemon.files:
+                bird.write_file(pid, path, text)
+            if bird.alive(pid):
+                bird.command(pid, "configure")  # the same file: nothing changes
+            else:
+                bird.start(pid, daemon.argv)
 
+    def after_deploy(self, net: LabNet, pids: Mapping[str, int],
+                     timeout: float = DEPLOY_TIMEOUT_S) -> None:
+        """Wait until every speaker's kernel has a BIRD route to each ready route."""
+        want = {n.name: set(n.ready_routes) for n in net.nodes if n.daemons}
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = {name: prefixes - set(bird_routes(pids[name]))
+                       for name, prefixes in want.items()}
+            missing = {n: m for n, m in missing.items() if m}
+            if not missing or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        if missing:
+            raise RoutingError(
+                f"BGP did not install every route within {timeout:g}s; missing: "
+                + "; ".join(f"{n}: {', '.join(sorted(m))}{_sessions_down(pids[n])}"
+                            for n, m in sorted(missing.items())))
 
-def lab_prefixes(plan: Plan) -> tuple[str, ...]:
-    """Every prefix a lab routes: each k8s-node's pod CIDR and each segment's subnet."""
-    nets = [s.subnet for s in plan.segments]
-    return tuple(sorted(set(nets), key=ipaddress.IPv4Network))
-
-
-def _asn(index: int, count: int) -> int:
-    if count <= PRIVATE_AS_LAST - PRIVATE_AS + 1:
-        return PRIVATE_AS + index
-    return PRIVATE_AS4 + index
-
-
-def _symbol(text: str) -> str:
-    """A BIRD symbol from node/interface names, which may hold '-' or '.'."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", text)
-    return name if name[:1].isalpha() else f"n_{name}"
-
-
-def speakers(plan: Plan) -> tuple[Speaker, ...]:
-    """The speakers of a plan, in file order, with their sessions."""
-    chosen = [n for n in plan.nodes if is_speaker(n)]
-    asn = {n.name: _asn(i, len(chosen)) for i, n in enumerate(chosen)}
-    link_of = _link_index(plan)
-    nets = lab_prefixes(plan)
-    out = []
-    for node in chosen:
-        sessions: list[Session] = []
-        names: set[str] = set()
-        for iface in node.interfaces:
-            if not iface.address:
-                continue
-            segment = next(s for s in plan.segments if s.name == iface.segment)
-            for peer, peer_iface, peer_addr in segment.members:
-                if peer == node.name or peer not in asn or not peer_addr:
-                    continue
-                name = _symbol(f"{peer}_{iface.name}")
-                while name in names:  # two sessions to one peer over one interface
-                    name += "_"
-                names.add(name)
-                sessions.append(Session(
-                    name=name, peer=peer, interface=iface.name,
-                    local_ip=iface.address.split("/")[0], peer_ip=peer_addr.split("/")[0],
-                    peer_as=asn[peer], link=link_of[(node.name, iface.name)],
-                    peer_link=link_of[(peer, peer_iface)]))
-        out.append(Speaker(
-            node=node.name, kind=node.kind, asn=asn[node.name],
-            router_id=node.address or "0.0.0.1",
-            interfaces=tuple(i.name for i in node.interfaces if i.address),
-            originates=(node.pod_cidr,) if node.pod_cidr else (),
-            sessions=tuple(sessions), lab_nets=nets))
-    return tuple(out)
-
-
-def _link_index(plan: Plan) -> dict[tuple[str, str], int]:
-    out: dict[tuple[str, str], int] = {}
-    for i, link in enumerate(plan.links):
-        out[link.a] = i
-        out[link.b] = i
-    return out
+    def converged(self, plan: Plan, pids: Mapping[str, int],
+                  timeout: float = CONVERGE_TIMEOUT_S) -> Convergence:
+        """The plan verify must expect now: rerouted around the links that are down and
+        the speakers whose BIRD is dead (or whose node is stopped), once every live
+        speaker's kernel holds exactly the routes BIRD converges to (bounded wait)."""
+        self._model(plan)
+        down = down_links(plan, pids)
+        dead = frozenset(name for name in self._speakers
+                         if name not in pids or not bird.alive(pids[name]))
+        want = bgpconf.expected_routes(plan, down, dead) if (down or dead) else self._routes
+        started = time.monotonic()
+        while True:
+            installed = {n: bird_routes(pids[n]) for n in want.by_node}
+            wrong = want.missing(installed) + want.unexpected(installed)
+            if not wrong or time.monotonic() - started >= timeout:
+                break
+            time.sleep(POLL_S)
+        took = time.monotonic() - started
+        faults = [f"link {_link_name(plan, i)} down" for i in sorted(down)]
+        faults += [f"BIRD of {n} not running" for n in sorted(dead)]
+        what = f" ({'; '.join(faults)})" if faults else ""
+        if wrong:
+            shown = ", ".join(f"{p} on {n}" for n, p in wrong[:8])
+            note = (f"BGP routes not converged after {timeout:g}s{what}: {len(wrong)} "
+                    f"routes differ from the plan ({shown})")
+        else:
+            note = f"BGP routes converged in {took:.2f}s{what}"
+        rerouted = plan.rerouted(down, dead) if (down or dead) else plan
+        return Convergence(rerouted, took, not wrong, note)
 
 
-# --------------------------------------------------------------------------- bird.conf
+def bird_routes(pid: int) -> dict[str, str | None]:
+    """The kernel's routes BIRD installed in a namespace: prefix -> gateway."""
+    return wiring.routes_of_protocol(pid, bird.RTPROT_BIRD)
 
 
-def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
-    """The whole bird.conf of one speaker."""
-    nets = ",\n  ".join(sp.lab_nets)
-    lines = [
-        f"# bird.conf of {sp.node} ({sp.kind}, AS{sp.asn}) in lab {lab}: written by podlab",
-        "# from the plan (harness/datapath/bgp.py); every session is eBGP to a neighbour.",
-        f'log "{LOG_PATH}" {{ info, remote, warning, error, auth, fatal, bug }};',
-        f"router id {sp.router_id};",
-        "",
-        "# the lab's prefixes: pod CIDRs and underlay subnets; nothing else is exchanged",
-        f"define PODLAB_NETS = [\n  {nets}\n];",
-        "",
-        "protocol device { scan time 10; }",
-        "",
-    ]
-    if sp.interfaces:
-        ifaces = ", ".join(f'"{i}"' for i in sp.interfaces)
-        lines += ["# the subnets of this node's links and segments, while the interface is up",
-                  "protocol direct underlay {", "  ipv4;", f"  interface {ifaces};", "}", ""]
-    if sp.originates:
-        lines += ["# this node's pod CIDR, announced as Calico does: a blackhole that only",
-                  "# BGP sees (the kernel routes it to cbr0 already)",
-                  "protocol static pods {", "  ipv4;"]
-        lines += [f"  route {cidr} blackhole;" for cidr in sp.originates]
-        lines += ["}", ""]
-    lines += [
-        "# install what BGP learned, and only that",
-        "protocol kernel {",
-        f"  scan time {timers.kernel_scan};",
-        "  ipv4 { import none; export where source = RTS_BGP; };",
-        "}",
-        "",
-        "template bgp peer {",
-        f"  local as {sp.asn};",
-        f"  hold time {timers.hold};",
-        f"  startup hold time {timers.hold};",
-        f"  keepalive time {timers.keepalive};",
-        f"  connect delay time {timers.connect_delay};",
-        f"  connect retry time {timers.connect_retry};",
-        f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
-        "  check link yes;  # a down interface drops its sessions at once",
-        "  ipv4 { import where net ~ PODLAB_NETS; };",
-        "}",
-    ]
-    for s in sp.sessions:
-        lines += [
-            "",
-            f"protocol bgp {s.name} from peer {{",
-            f'  description "{s.peer} via {s.interface}";',
-            f"  neighbor {s.peer_ip} as {s.peer_as};",
-            f"  local {s.local_ip};",
-            f'  interface "{s.interface}";',
-            # a route whose next hop is the peer itself is not offered back to it (on a
-            # shared segment BGP keeps third-party next hops; BIRD would refuse to send
-            # it anyway, and log an error for each)
-            f"  ipv4 {{ export where net ~ PODLAB_NETS && gw != {s.peer_ip}; }};",
-            "}",
-        ]
-    return "\n".join(lines) + "\n"
+def _sessions_down(pid: int) -> str:
+    try:
+        down = [p for p in bird.protocols(pid) if p.proto == "BGP" and p.info != "Established"]
+    except RoutingError as exc:
+        return f" ({exc})"
+    if not down:
+        return ""
+    return " (sessions not established: " + ", ".join(
+        f"{p.name} {p.info or p.state}" for p in down) + ")"
 
 
-# --------------------------------------------------------------------------- convergence
+def _link_name(plan: Plan, index: int) -> str:
+    link = plan.links[index]
+    return f"{link.a[0]}:{link.a[1]}--{link.b[0]}:{link.b[1]}"
 
 
-@dataclass(frozen=True)
-class Routes:
-    """What each live speaker's kernel holds from BIRD once converged: prefix -> the
-    next-hop addresses it may use (several when AS paths tie)."""
-
-    by_node: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
-
-    def missing(self, installed: dict[str, dict[str, str | None]]) -> list[tuple[str, str]]:
-        """`(node, prefix)` the kernels lack, given `installed[node][prefix] = gateway` of
-        their `proto bird` routes; a route via another next hop is missing too."""
-        out = []
-        for node, want in self.by_node.items():
-            have = installed.get(node, {})
-            for prefix, hops in want.items():
-                if have.get(prefix) not in hops:
-                    out.append((node, prefix))
-        return out
-
-
-def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
-                    dead: frozenset[str] = frozenset()) -> Routes:
-    """The routes BIRD converges to with `down_links` (plan.links indices) and the
-    daemons of `dead` not running (their own kernels are not predicted).
-
-    A session is up when both daemons run and both ends' links are up. A pod CIDR is
-    originated by its k8s-node's daemon; a segment's subnet by every live speaker with an
-    up link into it. Each speaker then takes, per prefix it is not attached to, the
-    neighbours with the shortest AS path (breadth-first over the up sessions).
-    """
-    sps = {s.node: s for s in speakers(plan)}
-    live = {n: s for n, s in sps.items() if n not in dead}
-    up = {n: [x for x in s.sessions if x.peer in live and x.link not in down_links
-              and x.peer_link not in down_links] for n, s in live.items()}
-    origin: dict[str, set[str]] = {}
-    attached: dict[str, set[str]] = {n: set() for n in live}
-    for n, sp in live.items():
-        node = plan.node(n)
-        for prefix in sp.originates:
-            origin.setdefault(prefix, set()).add(n)
-            attached[n].add(prefix)
-        link_of = _link_index(plan)
-        for iface in node.interfaces:
-            if iface.address and link_of[(n, iface.name)] not in down_links:
-                subnet = str(ipaddress.IPv4Interface(iface.address).network)
-                origin.setdefault(subnet, set()).add(n)
-                attached[n].add(subnet)
-    result: dict[str, dict[str, frozenset[str]]] = {n: {} for n in live}
-    for prefix, sources in origin.items():
-        dist = {s: 0 for s in sources}
-        queue = deque(sources)
-        while queue:
-            u = queue.popleft()
-            for sess in up[u]:
-                if sess.peer not in dist:
-                    dist[sess.peer] = dist[u] + 1
-                    queue.append(sess.peer)
-        for n in live:
-            if prefix in attached[n] or n not in dist:
-                continue
-            hops = frozenset(s.peer_ip for s in up[n] if dist.get(s.peer) == dist[n] - 1)
-            result[n][prefix] = hops
-    return Routes(result)
+def down_links(plan: Plan, pids: Mapping[str, int]) -> frozenset[int]:
+    """Links with an end that is administratively down or gone (its node stopped)."""
+    state: dict[str, dict[str, bool]] = {}
+    for node in plan.nodes:
+        if node.name in pids:
+            state[node.name] = {str(row["name"]): bool(row["up"])
+                                for row in wiring.links(pids[node.name])}
+    return frozenset(i for i, link in enumerate(plan.links)
+                     if not all(state.get(n, {}).get(ifc, False) for n, ifc in (link.a, link.b)))

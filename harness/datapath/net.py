@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 Pair = tuple[str, str]
 Route = tuple[str, ...]  # (dst, via) or (dst, via, dev); dst a CIDR or "default"
@@ -82,6 +83,18 @@ class PodNet:
     node_port: Pair | None  # (node end, bridge) the node end joins when the pod is added
     addresses: tuple[Pair, ...] = ()
     routes: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """What a datapath says before verify: the plan to expect now (routes a daemon moved
+    after a fault follow the paths that are left), how long the routes took to settle,
+    whether they did within the bound, and a sentence for the report."""
+
+    plan: Any  # harness.plan.Plan (not imported: this module stays pure data)
+    seconds: float = 0.0
+    settled: bool = True
+    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -41,17 +41,17 @@ def _host_path(pid: int, path: str) -> str:
     return f"/proc/{pid}/root{path}"
 
 
-def write_config(pid: int, text: str) -> None:
-    """Write bird.conf into the node's filesystem (whole, via a rename)."""
-    target = _host_path(pid, CONF_PATH)
+def write_file(pid: int, path: str, text: str) -> None:
+    """Write a file (bird.conf) into the node's filesystem, whole (via a rename)."""
+    target = _host_path(pid, path)
     tmp = f"{target}.podlab"
     try:
         with open(tmp, "w") as fh:
             fh.write(text)
         os.replace(tmp, target)
     except OSError as exc:
-        raise RoutingError(f"cannot write {CONF_PATH} in the node of pid {pid}: {exc}; "
-                           "is its image podlab/bird?") from exc
+        raise RoutingError(f"cannot write {path} in the node of pid {pid}: {exc}; "
+                           "does its image carry BIRD (podlab/bird)?") from exc
 
 
 def nsenter_argv(pid: int, argv: tuple[str, ...] | list[str]) -> list[str]:

@@ -32,6 +32,7 @@ from harness.model.topology import NAME_MAX, Topology, load_topology
 from harness.plan import Plan, make_plan
 
 if TYPE_CHECKING:
+    from harness.datapath.net import Convergence
     from harness.host.capture import Sniffer
     from harness.prove.verify import Report
 
@@ -166,8 +167,10 @@ class Lab:
     # ------------------------------------------------------------------ proof
 
     def verify(self, checks: Iterable[str] | None = None, *, keep_frames: bool = False,
-               timeout: float = 2.0, progress: Any = None) -> Report:
-        """Run the model's checks (all by default) against the running lab."""
+               timeout: float = 2.0, progress: Any = None,
+               converge_timeout: float | None = None) -> Report:
+        """Run the model's checks (all by default) against the running lab, expecting the
+        paths its routing settled on (see `converged`; its note joins the report's)."""
         from harness.prove import verify as prove
 
         wanted = tuple(checks) if checks is not None else prove.CHECKS
@@ -175,8 +178,24 @@ class Lab:
         if unknown:
             raise InputError(f"unknown check(s) {', '.join(unknown)}; one of "
                              f"{', '.join(prove.CHECKS)}")
-        return prove.verify(self.plan, self.container_pids(), wanted, keep_frames=keep_frames,
-                            progress=progress, timeout=timeout)
+        settled = self.converged(converge_timeout)
+        report = prove.verify(settled.plan, self.container_pids(), wanted,
+                              keep_frames=keep_frames, progress=progress, timeout=timeout)
+        if settled.note:
+            report.notes.append(settled.note)
+        return report
+
+    def converged(self, timeout: float | None = None) -> Convergence:
+        """The plan to verify against now: the datapath waits (up to `timeout` s, its own
+        bound by default) until routes a daemon moves after a fault have settled, and
+        reroutes the plan's expectations over the paths that are left (routing: bgp);
+        static routes do not move."""
+        from harness import datapath
+
+        dp = datapath.select(self.plan)
+        pids = self.pids()
+        return (dp.converged(self.plan, pids) if timeout is None
+                else dp.converged(self.plan, pids, timeout))
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,

@@ -26,7 +26,7 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import Netem, Topology, parse_endpoint
+from harness.model.topology import DEFAULT_NODE_IMAGE, Netem, Topology, parse_endpoint
 
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
@@ -327,6 +327,16 @@ def _expectation_dict(check: str, e: Expectation) -> dict[str, Any]:
             "hops": e.hops, "path": list(e.path), "snat_to": e.snat_to}
 
 
+def _node_image(topo: Topology, name: str, routing: str) -> str:
+    """The file's image for a node; where it names none, a routing datapath's daemon may
+    need its own (routing: bgp runs BIRD, which podlab/bird carries)."""
+    image = topo.image_of(name)
+    wanted = datapaths.ROUTING[routing].node_image if routing in datapaths.ROUTING else None
+    if wanted and image == DEFAULT_NODE_IMAGE and kind(topo.kind_of(name)).pod_routes:
+        return wanted
+    return image
+
+
 def pod_iface_name(pod: str) -> str:
     """The node's end of a pod's veth: readable when it fits in 15 characters."""
     name = f"pv-{pod}"
@@ -439,7 +449,8 @@ def make_plan(topo: Topology) -> Plan:
         cidr = node_cidr.get(name)
         nodes.append(NodePlan(
             name=name, kind=kind_name, container=f"podlab-{lab}-{name}",
-            image=topo.image_of(name), labels=node_labels, interfaces=tuple(interfaces),
+            image=_node_image(topo, name, cluster.routing), labels=node_labels,
+            interfaces=tuple(interfaces),
             routes=tuple(routes),
             pod_cidr=str(cidr) if cidr else None,
             gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,

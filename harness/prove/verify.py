@@ -60,6 +60,7 @@ class Report:
     results: list[Result]
     duration_s: float
     sightings: dict[int, list[Seen]] = field(default_factory=dict, repr=False)
+    notes: list[str] = field(default_factory=list)  # sentences for the reader
 
     @property
     def ok(self) -> bool:
@@ -70,7 +71,8 @@ class Report:
         out: dict[str, Any] = {
             "ok": self.ok, "lab": self.lab,
             "summary": {"passed": passed, "failed": len(self.results) - passed,
-                        "total": len(self.results), "duration_s": round(self.duration_s, 3)}}
+                        "total": len(self.results), "duration_s": round(self.duration_s, 3),
+                        "notes": self.notes}}
         if with_results:
             out["results"] = [r.to_dict() for r in self.results]
         return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from podlab_unit_helpers import EXAMPLES, MINIMAL
 
-from harness.datapath import bgp
+from harness.datapath import bgpconf as bgp
 from harness.model.topology import load_topology, parse_topology
 from harness.plan import Plan, make_plan
 

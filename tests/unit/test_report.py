@@ -29,7 +29,8 @@ def test_streamed_json_is_the_design_object() -> None:
         assert set(data) == {"ok", "lab", "summary", "results"}
     data = json.loads(_json(report(PASS, FAIL)))
     assert data["ok"] is False
-    assert data["summary"] == {"passed": 1, "failed": 1, "total": 2, "duration_s": 1.25}
+    assert data["summary"] == {"passed": 1, "failed": 1, "total": 2, "duration_s": 1.25,
+                               "notes": []}
 
 
 def test_streamed_json_puts_one_result_on_each_line() -> None:
