@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.kinds import kind
 from harness.plan import Expectation, Plan
+from harness.prove import noroute
 from harness.prove.engine import (
     SYN,
     TCP_PORT,
@@ -310,7 +312,24 @@ def run_probes(plan: Plan, pids: dict[str, int], checks: Iterable[str],
                 results[i].probe_ids += result.probe_ids
             else:
                 results[i] = result
+    still = [i for i, r in enumerate(results) if not r.ok]
+    if still:
+        tables = route_tables(plan, pids)
+        for i in still:
+            t = jobs[i][0]
+            why = noroute.diagnose(plan, t.exp.path, t.exp.dst_ip, t.src_ip, tables)
+            if why:  # the routing table says it all; the loss report stays after it
+                detail = results[i].detail
+                results[i].detail = why if "has no route to" in detail else f"{why}; {detail}"
     return results, sightings
+
+
+def route_tables(plan: Plan, pids: dict[str, int]) -> dict[str, list[str]]:
+    """Each running node's main-table destinations (for noroute.diagnose)."""
+    from harness.host import wiring
+
+    return {n.name: [dst for dst, _, _ in wiring.routes(pids[n.container])]
+            for n in plan.nodes if n.container in pids and not kind(n.kind).is_switch}
 
 
 def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],
