@@ -232,7 +232,7 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 
 CheckOpt = Annotated[list[str] | None, typer.Option(
     "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
-    "node-to-pod, pod-to-node, pod-to-external")]
+    "node-to-pod, pod-to-node, pod-to-external, mtu")]
 VerifyOut = Annotated[VerifyFormat, typer.Option("-o", "--format", help="output format")]
 PathOpt = Annotated[Path | None, typer.Option("--output",
                                               help="write the report here instead of stdout")]

@@ -170,6 +170,11 @@ def command(pid: int, line: str, timeout: float = CTL_TIMEOUT_S) -> list[Reply]:
     return replies
 
 
+def configured(pid: int) -> bool:
+    """Is BIRD set up in the node of ``pid`` (its bird.conf exists)?"""
+    return os.path.exists(_host_path(pid, CONF_PATH))
+
+
 def alive(pid: int) -> bool:
     """Does a BIRD answer on the node's control socket?"""
     try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.kinds import kind
 from harness.plan import Expectation, Plan
-from harness.prove import noroute
+from harness.prove import mtu, noroute
 from harness.prove.engine import (
     SYN,
     TCP_PORT,
@@ -32,7 +32,8 @@ from harness.prove.engine import (
 )
 
 CHECKS = ("pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
-          "pod-to-external")
+          "pod-to-external", "mtu")
+NOT_PROBED = ("pod-identity", "intra-pod", "mtu")  # checks with their own machinery
 PROTOS = ("udp", "tcp", "icmp")
 # probe ids: unique within this process, and unlikely to meet another run's in a capture
 _IDS = itertools.count(int.from_bytes(os.urandom(3), "big") << 32)
@@ -415,7 +416,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         intra = pool.submit(intrapod.check_all, plan, pids) if "intra-pod" in checks else None
-        probe_checks = [c for c in checks if c not in ("pod-identity", "intra-pod")]
+        probe_checks = [c for c in checks if c not in NOT_PROBED]
         if probe_checks:
             # the kernel's own choice of source, asked once per node for all its pods
             pod_ips = [p.ip for p in plan.pods]
@@ -432,6 +433,9 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
             results += probe_results
         if intra is not None:
             results += intra.result()
+    if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
+        results += [Result(mtu.CHECK, v.src, v.dst, "icmp", v.ok, v.expected, v.observed,
+                           v.detail) for v in mtu.check(plan, pids)]
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     # sightings are only wanted for pcaps: a 200-pod lab has hundreds of thousands

@@ -262,3 +262,52 @@ def test_a_member_pulled_from_a_switch_segment() -> None:
         others[0], pods_on_3[0]).path
     assert after._graph.attached["node3"] == [s for s in plan._graph.attached["node3"]
                                               if plan.segments[s].kind == "pods"]
+
+
+# --------------------------------------------------------------------------- the datapath
+
+
+def bgp_plan(name: str) -> Plan:
+    path = next(p for p in EXAMPLES if p.name == f"{name}.clab.yml")
+    text = path.read_text()
+    if "routing: bgp" not in text:
+        text = text.replace("cluster:\n", "cluster:\n  routing: bgp\n", 1)
+    return make_plan(parse_topology(text, path))
+
+
+def test_bgp_is_selected_by_the_file() -> None:
+    from harness.datapath import select
+    from harness.datapath.bgp import BgpDatapath
+
+    assert isinstance(select(example("leafspine")), BgpDatapath)
+    assert example("leafspine").routing == "bgp"
+
+
+def test_speakers_run_bird_from_podlab_bird_and_get_no_route_by_hand() -> None:
+    from harness.datapath import describe
+    from harness.host import bird
+
+    plan = bgp_plan("routed")
+    net = describe(plan)
+    want = bgp.expected_routes(plan).by_node
+    for node in plan.nodes:
+        n = net.node(node.name)
+        if bgp.is_speaker(node):
+            assert node.image == "podlab/bird"
+            assert n.routes == ()
+            (daemon,) = n.daemons
+            assert daemon.argv == bird.ARGV and daemon.files[0][0] == bird.CONF_PATH
+            assert f"router id {node.address};" in daemon.files[0][1]
+            assert set(n.ready_routes) == set(want[node.name])
+            # every other pod CIDR is among what deploy waits for
+            assert {k.pod_cidr for k in plan.k8s_nodes} - {node.pod_cidr} <= set(n.ready_routes)
+        elif node.kind == "linux":  # outside hosts keep the plan's static routes
+            assert n.routes == tuple((r.dst, r.via) for r in node.routes)
+            assert node.image == "podlab/node" and not n.daemons
+
+
+def test_a_node_image_named_in_the_file_is_kept() -> None:
+    text = MINIMAL.replace("cluster:\n", "cluster:\n  routing: bgp\n").replace(
+        "    node1: {kind: k8s-node}", "    node1: {kind: k8s-node, image: my/bird}")
+    plan = plan_of(text)
+    assert plan.node("node1").image == "my/bird" and plan.node("node2").image == "podlab/bird"
