@@ -86,8 +86,9 @@ class BgpDatapath(Datapath):
                 bird.start(pid, daemon.argv)
 
     def after_deploy(self, net: LabNet, pids: Mapping[str, int],
-                     timeout: float = DEPLOY_TIMEOUT_S) -> None:
+                     timeout: float | None = None) -> None:
         """Wait until every speaker's kernel has a BIRD route to each ready route."""
+        timeout = DEPLOY_TIMEOUT_S if timeout is None else timeout
         want = {n.name: set(n.ready_routes) for n in net.nodes if n.daemons}
         deadline = time.monotonic() + timeout
         while True:
@@ -104,10 +105,11 @@ class BgpDatapath(Datapath):
                             for n, m in sorted(missing.items())))
 
     def converged(self, plan: Plan, pids: Mapping[str, int],
-                  timeout: float = CONVERGE_TIMEOUT_S) -> Convergence:
+                  timeout: float | None = None) -> Convergence:
         """The plan verify must expect now: rerouted around the links that are down and
         the speakers whose BIRD is dead (or whose node is stopped), once every live
         speaker's kernel holds exactly the routes BIRD converges to (bounded wait)."""
+        timeout = CONVERGE_TIMEOUT_S if timeout is None else timeout
         self._model(plan)
         down = down_links(plan, pids)
         dead = frozenset(name for name in self._speakers

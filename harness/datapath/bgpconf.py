@@ -276,3 +276,28 @@ def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
             hops = frozenset(s.peer_ip for s in up[n] if dist.get(s.peer) == dist[n] - 1)
             result[n][prefix] = hops
     return Routes(result)
+
+
+def predicted_tables(plan: Plan, down_links: frozenset[int] = frozenset(),
+                     dead: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """The destinations each node's main table holds once BIRD converged with
+    `down_links` and the daemons of `dead` killed (SIGKILL: a dead daemon's kernel keeps
+    the routes it had, here those of the intact lab). Connected subnets of up links and
+    the node's own pod CIDR, plus BIRD's routes on speakers and the plan's static routes
+    on outside hosts. Switches have no table."""
+    now = expected_routes(plan, down_links, dead).by_node
+    before = expected_routes(plan).by_node if dead else now
+    link_of = _link_index(plan)
+    out: dict[str, list[str]] = {}
+    for node in plan.nodes:
+        if kind(node.kind).is_switch:
+            continue
+        table = [str(ipaddress.IPv4Interface(i.address).network) for i in node.interfaces
+                 if i.address and link_of[(node.name, i.name)] not in down_links]
+        table += [node.pod_cidr] if node.pod_cidr else []
+        if not is_speaker(node):
+            table += [r.dst for r in node.routes]
+        else:
+            table += list((before if node.name in dead else now).get(node.name, {}))
+        out[node.name] = table
+    return out
