@@ -237,7 +237,8 @@ def image_status(client: Any, names: Iterable[str] | None = None) -> dict[str, s
     return status
 
 
-def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str) -> None:
+def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str,
+               nocache: bool = False) -> None:
     import docker.errors
 
     tag = image_tag(name)
@@ -252,6 +253,7 @@ def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str) -> 
             tag=tag,
             labels={HASH_LABEL: digest, labels.IMAGE: name},
             pull=False,  # FROM scratch: nothing to pull, and no registry is reachable anyway
+            nocache=nocache,
             rm=True,
             forcerm=True,
         )
@@ -275,8 +277,10 @@ def ensure_images(
     names: Iterable[str] | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    nocache: bool = False,
 ) -> list[str]:
-    """Build each image whose context hash differs from its label; return the tags built."""
+    """Build each image whose context hash differs from its label; return the tags built.
+    `force` builds them all; `nocache` without Docker's layer cache (a cold build)."""
     say = progress or (lambda _msg: None)
     busybox = find_busybox()
     built: list[str] = []
@@ -291,7 +295,7 @@ def ensure_images(
             continue
         say(f"building {tag}")
         started = time.monotonic()
-        _build_one(client, name, files, digest)
+        _build_one(client, name, files, digest, nocache)
         say(f"built {tag} in {time.monotonic() - started:.1f}s")
         built.append(tag)
     return built
