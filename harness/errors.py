@@ -5,7 +5,8 @@
     ├── InputError                   exit 2: the user's file or flags are wrong
     │   ├── TopologyError            a topology file failed validation (all problems at once)
     │   ├── LabExistsError           deploy of a lab that already runs
-    │   └── LabNotFoundError         a command needs a lab that is not deployed
+    │   ├── LabNotFoundError         a command needs a lab that is not deployed
+    │   └── NothingToVerify          the checks asked for select nothing in this lab
     └── EnvironmentProblem           exit 3: the host cannot do it; the message says what to do
         ├── DockerUnavailable        no daemon answers
         ├── NotRootError             netns work needs root
@@ -72,6 +73,10 @@ class LabExistsError(InputError):
 
 class LabNotFoundError(InputError):
     pass
+
+
+class NothingToVerify(InputError):
+    """`verify --check ...` that yields no result: nothing proven must not pass."""
 
 
 class DockerUnavailable(EnvironmentProblem):

@@ -38,6 +38,8 @@ command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 [ -x /usr/sbin/bird ] && [ -x /usr/sbin/birdcl ] || need+=(bird2)
 # `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
+# The proof's integration tests inject stateless rewrites with nft payload statements.
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok && ! command -v dockerd >/dev/null; then
     need+=(docker.io)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
+from rich.markup import escape
 
 from harness.cli.console import err, fail, out
 from harness.cli.fault import fault_app
@@ -474,7 +476,25 @@ def images_build(force: Annotated[bool, typer.Option("--force")] = False) -> Non
 
 
 def main() -> None:
-    app()
+    """The `podlab` entry point. A failure podlab did not foresee (a bug, an OS error no
+    command translated) ends with one line and exit 3, never a traceback with exit 1,
+    which would read as "verification found a violation"."""
+    try:
+        app()  # usage errors and typer.Exit end here as SystemExit, with their own codes
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except PodlabError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} "
+                  f"(at {Path(where.filename).name}:{where.lineno}; please report it)",
+                  highlight=False, soft_wrap=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

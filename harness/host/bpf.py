@@ -1,23 +1,48 @@
-"""Kernel-side filters for the probe sniffers (classic BPF, SO_ATTACH_FILTER).
+"""Packet sockets and their filters: the one place podlab defines how frames are selected.
 
-A lab of hundreds of pods carries millions of frames during verify; Python should see
-only the few it needs. The filter accepts IPv4 frames whose payload starts with a probe
-nonce ("PL..."), and optionally only those arriving for one of the namespace's own
-addresses. It is a dozen instructions, written out here because scapy's compiler needs
-tcpdump, which the host may not have.
+Every AF_PACKET socket podlab opens (the probe sniffers of verify, the intra-pod `lo`
+sniffer, `podlab capture`) takes its constants from here and gets its filter through
+`attach`, in one of two ways:
+
+- the **probe filter** (`probe_filter`) is a fixed classic-BPF program assembled here, a
+  dozen instructions: it accepts IPv4 frames whose payload starts with a probe nonce
+  ("PL..."), optionally only those arriving for the namespace's own addresses, and TCP
+  handshakes. It is written out, not compiled, because verify must not depend on libpcap
+  (the unit tests run it in the kernel without root or libpcap), and because a lab of
+  hundreds of pods carries millions of frames that Python must never see;
+- **user expressions** (`podlab capture --filter`, `Lab.capture(bpf=...)`) are compiled
+  by libpcap through scapy into the same instruction tuples (`compile_expr`); without
+  libpcap, `python_filter` runs a subset of pcap-filter(7) in Python on each packet.
+
+Snap lengths differ on purpose: probe sniffers read `PROBE_SNAPLEN` bytes (headers and
+nonce are all a verdict needs, and a 200-pod verify keeps hundreds of thousands of frames
+for pcaps), while `podlab capture` keeps whole frames (`SNAPLEN`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import ipaddress
+import re
 import socket
 import struct
+from collections.abc import Callable
+from typing import Any
 
+from harness.errors import InputError
+
+# linux/if_ether.h, linux/if_packet.h, asm-generic/socket.h
+ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
+PACKET_HOST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 3, 4
 SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
+DLT_EN10MB = 1  # every lab interface (veth, bridge, lo) is Ethernet-framed
+SNAPLEN = 65535  # podlab capture: whole frames
+PROBE_SNAPLEN = 256  # verify: headers and nonce; pcap frames of probes are cut here too
+
 SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # SKF_AD_OFF + SKF_AD_PKTTYPE: the frame's direction
-PACKET_OUTGOING = 4
 MAGIC = 0x504C  # "PL": both request (PLB) and reply (PLR) nonces
-SNAP = 256
 
 # opcodes (linux/filter.h)
 LDB_ABS, LDH_ABS, LDW_ABS = 0x30, 0x28, 0x20
@@ -29,6 +54,23 @@ RET = 0x06
 
 Insn = tuple[int, int, int, int]  # code, jump-if-true, jump-if-false, k
 Target = int | str  # a relative jump (0: next) or a label
+PacketFilter = Callable[[Any], bool]
+
+
+def packet_socket() -> socket.socket:
+    """An AF_PACKET socket for every protocol (bind it to one interface if needed)."""
+    return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+
+
+def attach(sock: socket.socket, program: list[Insn]) -> None:
+    """Attach a classic BPF program (assembled or compiled here) to `sock`."""
+    insns = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(insns)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+# --------------------------------------------------------------------------- the probe filter
 
 
 def assemble(lines: list[tuple[int, Target, Target, int] | str]) -> list[Insn]:
@@ -47,8 +89,9 @@ def assemble(lines: list[tuple[int, Target, Target, int] | str]) -> list[Insn]:
     out = []
     for i, (code, jt, jf, k) in enumerate(insns):
         if code == JA:
-            k, jt, jf = rel(jt, i), 0, 0
-        out.append((code, rel(jt, i), rel(jf, i), k) if code != JA else (code, 0, 0, k))
+            out.append((code, 0, 0, rel(jt, i)))
+        else:
+            out.append((code, rel(jt, i), rel(jf, i), k))
     return out
 
 
@@ -58,7 +101,7 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
     prog: list[tuple[int, Target, Target, int] | str] = []
     if local:
         prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, "drop", 0, PACKET_OUTGOING)]
-    prog += [(LDH_ABS, 0, 0, 12), (JEQ, 0, "drop", 0x0800)]
+    prog += [(LDH_ABS, 0, 0, 12), (JEQ, 0, "drop", ETH_P_IP)]
     if local:
         prog.append((LDW_ABS, 0, 0, 30))  # the destination address
         prog += [(JEQ, "payload", 0, struct.unpack("!I", socket.inet_aton(a))[0])
@@ -81,15 +124,173 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
         "compare",
         (JEQ, 0, "drop", MAGIC),
         "accept",
-        (RET, 0, 0, SNAP),
+        (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
         (RET, 0, 0, 0),
     ]
     return assemble(prog)
 
 
-def attach(sock: socket.socket, program: list[Insn]) -> None:
-    insns = b"".join(struct.pack("HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(insns)
-    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+def icmp_probe_filter() -> list[Insn]:
+    """For a raw ICMP socket (its reads start at the IP header): only echo requests and
+    replies that carry a probe nonce."""
+    return assemble([
+        (LDXB_MSH, 0, 0, 0),  # X = the IP header length
+        (LDB_IND, 0, 0, 0),  # the ICMP type
+        (JEQ, "echo", 0, 0), (JEQ, "echo", 0, 8), (JA, "drop", 0, 0),
+        "echo",
+        (LDH_IND, 0, 0, 8), (JEQ, 0, "drop", MAGIC),
+        (RET, 0, 0, PROBE_SNAPLEN),
+        "drop",
+        (RET, 0, 0, 0),
+    ])
+
+
+# --------------------------------------------------------------------------- user expressions
+
+
+def compile_expr(expr: str) -> list[Insn]:
+    """`expr` (pcap-filter(7)) compiled by libpcap for Ethernet frames.
+
+    ImportError without libpcap (use `python_filter` then), InputError for an expression
+    libpcap rejects.
+    """
+    from scapy.arch.common import compile_filter, free_filter
+    from scapy.error import Scapy_Exception
+
+    try:
+        bp = compile_filter(expr, linktype=DLT_EN10MB)
+    except (Scapy_Exception, OSError) as exc:
+        raise InputError(f"bad --filter {expr!r}: {exc}") from None
+    try:
+        return [(i.code, i.jt, i.jf, i.k) for i in bp.bf_insns[:bp.bf_len]]
+    finally:
+        free_filter(bp)
+
+
+class _Parser:
+    """The Python fallback: a small subset of pcap-filter(7), as a packet predicate."""
+
+    PROTOS = ("ip", "ip6", "arp", "icmp", "tcp", "udp")
+
+    def __init__(self, expr: str):
+        self.expr = expr
+        self.toks = re.findall(r"\(|\)|&&|\|\||!|[^\s()!]+", expr)
+        self.i = 0
+
+    def parse(self) -> PacketFilter:
+        if not self.toks:
+            raise self._error("empty filter")
+        fn = self._or()
+        if self.i != len(self.toks):
+            raise self._error(f"unexpected {self.toks[self.i]!r}")
+        return fn
+
+    def _error(self, why: str) -> InputError:
+        return InputError(
+            f"--filter {self.expr!r}: {why}. Without libpcap podlab filters in Python and "
+            f"knows only: {', '.join(self.PROTOS)}, [src|dst] host A, [src|dst] port N, "
+            f"[src|dst] net CIDR, and/or/not, ( ). For full BPF install tcpdump "
+            f"(`make setup` does)")
+
+    def _peek(self) -> str | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def _take(self) -> str:
+        tok = self._peek()
+        if tok is None:
+            raise self._error("ends too early")
+        self.i += 1
+        return tok
+
+    def _or(self) -> PacketFilter:
+        parts = [self._and()]
+        while self._peek() in ("or", "||"):
+            self.i += 1
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else (lambda p: any(f(p) for f in parts))
+
+    def _and(self) -> PacketFilter:
+        parts = [self._not()]
+        while self._peek() in ("and", "&&"):
+            self.i += 1
+            parts.append(self._not())
+        return parts[0] if len(parts) == 1 else (lambda p: all(f(p) for f in parts))
+
+    def _not(self) -> PacketFilter:
+        if self._peek() in ("not", "!"):
+            self.i += 1
+            inner = self._not()
+            return lambda p: not inner(p)
+        if self._peek() == "(":
+            self.i += 1
+            inner = self._or()
+            if self._take() != ")":
+                raise self._error("missing ')'")
+            return inner
+        return self._primitive()
+
+    def _primitive(self) -> PacketFilter:
+        from scapy.layers.inet import ICMP, IP, TCP, UDP
+        from scapy.layers.inet6 import IPv6
+        from scapy.layers.l2 import ARP
+
+        tok = self._take()
+        layers = {"ip": IP, "ip6": IPv6, "arp": ARP, "icmp": ICMP, "tcp": TCP, "udp": UDP}
+        if tok in layers:
+            layer = layers[tok]
+            return lambda p: layer in p
+        way = "either"
+        if tok in ("src", "dst"):
+            way, tok = tok, self._take()
+        value = self._take()
+        if tok == "host" or tok == "net":
+            try:
+                net = ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise self._error(f"{tok} needs an address, got {value!r}") from None
+
+            def addrs(p: Any) -> tuple[str | None, str | None]:
+                if IP in p:
+                    return p[IP].src, p[IP].dst
+                if ARP in p:
+                    return p[ARP].psrc, p[ARP].pdst
+                if IPv6 in p:
+                    return p[IPv6].src, p[IPv6].dst
+                return None, None
+
+            def in_net(a: str | None) -> bool:
+                return a is not None and ipaddress.ip_address(a) in net
+
+            return _directed(way, addrs, in_net)
+        if tok == "port":
+            if not value.isdigit():
+                raise self._error(f"port needs a number, got {value!r}")
+            port = int(value)
+
+            def ports(p: Any) -> tuple[int | None, int | None]:
+                for layer in (TCP, UDP):
+                    if layer in p:
+                        return p[layer].sport, p[layer].dport
+                return None, None
+
+            return _directed(way, ports, lambda x: x == port)
+        raise self._error(f"unknown primitive {tok!r}")
+
+
+def _directed(way: str, fields: Callable[[Any], tuple[Any, Any]],
+              match: Callable[[Any], bool]) -> PacketFilter:
+    def fn(p: Any) -> bool:
+        src, dst = fields(p)
+        if way == "src":
+            return match(src)
+        if way == "dst":
+            return match(dst)
+        return match(src) or match(dst)
+
+    return fn
+
+
+def python_filter(expr: str) -> PacketFilter:
+    """The Python fallback filter for `expr`; InputError outside the supported subset."""
+    return _Parser(expr).parse()

@@ -228,11 +228,6 @@ def _info(row: dict[str, Any]) -> ContainerInfo:
                          state=row.get("State", "unknown"), labels=row.get("Labels") or {})
 
 
-def labs() -> list[str]:
-    """Names of every deployed lab, sorted."""
-    return sorted({c.lab for c in containers_of(None) if c.lab})
-
-
 def pid_of(container: str | ContainerInfo) -> int:
     """Host PID of the container's main process (0 when it is not running)."""
     ref = container.id if isinstance(container, ContainerInfo) else container

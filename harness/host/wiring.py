@@ -421,6 +421,47 @@ def route_sources(pid: int, dst_ips: list[str]) -> dict[str, str]:
     return _with_ipr(pid, "route get", body)
 
 
+@dataclass(frozen=True)
+class Flow:
+    """One conntrack entry: the original and the reply tuple as (src, dst, sport, dport)
+    (ICMP: the echo id in both port fields), and whether the kernel NATed it."""
+
+    proto: str
+    orig: tuple[str, str, int, int]
+    reply: tuple[str, str, int, int]
+    nat: bool  # IPS_SRC_NAT or IPS_DST_NAT, or a reply tuple that is not the mirror
+
+
+IPS_SRC_NAT, IPS_DST_NAT = 0x10, 0x20  # linux/netfilter/nf_conntrack_common.h
+
+
+def conntrack(pid: int) -> list[Flow]:
+    """The IPv4 conntrack table of the namespace of ``pid`` (ctnetlink, no binary)."""
+
+    def body() -> list[Flow]:
+        from pyroute2 import Conntrack
+
+        def four(t: Any) -> tuple[str, str, int, int]:
+            if t.icmp_id is not None:
+                return t.saddr, t.daddr, t.icmp_id, t.icmp_id
+            return t.saddr, t.daddr, t.sport or 0, t.dport or 0
+
+        out = []
+        with Conntrack() as ct:
+            for e in ct.dump_entries():
+                orig, reply = four(e.tuple_orig), four(e.tuple_reply)
+                mirror = (orig[1], orig[0], orig[3], orig[2])
+                out.append(Flow(e.tuple_orig.proto_name() or str(e.tuple_orig.proto),
+                                orig, reply,
+                                bool(e.status & (IPS_SRC_NAT | IPS_DST_NAT)) or reply != mirror))
+        return out
+
+    try:
+        return run_in_netns(pid, body)
+    except OSError as exc:
+        raise _fail(pid, "conntrack dump", exc) from exc
+
+
 # --------------------------------------------------------------------------- tc
 
 

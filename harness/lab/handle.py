@@ -34,7 +34,7 @@ from harness.plan import Plan, make_plan
 if TYPE_CHECKING:
     from harness.datapath.net import Convergence
     from harness.host.capture import Sniffer
-    from harness.prove.verify import Report
+    from harness.prove.result import Report
 
 Source = str | Path | Topology | Plan
 

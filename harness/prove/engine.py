@@ -1,17 +1,24 @@
-"""The probe engine: craft, send, echo and sniff packets across every namespace of a lab.
+"""The probe engine: send, echo and sniff packets across every namespace of a lab.
 
 One process holds sockets in every namespace (each made by a short-lived thread that
 entered it, see harness.host.netns) and drives them all from one selector loop:
 
 - a packet sniffer (AF_PACKET, all interfaces) per namespace, opened before anything is
-  sent, so no probe can race its observer; kernel timestamps order what it sees;
-- UDP and TCP echo listeners in every namespace that receives probes;
-- senders: UDP and ICMP probes are crafted with scapy (fixed TTL, our ports, a nonce) and
-  sent through a raw IP socket in the sender's namespace; TCP probes are real kernel
-  connections, so the handshake proves stateful paths too.
+  sent, so no probe can race its observer; kernel timestamps order what it sees. It sees
+  the wire: arriving frames before the namespace's netfilter, leaving ones after it;
+- the namespace's own kernel sockets, which both send and receive, so that the kernel
+  picks every probe's source address and port and every receiver reports what its socket
+  got after netfilter (harness.prove.probe.Heard):
+  - a UDP socket on an ephemeral port: sends requests, echoes requests back from the
+    address they were sent to, and receives the echoes of its own requests;
+  - a raw ICMP socket: sends echo requests (the kernel writes the IP header) and sees, as
+    a raw socket does after INPUT, the echo requests the kernel answers and the replies;
+  - a TCP listener on an ephemeral port where probes end; TCP probes are real kernel
+    connections, so the handshake proves stateful paths too.
 
-Every probe carries a unique nonce at the start of its payload and is matched by it. At
-most `window` probes are in flight, and every wait is bounded.
+Ephemeral ports let two verifies of one lab run at once. Every probe carries a unique
+nonce at the start of its payload and is matched by it. At most `window` probes are in
+flight, and every wait is bounded.
 """
 
 from __future__ import annotations
@@ -26,163 +33,22 @@ from dataclasses import dataclass, field
 
 from harness.host import bpf
 from harness.host.netns import run_in_netns
+from harness.prove.probe import (
+    TTL,
+    Heard,
+    Probe,
+    Seen,
+    icmp_echo,
+    icmp_id,
+    nonce,
+    parse,
+    parse_ip,
+    read_nonce,
+)
 
-UDP_PORT = 47000  # echo listener ports inside the lab's namespaces
-TCP_PORT = 47001
-TTL = 64
-REQUEST, REPLY = b"PLB", b"PLR"
-ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
-PACKET_OTHERHOST, PACKET_OUTGOING = 3, 4
-SO_TIMESTAMPNS = 35
-IP_PKTINFO = 8
-SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
-SNAPLEN = 256  # headers and nonce are all we read; pcap frames are cut here too
-PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17}
-SYN = "tcp-syn"  # sightings of a TCP probe's handshake: they show where it went, not arrival
-
-
-def nonce(probe_id: int, reply: bool = False) -> bytes:
-    return (REPLY if reply else REQUEST) + b"%016x" % probe_id
-
-
-@dataclass(slots=True)
-class Seen:
-    """One sighting of a probe's packet in one namespace."""
-
-    ns: str
-    ifname: str
-    outgoing: bool
-    ts: float
-    reply: bool
-    proto: str
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    ttl: int
-    frame: bytes | None = None
-
-
-def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None:
-    """(probe id, is_reply, proto, src, dst, sport, dport, ttl) of a probe frame, else None.
-
-    A TCP SYN or SYN-ACK comes back with id 0 and proto SYN.
-
-    Plain struct unpacking: this runs for every frame the lab carries.
-    """
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
-        return None
-    ihl = (frame[14] & 0x0F) * 4
-    ttl, proto = frame[22], frame[23]
-    l4 = 14 + ihl
-    if proto == 17:
-        sport, dport = struct.unpack_from("!HH", frame, l4)
-        data = l4 + 8
-        name = "udp"
-    elif proto == 6:
-        sport, dport = struct.unpack_from("!HH", frame, l4)
-        data = l4 + (frame[l4 + 12] >> 4) * 4
-        name = "tcp"
-    elif proto == 1:
-        if frame[l4] not in (0, 8):  # echo reply / request only
-            return None
-        sport = dport = struct.unpack_from("!H", frame, l4 + 4)[0]
-        data = l4 + 8
-        name = "icmp"
-    else:
-        return None
-    magic = frame[data:data + 3]
-    if magic not in (REQUEST, REPLY):
-        if proto == 6 and frame[l4 + 13] & 0x12 in (0x02, 0x12):
-            # a handshake carries no nonce: id 0, matched by its ports (Engine._on_frame)
-            return (0, frame[l4 + 13] & 0x10 != 0, SYN, socket.inet_ntoa(frame[26:30]),
-                    socket.inet_ntoa(frame[30:34]), sport, dport, ttl)
-        return None
-    try:
-        probe_id = int(frame[data + 3:data + 19], 16)
-    except ValueError:
-        return None
-    reply = magic == REPLY or (proto == 1 and frame[l4] == 0)
-    src = socket.inet_ntoa(frame[26:30])
-    dst = socket.inet_ntoa(frame[30:34])
-    return probe_id, reply, name, src, dst, sport, dport, ttl
-
-
-def craft(proto: str, src: str, dst: str, probe_id: int, sport: int) -> bytes:
-    """A UDP or ICMP echo probe, built by scapy: our TTL, ports and nonce."""
-    from scapy.layers.inet import ICMP, IP, UDP  # scapy is slow to import: only when probing
-
-    ip = IP(src=src, dst=dst, ttl=TTL, id=probe_id & 0xFFFF)
-    if proto == "udp":
-        return bytes(ip / UDP(sport=sport, dport=UDP_PORT) / nonce(probe_id))
-    return bytes(ip / ICMP(type=8, id=probe_id & 0xFFFF, seq=(probe_id >> 16) & 0xFFFF)
-                 / nonce(probe_id))
-
-
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-class Crafter:
-    """craft() at the speed a lab of hundreds of pods needs.
-
-    scapy builds one template per (protocol, source, port); each probe then only swaps in
-    its destination, ids and nonce and recomputes the checksums: a few microseconds
-    instead of a millisecond of scapy per packet. The bytes are identical to craft()'s,
-    which the unit tests check.
-    """
-
-    def __init__(self) -> None:
-        self._templates: dict[tuple[str, str, int], bytes] = {}
-
-    def __call__(self, proto: str, src: str, dst: str, probe_id: int, sport: int) -> bytes:
-        key = (proto, src, sport)
-        tmpl = self._templates.get(key)
-        if tmpl is None:
-            tmpl = self._templates[key] = craft(proto, src, "0.0.0.0", 0, sport)
-        pkt = bytearray(tmpl)
-        pkt[4:6] = struct.pack("!H", probe_id & 0xFFFF)
-        pkt[16:20] = socket.inet_aton(dst)
-        pkt[10:12] = b"\0\0"
-        pkt[10:12] = struct.pack("!H", _checksum(bytes(pkt[:20])))
-        pkt[28:] = nonce(probe_id)
-        if proto == "udp":
-            pkt[26:28] = b"\0\0"
-            pseudo = pkt[12:20] + struct.pack("!BBH", 0, 17, len(pkt) - 20)
-            csum = _checksum(bytes(pseudo + pkt[20:])) or 0xFFFF  # 0 means "none" in UDP
-            pkt[26:28] = struct.pack("!H", csum)
-        else:
-            pkt[24:28] = struct.pack("!HH", probe_id & 0xFFFF, (probe_id >> 16) & 0xFFFF)
-            pkt[22:24] = b"\0\0"
-            pkt[22:24] = struct.pack("!H", _checksum(bytes(pkt[20:])))
-        return bytes(pkt)
-
-
-@dataclass
-class Probe:
-    id: int
-    proto: str
-    sender: str  # namespace name
-    receiver: str
-    src: str  # the source address to craft (UDP/ICMP) or to expect (TCP)
-    dst: str
-    expect_reply: bool = True
-    sent_at: float = 0.0
-    sport: int = 0  # UDP and TCP: the sender's port, picked by its kernel
-    request: Seen | None = None  # first arrival at the receiver
-    reply_seen: Seen | None = None  # first arrival of the reply back at the sender
-    error: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.error is not None or (
-            self.request is not None and (self.reply_seen is not None or not self.expect_reply))
+IP_PKTINFO = 8  # linux/in.h: not in Python's socket module
+IP_RECVTTL = 12
+READ_BURST = 64  # reads per wake-up, so one busy socket cannot starve the others
 
 
 @dataclass
@@ -195,6 +61,15 @@ class Namespace:
 
 
 @dataclass
+class _Sockets:
+    udp: socket.socket  # sends UDP requests and receives their echoes
+    icmp: socket.socket
+    udp_sport: int  # the port of `udp`
+    udp_port: int = 0  # the listeners', where probes end
+    tcp_port: int = 0
+
+
+@dataclass
 class Engine:
     """Runs probes across namespaces. Use as a context manager: sockets close on exit."""
 
@@ -203,18 +78,18 @@ class Engine:
     window: int = 256
     timeout: float = 2.0
     sightings: dict[int, list[Seen]] = field(default_factory=dict)
+    heard: dict[int, list[Heard]] = field(default_factory=dict)
+    unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
     _sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
     _socks: list[socket.socket] = field(default_factory=list)
-    _raw: dict[str, socket.socket] = field(default_factory=dict)
+    _ns: dict[str, _Sockets] = field(default_factory=dict)
     _tcp_pool: dict[str, list[socket.socket]] = field(default_factory=dict)
     _pid: dict[str, int] = field(default_factory=dict)
-    udp_sport: dict[str, int] = field(default_factory=dict)  # per sender namespace
     _clients: dict[int, socket.socket] = field(default_factory=dict)
-    _craft: Crafter = field(default_factory=Crafter)
     _connecting: set[int] = field(default_factory=set)  # TCP probes without a handshake yet
-    unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
     _handshakes: dict[tuple[int, str], int] = field(default_factory=dict)  # (sport, dst) -> id
     _inflight: dict[int, Probe] = field(default_factory=dict)
+    _ours: set[int] = field(default_factory=set)  # this run's probe ids
 
     def __enter__(self) -> Engine:
         try:
@@ -246,91 +121,164 @@ class Engine:
 
     def _open(self, ns: Namespace) -> None:
         def make() -> list[socket.socket]:
-            sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            sniff.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sniff.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
-            bpf.attach(sniff, bpf.probe_filter(list(ns.local)) if ns.local
-                       else bpf.probe_filter(handshakes=True))
-            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            udp_src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            # a fresh port each run: a conntrack entry left by an earlier run would let a
-            # NAT rule added since then go unseen
-            udp_src.bind(("0.0.0.0", 0))
-            out = [sniff, raw, udp_src]
-            if ns.listens:
-                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                udp.bind(("0.0.0.0", UDP_PORT))
-                tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                tcp.bind(("0.0.0.0", TCP_PORT))
-                tcp.listen(1024)
-                out += [udp, tcp]
+            out = []
+            try:
+                sniff = bpf.packet_socket()
+                out.append(sniff)
+                sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_TIMESTAMPNS, 1)
+                sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 16 << 20)
+                bpf.attach(sniff, bpf.probe_filter(list(ns.local)) if ns.local
+                           else bpf.probe_filter(handshakes=True))
+                # two UDP sockets, so that a request from a to b and one from b to a are
+                # two flows (to conntrack too), never one flow's two directions
+                for _ in range(2 if ns.listens else 1):
+                    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    out.append(udp)
+                    udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                    udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                    udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                    udp.bind(("0.0.0.0", 0))  # ephemeral: a fresh port each run
+                icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+                out.append(icmp)
+                icmp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                icmp.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 4 << 20)
+                bpf.attach(icmp, bpf.icmp_probe_filter())
+                if ns.listens:
+                    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    out.append(tcp)
+                    tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                    tcp.bind(("0.0.0.0", 0))
+                    tcp.listen(1024)
+            except BaseException:
+                for sock in out:
+                    sock.close()
+                raise
             return out
 
         socks = run_in_netns(ns.pid, make)
-        sniff, raw, udp_src = socks[:3]
+        sniff, udp_out = socks[:2]
+        udp_in, icmp, tcp = (socks[2], socks[3], socks[4]) if ns.listens else (None, socks[2],
+                                                                              None)
         self._keep(sniff, lambda s, n=ns.name: self._on_frame(s, n))
-        self._raw[ns.name] = raw
-        self._socks.append(raw)
-        self._keep(udp_src, _drain)
-        self.udp_sport[ns.name] = udp_src.getsockname()[1]
-        if ns.listens:
-            self._keep(socks[3], _udp_echo)
-            self._keep(socks[4], self._tcp_accept)
+        mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
+        self._keep(udp_out, lambda s, n=ns.name, p=mine.udp_sport: self._on_udp(s, n, p))
+        self._keep(icmp, lambda s, n=ns.name: self._on_icmp(s, n))
+        if udp_in is not None and tcp is not None:
+            port = udp_in.getsockname()[1]
+            self._keep(udp_in, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
+            self._keep(tcp, lambda s, n=ns.name: self._tcp_accept(s, n))
+            mine.udp_port, mine.tcp_port = port, tcp.getsockname()[1]
+        self._ns[ns.name] = mine
 
-    # --- receive side --------------------------------------------------------------------
+    # --- receive side: the wire ----------------------------------------------------------
 
     def _on_frame(self, sock: socket.socket, ns: str) -> None:
-        for _ in range(64):  # bounded per wake-up so one busy namespace cannot starve others
+        for _ in range(READ_BURST):
             try:
-                frame, anc, _, addr = sock.recvmsg(SNAPLEN, 64)
+                frame, anc, _, addr = sock.recvmsg(bpf.PROBE_SNAPLEN, 64)
             except BlockingIOError:
                 return
             parsed = parse(frame)
-            if parsed is None:
-                continue
-            ts = time.time()
-            for level, kind, data in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack("qq", data[:16])
-                    ts = sec + nsec / 1e9
-            if addr[2] == PACKET_OTHERHOST:
-                continue  # flooded by a switch to a bystander: not on the packet's path
+            if parsed is None or addr[2] == bpf.PACKET_OTHERHOST:
+                continue  # not a probe, or flooded by a switch to a bystander
             probe_id, reply, proto, src, dst, sport, dport, ttl = parsed
             if not probe_id:  # a handshake: whose SYN is it?
                 probe_id = self._handshakes.get((dport, src) if reply else (sport, dst), 0)
-                if not probe_id:
-                    continue
-            seen = Seen(ns, addr[0], addr[2] == PACKET_OUTGOING, ts, reply, proto, src, dst,
-                        sport, dport, ttl, frame if self.keep_frames else None)
+            if probe_id not in self._ours:
+                continue  # another verify's probe (of this lab, at the same time)
+            ts = time.time()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == bpf.SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    ts = sec + nsec / 1e9
+            seen = Seen(ns, addr[0], addr[2] == bpf.PACKET_OUTGOING, ts, reply, proto, src,
+                        dst, sport, dport, ttl, frame if self.keep_frames else None)
             self.sightings.setdefault(probe_id, []).append(seen)
             probe = self._inflight.get(probe_id)
-            if probe is None or seen.outgoing:
+            if probe is None or seen.outgoing or proto != probe.proto:
                 continue
             if not reply and ns == probe.receiver and probe.request is None:
                 probe.request = seen
             elif reply and ns == probe.sender and probe.reply_seen is None:
                 probe.reply_seen = seen
 
-    def _tcp_accept(self, sock: socket.socket) -> None:
-        while True:
+    # --- receive side: what the sockets got ----------------------------------------------
+
+    def _record(self, probe_id: int, heard: Heard) -> None:
+        if probe_id not in self._ours:
+            return
+        self.heard.setdefault(probe_id, []).append(heard)
+        probe = self._inflight.get(probe_id)
+        if probe is None:
+            return
+        if not heard.reply and heard.ns == probe.receiver and probe.heard is None:
+            probe.heard = heard
+        elif heard.reply and heard.ns == probe.sender and probe.heard_reply is None:
+            probe.heard_reply = heard
+
+    def _on_udp(self, sock: socket.socket, ns: str, port: int) -> None:
+        """Requests are echoed from the address they were sent to, as a well-behaved UDP
+        server does (IP_PKTINFO); replies are echoes of this namespace's requests."""
+        for _ in range(READ_BURST):
             try:
-                conn, _ = sock.accept()
+                data, anc, _, peer = sock.recvmsg(64, 128)
             except BlockingIOError:
                 return
             except OSError:
+                continue  # an ICMP error queued for an earlier send
+            found = read_nonce(data)
+            if found is None:
+                continue
+            probe_id, reply = found
+            local, pktinfo, ttl = "", b"", None
+            for level, kind, d in anc:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                    pktinfo = d[8:12]  # ipi_addr: the header's destination
+                    local = socket.inet_ntoa(pktinfo)
+                elif level == socket.IPPROTO_IP and kind == socket.IP_TTL:
+                    ttl = struct.unpack("i", d[:4])[0]
+            self._record(probe_id, Heard(ns, reply, "udp", peer[0], local, peer[1], port, ttl))
+            if reply:
+                continue
+            anc_out = [(socket.IPPROTO_IP, IP_PKTINFO,
+                        struct.pack("=I4s4s", 0, pktinfo, b"\0" * 4))] if pktinfo else []
+            try:
+                sock.sendmsg([nonce(probe_id, reply=True)], anc_out, 0, peer)
+            except OSError:
+                pass  # no route back (an outside host answering an unmasqueraded pod)
+
+    def _on_icmp(self, sock: socket.socket, ns: str) -> None:
+        for _ in range(READ_BURST):
+            try:
+                packet = sock.recv(bpf.PROBE_SNAPLEN)
+            except BlockingIOError:
+                return
+            parsed = parse_ip(packet)
+            if parsed is None:
+                continue
+            probe_id, reply, _, src, dst, ident, _, ttl = parsed
+            self._record(probe_id, Heard(ns, reply, "icmp", src, dst, ident, ident, ttl))
+
+    def _tcp_accept(self, sock: socket.socket, ns: str) -> None:
+        while True:
+            try:
+                conn, peer = sock.accept()
+            except OSError:  # BlockingIOError: none left
                 return
             conn.setblocking(False)
-            self._sel.register(conn, selectors.EVENT_READ, self._tcp_serve)
+            local = conn.getsockname()
+            self._sel.register(conn, selectors.EVENT_READ,
+                               lambda c, p=peer, loc=local: self._tcp_serve(c, ns, p, loc))
 
-    def _tcp_serve(self, conn: socket.socket) -> None:
+    def _tcp_serve(self, conn: socket.socket, ns: str, peer: tuple[str, int],
+                   local: tuple[str, int]) -> None:
         try:
             data = conn.recv(64)
-            if data.startswith(REQUEST):
-                conn.send(REPLY + data[3:19])
+            found = read_nonce(data)
+            if found is not None and not found[1]:
+                self._record(found[0], Heard(ns, False, "tcp", peer[0], local[0], peer[1],
+                                             local[1], None))
+                conn.send(nonce(found[0], reply=True))
         except OSError:
             pass
         self._sel.unregister(conn)
@@ -349,11 +297,13 @@ class Engine:
 
     def _send(self, probe: Probe) -> None:
         probe.sent_at = time.monotonic()
+        sender, receiver = self._ns[probe.sender], self._ns[probe.receiver]
         if probe.proto == "tcp":
+            probe.dport = receiver.tcp_port
             sock = self._tcp_socket(probe.sender)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-            code = sock.connect_ex((probe.dst, TCP_PORT))
+            code = sock.connect_ex((probe.dst, probe.dport))
             if code not in (0, errno.EINPROGRESS):
                 probe.error = f"connect failed in {probe.sender}: {errno.errorcode.get(code)}"
                 sock.close()
@@ -367,9 +317,11 @@ class Engine:
             return
         try:
             if probe.proto == "udp":
-                probe.sport = self.udp_sport[probe.sender]
-            frame = self._craft(probe.proto, probe.src, probe.dst, probe.id, probe.sport)
-            self._raw[probe.sender].sendto(frame, (probe.dst, 0))
+                probe.sport, probe.dport = sender.udp_sport, receiver.udp_port
+                sender.udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
+            else:
+                probe.sport = probe.dport = icmp_id(probe.id)
+                sender.icmp.sendto(icmp_echo(probe.id), (probe.dst, 0))
         except OSError as exc:
             probe.error = f"send failed in {probe.sender}: {exc.strerror}"
 
@@ -387,11 +339,19 @@ class Engine:
             probe.error = f"TCP send from {probe.sender} failed: {exc.strerror}"
             sock.close()
             return
-        self._sel.register(sock, selectors.EVENT_READ, self._tcp_reply)
+        self._sel.register(sock, selectors.EVENT_READ,
+                           lambda s, p=probe: self._tcp_reply(s, p))
 
-    def _tcp_reply(self, sock: socket.socket) -> None:
+    def _tcp_reply(self, sock: socket.socket, probe: Probe) -> None:
+        """The echo came back on the connection: the sender's kernel matched it to this
+        socket, so the reply's addresses and ports are the connection's own."""
         try:
-            sock.recv(64)
+            data = sock.recv(64)
+            found = read_nonce(data)
+            if found == (probe.id, True):
+                peer, local = sock.getpeername(), sock.getsockname()
+                self._record(probe.id, Heard(probe.sender, True, "tcp", peer[0], local[0],
+                                             peer[1], local[1], None))
         except OSError:
             pass
         self._sel.unregister(sock)
@@ -410,6 +370,7 @@ class Engine:
             settle: float = 0.2) -> None:
         """Send every probe, at most `window` in flight, each waited for `timeout` at most."""
         pending = list(probes)
+        self._ours.update(p.id for p in pending)
         pending.reverse()
         while pending or self._inflight:
             while pending and len(self._inflight) < self.window:
@@ -446,33 +407,3 @@ class Engine:
             if key.fileobj not in self._socks:  # accepted server sides still open
                 self._sel.unregister(key.fileobj)
                 key.fileobj.close()  # type: ignore[union-attr]
-
-
-def _drain(sock: socket.socket) -> None:
-    for _ in range(64):
-        try:
-            sock.recv(64)
-        except OSError:
-            return
-
-
-def _udp_echo(sock: socket.socket) -> None:
-    """Answer from the address the request was sent to, as a well-behaved UDP server
-    does (IP_PKTINFO); a wildcard socket would otherwise pick the route's source."""
-    for _ in range(64):
-        try:
-            data, anc, _, peer = sock.recvmsg(64, 64)
-        except BlockingIOError:
-            return
-        except OSError:
-            continue
-        if not data.startswith(REQUEST):
-            continue
-        reply_anc = [(socket.IPPROTO_IP, IP_PKTINFO,
-                      struct.pack("=I4s4s", 0, d[8:12], b"\0" * 4))
-                     for level, kind, d in anc if level == socket.IPPROTO_IP
-                     and kind == IP_PKTINFO]
-        try:
-            sock.sendmsg([REPLY + data[3:19]], reply_anc, 0, peer)
-        except OSError:
-            pass  # no route back (an outside host answering an unmasqueraded pod)

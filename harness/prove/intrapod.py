@@ -8,38 +8,51 @@ listener and be seen on the pod's `lo`, where a sniffer was opened before either
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
+from harness.host import bpf, runtime
 from harness.host.netns import run_in_netns
-from harness.plan import Plan, PodPlan
-from harness.prove.engine import ETH_P_ALL, nonce
+from harness.plan import ContainerPlan, Plan, PodPlan
+from harness.prove.probe import nonce
+from harness.prove.result import Result
 
-if TYPE_CHECKING:
-    from harness.prove.verify import Result
-
-PORT = 47010
+# listener ports: a random free one below the kernel's ephemeral range (32768-60999), so
+# that two verifies of one lab, or a client's own port, do not collide with it
+PORTS = range(20000, 32768)
 WAIT = 5.0  # seconds: bound on every step
+TCP_LISTEN = "0A"
 
 
-def _listening(pid: int, port: int) -> bool:
-    """Is a TCP socket listening on `port` in the namespace of `pid`? (/proc/net/tcp)"""
-    want = f":{port:04X}"
+def _tcp_ports(pid: int) -> dict[int, set[str]]:
+    """{local port: TCP states} in the namespace of `pid` (/proc/net/tcp, tcp6)."""
+    out: dict[int, set[str]] = {}
     for table in ("tcp", "tcp6"):  # busybox nc listens on :: when IPv6 is built in
         with open(f"/proc/{pid}/net/{table}") as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
-                if fields[1].endswith(want) and fields[3] == "0A":
-                    return True
-    return False
+                out.setdefault(int(fields[1].rsplit(":", 1)[1], 16), set()).add(fields[3])
+    return out
+
+
+def _listening(pid: int, port: int) -> bool:
+    return TCP_LISTEN in _tcp_ports(pid).get(port, set())
+
+
+def _free_port(pid: int) -> int:
+    used = _tcp_ports(pid)
+    while True:
+        port = random.choice(PORTS)
+        if port not in used:
+            return port
 
 
 def _sniff_lo(pid: int) -> socket.socket:
     def make() -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock = bpf.packet_socket()
         sock.bind(("lo", 0))
         sock.settimeout(0.05)
         return sock
@@ -48,9 +61,6 @@ def _sniff_lo(pid: int) -> socket.socket:
 
 
 def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
-    from harness.host import runtime
-    from harness.prove.verify import Result
-
     listener = pod.containers[0]
     if pod.infra not in pids:
         return Result("intra-pod", pod.name, pod.name, "tcp", False, {}, {},
@@ -58,8 +68,29 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
     infra_pid = pids[pod.infra]
     sender = pod.containers[1] if len(pod.containers) > 1 else pod.containers[0]
     token = nonce(probe_id).decode()
-    expected = {"listener": listener.name, "sender": sender.name, "dst": f"127.0.0.1:{PORT}",
+    for _ in range(3):  # another verify may take the same port first: pick again
+        port = _free_port(infra_pid)
+        problems, received, on_lo = _exchange(listener, sender, infra_pid, port, token)
+        if "Address already in use" not in received:
+            break
+    if not problems and token not in received:
+        problems.append(f"listener in {listener.name} did not receive the message "
+                        f"(got {received.strip()[:80]!r})")
+    if not on_lo:
+        problems.append("the exchange was not seen on the pod's lo")
+    expected = {"listener": listener.name, "sender": sender.name, "dst": f"127.0.0.1:{port}",
                 "message": token}
+    observed = {"received": token in received, "seen_on_lo": on_lo}
+    detail = "; ".join(problems) or (
+        f"{sender.name} -> {listener.name} over 127.0.0.1:{port}, seen on lo")
+    return Result("intra-pod", f"{pod.name}/{sender.name}", f"{pod.name}/{listener.name}", "tcp",
+                  not problems, expected, observed, detail)
+
+
+def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int, port: int,
+              token: str) -> tuple[list[str], str, bool]:
+    """Listen in one container, send from the other: (problems, what the listener printed,
+    whether the token was seen on lo)."""
     problems: list[str] = []
     heard: dict[str, bytes] = {}
     sniff = _sniff_lo(infra_pid)
@@ -68,19 +99,22 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
             # `-e`: the connection becomes the reader's stdin; a plain `nc -l` with no
             # stdin of its own may hang up before the message arrives
             heard["out"] = runtime.exec(listener.container, [
-                "timeout", str(int(WAIT)), "nc", "-l", "-p", str(PORT),
+                "timeout", str(int(WAIT)), "nc", "-l", "-p", str(port),
                 "-e", "sh", "-c", 'read line; echo "$line" >&2'])[1]
 
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()
         deadline = time.monotonic() + WAIT
-        while not _listening(infra_pid, PORT) and time.monotonic() < deadline:
+        while not _listening(infra_pid, port) and time.monotonic() < deadline:
+            if not thread.is_alive():
+                break  # the listener ended at once: its output says why
             time.sleep(0.01)
-        if not _listening(infra_pid, PORT):
+        if not _listening(infra_pid, port):
+            thread.join(WAIT + 1)
             problems.append(f"no listener came up in {listener.name} within {WAIT:.0f} s")
         else:
             code, out = runtime.exec(sender.container, [
-                "sh", "-c", f"echo {token} | nc -w 2 127.0.0.1 {PORT}"])
+                "sh", "-c", f"echo {token} | nc -w 2 127.0.0.1 {port}"])
             if code != 0:
                 problems.append(f"sender in {sender.name} failed ({code}): "
                                 f"{out.decode(errors='replace').strip()[:200]}")
@@ -88,24 +122,14 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
         on_lo = _seen_on_lo(sniff, token.encode())
     finally:
         sniff.close()
-    received = heard.get("out", b"").decode(errors="replace")
-    if not problems and token not in received:
-        problems.append(f"listener in {listener.name} did not receive the message "
-                        f"(got {received.strip()[:80]!r})")
-    if not on_lo:
-        problems.append("the exchange was not seen on the pod's lo")
-    observed = {"received": token in received, "seen_on_lo": on_lo}
-    detail = "; ".join(problems) or (
-        f"{sender.name} -> {listener.name} over 127.0.0.1:{PORT}, seen on lo")
-    return Result("intra-pod", f"{pod.name}/{sender.name}", f"{pod.name}/{listener.name}", "tcp",
-                  not problems, expected, observed, detail)
+    return problems, heard.get("out", b"").decode(errors="replace"), on_lo
 
 
 def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:
         try:
-            frame = sniff.recv(2048)
+            frame = sniff.recv(bpf.SNAPLEN)
         except (TimeoutError, BlockingIOError):
             continue
         if token in frame and frame[26:30] == frame[30:34] == b"\x7f\x00\x00\x01":
@@ -114,8 +138,6 @@ def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
 
 
 def check_all(plan: Plan, pids: dict[str, int]) -> list[Result]:
-    from harness.prove.verify import Result
-
     base = int.from_bytes(os.urandom(4), "big") << 16
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = [pool.submit(check_pod, pod, pids, base + i)

@@ -103,17 +103,17 @@ def write_json(report: Any, f: Any) -> None:
 
 def verify_table(report: Any) -> Table:
     """One row per result; failures first would hide the pattern, so plan order is kept."""
-    summary = report.to_dict()["summary"]
+    summary = report.to_dict(with_results=False)["summary"]
     table = Table(title=f"lab {report.lab}: {summary['passed']}/{summary['total']} passed in "
-                  f"{summary['duration_s']:.2f} s", title_justify="left")
+                  f"{summary['duration_s']:.2f} s; negative control "
+                  f"{summary['negative_control']}", title_justify="left",
+                  caption="\n".join(escape(n) for n in summary["notes"]) or None,
+                  caption_justify="left")
     for col in ("check", "src", "dst", "proto", "ok", "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
         mark = "[green]PASS[/]" if r.ok else "[bold red]FAIL[/]"
         table.add_row(r.check, r.src, r.dst, r.proto, mark, escape(r.detail))
-    if summary.get("notes"):  # e.g. how long routes took to converge after a fault
-        table.caption = escape("; ".join(summary["notes"]))
-        table.caption_justify = "left"
     return table
 
 

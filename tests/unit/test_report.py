@@ -6,7 +6,7 @@ import io
 import json
 from xml.etree import ElementTree
 
-from harness.prove.verify import Report, Result
+from harness.prove.result import Report, Result
 from harness.render.report import junit_xml, write_json
 
 
@@ -30,7 +30,7 @@ def test_streamed_json_is_the_design_object() -> None:
     data = json.loads(_json(report(PASS, FAIL)))
     assert data["ok"] is False
     assert data["summary"] == {"passed": 1, "failed": 1, "total": 2, "duration_s": 1.25,
-                               "notes": []}
+                               "negative_control": "not applicable", "notes": []}
 
 
 def test_streamed_json_puts_one_result_on_each_line() -> None:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import InputError
-from harness.host.capture import python_filter
+from harness.host.bpf import python_filter
 from harness.lab import attach
 from harness.model.topology import load_topology
 from harness.plan import make_plan

@@ -1,0 +1,90 @@
+"""Which pairs verify probes and what each probe's packets must look like: from the plan,
+computed once per run. Pure: the kernel's own answers (a node's source address toward a
+pod) come in as a plain mapping.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from harness.plan import Expectation, Plan
+
+CHECKS = ("pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
+          "pod-to-external", "mtu")
+PROBE_CHECKS = ("pod-to-pod", "node-to-pod", "pod-to-node", "pod-to-external")
+PROTOS = ("udp", "tcp", "icmp")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A probe to send and what its packets must look like, request and reply."""
+
+    check: str
+    exp: Expectation
+    sender: str  # namespace names: pod name or node name
+    receiver: str
+    src_ip: str  # the source the sender uses ("": a node with no route to dst)
+    expect_src: str  # the source the receiver must see
+    expect_reply: bool
+
+    @property
+    def protos(self) -> tuple[str, ...]:
+        if not self.expect_reply:
+            return ("udp", "icmp")  # a TCP handshake needs a way back
+        return PROTOS
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A namespace probes start or end in: a node or a pod, with the container that holds
+    its namespace and the addresses that are its own (frames for them are arrivals)."""
+
+    name: str
+    container: str
+    addresses: tuple[str, ...]
+
+
+def targets(plan: Plan, checks: Iterable[str],
+            node_sources: Mapping[str, Mapping[str, str]] | None = None) -> list[Target]:
+    """What to send for the probe checks among `checks`. `node_sources[node][pod_ip]` is
+    the source address the node's kernel picks toward a pod (node-to-pod)."""
+    wanted = set(checks)
+    sources = node_sources or {}
+    out: list[Target] = []
+    pods = plan.pods
+    if "pod-to-pod" in wanted:
+        for a, b in itertools.permutations(pods, 2):
+            e = plan.pod_to_pod(a.name, b.name)
+            out.append(Target("pod-to-pod", e, a.name, b.name, a.ip, a.ip, True))
+    for node in plan.k8s_nodes:
+        for pod in pods:
+            if "node-to-pod" in wanted:
+                e = plan.node_to_pod(node.name, pod.name)
+                src = sources.get(node.name, {}).get(pod.ip, "")  # "": the node has no route
+                out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
+            if "pod-to-node" in wanted:
+                e = plan.pod_to_node(pod.name, node.name)
+                out.append(Target("pod-to-node", e, pod.name, node.name, pod.ip, pod.ip, True))
+    if "pod-to-external" in wanted:
+        for host in plan.externals:
+            for pod in pods:
+                e = plan.pod_to_external(pod.name, host.name)
+                seen_src = e.snat_to or pod.ip
+                # unmasqueraded, the outside host has no route back: arrival is the proof
+                out.append(Target("pod-to-external", e, pod.name, host.name, pod.ip, seen_src,
+                                  plan.masquerade))
+    return out
+
+
+def endpoints(plan: Plan) -> dict[str, Endpoint]:
+    """Every namespace of the lab by node or pod name."""
+    out = {}
+    for n in plan.nodes:
+        own = [i.address.split("/")[0] for i in n.interfaces if i.address]
+        own += [n.gateway.split("/")[0]] if n.gateway else []
+        out[n.name] = Endpoint(n.name, n.container, tuple(own))
+    for p in plan.pods:
+        out[p.name] = Endpoint(p.name, p.infra, (p.ip,))
+    return out

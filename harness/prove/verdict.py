@@ -1,0 +1,226 @@
+"""The verdict: the headers a probe's packets had against those the plan expects, and the
+diagnosis of what changed where. Pure: it reads records (harness.prove.probe) that the
+engine filled, or that a unit test wrote by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.plan import PodPlan
+from harness.prove.probe import TTL, Heard, Probe, Seen
+from harness.prove.result import Result
+from harness.prove.targets import Target
+
+
+def identity(pod: PodPlan, eth0: Sequence[str] | None, netns_of: Mapping[str, int | None],
+             peers_saw: Mapping[str, str] | None = None) -> Result:
+    """pod-identity of one pod: `eth0` is what the pod's eth0 holds (None: the infra
+    container is not running), `netns_of` maps each container of the pod (and its infra)
+    to its network namespace inode (None: not running), `peers_saw` maps each source
+    address the pod's peers' sockets saw to one example of who saw it (None: no probe
+    from this pod ran)."""
+    observed: dict[str, Any] = {}
+    problems = []
+    ns = netns_of.get(pod.infra)
+    if eth0 is None or ns is None:
+        problems.append(f"infra container {pod.infra} is not running")
+    else:
+        observed["eth0"] = list(eth0)
+        if sorted(set(eth0)) != [pod.cidr]:
+            problems.append(f"eth0 holds {list(eth0) or 'no address'}, plan says exactly "
+                            f"{pod.cidr}")
+        outside = [c.name for c in pod.containers if netns_of.get(c.container) != ns]
+        observed["containers_in_netns"] = [c.name for c in pod.containers
+                                           if c.name not in outside]
+        if outside:
+            problems.append(f"container(s) {', '.join(outside)} not in the pod's network "
+                            "namespace")
+    if peers_saw is not None:
+        observed["peers_saw"] = sorted(peers_saw)
+        problems += [f"peers saw it as {addr} ({who})" for addr, who in peers_saw.items()
+                     if addr != pod.ip]
+    expected: dict[str, Any] = {"eth0": [pod.cidr],
+                                "containers_in_netns": [c.name for c in pod.containers]}
+    if peers_saw is not None:
+        expected["peers_saw"] = [pod.ip]
+    peers = " and every peer's socket saw it as its source" if peers_saw else ""
+    return Result(
+        "pod-identity", pod.name, pod.name, "-", not problems, expected, observed,
+        "; ".join(problems) or f"{pod.name} is {pod.ip}, the only address on eth0{peers}; "
+        f"all {len(pod.containers)} containers share its network namespace")
+
+
+def wanted(target: Target, probe: Probe) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The headers the request and the reply must arrive with: addresses, ports (ICMP: the
+    echo id) and TTL, on the wire and at the receiving socket alike."""
+    exp = target.exp
+    ttl = TTL - exp.hops
+    want_req: dict[str, Any] = {"src": target.expect_src, "dst": exp.dst_ip, "ttl": ttl}
+    want_rep: dict[str, Any] = {"src": exp.dst_ip, "dst": target.src_ip, "ttl": ttl}
+    if probe.proto == "icmp":
+        want_req["icmp_id"] = want_rep["icmp_id"] = probe.sport
+    else:
+        want_req |= {"sport": probe.sport, "dport": probe.dport}
+        want_rep |= {"sport": probe.dport, "dport": probe.sport}
+    if exp.snat_to:  # masquerade may pick another port or echo id; the reply gets it back
+        want_req.pop("sport", None)
+        want_req.pop("icmp_id", None)
+    return want_req, want_rep
+
+
+def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequence[Heard] = (),
+             unanswered: frozenset[int] = frozenset(), traced: bool = False) -> Result:
+    """The verdict on one probe: its wire sightings (`sightings`) and what the sockets at
+    both ends got (`heard`) against the plan."""
+    exp = target.exp
+    hops = exp.hops
+    want_req, want_rep = wanted(target, probe)
+    expected: dict[str, Any] = {**want_req, "hops": hops, "path": list(exp.path)}
+    if probe.expect_reply:
+        expected["reply"] = want_rep
+    observed: dict[str, Any] = {}
+    problems: list[str] = []
+    # matched from every sighting, not only those made while the probe was in flight
+    # a handshake segment shows where a TCP probe went, but only its data proves arrival
+    arrivals = sorted((s for s in sightings if not s.outgoing and s.proto == probe.proto),
+                      key=lambda s: s.ts)
+    req = next((s for s in arrivals if not s.reply and s.ns == target.receiver), None)
+    rep = next((s for s in arrivals if s.reply and s.ns == target.sender), None)
+    req_heard = next((h for h in heard if not h.reply and h.ns == target.receiver), None)
+    rep_heard = next((h for h in heard if h.reply and h.ns == target.sender), None)
+    if probe.error:
+        problems.append(probe.error)
+    if req is None and probe.error and (not probe.sent_at or (
+            probe.id in unanswered and not traced)):
+        pass  # never sent, or a handshake nobody traced: the error says all we know
+    elif req is None:
+        problems.append(_lost(target, probe, sightings, reply=False))
+    else:
+        observed |= _fields(req, want_req)
+        problems += _mismatches(target, want_req, req, sightings, "request")
+        problems += _socket(want_req, req, req_heard, target.receiver, "request", observed,
+                            probe.error is None)
+        if probe.expect_reply:
+            if rep is None:
+                problems.append(_lost(target, probe, sightings, reply=True))
+            else:
+                observed["reply"] = _fields(rep, want_rep)
+                problems += _mismatches(target, want_rep, rep, sightings, "reply")
+                problems += _socket(want_rep, rep, rep_heard, target.sender, "reply",
+                                    observed["reply"], probe.error is None)
+    ok = not problems
+    if ok:
+        ttl = f"TTL -{hops}" if hops else "TTL unchanged (no router on the path)"
+        detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged on the wire and "
+                  f"at {target.receiver}'s socket, {ttl} as planned ({' > '.join(exp.path)})")
+        if exp.snat_to:
+            detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} by "
+                      f"{exp.path[0]}, seen so by {target.receiver}'s socket; TTL -{hops}")
+        if probe.expect_reply:
+            detail += "; reply unchanged"
+    else:
+        detail = "; ".join(dict.fromkeys(problems))
+    return Result(target.check, exp.src, exp.dst, probe.proto, ok, expected, observed, detail,
+                  [probe.id])
+
+
+LABELS = (("src", "source"), ("dst", "destination"), ("sport", "source port"),
+          ("dport", "destination port"), ("icmp_id", "ICMP id"), ("ttl", "TTL"))
+
+
+def _socket(want: dict[str, Any], wire: Seen, heard: Heard | None, ns: str, leg: str,
+            observed: dict[str, Any], expect_heard: bool) -> list[str]:
+    """Compare what the receiving socket got with what arrived on the wire: a difference
+    was made inside the namespace, by its own netfilter, after the sniffer saw the frame."""
+    if heard is None:
+        if not expect_heard:
+            return []
+        return [f"{leg} reached {ns} on the wire but no socket in {ns} received it (dropped "
+                f"or diverted inside {ns} after arrival: PREROUTING/INPUT)"]
+    observed["socket"] = {k: getattr(heard, k) for k in want
+                          if not (k == "ttl" and heard.ttl is None)}
+    out = []
+    for key, label in LABELS:
+        if key not in want or (key == "ttl" and heard.ttl is None):
+            continue
+        got, before = getattr(heard, key), getattr(wire, key)
+        if got != before:
+            out.append(f"{leg} {label} rewritten {before} -> {got} inside {ns} after arrival "
+                       "(PREROUTING/INPUT)")
+    return out
+
+
+def _fields(seen: Seen, want: dict[str, Any]) -> dict[str, Any]:
+    return {k: getattr(seen, k) for k in want}
+
+
+def _mismatches(target: Target, want: dict[str, Any], seen: Seen, sightings: list[Seen],
+                leg: str) -> list[str]:
+    out = []
+    exp = target.exp
+    a, b = (exp.src, exp.dst) if leg == "request" else (exp.dst, exp.src)
+    for key, label in LABELS[:-1]:
+        if key in want and getattr(seen, key) != want[key]:
+            where = _rewriter(sightings, seen.reply, key, getattr(seen, key))
+            if key == "src" and exp.snat_to and leg == "request" and seen.src == target.src_ip:
+                out.append(f"not masqueraded: {a} reached {b} with its own address "
+                           f"{seen.src}, expected {exp.snat_to} (NAT by {exp.path[0]})")
+            else:
+                out.append(f"{leg} {label} rewritten {want[key]} -> {getattr(seen, key)} "
+                           f"{where} on the way from {a} to {b}")
+    if seen.ttl != want["ttl"]:
+        path = _route_taken(sightings, seen.reply)
+        out.append(f"{leg} TTL dropped by {TTL - seen.ttl}, plan expects {exp.hops} "
+                   f"({' > '.join(exp.path if leg == 'request' else reversed(exp.path))}); "
+                   f"seen at {' > '.join(path)}")
+    return out
+
+
+def _ordered(sightings: list[Seen], reply: bool) -> list[Seen]:
+    # along a path the TTL only falls; kernel timestamps order sightings of one TTL, except
+    # that a packet leaves its origin first (two namespaces' clocks can tie or cross)
+    leg = [s for s in sightings if s.reply == reply]
+    origin = {s.ns for s in leg if s.outgoing and s.ttl == TTL} - {
+        s.ns for s in leg if not s.outgoing}
+    return sorted(leg, key=lambda s: (-s.ttl, s.ns not in origin, s.ts))
+
+
+def _rewriter(sightings: list[Seen], reply: bool, key: str, value: Any) -> str:
+    ordered = _ordered(sightings, reply)
+    for i, seen in enumerate(ordered):
+        if getattr(seen, key) == value:
+            if seen.outgoing:
+                return f"at {seen.ns} (leaving on {seen.ifname})"
+            before = ordered[i - 1].ns if i else "the sender"
+            return f"between {before} and {seen.ns}"
+    return "somewhere"
+
+
+def _route_taken(sightings: list[Seen], reply: bool) -> list[str]:
+    names: list[str] = []
+    for seen in _ordered(sightings, reply):
+        if not names or names[-1] != seen.ns:
+            names.append(seen.ns)
+    return names
+
+
+def _lost(target: Target, probe: Probe, sightings: list[Seen], reply: bool) -> str:
+    leg = "reply" if reply else "request"
+    ordered = _ordered(sightings, reply)
+    a, b = (target.exp.dst, target.exp.src) if reply else (target.exp.src, target.exp.dst)
+    if not ordered:
+        return f"{leg} lost: never seen leaving {target.receiver if reply else target.sender}"
+    first = ordered[0]
+    for key, label in (("dst", "destination"), ("src", "source")):
+        changed = next((x for x in ordered if getattr(x, key) != getattr(first, key)), None)
+        if changed is not None:
+            value = getattr(changed, key)
+            return (f"{leg} {label} rewritten {getattr(first, key)} -> {value} "
+                    f"{_rewriter(sightings, reply, key, value)}: it never reached {b} "
+                    f"(last seen in {ordered[-1].ns})")
+    last = ordered[-1]
+    way = "leaving" if last.outgoing else "arriving at"
+    return (f"{leg} from {a} to {b} lost: last seen {way} {last.ns} on {last.ifname} "
+            f"(TTL {last.ttl})")

@@ -1,0 +1,306 @@
+"""The verdict on synthetic sightings: what verify concludes from what its sniffers saw.
+
+Each test writes by hand the sightings a lab would produce (namespace, direction, headers)
+for one probe, as the engine records them, and checks the verdict and its diagnosis.
+web (10.244.0.2) lives on node1 (172.30.0.1), db (10.244.1.2) on node2 (172.30.0.2); the
+plan's path is node1 > node2, two routers, so the TTL drops by 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.model.topology import load_topology
+from harness.plan import Expectation, PodPlan, make_plan
+from harness.prove import verdict
+from harness.prove.probe import TTL, Heard, Probe, Seen
+from harness.prove.targets import Target, endpoints, targets
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB, DB, NODE1, NODE2, NODE3, WORLD = ("10.244.0.2", "10.244.1.2", "172.30.0.1",
+                                       "172.30.0.2", "172.30.0.3", "172.30.0.4")
+SPORT, UDP_PORT = 40000, 41000  # the sender's port, the receiver's listener port
+EXP = Expectation("web", "db", WEB, DB, 2, ("node1", "node2"))
+TARGET = Target("pod-to-pod", EXP, "web", "db", WEB, WEB, True)
+
+
+def probe(proto: str = "udp", **kw: Any) -> Probe:
+    return Probe(7, proto, "web", "db", WEB, DB,
+                 **({"sent_at": 1.0, "sport": SPORT, "dport": UDP_PORT} | kw))
+
+
+def seen(ns: str, ttl: int, *, out: bool = False, reply: bool = False, src: str = WEB,
+         dst: str = DB, sport: int = SPORT, dport: int = UDP_PORT, ts: float = 0.0,
+         ifname: str = "eth1") -> Seen:
+    if reply:  # the caller gives the request's view; a reply swaps both ends
+        src, dst, sport, dport = dst, src, dport, sport
+    return Seen(ns, ifname, out, ts or (TTL - ttl) + (0.5 if not out else 0), reply, "udp",
+                src, dst, sport, dport, ttl)
+
+
+def path(reply: bool = False, **kw: Any) -> list[Seen]:
+    """Every sighting of an undisturbed request (or reply) along web > node1 > node2 > db."""
+    if not reply:
+        return [seen("web", 64, out=True, ifname="eth0", **kw),
+                seen("node1", 64, ifname="pv-web", **kw), seen("node1", 63, out=True, **kw),
+                seen("node2", 63, **kw), seen("node2", 62, out=True, ifname="pv-db", **kw),
+                seen("db", 62, ifname="eth0", **kw)]
+    return [seen("db", 64, out=True, reply=True, ifname="eth0", **kw),
+            seen("node2", 64, reply=True, ifname="pv-db", **kw),
+            seen("node2", 63, out=True, reply=True, **kw), seen("node1", 63, reply=True, **kw),
+            seen("node1", 62, out=True, reply=True, ifname="pv-web", **kw),
+            seen("web", 62, reply=True, ifname="eth0", **kw)]
+
+
+def heard(ns: str = "db", ttl: int | None = 62, *, reply: bool = False, src: str = WEB,
+          dst: str = DB, sport: int = SPORT, dport: int = UDP_PORT,
+          proto: str = "udp") -> Heard:
+    """What a socket got; the request's view, swapped for a reply."""
+    if reply:
+        src, dst, sport, dport = dst, src, dport, sport
+    return Heard(ns, reply, proto, src, dst, sport, dport, ttl)
+
+
+CLEAN = [heard(), heard("web", reply=True)]
+
+
+def test_unchanged_request_and_reply_pass() -> None:
+    r = verdict.evaluate(TARGET, probe(), path() + path(reply=True), CLEAN)
+    assert r.ok, r.detail
+    request = {"src": WEB, "dst": DB, "ttl": 62, "sport": SPORT, "dport": UDP_PORT}
+    reply = {"src": DB, "dst": WEB, "ttl": 62, "sport": UDP_PORT, "dport": SPORT}
+    assert r.observed == {**request, "socket": request, "reply": {**reply, "socket": reply}}
+    assert r.expected == {**request, "hops": 2, "path": ["node1", "node2"], "reply": reply}
+    assert ("arrived unchanged on the wire and at db's socket, TTL -2 as planned "
+            "(node1 > node2); reply unchanged") in r.detail
+
+
+def test_a_rewrite_inside_the_receiver_shows_only_at_its_socket() -> None:
+    """INPUT SNAT inside db: the sniffer saw the frame before netfilter, the socket after."""
+    r = verdict.evaluate(TARGET, probe(), path() + path(reply=True),
+                         [heard(src=NODE1), CLEAN[1]])
+    assert not r.ok
+    assert r.observed["src"] == WEB and r.observed["socket"]["src"] == NODE1
+    assert r.detail == (f"request source rewritten {WEB} -> {NODE1} inside db after arrival "
+                        "(PREROUTING/INPUT)")
+
+
+def test_a_port_rewrite_inside_the_sender_on_the_reply() -> None:
+    r = verdict.evaluate(TARGET, probe(), path() + path(reply=True),
+                         [CLEAN[0], heard("web", reply=True, dport=9)])
+    assert r.detail == (f"reply source port rewritten {UDP_PORT} -> 9 inside web after "
+                        "arrival (PREROUTING/INPUT)")
+
+
+def test_a_request_that_no_socket_got_fails() -> None:
+    r = verdict.evaluate(TARGET, probe(), path() + path(reply=True), [CLEAN[1]])
+    assert r.detail == ("request reached db on the wire but no socket in db received it "
+                        "(dropped or diverted inside db after arrival: PREROUTING/INPUT)")
+
+
+def test_tcp_sockets_report_no_ttl_and_are_judged_without_it() -> None:
+    r = verdict.evaluate(TARGET, probe("tcp"), _as("tcp", path() + path(reply=True)),
+                         [heard(ttl=None, proto="tcp"), heard("web", None, reply=True,
+                                                              proto="tcp")])
+    assert r.ok, r.detail
+    assert "ttl" not in r.observed["socket"]
+
+
+def _as(proto: str, sightings: list[Seen]) -> list[Seen]:
+    for s in sightings:
+        s.proto = proto
+    return sightings
+
+
+def test_snat_names_the_node_that_rewrote_the_source() -> None:
+    req = path()[:3]
+    req[2] = seen("node1", 63, out=True, src=NODE1)
+    req += [seen("node2", 63, src=NODE1), seen("db", 62, src=NODE1, ifname="eth0")]
+    r = verdict.evaluate(TARGET, probe(), req + path(reply=True),
+                         [heard(src=NODE1), CLEAN[1]])
+    assert not r.ok and r.observed["src"] == NODE1
+    assert r.detail == (f"request source rewritten {WEB} -> {NODE1} at node1 (leaving on "
+                        "eth1) on the way from web to db")
+
+
+def test_dnat_that_steers_the_request_away_is_lost_with_the_rewrite_named() -> None:
+    other = "10.244.2.2"
+    req = [*path()[:3], seen("node2", 63), seen("node2", 62, out=True, dst=other)]
+    r = verdict.evaluate(TARGET, probe(), req)
+    assert not r.ok
+    assert r.detail == (f"request destination rewritten {DB} -> {other} at node2 (leaving on "
+                        "eth1): it never reached db (last seen in node2)")
+
+
+def test_port_rewrite_is_a_failure_even_with_both_addresses_intact() -> None:
+    req = [*path()[:4], seen("node2", 62, out=True, sport=20001, ifname="pv-db"),
+           seen("db", 62, sport=20001, ifname="eth0")]
+    r = verdict.evaluate(TARGET, probe(), req + path(reply=True),
+                         [heard(sport=20001), CLEAN[1]])
+    assert not r.ok and r.observed["sport"] == 20001
+    assert r.detail == (f"request source port rewritten {SPORT} -> 20001 at node2 (leaving "
+                        "on pv-db) on the way from web to db")
+
+
+def test_destination_port_rewrite_is_seen_at_arrival_when_not_traced() -> None:
+    r = verdict.evaluate(TARGET, probe(), [seen("db", 62, dport=8080, ifname="eth0"),
+                                           path(reply=True)[-1]],
+                         [heard(dport=8080), CLEAN[1]])
+    assert not r.ok
+    assert r.detail == (f"request destination port rewritten {UDP_PORT} -> 8080 between the "
+                        "sender and db on the way from web to db")
+
+
+def test_ttl_detour_shows_the_route_taken() -> None:
+    req = [*path()[:3], seen("node3", 63), seen("node3", 62, out=True), seen("node2", 62),
+           seen("node2", 61, out=True, ifname="pv-db"), seen("db", 61, ifname="eth0")]
+    r = verdict.evaluate(TARGET, probe(), req + path(reply=True), [heard(ttl=61), CLEAN[1]])
+    assert not r.ok and r.observed["ttl"] == 61
+    assert r.detail == ("request TTL dropped by 3, plan expects 2 (node1 > node2); seen at "
+                        "web > node1 > node3 > node2 > db")
+
+
+def test_loss_says_where_the_request_was_last_seen() -> None:
+    r = verdict.evaluate(TARGET, probe(), path()[:3])
+    assert not r.ok and r.observed == {}
+    assert r.detail == "request from web to db lost: last seen leaving node1 on eth1 (TTL 63)"
+
+
+def test_a_request_never_seen_at_all_is_lost_at_the_sender() -> None:
+    r = verdict.evaluate(TARGET, probe(), [])
+    assert r.detail == "request lost: never seen leaving web"
+
+
+def test_a_lost_reply_after_a_clean_request() -> None:
+    r = verdict.evaluate(TARGET, probe(), path() + path(reply=True)[:2], CLEAN[:1])
+    assert not r.ok and "reply" not in r.observed
+    assert r.detail == ("reply from db to web lost: last seen arriving at node2 on pv-db "
+                        "(TTL 64)")
+
+
+def test_reply_only_rewrite_fails_the_reply_and_keeps_the_request_clean() -> None:
+    rep = [*path(reply=True)[:2], seen("node2", 63, out=True, reply=True, dst=NODE2),
+           seen("node1", 63, reply=True, dst=NODE2),
+           seen("node1", 62, out=True, reply=True, dst=NODE2, ifname="pv-web"),
+           seen("web", 62, reply=True, dst=NODE2, ifname="eth0")]
+    r = verdict.evaluate(TARGET, probe(), path() + rep, [CLEAN[0], heard("web", reply=True,
+                                                                          dst=NODE2)])
+    assert not r.ok
+    assert r.observed["src"] == WEB and r.observed["reply"]["src"] == NODE2
+    assert r.detail == (f"reply source rewritten {DB} -> {NODE2} at node2 (leaving on eth1) "
+                        "on the way from db to web")
+
+
+EXTERNAL = Expectation("web", "world", WEB, WORLD, 1, ("node1", "world"), snat_to=NODE1)
+EXTERNAL_TARGET = Target("pod-to-external", EXTERNAL, "web", "world", WEB, NODE1, True)
+
+
+def test_expected_masquerade_passes_and_names_the_node() -> None:
+    p = Probe(8, "icmp", "web", "world", WEB, WORLD, sent_at=1.0, sport=5, dport=5)
+    arrive = Seen("world", "eth1", False, 1.0, False, "icmp", NODE1, WORLD, 9, 9, 63)
+    back = Seen("web", "eth0", False, 2.0, True, "icmp", WORLD, WEB, 5, 5, 63)
+    got = Heard("world", False, "icmp", NODE1, WORLD, 9, 9, 63)  # masquerade may change ids
+    got_back = Heard("web", True, "icmp", WORLD, WEB, 5, 5, 63)
+    r = verdict.evaluate(EXTERNAL_TARGET, p, [arrive, back], [got, got_back])
+    assert r.ok, r.detail
+    assert r.detail.startswith(f"masqueraded as expected: {WEB} -> {NODE1} by node1")
+
+
+def test_missing_masquerade_is_the_negative_control_failing() -> None:
+    p = Probe(8, "udp", "web", "world", WEB, WORLD, sent_at=1.0, sport=SPORT, dport=UDP_PORT)
+    arrive = Seen("world", "eth1", False, 1.0, False, "udp", WEB, WORLD, SPORT, UDP_PORT, 63)
+    r = verdict.evaluate(EXTERNAL_TARGET, p, [arrive], [heard("world", 63, dst=WORLD)])
+    assert not r.ok
+    assert r.detail.startswith(f"not masqueraded: web reached world with its own address "
+                               f"{WEB}, expected {NODE1} (NAT by node1)")
+
+
+def test_a_probe_that_could_not_be_sent_reports_only_why() -> None:
+    r = verdict.evaluate(TARGET, probe(error="db is not running", sent_at=0.0), [])
+    assert not r.ok and r.detail == "db is not running"
+
+
+# --- pod-identity -------------------------------------------------------------------------
+
+def _pod() -> PodPlan:
+    plan = make_plan(load_topology(ROOT / "topologies" / "flat3.clab.yml"))
+    return plan.pod("web")
+
+
+def test_identity_passes_when_eth0_holds_the_address_and_containers_share_the_netns() -> None:
+    pod = _pod()
+    ns = {pod.infra: 1, **{c.container: 1 for c in pod.containers}}
+    r = verdict.identity(pod, [pod.cidr], ns)
+    assert r.ok, r.detail
+
+
+def test_identity_fails_on_a_wrong_address_and_a_stray_container() -> None:
+    pod = _pod()
+    stray = pod.containers[1]
+    ns = {pod.infra: 1, pod.containers[0].container: 1, stray.container: 2}
+    r = verdict.identity(pod, ["10.9.9.9/24"], ns)
+    assert not r.ok
+    assert f"container(s) {stray.name} not in the pod's network namespace" in r.detail
+    assert f"plan says exactly {pod.cidr}" in r.detail
+
+
+def test_identity_needs_eth0_to_hold_only_the_pod_address() -> None:
+    pod = _pod()
+    ns = {pod.infra: 1, **{c.container: 1 for c in pod.containers}}
+    r = verdict.identity(pod, [pod.cidr, "10.244.0.99/24"], ns)
+    assert not r.ok and "plan says exactly" in r.detail
+
+
+def test_identity_compares_eth0_with_the_source_the_peers_saw() -> None:
+    pod = _pod()
+    ns = {pod.infra: 1, **{c.container: 1 for c in pod.containers}}
+    assert verdict.identity(pod, [pod.cidr], ns, {pod.ip: "db, pod-to-pod udp"}).ok
+    r = verdict.identity(pod, [pod.cidr], ns, {pod.ip: "db, pod-to-pod udp",
+                                                NODE1: "node2, pod-to-node tcp"})
+    assert not r.ok and r.observed["peers_saw"] == sorted([pod.ip, NODE1])
+    assert r.detail == f"peers saw it as {NODE1} (node2, pod-to-node tcp)"
+
+
+def test_identity_of_a_stopped_pod() -> None:
+    pod = _pod()
+    r = verdict.identity(pod, None, {})
+    assert r.detail == f"infra container {pod.infra} is not running"
+
+
+# --- targets ------------------------------------------------------------------------------
+
+def test_targets_cover_every_pair_once_and_expect_the_masquerade() -> None:
+    plan = make_plan(load_topology(ROOT / "topologies" / "flat3.clab.yml"))
+    sources = {n.name: {p.ip: n.address for p in plan.pods} for n in plan.k8s_nodes}
+    tgts = targets(plan, ["pod-to-pod", "node-to-pod", "pod-to-node", "pod-to-external"],
+                   sources)
+    pods, nodes = len(plan.pods), len(plan.k8s_nodes)
+    by_check: dict[str, int] = {}
+    for t in tgts:
+        by_check[t.check] = by_check.get(t.check, 0) + 1
+    assert by_check == {"pod-to-pod": pods * (pods - 1), "node-to-pod": nodes * pods,
+                        "pod-to-node": nodes * pods, "pod-to-external": pods}
+    ext = [t for t in tgts if t.check == "pod-to-external"]
+    assert all(t.expect_src == plan.node(plan.pod(t.sender).node).address for t in ext)
+    assert all(t.protos == ("udp", "tcp", "icmp") for t in tgts)
+    assert endpoints(plan)["web"].addresses == (plan.pod("web").ip,)
+    assert targets(plan, ["pod-identity"]) == []
+
+
+def test_reply_port_and_icmp_id_are_judged_like_the_request() -> None:
+    rep = _as("udp", path(reply=True))
+    rep[-1].sport = 4242
+    r = verdict.evaluate(TARGET, probe(), path() + rep, CLEAN)
+    assert r.detail.startswith(f"reply source port rewritten {UDP_PORT} -> 4242 between node1 "
+                               "and web")
+    icmp = probe("icmp", sport=5, dport=5)
+    req = _as("icmp", path(sport=5, dport=5))
+    rep = _as("icmp", path(reply=True, sport=5, dport=5))
+    rep[-1].sport = rep[-1].dport = 7
+    r = verdict.evaluate(TARGET, icmp, req + rep,
+                         [heard(sport=5, dport=5, proto="icmp"),
+                          heard("web", reply=True, sport=7, dport=7, proto="icmp")])
+    assert r.expected["icmp_id"] == r.expected["reply"]["icmp_id"] == 5
+    assert r.detail == ("reply ICMP id rewritten 5 -> 7 between node1 and web on the way from "
+                        "db to web")
