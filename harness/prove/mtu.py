@@ -131,6 +131,7 @@ class Outcome:
     refused: bool = False  # the sender's stack said EMSGSIZE
     icmp_from: str | None = None  # who sent fragmentation-needed
     icmp_mtu: int | None = None
+    error: str | None = None  # could not be sent (no route, namespace gone)
 
 
 @dataclass
@@ -192,9 +193,10 @@ def probe(plan: Plan, pids: dict[str, int], tgts: Iterable[Target],
     observations = []
     try:
         for t in tgts:
-            if t.src not in socks:
-                sock = socket_in_netns(pids[plan.pod(t.src).infra], socket.AF_INET,
-                                       socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            infra = plan.pod(t.src).infra
+            if t.src not in socks and infra in pids:
+                sock = socket_in_netns(pids[infra], socket.AF_INET, socket.SOCK_RAW,
+                                       socket.IPPROTO_ICMP)
                 sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
                 sock.setblocking(False)
                 socks[t.src] = sock
@@ -203,12 +205,16 @@ def probe(plan: Plan, pids: dict[str, int], tgts: Iterable[Target],
             for size in (t.path_mtu, t.path_mtu + 1):
                 seq = len(outcomes) + 1
                 out = outcomes[seq] = Outcome(size)
-                try:
-                    socks[t.src].sendto(echo(ident, seq, size), (t.dst_ip, 0))
-                except OSError as exc:
-                    if exc.errno != errno.EMSGSIZE:
-                        raise
-                    out.refused = True
+                if t.src not in socks:
+                    out.error = f"{t.src} is not running"
+                else:
+                    try:
+                        socks[t.src].sendto(echo(ident, seq, size), (t.dst_ip, 0))
+                    except OSError as exc:
+                        if exc.errno == errno.EMSGSIZE:
+                            out.refused = True
+                        else:
+                            out.error = f"{t.src} could not send: {os.strerror(exc.errno or 0)}"
                 pair.append(out)
             observations.append(Observation(t, pair[0], pair[1]))
         _collect(list(socks.values()), ident, outcomes, timeout)
@@ -221,7 +227,7 @@ def probe(plan: Plan, pids: dict[str, int], tgts: Iterable[Target],
 def _collect(socks: list[socket.socket], ident: int, outcomes: dict[int, Outcome],
              timeout: float) -> None:
     def settled(o: Outcome) -> bool:
-        return o.answered or o.refused or o.icmp_from is not None
+        return o.answered or o.refused or o.icmp_from is not None or o.error is not None
 
     deadline = time.monotonic() + timeout
     while not all(settled(o) for o in outcomes.values()):
@@ -267,9 +273,10 @@ def judge(obs: Observation) -> Verdict:
                                 "icmp_from": who, "icmp_mtu": over.icmp_mtu}
     where = f"{t.src} -> {t.dst}"
     if not fits.answered:
-        why = "refused by the sender" if fits.refused else (
-            f"fragmentation-needed (MTU {fits.icmp_mtu}) from {who}" if fits.icmp_from
-            else "no answer")
+        fits_from = t.routers.get(fits.icmp_from or "", fits.icmp_from)
+        why = fits.error or ("refused by the sender" if fits.refused else (
+            f"fragmentation-needed (MTU {fits.icmp_mtu}) from {fits_from}" if fits.icmp_from
+            else "no answer"))
         return Verdict(t.src, t.dst, False, expected, observed,
                        f"{t.path_mtu} bytes with DF did not cross {where}: {why}; the plan's "
                        f"path MTU is {t.path_mtu} (link {t.limit.link})")

@@ -123,3 +123,11 @@ def test_every_limit_is_on_the_path(name: str) -> None:
     for t in mtu.targets(plan):
         limits = mtu.path_limits(plan, plan.pod(t.src), plan.pod(t.dst))
         assert t.limit in limits and t.path_mtu == min(x.mtu for x in limits)
+
+
+def test_judge_a_probe_that_could_not_be_sent() -> None:
+    t = by_pair(example("mtu"))["a", "b"]
+    o = mtu.Observation(t, mtu.Outcome(1400, error="a could not send: Network is unreachable"),
+                        mtu.Outcome(1401))
+    v = mtu.judge(o)
+    assert not v.ok and "did not cross a -> b: a could not send" in v.detail
