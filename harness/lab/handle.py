@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 Source = str | Path | Topology | Plan
 
-FAULTS = ("link-down", "link-up", "node-stop", "node-start", "netem", "netem-clear")
+FAULTS = ("link-down", "link-up", "node-stop", "node-start", "daemon-kill", "daemon-start",
+          "netem", "netem-clear")
 
 
 class ExecResult(NamedTuple):
@@ -218,11 +219,13 @@ class Lab:
 
     def fault(self, what: str, target: str, **params: float | None) -> Any:
         """Break something at run time: `link-down`/`link-up`/`netem`/`netem-clear` take
-        an endpoint `A:IF`, `node-stop`/`node-start` a node name. `netem` takes
+        an endpoint `A:IF`, `node-stop`/`node-start`/`daemon-kill`/`daemon-start` a node
+        name. `netem` takes
         `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`. Returns what the fault reports
         (node-start: the veths re-created; netem: how the impairment was applied)."""
         actions = {"link-down": faults.link_down, "link-up": faults.link_up,
                    "node-stop": faults.node_stop, "node-start": faults.node_start,
+                   "daemon-kill": faults.daemon_kill, "daemon-start": faults.daemon_start,
                    "netem": faults.netem, "netem-clear": faults.netem_clear}
         if what not in actions:
             raise InputError(f"unknown fault {what!r}; one of {', '.join(FAULTS)}")

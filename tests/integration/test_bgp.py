@@ -16,7 +16,7 @@ import pytest
 
 from harness import Lab
 from harness.datapath import bgp, bgpconf
-from harness.errors import RoutingError
+from harness.errors import InputError, RoutingError
 from harness.host import bird, runtime, wiring
 from harness.lab import unique_name
 from harness.model.topology import parse_topology
@@ -163,9 +163,9 @@ def test_the_same_fault_on_a_static_lab_fails_exactly_the_pairs_across(
 
 def test_a_killed_daemon_fails_exactly_the_pairs_that_lost_their_route(
         leafspine: Lab) -> None:
-    pids = leafspine.pids()
-    bird.kill(pids["leaf1"])
+    leafspine.fault("daemon-kill", "leaf1")
     try:
+        assert not bird.alive(leafspine.pids()["leaf1"])
         report = leafspine.verify(checks=PAIRS)
         dead = frozenset({"leaf1"})
         rerouted = leafspine.plan.rerouted(no_transit=dead)
@@ -181,8 +181,11 @@ def test_a_killed_daemon_fails_exactly_the_pairs_that_lost_their_route(
         assert any(r.detail.startswith(f"no route to {rack2} on node1")
                    for r in report.results if (r.src, r.dst) == ("web", "db"))
     finally:
-        node = leafspine.plan.node("leaf1")
-        bgp.BgpDatapath().apply_node(pids["leaf1"], bgp.BgpDatapath().describe(
-            leafspine.plan).node(node.name))  # a fault recovery starts it again
+        leafspine.fault("daemon-start", "leaf1")
     assert leafspine.verify(checks=PAIRS).ok
 
+
+
+def test_a_daemon_fault_needs_a_daemon(leafspine: Lab) -> None:
+    with pytest.raises(InputError, match="runs no daemon"):
+        leafspine.fault("daemon-kill", "rack1")
