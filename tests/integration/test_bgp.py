@@ -150,6 +150,21 @@ def test_link_down_moves_routes_and_verify_expects_the_new_path(ring: Lab) -> No
     assert back.ok and hops(back, "pod-to-pod", "a", "d") == {2}
 
 
+def test_a_pulled_leaf_spine_cable_moves_the_racks_to_the_other_spine(leafspine: Lab) -> None:
+    leafspine.fault("link-down", "leaf1:eth2")  # leaf1 <-> spine1
+    try:
+        report = leafspine.verify(checks=PAIRS)
+        assert report.ok, [r.detail for r in report.results if not r.ok]
+        assert hops(report, "pod-to-pod", "web", "db") == {5}  # node1 leaf1 spine2 leaf2 node3
+        pids = leafspine.pids()
+        via = bgp.bird_routes(pids["leaf1"])[leafspine.plan.node("node3").pod_cidr]
+        assert via == leafspine.plan.node("spine2").address_on(
+            leafspine.plan.links[7].segment)  # leaf1:eth3 <-> spine2:eth1
+    finally:
+        leafspine.fault("link-up", "leaf1:eth2")
+    assert leafspine.verify(checks=PAIRS).ok
+
+
 def test_the_same_fault_on_a_static_lab_fails_exactly_the_pairs_across(
         docker_available: None) -> None:
     with Lab.deploy(plan_of(RING, routing="static")) as lab:
