@@ -110,13 +110,25 @@ def validate(topo: TopoOpt) -> None:
 
 @app.command()
 def plan(topo: TopoOpt,
-         output: FormatOpt = Format.table) -> None:
+         output: FormatOpt = Format.table,
+         iptables: Annotated[str | None, typer.Option(
+             "--iptables", metavar="NODE",
+             help="print the iptables-restore text kube-proxy and portmap write on NODE")]
+         = None) -> None:
     """Show the address and route plan; nothing is started.
 
     Example: podlab plan -t topologies/routed.clab.yml -o json
     """
     try:
         p = _load(topo)
+        if iptables is not None:
+            from harness.datapath.services import restore_text
+
+            if iptables not in {n.name for n in p.k8s_nodes}:
+                raise InputError(f"--iptables: {iptables!r} is not a k8s-node of lab {p.lab} "
+                                 f"({', '.join(n.name for n in p.k8s_nodes)})")
+            _write_text(restore_text(p, iptables) or "# no Services or hostPorts\n", None)
+            return
     except PodlabError as exc:
         fail(exc)
     if output is Format.json:

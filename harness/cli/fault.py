@@ -135,3 +135,45 @@ def netem_clear(ctx: typer.Context, endpoint: Endpoint) -> None:
     """
     _apply("netem-clear", ctx, endpoint)
     _done(f"{endpoint}: impairment cleared")
+
+
+@fault_app.command("svc-dnat-elsewhere")
+def svc_dnat_elsewhere(ctx: typer.Context,
+                       service: Annotated[str, typer.Argument(help="SERVICE[:PORT]")],
+                       node: Annotated[str, typer.Argument(help="the node that loses its rule")],
+                       at: Annotated[str, typer.Argument(help="the node that DNATs instead")],
+                       ) -> None:
+    """The endpoint DNAT of a Service port happens on the wrong node.
+
+    Example: podlab fault -t topologies/services.clab.yml svc-dnat-elsewhere web:http node3 node1
+    """
+    _done(_apply("svc-dnat-elsewhere", ctx, service, node=node, at=at))
+
+
+@fault_app.command("svc-no-masq")
+def svc_no_masq(ctx: typer.Context, node: Node) -> None:
+    """Empty a node's KUBE-MARK-MASQ: nothing it should SNAT is.
+
+    Example: podlab fault -t topologies/services.clab.yml svc-no-masq node3
+    """
+    _done(_apply("svc-no-masq", ctx, node))
+
+
+@fault_app.command("svc-local-as-cluster")
+def svc_local_as_cluster(ctx: typer.Context,
+                         service: Annotated[str, typer.Argument(help="a Local Service")]
+                         ) -> None:
+    """Program an externalTrafficPolicy Local Service as Cluster on every node.
+
+    Example: podlab fault -t topologies/services.clab.yml svc-local-as-cluster echo-local
+    """
+    _done(_apply("svc-local-as-cluster", ctx, service))
+
+
+@fault_app.command("svc-restore")
+def svc_restore(ctx: typer.Context) -> None:
+    """Put kube-proxy's and portmap's rules back as planned on every k8s-node.
+
+    Example: podlab fault -t topologies/services.clab.yml svc-restore
+    """
+    _done(_apply("svc-restore", ctx, ""))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
+from harness.datapath import services
+from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
     Convergence,
     LabNet,
@@ -39,6 +41,7 @@ RP_FILTER_OFF: tuple[Pair, ...] = (("net.ipv4.conf.all.rp_filter", "0"),
 POD_SYSCTLS: tuple[Pair, ...] = (("net.ipv4.ping_group_range", "0 2147483647"),
                                  ("net.ipv4.ip_forward", "0"))
 READY_TIMEOUT_S = 60.0
+BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
 
 
 class Datapath:
@@ -66,7 +69,11 @@ class Datapath:
 
     def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
         k = kind(node.kind)
-        settings = Settings(self.node_sysctls(node), NODE_CAPS)
+        rulesets = self.service_rules(plan, node)
+        # kube-proxy needs bridged pod traffic to pass iptables (br_netfilter): a reply
+        # from a pod to a pod of the same bridge must meet its conntrack entry
+        bridge_nf = ((BRIDGE_NF, "1"),) if rulesets else ()
+        settings = Settings((*self.node_sysctls(node), *bridge_nf), NODE_CAPS)
         if k.is_switch:  # one L2 bridge over every port: no address, no route
             bridge = node.bridge or SWITCH_BRIDGE
             return NodeNet(node.name, node.kind, settings, bridges=(bridge,),
@@ -77,7 +84,8 @@ class Datapath:
             addresses=(*pod_addresses,
                        *((i.name, i.address) for i in node.interfaces if i.address)),
             up=tuple(i.name for i in node.interfaces if not i.address),
-            routes=self.routes(plan, node), nat=self.masquerade(plan, node),
+            routes=(*self.routes(plan, node), *self.service_routes(plan, node)),
+            nat=self.masquerade(plan, node), rulesets=rulesets,
             daemons=(), ready_routes=self.ready_routes(plan, node))
 
     def node_sysctls(self, node: NodePlan) -> tuple[Pair, ...]:
@@ -94,10 +102,35 @@ class Datapath:
         return ()
 
     def masquerade(self, plan: Plan, node: NodePlan) -> tuple[Masquerade, ...]:
-        """ip-masq-agent's rule on a k8s-node of a cluster with `masquerade: true`."""
+        """A k8s-node's masquerade. `masquerade: true`: podlab's rule (its pods' traffic
+        to anything but the pod CIDR and the k8s-nodes' addresses). ip-masq-agent's config:
+        the agent's own rule (every non-local destination but its non-masquerade CIDRs,
+        from any source, ports 32768-65535 at random), as its iptables chain has it."""
+        if not kind(node.kind).hosts_pods:
+            return ()
+        if plan.masq_agent_exempt is not None:
+            return (Masquerade(None, plan.masq_agent_exempt, firewall.CHAIN, not_local=True,
+                               to_ports="32768-65535", random_fully=True),)
         if not node.masquerade_exempt or not node.pod_cidr:
             return ()
         return (Masquerade(node.pod_cidr, node.masquerade_exempt, firewall.CHAIN),)
+
+    def service_rules(self, plan: Plan, node: NodePlan) -> tuple[Ruleset, ...]:
+        """kube-proxy (iptables mode) on every k8s-node, portmap where pods have hostPorts;
+        the same whatever the routing or CNI, as in a real cluster."""
+        if not kind(node.kind).hosts_pods:
+            return ()
+        return services.node_rulesets(plan, node.name)
+
+    def service_routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
+        """A k8s-node's route to the service CIDR, out of its first interface as a default
+        route would be: a packet the node itself sends to a ClusterIP must have a route
+        before OUTPUT's DNAT turns it into one to an endpoint (pods send theirs to the
+        node, whose PREROUTING DNATs them)."""
+        if not plan.services or not kind(node.kind).hosts_pods:
+            return ()
+        first = next((i.name for i in node.interfaces if i.address), node.bridge)
+        return ((plan.service_cidr, "", first),) if first else ()
 
     def pod_bridge(self, plan: Plan, node: NodePlan) -> tuple[tuple[str, ...], tuple[Pair, ...]]:
         """cni: podlab — a k8s-node's bridge and its address (the pods' gateway)."""
@@ -108,13 +141,16 @@ class Datapath:
     def pod_net(self, plan: Plan, pod: PodPlan) -> PodNet:
         """cni: podlab — a veth from the node, the pod's address, a default route via
         the node's bridge."""
+        if pod.host_network:
+            return host_network_pod(pod)
         bridge = plan.node(pod.node).bridge
         return PodNet(pod.name, pod.node, infra=Settings(POD_SYSCTLS, INFRA_CAPS),
                       containers=Settings((), POD_CAPS),
                       veth=(pod.node_iface, POD_IFACE),
                       node_port=(pod.node_iface, bridge) if bridge else None,
                       addresses=((POD_IFACE, pod.cidr),),
-                      routes=(("default", pod.gateway),))
+                      routes=(("default", pod.gateway),),
+                      hairpin=bool(plan.services) and bridge is not None)
 
     # ------------------------------------------------------------------ apply (kernel)
 
@@ -127,18 +163,26 @@ class Datapath:
         ports = tuple(p.node_port for p in pods if p.node_port)
         wiring.configure(pid, wiring.NetConfig(
             bridges=node.bridges, ports=(*node.ports, *ports), addresses=node.addresses,
-            routes=node.routes, up=node.up))
+            routes=node.routes, up=node.up,
+            hairpin=tuple(p.node_port[0] for p in pods if p.node_port and p.hairpin)))
         for rule in node.nat:
-            firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name)
+            firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name,
+                                **rule.how)
+        for rs in node.rulesets:
+            firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
+                             rs.chains[0], where=f"{rs.owner} on {node.name}")
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet) -> None:
         """The pod's "CNI ADD": its namespace gets its address and route, then its node
         end joins the bridge (from then on the pod is reachable). The veth exists (deploy
-        made `pod.veth`); idempotent."""
+        made `pod.veth`); idempotent. A hostNetwork pod has nothing to add."""
+        if pod.host_network:
+            return
         wiring.configure(pod_pid, wiring.NetConfig(addresses=pod.addresses,
                                                    routes=pod.routes))
         if pod.node_port:
-            wiring.configure(node_pid, wiring.NetConfig(ports=(pod.node_port,)))
+            wiring.configure(node_pid, wiring.NetConfig(
+                ports=(pod.node_port,), hairpin=(pod.node_port[0],) if pod.hairpin else ()))
 
     def pod_removed(self, node_pid: int, pod_pid: int | None, pod: PodNet) -> None:
         """The pod's "CNI DEL". podlab's veth goes with the pod's namespace: nothing to do."""
@@ -149,13 +193,20 @@ class Datapath:
         `ready_routes` (DeployError naming what is missing). `pids`: node name -> pid."""
         wait_routes(net, pids, timeout)
 
-
     def converged(self, plan: Plan, pids: Mapping[str, int],
                   timeout: float = READY_TIMEOUT_S) -> Convergence:
         """Before verify: the plan to expect now, once routing settled after any fault.
         Static routes do not move (a pulled cable fails the pairs that crossed it), so
         the plan is what it was. `pids`: node name -> pid of the running nodes."""
         return Convergence(plan)
+
+
+def host_network_pod(pod: PodPlan) -> PodNet:
+    """A hostNetwork pod: its containers join its node's namespace; no sysctl (they would
+    be the node's), no veth, no address, no route of its own."""
+    return PodNet(pod.name, pod.node, infra=Settings((), INFRA_CAPS),
+                  containers=Settings((), POD_CAPS), veth=None, node_port=None,
+                  host_network=True)
 
 
 def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:

@@ -6,7 +6,7 @@ Every field is immutable (tuples of pairs, no dicts), and nothing here does I/O.
 
 Order of application inside one namespace (what harness.host.wiring.configure does, and
 the order export writes its commands in): bridges, ports, addresses, links up, routes,
-then NAT, then daemons.
+then NAT (masquerade, then the rulesets: kube-proxy's and portmap's), then daemons.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+from harness.datapath.iptables import Ruleset
 
 Pair = tuple[str, str]
 Route = tuple[str, ...]  # (dst, via) or (dst, via, dev); dst a CIDR or "default"
@@ -32,12 +34,23 @@ class Settings:
 
 @dataclass(frozen=True)
 class Masquerade:
-    """ip-masq-agent's rule: traffic from `source` to anything but `exempt` is SNATed to
-    the egress address (iptables chain `chain`, jumped to from nat POSTROUTING)."""
+    """A masquerade: traffic from `source` (None: from anywhere) to anything but `exempt`
+    is SNATed to the egress address (iptables chain `chain`, jumped to from nat
+    POSTROUTING). `not_local`, `to_ports` and `random_fully` spell ip-masq-agent's own
+    rule: only non-local destinations jump, MASQUERADE --to-ports 32768-65535
+    --random-fully."""
 
-    source: str
+    source: str | None
     exempt: tuple[str, ...]
     chain: str
+    not_local: bool = False
+    to_ports: str | None = None
+    random_fully: bool = False
+
+    @property
+    def how(self) -> dict[str, bool | str | None]:
+        return {"not_local": self.not_local, "to_ports": self.to_ports,
+                "random_fully": self.random_fully}
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,8 @@ class NodeNet:
     up: tuple[str, ...] = ()  # links nothing above brings up (a router's unaddressed port)
     routes: tuple[Route, ...] = ()
     nat: tuple[Masquerade, ...] = ()
+    # what other programs write in its iptables: kube-proxy's Services, portmap's hostPorts
+    rulesets: tuple[Ruleset, ...] = ()
     daemons: tuple[Daemon, ...] = ()
     # deploy returns once the kernel has a route to each of these (routes a daemon learns)
     ready_routes: tuple[str, ...] = ()
@@ -83,6 +98,11 @@ class PodNet:
     node_port: Pair | None  # (node end, bridge) the node end joins when the pod is added
     addresses: tuple[Pair, ...] = ()
     routes: tuple[Route, ...] = ()
+    # in its node's namespace: no veth, no address, no CNI call (Kubernetes calls none)
+    host_network: bool = False
+    # its node port may reflect frames (kubelet's hairpin-veth): it reaches itself through
+    # a Service
+    hairpin: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""The masquerade rule of a k8s-node (ip-masq-agent style), inside the node's netns.
+"""The masquerade rule of a k8s-node, inside the node's netns.
 
-Pod traffic from the node's pod CIDR whose destination is not exempt (the cluster's pod
-CIDR, the k8s-nodes' addresses) is SNATed with MASQUERADE to the egress address. The host's
+Two shapes, both described by the datapath: podlab's `masquerade: true` (traffic from the
+node's pod CIDR to anything but the pod CIDR and the k8s-nodes' addresses is SNATed with
+MASQUERADE to the egress address), and ip-masq-agent's own rule (every non-local
+destination but the config's non-masquerade CIDRs, with the agent's port range). The host's
 `iptables-restore` runs inside the container's network namespace
 (harness.host.netns.run_program), so the rules vanish with it: destroy needs no iptables
 cleanup, and the host's own ruleset is never touched. Which rule a node gets is the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Any
 
 from harness.errors import WiringError
 from harness.host.netns import run_program
@@ -19,23 +22,40 @@ from harness.host.netns import run_program
 CHAIN = "PODLAB-MASQ"
 
 
-def masquerade_rules(source: str, exempt: Sequence[str], chain: str = CHAIN) -> str:
-    """The iptables-restore input: jump from POSTROUTING for `source`, RETURN for exempt
-    destinations, MASQUERADE for the rest."""
-    src = str(ipaddress.IPv4Network(source))
-    lines = ["*nat", f":{chain} - [0:0]",  # declaring the chain under --noflush empties it
-             f"-A POSTROUTING -s {src} -j {chain}"]
-    for dst in exempt:
-        lines.append(f"-A {chain} -d {ipaddress.IPv4Network(dst)} -j RETURN")
-    lines += [f"-A {chain} -j MASQUERADE", "COMMIT", ""]
-    return "\n".join(lines)
+def masquerade_lines(source: str | None, exempt: Sequence[str], chain: str = CHAIN, *,
+                     not_local: bool = False, to_ports: str | None = None,
+                     random_fully: bool = False) -> list[str]:
+    """The nat-table rules of a masquerade, as iptables arguments (`-A CHAIN ...`): exempt
+    destinations RETURN, the rest is MASQUERADEd, and POSTROUTING jumps to the chain for
+    traffic from `source` (None: from anywhere), only to non-local destinations with
+    `not_local` (ip-masq-agent's `-m addrtype ! --dst-type LOCAL`)."""
+    lines = [f"-A {chain} -d {ipaddress.IPv4Network(dst)} -j RETURN" for dst in exempt]
+    fully = " --random-fully" if random_fully else ""
+    if to_ports:  # iptables wants a protocol with ports: TCP and UDP, then the rest (ICMP)
+        lines += [f"-A {chain} -p {proto} -j MASQUERADE --to-ports {to_ports}{fully}"
+                  for proto in ("tcp", "udp")]
+    lines.append(f"-A {chain} -j MASQUERADE{fully}")
+    jump = "-A POSTROUTING"
+    if source is not None:
+        jump += f" -s {ipaddress.IPv4Network(source)}"
+    if not_local:
+        jump += " -m addrtype ! --dst-type LOCAL"
+    return [*lines, f"{jump} -j {chain}"]
 
 
-def masquerade(pid: int, source: str, exempt: Sequence[str], chain: str = CHAIN,
-               where: str = "") -> None:
+def masquerade_rules(source: str | None, exempt: Sequence[str], chain: str = CHAIN,
+                     **how: Any) -> str:
+    """The iptables-restore input of `masquerade_lines`."""
+    # declaring the chain under --noflush empties it
+    return "\n".join(["*nat", f":{chain} - [0:0]",
+                      *masquerade_lines(source, exempt, chain, **how), "COMMIT", ""])
+
+
+def masquerade(pid: int, source: str | None, exempt: Sequence[str], chain: str = CHAIN,
+               where: str = "", **how: Any) -> None:
     """Install a masquerade rule in the netns of `pid`; idempotent (a re-run does not
-    duplicate it). `where` names the namespace in errors."""
-    rules = masquerade_rules(source, exempt, chain)
+    duplicate it). `where` names the namespace in errors; `how` as in masquerade_lines."""
+    rules = masquerade_rules(source, exempt, chain, **how)
     if f"-j {chain}" in nat_rules(pid):
         # The jump already exists: keep it, only refill the chain.
         rules = "\n".join(r for r in rules.splitlines() if not r.startswith("-A POSTROUTING"))
@@ -49,3 +69,24 @@ def masquerade(pid: int, source: str, exempt: Sequence[str], chain: str = CHAIN,
 def nat_rules(pid: int) -> str:
     """`iptables-save -t nat` of the namespace (for tests and `podlab inspect`)."""
     return run_program(pid, ["iptables-save", "-t", "nat"])
+
+
+def restore(pid: int, full: str, refill: str, marker: tuple[str, str], where: str = "") -> None:
+    """Install a program's rules (iptables-restore text) in the netns of `pid`; idempotent.
+
+    `full` declares its chains, fills them and adds its jumps from the built-in chains;
+    `refill` only refills the chains. Once `marker` ((table, chain), declared by `full`)
+    exists the jumps exist too (one restore installed both), so a re-run sends `refill`
+    and no jump is doubled."""
+    table, chain = marker
+    have = run_program(pid, ["iptables-save", "-t", table])
+    text = refill if f"\n:{chain} " in have else full
+    try:
+        run_program(pid, ["iptables-restore", "--noflush"], stdin=text)
+    except WiringError as exc:
+        raise WiringError(f"iptables on {where or f'pid {pid}'}: {exc}") from exc
+
+
+def saved(pid: int) -> str:
+    """`iptables-save` of every table of the namespace."""
+    return run_program(pid, ["iptables-save"])

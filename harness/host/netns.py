@@ -120,7 +120,7 @@ def run_program(pid: int, argv: Sequence[str], stdin: str | None = None,
     of ``pid``; return its stdout.
 
     Raises WiringError when the program is missing, times out or exits non-zero; the
-    message ends with the last line it wrote on stderr (else stdout).
+    message ends with the last lines it wrote on stderr (else stdout), usage hints left out.
     """
     if not argv:
         raise WiringError("run_program: empty argv")
@@ -137,7 +137,14 @@ def run_program(pid: int, argv: Sequence[str], stdin: str | None = None,
     except OSError as exc:
         raise WiringError(f"{where} could not start: {exc}") from exc
     if done.returncode != 0:
-        reason = (done.stderr or done.stdout).strip().splitlines()
         raise WiringError(f"{where} failed (exit {done.returncode}): "
-                          f"{reason[-1] if reason else 'no output'}")
+                          f"{_reason(done.stderr or done.stdout)}")
     return str(done.stdout)
+
+
+def _reason(output: str) -> str:
+    """What a failed program said, without its usage hints: iptables-restore ends with
+    "Try `iptables-restore -h' ...", the line that says what is wrong comes before it."""
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.lower().startswith(("try ", "usage:"))]
+    return " / ".join((useful or lines)[-3:]) or "no output"

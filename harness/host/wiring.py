@@ -49,6 +49,8 @@ class NetConfig:
                ``"default"``; ``gateway`` may be ``""`` for an on-link route via ``dev``.
     up:        extra links to bring up (``lo`` and every link named above always are).
     sysctls:   ``("net.ipv4.ip_forward", "1")``: written in the namespace's /proc/sys/net.
+    hairpin:   bridge ports (among ``ports``) that may send a frame back out where it came
+               in (kubelet's hairpin-veth mode: a pod reaching itself through a Service).
     """
 
     bridges: tuple[str, ...] = ()
@@ -56,6 +58,7 @@ class NetConfig:
     addresses: tuple[tuple[str, str], ...] = ()
     routes: tuple[tuple[str, ...], ...] = ()
     up: tuple[str, ...] = ()
+    hairpin: tuple[str, ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
 
 
@@ -249,6 +252,9 @@ def _apply(ipr: Any, pid: int, cfg: NetConfig) -> None:
             port,
             lambda idx=idx, br_idx=br_idx: ipr.link("set", index=idx, master=br_idx),
         )
+        if port in cfg.hairpin:
+            _call(pid, "set hairpin mode", port,
+                  lambda idx=idx: ipr.brport("set", index=idx, mode=1))
         up(port)
     for ifname, cidr in cfg.addresses:
         iface = ipaddress.ip_interface(cidr)
@@ -284,6 +290,13 @@ def _add_route(ipr: Any, pid: int, dst: str, gateway: str = "", dev: str | None 
         lambda: ipr.route("add", **spec),
         ok=(errno.EEXIST,),
     )
+
+
+def delete_route(pid: int, dst: str) -> None:
+    """Remove the main-table route to ``dst`` (a CIDR); a missing one is fine."""
+    _with_ipr(pid, f"delete route {dst}", lambda ipr: _call(
+        pid, f"delete route {dst}", None, lambda: ipr.route("del", dst=dst),
+        ok=(errno.ESRCH, errno.ENOENT)))
 
 
 def configure(pid: int, cfg: NetConfig) -> None:

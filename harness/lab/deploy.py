@@ -163,10 +163,8 @@ class _Pipeline:
                              lambda s=spec: runtime.start(s),
                              lambda st, n=node: self._node_started(n, st))
             for i, pod in enumerate(plan.pods):
-                spec = infra_spec(pod, self.desc.pod(pod.name), i, self.deploy_id)
-                self._submit(self.docker, "containers", f"container {spec.name}",
-                             lambda s=spec: runtime.start(s),
-                             lambda st, p=pod: self._infra_started(p, st))
+                if not pod.host_network:  # those join their node's namespace once it runs
+                    self._start_infra(pod, i)
             while self.futures:
                 done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -184,6 +182,13 @@ class _Pipeline:
             for pool in (self.docker, self.net):
                 pool.shutdown(wait=True)
 
+    def _start_infra(self, pod: PodPlan, order: int) -> None:
+        node = self.plan.node(pod.node)
+        spec = infra_spec(pod, self.desc.pod(pod.name), order, self.deploy_id, node.container)
+        self._submit(self.docker, "containers", f"container {spec.name}",
+                     lambda s=spec: runtime.start(s),
+                     lambda st, p=pod: self._infra_started(p, st))
+
     def _submit(self, pool: ThreadPoolExecutor, step: str, obj: str, fn: Callable[[], Any],
                 then: Callable[[Any], None] = lambda _: None) -> None:
         self.futures[pool.submit(fn)] = (step, obj, then)
@@ -192,6 +197,9 @@ class _Pipeline:
 
     def _node_started(self, node: NodePlan, started: Started) -> None:
         self.pid[node.name] = started.pid
+        for i, pod in enumerate(self.plan.pods):
+            if pod.host_network and pod.node == node.name:
+                self._start_infra(pod, i)
         for link in self.links_of[node.name]:
             if link.a[0] in self.pid and link.b[0] in self.pid:
                 self._submit(self.net, "links", _veth_name(link),
@@ -274,11 +282,17 @@ def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str) -> Conta
                          cap_add=net.container.caps)
 
 
-def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str) -> ContainerSpec:
-    """The infra (pause) container that owns a pod's namespace."""
+def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str,
+               node_container: str = "") -> ContainerSpec:
+    """The infra (pause) container that owns a pod's namespace; a hostNetwork pod's joins
+    its node's (`node_container`), and then has no hostname or sysctls of its own."""
     labels = _base_labels(pod.labels, ROLE_INFRA, order, deploy_id)
     labels[L.IP] = pod.ip
     labels[L.CIDR] = pod.cidr
+    if net.host_network:
+        return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels,
+                             network_mode=f"container:{node_container}",
+                             cap_add=net.infra.caps)
     return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels, hostname=pod.name,
                          sysctls=net.infra.sysctl_map(), cap_add=net.infra.caps)
 

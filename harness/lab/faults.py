@@ -7,9 +7,11 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   that goes down and does not bring them back, so link-up re-applies the datapath's
   description of both namespaces (idempotent), as deploy applied it.
 - node-stop stops the node's container: its network namespace dies with it, and with it
-  every veth that had an end there (its links and its pods' veths). node-start starts it
-  again and re-wires it: links to its running peers, its own configuration and NAT, its
-  pods' veths (a pod's infra container keeps its own namespace), and the peers' side.
+  every veth that had an end there (its links and its pods' veths), and its hostNetwork
+  pods, which live in that namespace. node-start starts it again and re-wires it: links to
+  its running peers, its own configuration, NAT and Service rules, its pods' veths (a
+  pod's infra container keeps its own namespace), the peers' side, then starts its
+  hostNetwork pods again in the new namespace.
 - daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
   start it again by re-applying the node.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
@@ -55,6 +57,8 @@ def _ends(plan: Plan) -> Iterator[tuple[End, End, LinkPlan | None]]:
         (a, ia), (b, ib) = link.a, link.b
         yield (End(a, plan.node(a).container, ia), End(b, plan.node(b).container, ib), link)
     for pod in plan.pods:
+        if pod.host_network:
+            continue  # no veth: it is its node's namespace
         yield (End(pod.node, plan.node(pod.node).container, pod.node_iface),
                End(pod.name, pod.infra, POD_IFACE, is_pod=True), None)
 
@@ -150,12 +154,24 @@ def node_stop(plan: Plan, name: str) -> None:
         raise LabNotFoundError(f"node {name} is not running")
     pids = _pids(plan)
     ends = [(pids[o.container], o.iface) for o in _peers(plan, name) if o.container in pids]
+    for container in _host_network_containers(plan, name):  # the crash takes them too
+        if container in pids:
+            runtime.stop(container, timeout=5)
     runtime.stop(node.container, timeout=5)
     # The kernel tears the namespace down asynchronously: wait until the peers' ends of its
     # veths are gone, so that what follows sees the crash complete.
     deadline = time.monotonic() + STOP_SETTLE_S
     while time.monotonic() < deadline and any(i in _names(p) for p, i in ends):
         time.sleep(0.1)
+
+
+def _host_network_containers(plan: Plan, node: str) -> list[str]:
+    """The containers of the node's hostNetwork pods, apps first, infra last."""
+    out: list[str] = []
+    for pod in plan.pods:
+        if pod.host_network and pod.node == node:
+            out += [*(c.container for c in pod.containers), pod.infra]
+    return out
 
 
 def _names(pid: int) -> set[str]:
@@ -209,6 +225,10 @@ def node_start(plan: Plan, name: str) -> list[str]:
     for other in peers:
         reconfigure(plan, other.name, pids, described)
     _forget_macs(plan, name, pids)
+    # infra first: it joins the node's new namespace, and the apps join the infra's
+    for container in reversed(_host_network_containers(plan, name)):
+        if container not in pids:
+            runtime.restart_stopped(container)
     return made
 
 

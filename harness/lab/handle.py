@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from harness import labels
 from harness.errors import CommandFailed, InputError, LabNotFoundError
 from harness.lab import deploy as _deploy
-from harness.lab import faults, running
+from harness.lab import faults, running, svcfaults
 from harness.model.topology import NAME_MAX, Topology, load_topology
 from harness.plan import Plan, make_plan
 
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 Source = str | Path | Topology | Plan
 
 FAULTS = ("link-down", "link-up", "node-stop", "node-start", "daemon-kill", "daemon-start",
-          "netem", "netem-clear")
+          "netem", "netem-clear", "svc-dnat-elsewhere", "svc-no-masq", "svc-local-as-cluster",
+          "svc-restore")
 
 
 class ExecResult(NamedTuple):
@@ -171,7 +172,10 @@ class Lab:
                timeout: float = 2.0, progress: Any = None,
                converge_timeout: float | None = None) -> Report:
         """Run the model's checks (all by default) against the running lab, expecting the
-        paths its routing settled on (see `converged`; its note joins the report's)."""
+        paths its routing settled on (see `converged`; its note joins the report's).
+
+        Raises InputError for an unknown check, NothingToVerify (an InputError) when the
+        selection yields no result in this lab, LabNotFoundError when nothing of it runs."""
         from harness.prove import verify as prove
 
         wanted = tuple(checks) if checks is not None else prove.CHECKS
@@ -217,18 +221,24 @@ class Lab:
 
     # ------------------------------------------------------------------ faults
 
-    def fault(self, what: str, target: str, **params: float | None) -> Any:
+    def fault(self, what: str, target: str, **params: float | str | None) -> Any:
         """Break something at run time: `link-down`/`link-up`/`netem`/`netem-clear` take
         an endpoint `A:IF`, `node-stop`/`node-start`/`daemon-kill`/`daemon-start` a node
-        name. `netem` takes
-        `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`. Returns what the fault reports
-        (node-start: the veths re-created; netem: how the impairment was applied)."""
+        name. `netem` takes `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`. The Service
+        faults (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port `NAME[:PORT]`
+        with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a Service,
+        `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
+        re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid)."""
         actions = {"link-down": faults.link_down, "link-up": faults.link_up,
                    "node-stop": faults.node_stop, "node-start": faults.node_start,
                    "daemon-kill": faults.daemon_kill, "daemon-start": faults.daemon_start,
-                   "netem": faults.netem, "netem-clear": faults.netem_clear}
+                   "netem": faults.netem, "netem-clear": faults.netem_clear,
+                   "svc-dnat-elsewhere": svcfaults.dnat_elsewhere,
+                   "svc-no-masq": svcfaults.no_masq,
+                   "svc-local-as-cluster": svcfaults.local_as_cluster,
+                   "svc-restore": svcfaults.restore}
         if what not in actions:
             raise InputError(f"unknown fault {what!r}; one of {', '.join(FAULTS)}")
-        if params and what != "netem":
+        if params and what not in ("netem", "svc-dnat-elsewhere"):
             raise InputError(f"fault {what} takes no parameters")
         return actions[what](self.plan, target, **params)

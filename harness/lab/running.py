@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from harness import labels as L
+from harness.datapath.iptables import count_saved
 from harness.errors import LabNotFoundError, PodlabError, RoutingError
-from harness.host import bird, runtime, wiring
+from harness.host import bird, firewall, runtime, wiring
 from harness.host.runtime import ContainerInfo
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 
@@ -64,14 +65,15 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
     pids = runtime.pids_of(nodes)
     with ThreadPoolExecutor(max_workers=runtime.WORKERS) as pool:
         addrs = list(pool.map(lambda r: _live_addresses(pids.get(r.name)), nodes))
+        rules = list(pool.map(lambda r: _live_rules(pids.get(r.name))
+                              if r.labels.get(L.POD_CIDR) else None, nodes))
         routing = list(pool.map(lambda r: _routing(pids.get(r.name)), nodes))
     out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
                   "container": r.name, "state": r.state, "addresses": a,
-                  "pod_cidr": r.labels.get(L.POD_CIDR)}
-                 for r, a in zip(nodes, addrs, strict=True)]
-    for node, bgp in zip(out_nodes, routing, strict=True):
-        if bgp is not None:
-            node["bgp"] = bgp
+                  "pod_cidr": r.labels.get(L.POD_CIDR),
+                  **({"service_rules": n} if n is not None else {}),
+                  **({"bgp": bgp} if bgp is not None else {})}
+                 for r, a, n, bgp in zip(nodes, addrs, rules, routing, strict=True)]
     pods = []
     for r in sorted((r for r in rows if r.role == ROLE_INFRA), key=_order):
         pod = r.labels.get(L.POD, "")
@@ -112,6 +114,16 @@ def _live_addresses(pid: int | None) -> dict[str, list[str]]:
     except PodlabError:
         return {}  # the container stopped between list and read
     return {name: cidrs for name, cidrs in sorted(found.items()) if name != "lo" and cidrs}
+
+
+def _live_rules(pid: int | None) -> dict[str, int] | None:
+    """kube-proxy's and portmap's rules counted in a k8s-node's live iptables."""
+    if not pid:
+        return None
+    try:
+        return count_saved(firewall.saved(pid))
+    except PodlabError:
+        return None  # stopped meanwhile, or no iptables on the host
 
 
 # --------------------------------------------------------------------------- pids / exec

@@ -33,6 +33,7 @@ from harness.errors import Problem, TopologyError
 from harness.kinds import KINDS, NAMES, kind
 from harness.model.addressing import NoRoom, allocate
 from harness.model.graph import LabGraph
+from harness.model.services import service_problems
 from harness.model.yamlsrc import PathKey, bounded, load_yaml, read_text, render_path
 
 SWITCHES = frozenset(k.name for k in KINDS.values() if k.is_switch)
@@ -113,6 +114,19 @@ class EnvVar(_Model):
     value: str = ""
 
 
+Protocol = Literal["TCP", "UDP"]
+
+
+class ContainerPort(_Model):
+    """A port a container listens on; `hostPort` also publishes it on the pod's node (the
+    CNI portmap plugin's DNAT). Kubernetes' ContainerPort field names."""
+
+    name: str | None = None
+    container_port: Int = Field(alias="containerPort", ge=1, le=65535)
+    host_port: Int | None = Field(None, alias="hostPort", ge=1, le=65535)
+    protocol: Protocol = "TCP"
+
+
 class Container(_Model):
     """Field names follow the Kubernetes Pod spec."""
 
@@ -121,15 +135,73 @@ class Container(_Model):
     command: list[str] | None = None
     args: list[str] | None = None
     env: list[EnvVar] = Field(default_factory=list)
+    ports: list[ContainerPort] = Field(default_factory=list)
 
 
 class Pod(_Model):
     node: str
     containers: list[Container]
     labels: dict[str, str] = Field(default_factory=dict)
+    host_network: bool = Field(False, alias="hostNetwork",
+                               description="share the node's network namespace and addresses")
+
+
+class ServicePort(_Model):
+    """Kubernetes' ServicePort: `targetPort` is a number or a container port's name."""
+
+    name: str | None = None
+    protocol: Protocol = "TCP"
+    port: Int = Field(ge=1, le=65535)
+    target_port: Int | str | None = Field(None, alias="targetPort",
+                                          description="default: the same as port")
+    node_port: Int | None = Field(None, alias="nodePort",
+                                  description="NodePort only; default: allocated from 30000")
+
+
+class Service(_Model):
+    """Kubernetes' ServiceSpec, the part kube-proxy's iptables mode acts on."""
+
+    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    selector: dict[str, str] = Field(default_factory=dict)
+    ports: list[ServicePort]
+    cluster_ip: str | None = Field(None, alias="clusterIP",
+                                   description="default: allocated from cluster.service-cidr")
+    external_traffic_policy: Literal["Cluster", "Local"] | None = Field(
+        None, alias="externalTrafficPolicy", description="NodePort only; default Cluster")
 
 
 _CNI_NAME, _CNI_CHAIN = "cni-name", "cni-chain"  # union tags, left out of YAML paths
+_MASQ_FLAG, _MASQ_AGENT = "masquerade-flag", "masquerade-agent"
+# ip-masq-agent's defaults (cmd/ip-masq-agent): RFC 1918 is left alone, and link-local
+# unless masqLinkLocal; its reserved-range list is opt-in (a flag), not a default
+MASQ_AGENT_DEFAULT_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+LINK_LOCAL = "169.254.0.0/16"
+
+
+class MasqAgentConfig(_Model):
+    """ip-masq-agent's own config file (its ConfigMap's `config`), pasted as is. With it, a
+    k8s-node masquerades, as the agent does, every packet it sends or forwards to a
+    destination that is not one of its own addresses, except to `nonMasqueradeCIDRs`
+    (unset: the agent's default, RFC 1918) and, unless `masqLinkLocal`, 169.254/16."""
+
+    non_masquerade_cidrs: list[str] | None = Field(
+        None, alias="nonMasqueradeCIDRs",
+        description="destinations never masqueraded; unset: 10/8, 172.16/12, 192.168/16")
+    masq_link_local: bool = Field(False, alias="masqLinkLocal",
+                                  description="masquerade 169.254/16 too")
+    masq_link_local_ipv6: bool = Field(False, alias="masqLinkLocalIPv6",
+                                       description="accepted; podlab is IPv4 only")
+    cidr_limit: Int = Field(64, alias="cidrLimit", ge=1,
+                            description="the most nonMasqueradeCIDRs the agent accepts")
+    resync_interval: str | None = Field(None, alias="resyncInterval",
+                                        description="accepted; podlab applies the rule once")
+
+    @property
+    def exempt(self) -> tuple[str, ...]:
+        """Every destination left alone, in the agent's chain order."""
+        own = (self.non_masquerade_cidrs if self.non_masquerade_cidrs is not None
+               else list(MASQ_AGENT_DEFAULT_CIDRS))
+        return (*(() if self.masq_link_local else (LINK_LOCAL,)), *own)
 
 
 class CniChain(_Model):
@@ -148,7 +220,14 @@ class Cluster(_Model):
         None, alias="segment-mask", ge=8, le=30,
         description="prefix length of each auto-addressed segment; unset: a /24 each while "
         "the underlay has room, else the smallest prefix that holds each segment's ports")
-    masquerade: bool = True
+    masquerade: Annotated[Annotated[bool, Tag(_MASQ_FLAG)]
+                          | Annotated[MasqAgentConfig, Tag(_MASQ_AGENT)],
+                          Discriminator(lambda v: _MASQ_AGENT
+                                        if isinstance(v, dict | MasqAgentConfig)
+                                        else _MASQ_FLAG)] = Field(
+        True, description="true: SNAT pod traffic to anything outside the pod CIDR and the "
+        "k8s-nodes' addresses; false: no NAT; or ip-masq-agent's config "
+        "{nonMasqueradeCIDRs: [...], masqLinkLocal: false} with the agent's semantics")
     routing: Routing = Field(datapaths.DEFAULT_ROUTING,
                              description="how nodes learn the pod CIDRs: static or bgp")
     # a name or a mapping, told apart by type so an error speaks of one of them only
@@ -157,6 +236,8 @@ class Cluster(_Model):
                                  else _CNI_NAME)] = Field(
         datapaths.DEFAULT_CNI, description="how pods are wired: podlab, bridge, ptp or "
         "{conflist: FILE, bin-dir: DIR}")
+    service_cidr: str = Field("10.96.0.0/16", alias="service-cidr",
+                              description="ClusterIPs not given in the file come from here")
 
 
 class TopologyFile(_Model):
@@ -164,6 +245,7 @@ class TopologyFile(_Model):
     cluster: Cluster = Field(default_factory=Cluster)  # type: ignore[arg-type]
     topology: TopologyBody
     pods: dict[str, Pod] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)
 
 
 class Topology:
@@ -233,7 +315,7 @@ def parse_topology(text: str, path: Path | None = None) -> Topology:
 def _vocabulary() -> list[str]:
     words: set[str] = set()
     for model in (TopologyFile, Cluster, CniChain, TopologyBody, NodeSpec, Link, Netem, Pod,
-                  Container, EnvVar):
+                  Container, EnvVar, ContainerPort, Service, ServicePort):
         for name, field in model.model_fields.items():
             words.add(field.alias or name)
     return sorted(words)
@@ -261,6 +343,9 @@ def _structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
         if loc[:2] == ("cluster", "cni") and loc[2:3] in ((_CNI_NAME,), (_CNI_CHAIN,)):
+            loc = loc[:2] + loc[3:]
+        if loc[:2] == ("cluster", "masquerade") and loc[2:3] in ((_MASQ_FLAG,),
+                                                                 (_MASQ_AGENT,)):
             loc = loc[:2] + loc[3:]
         key_error = bool(loc) and loc[-1] == "[key]"
         loc = tuple(p for p in loc if p != "[key]")
@@ -451,6 +536,7 @@ def _semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
         if not any(True for _ in _cidr_problems(spec, kinds)):
             yield from _segment_problems(spec, kinds)
     yield from _container_name_problems(spec)
+    yield from service_problems(spec, show, _network)
 
 
 def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
@@ -613,7 +699,8 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
             per_node = 2 ** (32 - cluster.node_mask) - 3  # network, gateway, broadcast
             counts: dict[str, int] = {}
             for pod in spec.pods.values():
-                counts[pod.node] = counts.get(pod.node, 0) + 1
+                if not pod.host_network:  # those take the node's address, not one of its CIDR
+                    counts[pod.node] = counts.get(pod.node, 0) + 1
             for node, count in counts.items():
                 if count > per_node:
                     yield Problem("cluster.node-mask", f"node {show(node)} has {count} pods but a "
@@ -649,6 +736,24 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
                           "not in one subnet")
     if len(nets) == 2 and nets[0][1].overlaps(nets[1][1]):
         yield Problem("cluster.underlay-cidr", f"{nets[1][1]} overlaps the pod CIDR {nets[0][1]}")
+    yield from _masq_agent_problems(cluster.masquerade)
+
+
+def _masq_agent_problems(masq: bool | MasqAgentConfig) -> Iterator[Problem]:
+    """What ip-masq-agent itself refuses in its config: too many CIDRs, a CIDR that does
+    not parse or is not aligned to its block; and an IPv6 one (podlab is IPv4 only)."""
+    if not isinstance(masq, MasqAgentConfig) or masq.non_masquerade_cidrs is None:
+        return
+    base = "cluster.masquerade.nonMasqueradeCIDRs"
+    cidrs = masq.non_masquerade_cidrs
+    if len(cidrs) > masq.cidr_limit:
+        yield Problem(base, f"{len(cidrs)} CIDRs, but cidrLimit is {masq.cidr_limit}")
+    for i, text in enumerate(cidrs):
+        try:
+            ipaddress.IPv4Network(text, strict=True)
+        except ValueError as exc:
+            yield Problem(f"{base}[{i}]", f"{show(text)} is not an aligned IPv4 CIDR: "
+                          f"{show(str(exc), 100)[1:-1]}")
 
 
 def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -26,7 +26,20 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import DEFAULT_NODE_IMAGE, Netem, Topology, parse_endpoint
+from harness.model.topology import (
+    DEFAULT_NODE_IMAGE,
+    MasqAgentConfig,
+    Netem,
+    Topology,
+    parse_endpoint,
+)
+from harness.plan.services import (
+    HostPortPlan,
+    ServicePlan,
+    plan_host_ports,
+    plan_services,
+    services_dict,
+)
 
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
@@ -101,6 +114,8 @@ class PodPlan:
     node_iface: str  # the node's end of the pod's veth, enslaved to cbr0
     containers: tuple[ContainerPlan, ...]
     labels: dict[str, str]
+    # shares its node's namespace: `ip` is the node's address; no gateway, no veth of its own
+    host_network: bool = False
 
     @property
     def cidr(self) -> str:
@@ -153,6 +168,12 @@ class Plan:
     _segment_names: dict[int, str] = field(repr=False, compare=False)
     routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
     cni: str = datapaths.DEFAULT_CNI
+    # `masquerade:` given as ip-masq-agent's config: the destinations it leaves alone (in the
+    # agent's chain order); None: `true` or `false` (NodePlan.masquerade_exempt says which)
+    masq_agent_exempt: tuple[str, ...] | None = None
+    service_cidr: str = "10.96.0.0/16"
+    services: tuple[ServicePlan, ...] = ()
+    host_ports: tuple[HostPortPlan, ...] = ()
     _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
 
     @property
@@ -230,6 +251,8 @@ class Plan:
 
     def pod_to_pod(self, a: str, b: str) -> Expectation:
         src, dst = self.pod(a), self.pod(b)
+        if src.host_network or dst.host_network:  # one end is its node's own namespace
+            return self._via_node(a, b, src, dst)
         path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
         # pods of one node share its bridge: switched, not routed, so the TTL holds
         hops = 0 if src.node == dst.node else len(path)
@@ -237,12 +260,16 @@ class Plan:
 
     def node_to_pod(self, n: str, p: str) -> Expectation:
         pod = self.pod(p)
+        if pod.host_network:
+            return self._node_to_node(n, pod.node, n, p)
         path = self._device_path(n, pod.node, f"pods:{pod.node}")
         return Expectation(n, p, None, pod.ip, len(path) - 1, path)
 
     def pod_to_node(self, p: str, n: str) -> Expectation:
         """To the node's own address; through the pod's node, which forwards it."""
         pod, node = self.pod(p), self.node(n)
+        if pod.host_network:
+            return self._node_to_node(pod.node, n, p, n)
         dst_ip, segment = self._primary(node)
         if n == pod.node:  # delivered locally: nothing forwards it
             return Expectation(p, n, pod.ip, dst_ip, 0, (n,))
@@ -253,12 +280,46 @@ class Plan:
         pod, host = self.pod(p), self.node(n)
         dst_ip, segment = self._primary(host)
         path = self._device_path(pod.node, n, segment)
+        if pod.host_network:  # the node's own traffic: not from the pod CIDR, not masqueraded
+            return Expectation(p, n, None, dst_ip, len(path) - 2, path)
         snat = None
-        if self.masquerade:
+        if self.masquerades(pod.node, dst_ip):
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
             snat = self.node(pod.node).address_on(egress)
         return Expectation(p, n, pod.ip, dst_ip, len(path) - 1, path, snat)
+
+    def _via_node(self, a: str, b: str, src: PodPlan, dst: PodPlan) -> Expectation:
+        """A pair with a hostNetwork end: a pod to a node's address, a node to a pod, or
+        node to node; the NAT-free rules hold all the same. A hostNetwork sender's source
+        is its kernel's choice (src_ip None), as for a node."""
+        if src.host_network and dst.host_network:
+            return self._node_to_node(src.node, dst.node, a, b)
+        if dst.host_network:
+            return replace(self.pod_to_node(a, dst.node), dst=b)
+        return replace(self.node_to_pod(src.node, b), src=a)
+
+    def _node_to_node(self, n: str, m: str, src: str, dst: str) -> Expectation:
+        dst_ip, segment = self._primary(self.node(m))
+        if n == m:  # one namespace: over its loopback
+            return Expectation(src, dst, None, dst_ip, 0, (n,))
+        path = self._device_path(n, m, segment)  # both ends are on it; neither forwards
+        return Expectation(src, dst, None, dst_ip, len(path) - 2, path)
+
+    def masquerades(self, node: str, dst_ip: str) -> bool:
+        """Does k8s-node `node` masquerade its pods' traffic to `dst_ip`? (`true`: unless
+        the destination is exempt; ip-masq-agent's config: unless it is in one of the
+        agent's non-masquerade CIDRs or is one of the node's own addresses.)"""
+        addr = ipaddress.IPv4Address(dst_ip)
+        if self.masq_agent_exempt is not None:
+            own = self.node(node)
+            local = {i.address.split("/")[0] for i in own.interfaces if i.address}
+            if own.gateway:
+                local.add(own.gateway.split("/")[0])
+            return dst_ip not in local and not any(
+                addr in ipaddress.IPv4Network(c) for c in self.masq_agent_exempt)
+        exempt = self.node(node).masquerade_exempt
+        return bool(exempt) and not any(addr in ipaddress.IPv4Network(c) for c in exempt)
 
     def _primary(self, node: NodePlan) -> tuple[str, str]:
         for iface in node.interfaces:
@@ -271,6 +332,25 @@ class Plan:
     def _segment_index(self, name: str) -> int:
         return next(i for i, n in self._segment_names.items() if n == name)
 
+    def source_toward(self, node: str, dst: str) -> str:
+        """The address k8s-node `node` sends from toward the namespace of pod or node
+        `dst`: its route's source, which is also what MASQUERADE writes there. Its bridge's
+        address toward its own pods, its own (first) address toward itself, else its
+        address on the first segment of the way."""
+        if dst in self._pods_by_name and not self.pod(dst).host_network:
+            pod = self.pod(dst)
+            if pod.node == node:
+                return (self.node(node).gateway or "").split("/")[0]
+            segment = f"pods:{pod.node}"
+        else:
+            target = self.node(self.pod(dst).node if dst in self._pods_by_name else dst)
+            if target.name == node:
+                return self._primary(target)[0]
+            segment = self._primary(target)[1]
+        hops = self._graph.path_to_segment(node, self._segment_index(segment))
+        first = self._segment_names[hops[0].segment] if hops else segment
+        return self.node(node).address_on(first) or self._primary(self.node(node))[0]
+
     # --- output ------------------------------------------------------------------------
 
     def to_dict(self, with_paths: bool = True) -> dict[str, Any]:
@@ -278,6 +358,8 @@ class Plan:
             "lab": self.lab,
             "topology": self.topo_path,
             "masquerade": self.masquerade,
+            "masquerade_agent_exempt": (list(self.masq_agent_exempt)
+                                        if self.masq_agent_exempt is not None else None),
             "pod_cidr": self.pod_cidr,
             "routing": self.routing,
             "cni": self.cni,
@@ -296,10 +378,13 @@ class Plan:
                 for n in self.nodes],
             "pods": [
                 {"name": p.name, "node": p.node, "ip": p.ip, "cidr": p.cidr,
+                 "host_network": p.host_network,
                  "gateway": p.gateway, "infra": p.infra, "node_iface": p.node_iface,
                  "containers": [{"name": c.name, "container": c.container, "image": c.image}
                                 for c in p.containers]}
                 for p in self.pods],
+            "service_cidr": self.service_cidr,
+            **services_dict(self.services, self.host_ports),
         }
         if with_paths:
             out["paths"] = [_expectation_dict(kind, e) for kind, e in self.expectations()]
@@ -456,20 +541,28 @@ def make_plan(topo: Topology) -> Plan:
             gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,
             bridge=POD_BRIDGE if nk.hosts_pods else SWITCH_BRIDGE if nk.is_switch else None,
             masquerade_exempt=(str(pod_net), *(f"{a}/32" for a in k8s_addresses))
-            if nk.hosts_pods and cluster.masquerade else (),
+            if nk.hosts_pods and cluster.masquerade is True else (),
         ))
 
     pods: list[PodPlan] = []
     next_host = {n: iter(list(c.hosts())[1:]) for n, c in node_cidr.items()}
+    nodes_by_name = {n.name: n for n in nodes}
     for pod_name, pod in spec.pods.items():
         cidr = node_cidr[pod.node]
-        ip = str(next(next_host[pod.node]))
+        if pod.host_network:  # the node's own address, as Kubernetes reports it
+            node_plan = nodes_by_name[pod.node]
+            ip = node_plan.address or ""
+            prefixlen, gateway, node_iface = _prefixlen_of(node_plan, ip), "", ""
+        else:
+            ip = str(next(next_host[pod.node]))
+            prefixlen, gateway, node_iface = (cidr.prefixlen, str(next(cidr.hosts())),
+                                              pod_iface_name(pod_name))
         pod_labels = {**pod.labels, labels.LAB: lab, labels.POD: pod_name,
                       labels.NODE: pod.node, labels.TOPO: str(topo.path or "")}
         pods.append(PodPlan(
-            name=pod_name, node=pod.node, ip=ip, prefixlen=cidr.prefixlen,
-            gateway=str(next(cidr.hosts())), infra=f"podlab-{lab}-{pod_name}",
-            node_iface=pod_iface_name(pod_name),
+            name=pod_name, node=pod.node, ip=ip, prefixlen=prefixlen,
+            gateway=gateway, infra=f"podlab-{lab}-{pod_name}",
+            node_iface=node_iface, host_network=pod.host_network,
             containers=tuple(ContainerPlan(
                 name=c.name, container=f"podlab-{lab}-{pod_name}-{c.name}", image=c.image,
                 command=tuple(c.command) if c.command is not None else None,
@@ -488,7 +581,20 @@ def make_plan(topo: Topology) -> Plan:
                     tuple((n, i, addr.get((n, i))) for n, i, _ in s.members)
                     if s.kind != "pods" else ())
         for s in graph.segments)
-    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade,
+    pod_ips = {p.name: p.ip for p in pods}
+    agent = cluster.masquerade if isinstance(cluster.masquerade, MasqAgentConfig) else None
+    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade is not False,
                 pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
                 segments=segments, _graph=graph, _segment_names=seg_names,
-                routing=cluster.routing, cni=datapaths.cni_value(cluster.cni))
+                routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
+                masq_agent_exempt=agent.exempt if agent else None,
+                service_cidr=str(ipaddress.IPv4Network(cluster.service_cidr)),
+                services=plan_services(spec, pod_ips),
+                host_ports=plan_host_ports(spec, pod_ips))
+
+
+def _prefixlen_of(node: NodePlan, ip: str) -> int:
+    for iface in node.interfaces:
+        if iface.address and iface.address.split("/")[0] == ip:
+            return int(iface.address.split("/")[1])
+    return int(node.gateway.split("/")[1]) if node.gateway else 32

@@ -58,6 +58,8 @@ class Namespace:
     listens: bool = False
     # sniff only arriving probes addressed to these; None: every probe frame, both ways
     local: tuple[str, ...] | None = None
+    # listeners on fixed (proto, address, port): a Service's endpoint at its targetPort
+    ports: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass
@@ -149,6 +151,23 @@ class Engine:
                     tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
                     tcp.bind(("0.0.0.0", 0))
                     tcp.listen(1024)
+                for proto, addr, port in ns.ports:
+                    fixed = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
+                                          else socket.SOCK_DGRAM)
+                    out.append(fixed)
+                    fixed.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    fixed.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                    if proto == "udp":
+                        fixed.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                        fixed.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                    try:
+                        fixed.bind((addr, port))
+                    except OSError as exc:
+                        raise OSError(exc.errno, f"{proto} port {addr}:{port} in {ns.name} is "
+                                      f"taken ({exc.strerror}): is another verify of this "
+                                      "lab probing its Services?") from exc
+                    if proto == "tcp":
+                        fixed.listen(1024)
             except BaseException:
                 for sock in out:
                     sock.close()
@@ -156,9 +175,16 @@ class Engine:
             return out
 
         socks = run_in_netns(ns.pid, make)
+        fixed = socks[len(socks) - len(ns.ports):]
+        socks = socks[:len(socks) - len(ns.ports)]
         sniff, udp_out = socks[:2]
         udp_in, icmp, tcp = (socks[2], socks[3], socks[4]) if ns.listens else (None, socks[2],
                                                                               None)
+        for (proto, _, port), sock in zip(ns.ports, fixed, strict=True):
+            if proto == "udp":
+                self._keep(sock, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
+            else:
+                self._keep(sock, lambda s, n=ns.name: self._tcp_accept(s, n))
         self._keep(sniff, lambda s, n=ns.name: self._on_frame(s, n))
         mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
         self._keep(udp_out, lambda s, n=ns.name, p=mine.udp_sport: self._on_udp(s, n, p))
@@ -197,7 +223,7 @@ class Engine:
             probe = self._inflight.get(probe_id)
             if probe is None or seen.outgoing or proto != probe.proto:
                 continue
-            if not reply and ns == probe.receiver and probe.request is None:
+            if not reply and probe.ends_in(ns) and probe.request is None:
                 probe.request = seen
             elif reply and ns == probe.sender and probe.reply_seen is None:
                 probe.reply_seen = seen
@@ -211,7 +237,7 @@ class Engine:
         probe = self._inflight.get(probe_id)
         if probe is None:
             return
-        if not heard.reply and heard.ns == probe.receiver and probe.heard is None:
+        if not heard.reply and probe.ends_in(heard.ns) and probe.heard is None:
             probe.heard = heard
         elif heard.reply and heard.ns == probe.sender and probe.heard_reply is None:
             probe.heard_reply = heard
@@ -289,17 +315,32 @@ class Engine:
     def _tcp_socket(self, ns: str) -> socket.socket:
         pool = self._tcp_pool.setdefault(ns, [])
         if not pool:
-            def make(n: int = 64) -> list[socket.socket]:
-                return [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-
-            pool.extend(run_in_netns(self._pid[ns], make))
+            pool.extend(run_in_netns(self._pid[ns], _tcp_sockets, 64))
         return pool.pop()
+
+    def _udp_socket(self, ns: str) -> tuple[socket.socket, int]:
+        """A fresh UDP socket for one Service probe, and its port: two probes from one
+        port to two Services with one endpoint would be one conntrack tuple after DNAT,
+        which the kernel resolves by rewriting the second's source port."""
+        def make() -> socket.socket:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+            udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            udp.bind(("0.0.0.0", 0))
+            return udp
+
+        udp = run_in_netns(self._pid[ns], make)
+        port = udp.getsockname()[1]
+        self._keep(udp, lambda s, n=ns, p=port: self._on_udp(s, n, p))
+        return udp, port
 
     def _send(self, probe: Probe) -> None:
         probe.sent_at = time.monotonic()
-        sender, receiver = self._ns[probe.sender], self._ns[probe.receiver]
+        sender = self._ns[probe.sender]
+        receiver = self._ns.get(probe.receiver)
         if probe.proto == "tcp":
-            probe.dport = receiver.tcp_port
+            probe.dport = probe.to_port or (receiver.tcp_port if receiver else 0)
             sock = self._tcp_socket(probe.sender)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
@@ -317,8 +358,10 @@ class Engine:
             return
         try:
             if probe.proto == "udp":
-                probe.sport, probe.dport = sender.udp_sport, receiver.udp_port
-                sender.udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
+                udp, probe.sport = ((sender.udp, sender.udp_sport) if not probe.to_port
+                                    else self._udp_socket(probe.sender))
+                probe.dport = probe.to_port or (receiver.udp_port if receiver else 0)
+                udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
             else:
                 probe.sport = probe.dport = icmp_id(probe.id)
                 sender.icmp.sendto(icmp_echo(probe.id), (probe.dst, 0))
@@ -357,6 +400,25 @@ class Engine:
         self._sel.unregister(sock)
         sock.close()
 
+    def _warm_tcp_pools(self, probes: list[Probe]) -> None:
+        """Make each sender's first TCP sockets before the clock runs: entering a
+        namespace takes a thread, which a loaded host may make slow."""
+        count: dict[str, int] = {}
+        for p in probes:
+            if p.proto == "tcp" and not p.error:
+                count[p.sender] = count.get(p.sender, 0) + 1
+        for ns, n in count.items():
+            if ns in self._pid and not self._tcp_pool.get(ns):
+                self._tcp_pool[ns] = run_in_netns(self._pid[ns], _tcp_sockets, min(n, 16))
+
+    def _read_tcp_reply(self, probe: Probe) -> None:
+        """A TCP probe about to time out: its echo may sit unread in the client socket."""
+        sock = self._clients.get(probe.id)
+        if sock is None or probe.heard_reply is not None or probe.id in self._connecting:
+            return
+        if sock.fileno() != -1 and sock in self._sel.get_map():  # type: ignore[operator]
+            self._tcp_reply(sock, probe)
+
     def _forget_client(self, probe: Probe) -> None:
         sock = self._clients.pop(probe.id, None)
         if sock is not None:
@@ -371,8 +433,10 @@ class Engine:
         """Send every probe, at most `window` in flight, each waited for `timeout` at most."""
         pending = list(probes)
         self._ours.update(p.id for p in pending)
+        self._warm_tcp_pools(pending)
         pending.reverse()
         while pending or self._inflight:
+            sent = 0
             while pending and len(self._inflight) < self.window:
                 probe = pending.pop()
                 if probe.error:  # cannot be sent (an end is down, no route): done already
@@ -381,10 +445,16 @@ class Engine:
                     continue
                 self._inflight[probe.id] = probe
                 self._send(probe)
+                sent += 1
+                if sent % 32 == 0:  # keep answering while a window fills: on a loaded host
+                    self._poll(0)   # sending 256 probes can take longer than the timeout
             self._poll(0.05)
             now = time.monotonic()
             for probe in list(self._inflight.values()):
                 if probe.done or now - probe.sent_at > self.timeout:
+                    if not probe.done:
+                        self._poll(0)  # what already arrived counts: read it first
+                        self._read_tcp_reply(probe)
                     if probe.proto == "tcp" and probe.id in self._connecting:
                         probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
                                        f"not complete within {self.timeout:g} s")
@@ -407,3 +477,7 @@ class Engine:
             if key.fileobj not in self._socks:  # accepted server sides still open
                 self._sel.unregister(key.fileobj)
                 key.fileobj.close()  # type: ignore[union-attr]
+
+
+def _tcp_sockets(n: int) -> list[socket.socket]:
+    return [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]

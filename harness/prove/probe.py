@@ -183,6 +183,13 @@ class Probe:
     heard: Heard | None = None  # the request, as the receiver's socket got it
     heard_reply: Heard | None = None  # the reply, as the sender's socket got it
     error: str | None = None
+    # a Service probe: sent to this port (not the receiver's own listener), and may end in
+    # any of `alternatives` (the endpoints) instead of `receiver`
+    to_port: int = 0
+    alternatives: tuple[str, ...] = ()
+
+    def ends_in(self, ns: str) -> bool:
+        return ns == self.receiver or ns in self.alternatives
 
     @property
     def done(self) -> bool:

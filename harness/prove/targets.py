@@ -9,11 +9,14 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from harness.plan import Expectation, Plan
+from harness.plan import Expectation, Plan, PodPlan
 
 CHECKS = ("pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
-          "pod-to-external", "mtu")
+          "pod-to-external", "mtu", "pod-to-service", "node-to-service",
+          "external-to-nodeport", "external-to-hostport")
 PROBE_CHECKS = ("pod-to-pod", "node-to-pod", "pod-to-node", "pod-to-external")
+SERVICE_CHECKS = ("pod-to-service", "node-to-service", "external-to-nodeport",
+                  "external-to-hostport")
 PROTOS = ("udp", "tcp", "icmp")
 
 
@@ -48,16 +51,24 @@ class Endpoint:
 
 def targets(plan: Plan, checks: Iterable[str],
             node_sources: Mapping[str, Mapping[str, str]] | None = None) -> list[Target]:
-    """What to send for the probe checks among `checks`. `node_sources[node][pod_ip]` is
-    the source address the node's kernel picks toward a pod (node-to-pod)."""
+    """What to send for the probe checks among `checks`. `node_sources[node][ip]` is the
+    source address the node's kernel picks toward an address (node-to-pod, and anything a
+    hostNetwork pod, which is its node's namespace, sends)."""
     wanted = set(checks)
     sources = node_sources or {}
     out: list[Target] = []
     pods = plan.pods
+
+    def src_of(pod: PodPlan, dst_ip: str) -> str:
+        if pod.host_network:  # its node's kernel picks ("": no route)
+            return sources.get(pod.node, {}).get(dst_ip, "")
+        return pod.ip
+
     if "pod-to-pod" in wanted:
         for a, b in itertools.permutations(pods, 2):
             e = plan.pod_to_pod(a.name, b.name)
-            out.append(Target("pod-to-pod", e, a.name, b.name, a.ip, a.ip, True))
+            src = src_of(a, b.ip)
+            out.append(Target("pod-to-pod", e, a.name, b.name, src, src, True))
     for node in plan.k8s_nodes:
         for pod in pods:
             if "node-to-pod" in wanted:
@@ -66,15 +77,18 @@ def targets(plan: Plan, checks: Iterable[str],
                 out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
             if "pod-to-node" in wanted:
                 e = plan.pod_to_node(pod.name, node.name)
-                out.append(Target("pod-to-node", e, pod.name, node.name, pod.ip, pod.ip, True))
+                src = src_of(pod, e.dst_ip)
+                out.append(Target("pod-to-node", e, pod.name, node.name, src, src, True))
     if "pod-to-external" in wanted:
         for host in plan.externals:
             for pod in pods:
                 e = plan.pod_to_external(pod.name, host.name)
-                seen_src = e.snat_to or pod.ip
+                src = src_of(pod, e.dst_ip)
+                seen_src = e.snat_to or src
                 # unmasqueraded, the outside host has no route back: arrival is the proof
-                out.append(Target("pod-to-external", e, pod.name, host.name, pod.ip, seen_src,
-                                  plan.masquerade))
+                # (a hostNetwork pod sends from its node's address, which it can answer)
+                out.append(Target("pod-to-external", e, pod.name, host.name, src, seen_src,
+                                  e.snat_to is not None or pod.host_network))
     return out
 
 
@@ -86,5 +100,7 @@ def endpoints(plan: Plan) -> dict[str, Endpoint]:
         own += [n.gateway.split("/")[0]] if n.gateway else []
         out[n.name] = Endpoint(n.name, n.container, tuple(own))
     for p in plan.pods:
-        out[p.name] = Endpoint(p.name, p.infra, (p.ip,))
+        # a hostNetwork pod's namespace is its node's: every address of it is its own
+        out[p.name] = Endpoint(p.name, p.infra, out[p.node].addresses if p.host_network
+                               else (p.ip,))
     return out

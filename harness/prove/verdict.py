@@ -52,6 +52,36 @@ def identity(pod: PodPlan, eth0: Sequence[str] | None, netns_of: Mapping[str, in
         f"all {len(pod.containers)} containers share its network namespace")
 
 
+def host_identity(pod: PodPlan, node_addresses: Sequence[str] | None,
+                  netns_of: Mapping[str, int | None], node_netns: int | None) -> Result:
+    """pod-identity of a hostNetwork pod: its containers are in its node's namespace
+    (`node_netns`), and its address, the node's, is on one of the node's interfaces
+    (`node_addresses`, a.b.c.d/len; None: the node is not running)."""
+    problems = []
+    observed: dict[str, Any] = {}
+    ns = netns_of.get(pod.infra)
+    if ns is None or node_netns is None or node_addresses is None:
+        problems.append(f"{pod.infra if ns is None else pod.node} is not running")
+    else:
+        observed["node_addresses"] = sorted(node_addresses)
+        if pod.cidr not in node_addresses:
+            problems.append(f"its node {pod.node} does not hold {pod.cidr}")
+        inside = [c.name for c in pod.containers if netns_of.get(c.container) == node_netns]
+        observed["containers_in_node_netns"] = inside
+        if ns != node_netns:
+            problems.append(f"its infra container is not in {pod.node}'s network namespace")
+        if len(inside) != len(pod.containers):
+            outside = [c.name for c in pod.containers if c.name not in inside]
+            problems.append(f"container(s) {', '.join(outside)} not in {pod.node}'s network "
+                            "namespace")
+    expected = {"node_addresses": [pod.cidr],
+                "containers_in_node_netns": [c.name for c in pod.containers]}
+    return Result("pod-identity", pod.name, pod.name, "-", not problems, expected, observed,
+                  "; ".join(problems) or f"{pod.name} is hostNetwork: it shares {pod.node}'s "
+                  f"network namespace and address {pod.ip}, as do all its "
+                  f"{len(pod.containers)} containers")
+
+
 def wanted(target: Target, probe: Probe) -> tuple[dict[str, Any], dict[str, Any]]:
     """The headers the request and the reply must arrive with: addresses, ports (ICMP: the
     echo id) and TTL, on the wire and at the receiving socket alike."""

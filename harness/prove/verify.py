@@ -17,12 +17,20 @@ from concurrent.futures import ThreadPoolExecutor
 from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.kinds import kind
-from harness.plan import Plan
-from harness.prove import intrapod, mtu, noroute, verdict
+from harness.plan import Plan, servicepaths
+from harness.prove import intrapod, mtu, noroute, services, verdict
 from harness.prove.engine import Engine, Namespace
 from harness.prove.probe import Heard, Probe, Seen, new_ids
 from harness.prove.result import Report, Result
-from harness.prove.targets import CHECKS, PROBE_CHECKS, PROTOS, Target, endpoints, targets
+from harness.prove.targets import (
+    CHECKS,
+    PROBE_CHECKS,
+    PROTOS,
+    SERVICE_CHECKS,
+    Target,
+    endpoints,
+    targets,
+)
 
 __all__ = ["CHECKS", "PROTOS", "Report", "Result", "verify"]
 
@@ -46,18 +54,20 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
         raise LabNotFoundError(f"lab {plan.lab!r} is not deployed; run podlab deploy -t "
                                f"{plan.topo_path or 'FILE'} first")
     probe_checks = [c for c in checks if c in PROBE_CHECKS]
-    # the kernel's own choice of source, asked once per node for all its pods
-    sources = {}
-    if "node-to-pod" in probe_checks:
-        pod_ips = [p.ip for p in plan.pods]
-        sources = {n.name: wiring.route_sources(pids[n.container], pod_ips)
-                   for n in plan.k8s_nodes if n.container in pids}
-    tgts = targets(plan, probe_checks, sources)
-    empty = _empty(plan, checks, tgts)
+    service_checks = [c for c in checks if c in SERVICE_CHECKS]
+    tgts = targets(plan, probe_checks, _sources(plan, pids, probe_checks))
+    spaths = servicepaths.paths(plan, service_checks)
+    empty = _empty(plan, checks, tgts, spaths)
+    if not checks:
+        raise NothingToVerify(f"no check selected; verify runs one or more of "
+                              f"{', '.join(CHECKS)}")
     if len(empty) == len(checks):
         raise NothingToVerify(f"--check {','.join(checks)} selects nothing in lab "
                               f"{plan.lab}: " + "; ".join(empty.values()))
-    notes = [f"{check}: nothing to check, {why}" for check, why in empty.items()]
+    # a lab without Services or hostPorts is not told, at every verify, that it has none
+    quiet = SERVICE_CHECKS if not (plan.services or plan.host_ports) else ()
+    notes = [f"{check}: nothing to check, {why}" for check, why in empty.items()
+             if check not in quiet]
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -67,6 +77,11 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
                 plan, pids, tgts, keep_frames=keep_frames, timeout=timeout,
                 progress=(lambda d, t: progress("probes", d, t)) if progress else None)
             results += probe_results
+        if spaths:
+            service_results, more = run_service_probes(plan, pids, spaths, keep_frames,
+                                                       timeout)
+            results += service_results
+            sightings.update(more)
         if "pod-identity" in checks:
             results += identities(plan, pids, results if tgts else None)
         if intra is not None:
@@ -84,9 +99,29 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
                   sightings if keep_frames else {}, control, notes)
 
 
-def _empty(plan: Plan, checks: list[str], tgts: list[Target]) -> dict[str, str]:
+def _sources(plan: Plan, pids: dict[str, int], checks: list[str]
+             ) -> dict[str, dict[str, str]]:
+    """The kernel's own choice of source, asked once per node: toward every pod for
+    node-to-pod, and toward every address its hostNetwork pods send to (they are the
+    node's namespace)."""
+    pod_ips = [p.ip for p in plan.pods]
+    others = [str(n.address) for n in (*plan.k8s_nodes, *plan.externals) if n.address]
+    hosting = {p.node for p in plan.pods if p.host_network}
+    out = {}
+    for n in plan.k8s_nodes:
+        if n.container not in pids:
+            continue
+        wanted = (pod_ips if "node-to-pod" in checks else []) + (
+            [*pod_ips, *others] if n.name in hosting and checks else [])
+        if wanted:
+            out[n.name] = wiring.route_sources(pids[n.container], list(dict.fromkeys(wanted)))
+    return out
+
+
+def _empty(plan: Plan, checks: list[str], tgts: list[Target],
+           spaths: list[servicepaths.ServicePath]) -> dict[str, str]:
     """The selected checks that yield no result in this lab, each with why."""
-    has = {t.check for t in tgts}
+    has = {t.check for t in tgts} | {p.check for p in spaths}
     out = {}
     for check in checks:
         if check in ("pod-identity", "intra-pod"):
@@ -95,6 +130,8 @@ def _empty(plan: Plan, checks: list[str], tgts: list[Target]) -> dict[str, str]:
         elif check == "mtu":
             if not mtu.targets(plan):
                 out[check] = "the lab has fewer than two nodes with pods"
+        elif check in SERVICE_CHECKS and check not in has:
+            out[check] = _no_service_path(plan, check)
         elif check not in has:
             if not plan.pods:
                 out[check] = "the lab has no pod"
@@ -107,6 +144,19 @@ def _empty(plan: Plan, checks: list[str], tgts: list[Target]) -> dict[str, str]:
     return out
 
 
+def _no_service_path(plan: Plan, check: str) -> str:
+    if check == "external-to-hostport":
+        return ("the lab has no outside host (kind linux)" if plan.host_ports
+                else "no container has a hostPort")
+    if not any(p.endpoints for s in plan.services for p in s.ports):
+        return "the lab has no Service with an endpoint (services:)"
+    if check == "external-to-nodeport":
+        if not any(s.type == "NodePort" for s in plan.services):
+            return "the lab has no NodePort Service"
+        return "the lab has no outside host (kind linux)"
+    return "the lab has no k8s-node" if check == "node-to-service" else "the lab has no pod"
+
+
 def _negative_control(plan: Plan, checks: list[str],
                       results: list[Result]) -> tuple[str, str | None]:
     """Did the built-in NAT control (masquerade toward outside hosts) run, and pass?"""
@@ -116,9 +166,15 @@ def _negative_control(plan: Plan, checks: list[str],
         return "absent", ("negative control absent: masquerade is on but the lab has no "
                           "outside host (kind linux) to send pod traffic to, so no result "
                           "shows that verify can see NAT")
+    natted = {(p.name, h.name) for h in plan.externals for p in plan.pods
+              if plan.pod_to_external(p.name, h.name).snat_to}
+    if not natted:
+        return "absent", ("negative control absent: the masquerade configured exempts every "
+                          "outside host's address (ip-masq-agent's nonMasqueradeCIDRs), so "
+                          "no result shows that verify can see NAT")
     if "pod-to-external" not in checks:
         return "not run", None
-    ext = [r for r in results if r.check == "pod-to-external"]
+    ext = [r for r in results if (r.src, r.dst) in natted and r.check == "pod-to-external"]
     return ("observed" if all(r.ok for r in ext) else "failed"), None
 
 
@@ -135,9 +191,16 @@ def identities(plan: Plan, pids: dict[str, int],
     out = []
     for pod in plan.pods:
         infra = pids.get(pod.infra)
-        eth0 = wiring.addresses(infra).get("eth0", []) if infra else None
         inodes = {c: netns.netns_inode(pids[c]) if c in pids else None
                   for c in (pod.infra, *(c.container for c in pod.containers))}
+        if pod.host_network:
+            node = pids.get(plan.node(pod.node).container)
+            held = ([a for addrs in wiring.addresses(node).values() for a in addrs]
+                    if node else None)
+            out.append(verdict.host_identity(pod, held, inodes,
+                                             netns.netns_inode(node) if node else None))
+            continue
+        eth0 = wiring.addresses(infra).get("eth0", []) if infra else None
         peers = saw.get(pod.name, {}) if probed is not None else None
         out.append(verdict.identity(pod, eth0, inodes, peers or None))
     return out
@@ -197,6 +260,59 @@ def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],
             spaces.append(Namespace(ep.name, pids[ep.container], ep.name in receivers,
                                     None if trace else ep.addresses))
     return spaces
+
+
+def run_service_probes(plan: Plan, pids: dict[str, int],
+                       spaths: list[servicepaths.ServicePath], keep_frames: bool = False,
+                       timeout: float = 2.0) -> tuple[list[Result], dict[int, list[Seen]]]:
+    """Probe every Service path once over its protocol; failures once more, traced
+    everywhere, so that their diagnosis names the hop of each rewrite."""
+    results, sightings = _service_jobs(plan, pids, spaths, keep_frames, timeout)
+    again = [i for i, r in enumerate(results) if not r.ok]
+    if again and not keep_frames:
+        traced, more = _service_jobs(plan, pids, [spaths[i] for i in again], True, timeout)
+        sightings.update(more)
+        for i, result in zip(again, traced, strict=True):
+            if result.ok:
+                results[i].detail += "; passed when probed again (intermittent)"
+                results[i].probe_ids += result.probe_ids
+            else:
+                results[i] = result
+    return results, sightings
+
+
+def _service_jobs(plan: Plan, pids: dict[str, int], spaths: list[servicepaths.ServicePath],
+                  trace: bool, timeout: float) -> tuple[list[Result], dict[int, list[Seen]]]:
+    eps = endpoints(plan)
+    ports: dict[str, set[tuple[str, str, int]]] = {}
+    both_ways: set[str] = set()  # clients and the nodes whose rules act: seen both ways
+    for path in spaths:
+        both_ways |= {path.client, path.entry}
+        for e in path.watch:
+            ports.setdefault(e.pod, set()).add((path.proto, e.ip, e.port))
+    names = both_ways | set(ports)
+    spaces = [Namespace(ep.name, pids[ep.container], False,
+                        None if trace or ep.name in both_ways else ep.addresses,
+                        tuple(sorted(ports.get(ep.name, ()))))
+              for ep in eps.values() if ep.container in pids and (trace or ep.name in names)]
+    running = {s.name for s in spaces}
+    probes = []
+    for path in spaths:
+        watch = tuple(e.pod for e in path.watch)
+        probe = Probe(next(_IDS), path.proto, path.client,
+                      path.outcomes[0].endpoint if path.outcomes else "", path.client_ip,
+                      path.dst_ip, bool(path.outcomes), to_port=path.dport, alternatives=watch)
+        down = [n for n in (path.client, path.entry, *watch) if n not in running]
+        if down:
+            probe.error = f"{', '.join(down)} not running"
+        probes.append((path, probe))
+    with Engine(spaces, keep_frames=trace, timeout=timeout) as engine:
+        engine.run(p for _, p in probes)
+        sightings, heard = engine.sightings, engine.heard
+    same = {p.name: p.node for p in plan.pods if p.host_network}
+    results = [services.judge(path, probe, sightings.get(probe.id, []),
+                              heard.get(probe.id, []), same) for path, probe in probes]
+    return results, sightings
 
 
 def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],

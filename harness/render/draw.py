@@ -2,7 +2,9 @@
 
 Each k8s-node is a box (Mermaid subgraph, DOT cluster) holding its cbr0 bridge and its
 pods; every other node is a single shape. Topology links are labelled with both ends'
-interface and address (`eth1 172.30.0.1/24`), pod links with `pv-* <-> eth0`. Order
+interface and address (`eth1 172.30.0.1/24`), pod links with `pv-* <-> eth0`; a
+hostNetwork pod has no link (it is its node's namespace). Each Service is a shape of its
+own with its ClusterIP, ports and node ports, and a dashed edge to each endpoint pod. Order
 follows the plan (file order), so the same topology always draws the same text.
 """
 
@@ -12,6 +14,7 @@ import re
 
 from harness.kinds import kind
 from harness.plan import POD_BRIDGE, POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
+from harness.plan.services import ServicePlan
 
 # Mermaid node shapes per kind: (open, close)
 
@@ -35,8 +38,35 @@ def node_title(node: NodePlan) -> str:
     return f"{title} pods {node.pod_cidr}" if node.pod_cidr else title
 
 
-def _pod_lines(pod: PodPlan) -> list[str]:
-    return [f"pod {pod.name}", pod.cidr, ", ".join(c.name for c in pod.containers)]
+def _pod_lines(pod: PodPlan, plan: Plan | None = None) -> list[str]:
+    address = f"hostNetwork {pod.ip}" if pod.host_network else pod.cidr
+    lines = [f"pod {pod.name}", address, ", ".join(c.name for c in pod.containers)]
+    for h in (plan.host_ports if plan else ()):
+        if h.pod == pod.name:
+            lines.append(f"hostPort {h.host_port}/{h.protocol} -> {h.container_port}")
+    return lines
+
+
+def service_lines(svc: ServicePlan) -> list[str]:
+    """`svc web (NodePort, Local)`, its ClusterIP, then one line per port."""
+    kind_ = svc.type + (f", {svc.external_traffic_policy}" if svc.type == "NodePort" else "")
+    lines = [f"svc {svc.name} ({kind_})", svc.cluster_ip]
+    for port in svc.ports:
+        target = f" -> {port.target_port}" if port.target_port != port.port else ""
+        node_port = f" nodePort {port.node_port}" if port.node_port else ""
+        lines.append(f"{port.port}/{port.protocol}{target}{node_port}")
+    return lines
+
+
+def _endpoint_edges(svc: ServicePlan) -> list[tuple[str, str]]:
+    """(pod, label) once per endpoint pod: the ports it serves, joined."""
+    ports: dict[str, list[str]] = {}
+    for port in svc.ports:
+        for e in port.endpoints:
+            ports.setdefault(e.pod, [])
+            if str(e.port) not in ports[e.pod]:
+                ports[e.pod].append(str(e.port))
+    return [(pod, ",".join(p)) for pod, p in ports.items()]
 
 
 def _pods_of(plan: Plan, node: str) -> list[PodPlan]:
@@ -71,6 +101,11 @@ def to_mermaid(plan: Plan) -> str:
     for link in plan.links:
         a, b = mermaid_id("n", link.a[0]), mermaid_id("n", link.b[0])
         out.append(f"  {a} ---|{mermaid_text(link_label(link))}| {b}")
+    for svc in plan.services:
+        sid = mermaid_id("s", svc.name)
+        out.append(f"  {sid}[/{mermaid_text(*service_lines(svc))}/]")
+        for pod, label in _endpoint_edges(svc):
+            out.append(f"  {sid} -.->|{mermaid_text(label)}| {mermaid_id('p', pod)}")
     return "\n".join(out) + "\n"
 
 
@@ -86,8 +121,9 @@ def _mermaid_node(plan: Plan, node: NodePlan) -> list[str]:
              f"    {bridge}([{mermaid_text(f'{POD_BRIDGE} {node.gateway}')}])"]
     for pod in _pods_of(plan, node.name):
         pid = mermaid_id("p", pod.name)
-        lines.append(f"    {pid}[{mermaid_text(*_pod_lines(pod))}]")
-        lines.append(f"    {bridge} ---|{mermaid_text(pod_link_label(pod))}| {pid}")
+        lines.append(f"    {pid}[{mermaid_text(*_pod_lines(pod, plan))}]")
+        if not pod.host_network:
+            lines.append(f"    {bridge} ---|{mermaid_text(pod_link_label(pod))}| {pid}")
     return [*lines, "  end"]
 
 
@@ -107,6 +143,13 @@ def to_dot(plan: Plan) -> str:
     for link in plan.links:
         out.append(f"  {dot_quote(link.a[0])} -- {dot_quote(link.b[0])} "
                    f"[label={dot_quote(link_label(link))}];")
+    for svc in plan.services:
+        sid = dot_quote(f"svc:{svc.name}")
+        label = "\n".join(service_lines(svc))
+        out.append(f"  {sid} [label={dot_quote(label)}, shape=cds];")
+        for pod, label in _endpoint_edges(svc):
+            out.append(f"  {sid} -- {dot_quote('pod:' + pod)} [label={dot_quote(label)}, "
+                       "style=dashed];")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -123,8 +166,9 @@ def _dot_node(plan: Plan, node: NodePlan) -> list[str]:
              f"    {dot_quote(node.name)} [label={dot_quote(label)}, shape={shape}];"]
     for pod in _pods_of(plan, node.name):
         pid = dot_quote(f"pod:{pod.name}")
-        pod_label = dot_quote("\n".join(_pod_lines(pod)))
+        pod_label = dot_quote("\n".join(_pod_lines(pod, plan)))
         lines.append(f"    {pid} [label={pod_label}, shape=component];")
-        lines.append(f"    {dot_quote(node.name)} -- {pid} "
-                     f"[label={dot_quote(pod_link_label(pod))}];")
+        if not pod.host_network:
+            lines.append(f"    {dot_quote(node.name)} -- {pid} "
+                         f"[label={dot_quote(pod_link_label(pod))}];")
     return [*lines, "  }"]

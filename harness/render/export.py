@@ -15,8 +15,10 @@ the paths its plan predicts (and a pod's eth0 is free for the pod link). Names d
 those unique, so the short names are unique too. Pure: no I/O.
 
 Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). The masquerade
-rules are `iptables` commands, which the busybox-only podlab/node image lacks; with
-masquerade, give k8s-nodes an image that has iptables.
+rules, kube-proxy's Service rules and portmap's hostPort rules are `iptables` commands,
+which the busybox-only podlab/node image lacks; with masquerade or Services, give
+k8s-nodes an image that has iptables. A hostNetwork pod's infra container joins its
+node's namespace (`network-mode: container:<node>`) and has no link of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.datapath import Daemon, LabNet, Masquerade, NodeNet, PodNet, Settings, describe
+from harness.datapath.iptables import Ruleset
 from harness.datapath.net import Route
+from harness.host import firewall
 from harness.labels import EXPORTED_FROM
 from harness.plan import ContainerPlan, Plan
 
@@ -48,7 +52,7 @@ def to_containerlab(plan: Plan) -> dict[str, Any]:
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
         pod_net = net.pod(pod.name)
-        nodes[infra] = _infra(pod_net, labels)
+        nodes[infra] = _infra(pod_net, labels, short_name(plan, plan.node(pod.node).container))
         for c in pod.containers:
             nodes[short_name(plan, c.container)] = _pod_container(c, pod_net.containers,
                                                                   infra, labels)
@@ -91,12 +95,16 @@ def node_commands(node: NodeNet, net: LabNet) -> list[str]:
     cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
     for bridge in node.bridges:
         cmds += [f"ip link add {bridge} type bridge", f"ip link set {bridge} up"]
-    pod_ports = [p.node_port for p in net.pods_of(node.name) if p.node_port]
-    for port, bridge in (*node.ports, *pod_ports):
+    pods = [p for p in net.pods_of(node.name) if p.node_port]
+    for port, bridge in (*node.ports, *(p.node_port for p in pods)):  # type: ignore[misc]
         cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
+    # kubelet's hairpin-veth (iproute2 syntax: busybox ip has no bridge_slave options)
+    cmds += [f"ip link set {p.node_port[0]} type bridge_slave hairpin on"  # type: ignore[index]
+             for p in pods if p.hairpin]
     return cmds + _addresses_and_routes(node.addresses, node.up, node.routes,
                                         already_up=node.bridges) + [
         cmd for rule in node.nat for cmd in masquerade_commands(rule)] + [
+        cmd for rs in node.rulesets for cmd in ruleset_commands(rs)] + [
         cmd for daemon in node.daemons for cmd in daemon_commands(daemon)]
 
 
@@ -127,20 +135,33 @@ def route_command(route: Route) -> str:
 
 
 def masquerade_commands(rule: Masquerade) -> list[str]:
-    """The ip-masq-agent rule as iptables commands (what harness.host.firewall installs
-    with iptables-restore): the source jumps to the chain, exempt destinations RETURN,
-    everything else is MASQUERADEd."""
-    cmds = [f"iptables -t nat -N {rule.chain}"]
-    cmds += [f"iptables -t nat -A {rule.chain} -d {dst} -j RETURN" for dst in rule.exempt]
-    cmds.append(f"iptables -t nat -A {rule.chain} -j MASQUERADE")
-    cmds.append(f"iptables -t nat -A POSTROUTING -s {rule.source} -j {rule.chain}")
-    return cmds
+    """The masquerade as iptables commands: the very rules harness.host.firewall installs
+    with iptables-restore (exempt destinations RETURN, the rest is MASQUERADEd, POSTROUTING
+    jumps to the chain)."""
+    lines = firewall.masquerade_lines(rule.source, rule.exempt, rule.chain, **rule.how)
+    return [f"iptables -t nat -N {rule.chain}", *(f"iptables -t nat {line}" for line in lines)]
+
+
+def ruleset_commands(rs: Ruleset) -> list[str]:
+    """A ruleset as iptables commands, in iptables-restore's order: chains, jumps (each
+    inserted at the top, as kube-proxy does), appended jumps, rules."""
+    def cmd(table: str, *args: str) -> str:
+        return shlex.join(["iptables", "-t", table, *args])
+
+    out = [cmd(t, "-N", c) for t, c in rs.chains]
+    out += [cmd(r.table, "-I", r.chain, *r.args) for r in rs.jumps]
+    out += [cmd(r.table, "-A", r.chain, *r.args) for r in (*rs.appends, *rs.rules)]
+    return out
 
 
 # --------------------------------------------------------------------------- pods
 
 
-def _infra(pod: PodNet, labels: dict[str, str]) -> dict[str, Any]:
+def _infra(pod: PodNet, labels: dict[str, str], node: str) -> dict[str, Any]:
+    if pod.host_network:
+        return {"kind": KIND, "image": tagged(PAUSE_IMAGE),
+                "network-mode": f"container:{node}", "labels": dict(labels),
+                "cap-add": list(pod.infra.caps)}
     return {
         "kind": KIND,
         "image": tagged(PAUSE_IMAGE),

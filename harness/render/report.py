@@ -47,23 +47,60 @@ def plan_tables(plan: Plan) -> list[Table]:
         paths.add_column(col)
     for check, e in plan.expectations():
         paths.add_row(check, e.src, e.dst, str(e.hops), " > ".join(e.path), e.snat_to or "")
-    return [nodes, pods, paths]
+    return [nodes, pods, *service_tables(plan), paths]
+
+
+def service_tables(plan: Plan) -> list[Table]:
+    """Each Service port with its ClusterIP, node port and endpoints; each hostPort."""
+    tables = []
+    if plan.services:
+        table = Table(title=f"lab {plan.lab}: services (service CIDR {plan.service_cidr})",
+                      title_justify="left")
+        for col in ("service", "type", "cluster IP", "port", "node port", "policy",
+                    "endpoints"):
+            table.add_column(col)
+        for svc in plan.services:
+            for port in svc.ports:
+                name = f"{svc.name}:{port.name}" if port.name else svc.name
+                target = f" -> {port.target_port}" if port.target_port != port.port else ""
+                endpoints = "\n".join(
+                    f"{e.pod} {e.address} on {e.node}" + (" (hostNetwork)" if e.host_network
+                                                          else "") for e in port.endpoints)
+                table.add_row(name, svc.type, svc.cluster_ip,
+                              f"{port.port}/{port.protocol}{target}",
+                              str(port.node_port or ""),
+                              svc.external_traffic_policy if svc.type == "NodePort" else "",
+                              endpoints or "(none)")
+        tables.append(table)
+    if plan.host_ports:
+        table = Table(title=f"lab {plan.lab}: host ports", title_justify="left")
+        for col in ("pod", "node", "host port", "to"):
+            table.add_column(col)
+        for h in plan.host_ports:
+            address = plan.node(h.node).address
+            table.add_row(f"{h.pod}/{h.container}", h.node,
+                          f"{address}:{h.host_port}/{h.protocol}",
+                          f"{h.pod_ip}:{h.container_port}")
+        tables.append(table)
+    return tables
 
 
 def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
     tables = []
     for data in labs:
         table = Table(title=f"lab {data['lab']}", title_justify="left")
-        for col in ("name", "kind", "container", "state", "addresses"):
+        for col in ("name", "kind", "container", "state", "addresses", "service rules"):
             table.add_column(col)
         for n in data["nodes"]:
             addrs = ", ".join(a for addrs in n.get("addresses", {}).values() for a in addrs) \
                 if isinstance(n.get("addresses"), dict) else ", ".join(n.get("addresses", []))
-            table.add_row(n["name"], n["kind"], n["container"], n["state"], addrs)
+            rules = n.get("service_rules")
+            shown = ", ".join(f"{k} {v}" for k, v in rules.items() if v) if rules else ""
+            table.add_row(n["name"], n["kind"], n["container"], n["state"], addrs, shown)
         for p in data["pods"]:
             for c in p["containers"]:
                 table.add_row(f"{p['name']}/{c['name']}", f"pod on {p['node']}", c["container"],
-                              c["state"], p.get("ip") or "")
+                              c["state"], p.get("ip") or "", "")
         tables.append(table)
         if any("bgp" in n for n in data["nodes"]):
             tables.append(bgp_table(data))

@@ -101,6 +101,11 @@ def test_pod_containers_share_one_netns(deployed: Deployed) -> None:
 def test_pod_eth0_holds_planned_ip(deployed: Deployed) -> None:
     pids = Lab(deployed.plan).container_pids()
     for pod in deployed.plan.pods:
+        if pod.host_network:  # its node's namespace, with the node's address
+            node = pids[deployed.plan.node(pod.node).container]
+            assert netns.netns_inode(pids[pod.infra]) == netns.netns_inode(node)
+            assert pod.cidr in [a for addrs in wiring.addresses(node).values() for a in addrs]
+            continue
         assert wiring.addresses(pids[pod.infra])["eth0"] == [pod.cidr]
 
 

@@ -276,3 +276,27 @@ def test_two_cli_verifies_at_once_and_an_empty_selection(docker_available: None,
         assert len(empty.stderr.strip().splitlines()) == 1
         with pytest.raises(NothingToVerify):
             lab.verify(checks=["pod-to-external"])
+
+
+def test_ip_masq_agents_config_is_applied_with_its_semantics(docker_available: None,
+                                                             tmp_path: Path) -> None:
+    """`masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8]}`: the pod CIDR is exempt, the
+    172.30/16 underlay is not. So, as the agent would, each node masquerades its pods'
+    traffic to the outside host (the control passes) and to the other nodes (the model
+    fails: pod-to-node must be NAT-free), but not to itself (a local destination)."""
+    name = unique_name("masqagent")
+    path = tmp_path / f"{name}.clab.yml"
+    path.write_text(FLAT3.read_text().replace("name: flat3", f"name: {name}", 1).replace(
+        "  masquerade: true\n", "  masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8]}\n"))
+    with Lab.deploy(path) as lab:
+        report = lab.verify()
+    plan = lab.plan
+    remote = {("pod-to-node", p.name, n.name, proto) for p in plan.pods
+              for n in plan.k8s_nodes if n.name != p.node for proto in PROTOS}
+    assert failed(report) == remote | identity(*(p.name for p in plan.pods)), details(report)
+    assert report.negative_control == "observed"
+    for r in report.results:
+        if r.check == "pod-to-node" and not r.ok:
+            node = plan.node(plan.pod(r.src).node)
+            assert f"source rewritten {plan.pod(r.src).ip} -> {node.address} at " \
+                   f"{node.name}" in r.detail, r.detail

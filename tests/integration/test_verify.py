@@ -85,7 +85,11 @@ def test_flat3_passes_every_check_with_one_result_per_pair_and_protocol(flat3: P
         "pod-to-external": outside * pods * 3,
         # one pair of pods per ordered pair of nodes that host pods
         "mtu": len(with_pods) * (len(with_pods) - 1),
+        # no Services in flat3 (topologies/services.clab.yml: test_service_faults)
+        "pod-to-service": 0, "node-to-service": 0, "external-to-nodeport": 0,
+        "external-to-hostport": 0,
     }
+    assert report.notes == []
 
 
 def test_pod_to_external_observes_the_masquerade_to_the_node_address(flat3: Plan) -> None:

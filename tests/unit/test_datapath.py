@@ -68,7 +68,9 @@ def test_routed_nodes_get_addresses_and_the_plans_routes(plan: Plan) -> None:
             continue
         n = net.node(node.name)
         ifaces = tuple((i.name, i.address) for i in node.interfaces if i.address)
-        assert n.routes == tuple((r.dst, r.via) for r in node.routes)
+        services = (((plan.service_cidr, "", ifaces[0][0]),)  # tested in test_services_*
+                    if plan.services and kind(node.kind).hosts_pods else ())
+        assert n.routes == (*((r.dst, r.via) for r in node.routes), *services)
         assert not n.daemons and not n.ready_routes
         if kind(node.kind).hosts_pods:
             # the bridge holds the pods' gateway; pods' ports come with the pods
@@ -105,6 +107,10 @@ def test_pods(plan: Plan) -> None:
     for pod in plan.pods:
         p = net.pod(pod.name)
         assert p.node == pod.node
+        assert p in net.pods_of(pod.node)
+        if pod.host_network:  # its node's namespace: tested in test_services_datapath
+            assert p.veth is None and p.host_network
+            continue
         assert p.infra.sysctl_map() == {"net.ipv4.ping_group_range": "0 2147483647",
                                         "net.ipv4.ip_forward": "0"}
         assert p.infra.caps == ()  # podlab configures the namespace from the host side
@@ -195,7 +201,7 @@ def test_registered_datapaths_are_selected_validated_and_combined() -> None:
 def kernel(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, Any]]:
     calls: list[tuple[str, int, Any]] = []
     monkeypatch.setattr(wiring, "configure", lambda pid, cfg: calls.append(("cfg", pid, cfg)))
-    monkeypatch.setattr(firewall, "masquerade", lambda pid, src, exempt, chain, where="":
+    monkeypatch.setattr(firewall, "masquerade", lambda pid, src, exempt, chain, where="", **how:
                         calls.append(("masq", pid, (src, tuple(exempt), chain))))
     return calls
 

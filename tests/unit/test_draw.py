@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.model.topology import load_topology
-from harness.plan import Plan, make_plan
+from harness.plan import Plan, PodPlan, make_plan
 from harness.render.draw import mermaid_id, mermaid_text, to_dot, to_mermaid
 
 IDS = [p.name for p in EXAMPLES]
@@ -36,6 +36,16 @@ def _blocks(text: str, open_re: str, close_re: str) -> dict[str, str]:
         elif current is not None:
             out[current] += line + "\n"
     return out
+
+
+def _veths(plan: Plan) -> list[PodPlan]:
+    """Pods with a veth to their node (a hostNetwork pod is its node's namespace)."""
+    return [p for p in plan.pods if not p.host_network]
+
+
+def _shown(pod: PodPlan) -> str:
+    """What a pod's box must show: its address and its veth, or that it is host network."""
+    return f"hostNetwork {pod.ip}" if pod.host_network else pod.cidr
 
 
 def _ends(plan: Plan) -> list[str]:
@@ -62,14 +72,14 @@ def test_mermaid_shows_everything(topo: Path) -> None:
     for pod in plan.pods:  # drawn inside its node's subgraph, with IP and containers
         body = subgraphs[mermaid_id("n", pod.node)]
         assert f"{mermaid_id('p', pod.name)}[" in body
-        assert pod.cidr in body and pod.node_iface in body
+        assert _shown(pod) in body and (pod.host_network or pod.node_iface in body)
         for c in pod.containers:
             assert c.name in body
     for end in _ends(plan):
         assert end in text
     assert text.count("subgraph ") == len(plan.k8s_nodes)
     edges = re.findall(r"^\s*\S+ ---\|\"[^\"]*\"\| \S+$", text, re.M)
-    assert len(edges) == len(plan.links) + len(plan.pods)
+    assert len(edges) == len(plan.links) + len(_veths(plan))
 
 
 @pytest.mark.parametrize("topo", EXAMPLES, ids=IDS)
@@ -85,7 +95,7 @@ def test_mermaid_is_github_safe(topo: Path) -> None:
         # ids: prefixed, [A-Za-z0-9_] only
         for ident in re.findall(r"(?:^\s*(?:subgraph )?|\| )([A-Za-z0-9_-]+)(?=[\[({ ]|$)",
                                 line):
-            assert re.fullmatch(r"[nbp]_[A-Za-z0-9_]+", ident), (ident, line)
+            assert re.fullmatch(r"[nbps]_[A-Za-z0-9_]+", ident), (ident, line)
 
 
 def test_mermaid_escaping_and_ids() -> None:
@@ -109,12 +119,13 @@ def test_dot_shows_everything(topo: Path) -> None:
     for pod in plan.pods:
         body = clusters[pod.node]
         assert f'"pod:{pod.name}" [label=' in body
-        assert pod.cidr in body and pod.node_iface in body
+        assert _shown(pod) in body and (pod.host_network or pod.node_iface in body)
         for c in pod.containers:
             assert c.name in body
     for end in _ends(plan):
         assert end in text
-    assert text.count(" -- ") == len(plan.links) + len(plan.pods)
+    dashed = sum(1 for line in text.splitlines() if "style=dashed" in line)  # Services
+    assert text.count(" -- ") - dashed == len(plan.links) + len(_veths(plan))
 
 
 @pytest.mark.parametrize("topo", EXAMPLES, ids=IDS)

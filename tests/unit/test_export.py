@@ -20,7 +20,7 @@ from harness.datapath import bgp, describe
 from harness.host import bird
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.render.export import short_name, tagged, to_containerlab, to_yaml
+from harness.render.export import route_command, short_name, tagged, to_containerlab, to_yaml
 
 # ../shared/containerlab next to the repository; never copied into the project
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2].parent / "shared/containerlab/clab.schema.json"
@@ -112,10 +112,11 @@ def test_export_nodes_and_links(topo: Path) -> None:
             assert nodes[short_name(plan, c.container)]["network-mode"] == f"container:{infra}"
 
     links = [tuple(lk["endpoints"]) for lk in doc["topology"]["links"]]
-    assert len(links) == len(plan.links) + len(plan.pods)
+    veths = [p for p in plan.pods if not p.host_network]  # hostNetwork: the node's netns
+    assert len(links) == len(plan.links) + len(veths)
     for lk in plan.links:
         assert (f"{lk.a[0]}:{lk.a[1]}", f"{lk.b[0]}:{lk.b[1]}") in links
-    for pod in plan.pods:
+    for pod in veths:
         assert (f"{pod.node}:{pod.node_iface}", f"{short_name(plan, pod.infra)}:eth0") in links
     for a, b in links:  # every endpoint names a node of the export
         assert a.split(":")[0] in nodes and b.split(":")[0] in nodes
@@ -131,8 +132,8 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
             if iface.address:
                 assert f"ip addr add {iface.address} dev {iface.name}" in cmds
             assert f"ip link set {iface.name} up" in cmds
-        for dst, via, *_ in describe(plan).node(node.name).routes:  # bgp: none on speakers
-            assert f"ip route add {dst} via {via}" in cmds
+        for route in describe(plan).node(node.name).routes:  # bgp: none on speakers
+            assert route_command(route) in cmds
         if node.forwards:
             assert "sysctl -w net.ipv4.ip_forward=1" in cmds
         if node.kind == "switch":
@@ -143,17 +144,20 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
             assert "ip link add cbr0 type bridge" in cmds
             assert f"ip addr add {node.gateway} dev cbr0" in cmds
             for pod in plan.pods:
-                if pod.node == node.name:
+                if pod.node == node.name and not pod.host_network:
                     assert f"ip link set {pod.node_iface} master cbr0" in cmds
         _check_masquerade(node.masquerade_exempt, node.pod_cidr, cmds)
     for pod in plan.pods:
+        if pod.host_network:
+            assert "exec" not in nodes[short_name(plan, pod.infra)]
+            continue
         cmds = nodes[short_name(plan, pod.infra)]["exec"]
         assert f"ip addr add {pod.cidr} dev eth0" in cmds
         assert f"ip route add default via {pod.gateway}" in cmds
 
 
 def _check_masquerade(exempt: tuple[str, ...], pod_cidr: str | None, cmds: list[str]) -> None:
-    masq = [c for c in cmds if c.startswith("iptables")]
+    masq = [c for c in cmds if c.startswith("iptables") and "PODLAB-MASQ" in c]
     if not exempt:
         assert not masq
         return
@@ -229,11 +233,16 @@ class _Namespace:
         self.addresses: set[tuple[str, str]] = set()
         self.routes: set[tuple[str, ...]] = set()
         self.masquerade: set[tuple[str, tuple[str, ...], str]] = set()
+        self.rules: list[tuple[str, str, tuple[str, ...]]] = []  # kube-proxy's, portmap's
+        self.hairpin: set[str] = set()
         self.files: set[tuple[str, str]] = set()  # a daemon's, written before it starts
         self.daemons: set[tuple[str, ...]] = set()
 
     def __eq__(self, other: object) -> bool:
-        return vars(self) == vars(other)
+        # rules: in order within each table (restore text and commands group tables apart)
+        def key(ns: object) -> dict[str, Any]:
+            return {**vars(ns), "rules": sorted(vars(ns)["rules"], key=lambda r: r[1])}
+        return key(self) == key(other)
 
     def __repr__(self) -> str:
         return repr(vars(self))
@@ -269,11 +278,24 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
         ns = spaces[by_pid[pid]]
         ns.bridges |= set(cfg.bridges)
         ns.ports |= set(cfg.ports)
+        ns.hairpin |= set(cfg.hairpin)
         ns.addresses |= set(cfg.addresses)
         ns.routes |= set(cfg.routes)
 
-    def masquerade(pid: int, source: str, exempt: Any, chain: str, where: str = "") -> None:
+    def masquerade(pid: int, source: str, exempt: Any, chain: str, where: str = "",
+                   **how: Any) -> None:
         spaces[by_pid[pid]].masquerade.add((source, tuple(exempt), chain))
+
+    def restore(pid: int, full: str, refill: str, marker: Any, where: str = "") -> None:
+        table = ""
+        for line in full.splitlines():  # a fresh namespace gets the full text
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                spaces[by_pid[pid]].rules.append(("-N", table, (line[1:].split()[0],)))
+            elif line.startswith(("-A ", "-I ")):
+                verb, *rest = shlex.split(line)
+                spaces[by_pid[pid]].rules.append((verb, table, tuple(rest)))
 
     def create_veth(pid_a: int, a: str, pid_b: int, b: str, mtu: int | None = None) -> None:
         veths.add(frozenset({f"{by_pid[pid_a]}:{a}", f"{by_pid[pid_b]}:{b}"}))
@@ -287,6 +309,7 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(wiring, "create_veth", create_veth)
     monkeypatch.setattr(shaping, "shape", lambda *a, **k: "netem")
     monkeypatch.setattr(firewall, "masquerade", masquerade)
+    monkeypatch.setattr(firewall, "restore", restore)
     # routing: bgp's daemon, recorded instead of started; nothing to wait for then
     monkeypatch.setattr(bird, "write_file", lambda pid, path, text:
                         spaces[by_pid[pid]].files.add((path, text)))
@@ -294,9 +317,13 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(bird, "start", lambda pid, argv: spaces[by_pid[pid]].daemons.add(argv))
     monkeypatch.setattr(bgp.BgpDatapath, "after_deploy", lambda *a, **k: None)
     deploy.deploy(plan)
-    # pod containers were recorded under their infra's container id (= its name here)
+    # pod containers were recorded under their infra's container id (= its name here),
+    # a hostNetwork pod's infra under its node's
     for pod in plan.pods:
         spaces[f"{short_name(plan, pod.infra)}/containers"] = spaces.pop(f"{pod.infra}/containers")
+        node = plan.node(pod.node).container
+        if pod.host_network and f"{node}/containers" in spaces:
+            spaces[f"{short_name(plan, node)}/containers"] = spaces.pop(f"{node}/containers")
     return spaces, veths
 
 
@@ -319,16 +346,22 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
                 assert ns.sysctls[key_] == value, (name, cmd)  # set at creation too
             elif w[:3] == ["ip", "link", "add"]:
                 ns.bridges.add(w[3])
+            elif w[:3] == ["ip", "link", "set"] and w[4:] == ["type", "bridge_slave",
+                                                              "hairpin", "on"]:
+                ns.hairpin.add(w[3])
             elif w[:3] == ["ip", "link", "set"] and w[4] == "master":
                 ns.ports.add((w[3], w[5]))
             elif w[:3] == ["ip", "addr", "add"]:
                 ns.addresses.add((w[5], w[3]))
             elif w[:3] == ["ip", "route", "add"]:
                 ns.routes.add((w[3], w[5]) if w[4] == "via" else (w[3], "", w[5]))
+            elif w[0] == "iptables" and "PODLAB-MASQ" not in w:  # kube-proxy's, portmap's
+                _, _, table, verb, *rest = shlex.split(cmd)
+                ns.rules.append((verb, table, tuple(rest)))
             elif w[:3] == ["iptables", "-t", "nat"] and w[3] == "-N":
                 chains[w[4]] = []
             elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[4] == "POSTROUTING":
-                jumps[w[8]] = w[6]
+                jumps[w[w.index("-j") + 1]] = w[w.index("-s") + 1] if "-s" in w else None
             elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[5] == "-d":
                 chains[w[4]].append(w[6])
             elif w[:2] == ["sh", "-c"]:  # a daemon's file: sh -c 'printf %s "$1" > PATH' sh TEXT
@@ -351,6 +384,8 @@ def test_export_and_deploy_agree(topo: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert deployed_veths == exported_veths
     assert set(deployed) == set(exported)
     for pod in plan.pods:
+        if pod.host_network:
+            continue  # no namespace, no commands of its own
         # the export's infra runs its own `ip` commands: NET_ADMIN is its only extra
         infra = short_name(plan, pod.infra)
         assert exported[infra].caps - deployed[infra].caps == {"NET_ADMIN"}

@@ -56,10 +56,19 @@ def test_run_program_returns_stdout_and_feeds_stdin(no_setns: list[int]) -> None
     assert no_setns == [netns.CLONE_NEWNET]  # started from the thread inside the netns
 
 
-def test_run_program_failure_ends_with_the_programs_last_stderr_line(no_setns: list[int]
-                                                                     ) -> None:
-    with pytest.raises(WiringError, match=r"sh in netns of pid \d+ failed \(exit 3\): last$"):
+def test_run_program_failure_ends_with_the_programs_last_stderr_lines(no_setns: list[int]
+                                                                      ) -> None:
+    with pytest.raises(WiringError,
+                       match=r"sh in netns of pid \d+ failed \(exit 3\): first / last$"):
         netns.run_program(os.getpid(), ["sh", "-c", "echo first >&2; echo last >&2; exit 3"])
+
+
+def test_run_program_failure_says_what_is_wrong_not_the_usage_hint(no_setns: list[int]
+                                                                   ) -> None:
+    script = ("echo 'iptables-restore: line 3 failed' >&2; "
+              "echo \"Try \\`iptables-restore -h' for more information.\" >&2; exit 1")
+    with pytest.raises(WiringError, match=r"\): iptables-restore: line 3 failed$"):
+        netns.run_program(os.getpid(), ["sh", "-c", script])
 
 
 def test_run_program_missing_binary_and_timeout(no_setns: list[int]) -> None:

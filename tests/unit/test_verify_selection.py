@@ -29,6 +29,8 @@ def test_a_selection_that_yields_nothing_is_an_input_error() -> None:
     with pytest.raises(NothingToVerify, match="no outside host") as caught:
         verify.verify(minimal, {"some-container": 1}, ["pod-to-external"])
     assert isinstance(caught.value, InputError) and caught.value.exit_code == 2
+    with pytest.raises(NothingToVerify, match="no check selected"):
+        verify.verify(minimal, {"some-container": 1}, [])
 
 
 def test_the_negative_control_is_absent_without_an_outside_host() -> None:

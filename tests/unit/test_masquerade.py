@@ -1,0 +1,101 @@
+"""`masquerade:` as true, false, or ip-masq-agent's own config: what the plan expects,
+what the datapath installs, what validation refuses. Pure: no Docker, no root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from podlab_unit_helpers import problems_of
+
+from harness.datapath import describe
+from harness.host import firewall
+from harness.model.topology import parse_topology
+from harness.plan import Plan, make_plan
+from harness.prove import verify
+from harness.render.export import masquerade_commands
+
+ROOT = Path(__file__).resolve().parents[2]
+FLAT3 = (ROOT / "topologies" / "flat3.clab.yml").read_text()
+
+
+def flat3(masquerade: str) -> str:
+    assert FLAT3.count("  masquerade: true\n") == 1
+    return FLAT3.replace("  masquerade: true\n", f"  masquerade: {masquerade}\n")
+
+
+def plan(masquerade: str) -> Plan:
+    return make_plan(parse_topology(flat3(masquerade)))
+
+
+def test_true_keeps_podlabs_rule() -> None:
+    p = plan("true")
+    assert p.masquerade and p.masq_agent_exempt is None
+    node1 = p.node("node1")
+    assert node1.masquerade_exempt[0] == "10.244.0.0/16"
+    (rule,) = describe(p).node("node1").nat
+    assert (rule.source, rule.exempt, rule.not_local) == (node1.pod_cidr,
+                                                          node1.masquerade_exempt, False)
+    assert p.pod_to_external("web", "world").snat_to == node1.address
+
+
+def test_the_agents_config_with_its_defaults_leaves_private_ranges_alone() -> None:
+    """No nonMasqueradeCIDRs: the agent's default, RFC 1918 (and link-local) exempt. The
+    outside host sits on a 172.30/16 underlay, so it is not masqueraded at all."""
+    p = plan("{}")
+    assert p.masquerade
+    assert p.masq_agent_exempt == ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
+                                   "192.168.0.0/16")
+    assert p.pod_to_external("web", "world").snat_to is None
+    control, note = verify._negative_control(p, list(verify.CHECKS), [])
+    assert control == "absent" and note and "nonMasqueradeCIDRs" in note
+
+
+def test_the_agents_config_masquerades_what_it_does_not_exempt() -> None:
+    p = plan("{nonMasqueradeCIDRs: [10.0.0.0/8], masqLinkLocal: true}")
+    assert p.masq_agent_exempt == ("10.0.0.0/8",)  # masqLinkLocal: 169.254/16 NATed too
+    assert p.pod_to_external("web", "world").snat_to == p.node("node1").address
+    assert p.masquerades("node1", "169.254.1.1")
+    assert not p.masquerades("node1", "10.244.1.2")
+    assert not p.masquerades("node1", p.node("node1").address)  # its own: --dst-type LOCAL
+    assert p.masquerades("node1", str(p.node("node2").address))  # not exempt: NATed
+    assert verify._negative_control(p, ["pod-to-external"], [])[0] == "observed"
+
+
+def test_the_agents_rule_is_installed_and_exported_as_the_agent_writes_it() -> None:
+    p = plan("{nonMasqueradeCIDRs: [10.0.0.0/8]}")
+    net = describe(p)
+    assert net.node("world").nat == () and net.node("tor").nat == ()
+    (rule,) = net.node("node2").nat
+    assert rule.source is None and rule.not_local and rule.random_fully
+    lines = firewall.masquerade_lines(rule.source, rule.exempt, rule.chain, **rule.how)
+    assert lines == [
+        "-A PODLAB-MASQ -d 169.254.0.0/16 -j RETURN",
+        "-A PODLAB-MASQ -d 10.0.0.0/8 -j RETURN",
+        "-A PODLAB-MASQ -p tcp -j MASQUERADE --to-ports 32768-65535 --random-fully",
+        "-A PODLAB-MASQ -p udp -j MASQUERADE --to-ports 32768-65535 --random-fully",
+        "-A PODLAB-MASQ -j MASQUERADE --random-fully",
+        "-A POSTROUTING -m addrtype ! --dst-type LOCAL -j PODLAB-MASQ"]
+    assert masquerade_commands(rule)[1:] == [f"iptables -t nat {line}" for line in lines]
+
+
+def test_false_means_no_nat_anywhere() -> None:
+    p = plan("false")
+    assert not p.masquerade and all(n.nat == () for n in describe(p).nodes)
+    assert p.pod_to_external("web", "world").snat_to is None
+    assert verify._negative_control(p, list(verify.CHECKS), [])[0] == "not applicable"
+
+
+@pytest.mark.parametrize(("value", "path", "message"), [
+    ("{nonMasqueradeCIDRs: [10.0.0.1/8]}", "cluster.masquerade.nonMasqueradeCIDRs[0]",
+     "not an aligned IPv4 CIDR"),
+    ("{nonMasqueradeCIDRs: [10.0.0.0/8, 172.16.0.0/12], cidrLimit: 1}",
+     "cluster.masquerade.nonMasqueradeCIDRs", "cidrLimit is 1"),
+    ("{nonMasqCIDRs: [10.0.0.0/8]}", "cluster.masquerade.nonMasqCIDRs", ""),
+    ("{masqLinkLocal: 3}", "cluster.masquerade.masqLinkLocal", ""),
+    ("maybe", "cluster.masquerade", ""),
+])
+def test_validation_speaks_of_the_agents_keys(value: str, path: str, message: str) -> None:
+    _, problems = problems_of(flat3(value))
+    assert [p.path for p in problems] == [path], problems
+    assert message in problems[0].message
