@@ -40,9 +40,11 @@ ROUTING: dict[str, Choice] = {c.value: c for c in (
 CONFLIST = "conflist"  # what `cni: {conflist: FILE, bin-dir: DIR}` is called here
 CNI: dict[str, Choice] = {c.value: c for c in (
     Choice("cni", "podlab", BASE, "podlab's own pod wiring: a veth per pod on bridge cbr0"),
-    Choice("cni", "bridge", None, "the reference bridge plugin with host-local IPAM"),
-    Choice("cni", "ptp", None, "the reference ptp plugin with host-local IPAM"),
-    Choice("cni", CONFLIST, None, "the user's own plugin chain"),
+    Choice("cni", "bridge", "harness.datapath.cni:BridgeCni",
+           "the reference bridge plugin with host-local IPAM"),
+    Choice("cni", "ptp", "harness.datapath.cni:PtpCni",
+           "the reference ptp plugin with host-local IPAM"),
+    Choice("cni", CONFLIST, "harness.datapath.cni:ConflistCni", "the user's own plugin chain"),
 )}
 
 DEFAULT_ROUTING = "static"

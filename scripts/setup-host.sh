@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prepare this host for podlab: Docker engine running, static busybox, iptables and BIRD
-# present, then .venv with podlab installed editable (scripts/setup-venv.sh). Idempotent
-# and fast when already done (a few docker/stat calls); run via `make setup`.
+# Prepare this host for podlab: Docker engine running, static busybox, iptables, BIRD and
+# the CNI reference plugins present, then .venv with podlab installed editable
+# (scripts/setup-venv.sh). Idempotent and fast when already done (a few docker/stat
+# calls); run via `make setup`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,6 +39,9 @@ command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 [ -x /usr/sbin/bird ] && [ -x /usr/sbin/birdcl ] || need+=(bird2)
 # `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
+# `cluster.cni: bridge|ptp`: the reference plugins (bridge, ptp, host-local, loopback,
+# portmap, bandwidth, ...) in /usr/lib/cni, from the distribution like everything else.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 # The proof's integration tests inject stateless rewrites with nft payload statements.
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 docker_ok() { docker info >/dev/null 2>&1; }

@@ -72,6 +72,13 @@ def _load(topo: Path):  # -> Plan
     return make_plan(load_topology(topo))
 
 
+def _describe(plan) -> None:  # plan: Plan
+    """What the datapath makes of the plan: a CNI conflist is read and checked here."""
+    from harness import datapath
+
+    datapath.describe(plan)
+
+
 def _lab_name(topo: Path | None, name: str | None) -> str:
     if name:
         return name
@@ -102,6 +109,7 @@ def validate(topo: TopoOpt) -> None:
     """
     try:
         plan = _load(topo)
+        _describe(plan)
     except PodlabError as exc:
         fail(exc)
     out.print(f"{topo}: valid ({len(plan.nodes)} nodes, {len(plan.links)} links, "
@@ -121,6 +129,7 @@ def plan(topo: TopoOpt,
     """
     try:
         p = _load(topo)
+        _describe(p)
         if iptables is not None:
             from harness.datapath.services import restore_text
 
@@ -378,9 +387,10 @@ def export(topo: TopoOpt,
         p = _load(topo)
         if out_file is not None and out_file.resolve() == topo.resolve():
             raise InputError(f"--output {out_file} would overwrite the topology file")
+        text = to_yaml(p)
     except PodlabError as exc:
         fail(exc)
-    _write_text(to_yaml(p), out_file)
+    _write_text(text, out_file)
 
 
 NodeOpt = Annotated[str | None, typer.Option("--node", help="a node of the lab")]

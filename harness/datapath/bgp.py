@@ -41,6 +41,7 @@ class BgpDatapath(Datapath):
     routing = "bgp"
 
     def __init__(self) -> None:
+        super().__init__()  # combined with a CNI datapath by inheritance (datapath.select)
         self._plan: Plan | None = None
         self._speakers: dict[str, bgpconf.Speaker] = {}
         self._routes = bgpconf.Routes()

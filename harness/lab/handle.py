@@ -190,17 +190,24 @@ class Lab:
             report.notes.append(settled.note)
         return report
 
-    def converged(self, timeout: float | None = None) -> Convergence:
-        """The plan to verify against now: the datapath waits (up to `timeout` s, its own
-        bound by default) until routes a daemon moves after a fault have settled, and
-        reroutes the plan's expectations over the paths that are left (routing: bgp);
-        static routes do not move."""
+    def observed_plan(self) -> Plan:
+        """The plan as the running lab has it, which verify expects: with a CNI datapath,
+        the addresses its plugins gave the pods (the plan alone says "assigned by CNI")."""
         from harness import datapath
 
-        dp = datapath.select(self.plan)
-        pids = self.pids()
-        return (dp.converged(self.plan, pids) if timeout is None
-                else dp.converged(self.plan, pids, timeout))
+        return datapath.select(self.plan).observed(self.plan)
+
+    def converged(self, timeout: float | None = None) -> Convergence:
+        """The plan to verify against now (the observed one): the datapath waits (up to
+        `timeout` s, its own bound by default) until routes a daemon moves after a fault
+        have settled, and reroutes the plan's expectations over the paths that are left
+        (routing: bgp); static routes do not move."""
+        from harness import datapath
+
+        plan = self.observed_plan()
+        dp, pids = datapath.select(plan), self.pids()
+        return (dp.converged(plan, pids) if timeout is None
+                else dp.converged(plan, pids, timeout))
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from harness import labels as L
+from harness.datapath import cni
 from harness.datapath.iptables import count_saved
 from harness.errors import LabNotFoundError, PodlabError, RoutingError
 from harness.host import bird, firewall, runtime, wiring
@@ -23,12 +24,37 @@ from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     """Remove every container of `lab` (of every lab with `all_labs`), in parallel.
 
+    A lab wired by CNI plugins first gets a DEL for every pod its state directory records
+    (while the namespaces still exist), and the directory (IPAM leases) goes after.
     Returns the names removed, sorted; a second call is a no-op returning [].
     """
     if not all_labs and lab is None:
         raise LabNotFoundError("destroy needs a lab name (or --all)")
     found = runtime.containers_of(None if all_labs else lab)
+    labs = {r.lab for r in found if r.lab} | ({lab} if lab else set())
+    for name in sorted(labs):
+        release_network_state(name, [r for r in found if r.lab == name])
+    if all_labs:
+        for name in cni.labs_with_state():  # their containers are gone already
+            release_network_state(name, [])
     return sorted(runtime.remove_many(found))
+
+
+def release_network_state(lab: str, rows: list[ContainerInfo] | None = None) -> list[str]:
+    """What a lab keeps outside its containers: a CNI datapath's attachments get their
+    DEL (from the node's namespace, where the node still runs) and the lab's state
+    directory is removed. Returns the DELs that failed (destroy goes on regardless)."""
+    if not cni.has_state(lab):
+        return []
+    rows = runtime.containers_of(lab) if rows is None else rows
+    try:
+        pids = runtime.pids_of(rows)
+    except PodlabError:
+        pids = {}
+    nodes = {r.labels.get(L.NODE, ""): pids[r.name] for r in rows
+             if r.role == ROLE_NODE and r.name in pids}
+    infras = {r.id: pids[r.name] for r in rows if r.role == ROLE_INFRA and r.name in pids}
+    return cni.remove_state(lab, nodes, infras)
 
 
 # --------------------------------------------------------------------------- inspect
@@ -75,11 +101,17 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
                   **({"bgp": bgp} if bgp is not None else {})}
                  for r, a, n, bgp in zip(nodes, addrs, rules, routing, strict=True)]
     pods = []
+    assigned = cni.pod_addresses(lab)  # a CNI plugin's latest result, where one wired them
     for r in sorted((r for r in rows if r.role == ROLE_INFRA), key=_order):
         pod = r.labels.get(L.POD, "")
         members = sorted((c for c in rows if c.role == ROLE_CONTAINER
                           and c.labels.get(L.POD) == pod), key=_order)
-        pods.append({"name": pod, "node": r.labels.get(L.NODE, ""), "ip": r.labels.get(L.IP),
+        # the plan's address is on the infra container; a CNI's, given after the infra
+        # started, is in its result and on the pod's containers (started after the ADD)
+        ip = next(iter(assigned.get(pod, ())), None) or r.labels.get(L.IP) or next(
+            (c.labels[L.IP] for c in members if c.labels.get(L.IP)), None)
+        pods.append({"name": pod, "node": r.labels.get(L.NODE, ""),
+                     "ip": ip.split("/")[0] if ip else None,
                      "infra": r.name, "state": r.state,
                      "containers": [{"name": c.labels.get(L.CONTAINER, c.name),
                                      "container": c.name, "state": c.state}

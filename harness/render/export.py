@@ -30,6 +30,8 @@ from typing import Any
 from harness.datapath import Daemon, LabNet, Masquerade, NodeNet, PodNet, Settings, describe
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import Route
+from harness.datapaths import DEFAULT_CNI
+from harness.errors import InputError
 from harness.host import firewall
 from harness.labels import EXPORTED_FROM
 from harness.plan import ContainerPlan, Plan
@@ -43,6 +45,10 @@ INFRA_EXEC_CAPS = ("NET_ADMIN",)
 
 def to_containerlab(plan: Plan) -> dict[str, Any]:
     """The containerlab topology (a plain dict, ready for yaml.safe_dump)."""
+    if plan.cni != DEFAULT_CNI:
+        raise InputError(f"export: the pods of lab {plan.lab!r} are wired by CNI plugins "
+                         f"(cni: {plan.cni}), which containerlab does not call; export it "
+                         f"with cni: {DEFAULT_CNI}")
     net = describe(plan)
     labels = {EXPORTED_FROM: Path(plan.topo_path).name or plan.lab}
     nodes: dict[str, Any] = {}

@@ -40,7 +40,8 @@ def plan_tables(plan: Plan) -> list[Table]:
     for col in ("pod", "node", "ip", "gateway", "containers"):
         pods.add_column(col)
     for p in plan.pods:
-        pods.add_row(p.name, p.node, p.cidr, p.gateway, ", ".join(c.name for c in p.containers))
+        pods.add_row(p.name, p.node, plan.shown_ip(p.cidr) or "", p.gateway,
+                     ", ".join(c.name for c in p.containers))
     paths = Table(title=f"lab {plan.lab}: expected paths (TTL drop = hops)",
                   title_justify="left")
     for col in ("check", "src", "dst", "hops", "path", "SNAT to"):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any, get_args
 
 import pytest
-from podlab_unit_helpers import EXAMPLES, MINIMAL, broken
+from podlab_unit_helpers import EXAMPLES, MINIMAL, PODLAB_EXAMPLES, broken
 
 from harness import datapath, datapaths
 from harness.datapath import Daemon, Datapath, LabNet, describe, select
@@ -21,10 +21,13 @@ from harness.model.topology import load_topology, parse_topology
 from harness.plan import Plan, make_plan
 
 EXAMPLE_IDS = [p.name.removesuffix(".clab.yml") for p in EXAMPLES]
+PODLAB_IDS = [p.name.removesuffix(".clab.yml") for p in PODLAB_EXAMPLES]
 
 
-@pytest.fixture(params=EXAMPLES, ids=EXAMPLE_IDS)
+@pytest.fixture(params=PODLAB_EXAMPLES, ids=PODLAB_IDS)
 def plan(request: pytest.FixtureRequest) -> Plan:
+    """An example whose pods podlab wires itself (cni: podlab); harness.datapath.cni's
+    tests cover the others."""
     return make_plan(load_topology(request.param))
 
 

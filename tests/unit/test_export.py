@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from podlab_unit_helpers import EXAMPLES
+from podlab_unit_helpers import CNI_EXAMPLES
+from podlab_unit_helpers import PODLAB_EXAMPLES as EXAMPLES
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -211,6 +212,13 @@ def test_cli_export(tmp_path: Path) -> None:
                               "--output", str(out)])
     assert res.exit_code == 0, res.output
     assert yaml.safe_load(out.read_text()) == to_containerlab(_plan(topo))
+
+
+@pytest.mark.parametrize("topo", CNI_EXAMPLES, ids=[p.name for p in CNI_EXAMPLES])
+def test_cni_labs_are_not_exported(topo: Path) -> None:
+    res = CliRunner().invoke(app, ["export", "-t", str(topo), "-o", "containerlab"])
+    assert res.exit_code == 2
+    assert "wired by CNI plugins" in res.output and "containerlab does not call" in res.output
 
 
 def test_cli_export_bad_file(tmp_path: Path) -> None:

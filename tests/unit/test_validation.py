@@ -253,13 +253,12 @@ CASES = [
     # datapath choices: in the format, refused until a datapath implements them
     ("routing-unknown", CLUSTER, CLUSTER + "  routing: ospf\n", "cluster.routing",
      "unknown routing 'ospf'; one of static, bgp", "routing: ospf"),
-    ("cni-bridge", CLUSTER, CLUSTER + "  cni: bridge\n", "cluster.cni",
-     "cni: bridge is not implemented yet", "cni: bridge"),
-    ("cni-ptp", CLUSTER, CLUSTER + "  cni: ptp\n", "cluster.cni",
-     "cni: ptp is not implemented yet", "cni: ptp"),
-    ("cni-conflist", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist, bin-dir: /opt/cni}\n",
-     "cluster.cni", "cni: {conflist: ..., bin-dir: ...} is not implemented yet (the user's "
-     "own plugin chain); this podlab implements cni: podlab", "conflist"),
+    ("cni-conflist-missing-file", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist}\n",
+     "cluster.cni.conflist", "file not found: my.conflist (relative to the topology file)",
+     "conflist"),
+    ("cni-bin-dir-missing", CLUSTER,
+     CLUSTER + "  cni: {conflist: /etc/passwd, bin-dir: /nonexistent/cni}\n",
+     "cluster.cni.bin-dir", "not a directory: /nonexistent/cni", "bin-dir"),
     ("cni-unknown", CLUSTER, CLUSTER + "  cni: calico\n", "cluster.cni",
      "unknown cni 'calico'; one of podlab, bridge, ptp, or a mapping {conflist: FILE, "
      "bin-dir: DIR}", "cni: calico"),
@@ -300,7 +299,8 @@ def test_minimal_file_is_valid() -> None:
     assert valid(MINIMAL).name == "lab"
 
 
-@pytest.mark.parametrize("choice", ["routing: static", "cni: podlab"])
+@pytest.mark.parametrize("choice", ["routing: static", "cni: podlab", "cni: bridge",
+                                    "cni: ptp"])
 def test_implemented_datapath_choices_are_accepted(choice: str) -> None:
     assert valid(broken(CLUSTER, f"{CLUSTER}  {choice}\n")).spec.cluster.routing == "static"
 
