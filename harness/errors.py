@@ -13,7 +13,8 @@
         ├── ImageError               an image cannot be built
         └── DeployError              a deploy failed half-way (after rolling back)
             ├── WiringError          a netlink operation failed
-            └── CniPluginError       a CNI plugin refused (its msg and details)
+            ├── CniPluginError       a CNI plugin refused (its msg and details)
+            └── RoutingError         a routing daemon did not start, answer or converge
 
 A verification that finds a violation is not an error: it is a result, exit 1.
 """
@@ -112,3 +113,7 @@ class CniPluginError(DeployError):
         super().__init__(message)
         self.plugin, self.command = plugin, command
         self.code, self.msg, self.details = code, msg, details
+
+
+class RoutingError(DeployError):
+    pass

@@ -254,7 +254,7 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 
 CheckOpt = Annotated[list[str] | None, typer.Option(
     "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
-    "node-to-pod, pod-to-node, pod-to-external")]
+    "node-to-pod, pod-to-node, pod-to-external, mtu")]
 VerifyOut = Annotated[VerifyFormat, typer.Option(
     "-o", "--format", help="output format: table (the truth table), json, junit, or html "
     "(one self-contained file; give --output)")]
@@ -482,7 +482,7 @@ def capture(
 
 @images_app.command("build")
 def images_build(force: Annotated[bool, typer.Option("--force")] = False) -> None:
-    """Build podlab/node, podlab/pause and podlab/app from images/ (only what changed).
+    """Build podlab/node, pause, app and bird from images/ (only what changed).
 
     Example: podlab images build
     """

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from harness.datapath import services
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
+    Convergence,
     LabNet,
     Masquerade,
     NodeNet,
@@ -208,6 +209,13 @@ class Datapath:
         """Once every namespace is applied: wait until each node's kernel has its
         `ready_routes` (DeployError naming what is missing). `pids`: node name -> pid."""
         wait_routes(net, pids, timeout)
+
+    def converged(self, plan: Plan, pids: Mapping[str, int],
+                  timeout: float = READY_TIMEOUT_S) -> Convergence:
+        """Before verify: the plan to expect now, once routing settled after any fault.
+        Static routes do not move (a pulled cable fails the pairs that crossed it), so
+        the plan is what it was. `pids`: node name -> pid of the running nodes."""
+        return Convergence(plan)
 
 
 def host_network_pod(pod: PodPlan) -> PodNet:

@@ -15,6 +15,8 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   With a CNI datapath the pods' links are the plugins': node-start calls DEL then ADD for
   each pod of the node, as a runtime restarting its sandboxes (the pod may get another
   address; verify expects the new one).
+- daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
+  start it again by re-applying the node.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
@@ -27,10 +29,10 @@ from dataclasses import dataclass
 
 from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import runtime, shaping, wiring
+from harness.host import bird, runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
-from harness.plan import POD_IFACE, LinkPlan, Plan
+from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan
 
 STOP_SETTLE_S = 10.0
 
@@ -262,6 +264,38 @@ def _forget_macs(plan: Plan, name: str, pids: dict[str, int]) -> None:
         pid = pids.get(other.container)
         if other.name != name and not kind(other.kind).is_switch and pid:
             wiring.forget_neighbours(pid, addrs)
+
+
+# --------------------------------------------------------------------------- daemons
+
+
+def daemon_kill(plan: Plan, name: str) -> int:
+    """Kill a node's routing daemon with SIGKILL, as a crash would: its kernel keeps the
+    routes it installed, its neighbours see the session drop and withdraw what they
+    learned from it. Returns the daemon's host pid. (BIRD is the only daemon a datapath
+    runs today.)"""
+    node = _node(plan, name)
+    _, net = _described(plan)
+    if not net.node(name).daemons:
+        raise InputError(f"{name} runs no daemon ({net.datapath})")
+    return bird.kill(_pid_of(_pids(plan), name, node.container))
+
+
+def daemon_start(plan: Plan, name: str) -> None:
+    """Re-apply the node as fault recovery does, which starts its daemon again."""
+    node = _node(plan, name)
+    described = _described(plan)
+    if not described[1].node(name).daemons:
+        raise InputError(f"{name} runs no daemon ({described[1].datapath})")
+    pids = _pids(plan)
+    _pid_of(pids, name, node.container)
+    reconfigure(plan, name, pids, described)
+
+
+def _node(plan: Plan, name: str) -> NodePlan:
+    if name not in {n.name for n in plan.nodes}:
+        raise InputError(f"no node {name!r} in lab {plan.lab!r}")
+    return plan.node(name)
 
 
 # --------------------------------------------------------------------------- impairment

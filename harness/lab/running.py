@@ -13,8 +13,8 @@ from typing import Any
 from harness import labels as L
 from harness.datapath import cni
 from harness.datapath.iptables import count_saved
-from harness.errors import LabNotFoundError, PodlabError
-from harness.host import firewall, runtime, wiring
+from harness.errors import LabNotFoundError, PodlabError, RoutingError
+from harness.host import bird, firewall, runtime, wiring
 from harness.host.runtime import ContainerInfo
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 
@@ -93,11 +93,13 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
         addrs = list(pool.map(lambda r: _live_addresses(pids.get(r.name)), nodes))
         rules = list(pool.map(lambda r: _live_rules(pids.get(r.name))
                               if r.labels.get(L.POD_CIDR) else None, nodes))
+        routing = list(pool.map(lambda r: _routing(pids.get(r.name)), nodes))
     out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
                   "container": r.name, "state": r.state, "addresses": a,
                   "pod_cidr": r.labels.get(L.POD_CIDR),
-                  **({"service_rules": n} if n is not None else {})}
-                 for r, a, n in zip(nodes, addrs, rules, strict=True)]
+                  **({"service_rules": n} if n is not None else {}),
+                  **({"bgp": bgp} if bgp is not None else {})}
+                 for r, a, n, bgp in zip(nodes, addrs, rules, routing, strict=True)]
     pods = []
     assigned = cni.pod_addresses(lab)  # a CNI plugin's latest result, where one wired them
     for r in sorted((r for r in rows if r.role == ROLE_INFRA), key=_order):
@@ -115,6 +117,24 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
                                      "container": c.name, "state": c.state}
                                     for c in members]})
     return {"lab": lab, "nodes": out_nodes, "pods": pods}
+
+
+def _routing(pid: int | None) -> dict[str, Any] | None:
+    """A node's BIRD, when one is configured there (routing: bgp): its sessions and the
+    routes it learned, best first, with their AS paths; `running: false` when it died."""
+    if not pid or not bird.configured(pid):
+        return None
+    try:
+        sessions = [p for p in bird.protocols(pid) if p.proto == "BGP"]
+        routes = bird.bgp_routes(pid)
+    except RoutingError as exc:
+        return {"running": False, "error": str(exc), "sessions": [], "routes": []}
+    return {"running": True,
+            "sessions": [{"name": p.name, "state": p.state, "info": p.info, "since": p.since}
+                         for p in sessions],
+            "routes": [{"prefix": r.prefix, "via": r.via, "iface": r.iface,
+                        "session": r.protocol, "best": r.best, "as_path": list(r.as_path)}
+                       for r in sorted(routes, key=lambda r: (r.prefix, not r.best))]}
 
 
 def _live_addresses(pid: int | None) -> dict[str, list[str]]:

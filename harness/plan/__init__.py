@@ -17,6 +17,7 @@ underlay, so they cannot reach pods unless pods are masqueraded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 from collections.abc import Callable, Mapping
@@ -28,7 +29,13 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import MasqAgentConfig, Netem, Topology, parse_endpoint
+from harness.model.topology import (
+    DEFAULT_NODE_IMAGE,
+    MasqAgentConfig,
+    Netem,
+    Topology,
+    parse_endpoint,
+)
 from harness.plan.services import (
     HostPortPlan,
     ServicePlan,
@@ -180,6 +187,23 @@ class Plan:
     service_cidr: str = "10.96.0.0/16"
     services: tuple[ServicePlan, ...] = ()
     host_ports: tuple[HostPortPlan, ...] = ()
+    _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
+
+    @property
+    def down_links(self) -> frozenset[int]:
+        """Links (indices into `links`) a rerouted plan knows are down."""
+        return self._graph.down_links
+
+    def rerouted(self, down_links: frozenset[int] = frozenset(),
+                 no_transit: frozenset[str] = frozenset()) -> Plan:
+        """The plan as a routing protocol converges after faults: every expectation follows
+        the shortest path that remains without `down_links` and without forwarding
+        through `no_transit` (nodes whose routing daemon is dead). A pair left with no
+        path keeps its intact path: it must fail, and verify says where. The nodes'
+        installed routes (`NodePlan.routes`, static) do not change."""
+        intact = self._intact or self._graph
+        return dataclasses.replace(self, _graph=intact.without(down_links, no_transit),
+                                   _intact=intact)
 
     def node(self, name: str) -> NodePlan:
         return self._nodes_by_name[name]
@@ -224,12 +248,19 @@ class Plan:
         return self._paths[key]
 
     def _find_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
+        devices = tuple(d for d, _ in self.segment_hops(src, dst_segment)) or (src,)
+        return devices if devices[-1] == dst_node else (*devices, dst_node)
+
+    def segment_hops(self, src: str, dst_segment: str) -> tuple[tuple[str, str], ...]:
+        """`(device, segment)` per hop from device `src` into segment `dst_segment`: each
+        device sends into that segment toward the next; () when src is attached to it."""
         seg = self._segment_index(dst_segment)
         hops = self._graph.path_to_segment(src, seg)
+        if hops is None and self._intact is not None:  # cut off by a fault
+            hops = self._intact.path_to_segment(src, seg)
         if hops is None:
             raise ValueError(f"no path from {src} to {dst_segment}")
-        devices = tuple(h.device for h in hops) or (src,)
-        return devices if devices[-1] == dst_node else (*devices, dst_node)
+        return tuple((h.device, self._segment_names[h.segment]) for h in hops)
 
     def pod_to_pod(self, a: str, b: str) -> Expectation:
         src, dst = self.pod(a), self.pod(b)
@@ -423,6 +454,16 @@ def _expectation_dict(check: str, e: Expectation,
             "dst_ip": shown(e.dst_ip), "hops": e.hops, "path": list(e.path), "snat_to": e.snat_to}
 
 
+def _node_image(topo: Topology, name: str, routing: str) -> str:
+    """The file's image for a node; where it names none, a routing datapath's daemon may
+    need its own (routing: bgp runs BIRD, which podlab/bird carries)."""
+    image = topo.image_of(name)
+    wanted = datapaths.ROUTING[routing].node_image if routing in datapaths.ROUTING else None
+    if wanted and image == DEFAULT_NODE_IMAGE and kind(topo.kind_of(name)).pod_routes:
+        return wanted
+    return image
+
+
 def pod_iface_name(pod: str) -> str:
     """The node's end of a pod's veth: readable when it fits in 15 characters."""
     name = f"pv-{pod}"
@@ -535,7 +576,8 @@ def make_plan(topo: Topology) -> Plan:
         cidr = node_cidr.get(name)
         nodes.append(NodePlan(
             name=name, kind=kind_name, container=f"podlab-{lab}-{name}",
-            image=topo.image_of(name), labels=node_labels, interfaces=tuple(interfaces),
+            image=_node_image(topo, name, cluster.routing), labels=node_labels,
+            interfaces=tuple(interfaces),
             routes=tuple(routes),
             pod_cidr=str(cidr) if cidr else None,
             gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,

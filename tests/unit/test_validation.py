@@ -251,9 +251,6 @@ CASES = [
     ("netem-rate-zero", LINK1, LINK1 + "      netem: {rate: 0}\n",
      "topology.links[0].netem.rate", "greater than 0", "netem"),
     # datapath choices: in the format, refused until a datapath implements them
-    ("routing-bgp", CLUSTER, CLUSTER + "  routing: bgp\n", "cluster.routing",
-     "routing: bgp is not implemented yet (a BGP daemon on every k8s-node and router); "
-     "this podlab implements routing: static", "routing: bgp"),
     ("routing-unknown", CLUSTER, CLUSTER + "  routing: ospf\n", "cluster.routing",
      "unknown routing 'ospf'; one of static, bgp", "routing: ospf"),
     ("cni-conflist-missing-file", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist}\n",
