@@ -12,13 +12,14 @@ what changed where, or where its packet was last seen.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
-from harness.plan import Plan, servicepaths
-from harness.prove import intrapod, services, verdict
+from harness.kinds import kind
+from harness.plan import Plan, PodPlan, servicepaths
+from harness.prove import intrapod, mtu, noroute, sample, services, verdict
 from harness.prove.engine import Engine, Namespace
 from harness.prove.probe import Heard, Probe, Seen, new_ids
 from harness.prove.result import Report, Result
@@ -41,9 +42,10 @@ _IDS = new_ids()
 def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
            keep_frames: bool = False,
            progress: Callable[[str, int, int], None] | None = None,
-           timeout: float = 2.0) -> Report:
+           timeout: float = 2.0, quick: bool = False) -> Report:
     """Run the checks against the deployed lab of `plan`, whose containers run as `pids`
-    (`{container name: host pid}`, from the Lab).
+    (`{container name: host pid}`, from the Lab). `quick`: a spanning sample instead of
+    every pair (harness.prove.sample), a smoke test.
 
     Raises LabNotFoundError when nothing of the lab runs, NothingToVerify when the
     selected checks yield no result in this lab (nothing proven must not pass).
@@ -56,7 +58,12 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     probe_checks = [c for c in checks if c in PROBE_CHECKS]
     service_checks = [c for c in checks if c in SERVICE_CHECKS]
     tgts = targets(plan, probe_checks, _sources(plan, pids, probe_checks))
+    if quick:
+        tgts = sample.spanning(plan, tgts)
+    pods = sample.one_pod_per_node(plan) if quick else plan.pods
     spaths = servicepaths.paths(plan, service_checks)
+    if quick:
+        spaths = sample.spanning_paths(plan, spaths)
     empty = _empty(plan, checks, tgts, spaths)
     if not checks:
         raise NothingToVerify(f"no check selected; verify runs one or more of "
@@ -71,11 +78,13 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        intra = pool.submit(intrapod.check_all, plan, pids) if "intra-pod" in checks else None
+        intra = pool.submit(intrapod.check_all, plan, pids, pods) \
+            if "intra-pod" in checks else None
         if tgts:
             probe_results, sightings = run_probes(
                 plan, pids, tgts, keep_frames=keep_frames, timeout=timeout,
-                progress=(lambda d, t: progress("probes", d, t)) if progress else None)
+                progress=(lambda d, t: progress("probes", d, t)) if progress else None,
+                quick=quick)
             results += probe_results
         if spaths:
             service_results, more = run_service_probes(plan, pids, spaths, keep_frames,
@@ -83,9 +92,12 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
             results += service_results
             sightings.update(more)
         if "pod-identity" in checks:
-            results += identities(plan, pids, results if tgts else None)
+            results += identities(plan, pids, results if tgts else None, pods)
         if intra is not None:
             results += intra.result()
+    if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
+        results += [Result(mtu.CHECK, v.src, v.dst, "icmp", v.ok, v.expected, v.observed,
+                           v.detail) for v in mtu.check(plan, pids)]
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     control, why = _negative_control(plan, checks, results)
@@ -125,6 +137,9 @@ def _empty(plan: Plan, checks: list[str], tgts: list[Target],
         if check in ("pod-identity", "intra-pod"):
             if not plan.pods:
                 out[check] = "the lab has no pod"
+        elif check == "mtu":
+            if not mtu.targets(plan):
+                out[check] = "the lab has fewer than two nodes with pods"
         elif check in SERVICE_CHECKS and check not in has:
             out[check] = _no_service_path(plan, check)
         elif check not in has:
@@ -173,11 +188,11 @@ def _negative_control(plan: Plan, checks: list[str],
     return ("observed" if all(r.ok for r in ext) else "failed"), None
 
 
-def identities(plan: Plan, pids: dict[str, int],
-               probed: list[Result] | None) -> list[Result]:
-    """pod-identity: each pod's eth0 addresses and its containers' namespaces, asked of
-    the kernel, and the source its peers' sockets saw in `probed` (None: no probe ran),
-    judged by the verdict."""
+def identities(plan: Plan, pids: dict[str, int], probed: list[Result] | None,
+               pods: Sequence[PodPlan] | None = None) -> list[Result]:
+    """pod-identity: each pod's (of `pods`, default all) eth0 addresses and its
+    containers' namespaces, asked of the kernel, and the source its peers' sockets saw in
+    `probed` (None: no probe ran), judged by the verdict; one result per family."""
     saw: dict[tuple[str, str], dict[str, str]] = {}  # (pod, family) -> {source: who saw it}
     for r in probed or ():
         src = r.observed.get("socket", {}).get("src")
@@ -186,7 +201,7 @@ def identities(plan: Plan, pids: dict[str, int],
             saw.setdefault((r.src, r.family), {}).setdefault(src, f"{r.dst}, {r.check} "
                                                                   f"{r.proto}")
     out = []
-    for pod in plan.pods:
+    for pod in plan.pods if pods is None else pods:
         infra = pids.get(pod.infra)
         inodes = {c: netns.netns_inode(pids[c]) if c in pids else None
                   for c in (pod.infra, *(c.container for c in pod.containers))}
@@ -208,15 +223,17 @@ def identities(plan: Plan, pids: dict[str, int],
 
 def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames: bool = False,
                timeout: float = 2.0, window: int = 256,
-               progress: Callable[[int, int], None] | None = None,
+               progress: Callable[[int, int], None] | None = None, quick: bool = False,
                ) -> tuple[list[Result], dict[int, list[Seen]]]:
-    """Probe every target over each of its protocols concurrently; one Result each.
+    """Probe every target over each of its protocols (`quick`: one) concurrently; one
+    Result each.
 
     The first pass sniffs only where probes end, which keeps a lab of hundreds of pods
     fast. Whatever fails is probed once more with every namespace traced, so its
     diagnosis can say where a header changed or where the packet was last seen.
     """
-    jobs = [(t, proto) for t in tgts for proto in t.protos]
+    jobs = [(t, proto) for t in tgts
+            for proto in (sample.protos(t.protos) if quick else t.protos)]
     results, sightings = probe_jobs(plan, pids, jobs, keep_frames, timeout, window, progress)
     again = [i for i, r in enumerate(results) if not r.ok]
     if again and not keep_frames:
@@ -228,7 +245,22 @@ def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames
                 results[i].probe_ids += result.probe_ids
             else:
                 results[i] = result
+    still = [i for i, r in enumerate(results) if not r.ok]
+    if still:
+        tables = route_tables(plan, pids)
+        for i in still:
+            t = jobs[i][0]
+            why = noroute.diagnose(plan, t.exp.path, t.exp.dst_ip, t.src_ip, tables)
+            if why:  # the routing table says it all; the loss report stays after it
+                detail = results[i].detail
+                results[i].detail = why if "has no route to" in detail else f"{why}; {detail}"
     return results, sightings
+
+
+def route_tables(plan: Plan, pids: dict[str, int]) -> dict[str, list[str]]:
+    """Each running node's main-table destinations (for noroute.diagnose)."""
+    return {n.name: [dst for dst, _, _ in wiring.routes(pids[n.container])]
+            for n in plan.nodes if n.container in pids and not kind(n.kind).is_switch}
 
 
 def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +18,12 @@ from harness.plan import Plan
 
 
 @contextmanager
-def progress(console: Console) -> Iterator[Progress]:
-    """A progress display on a terminal; silent (but usable) when output is redirected."""
+def progress(console: Console, enabled: bool = True) -> Iterator[Progress]:
+    """A progress display on a terminal; silent (but usable) when output is redirected
+    or `enabled` is false (machine-readable output)."""
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=True,
-                    disable=not console.is_terminal)
+                    disable=not (enabled and console.is_terminal))
     with prog:
         yield prog
 
@@ -43,8 +45,8 @@ def plan_tables(plan: Plan) -> list[Table]:
     for col in ("pod", "node", "ip", "gateway", "containers"):
         pods.add_column(col)
     for p in plan.pods:
-        pods.add_row(p.name, p.node, "\n".join(p.cidrs), "\n".join(p.gateways),
-                     ", ".join(c.name for c in p.containers))
+        pods.add_row(p.name, p.node, "\n".join(plan.shown_ip(c) or "" for c in p.cidrs),
+                     "\n".join(p.gateways), ", ".join(c.name for c in p.containers))
     by_family = plan.families != ("ipv4",)
     drop = "TTL/hop-limit drop" if by_family else "TTL drop"
     paths = Table(title=f"lab {plan.lab}: expected paths ({drop} = hops)",
@@ -111,7 +113,29 @@ def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
                               c["state"], ", ".join(p.get("ips") or [p.get("ip") or ""]),
                               "")
         tables.append(table)
+        if any("bgp" in n for n in data["nodes"]):
+            tables.append(bgp_table(data))
     return tables
+
+
+def bgp_table(data: dict[str, Any]) -> Table:
+    """Per BGP speaker: its sessions and the routes it chose (AS path, next hop)."""
+    table = Table(title=f"lab {data['lab']}: BGP (BIRD)", title_justify="left")
+    for col in ("node", "sessions", "routes (best: prefix via next hop, AS path)"):
+        table.add_column(col)
+    for n in data["nodes"]:
+        bgp = n.get("bgp")
+        if bgp is None:
+            continue
+        if not bgp["running"]:
+            table.add_row(n["name"], "BIRD not running", bgp.get("error", ""))
+            continue
+        sessions = "\n".join(f"{s['name']} {s['info'] or s['state']}" for s in bgp["sessions"])
+        routes = "\n".join(
+            f"{r['prefix']} via {r['via']} [AS{' '.join(map(str, r['as_path']))}]"
+            for r in bgp["routes"] if r["best"])
+        table.add_row(n["name"], sessions, routes)
+    return table
 
 
 def write_json(report: Any, f: Any) -> None:
@@ -183,24 +207,40 @@ def junit_xml(report: Any) -> str:
 def write_pcaps(report: Any, directory: Path) -> list[Path]:
     """One pcap per check with every frame its probes left anywhere in the lab, in time
     order; Wireshark opens them. Frames are cut at the sniffer's snap length."""
-    from scapy.layers.l2 import Ether
-    from scapy.utils import PcapWriter
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
     by_check: dict[str, list[Any]] = {}
     for r in report.results:
         for pid in r.probe_ids:
             by_check.setdefault(r.check, []).extend(report.sightings.get(pid, []))
-    for check, seen in by_check.items():
-        path = directory / f"{check}.pcap"
-        with PcapWriter(str(path), linktype=1, sync=False) as writer:
-            for s in sorted(seen, key=lambda s: s.ts):
-                if s.frame is None:
-                    continue
-                pkt = Ether(s.frame)
-                pkt.time = s.ts
-                pkt.comment = f"{s.ns} {s.ifname} {'out' if s.outgoing else 'in'}".encode()
-                writer.write(pkt)
-        written.append(path)
-    return written
+    return [_pcap(directory / f"{check}.pcap", seen) for check, seen in by_check.items()]
+
+
+def write_failure_pcaps(report: Any, directory: Path, limit: int = 200) -> dict[int, Path]:
+    """A pcap of each failed result's own probes (the first `limit`), named after it:
+    `{position in the results: path}`. What one failing cell of the truth table shows."""
+    out: dict[int, Path] = {}
+    for i, r in enumerate(report.results):
+        if r.ok or not r.probe_ids:
+            continue
+        if len(out) == limit:
+            break
+        seen = [s for pid in r.probe_ids for s in report.sightings.get(pid, [])]
+        if seen:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{r.check}-{r.src}-{r.dst}-{r.proto}")
+            out[i] = _pcap(directory / f"{name}.pcap", seen)
+    return out
+
+
+def _pcap(path: Path, seen: list[Any]) -> Path:
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PcapWriter(str(path), linktype=1, sync=False) as writer:
+        for s in sorted(seen, key=lambda s: s.ts):
+            if s.frame is None:
+                continue
+            pkt = Ether(s.frame)
+            pkt.time = s.ts
+            pkt.comment = f"{s.ns} {s.ifname} {'out' if s.outgoing else 'in'}".encode()
+            writer.write(pkt)
+    return path

@@ -252,18 +252,14 @@ CASES = [
     ("netem-rate-zero", LINK1, LINK1 + "      netem: {rate: 0}\n",
      "topology.links[0].netem.rate", "greater than 0", "netem"),
     # datapath choices: in the format, refused until a datapath implements them
-    ("routing-bgp", CLUSTER, CLUSTER + "  routing: bgp\n", "cluster.routing",
-     "routing: bgp is not implemented yet (a BGP daemon on every k8s-node and router); "
-     "this podlab implements routing: static", "routing: bgp"),
     ("routing-unknown", CLUSTER, CLUSTER + "  routing: ospf\n", "cluster.routing",
      "unknown routing 'ospf'; one of static, bgp", "routing: ospf"),
-    ("cni-bridge", CLUSTER, CLUSTER + "  cni: bridge\n", "cluster.cni",
-     "cni: bridge is not implemented yet", "cni: bridge"),
-    ("cni-ptp", CLUSTER, CLUSTER + "  cni: ptp\n", "cluster.cni",
-     "cni: ptp is not implemented yet", "cni: ptp"),
-    ("cni-conflist", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist, bin-dir: /opt/cni}\n",
-     "cluster.cni", "cni: {conflist: ..., bin-dir: ...} is not implemented yet (the user's "
-     "own plugin chain); this podlab implements cni: podlab", "conflist"),
+    ("cni-conflist-missing-file", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist}\n",
+     "cluster.cni.conflist", "file not found: my.conflist (relative to the topology file)",
+     "conflist"),
+    ("cni-bin-dir-missing", CLUSTER,
+     CLUSTER + "  cni: {conflist: /etc/passwd, bin-dir: /nonexistent/cni}\n",
+     "cluster.cni.bin-dir", "not a directory: /nonexistent/cni", "bin-dir"),
     ("cni-unknown", CLUSTER, CLUSTER + "  cni: calico\n", "cluster.cni",
      "unknown cni 'calico'; one of podlab, bridge, ptp, or a mapping {conflist: FILE, "
      "bin-dir: DIR}", "cni: calico"),
@@ -395,6 +391,10 @@ FAMILY_CASES = [
      "services:\n  websvc:\n    selector: {app: web}\n    ports: [{port: 80}]\n"
      "pods:\n  web:\n    node: node1\n    labels: {app: web}\n", "services",
      "Services are IPv4 in podlab", "^services:"),
+    ("bgp-in-a-cluster-with-ipv6", DUAL, CLUSTER, CLUSTER + "  routing: bgp\n",
+     "cluster.routing", "routing: bgp is IPv4-only so far", "routing"),
+    ("cni-bridge-in-a-cluster-with-ipv6", V6ONLY, CLUSTER, CLUSTER + "  cni: bridge\n",
+     "cluster.cni", "cni: bridge is IPv4-only so far", "cni:"),
     ("underlay-ipv4-in-ipv6-cluster", V6ONLY, "underlay-cidr: fd00:172:30::/48",
      "underlay-cidr: [172.30.0.0/16, fd00:172:30::/48]", "cluster.underlay-cidr",
      "is IPv4 and IPv6 but pod-cidr is IPv6", "underlay-cidr"),
@@ -487,7 +487,8 @@ def test_service_cidr_takes_one_prefix_per_family() -> None:
     assert valid(V6ONLY).spec.cluster.service_cidrs == ("fd00:10:96::/112",)
 
 
-@pytest.mark.parametrize("choice", ["routing: static", "cni: podlab"])
+@pytest.mark.parametrize("choice", ["routing: static", "cni: podlab", "cni: bridge",
+                                    "cni: ptp"])
 def test_implemented_datapath_choices_are_accepted(choice: str) -> None:
     assert valid(broken(CLUSTER, f"{CLUSTER}  {choice}\n")).spec.cluster.routing == "static"
 
