@@ -562,6 +562,7 @@ def parse_endpoint(endpoint: str) -> tuple[str, str] | None:
 Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 MIN_PREFIX = {IPV4: 8, IPV6: 16}  # broader than this is a typo, not a lab
 MAX_LINK_PREFIX = {IPV4: 30, IPV6: 127}  # room for the two ends of a link
+IPV6_MIN_MTU = 1280
 
 
 def _network(text: str) -> Net | str:
@@ -919,6 +920,12 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
         if pod and under.overlaps(pod[1]):  # type: ignore[arg-type]
             yield Problem(path, f"{under} overlaps the pod CIDR {pod[1]}")
     yield from _masq_agent_problems(cluster, pods)
+    if IPV6 in pods:  # below 1280 the kernel turns IPv6 off on the link (RFC 8200)
+        for i, link in enumerate(spec.topology.links):
+            if link.mtu is not None and link.mtu < IPV6_MIN_MTU:
+                yield Problem(f"topology.links[{i}].mtu", f"{link.mtu} is below IPv6's "
+                              f"minimum MTU {IPV6_MIN_MTU}; a cluster with IPv6 needs at least "
+                              "that on every link")
 
 
 def _masq_agent_problems(cluster: Cluster, pods: PrefixMap) -> Iterator[Problem]:

@@ -203,3 +203,22 @@ def test_a_link_pulled_and_plugged_back_works_at_once_in_both_families(dual: Lab
         assert bad == [], (name, bad)
     report = dual.verify()
     assert report.ok, details(report)
+
+
+def test_the_mtu_check_in_both_families(docker_available: None) -> None:
+    """mtu.clab.yml made dual-stack: 1400 bytes cross between the nodes' pods in each
+    family, and 1401 get fragmentation-needed (IPv4) or packet-too-big (IPv6) from the
+    router in front of the 1400-byte link."""
+    text = (ROOT / "topologies" / "mtu.clab.yml").read_text()
+    for key, v4, v6 in (("pod-cidr", "10.244.0.0/16", "fd00:10:244::/56"),
+                        ("underlay-cidr", "172.28.0.0/16", "fd00:172:28::/48")):
+        text = text.replace(f"  {key}: {v4}\n", f"  {key}: [{v4}, {v6}]\n")
+    from harness.model.topology import parse_topology
+
+    topo = parse_topology(text.replace("name: mtu", f"name: {unique_name('mtu6')}", 1))
+    with Lab.deploy(topo) as lab:
+        report = lab.verify(checks=["mtu"])
+    assert report.ok, details(report)
+    assert Counter(r.family for r in report.results) == {"ipv4": 2, "ipv6": 2}
+    assert all("packet-too-big (MTU 1400)" in r.detail for r in report.results
+               if r.family == "ipv6")

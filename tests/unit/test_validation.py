@@ -362,6 +362,8 @@ DUAL_CASES = [
      "topology.links[0].ipv6[1]", "'sw' is a switch: its ports take no address", "ipv6"),
     ("node-port-without-ipv6", LINK1, LINK1 + "      ipv6: [null, null]\n",
      "topology.links[0].ipv6[0]", "'node1' needs an address when ipv6 is given", "ipv6"),
+    ("link-mtu-below-ipv6-minimum", LINK1, LINK1 + "      mtu: 1200\n",
+     "topology.links[0].mtu", "1200 is below IPv6's minimum MTU 1280", "mtu"),
     ("switch-segment-v6-in-two-subnets", [
         (LINK1, LINK1 + '      ipv6: ["fd00:31:1::1/64", null]\n'),
         (V6LINK, V6LINK + '      ipv6: ["fd00:31::1/64", null]\n')],
