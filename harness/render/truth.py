@@ -52,8 +52,9 @@ def classify(result: Any) -> str:
         if (peers is not None and obs.get("peers_saw") not in (None, peers)) \
                 or "peers saw it as" in detail:
             return NAT  # the pod's peers saw another address as its source
-        if obs.get("received") is False or "not running" in detail:
-            return LOST
+        if obs.get("received") is False or obs.get("fits") is False \
+                or "not running" in detail:
+            return LOST  # intra-pod's message, or mtu's path-MTU packet, did not arrive
         return OTHER
     if not any(k in obs for k in (*_ADDRESS_KEYS, *_TTL_KEYS)):
         return LOST  # the request never arrived (or never left)

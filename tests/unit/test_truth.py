@@ -104,7 +104,14 @@ def test_checks_without_headers_are_lost_or_otherwise_failed() -> None:
                    {"received": False, "seen_on_lo": False}, "did not receive")
     stopped = Result("pod-identity", "db", "db", "-", False, {"ip": "x"}, {},
                      "infra container podlab-x-db is not running")
-    assert [classify(r) for r in (identity, intra, stopped)] == [OTHER, LOST, LOST]
+    mtu = {"path_mtu": 1500, "limit": "a:eth1", "over": "fragmentation-needed"}
+    blocked = Result("mtu", "a", "b", "icmp", False, mtu, {"fits": False},
+                     "1500 bytes with DF did not cross a -> b: no answer")
+    black_hole = Result("mtu", "a", "b", "icmp", False, mtu,
+                        {"fits": True, "over_refused": False, "icmp_from": None},
+                        "1501 bytes vanished without ICMP: PMTU black hole")
+    assert [classify(r) for r in (identity, intra, stopped, blocked, black_hole)] == \
+        [OTHER, LOST, LOST, LOST, OTHER]
 
 
 def test_silent_headers_fall_back_on_the_diagnosis() -> None:
