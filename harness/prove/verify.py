@@ -258,8 +258,14 @@ def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames
 
 
 def route_tables(plan: Plan, pids: dict[str, int]) -> dict[str, list[str]]:
-    """Each running node's main-table destinations (for noroute.diagnose)."""
-    return {n.name: [dst for dst, _, _ in wiring.routes(pids[n.container])]
+    """Each running node's main-table destinations (for noroute.diagnose); a default route
+    written as its family's (0.0.0.0/0 or ::/0), told by its gateway."""
+    def dst_of(dst: str, gw: str | None) -> str:
+        if dst != "default" or not gw:
+            return dst
+        return "::/0" if ":" in gw else "0.0.0.0/0"
+
+    return {n.name: [dst_of(dst, gw) for dst, gw, _ in wiring.routes(pids[n.container])]
             for n in plan.nodes if n.container in pids and not kind(n.kind).is_switch}
 
 

@@ -28,7 +28,7 @@ V6ONLY = ROOT / "topologies" / "v6only.clab.yml"
 Row = tuple[str, str, str, str, str]  # check, family, src, dst, proto
 # the checks of a lab without Services
 MODEL = {"pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
-         "pod-to-external"}
+         "pod-to-external", "mtu"}
 
 
 @pytest.fixture(scope="module")
