@@ -188,6 +188,21 @@ class Datapath:
         CNI datapath puts in the addresses its plugins gave the pods."""
         return plan
 
+    def readdressed(self, plan: Plan, found: Mapping[str, str]) -> Plan:
+        """Pure: the plan with the addresses pod_added returned (`{pod: a.b.c.d/len}`),
+        when the datapath `assigns_addresses`; here the plan's own are the pods'."""
+        return plan
+
+    def sync_services(self, pid: int, node: str, rulesets: Iterable[Ruleset]) -> None:
+        """kube-proxy's (and portmap's) sync on one node: refill their chains with
+        `rulesets` and delete the per-endpoint chains an earlier sync made that are gone
+        (an endpoint that moved to another address); idempotent."""
+        for rs in rulesets:
+            drop = rs.stale(firewall.saved(pid)) if rs.prunes else ()
+            firewall.restore(pid, rs.restore_text(drop=drop),
+                             rs.restore_text(jumps=False, drop=drop), rs.chains[0],
+                             where=f"{rs.owner} on {node}")
+
     def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
         """Configure the node's namespace (its links exist); idempotent. `pods`: pods
         whose node end exists already and joins the bridge too (fault recovery)."""
@@ -202,7 +217,7 @@ class Datapath:
         for rule in node.nat:
             firewall.masquerade(pid, rule.source, rule.exempt, rule.chain, where=node.name,
                                 **rule.how)
-        for rs in node.rulesets:
+        for rs in node.rulesets:  # endpoints that moved since: sync_services
             firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
                              rs.chains[0], where=f"{rs.owner} on {node.name}")
 

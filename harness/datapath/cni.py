@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.datapath import cni_conf
-from harness.datapath.base import INFRA_CAPS, POD_CAPS, POD_SYSCTLS, Datapath
+from harness.datapath.base import INFRA_CAPS, POD_CAPS, POD_SYSCTLS, Datapath, host_network_pod
 from harness.datapath.net import Pair, PodNet, Settings
 from harness.errors import CniPluginError, DeployError, PodlabError
 from harness.host import cni as plugins
@@ -227,6 +227,8 @@ class CniDatapath(Datapath):
         return (), ()  # the plugin makes the node's side when it adds the first pod
 
     def pod_net(self, plan: Plan, pod: PodPlan) -> PodNet:
+        if pod.host_network:  # a runtime calls no CNI for a pod in its node's namespace
+            return host_network_pod(pod)
         if not hasattr(self, "_confs"):
             self._confs = {n.name: self._rendered(plan, n) for n in plan.k8s_nodes}
         text, dirs = self._confs[pod.node]
@@ -249,6 +251,9 @@ class CniDatapath(Datapath):
 
     def observed(self, plan: Plan) -> Plan:
         found = {pod: addrs[0] for pod, addrs in pod_addresses(plan.lab).items() if addrs}
+        return self.readdressed(plan, found)
+
+    def readdressed(self, plan: Plan, found: Mapping[str, str]) -> Plan:
         return plan.with_pod_addresses(found, self.bridged(plan))
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
@@ -256,6 +261,8 @@ class CniDatapath(Datapath):
         """ADD the pod (loopback, then the node's chain) from the node's namespace; a pod
         added before (a node restart) is DELeted first, as a runtime restarting a
         sandbox does. Returns the addresses the chain's result gives eth0."""
+        if pod.host_network:
+            return ()
         if not isinstance(pod, CniPodNet):
             raise TypeError(f"{type(self).__name__} needs the pods it described")
         chain = plugins.Chain.from_conflist(json.loads(pod.conflist), pod.bin_dirs)

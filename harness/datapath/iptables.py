@@ -48,6 +48,9 @@ class Ruleset:
     jumps: tuple[Rule, ...]  # into our chains, each put at the top of its built-in chain
     rules: tuple[Rule, ...]  # inside our chains
     appends: tuple[Rule, ...] = ()  # into our chains, appended to a built-in chain
+    # prefixes of the chains the owner makes per object (kube-proxy's KUBE-SEP-<hash>...):
+    # one such chain not in `chains` is stale (its endpoint moved) and a re-sync deletes it
+    prunes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.jumps) + len(self.rules) + len(self.appends)
@@ -59,26 +62,53 @@ class Ruleset:
         return tuple(r for r in (*self.jumps, *self.appends, *self.rules)
                      if r.chain == chain and r.table == table)
 
-    def restore_text(self, jumps: bool = True) -> str:
+    def restore_text(self, jumps: bool = True,
+                     drop: Iterable[tuple[str, str]] = ()) -> str:
         """iptables-restore input (for --noflush: declaring a chain empties it, others are
         untouched). With `jumps`, each jump is inserted (-I) at the top of its built-in
         chain in order, so the last ends first, as kube-proxy's EnsureRule(Prepend) leaves
-        them; appended ones follow whatever the chain holds."""
+        them; appended ones follow whatever the chain holds. `drop`: (table, chain) to
+        delete, emptied and then removed (-X) in the same transaction, as kube-proxy
+        removes a stale chain once nothing of its own jumps there any more."""
+        dropped = tuple(dict.fromkeys(drop))
         lines: list[str] = []
         for table in TABLES:
             chains = self.chains_of(table)
+            gone = [c for t, c in dropped if t == table and c not in chains]
             rules = [r for r in self.rules if r.table == table]
             inserted = [r for r in self.jumps if r.table == table] if jumps else []
             appended = [r for r in self.appends if r.table == table] if jumps else []
-            if not (chains or rules or inserted or appended):
+            if not (chains or gone or rules or inserted or appended):
                 continue
             lines.append(f"*{table}")
-            lines += [f":{c} - [0:0]" for c in chains]
+            lines += [f":{c} - [0:0]" for c in (*chains, *gone)]
             lines += [r.line("-I") for r in inserted]
             lines += [r.line() for r in appended]
             lines += [r.line() for r in rules]
+            lines += [f"-X {c}" for c in gone]
             lines.append("COMMIT")
         return "\n".join(lines) + "\n"
+
+    def stale(self, saved: str) -> tuple[tuple[str, str], ...]:
+        """The chains of `iptables-save` text that this owner made per object (`prunes`)
+        and that this ruleset no longer declares."""
+        if not self.prunes:
+            return ()
+        mine = set(self.chains)
+        return tuple((t, c) for t, c in declared_chains(saved)
+                     if c.startswith(self.prunes) and (t, c) not in mine)
+
+
+def declared_chains(saved: str) -> tuple[tuple[str, str], ...]:
+    """(table, chain) of every chain `iptables-save` text declares, built-in ones too."""
+    out: list[tuple[str, str]] = []
+    table = ""
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.startswith(":") and table:
+            out.append((table, line[1:].split()[0]))
+    return tuple(out)
 
 
 def merge_chains(*groups: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

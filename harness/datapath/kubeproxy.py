@@ -141,7 +141,8 @@ def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str) ->
              "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
     filter_rules = [r for r in w.rules if r.table == "filter"]
     nat_rules = [r for r in w.rules if r.table == "nat"]
-    return Ruleset(OWNER, node, tuple(w.chains), _jumps(), (*filter_rules, *nat_rules))
+    return Ruleset(OWNER, node, tuple(w.chains), _jumps(), (*filter_rules, *nat_rules),
+                   prunes=SERVICE_CHAIN_PREFIXES)
 
 
 def _service_port(w: _Writer, node: str, svc: ServicePlan, port: ServicePortPlan,

@@ -13,9 +13,12 @@ from harness.plan import Plan
 
 def node_rulesets(plan: Plan, node: str) -> tuple[Ruleset, ...]:
     """What kube-proxy and portmap write on `node`; nothing in a lab without Services
-    and hostPorts, so such a lab's nodes stay as they were."""
+    and hostPorts, so such a lab's nodes stay as they were. Before a CNI plugin gave the
+    pods their addresses, their endpoints are not there yet (Plan.programmable); the
+    plan with the addresses observed (Plan.with_pod_addresses) has them all."""
     if not plan.services and not plan.host_ports:
         return ()
+    plan = plan.programmable()
     out = [kubeproxy.node_rules(node, plan.services, plan.pod_cidr)]
     ids = {p.name: p.infra for p in plan.pods}
     rules = portmap.node_rules(node, plan.host_ports, ids)

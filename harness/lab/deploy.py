@@ -116,6 +116,7 @@ def _podlab_image(image: str) -> str | None:
 def _deploy(plan: Plan, deploy_id: str, rep: Reporter) -> None:
     pipeline = _Pipeline(plan, deploy_id, rep)
     pipeline.run()
+    pipeline.sync_services()
     pipeline.dp.after_deploy(pipeline.desc, pipeline.pid)  # e.g. routes a daemon learns
 
 
@@ -155,6 +156,7 @@ class _Pipeline:
         for pod in plan.pods:
             self.pods_of[pod.node].append(pod)
         self.futures: dict[Future[Any], tuple[str, str, Callable[[Any], None]]] = {}
+        self.assigned: dict[str, str] = {}  # pod -> a.b.c.d/len, as its CNI ADD gave it
 
     def run(self) -> None:
         plan = self.plan
@@ -265,10 +267,29 @@ class _Pipeline:
         settings = self.desc.pod(pod.name).containers
         # a CNI gave the address: the containers, started after its ADD, carry it
         cidr = addresses[0] if addresses else None
+        if cidr:
+            self.assigned[pod.name] = cidr
         for i in range(len(pod.containers)):
             spec = container_spec(pod, settings, i, infra_id, self.deploy_id, cidr)
             self._submit(self.docker, "pods", f"container {spec.name}",
                          lambda s=spec: runtime.start(s))
+
+
+    def sync_services(self) -> None:
+        """kube-proxy's and portmap's rules once every pod has its address. A node was
+        configured before its pods' ADDs, with the endpoints known then (a CNI's pods had
+        none yet); with the addresses the plugins gave, every k8s-node gets its Services'
+        endpoints and hostPort DNATs, as kube-proxy syncs when EndpointSlices change."""
+        plan = self.plan
+        if not self.dp.assigns_addresses or not (plan.services or plan.host_ports):
+            return
+        seen = self.dp.readdressed(plan, self.assigned)  # pure: the plan, re-planned
+        for node in seen.k8s_nodes:
+            try:
+                self.dp.sync_services(self.pid[node.name], node.name,
+                                      self.dp.service_rules(seen, node))
+            except Exception as exc:
+                raise _deploy_error("services", f"node {node.name}", exc) from exc
 
 
 def _rollback(deploy_id: str) -> int:

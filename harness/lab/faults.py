@@ -154,8 +154,22 @@ def reconfigure(plan: Plan, name: str, pids: dict[str, int],
 
 
 def _described(plan: Plan) -> tuple[datapath.Datapath, datapath.LabNet]:
+    """The datapath and its description of the running lab (a CNI's pods at the
+    addresses they have, so kube-proxy's rules are re-applied with those)."""
     dp = datapath.select(plan)
-    return dp, dp.describe(plan)
+    return dp, dp.describe(running.live(plan))
+
+
+def _sync_services(plan: Plan, pids: dict[str, int]) -> None:
+    """kube-proxy's sync on every running k8s-node, after pods got new addresses (a CNI's
+    ADD again): the endpoints follow them, on every node, as EndpointSlices do."""
+    dp = datapath.select(plan)
+    seen = dp.observed(plan)
+    if not (seen.services or seen.host_ports):
+        return
+    for node in seen.k8s_nodes:
+        if node.container in pids:
+            dp.sync_services(pids[node.container], node.name, dp.service_rules(seen, node))
 
 
 # --------------------------------------------------------------------------- nodes
@@ -248,6 +262,7 @@ def node_start(plan: Plan, name: str) -> list[str]:
             if plan.pod(pod.name).infra in pids:
                 reconfigure(plan, pod.name, pids, described)
                 made.append(f"{pod.name}:{POD_IFACE}")
+        _sync_services(plan, pids)
     _forget_macs(plan, name, pids)
     # infra first: it joins the node's new namespace, and the apps join the infra's
     for container in reversed(_host_network_containers(plan, name)):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from harness import datapath
 from harness import labels as L
 from harness.datapath import cni
 from harness.datapath.iptables import count_saved
@@ -17,6 +18,19 @@ from harness.errors import LabNotFoundError, PodlabError, RoutingError
 from harness.host import bird, firewall, runtime, wiring
 from harness.host.runtime import ContainerInfo
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
+from harness.plan import Plan
+
+# --------------------------------------------------------------------------- the plan
+
+
+def live(plan: Plan) -> Plan:
+    """The plan as the running lab has it: with a CNI datapath, the addresses its
+    plugins gave the pods (read back from their results), and the Services' endpoints
+    at those addresses; else the plan itself."""
+    if plan.pod_ips_known:
+        return plan
+    return datapath.select(plan).observed(plan)
+
 
 # --------------------------------------------------------------------------- destroy
 

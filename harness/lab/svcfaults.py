@@ -58,6 +58,7 @@ def _refill(pid: int, rules: Ruleset, node: str) -> None:
 
 
 def dnat_elsewhere(plan: Plan, target: str, node: str = "", at: str = "") -> str:
+    plan = running.live(plan)  # a CNI's pods at the addresses it gave them
     svc, port = _service_port(plan, target)
     if not node or not at or node == at:
         raise InputError("svc-dnat-elsewhere needs two different k8s-nodes: NODE (loses the "
@@ -82,11 +83,13 @@ def dnat_elsewhere(plan: Plan, target: str, node: str = "", at: str = "") -> str
 
 
 def no_masq(plan: Plan, node: str) -> str:
+    plan = running.live(plan)  # a CNI's pods at the addresses it gave them
     netns.run_program(_pid(plan, node), ["iptables", "-t", "nat", "-F", kubeproxy.MARK_MASQ])
     return f"{node}: {kubeproxy.MARK_MASQ} emptied"
 
 
 def local_as_cluster(plan: Plan, service: str) -> str:
+    plan = running.live(plan)  # a CNI's pods at the addresses it gave them
     svc = next((s for s in plan.services if s.name == service), None)
     if svc is None or not svc.local_policy:
         local = ", ".join(s.name for s in plan.services if s.local_policy) or "none"
@@ -101,6 +104,7 @@ def local_as_cluster(plan: Plan, service: str) -> str:
 
 
 def restore(plan: Plan, _: str = "") -> str:
+    plan = running.live(plan)  # a CNI's pods at the addresses it gave them
     net = describe(plan)
     for node in plan.k8s_nodes:
         pid = _pid(plan, node.name)

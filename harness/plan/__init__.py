@@ -46,8 +46,10 @@ from harness.model.topology import (
 from harness.plan.services import (
     HostPortPlan,
     ServicePlan,
+    known_only,
     plan_host_ports,
     plan_services,
+    readdressed,
     services_dict,
 )
 
@@ -508,8 +510,9 @@ class Plan:
     def with_pod_addresses(self, found: Mapping[str, str], pods_bridged: bool | None = None
                            ) -> Plan:
         """This plan with the pods' addresses a CNI plugin gave them (`{pod: a.b.c.d/len}`),
-        and whether the chain bridges a node's pods; every expectation follows. Pods not
-        in `found` keep their planned guess."""
+        and whether the chain bridges a node's pods; every expectation follows, the
+        Services' endpoints and hostPorts too (the EndpointSlice has the pod's reported
+        IP). Pods not in `found` keep their planned guess."""
         pods = []
         for pod in self.pods:
             cidr = found.get(pod.name)
@@ -521,7 +524,20 @@ class Plan:
                               cidrs=cidrs)
             pods.append(pod)
         bridged = self.pods_bridged if pods_bridged is None else pods_bridged
-        return replace(self, pods=tuple(pods), pod_ips_known=True, pods_bridged=bridged)
+        services, host_ports = readdressed(self.services, self.host_ports,
+                                           {p.name: p.ip for p in pods})
+        return replace(self, pods=tuple(pods), pod_ips_known=True, pods_bridged=bridged,
+                       services=services, host_ports=host_ports)
+
+    def programmable(self) -> Plan:
+        """The plan as kube-proxy and portmap can program it now: while a CNI plugin has
+        not given the pods their addresses, without the endpoints and hostPorts of pods on
+        the pod network (hostNetwork pods have their node's); else the plan itself."""
+        if self.pod_ips_known:
+            return self
+        unknown = {p.name for p in self.pods if not p.host_network}
+        services, host_ports = known_only(self.services, self.host_ports, unknown)
+        return replace(self, services=services, host_ports=host_ports)
 
     def shown_ip(self, value: str | None) -> str | None:
         """A pod's address (or CIDR) as output shows it: "assigned by CNI" while unknown."""
@@ -591,7 +607,7 @@ class Plan:
                                 for c in p.containers]}
                 for p in self.pods],
             "service_cidr": self.service_cidr,
-            **services_dict(self.services, self.host_ports),
+            **services_dict(self.services, self.host_ports, self.shown_ip),
         }
         if with_paths:
             out["paths"] = [_expectation_dict(kind, e, self.shown_ip)

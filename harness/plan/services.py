@@ -8,13 +8,18 @@ What the API server and the EndpointSlice controller would decide in a real clus
   (a name looks up the pod's container port of that name; a pod without it is left out,
   as Kubernetes does), at the pod's IP, which for a hostNetwork pod is its node's address.
   Sorted as kube-proxy sorts them (by "ip:port" text), which fixes the rule order.
+
+With a CNI datapath a pod's IP is the plugin's, known only after its ADD, as in Kubernetes
+(the EndpointSlice lists the IP the pod's status reports, and kube-proxy re-syncs when it
+changes): `readdressed` re-plans endpoints and hostPorts with the addresses observed, and
+`known_only` keeps what kube-proxy and portmap can program before them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from harness.model.services import NAMESPACE, NODE_PORT_RANGE, named_port, selects
@@ -124,6 +129,39 @@ def plan_host_ports(spec: TopologyFile, pod_ips: dict[str, str]) -> tuple[HostPo
     return tuple(out)
 
 
+def readdressed(services: Sequence[ServicePlan], host_ports: Sequence[HostPortPlan],
+                ips: Mapping[str, str]
+                ) -> tuple[tuple[ServicePlan, ...], tuple[HostPortPlan, ...]]:
+    """Services and hostPorts with the pods of `ips` (`{pod: IPv4 address}`) at those
+    addresses: each endpoint and hostPort DNAT follows its pod, and each port's endpoints
+    are sorted again as kube-proxy sorts them (the rule order, and the KUBE-SEP names,
+    follow the addresses). Pods not in `ips` keep theirs."""
+    def endpoint(e: Endpoint) -> Endpoint:
+        return replace(e, ip=ips.get(e.pod, e.ip))
+
+    return (_with_endpoints(services, lambda eps: tuple(endpoint(e) for e in eps)),
+            tuple(replace(h, pod_ip=ips.get(h.pod, h.pod_ip)) for h in host_ports))
+
+
+def known_only(services: Sequence[ServicePlan], host_ports: Sequence[HostPortPlan],
+               unknown: Collection[str]
+               ) -> tuple[tuple[ServicePlan, ...], tuple[HostPortPlan, ...]]:
+    """Services and hostPorts without the pods of `unknown` (those whose address a CNI
+    plugin has not given yet): a Service whose endpoints are all unknown has none yet, as
+    in a cluster before its pods are ready (kube-proxy REJECTs its ClusterIP)."""
+    return (_with_endpoints(services, lambda eps: tuple(e for e in eps
+                                                         if e.pod not in unknown)),
+            tuple(h for h in host_ports if h.pod not in unknown))
+
+
+def _with_endpoints(services: Sequence[ServicePlan],
+                    change: Callable[[tuple[Endpoint, ...]], tuple[Endpoint, ...]]
+                    ) -> tuple[ServicePlan, ...]:
+    return tuple(replace(svc, ports=tuple(
+        replace(p, endpoints=tuple(sorted(change(p.endpoints), key=lambda e: e.address)))
+        for p in svc.ports)) for svc in services)
+
+
 def _allocate_cluster_ips(spec: TopologyFile) -> dict[str, str]:
     # Services are IPv4: their ClusterIPs come from the IPv4 service CIDR
     net = ipaddress.IPv4Network(next(c for c in spec.cluster.service_cidrs if ":" not in c))
@@ -153,9 +191,10 @@ def _allocate_node_ports(spec: TopologyFile) -> dict[tuple[str, int], int]:
     return out
 
 
-def services_dict(services: Sequence[ServicePlan], host_ports: Sequence[HostPortPlan]
-                  ) -> dict[str, Any]:
-    """The Services part of `plan -o json`."""
+def services_dict(services: Sequence[ServicePlan], host_ports: Sequence[HostPortPlan],
+                  shown: Callable[[str], str | None] = lambda ip: ip) -> dict[str, Any]:
+    """The Services part of `plan -o json`; `shown`: how a pod's address is shown (a
+    CNI's, unknown before its ADD, as "assigned by CNI")."""
     return {
         "services": [
             {"name": s.name, "namespace": s.namespace, "type": s.type,
@@ -163,13 +202,14 @@ def services_dict(services: Sequence[ServicePlan], host_ports: Sequence[HostPort
              "selector": dict(s.selector),
              "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port,
                         "target_port": p.target_port, "node_port": p.node_port,
-                        "endpoints": [{"pod": e.pod, "node": e.node, "ip": e.ip,
+                        "endpoints": [{"pod": e.pod, "node": e.node, "ip": shown(e.ip),
                                        "port": e.port, "host_network": e.host_network}
                                       for e in p.endpoints]}
                        for p in s.ports]}
             for s in services],
         "host_ports": [
-            {"pod": h.pod, "container": h.container, "node": h.node, "pod_ip": h.pod_ip,
+            {"pod": h.pod, "container": h.container, "node": h.node,
+             "pod_ip": shown(h.pod_ip),
              "protocol": h.protocol, "host_port": h.host_port,
              "container_port": h.container_port}
             for h in host_ports],
