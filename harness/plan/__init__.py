@@ -547,7 +547,8 @@ class Plan:
 
     @cached_property
     def _guessed_ips(self) -> frozenset[str]:
-        return frozenset(ip for p in self.pods for ip in p.ips)
+        # a hostNetwork pod's are its node's: no plugin gives them
+        return frozenset(ip for p in self.pods if not p.host_network for ip in p.ips)
 
     def _target(self, node: NodePlan, family: Family) -> tuple[str, str]:
         """The node's own address in `family` and the segment it sits on."""
