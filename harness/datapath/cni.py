@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.datapath import cni_conf
+from harness.datapath import cni_conf, portmap
 from harness.datapath.base import INFRA_CAPS, POD_CAPS, POD_SYSCTLS, Datapath, host_network_pod
+from harness.datapath.iptables import Ruleset
 from harness.datapath.net import Pair, PodNet, Settings
 from harness.errors import CniPluginError, DeployError, PodlabError
 from harness.host import cni as plugins
@@ -40,6 +41,7 @@ from harness.host.netns import netns_path
 from harness.plan import NodePlan, Plan, PodPlan
 
 POD_NAMESPACE = "default"
+PORT_MAPPINGS = "portMappings"  # the capability a portmap plugin declares for hostPorts
 DEL_WORKERS = 8  # the Kubernetes namespace podlab's pods live in (CNI_ARGS)
 
 
@@ -195,6 +197,17 @@ class CniPodNet(PodNet):
     lab: str = ""
     conflist: str = ""  # the node's chain, rendered, as JSON text (immutable)
     bin_dirs: tuple[str, ...] = ()
+    # the pod's hostPorts as (hostPort, containerPort, protocol): the `portMappings`
+    # capability argument, which a chain's portmap plugin gets when it declares it
+    port_mappings: tuple[tuple[int, int, str], ...] = ()
+
+    def capability_args(self) -> dict[str, Any]:
+        """What a runtime passes for the pod (containerd: portMappings, lower-case
+        protocols), given to the plugins that declare the capability."""
+        if not self.port_mappings:
+            return {}
+        return {PORT_MAPPINGS: [{"hostPort": h, "containerPort": c, "protocol": p,
+                                 "hostIP": ""} for h, c, p in self.port_mappings]}
 
 
 class CniDatapath(Datapath):
@@ -232,9 +245,28 @@ class CniDatapath(Datapath):
         if not hasattr(self, "_confs"):
             self._confs = {n.name: self._rendered(plan, n) for n in plan.k8s_nodes}
         text, dirs = self._confs[pod.node]
+        mappings = tuple((h.host_port, h.container_port, h.protocol.lower())
+                         for h in plan.host_ports if h.pod == pod.name)
         return CniPodNet(pod.name, pod.node, infra=Settings(POD_SYSCTLS, INFRA_CAPS),
                          containers=Settings((), POD_CAPS), veth=None, node_port=None,
-                         lab=plan.lab, conflist=text, bin_dirs=dirs)
+                         lab=plan.lab, conflist=text, bin_dirs=dirs, port_mappings=mappings)
+
+    def service_rules(self, plan: Plan, node: NodePlan) -> tuple[Ruleset, ...]:
+        """kube-proxy's rules; hostPorts are the chain's own when a plugin of it declares
+        `portMappings` (a portmap plugin, which then writes their DNAT itself at the pod's
+        ADD), else podlab writes portmap's rules for them, as for its own wiring."""
+        rules = super().service_rules(plan, node)
+        if not self.maps_ports(plan):
+            return rules
+        return tuple(rs for rs in rules if rs.owner != portmap.OWNER)
+
+    def maps_ports(self, plan: Plan) -> bool:
+        """Whether the chain takes the pods' hostPorts (a plugin declares portMappings)."""
+        node = next(iter(plan.k8s_nodes), None)
+        if node is None:
+            return False
+        return any((p.get("capabilities") or {}).get(PORT_MAPPINGS)
+                   for p in self.node_conflist(plan, node)[0].get("plugins") or ())
 
     # ------------------------------------------------------------------ apply
 
@@ -268,7 +300,7 @@ class CniDatapath(Datapath):
         chain = plugins.Chain.from_conflist(json.loads(pod.conflist), pod.bin_dirs)
         self.pod_removed(node_pid, pod_pid, pod)
         att = attach(pod.lab, pod.node, chain, pod.name, container_id or pod.name, pod_pid,
-                     node_pid)
+                     node_pid, capability_args=pod.capability_args())
         if not att.addresses:
             raise DeployError(f"CNI chain {chain.name!r} gave pod {pod.name} no address on "
                               f"eth0 (its result: {json.dumps(att.result)[:300]})")

@@ -15,7 +15,7 @@ import pytest
 
 from harness import Lab
 from harness.datapath import cni as cni_dp
-from harness.datapath import cni_conf, describe
+from harness.datapath import cni_conf, describe, select
 from harness.datapath.iptables import count_saved, declared_chains
 from harness.host import firewall
 from harness.lab import unique_name
@@ -30,13 +30,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "topologies" / "services.clab.yml"
 
 
-@pytest.fixture(scope="module", params=("bridge", "ptp"))
+# the built-ins, and a chain with portmap (topologies/cni-chain.conflist), which then
+# programs the hostPorts itself from the portMappings capability argument
+CNIS = {"bridge": "bridge", "ptp": "ptp", "chain": {"conflist": "cni-chain.conflist"}}
+
+
+@pytest.fixture(scope="module", params=sorted(CNIS))
 def lab(request: pytest.FixtureRequest, docker_available: None) -> Iterator[Lab]:
-    if cni_dp.plugins.find_plugin(request.param, (cni_conf.DISTRO_BIN_DIR,)) is None:
+    if cni_dp.plugins.find_plugin("portmap", (cni_conf.DISTRO_BIN_DIR,)) is None:
         pytest.fail("containernetworking-plugins is not installed (make setup installs it)")
-    topo = load_variant(SERVICES, {"cni": request.param}, name=unique_name("svccni"))
+    topo = load_variant(SERVICES, {"cni": CNIS[request.param]}, name=unique_name("svccni"))
     with Lab.deploy(topo) as running:
         yield running
+
+
+def _chain_maps_ports(lab: Lab) -> bool:
+    dp = select(lab.plan)
+    return isinstance(dp, cni_dp.CniDatapath) and dp.maps_ports(lab.plan)
 
 
 def assert_ok(report: Report) -> None:
@@ -49,8 +59,8 @@ def _node_pids(lab: Lab) -> dict[str, int]:
     return {n.name: pids[n.name] for n in lab.plan.k8s_nodes}
 
 
-def _dnats(saved: str) -> set[str]:
-    words = (line.split() for line in saved.splitlines() if line.startswith("-A KUBE-SEP-"))
+def _dnats(saved: str, prefix: str = "KUBE-SEP-") -> set[str]:
+    words = (line.split() for line in saved.splitlines() if line.startswith(f"-A {prefix}"))
     return {w[w.index("--to-destination") + 1] for w in words if "--to-destination" in w}
 
 
@@ -61,7 +71,8 @@ def _endpoints(plan: Plan) -> set[str]:
 def assert_rules_are_the_observed_plans(lab: Lab) -> Plan:
     """Every k8s-node's live kube-proxy and portmap rules are those of the plan with the
     plugins' addresses: each KUBE-SEP DNATs to a pod's real address, no chain is left
-    from an address a pod no longer has."""
+    from an address a pod no longer has; hostPorts go to the pod's real address too
+    (written by podlab's portmap rules, or by the chain's portmap plugin)."""
     seen = lab.observed_plan()
     recorded = cni_dp.pod_addresses(lab.name)
     assert {p.name: p.cidr for p in seen.pods if not p.host_network} == {
@@ -75,6 +86,14 @@ def assert_rules_are_the_observed_plans(lab: Lab) -> Plan:
             planned[rs.owner] = len(rs)
             assert rs.stale(saved) == (), node
             assert set(rs.chains) <= set(declared_chains(saved)), node
+        hostports = {f"{seen.pod(h.pod).ip}:{h.container_port}" for h in seen.host_ports
+                     if h.node == node}
+        assert _dnats(saved, "CNI-DN-") == hostports, node
+        if _chain_maps_ports(lab):  # the plugin's rules, not podlab's
+            assert planned["portmap"] == 0
+            assert (count_saved(saved)["portmap"] > 0) == bool(hostports), node
+            assert ('name: \\"lab-net\\"' in saved) == bool(hostports), node
+            planned["portmap"] = count_saved(saved)["portmap"]
         assert count_saved(saved) == planned, node
     return seen
 

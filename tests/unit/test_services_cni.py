@@ -5,6 +5,7 @@ programs only what it knows before, and deploy syncs every node's rules after th
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,13 @@ import pytest
 from podlab_unit_helpers import broken
 
 from harness import datapath
+from harness.datapath import cni as cni_dp
 from harness.datapath import kubeproxy
+from harness.datapath import portmap as portmap_dp
 from harness.datapath.iptables import Ruleset, declared_chains
 from harness.datapath.services import node_rulesets
-from harness.model.topology import parse_topology
+from harness.host import cni as plugins
+from harness.model.topology import load_topology, parse_topology
 from harness.plan import ASSIGNED_BY_CNI, Plan, make_plan
 from harness.plan.services import known_only, readdressed
 
@@ -180,9 +184,57 @@ def test_deploy_syncs_every_node_with_the_addresses_the_adds_gave(
     assert written == {}
 
 
-def test_the_builtin_conflists_need_no_hostport_capability() -> None:
-    # podlab's portmap rules stand in for a portmap plugin the built-ins do not chain
-    for cni in ("bridge", "ptp"):
-        plan = _plan(cni)
-        conf = json.loads(datapath.select(plan).describe(plan).pod("web").conflist)
-        assert [p["type"] for p in conf["plugins"]] == [cni]
+VERSION_ONLY = """#!{python}
+import json
+print(json.dumps({{"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0"]}}))
+"""
+
+
+def _chain_plan(tmp_path: Path, capabilities: dict[str, bool]) -> Plan:
+    """The golden lab on a user chain: a routing plugin, then portmap with `capabilities`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("route", "portmap", "host-local"):
+        (bin_dir / name).write_text(VERSION_ONLY.format(python=sys.executable))
+        (bin_dir / name).chmod(0o755)
+    conflist = {"cniVersion": "1.0.0", "name": "mine", "plugins": [
+        {"type": "route", "ipam": {"type": "host-local",
+                                   "ranges": [[{"subnet": "{{.PodCIDR}}"}]]}},
+        {"type": "portmap", "capabilities": capabilities, "snat": True}]}
+    (tmp_path / "net.conflist").write_text(json.dumps(conflist))
+    topo = tmp_path / "lab.clab.yml"
+    topo.write_text(broken("  service-cidr: 10.96.0.0/16\n",
+                           "  service-cidr: 10.96.0.0/16\n"
+                           "  cni: {conflist: net.conflist, bin-dir: bin}\n", BASE))
+    return make_plan(load_topology(topo))
+
+
+def test_a_chain_with_portmap_takes_the_hostports(tmp_path: Path) -> None:
+    plan = _chain_plan(tmp_path, {"portMappings": True})
+    dp = datapath.select(plan)
+    assert isinstance(dp, cni_dp.CniDatapath) and dp.maps_ports(plan)
+    seen = plan.with_pod_addresses(FOUND)
+    net = dp.describe(seen)
+    assert [rs.owner for rs in net.node("node1").rulesets] == [kubeproxy.OWNER]
+    web = net.pod("web")
+    assert isinstance(web, cni_dp.CniPodNet)
+    args = web.capability_args()
+    assert args == {"portMappings": [{"hostPort": 9443, "containerPort": 8443,
+                                      "protocol": "tcp", "hostIP": ""}]}
+    assert net.pod("web2").capability_args() == {}
+    # as libcni injects it: runtimeConfig for the plugin that declares the capability only
+    chain = plugins.Chain.from_conflist(json.loads(web.conflist), web.bin_dirs)
+    route, portmap = (plugins.plugin_config(chain, p, None, args) for p in chain.plugins)
+    assert "runtimeConfig" not in route
+    assert portmap["runtimeConfig"] == args
+
+
+@pytest.mark.parametrize("cni", ["bridge", "ptp", "chain-without-capability"])
+def test_otherwise_podlab_writes_portmaps_rules(cni: str, tmp_path: Path) -> None:
+    plan = (_chain_plan(tmp_path, {"bandwidth": True}) if cni.startswith("chain")
+            else _plan(cni))
+    dp = datapath.select(plan)
+    assert not dp.maps_ports(plan)
+    rulesets = dp.describe(plan.with_pod_addresses(FOUND)).node("node1").rulesets
+    assert [rs.owner for rs in rulesets] == [kubeproxy.OWNER, portmap_dp.OWNER]
+    assert "10.244.0.3:8443" in _dnats(rulesets)
