@@ -17,6 +17,10 @@ every value and the class that implements it) and provides two halves:
                                    each node's ready_routes are in its kernel)
     observed(plan) -> Plan         the plan verify expects of the running lab (a CNI's
                                    assigned addresses in it)
+    readdressed(plan, found)       pure: the plan with the addresses pod_added returned
+                                   (a CNI's: pods, Service endpoints, hostPorts)
+    sync_services(pid, node, rulesets)  kube-proxy's sync: refill its chains, delete the
+                                   stale per-endpoint ones (after pods got addresses)
 
 Who reads it: deploy (harness.lab.deploy) creates containers with the settings, veths from
 the plan's links and each `pod.veth`, then calls apply_node, pod_added and after_deploy;

@@ -1,14 +1,16 @@
 """Orchestration: deploy a plan, inspect a running lab, exec in it, destroy it.
 
 A lab's whole state is its containers' Docker labels (no state file), so `destroy` and
-`inspect` work from a lab name alone, after a crash too. Deploy has four steps, run as a
-pipeline (`_Pipeline`: each object starts as soon as what it needs exists, not when the
-whole previous step is done):
+`inspect` work from a lab name alone, after a crash too. Deploy has four steps (five
+with a CNI datapath), run as a pipeline (`_Pipeline`: each object starts as soon as what
+it needs exists, not when the whole previous step is done):
 
     containers  node containers and pod infra (pause) containers, network_mode=none
     links       veth pairs node<->node and node<->pod, both ends in container netns
     configure   bridges, addresses, routes, masquerade, per namespace
     pods        the pods' containers, joined to their infra container's netns
+    services    (a CNI's pods only) kube-proxy's and portmap's rules synced on every
+                k8s-node with the addresses the plugins gave the pods (after every ADD)
 
 What each container and namespace gets (sysctls, capabilities, bridges, addresses,
 routes, NAT) is the datapath's description (harness.datapath), computed once from the
