@@ -3,6 +3,8 @@
 A real listener (`nc -l`) runs in the pod's first container and a real sender in its
 second (in the first again for a single-container pod); the exchange must reach the
 listener and be seen on the pod's `lo`, where a sniffer was opened before either started.
+Both run as processes of their containers (harness.host.nsexec: the containers' own `nc`
+in their namespaces), without a `docker exec` round trip each.
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ from __future__ import annotations
 import os
 import random
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness.host import bpf, runtime
+from harness.host import bpf, nsexec, sockdiag
 from harness.host.netns import run_in_netns
 from harness.plan import ContainerPlan, Plan, PodPlan
 from harness.prove.probe import nonce
@@ -24,38 +25,27 @@ from harness.prove.result import Result
 # that two verifies of one lab, or a client's own port, do not collide with it
 PORTS = range(20000, 32768)
 WAIT = 5.0  # seconds: bound on every step
-TCP_LISTEN = "0A"
 
 
-def _tcp_ports(pid: int) -> dict[int, set[str]]:
-    """{local port: TCP states} in the namespace of `pid` (/proc/net/tcp, tcp6)."""
-    out: dict[int, set[str]] = {}
-    for table in ("tcp", "tcp6"):  # busybox nc listens on :: when IPv6 is built in
-        with open(f"/proc/{pid}/net/{table}") as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                out.setdefault(int(fields[1].rsplit(":", 1)[1], 16), set()).add(fields[3])
-    return out
-
-
-def _listening(pid: int, port: int) -> bool:
-    return TCP_LISTEN in _tcp_ports(pid).get(port, set())
-
-
-def _free_port(pid: int) -> int:
-    used = _tcp_ports(pid)
+def _free_port(listening: set[int]) -> int:
     while True:
         port = random.choice(PORTS)
-        if port not in used:
+        if port not in listening:
             return port
 
 
-def _sniff_lo(pid: int) -> socket.socket:
-    def make() -> socket.socket:
+def _sockets(pid: int) -> tuple[socket.socket, socket.socket]:
+    """A sniffer on the pod's lo, and a sock_diag socket that says what listens there
+    (polled while the listener comes up: cheap, unlike /proc/net/tcp)."""
+    def make() -> tuple[socket.socket, socket.socket]:
         sock = bpf.packet_socket()
-        sock.bind(("lo", 0))
-        sock.settimeout(0.05)
-        return sock
+        try:
+            sock.bind(("lo", 0))
+            sock.settimeout(0.05)
+            return sock, sockdiag.open_diag()
+        except BaseException:
+            sock.close()
+            raise
 
     return run_in_netns(pid, make)
 
@@ -67,10 +57,13 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
                       f"the pod's infra container {pod.infra} is not running")
     infra_pid = pids[pod.infra]
     sender = pod.containers[1] if len(pod.containers) > 1 else pod.containers[0]
+    down = [c.container for c in (listener, sender) if c.container not in pids]
+    if down:
+        return Result("intra-pod", f"{pod.name}/{sender.name}", f"{pod.name}/{listener.name}",
+                      "tcp", False, {}, {}, f"container {down[0]} is not running")
     token = nonce(probe_id).decode()
     for _ in range(3):  # another verify may take the same port first: pick again
-        port = _free_port(infra_pid)
-        problems, received, on_lo = _exchange(listener, sender, infra_pid, port, token)
+        problems, received, on_lo, port = _exchange(listener, sender, pids, infra_pid, token)
         if "Address already in use" not in received:
             break
     if not problems and token not in received:
@@ -87,42 +80,38 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> Result:
                   not problems, expected, observed, detail)
 
 
-def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int, port: int,
-              token: str) -> tuple[list[str], str, bool]:
-    """Listen in one container, send from the other: (problems, what the listener printed,
-    whether the token was seen on lo)."""
+def _exchange(listener: ContainerPlan, sender: ContainerPlan, pids: dict[str, int],
+              infra_pid: int, token: str) -> tuple[list[str], str, bool, int]:
+    """Listen in one container on a free port, send from the other: (problems, what the
+    listener printed, whether the token was seen on lo, the port)."""
     problems: list[str] = []
-    heard: dict[str, bytes] = {}
-    sniff = _sniff_lo(infra_pid)
+    sniff, diag = _sockets(infra_pid)
     try:
-        def listen() -> None:
-            # `-e`: the connection becomes the reader's stdin; a plain `nc -l` with no
-            # stdin of its own may hang up before the message arrives
-            heard["out"] = runtime.exec(listener.container, [
-                "timeout", str(int(WAIT)), "nc", "-l", "-p", str(port),
-                "-e", "sh", "-c", 'read line; echo "$line" >&2'])[1]
-
-        thread = threading.Thread(target=listen, daemon=True)
-        thread.start()
+        port = _free_port(sockdiag.tcp_listening(diag))
+        # `-e`: the connection becomes the reader's stdin; a plain `nc -l` with no stdin
+        # of its own may hang up before the message arrives
+        proc = nsexec.spawn(pids[listener.container], [
+            "timeout", str(int(WAIT)), "nc", "-l", "-p", str(port),
+            "-e", "sh", "-c", 'read line; echo "$line" >&2'])
         deadline = time.monotonic() + WAIT
-        while not _listening(infra_pid, port) and time.monotonic() < deadline:
-            if not thread.is_alive():
+        while port not in sockdiag.tcp_listening(diag) and time.monotonic() < deadline:
+            if proc.poll() is not None:
                 break  # the listener ended at once: its output says why
-            time.sleep(0.01)
-        if not _listening(infra_pid, port):
-            thread.join(WAIT + 1)
+            time.sleep(0.005)
+        if port not in sockdiag.tcp_listening(diag):
             problems.append(f"no listener came up in {listener.name} within {WAIT:.0f} s")
         else:
-            code, out = runtime.exec(sender.container, [
-                "sh", "-c", f"echo {token} | nc -w 2 127.0.0.1 {port}"])
+            code, out = nsexec.run(pids[sender.container], [
+                "sh", "-c", f"echo {token} | nc -w 2 127.0.0.1 {port}"], WAIT)
             if code != 0:
                 problems.append(f"sender in {sender.name} failed ({code}): "
                                 f"{out.decode(errors='replace').strip()[:200]}")
-        thread.join(WAIT + 1)
+        received = nsexec.finish(proc, WAIT + 1)[1]
         on_lo = _seen_on_lo(sniff, token.encode())
     finally:
         sniff.close()
-    return problems, heard.get("out", b"").decode(errors="replace"), on_lo
+        diag.close()
+    return problems, received.decode(errors="replace"), on_lo, port
 
 
 def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
