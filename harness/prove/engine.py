@@ -49,6 +49,8 @@ from harness.prove.probe import (
 IP_PKTINFO = 8  # linux/in.h: not in Python's socket module
 IP_RECVTTL = 12
 READ_BURST = 64  # reads per wake-up, so one busy socket cannot starve the others
+TCP_BATCH = 256  # client sockets made per trip into a namespace
+LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger: on, 0 s
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Engine:
     _socks: list[socket.socket] = field(default_factory=list)
     _ns: dict[str, _Sockets] = field(default_factory=dict)
     _tcp_pool: dict[str, list[socket.socket]] = field(default_factory=dict)
+    _tcp_left: dict[str, int] = field(default_factory=dict)  # TCP probes each has yet to send
     _pid: dict[str, int] = field(default_factory=dict)
     _clients: dict[int, socket.socket] = field(default_factory=dict)
     _connecting: set[int] = field(default_factory=set)  # TCP probes without a handshake yet
@@ -150,6 +153,7 @@ class Engine:
                     out.append(tcp)
                     tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
                     tcp.bind(("0.0.0.0", 0))
+                    _defer_accept(tcp)
                     tcp.listen(1024)
                 for proto, addr, port in ns.ports:
                     fixed = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
@@ -167,6 +171,7 @@ class Engine:
                                       f"taken ({exc.strerror}): is another verify of this "
                                       "lab probing its Services?") from exc
                     if proto == "tcp":
+                        _defer_accept(fixed)
                         fixed.listen(1024)
             except BaseException:
                 for sock in out:
@@ -293,11 +298,15 @@ class Engine:
                 return
             conn.setblocking(False)
             local = conn.getsockname()
-            self._sel.register(conn, selectors.EVENT_READ,
-                               lambda c, p=peer, loc=local: self._tcp_serve(c, ns, p, loc))
+            # TCP_DEFER_ACCEPT: the probe's data is usually here already; read it now
+            if not self._tcp_serve(conn, ns, peer, local, waiting=False):
+                self._sel.register(conn, selectors.EVENT_READ,
+                                   lambda c, p=peer, loc=local: self._tcp_serve(c, ns, p, loc))
 
     def _tcp_serve(self, conn: socket.socket, ns: str, peer: tuple[str, int],
-                   local: tuple[str, int]) -> None:
+                   local: tuple[str, int], waiting: bool = True) -> bool:
+        """Read a probe's request on an accepted connection and echo it; False when no data
+        has come yet (and the connection is not `waiting` in the selector already)."""
         try:
             data = conn.recv(64)
             found = read_nonce(data)
@@ -305,17 +314,24 @@ class Engine:
                 self._record(found[0], Heard(ns, False, "tcp", peer[0], local[0], peer[1],
                                              local[1], None))
                 conn.send(nonce(found[0], reply=True))
+        except BlockingIOError:
+            if not waiting:
+                return False
         except OSError:
             pass
-        self._sel.unregister(conn)
+        if waiting:
+            self._sel.unregister(conn)
         conn.close()
+        return True
 
     # --- send side -----------------------------------------------------------------------
 
     def _tcp_socket(self, ns: str) -> socket.socket:
         pool = self._tcp_pool.setdefault(ns, [])
         if not pool:
-            pool.extend(run_in_netns(self._pid[ns], _tcp_sockets, 64))
+            n = min(max(self._tcp_left.get(ns, 0), 1), TCP_BATCH)
+            pool.extend(run_in_netns(self._pid[ns], _tcp_sockets, n))
+        self._tcp_left[ns] = self._tcp_left.get(ns, 1) - 1
         return pool.pop()
 
     def _udp_socket(self, ns: str) -> tuple[socket.socket, int]:
@@ -342,8 +358,6 @@ class Engine:
         if probe.proto == "tcp":
             probe.dport = probe.to_port or (receiver.tcp_port if receiver else 0)
             sock = self._tcp_socket(probe.sender)
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
             code = sock.connect_ex((probe.dst, probe.dport))
             if code not in (0, errno.EINPROGRESS):
                 probe.error = f"connect failed in {probe.sender}: {errno.errorcode.get(code)}"
@@ -369,21 +383,20 @@ class Engine:
             probe.error = f"send failed in {probe.sender}: {exc.strerror}"
 
     def _tcp_connected(self, sock: socket.socket, probe: Probe) -> None:
-        self._sel.unregister(sock)
         self._connecting.discard(probe.id)
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             probe.error = f"TCP connect from {probe.sender} failed: {errno.errorcode.get(code)}"
+        else:
+            try:
+                sock.send(nonce(probe.id))
+            except OSError as exc:
+                probe.error = f"TCP send from {probe.sender} failed: {exc.strerror}"
+        if probe.error:
+            self._sel.unregister(sock)
             sock.close()
             return
-        try:
-            sock.send(nonce(probe.id))
-        except OSError as exc:
-            probe.error = f"TCP send from {probe.sender} failed: {exc.strerror}"
-            sock.close()
-            return
-        self._sel.register(sock, selectors.EVENT_READ,
-                           lambda s, p=probe: self._tcp_reply(s, p))
+        self._sel.modify(sock, selectors.EVENT_READ, lambda s, p=probe: self._tcp_reply(s, p))
 
     def _tcp_reply(self, sock: socket.socket, probe: Probe) -> None:
         """The echo came back on the connection: the sender's kernel matched it to this
@@ -408,6 +421,7 @@ class Engine:
             if p.proto == "tcp" and not p.error:
                 count[p.sender] = count.get(p.sender, 0) + 1
         for ns, n in count.items():
+            self._tcp_left[ns] = self._tcp_left.get(ns, 0) + n
             if ns in self._pid and not self._tcp_pool.get(ns):
                 self._tcp_pool[ns] = run_in_netns(self._pid[ns], _tcp_sockets, min(n, 16))
 
@@ -480,4 +494,20 @@ class Engine:
 
 
 def _tcp_sockets(n: int) -> list[socket.socket]:
-    return [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    """`n` client sockets, ready to connect: non-blocking, TTL set, and closed with a reset
+    once their echo is read (SO_LINGER 0), which spares the path a FIN exchange and the
+    kernel a TIME_WAIT socket per probe."""
+    out = []
+    for _ in range(n):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        out.append(sock)
+    return out
+
+
+def _defer_accept(listener: socket.socket) -> None:
+    """Accept a connection only once its first data is there (or after a second): the
+    request is then read at accept, without a round through the selector."""
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
