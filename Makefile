@@ -46,11 +46,13 @@ demo: setup
 	$(BIN)/podlab images build
 	$(BIN)/podlab run -t topologies/flat3.clab.yml
 
-# podlab vs the Docker floor at several lab sizes: one table, bench/results.json.
+# podlab vs the Docker floor at several lab sizes: one table, bench/results.json; then
+# routing: bgp's route installation and convergence times on the two-rack example.
 # BENCH_ARGS="--quick" for a smoke run, "--sizes 4x24,10x20 --repeat 5" to choose.
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/bgp.py
 
 # Every topology, one JUnit file each in out/junit/; runs them all, then fails if any did.
 MATRIX_OUT ?= out/junit

@@ -9,7 +9,8 @@ import sys
 import yaml
 
 
-def topology(name: str, nodes: int, pods: int, outside: bool = True) -> dict:
+def topology(name: str, nodes: int, pods: int, outside: bool = True,
+             cni: str | None = None) -> dict:
     node_names = [f"n{i + 1}" for i in range(nodes)]
     spec: dict = {
         "name": name,
@@ -24,6 +25,8 @@ def topology(name: str, nodes: int, pods: int, outside: bool = True) -> dict:
                                "containers": [{"name": "app"}, {"name": "sidecar"}]}
                  for i in range(pods)},
     }
+    if cni is not None:  # the pods' wiring: podlab's own, or a CNI datapath (bridge, ptp)
+        spec["cluster"]["cni"] = cni
     if outside:
         spec["topology"]["nodes"]["world"] = {"kind": "linux"}
         spec["topology"]["links"].append({"endpoints": ["world:eth1", f"tor:p{nodes + 1}"]})
@@ -36,9 +39,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--pods", type=int, default=6)
     parser.add_argument("--no-outside", action="store_true")
+    parser.add_argument("--cni", help="cluster.cni: podlab (default), bridge or ptp")
     args = parser.parse_args()
-    yaml.safe_dump(topology(args.name, args.nodes, args.pods, not args.no_outside), sys.stdout,
-                   sort_keys=False)
+    yaml.safe_dump(topology(args.name, args.nodes, args.pods, not args.no_outside, args.cni),
+                   sys.stdout, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ go into one rich table and a JSON file.
     bench/run.py --sizes 4x24,10x20 --repeat 5
     bench/run.py --quick               # smoke: two small sizes, once
     bench/run.py --sizes 10x200 --repeat 1 --json bench/big.json
+    bench/run.py --sizes 4x24 --cni podlab,bridge   # each datapath, and bridge vs podlab
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ if str(ROOT) not in sys.path:  # runnable as `python bench/run.py` without an in
     sys.path.insert(0, str(ROOT))
 
 DEFAULT_SIZES = ("2x2", "3x6", "4x12", "10x20", "4x24", "6x48")
+DEFAULT_CNI = "podlab"
+CNI_TARGET = 1.3  # deploy with a CNI datapath vs cni: podlab, same size
 QUICK_SIZES = ("2x2", "3x6")
 TARGET_RATIO = 1.25  # deploy/floor-start and destroy/floor-remove, from TARGET_PODS pods up
 TARGET_PODS = 20
@@ -60,15 +63,15 @@ def parse_size(text: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------- child: one run
 
 
-def _plan(name: str, nodes: int, pods: int) -> Any:
+def _plan(name: str, nodes: int, pods: int, cni: str = DEFAULT_CNI) -> Any:
     import yaml
 
     from bench.gen import topology
     from harness.model.topology import parse_topology
     from harness.plan import make_plan
 
-    return make_plan(parse_topology(yaml.safe_dump(topology(name, nodes, pods),
-                                                   sort_keys=False)))
+    spec = topology(name, nodes, pods, cni=None if cni == DEFAULT_CNI else cni)
+    return make_plan(parse_topology(yaml.safe_dump(spec, sort_keys=False)))
 
 
 def _images(plan: Any) -> list[str]:
@@ -154,8 +157,8 @@ def _failure_summary(failed: list[Any]) -> dict[str, Any]:
             "by_detail": top(kinds)}
 
 
-def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: bool = True
-            ) -> dict[str, Any]:
+def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: bool = True,
+            cni: str = DEFAULT_CNI) -> dict[str, Any]:
     """Floor and podlab deploy/verify/destroy for one size (the floor first or last, so
     drift on a shared host hits both sides alike over the repetitions); a JSON-able dict."""
     from harness import Lab
@@ -163,12 +166,12 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
     from harness.lab.deploy import ensure_images
 
     name = f"bench-{nodes}x{pods}-{uuid.uuid4().hex[:6]}"
-    plan = _plan(name, nodes, pods)
+    plan = _plan(name, nodes, pods, cni)
     images = _images(plan)
     runtime.client()  # connect (and ping) outside the timed phases, as the floor does
     ensure_images(plan)  # warm the hash check
-    out: dict[str, Any] = {"nodes": nodes, "pods": pods, "containers": len(images),
-                           "floor_first": floor_first}
+    out: dict[str, Any] = {"nodes": nodes, "pods": pods, "cni": cni,
+                           "containers": len(images), "floor_first": floor_first}
     if floor_first:
         out["floor"] = floor(images, runtime.WORKERS)
         # The kernel frees namespaces asynchronously (under the RTNL lock container starts
@@ -219,9 +222,10 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
 # --------------------------------------------------------------------------- parent
 
 
-def _child(size: tuple[int, int], profile_dir: str | None, floor_first: bool
-           ) -> dict[str, Any]:
-    argv = [sys.executable, str(Path(__file__).resolve()), "--one", f"{size[0]}x{size[1]}"]
+def _child(size: tuple[int, int], profile_dir: str | None, floor_first: bool,
+           cni: str = DEFAULT_CNI) -> dict[str, Any]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--one", f"{size[0]}x{size[1]}",
+            "--cni", cni]
     if not floor_first:
         argv.append("--floor-last")
     if profile_dir:
@@ -230,7 +234,7 @@ def _child(size: tuple[int, int], profile_dir: str | None, floor_first: bool
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
-        return {"nodes": size[0], "pods": size[1], "error": "\n".join(tail)}
+        return {"nodes": size[0], "pods": size[1], "cni": cni, "error": "\n".join(tail)}
     return json.loads(lines[-1])
 
 
@@ -239,11 +243,12 @@ def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(size: tuple[int, int], runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(size: tuple[int, int], runs: list[dict[str, Any]], cni: str = DEFAULT_CNI
+              ) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r]
     row: dict[str, Any] = {"size": f"{size[0]}x{size[1]}", "nodes": size[0], "pods": size[1],
-                           "repeat": len(runs), "errors": [r["error"] for r in runs
-                                                           if "error" in r]}
+                           "cni": cni, "repeat": len(runs),
+                           "errors": [r["error"] for r in runs if "error" in r]}
     if not good:
         return row
     for r in good:
@@ -274,29 +279,51 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def compare_cni(rows: list[dict[str, Any]]) -> None:
+    """Each CNI datapath's deploy time against `cni: podlab` of the same size: the median
+    of per-repetition ratios (the two ran back to back), into the row as vs_podlab."""
+    base = {r["size"]: r for r in rows if r.get("cni", DEFAULT_CNI) == DEFAULT_CNI}
+    for row in rows:
+        ref = base.get(row["size"])
+        if row.get("cni", DEFAULT_CNI) == DEFAULT_CNI or not ref or "runs" not in row \
+                or "runs" not in ref:
+            continue
+        pairs = [(r["deploy_s"], b["deploy_s"]) for r, b in zip(row["runs"], ref["runs"],
+                                                                  strict=False)
+                 if r.get("deploy_s") and b.get("deploy_s")]
+        if pairs:
+            row["vs_podlab"] = {"deploy": statistics.median(a / b for a, b in pairs),
+                                "target": CNI_TARGET}
+
+
 def table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     t = Table(title=f"podlab vs Docker floor (medians; target ratio <= {TARGET_RATIO} "
-                    f"from {TARGET_PODS} pods)")
-    for col in ("size", "ctrs", "results", "passed", "floor start s", "deploy s", "ratio",
-                "verify s", "floor rm s", "destroy s", "ratio", "peak RSS MiB", "n"):
-        t.add_column(col, justify="left" if col == "size" else "right")
+                    f"from {TARGET_PODS} pods; a CNI's deploy <= {CNI_TARGET} x podlab's)")
+    for col in ("size", "cni", "ctrs", "results", "passed", "floor start s", "deploy s",
+                "ratio", "vs podlab", "verify s", "floor rm s", "destroy s", "ratio",
+                "peak RSS MiB", "n"):
+        t.add_column(col, justify="left" if col in ("size", "cni") else "right")
     for r in rows:
+        cni = r.get("cni", DEFAULT_CNI)
         if "containers" not in r:
-            t.add_row(r["size"], *["-"] * 11, str(r["repeat"]), style="red")
+            t.add_row(r["size"], cni, *["-"] * 12, str(r["repeat"]), style="red")
             continue
 
-        def ratio(v: float | None, pods: int = r["pods"]) -> str:
+        def ratio(v: float | None, pods: int = r["pods"], target: float = TARGET_RATIO
+                  ) -> str:
             text = _fmt(v)
             if v is None or pods < TARGET_PODS:
                 return text
-            return f"[green]{text}[/]" if v <= TARGET_RATIO else f"[red]{text}[/]"
+            return f"[green]{text}[/]" if v <= target else f"[red]{text}[/]"
 
+        versus = (r.get("vs_podlab") or {}).get("deploy")
         ok = r["passed"] == r["results"]
-        t.add_row(r["size"], str(r["containers"]), str(r["results"]),
+        t.add_row(r["size"], cni, str(r["containers"]), str(r["results"]),
                   f"[{'green' if ok else 'red'}]{r['passed']}[/]",
                   _fmt(r["floor_start_s"]), _fmt(r["deploy_s"]), ratio(r["deploy_ratio"]),
+                  ratio(versus, target=CNI_TARGET) if versus is not None else "-",
                   _fmt(r["verify_s"]), _fmt(r["floor_remove_s"]), _fmt(r["destroy_s"]),
                   ratio(r["destroy_ratio"]), _fmt(r["peak_rss_mib"], 0), str(r["repeat"]))
     return t
@@ -312,13 +339,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--profile", metavar="DIR",
                         help="pyinstrument profiles of deploy/destroy into DIR")
+    parser.add_argument("--cni", default=DEFAULT_CNI,
+                        help="comma-separated cluster.cni values to run each size with "
+                             "(podlab, bridge, ptp); with podlab among them, each other's "
+                             f"deploy is compared with podlab's (default {DEFAULT_CNI})")
     parser.add_argument("--one", type=parse_size, help=argparse.SUPPRESS)
     parser.add_argument("--floor-last", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:  # child mode: one run, one JSON line on stdout
         print(json.dumps(one_run(*args.one, profile_dir=args.profile,
-                                 floor_first=not args.floor_last)), flush=True)
+                                 floor_first=not args.floor_last, cni=args.cni)), flush=True)
         return 0
 
     from rich.console import Console
@@ -327,15 +358,20 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or [parse_size(s) for s in (QUICK_SIZES if args.quick
                                                    else DEFAULT_SIZES)]
     repeat = 1 if args.quick and args.sizes is None and args.repeat == 3 else args.repeat
-    runs: dict[tuple[int, int], list[dict[str, Any]]] = {s: [] for s in sizes}
+    cnis = [c for c in args.cni.split(",") if c] or [DEFAULT_CNI]
+    runs: dict[tuple[tuple[int, int], str], list[dict[str, Any]]] = {
+        (s, c): [] for s in sizes for c in cnis}
     for rep in range(max(1, repeat)):  # interleaved: host noise spreads over every size
         for size in sizes:
-            console.print(f"[dim]run {rep + 1}/{repeat}: {size[0]}x{size[1]}[/]")
-            result = _child(size, args.profile, floor_first=rep % 2 == 0)
-            if "error" in result:
-                console.print(f"[red]{size[0]}x{size[1]} failed:[/]\n{result['error']}")
-            runs[size].append(result)
-    rows = [summarize(s, runs[s]) for s in sizes]
+            for cni in cnis:  # back to back, so their ratio sees the same host
+                what = f"{size[0]}x{size[1]}" + (f" cni {cni}" if len(cnis) > 1 else "")
+                console.print(f"[dim]run {rep + 1}/{repeat}: {what}[/]")
+                result = _child(size, args.profile, floor_first=rep % 2 == 0, cni=cni)
+                if "error" in result:
+                    console.print(f"[red]{what} failed:[/]\n{result['error']}")
+                runs[(size, cni)].append(result)
+    rows = [summarize(s, runs[(s, c)], c) for s in sizes for c in cnis]
+    compare_cni(rows)
     Console(width=None if sys.stdout.isatty() else 160).print(table(rows))  # files: unsquashed
     doc = {"host": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "python": platform.python_version()},

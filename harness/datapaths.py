@@ -25,19 +25,26 @@ class Choice:
     value: str
     impl: str | None  # "module:Class" implementing it; None: not implemented yet
     description: str
+    # the image its daemon needs on the nodes that learn pod routes (k8s-nodes, routers),
+    # used where the file names none
+    node_image: str | None = None
 
 
 ROUTING: dict[str, Choice] = {c.value: c for c in (
     Choice("routing", "static", BASE, "routes computed by the plan, installed by podlab"),
-    Choice("routing", "bgp", None, "a BGP daemon on every k8s-node and router"),
+    Choice("routing", "bgp", "harness.datapath.bgp:BgpDatapath",
+           "BIRD on every k8s-node and router, one private AS each, eBGP to every neighbour",
+           node_image="podlab/bird"),
 )}
 
 CONFLIST = "conflist"  # what `cni: {conflist: FILE, bin-dir: DIR}` is called here
 CNI: dict[str, Choice] = {c.value: c for c in (
     Choice("cni", "podlab", BASE, "podlab's own pod wiring: a veth per pod on bridge cbr0"),
-    Choice("cni", "bridge", None, "the reference bridge plugin with host-local IPAM"),
-    Choice("cni", "ptp", None, "the reference ptp plugin with host-local IPAM"),
-    Choice("cni", CONFLIST, None, "the user's own plugin chain"),
+    Choice("cni", "bridge", "harness.datapath.cni:BridgeCni",
+           "the reference bridge plugin with host-local IPAM"),
+    Choice("cni", "ptp", "harness.datapath.cni:PtpCni",
+           "the reference ptp plugin with host-local IPAM"),
+    Choice("cni", CONFLIST, "harness.datapath.cni:ConflistCni", "the user's own plugin chain"),
 )}
 
 DEFAULT_ROUTING = "static"

@@ -12,7 +12,9 @@
         ├── NotRootError             netns work needs root
         ├── ImageError               an image cannot be built
         └── DeployError              a deploy failed half-way (after rolling back)
-            └── WiringError          a netlink operation failed
+            ├── WiringError          a netlink operation failed
+            ├── CniPluginError       a CNI plugin refused (its msg and details)
+            └── RoutingError         a routing daemon did not start, answer or converge
 
 A verification that finds a violation is not an error: it is a result, exit 1.
 """
@@ -95,4 +97,23 @@ class DeployError(EnvironmentProblem):
 
 
 class WiringError(DeployError):
+    pass
+
+
+class CniPluginError(DeployError):
+    """A CNI plugin failed: non-zero exit, with the spec's error JSON when it printed one.
+
+    `plugin` is the plugin's type (its binary's name), `command` ADD/DEL/CHECK/VERSION,
+    `code`/`msg`/`details` the fields of the CNI error object (code None when the plugin
+    printed none, msg then its stderr).
+    """
+
+    def __init__(self, message: str, *, plugin: str = "", command: str = "",
+                 code: int | None = None, msg: str = "", details: str = ""):
+        super().__init__(message)
+        self.plugin, self.command = plugin, command
+        self.code, self.msg, self.details = code, msg, details
+
+
+class RoutingError(DeployError):
     pass

@@ -108,7 +108,7 @@ def require_host() -> Any:
 
 
 def require_images(client: Any) -> list[str]:
-    """Build podlab/node, podlab/pause and podlab/app (only what changed); the names built."""
+    """Build podlab/node, pause, app and bird (only what changed); the names built."""
     from harness.errors import PodlabError
     from harness.host import images
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prepare this host for podlab: Docker engine running, static busybox and iptables
-# present, then .venv with podlab installed editable (scripts/setup-venv.sh). Idempotent
-# and fast when already done (a few docker/stat calls); run via `make setup`.
+# Prepare this host for podlab: Docker engine running, static busybox, iptables, BIRD and
+# the CNI reference plugins present, then .venv with podlab installed editable
+# (scripts/setup-venv.sh). Idempotent and fast when already done (a few docker/stat
+# calls); run via `make setup`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,8 +35,13 @@ need=()
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 # dockerd needs iptables to start (even though lab containers use network_mode=none).
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
+# `routing: bgp`: podlab/bird carries the host's bird and birdcl (and their libraries).
+[ -x /usr/sbin/bird ] && [ -x /usr/sbin/birdcl ] || need+=(bird2)
 # `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
+# `cluster.cni: bridge|ptp`: the reference plugins (bridge, ptp, host-local, loopback,
+# portmap, bandwidth, ...) in /usr/lib/cni, from the distribution like everything else.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 # The proof's integration tests inject stateless rewrites with nft payload statements.
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # verify's intra-pod check runs each container's own nc through nsenter (no docker exec).
@@ -49,6 +55,23 @@ if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 if [ ${#need[@]} -gt 0 ]; then
     apt_install "${need[@]}"
+fi
+
+# bird2 is installed for its binaries only. Its package starts a daemon on the host where
+# a service manager allows it: stop that one (through the host's own control socket and
+# service manager, never by process name: lab containers run bird processes too) and keep
+# it from starting at boot. Only right after installing it here: a bird the host's admin
+# runs on purpose is left alone.
+if [[ " ${need[*]} " == *" bird2 "* ]]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now bird.service >/dev/null 2>&1 || true
+    else
+        update-rc.d bird disable >/dev/null 2>&1 || true
+        if [ -S /run/bird/bird.ctl ]; then
+            /usr/sbin/birdcl -s /run/bird/bird.ctl down >/dev/null 2>&1 || true
+        fi
+    fi
+    say "host bird service disabled (podlab only copies bird into podlab/bird)"
 fi
 
 # --- docker daemon --------------------------------------------------------------------

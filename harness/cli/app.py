@@ -72,6 +72,13 @@ def _load(topo: Path):  # -> Plan
     return make_plan(load_topology(topo))
 
 
+def _describe(plan) -> None:  # plan: Plan
+    """What the datapath makes of the plan: a CNI conflist is read and checked here."""
+    from harness import datapath
+
+    datapath.describe(plan)
+
+
 def _lab_name(topo: Path | None, name: str | None) -> str:
     if name:
         return name
@@ -102,6 +109,7 @@ def validate(topo: TopoOpt) -> None:
     """
     try:
         plan = _load(topo)
+        _describe(plan)
     except PodlabError as exc:
         fail(exc)
     out.print(f"{topo}: valid ({len(plan.nodes)} nodes, {len(plan.links)} links, "
@@ -121,6 +129,7 @@ def plan(topo: TopoOpt,
     """
     try:
         p = _load(topo)
+        _describe(p)
         if iptables is not None:
             from harness.datapath.services import restore_text
 
@@ -246,7 +255,7 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 
 CheckOpt = Annotated[list[str] | None, typer.Option(
     "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
-    "node-to-pod, pod-to-node, pod-to-external")]
+    "node-to-pod, pod-to-node, pod-to-external, mtu")]
 VerifyOut = Annotated[VerifyFormat, typer.Option("-o", "--format", help="output format")]
 PathOpt = Annotated[Path | None, typer.Option("--output",
                                               help="write the report here instead of stdout")]
@@ -378,9 +387,10 @@ def export(topo: TopoOpt,
         p = _load(topo)
         if out_file is not None and out_file.resolve() == topo.resolve():
             raise InputError(f"--output {out_file} would overwrite the topology file")
+        text = to_yaml(p)
     except PodlabError as exc:
         fail(exc)
-    _write_text(to_yaml(p), out_file)
+    _write_text(text, out_file)
 
 
 NodeOpt = Annotated[str | None, typer.Option("--node", help="a node of the lab")]
@@ -474,7 +484,7 @@ def capture(
 
 @images_app.command("build")
 def images_build(force: Annotated[bool, typer.Option("--force")] = False) -> None:
-    """Build podlab/node, podlab/pause and podlab/app from images/ (only what changed).
+    """Build podlab/node, pause, app and bird from images/ (only what changed).
 
     Example: podlab images build
     """

@@ -91,6 +91,26 @@ def node_start(ctx: typer.Context, node: Node) -> None:
     _done(f"node {node}: started, re-wired {len(made)} veths ({', '.join(made) or 'none'})")
 
 
+@fault_app.command("daemon-kill")
+def daemon_kill(ctx: typer.Context, node: Node) -> None:
+    """Kill a node's routing daemon (routing: bgp's BIRD) with SIGKILL, as a crash would.
+
+    Example: podlab fault -t topologies/leafspine.clab.yml daemon-kill leaf1
+    """
+    pid = _apply("daemon-kill", ctx, node)
+    _done(f"node {node}: routing daemon killed (pid {pid}); its neighbours withdraw its routes")
+
+
+@fault_app.command("daemon-start")
+def daemon_start(ctx: typer.Context, node: Node) -> None:
+    """Start a node's routing daemon again.
+
+    Example: podlab fault -t topologies/leafspine.clab.yml daemon-start leaf1
+    """
+    _apply("daemon-start", ctx, node)
+    _done(f"node {node}: routing daemon started")
+
+
 @fault_app.command("netem")
 def netem(ctx: typer.Context, endpoint: Endpoint,
           delay: Annotated[float | None, typer.Option("--delay", help="ms")] = None,

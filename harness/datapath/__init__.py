@@ -8,11 +8,15 @@ every value and the class that implements it) and provides two halves:
                                    rules, daemons, routes to wait for) and per pod (infra
                                    and container settings, the veth, its bridge port,
                                    addresses, routes). harness.datapath.net has the types.
+    prepare(plan)                  before any container starts: what the host must have
     apply_node(pid, node[, pods])  configure one node's namespace once its links exist
-    pod_added(node_pid, pod_pid, pod)   the pod's CNI ADD (its veth exists if pod.veth)
+    pod_added(node_pid, pod_pid, pod, infra_id)  the pod's CNI ADD (its veth exists if
+                                   pod.veth); returns the addresses a plugin gave it
     pod_removed(node_pid, pod_pid, pod) the pod's CNI DEL
     after_deploy(net, pids)        once everything is applied: wait until ready (default:
                                    each node's ready_routes are in its kernel)
+    observed(plan) -> Plan         the plan verify expects of the running lab (a CNI's
+                                   assigned addresses in it)
 
 Who reads it: deploy (harness.lab.deploy) creates containers with the settings, veths from
 the plan's links and each `pod.veth`, then calls apply_node, pod_added and after_deploy;
@@ -25,8 +29,9 @@ The first datapath, harness.datapath.base.Datapath, is today's wiring (`routing:
 
 - routing (e.g. bgp): `routes` (none for pod CIDRs), `ready_routes` (the pod CIDRs),
   a `Daemon` per node in `node_net`, and `apply_node` that calls super() then starts them;
-- CNI (bridge, ptp, a conflist): `pod_bridge`, `pod_net` (veth None when the plugin makes
-  it; addresses from the plugin's result), `pod_added`/`pod_removed` calling the plugin.
+- CNI (bridge, ptp, a conflist; harness.datapath.cni): `pod_bridge` (none: the plugin
+  makes it), `pod_net` (no veth, no address), `pod_added`/`pod_removed` calling the
+  plugins, `assigns_addresses`, `prepare` and `observed`.
 
 Then it is named in harness.datapaths, and validation accepts the value. A routing and a
 CNI datapath are combined by `select` through inheritance (routing first).

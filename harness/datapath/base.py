@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from harness.datapath import services
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
+    Convergence,
     LabNet,
     Masquerade,
     NodeNet,
@@ -54,6 +55,9 @@ class Datapath:
 
     routing = "static"
     cni = "podlab"
+    # True: the pods' addresses are what pod_added returns (a CNI plugin's IPAM picked
+    # them), not the plan's
+    assigns_addresses = False
 
     @property
     def name(self) -> str:
@@ -153,6 +157,16 @@ class Datapath:
 
     # ------------------------------------------------------------------ apply (kernel)
 
+    def prepare(self, plan: Plan) -> None:
+        """Before deploy starts any container: check what the host must have (e.g. a
+        CNI's plugins; EnvironmentProblem, exit 3) and clear what a crashed earlier lab
+        of the same name left outside its containers."""
+
+    def observed(self, plan: Plan) -> Plan:
+        """The plan of the running lab as verify must expect it: here the plan itself; a
+        CNI datapath puts in the addresses its plugins gave the pods."""
+        return plan
+
     def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
         """Configure the node's namespace (its links exist); idempotent. `pods`: pods
         whose node end exists already and joins the bridge too (fault recovery)."""
@@ -171,19 +185,23 @@ class Datapath:
             firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
                              rs.chains[0], where=f"{rs.owner} on {node.name}")
 
-    def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet) -> None:
+    def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
+                  ) -> tuple[str, ...]:
         """The pod's "CNI ADD": its namespace gets its address and route, then its node
         end joins the bridge (from then on the pod is reachable). The veth exists (deploy
-        made `pod.veth`); idempotent. A hostNetwork pod has nothing to add."""
+        made `pod.veth`); idempotent. `container_id`: the pod's infra container (a CNI's
+        CNI_CONTAINERID). Returns the addresses the pod got when the datapath
+        `assigns_addresses` (a.b.c.d/len), else (). A hostNetwork pod has nothing to add."""
         if pod.host_network:
-            return
+            return ()
         wiring.configure(pod_pid, wiring.NetConfig(addresses=pod.addresses,
                                                    routes=pod.routes))
         if pod.node_port:
             wiring.configure(node_pid, wiring.NetConfig(
                 ports=(pod.node_port,), hairpin=(pod.node_port[0],) if pod.hairpin else ()))
+        return ()
 
-    def pod_removed(self, node_pid: int, pod_pid: int | None, pod: PodNet) -> None:
+    def pod_removed(self, node_pid: int | None, pod_pid: int | None, pod: PodNet) -> None:
         """The pod's "CNI DEL". podlab's veth goes with the pod's namespace: nothing to do."""
 
     def after_deploy(self, net: LabNet, pids: Mapping[str, int],
@@ -191,6 +209,13 @@ class Datapath:
         """Once every namespace is applied: wait until each node's kernel has its
         `ready_routes` (DeployError naming what is missing). `pids`: node name -> pid."""
         wait_routes(net, pids, timeout)
+
+    def converged(self, plan: Plan, pids: Mapping[str, int],
+                  timeout: float = READY_TIMEOUT_S) -> Convergence:
+        """Before verify: the plan to expect now, once routing settled after any fault.
+        Static routes do not move (a pulled cable fails the pairs that crossed it), so
+        the plan is what it was. `pids`: node name -> pid of the running nodes."""
+        return Convergence(plan)
 
 
 def host_network_pod(pod: PodPlan) -> PodNet:

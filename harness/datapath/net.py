@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from harness.datapath.iptables import Ruleset
 
@@ -102,6 +103,18 @@ class PodNet:
     # its node port may reflect frames (kubelet's hairpin-veth): it reaches itself through
     # a Service
     hairpin: bool = False
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """What a datapath says before verify: the plan to expect now (routes a daemon moved
+    after a fault follow the paths that are left), how long the routes took to settle,
+    whether they did within the bound, and a sentence for the report."""
+
+    plan: Any  # harness.plan.Plan (not imported: this module stays pure data)
+    seconds: float = 0.0
+    settled: bool = True
+    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,13 @@
 
 Each image under ``images/<name>/`` is built ``FROM scratch`` with the host's static
 busybox, which this module injects into an in-memory build context (so the 2 MB binary is
-never written into the source tree). The image carries the label
-``io.podlab.context-hash``: a sha256 over every context file including busybox, so an image
-is rebuilt only when its inputs change.
+never written into the source tree). An image directory may also hold ``host-files``: host
+executables (from the distribution's packages, e.g. bird2's ``/usr/sbin/bird``) that go
+into the context under ``rootfs/<their path>``, each with exactly the shared libraries
+``ldd`` names for it, so the Dockerfile's ``COPY rootfs/ /`` gives a FROM-scratch image a
+dynamically linked program. The image carries the label ``io.podlab.context-hash``: a
+sha256 over every context file including busybox and host files, so an image is rebuilt
+only when its inputs change (a package upgrade on the host included).
 
 The Docker client is passed in (``runtime`` owns the connection); only ``docker.errors`` is
 imported here, lazily, to translate failures into :class:`ImageError`.
@@ -17,21 +21,26 @@ import hashlib
 import io
 import os
 import struct
+import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import labels
 from harness.errors import ImageError
 
-IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app")
+IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app", "bird")
 REPOSITORY = "podlab"
 HASH_LABEL = labels.CONTEXT_HASH
 # Debian's busybox-static installs /bin/busybox; /usr/bin is the merged-/usr spelling.
 BUSYBOX_CANDIDATES: tuple[str, ...] = ("/bin/busybox", "/usr/bin/busybox")
 FIX_HINT = "install it with `apt-get install -y busybox-static` (or run `make setup`)"
+HOST_FILES = "host-files"  # in an image directory: host executables the image carries
+ROOTFS = "rootfs/"  # where the context keeps them: rootfs/usr/sbin/bird -> /usr/sbin/bird
+LDD_TIMEOUT_S = 10.0
 
 Progress = Callable[[str], None]
 
@@ -109,6 +118,74 @@ def context_files(name: str, busybox: Path | None = None) -> dict[str, bytes]:
         if path.is_file() and rel != "busybox":
             files[rel] = path.read_bytes()
     files["busybox"] = (busybox or find_busybox()).read_bytes()
+    if HOST_FILES in files:
+        files.update(host_files_context(parse_host_files(files[HOST_FILES].decode())))
+    return files
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """One line of ``host-files``: an executable of the host and the package that has it."""
+
+    path: str
+    package: str
+
+
+def parse_host_files(text: str) -> list[HostFile]:
+    """``PATH PACKAGE`` per line; ``#`` starts a comment."""
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].split()
+        if not line:
+            continue
+        if len(line) != 2 or not line[0].startswith("/"):
+            raise ImageError(f"{HOST_FILES} line {number}: write it `/ABSOLUTE/PATH PACKAGE`, "
+                             f"not {raw.strip()!r}")
+        out.append(HostFile(line[0], line[1]))
+    return out
+
+
+def parse_ldd(text: str) -> list[str]:
+    """The absolute paths in ldd's output: ``libc.so.6 => /lib/.../libc.so.6 (0x..)`` and
+    the loader ``/lib64/ld-linux-x86-64.so.2 (0x..)``; the vDSO has no file and is left out.
+    A library ldd cannot find (``=> not found``) is an ImageError: the image would not run.
+    """
+    paths: list[str] = []
+    for line in text.splitlines():
+        name, arrow, target = line.strip().partition("=>")
+        where = (target if arrow else name).strip().split(" (", 1)[0].strip()
+        if arrow and where == "not found":
+            raise ImageError(f"ldd: shared library {name.strip()} not found on this host")
+        if where.startswith("/") and where not in paths:
+            paths.append(where)
+    return paths
+
+
+def shared_libraries(binary: str) -> list[str]:
+    """The shared libraries (loader included) ``binary`` loads, as ldd resolves them here."""
+    try:
+        done = subprocess.run(["ldd", binary], capture_output=True, text=True,
+                              timeout=LDD_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ImageError(f"cannot run ldd on {binary}: {exc}") from exc
+    if done.returncode != 0:
+        if "not a dynamic executable" in done.stdout + done.stderr:
+            return []  # static: nothing to add
+        raise ImageError(f"ldd {binary} failed: {(done.stderr or done.stdout).strip()}")
+    return parse_ldd(done.stdout)
+
+
+def host_files_context(entries: Iterable[HostFile]) -> dict[str, bytes]:
+    """``rootfs/<path>`` -> contents, for each executable and every library it loads
+    (a symlinked library is stored under the name ldd gave it, as a plain file)."""
+    files: dict[str, bytes] = {}
+    for entry in entries:
+        path = Path(entry.path)
+        if not path.is_file():
+            raise ImageError(f"{entry.path} not found on this host; install it with "
+                             f"`apt-get install -y {entry.package}` (or run `make setup`)")
+        for wanted in (entry.path, *shared_libraries(entry.path)):
+            files.setdefault(ROOTFS + wanted.lstrip("/"), Path(wanted).read_bytes())
     return files
 
 
@@ -128,8 +205,9 @@ def _tar_context(files: dict[str, bytes]) -> io.BytesIO:
         for rel, data in sorted(files.items()):
             info = tarfile.TarInfo(rel)
             info.size = len(data)
-            # busybox must be executable; fixed mtime keeps the context reproducible.
-            info.mode = 0o755 if rel == "busybox" else 0o644
+            # busybox and host executables must be executable; a fixed mtime keeps the
+            # context reproducible.
+            info.mode = 0o755 if rel == "busybox" or rel.startswith(ROOTFS) else 0o644
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
@@ -159,7 +237,8 @@ def image_status(client: Any, names: Iterable[str] | None = None) -> dict[str, s
     return status
 
 
-def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str) -> None:
+def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str,
+               nocache: bool = False) -> None:
     import docker.errors
 
     tag = image_tag(name)
@@ -174,6 +253,7 @@ def _build_one(client: Any, name: str, files: dict[str, bytes], digest: str) -> 
             tag=tag,
             labels={HASH_LABEL: digest, labels.IMAGE: name},
             pull=False,  # FROM scratch: nothing to pull, and no registry is reachable anyway
+            nocache=nocache,
             rm=True,
             forcerm=True,
         )
@@ -197,8 +277,10 @@ def ensure_images(
     names: Iterable[str] | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    nocache: bool = False,
 ) -> list[str]:
-    """Build each image whose context hash differs from its label; return the tags built."""
+    """Build each image whose context hash differs from its label; return the tags built.
+    `force` builds them all; `nocache` without Docker's layer cache (a cold build)."""
     say = progress or (lambda _msg: None)
     busybox = find_busybox()
     built: list[str] = []
@@ -213,7 +295,7 @@ def ensure_images(
             continue
         say(f"building {tag}")
         started = time.monotonic()
-        _build_one(client, name, files, digest)
+        _build_one(client, name, files, digest, nocache)
         say(f"built {tag} in {time.monotonic() - started:.1f}s")
         built.append(tag)
     return built

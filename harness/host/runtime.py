@@ -229,9 +229,15 @@ def _info(row: dict[str, Any]) -> ContainerInfo:
 
 
 def pid_of(container: str | ContainerInfo) -> int:
-    """Host PID of the container's main process (0 when it is not running)."""
+    """Host PID of the container's main process (0 when it is not running, or gone: a
+    lab listed a moment ago may be destroyed meanwhile, e.g. by `inspect --all`'s side)."""
+    import docker.errors
+
     ref = container.id if isinstance(container, ContainerInfo) else container
-    return int(_api().inspect_container(ref)["State"].get("Pid") or 0)
+    try:
+        return int(_api().inspect_container(ref)["State"].get("Pid") or 0)
+    except docker.errors.NotFound:
+        return 0
 
 
 def pids_of(containers: Sequence[ContainerInfo]) -> dict[str, int]:

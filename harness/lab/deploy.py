@@ -33,6 +33,7 @@ from harness.datapath import NodeNet, PodNet, Settings
 from harness.errors import DeployError, LabExistsError, PodlabError
 from harness.host import hostlimits, images, runtime, shaping, wiring
 from harness.host.runtime import ContainerSpec, Started
+from harness.lab import running
 from harness.lab.progress import Reporter
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 from harness.model.topology import parse_ms
@@ -43,9 +44,13 @@ PAUSE_IMAGE = "podlab/pause"
 
 def _deploy_error(step: str, obj: str, exc: BaseException) -> DeployError:
     message = f"deploy failed at step '{step}' on {obj}: {exc}"
-    # Keep the more precise class (WiringError) where there is one.
+    # Keep the more precise class (WiringError) where there is one, and what it carries
+    # (a CNI plugin's msg and details).
     cls = type(exc) if isinstance(exc, DeployError) else DeployError
-    return cls(message)
+    err = cls(message)
+    if cls is type(exc):
+        err.__dict__.update(exc.__dict__)
+    return err
 
 
 # --------------------------------------------------------------------------- deploy
@@ -66,6 +71,8 @@ def deploy(plan: Plan, *, progress: Any = None) -> None:
         raise LabExistsError(
             f"lab {plan.lab!r} is already deployed ({len(existing)} containers); "
             f"destroy it first: podlab destroy --name {plan.lab}")
+    dp = datapath.select(plan)
+    dp.prepare(plan)  # what the host must have for this datapath (a CNI's plugins)
     ensure_images(plan, rep)
     if (raised := hostlimits.ensure_neighbour_capacity(plan)) is not None:
         rep.note(raised)
@@ -73,6 +80,7 @@ def deploy(plan: Plan, *, progress: Any = None) -> None:
     try:
         _deploy(plan, deploy_id, rep)
     except BaseException as exc:
+        running.release_network_state(plan.lab)  # a CNI's DELs, while the namespaces live
         removed = _rollback(deploy_id)
         if isinstance(exc, PodlabError | KeyboardInterrupt):
             if isinstance(exc, PodlabError) and removed:
@@ -184,7 +192,8 @@ class _Pipeline:
 
     def _start_infra(self, pod: PodPlan, order: int) -> None:
         node = self.plan.node(pod.node)
-        spec = infra_spec(pod, self.desc.pod(pod.name), order, self.deploy_id, node.container)
+        spec = infra_spec(pod, self.desc.pod(pod.name), order, self.deploy_id, node.container,
+                          planned=not self.dp.assigns_addresses)
         self._submit(self.docker, "containers", f"container {spec.name}",
                      lambda s=spec: runtime.start(s),
                      lambda st, p=pod: self._infra_started(p, st))
@@ -243,18 +252,21 @@ class _Pipeline:
 
     def _configure_pod(self, pod: PodPlan) -> None:
         self._submit(self.net, "configure", f"pod {pod.name}", lambda: self._apply_pod(pod),
-                     lambda _: self._start_apps(pod))
+                     lambda addresses: self._start_apps(pod, addresses))
 
-    def _apply_pod(self, pod: PodPlan) -> None:
+    def _apply_pod(self, pod: PodPlan) -> tuple[str, ...]:
         # the pod's "CNI ADD": once done, the pod is reachable
-        self.dp.pod_added(self.pid[pod.node], self.infra[pod.name].pid,
-                          self.desc.pod(pod.name))
+        infra = self.infra[pod.name]
+        return self.dp.pod_added(self.pid[pod.node], infra.pid, self.desc.pod(pod.name),
+                                 infra.id)
 
-    def _start_apps(self, pod: PodPlan) -> None:
+    def _start_apps(self, pod: PodPlan, addresses: tuple[str, ...] = ()) -> None:
         infra_id = self.infra[pod.name].id
         settings = self.desc.pod(pod.name).containers
+        # a CNI gave the address: the containers, started after its ADD, carry it
+        cidr = addresses[0] if addresses else None
         for i in range(len(pod.containers)):
-            spec = container_spec(pod, settings, i, infra_id, self.deploy_id)
+            spec = container_spec(pod, settings, i, infra_id, self.deploy_id, cidr)
             self._submit(self.docker, "pods", f"container {spec.name}",
                          lambda s=spec: runtime.start(s))
 
@@ -283,12 +295,15 @@ def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str) -> Conta
 
 
 def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str,
-               node_container: str = "") -> ContainerSpec:
+               node_container: str = "", planned: bool = True) -> ContainerSpec:
     """The infra (pause) container that owns a pod's namespace; a hostNetwork pod's joins
-    its node's (`node_container`), and then has no hostname or sysctls of its own."""
+    its node's (`node_container`), and then has no hostname or sysctls of its own. Its
+    address labels only when the plan gives the address (a CNI's comes after the
+    container exists)."""
     labels = _base_labels(pod.labels, ROLE_INFRA, order, deploy_id)
-    labels[L.IP] = pod.ip
-    labels[L.CIDR] = pod.cidr
+    if planned:
+        labels[L.IP] = pod.ip
+        labels[L.CIDR] = pod.cidr
     if net.host_network:
         return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels,
                              network_mode=f"container:{node_container}",
@@ -298,12 +313,14 @@ def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str,
 
 
 def container_spec(pod: PodPlan, settings: Settings, index: int, infra_id: str,
-                   deploy_id: str) -> ContainerSpec:
-    """Container `index` of a pod, in the namespace of its infra container `infra_id`."""
+                   deploy_id: str, cidr: str | None = None) -> ContainerSpec:
+    """Container `index` of a pod, in the namespace of its infra container `infra_id`.
+    `cidr`: the pod's address as a CNI plugin gave it (default: the plan's)."""
     c = pod.containers[index]
     labels = _base_labels(pod.labels, ROLE_CONTAINER, index, deploy_id)
     labels[L.CONTAINER] = c.name
-    labels[L.IP] = pod.ip
+    labels[L.IP] = cidr.split("/")[0] if cidr else pod.ip
+    labels[L.CIDR] = cidr or pod.cidr
     return ContainerSpec(name=c.container, image=c.image, labels=labels,
                          network_mode=f"container:{infra_id}", command=c.command,
                          args=c.args, env=c.env, cap_add=settings.caps)

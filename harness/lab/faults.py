@@ -12,6 +12,11 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   its running peers, its own configuration, NAT and Service rules, its pods' veths (a
   pod's infra container keeps its own namespace), the peers' side, then starts its
   hostNetwork pods again in the new namespace.
+  With a CNI datapath the pods' links are the plugins': node-start calls DEL then ADD for
+  each pod of the node, as a runtime restarting its sandboxes (the pod may get another
+  address; verify expects the new one).
+- daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
+  start it again by re-applying the node.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
@@ -24,10 +29,10 @@ from dataclasses import dataclass
 
 from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import runtime, shaping, wiring
+from harness.host import bird, runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
-from harness.plan import POD_IFACE, LinkPlan, Plan
+from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan
 
 STOP_SETTLE_S = 10.0
 
@@ -49,29 +54,37 @@ def parse_endpoint(text: str) -> tuple[str, str]:
     return name, iface
 
 
-def _ends(plan: Plan) -> Iterator[tuple[End, End, LinkPlan | None]]:
-    """Every veth of the plan as (end, end, link or None for a pod's veth)."""
+def _ends(plan: Plan, net: datapath.LabNet | None = None
+          ) -> Iterator[tuple[End, End, LinkPlan | None]]:
+    """Every veth of the plan as (end, end, link or None for a pod's veth). A pod whose
+    datapath makes its link itself (a CNI plugin, `net` says) has none podlab knows."""
+    net = net or datapath.describe(plan)
     for link in plan.links:
         (a, ia), (b, ib) = link.a, link.b
         yield (End(a, plan.node(a).container, ia), End(b, plan.node(b).container, ib), link)
     for pod in plan.pods:
         if pod.host_network:
             continue  # no veth: it is its node's namespace
-        yield (End(pod.node, plan.node(pod.node).container, pod.node_iface),
-               End(pod.name, pod.infra, POD_IFACE, is_pod=True), None)
+        veth = net.pod(pod.name).veth
+        if veth:
+            yield (End(pod.node, plan.node(pod.node).container, veth[0]),
+                   End(pod.name, pod.infra, veth[1], is_pod=True), None)
 
 
 def veth(plan: Plan, endpoint: str) -> tuple[End, End, LinkPlan | None]:
     """The veth `endpoint` names: (that end, the other end, its link)."""
     name, iface = parse_endpoint(endpoint)
-    for a, b, link in _ends(plan):
+    ends = list(_ends(plan))
+    for a, b, link in ends:
         if (a.name, a.iface) == (name, iface):
             return a, b, link
         if (b.name, b.iface) == (name, iface):
             return b, a, link
-    known = ", ".join(f"{a.name}:{a.iface}" for a, _, link in _ends(plan) if link)
-    raise InputError(f"no link end {endpoint} in lab {plan.lab!r} (links: {known}; a pod's "
-                     "veth is NODE:pv-POD or POD:eth0)")
+    known = ", ".join(f"{a.name}:{a.iface}" for a, _, link in ends if link)
+    pods = ("a pod's veth is NODE:pv-POD or POD:eth0" if plan.cni == "podlab" else
+            f"pods are wired by the CNI plugins (cni: {plan.cni}): podlab pulls no cable of "
+            "theirs; node-stop/node-start re-add them")
+    raise InputError(f"no link end {endpoint} in lab {plan.lab!r} (links: {known}; {pods})")
 
 
 def _pids(plan: Plan) -> dict[str, int]:
@@ -125,8 +138,10 @@ def reconfigure(plan: Plan, name: str, pids: dict[str, int],
     if name in {p.name for p in plan.pods}:
         pod = plan.pod(name)
         node = plan.node(pod.node)
+        # a CNI's ADD names the infra container (CNI_CONTAINERID)
+        infra_id = str(runtime.inspect(pod.infra)["Id"]) if dp.assigns_addresses else ""
         dp.pod_added(_pid_of(pids, node.name, node.container),
-                     _pid_of(pids, pod.name, pod.infra), net.pod(name))
+                     _pid_of(pids, pod.name, pod.infra), net.pod(name), infra_id)
         return
     node = plan.node(name)
     pid = _pid_of(pids, name, node.container)
@@ -198,7 +213,8 @@ def node_start(plan: Plan, name: str) -> list[str]:
     present = {link["name"] for link in wiring.links(pid)}
     made: list[str] = []
     peers: list[End] = []
-    for a, b, link in _ends(plan):
+    described = _described(plan)
+    for a, b, link in _ends(plan, described[1]):
         if a.name == name and not a.is_pod:
             mine, other = a, b
         elif b.name == name and not b.is_pod:
@@ -218,10 +234,17 @@ def node_start(plan: Plan, name: str) -> list[str]:
                 shaping.shape(end_pid, end.iface, **deploy.netem_args(link))
         made.append(f"{mine.name}:{mine.iface}")
         peers.append(other)
-    described = _described(plan)
     reconfigure(plan, name, pids, described)
     for other in peers:
         reconfigure(plan, other.name, pids, described)
+    dp, net = described
+    if dp.assigns_addresses:
+        # the runtime comes back with the node: each pod's network is torn down (DEL of
+        # what the dead namespace had) and set up again (ADD), as for a sandbox restart
+        for pod in net.pods_of(name):
+            if plan.pod(pod.name).infra in pids:
+                reconfigure(plan, pod.name, pids, described)
+                made.append(f"{pod.name}:{POD_IFACE}")
     _forget_macs(plan, name, pids)
     # infra first: it joins the node's new namespace, and the apps join the infra's
     for container in reversed(_host_network_containers(plan, name)):
@@ -241,6 +264,38 @@ def _forget_macs(plan: Plan, name: str, pids: dict[str, int]) -> None:
         pid = pids.get(other.container)
         if other.name != name and not kind(other.kind).is_switch and pid:
             wiring.forget_neighbours(pid, addrs)
+
+
+# --------------------------------------------------------------------------- daemons
+
+
+def daemon_kill(plan: Plan, name: str) -> int:
+    """Kill a node's routing daemon with SIGKILL, as a crash would: its kernel keeps the
+    routes it installed, its neighbours see the session drop and withdraw what they
+    learned from it. Returns the daemon's host pid. (BIRD is the only daemon a datapath
+    runs today.)"""
+    node = _node(plan, name)
+    _, net = _described(plan)
+    if not net.node(name).daemons:
+        raise InputError(f"{name} runs no daemon ({net.datapath})")
+    return bird.kill(_pid_of(_pids(plan), name, node.container))
+
+
+def daemon_start(plan: Plan, name: str) -> None:
+    """Re-apply the node as fault recovery does, which starts its daemon again."""
+    node = _node(plan, name)
+    described = _described(plan)
+    if not described[1].node(name).daemons:
+        raise InputError(f"{name} runs no daemon ({described[1].datapath})")
+    pids = _pids(plan)
+    _pid_of(pids, name, node.container)
+    reconfigure(plan, name, pids, described)
+
+
+def _node(plan: Plan, name: str) -> NodePlan:
+    if name not in {n.name for n in plan.nodes}:
+        raise InputError(f"no node {name!r} in lab {plan.lab!r}")
+    return plan.node(name)
 
 
 # --------------------------------------------------------------------------- impairment

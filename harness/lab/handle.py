@@ -32,13 +32,15 @@ from harness.model.topology import NAME_MAX, Topology, load_topology
 from harness.plan import Plan, make_plan
 
 if TYPE_CHECKING:
+    from harness.datapath.net import Convergence
     from harness.host.capture import Sniffer
     from harness.prove.result import Report
 
 Source = str | Path | Topology | Plan
 
-FAULTS = ("link-down", "link-up", "node-stop", "node-start", "netem", "netem-clear",
-          "svc-dnat-elsewhere", "svc-no-masq", "svc-local-as-cluster", "svc-restore")
+FAULTS = ("link-down", "link-up", "node-stop", "node-start", "daemon-kill", "daemon-start",
+          "netem", "netem-clear", "svc-dnat-elsewhere", "svc-no-masq", "svc-local-as-cluster",
+          "svc-restore")
 
 
 class ExecResult(NamedTuple):
@@ -167,8 +169,10 @@ class Lab:
     # ------------------------------------------------------------------ proof
 
     def verify(self, checks: Iterable[str] | None = None, *, keep_frames: bool = False,
-               timeout: float = 2.0, progress: Any = None) -> Report:
-        """Run the model's checks (all by default) against the running lab.
+               timeout: float = 2.0, progress: Any = None,
+               converge_timeout: float | None = None) -> Report:
+        """Run the model's checks (all by default) against the running lab, expecting the
+        paths its routing settled on (see `converged`; its note joins the report's).
 
         Raises InputError for an unknown check, NothingToVerify (an InputError) when the
         selection yields no result in this lab, LabNotFoundError when nothing of it runs."""
@@ -179,8 +183,31 @@ class Lab:
         if unknown:
             raise InputError(f"unknown check(s) {', '.join(unknown)}; one of "
                              f"{', '.join(prove.CHECKS)}")
-        return prove.verify(self.plan, self.container_pids(), wanted, keep_frames=keep_frames,
-                            progress=progress, timeout=timeout)
+        settled = self.converged(converge_timeout)
+        report = prove.verify(settled.plan, self.container_pids(), wanted,
+                              keep_frames=keep_frames, progress=progress, timeout=timeout)
+        if settled.note:
+            report.notes.append(settled.note)
+        return report
+
+    def observed_plan(self) -> Plan:
+        """The plan as the running lab has it, which verify expects: with a CNI datapath,
+        the addresses its plugins gave the pods (the plan alone says "assigned by CNI")."""
+        from harness import datapath
+
+        return datapath.select(self.plan).observed(self.plan)
+
+    def converged(self, timeout: float | None = None) -> Convergence:
+        """The plan to verify against now (the observed one): the datapath waits (up to
+        `timeout` s, its own bound by default) until routes a daemon moves after a fault
+        have settled, and reroutes the plan's expectations over the paths that are left
+        (routing: bgp); static routes do not move."""
+        from harness import datapath
+
+        plan = self.observed_plan()
+        dp, pids = datapath.select(plan), self.pids()
+        return (dp.converged(plan, pids) if timeout is None
+                else dp.converged(plan, pids, timeout))
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,
@@ -203,14 +230,15 @@ class Lab:
 
     def fault(self, what: str, target: str, **params: float | str | None) -> Any:
         """Break something at run time: `link-down`/`link-up`/`netem`/`netem-clear` take
-        an endpoint `A:IF`, `node-stop`/`node-start` a node name. `netem` takes
-        `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`. The Service faults
-        (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port `NAME[:PORT]` with
-        `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a Service,
+        an endpoint `A:IF`, `node-stop`/`node-start`/`daemon-kill`/`daemon-start` a node
+        name. `netem` takes `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`. The Service
+        faults (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port `NAME[:PORT]`
+        with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a Service,
         `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
-        re-created; netem: how the impairment was applied)."""
+        re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid)."""
         actions = {"link-down": faults.link_down, "link-up": faults.link_up,
                    "node-stop": faults.node_stop, "node-start": faults.node_start,
+                   "daemon-kill": faults.daemon_kill, "daemon-start": faults.daemon_start,
                    "netem": faults.netem, "netem-clear": faults.netem_clear,
                    "svc-dnat-elsewhere": svcfaults.dnat_elsewhere,
                    "svc-no-masq": svcfaults.no_masq,

@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from harness import labels as L
+from harness.datapath import cni
 from harness.datapath.iptables import count_saved
-from harness.errors import LabNotFoundError, PodlabError
-from harness.host import firewall, runtime, wiring
+from harness.errors import LabNotFoundError, PodlabError, RoutingError
+from harness.host import bird, firewall, runtime, wiring
 from harness.host.runtime import ContainerInfo
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 
@@ -23,12 +24,37 @@ from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     """Remove every container of `lab` (of every lab with `all_labs`), in parallel.
 
+    A lab wired by CNI plugins first gets a DEL for every pod its state directory records
+    (while the namespaces still exist), and the directory (IPAM leases) goes after.
     Returns the names removed, sorted; a second call is a no-op returning [].
     """
     if not all_labs and lab is None:
         raise LabNotFoundError("destroy needs a lab name (or --all)")
     found = runtime.containers_of(None if all_labs else lab)
+    labs = {r.lab for r in found if r.lab} | ({lab} if lab else set())
+    for name in sorted(labs):
+        release_network_state(name, [r for r in found if r.lab == name])
+    if all_labs:
+        for name in cni.labs_with_state():  # their containers are gone already
+            release_network_state(name, [])
     return sorted(runtime.remove_many(found))
+
+
+def release_network_state(lab: str, rows: list[ContainerInfo] | None = None) -> list[str]:
+    """What a lab keeps outside its containers: a CNI datapath's attachments get their
+    DEL (from the node's namespace, where the node still runs) and the lab's state
+    directory is removed. Returns the DELs that failed (destroy goes on regardless)."""
+    if not cni.has_state(lab):
+        return []
+    rows = runtime.containers_of(lab) if rows is None else rows
+    try:
+        pids = runtime.pids_of(rows)
+    except PodlabError:
+        pids = {}
+    nodes = {r.labels.get(L.NODE, ""): pids[r.name] for r in rows
+             if r.role == ROLE_NODE and r.name in pids}
+    infras = {r.id: pids[r.name] for r in rows if r.role == ROLE_INFRA and r.name in pids}
+    return cni.remove_state(lab, nodes, infras)
 
 
 # --------------------------------------------------------------------------- inspect
@@ -67,22 +93,48 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
         addrs = list(pool.map(lambda r: _live_addresses(pids.get(r.name)), nodes))
         rules = list(pool.map(lambda r: _live_rules(pids.get(r.name))
                               if r.labels.get(L.POD_CIDR) else None, nodes))
+        routing = list(pool.map(lambda r: _routing(pids.get(r.name)), nodes))
     out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
                   "container": r.name, "state": r.state, "addresses": a,
                   "pod_cidr": r.labels.get(L.POD_CIDR),
-                  **({"service_rules": n} if n is not None else {})}
-                 for r, a, n in zip(nodes, addrs, rules, strict=True)]
+                  **({"service_rules": n} if n is not None else {}),
+                  **({"bgp": bgp} if bgp is not None else {})}
+                 for r, a, n, bgp in zip(nodes, addrs, rules, routing, strict=True)]
     pods = []
+    assigned = cni.pod_addresses(lab)  # a CNI plugin's latest result, where one wired them
     for r in sorted((r for r in rows if r.role == ROLE_INFRA), key=_order):
         pod = r.labels.get(L.POD, "")
         members = sorted((c for c in rows if c.role == ROLE_CONTAINER
                           and c.labels.get(L.POD) == pod), key=_order)
-        pods.append({"name": pod, "node": r.labels.get(L.NODE, ""), "ip": r.labels.get(L.IP),
+        # the plan's address is on the infra container; a CNI's, given after the infra
+        # started, is in its result and on the pod's containers (started after the ADD)
+        ip = next(iter(assigned.get(pod, ())), None) or r.labels.get(L.IP) or next(
+            (c.labels[L.IP] for c in members if c.labels.get(L.IP)), None)
+        pods.append({"name": pod, "node": r.labels.get(L.NODE, ""),
+                     "ip": ip.split("/")[0] if ip else None,
                      "infra": r.name, "state": r.state,
                      "containers": [{"name": c.labels.get(L.CONTAINER, c.name),
                                      "container": c.name, "state": c.state}
                                     for c in members]})
     return {"lab": lab, "nodes": out_nodes, "pods": pods}
+
+
+def _routing(pid: int | None) -> dict[str, Any] | None:
+    """A node's BIRD, when one is configured there (routing: bgp): its sessions and the
+    routes it learned, best first, with their AS paths; `running: false` when it died."""
+    if not pid or not bird.configured(pid):
+        return None
+    try:
+        sessions = [p for p in bird.protocols(pid) if p.proto == "BGP"]
+        routes = bird.bgp_routes(pid)
+    except RoutingError as exc:
+        return {"running": False, "error": str(exc), "sessions": [], "routes": []}
+    return {"running": True,
+            "sessions": [{"name": p.name, "state": p.state, "info": p.info, "since": p.since}
+                         for p in sessions],
+            "routes": [{"prefix": r.prefix, "via": r.via, "iface": r.iface,
+                        "session": r.protocol, "best": r.best, "as_path": list(r.as_path)}
+                       for r in sorted(routes, key=lambda r: (r.prefix, not r.best))]}
 
 
 def _live_addresses(pid: int | None) -> dict[str, list[str]]:

@@ -42,15 +42,30 @@ class Hop:
 
 
 class LabGraph:
-    def __init__(self, kinds: dict[str, str], segments: list[Segment]):
+    def __init__(self, kinds: dict[str, str], segments: list[Segment],
+                 down_links: frozenset[int] = frozenset(),
+                 no_transit: frozenset[str] = frozenset()):
         self.kinds = kinds
         self.segments = segments
+        self.down_links = down_links  # links whose cable is pulled: they carry nothing
+        self.no_transit = no_transit  # devices nothing is routed through (still endpoints)
         self.attached: dict[str, list[int]] = {n: [] for n, k in kinds.items()
                                                if not kind(k).is_switch}
         for seg in segments:
-            for device in seg.devices():
+            for device, _, link in seg.members:
+                if link in down_links:  # its cable into the segment is pulled
+                    continue
                 if seg.index not in self.attached[device]:
                     self.attached[device].append(seg.index)
+
+    def without(self, down_links: frozenset[int] = frozenset(),
+                no_transit: frozenset[str] = frozenset()) -> LabGraph:
+        """The same lab with `down_links` (indices into the file's links) carrying nothing
+        and no path through `no_transit`. A device loses a segment when its own link into
+        it is down; a down link between two switches is not modelled (the segment stays
+        whole). Segments keep their indices."""
+        return LabGraph(self.kinds, self.segments, self.down_links | down_links,
+                        self.no_transit | no_transit)
 
     @classmethod
     def from_links(cls, kinds: dict[str, str],
@@ -97,7 +112,7 @@ class LabGraph:
         return None
 
     def forwards(self, device: str) -> bool:
-        return kind(self.kinds[device]).forwards
+        return kind(self.kinds[device]).forwards and device not in self.no_transit
 
     def _bfs(self, src: str) -> dict[str, tuple[str, int] | None]:
         """parent[device] = (previous device, segment between them); parent[src] = None."""

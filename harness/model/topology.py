@@ -304,10 +304,36 @@ def parse_topology(text: str, path: Path | None = None) -> Topology:
         spec = TopologyFile.model_validate(data)
     except ValidationError as exc:
         raise TopologyError(file, bounded(_structure_problems(exc, lines))) from None
-    problems = list(_semantic_problems(spec))
+    problems = [*_semantic_problems(spec), *_cni_path_problems(spec, path)]
     if problems:
         raise TopologyError(file, bounded([_locate(p, lines) for p in problems]))
     return Topology(spec, path)
+
+
+def resolve_path(text: str, topo_path: Path | None) -> Path:
+    """A path written in the topology file: relative to the file's directory, as
+    containerlab resolves them (to the working directory for a file-less topology)."""
+    p = Path(text).expanduser()
+    if p.is_absolute():
+        return p
+    return (topo_path.resolve().parent if topo_path else Path.cwd()) / p
+
+
+def _cni_path_problems(spec: TopologyFile, path: Path | None) -> Iterator[Problem]:
+    """`cni: {conflist, bin-dir}` must name a file and a directory; what the conflist
+    says is checked when the datapath reads it (harness.datapath.cni_conf)."""
+    chain = spec.cluster.cni
+    if not isinstance(chain, CniChain):
+        return
+    where = "relative to the topology file" if path else "relative to the working directory"
+    conflist = resolve_path(chain.conflist, path)
+    if not conflist.is_file():
+        shown = chain.conflist if conflist.as_posix().endswith(chain.conflist) else conflist
+        yield Problem("cluster.cni.conflist", f"file not found: {shown}"
+                      + ("" if Path(chain.conflist).is_absolute() else f" ({where})"))
+    if chain.bin_dir is not None and not resolve_path(chain.bin_dir, path).is_dir():
+        yield Problem("cluster.cni.bin-dir", f"not a directory: {chain.bin_dir}"
+                      + ("" if Path(chain.bin_dir).is_absolute() else f" ({where})"))
 
 
 # --- structural problems (pydantic) -----------------------------------------------------

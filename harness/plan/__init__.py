@@ -4,7 +4,9 @@ Same topology in, same plan out. Deploy executes it, verify checks the wire agai
 
 Addressing:
 - k8s-nodes, in file order, take consecutive /node-mask blocks of the pod CIDR; the first
-  host of a block is the node's `cbr0` gateway, pods (in file order) take the next ones;
+  host of a block is the node's `cbr0` gateway, pods (in file order) take the next ones
+  (with a CNI datapath the plugin's IPAM picks them: the plan only knows the block, and
+  says "assigned by CNI" until with_pod_addresses() gives it what the plugins reported);
 - segments (a switch fabric, or a point-to-point link) take consecutive /segment-mask
   blocks of the underlay CIDR, skipping any written explicitly with `ipv4:`; members are
   numbered in link order.
@@ -15,8 +17,10 @@ underlay, so they cannot reach pods unless pods are masqueraded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -25,7 +29,13 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import allocate
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import MasqAgentConfig, Netem, Topology, parse_endpoint
+from harness.model.topology import (
+    DEFAULT_NODE_IMAGE,
+    MasqAgentConfig,
+    Netem,
+    Topology,
+    parse_endpoint,
+)
 from harness.plan.services import (
     HostPortPlan,
     ServicePlan,
@@ -37,6 +47,7 @@ from harness.plan.services import (
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
 POD_IFACE = "eth0"
+ASSIGNED_BY_CNI = "assigned by CNI"
 
 
 @dataclass(frozen=True)
@@ -161,12 +172,38 @@ class Plan:
     _segment_names: dict[int, str] = field(repr=False, compare=False)
     routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
     cni: str = datapaths.DEFAULT_CNI
+    # `cni: {conflist: FILE, bin-dir: DIR}` as the file says (relative to topo_path)
+    cni_conflist: str | None = None
+    cni_bin_dir: str | None = None
+    # False while a CNI plugin, not the plan, gives the pods their addresses: each pod's
+    # `ip` is then only its planned guess, until with_pod_addresses() says what it got
+    pod_ips_known: bool = True
+    # pods of one node share an L2 bridge (podlab, CNI bridge); False: each has its own
+    # point-to-point link (CNI ptp) and the node routes between them, one TTL step
+    pods_bridged: bool = True
     # `masquerade:` given as ip-masq-agent's config: the destinations it leaves alone (in the
     # agent's chain order); None: `true` or `false` (NodePlan.masquerade_exempt says which)
     masq_agent_exempt: tuple[str, ...] | None = None
     service_cidr: str = "10.96.0.0/16"
     services: tuple[ServicePlan, ...] = ()
     host_ports: tuple[HostPortPlan, ...] = ()
+    _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
+
+    @property
+    def down_links(self) -> frozenset[int]:
+        """Links (indices into `links`) a rerouted plan knows are down."""
+        return self._graph.down_links
+
+    def rerouted(self, down_links: frozenset[int] = frozenset(),
+                 no_transit: frozenset[str] = frozenset()) -> Plan:
+        """The plan as a routing protocol converges after faults: every expectation follows
+        the shortest path that remains without `down_links` and without forwarding
+        through `no_transit` (nodes whose routing daemon is dead). A pair left with no
+        path keeps its intact path: it must fail, and verify says where. The nodes'
+        installed routes (`NodePlan.routes`, static) do not change."""
+        intact = self._intact or self._graph
+        return dataclasses.replace(self, _graph=intact.without(down_links, no_transit),
+                                   _intact=intact)
 
     def node(self, name: str) -> NodePlan:
         return self._nodes_by_name[name]
@@ -211,20 +248,28 @@ class Plan:
         return self._paths[key]
 
     def _find_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
+        devices = tuple(d for d, _ in self.segment_hops(src, dst_segment)) or (src,)
+        return devices if devices[-1] == dst_node else (*devices, dst_node)
+
+    def segment_hops(self, src: str, dst_segment: str) -> tuple[tuple[str, str], ...]:
+        """`(device, segment)` per hop from device `src` into segment `dst_segment`: each
+        device sends into that segment toward the next; () when src is attached to it."""
         seg = self._segment_index(dst_segment)
         hops = self._graph.path_to_segment(src, seg)
+        if hops is None and self._intact is not None:  # cut off by a fault
+            hops = self._intact.path_to_segment(src, seg)
         if hops is None:
             raise ValueError(f"no path from {src} to {dst_segment}")
-        devices = tuple(h.device for h in hops) or (src,)
-        return devices if devices[-1] == dst_node else (*devices, dst_node)
+        return tuple((h.device, self._segment_names[h.segment]) for h in hops)
 
     def pod_to_pod(self, a: str, b: str) -> Expectation:
         src, dst = self.pod(a), self.pod(b)
         if src.host_network or dst.host_network:  # one end is its node's own namespace
             return self._via_node(a, b, src, dst)
         path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
-        # pods of one node share its bridge: switched, not routed, so the TTL holds
-        hops = 0 if src.node == dst.node else len(path)
+        # pods of one node share its bridge: switched, not routed, so the TTL holds (on
+        # point-to-point links the node routes between them: one step)
+        hops = (0 if self.pods_bridged else 1) if src.node == dst.node else len(path)
         return Expectation(a, b, src.ip, dst.ip, hops, path)
 
     def node_to_pod(self, n: str, p: str) -> Expectation:
@@ -320,6 +365,21 @@ class Plan:
         first = self._segment_names[hops[0].segment] if hops else segment
         return self.node(node).address_on(first) or self._primary(self.node(node))[0]
 
+    def with_pod_addresses(self, found: Mapping[str, str], pods_bridged: bool | None = None
+                           ) -> Plan:
+        """This plan with the pods' addresses a CNI plugin gave them (`{pod: a.b.c.d/len}`),
+        and whether the chain bridges a node's pods; every expectation follows. Pods not
+        in `found` keep their planned guess."""
+        pods = []
+        for pod in self.pods:
+            cidr = found.get(pod.name)
+            if cidr:
+                iface = ipaddress.ip_interface(cidr)
+                pod = replace(pod, ip=str(iface.ip), prefixlen=iface.network.prefixlen)
+            pods.append(pod)
+        bridged = self.pods_bridged if pods_bridged is None else pods_bridged
+        return replace(self, pods=tuple(pods), pod_ips_known=True, pods_bridged=bridged)
+
     # --- output ------------------------------------------------------------------------
 
     def to_dict(self, with_paths: bool = True) -> dict[str, Any]:
@@ -346,8 +406,8 @@ class Plan:
                  "masquerade_exempt": list(n.masquerade_exempt)}
                 for n in self.nodes],
             "pods": [
-                {"name": p.name, "node": p.node, "ip": p.ip, "cidr": p.cidr,
-                 "host_network": p.host_network,
+                {"name": p.name, "node": p.node, "ip": self.shown_ip(p.ip),
+                 "cidr": self.shown_ip(p.cidr), "host_network": p.host_network,
                  "gateway": p.gateway, "infra": p.infra, "node_iface": p.node_iface,
                  "containers": [{"name": c.name, "container": c.container, "image": c.image}
                                 for c in p.containers]}
@@ -356,8 +416,19 @@ class Plan:
             **services_dict(self.services, self.host_ports),
         }
         if with_paths:
-            out["paths"] = [_expectation_dict(kind, e) for kind, e in self.expectations()]
+            out["paths"] = [_expectation_dict(kind, e, self.shown_ip)
+                            for kind, e in self.expectations()]
         return out
+
+    def shown_ip(self, value: str | None) -> str | None:
+        """A pod's address (or CIDR) as output shows it: "assigned by CNI" while unknown."""
+        if self.pod_ips_known or value is None:
+            return value
+        return ASSIGNED_BY_CNI if value.split("/")[0] in self._guessed_ips else value
+
+    @cached_property
+    def _guessed_ips(self) -> frozenset[str]:
+        return frozenset(p.ip for p in self.pods)
 
     def expectations(self) -> list[tuple[str, Expectation]]:
         """Every (check, expectation) the plan predicts, in a stable order."""
@@ -376,9 +447,21 @@ class Plan:
         return out
 
 
-def _expectation_dict(check: str, e: Expectation) -> dict[str, Any]:
-    return {"check": check, "src": e.src, "dst": e.dst, "src_ip": e.src_ip, "dst_ip": e.dst_ip,
-            "hops": e.hops, "path": list(e.path), "snat_to": e.snat_to}
+def _expectation_dict(check: str, e: Expectation,
+                      shown: Callable[[str | None], str | None] = lambda ip: ip
+                      ) -> dict[str, Any]:
+    return {"check": check, "src": e.src, "dst": e.dst, "src_ip": shown(e.src_ip),
+            "dst_ip": shown(e.dst_ip), "hops": e.hops, "path": list(e.path), "snat_to": e.snat_to}
+
+
+def _node_image(topo: Topology, name: str, routing: str) -> str:
+    """The file's image for a node; where it names none, a routing datapath's daemon may
+    need its own (routing: bgp runs BIRD, which podlab/bird carries)."""
+    image = topo.image_of(name)
+    wanted = datapaths.ROUTING[routing].node_image if routing in datapaths.ROUTING else None
+    if wanted and image == DEFAULT_NODE_IMAGE and kind(topo.kind_of(name)).pod_routes:
+        return wanted
+    return image
 
 
 def pod_iface_name(pod: str) -> str:
@@ -493,7 +576,8 @@ def make_plan(topo: Topology) -> Plan:
         cidr = node_cidr.get(name)
         nodes.append(NodePlan(
             name=name, kind=kind_name, container=f"podlab-{lab}-{name}",
-            image=topo.image_of(name), labels=node_labels, interfaces=tuple(interfaces),
+            image=_node_image(topo, name, cluster.routing), labels=node_labels,
+            interfaces=tuple(interfaces),
             routes=tuple(routes),
             pod_cidr=str(cidr) if cidr else None,
             gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,
@@ -545,6 +629,10 @@ def make_plan(topo: Topology) -> Plan:
                 pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
                 segments=segments, _graph=graph, _segment_names=seg_names,
                 routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
+                cni_conflist=getattr(cluster.cni, "conflist", None),
+                cni_bin_dir=getattr(cluster.cni, "bin_dir", None),
+                pod_ips_known=datapaths.cni_value(cluster.cni) == datapaths.DEFAULT_CNI,
+                pods_bridged=cluster.cni != "ptp",
                 masq_agent_exempt=agent.exempt if agent else None,
                 service_cidr=str(ipaddress.IPv4Network(cluster.service_cidr)),
                 services=plan_services(spec, pod_ips),

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from harness.plan import Expectation, Plan, PodPlan
 
 CHECKS = ("pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
-          "pod-to-external", "pod-to-service", "node-to-service", "external-to-nodeport",
-          "external-to-hostport")
+          "pod-to-external", "mtu", "pod-to-service", "node-to-service",
+          "external-to-nodeport", "external-to-hostport")
 PROBE_CHECKS = ("pod-to-pod", "node-to-pod", "pod-to-node", "pod-to-external")
 SERVICE_CHECKS = ("pod-to-service", "node-to-service", "external-to-nodeport",
                   "external-to-hostport")

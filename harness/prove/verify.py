@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
+from harness.kinds import kind
 from harness.plan import Plan, servicepaths
-from harness.prove import intrapod, services, verdict
+from harness.prove import intrapod, mtu, noroute, services, verdict
 from harness.prove.engine import Engine, Namespace
 from harness.prove.probe import Heard, Probe, Seen, new_ids
 from harness.prove.result import Report, Result
@@ -85,6 +86,9 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
             results += identities(plan, pids, results if tgts else None)
         if intra is not None:
             results += intra.result()
+    if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
+        results += [Result(mtu.CHECK, v.src, v.dst, "icmp", v.ok, v.expected, v.observed,
+                           v.detail) for v in mtu.check(plan, pids)]
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     control, why = _negative_control(plan, checks, results)
@@ -123,6 +127,9 @@ def _empty(plan: Plan, checks: list[str], tgts: list[Target],
         if check in ("pod-identity", "intra-pod"):
             if not plan.pods:
                 out[check] = "the lab has no pod"
+        elif check == "mtu":
+            if not mtu.targets(plan):
+                out[check] = "the lab has fewer than two nodes with pods"
         elif check in SERVICE_CHECKS and check not in has:
             out[check] = _no_service_path(plan, check)
         elif check not in has:
@@ -221,7 +228,22 @@ def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames
                 results[i].probe_ids += result.probe_ids
             else:
                 results[i] = result
+    still = [i for i, r in enumerate(results) if not r.ok]
+    if still:
+        tables = route_tables(plan, pids)
+        for i in still:
+            t = jobs[i][0]
+            why = noroute.diagnose(plan, t.exp.path, t.exp.dst_ip, t.src_ip, tables)
+            if why:  # the routing table says it all; the loss report stays after it
+                detail = results[i].detail
+                results[i].detail = why if "has no route to" in detail else f"{why}; {detail}"
     return results, sightings
+
+
+def route_tables(plan: Plan, pids: dict[str, int]) -> dict[str, list[str]]:
+    """Each running node's main-table destinations (for noroute.diagnose)."""
+    return {n.name: [dst for dst, _, _ in wiring.routes(pids[n.container])]
+            for n in plan.nodes if n.container in pids and not kind(n.kind).is_switch}
 
 
 def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],

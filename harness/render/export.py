@@ -27,9 +27,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.datapath import LabNet, Masquerade, NodeNet, PodNet, Settings, describe
+from harness.datapath import Daemon, LabNet, Masquerade, NodeNet, PodNet, Settings, describe
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import Route
+from harness.datapaths import DEFAULT_CNI
 from harness.errors import InputError
 from harness.host import firewall
 from harness.labels import EXPORTED_FROM
@@ -44,6 +45,10 @@ INFRA_EXEC_CAPS = ("NET_ADMIN",)
 
 def to_containerlab(plan: Plan) -> dict[str, Any]:
     """The containerlab topology (a plain dict, ready for yaml.safe_dump)."""
+    if plan.cni != DEFAULT_CNI:
+        raise InputError(f"export: the pods of lab {plan.lab!r} are wired by CNI plugins "
+                         f"(cni: {plan.cni}), which containerlab does not call; export it "
+                         f"with cni: {DEFAULT_CNI}")
     net = describe(plan)
     labels = {EXPORTED_FROM: Path(plan.topo_path).name or plan.lab}
     nodes: dict[str, Any] = {}
@@ -93,9 +98,6 @@ def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str]) -> dic
 def node_commands(node: NodeNet, net: LabNet) -> list[str]:
     """Commands that configure a node's namespace as deploy does, in wiring.configure's
     order, where each command's prerequisites exist (routes after addresses)."""
-    if node.daemons:
-        raise InputError(f"export: {net.datapath} runs daemons on {node.name}, which the "
-                         "containerlab export does not write yet")
     cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
     for bridge in node.bridges:
         cmds += [f"ip link add {bridge} type bridge", f"ip link set {bridge} up"]
@@ -108,7 +110,16 @@ def node_commands(node: NodeNet, net: LabNet) -> list[str]:
     return cmds + _addresses_and_routes(node.addresses, node.up, node.routes,
                                         already_up=node.bridges) + [
         cmd for rule in node.nat for cmd in masquerade_commands(rule)] + [
-        cmd for rs in node.rulesets for cmd in ruleset_commands(rs)]
+        cmd for rs in node.rulesets for cmd in ruleset_commands(rs)] + [
+        cmd for daemon in node.daemons for cmd in daemon_commands(daemon)]
+
+
+def daemon_commands(daemon: Daemon) -> list[str]:
+    """Write the daemon's files (through the image's sh: exec commands are not run by a
+    shell), then start it (BIRD forks into the background once configured)."""
+    cmds = [shlex.join(["sh", "-c", f'printf %s "$1" > {path}', "sh", text])
+            for path, text in daemon.files]
+    return [*cmds, shlex.join(daemon.argv)]
 
 
 def _addresses_and_routes(addresses: tuple[tuple[str, str], ...], up: tuple[str, ...],

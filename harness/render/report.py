@@ -40,7 +40,8 @@ def plan_tables(plan: Plan) -> list[Table]:
     for col in ("pod", "node", "ip", "gateway", "containers"):
         pods.add_column(col)
     for p in plan.pods:
-        pods.add_row(p.name, p.node, p.cidr, p.gateway, ", ".join(c.name for c in p.containers))
+        pods.add_row(p.name, p.node, plan.shown_ip(p.cidr) or "", p.gateway,
+                     ", ".join(c.name for c in p.containers))
     paths = Table(title=f"lab {plan.lab}: expected paths (TTL drop = hops)",
                   title_justify="left")
     for col in ("check", "src", "dst", "hops", "path", "SNAT to"):
@@ -102,7 +103,29 @@ def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
                 table.add_row(f"{p['name']}/{c['name']}", f"pod on {p['node']}", c["container"],
                               c["state"], p.get("ip") or "", "")
         tables.append(table)
+        if any("bgp" in n for n in data["nodes"]):
+            tables.append(bgp_table(data))
     return tables
+
+
+def bgp_table(data: dict[str, Any]) -> Table:
+    """Per BGP speaker: its sessions and the routes it chose (AS path, next hop)."""
+    table = Table(title=f"lab {data['lab']}: BGP (BIRD)", title_justify="left")
+    for col in ("node", "sessions", "routes (best: prefix via next hop, AS path)"):
+        table.add_column(col)
+    for n in data["nodes"]:
+        bgp = n.get("bgp")
+        if bgp is None:
+            continue
+        if not bgp["running"]:
+            table.add_row(n["name"], "BIRD not running", bgp.get("error", ""))
+            continue
+        sessions = "\n".join(f"{s['name']} {s['info'] or s['state']}" for s in bgp["sessions"])
+        routes = "\n".join(
+            f"{r['prefix']} via {r['via']} [AS{' '.join(map(str, r['as_path']))}]"
+            for r in bgp["routes"] if r["best"])
+        table.add_row(n["name"], sessions, routes)
+    return table
 
 
 def write_json(report: Any, f: Any) -> None:

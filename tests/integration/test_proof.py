@@ -32,7 +32,7 @@ from harness.host import wiring
 from harness.host.netns import run_in_netns, run_program
 from harness.lab import unique_name
 from harness.prove.result import Report
-from harness.prove.verify import PROTOS
+from harness.prove.verify import CHECKS, PROTOS
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +112,8 @@ table ip podlab_fault {
   }
 }
 """)
-    report = flat3.verify()
+    # (the mtu check's echoes to db are rewritten too: it is not what this test is about)
+    report = flat3.verify(checks=[c for c in CHECKS if c != "mtu"])
     assert failed(report) == to(flat3, "db", ("udp", "icmp")), details(report)
     for r in report.results:
         if not r.ok and r.proto == "udp":

@@ -75,6 +75,7 @@ def test_flat3_passes_every_check_with_one_result_per_pair_and_protocol(flat3: P
     assert failed(report) == set(), details(report)
     counts = {c: sum(r.check == c for r in report.results) for c in CHECKS}
     pods, nodes, outside = len(flat3.pods), len(flat3.k8s_nodes), len(flat3.externals)
+    with_pods = {p.node for p in flat3.pods}
     assert counts == {
         "pod-identity": pods,
         "intra-pod": pods,
@@ -82,6 +83,8 @@ def test_flat3_passes_every_check_with_one_result_per_pair_and_protocol(flat3: P
         "node-to-pod": nodes * pods * 3,
         "pod-to-node": nodes * pods * 3,
         "pod-to-external": outside * pods * 3,
+        # one pair of pods per ordered pair of nodes that host pods
+        "mtu": len(with_pods) * (len(with_pods) - 1),
         # no Services in flat3 (topologies/services.clab.yml: test_service_faults)
         "pod-to-service": 0, "node-to-service": 0, "external-to-nodeport": 0,
         "external-to-hostport": 0,

@@ -11,6 +11,9 @@ from harness.model.topology import Topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "topologies").glob("*.clab.yml"))
+# the examples whose pods podlab wires itself (the others call CNI plugins)
+PODLAB_EXAMPLES = [p for p in EXAMPLES if "\n  cni:" not in p.read_text()]
+CNI_EXAMPLES = [p for p in EXAMPLES if p not in PODLAB_EXAMPLES]
 
 # Valid: two k8s-nodes and an outside host on a switch, one pod per node.
 MINIMAL = """\

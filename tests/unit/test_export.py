@@ -12,17 +12,21 @@ from typing import Any
 
 import pytest
 import yaml
-from podlab_unit_helpers import EXAMPLES
+from podlab_unit_helpers import CNI_EXAMPLES
+from podlab_unit_helpers import PODLAB_EXAMPLES as EXAMPLES
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.datapath import bgp, describe
+from harness.host import bird
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
-from harness.render.export import short_name, tagged, to_containerlab, to_yaml
+from harness.render.export import route_command, short_name, tagged, to_containerlab, to_yaml
 
 # ../shared/containerlab next to the repository; never copied into the project
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2].parent / "shared/containerlab/clab.schema.json"
-PODLAB_IMAGES = {"podlab/node:latest", "podlab/pause:latest", "podlab/app:latest"}
+PODLAB_IMAGES = {"podlab/node:latest", "podlab/pause:latest", "podlab/app:latest",
+                 "podlab/bird:latest"}
 
 
 def _schema_path() -> Path:
@@ -101,7 +105,7 @@ def test_export_nodes_and_links(topo: Path) -> None:
     assert all(n["kind"] == "linux" for n in nodes.values())
     assert {n["image"] for n in nodes.values()} <= PODLAB_IMAGES
     for node in plan.nodes:
-        assert nodes[node.name]["image"] == "podlab/node:latest"
+        assert nodes[node.name]["image"] == tagged(node.image)
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
         assert nodes[infra]["image"] == "podlab/pause:latest"
@@ -129,8 +133,8 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
             if iface.address:
                 assert f"ip addr add {iface.address} dev {iface.name}" in cmds
             assert f"ip link set {iface.name} up" in cmds
-        for route in node.routes:
-            assert f"ip route add {route.dst} via {route.via}" in cmds
+        for route in describe(plan).node(node.name).routes:  # bgp: none on speakers
+            assert route_command(route) in cmds
         if node.forwards:
             assert "sysctl -w net.ipv4.ip_forward=1" in cmds
         if node.kind == "switch":
@@ -210,6 +214,13 @@ def test_cli_export(tmp_path: Path) -> None:
     assert yaml.safe_load(out.read_text()) == to_containerlab(_plan(topo))
 
 
+@pytest.mark.parametrize("topo", CNI_EXAMPLES, ids=[p.name for p in CNI_EXAMPLES])
+def test_cni_labs_are_not_exported(topo: Path) -> None:
+    res = CliRunner().invoke(app, ["export", "-t", str(topo), "-o", "containerlab"])
+    assert res.exit_code == 2
+    assert "wired by CNI plugins" in res.output and "containerlab does not call" in res.output
+
+
 def test_cli_export_bad_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["export", "-t", str(tmp_path / "nope.yml"),
                                    "-o", "containerlab"])
@@ -232,6 +243,8 @@ class _Namespace:
         self.masquerade: set[tuple[str, tuple[str, ...], str]] = set()
         self.rules: list[tuple[str, str, tuple[str, ...]]] = []  # kube-proxy's, portmap's
         self.hairpin: set[str] = set()
+        self.files: set[tuple[str, str]] = set()  # a daemon's, written before it starts
+        self.daemons: set[tuple[str, ...]] = set()
 
     def __eq__(self, other: object) -> bool:
         # rules: in order within each table (restore text and commands group tables apart)
@@ -305,6 +318,12 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(shaping, "shape", lambda *a, **k: "netem")
     monkeypatch.setattr(firewall, "masquerade", masquerade)
     monkeypatch.setattr(firewall, "restore", restore)
+    # routing: bgp's daemon, recorded instead of started; nothing to wait for then
+    monkeypatch.setattr(bird, "write_file", lambda pid, path, text:
+                        spaces[by_pid[pid]].files.add((path, text)))
+    monkeypatch.setattr(bird, "alive", lambda pid: False)
+    monkeypatch.setattr(bird, "start", lambda pid, argv: spaces[by_pid[pid]].daemons.add(argv))
+    monkeypatch.setattr(bgp.BgpDatapath, "after_deploy", lambda *a, **k: None)
     deploy.deploy(plan)
     # pod containers were recorded under their infra's container id (= its name here),
     # a hostNetwork pod's infra under its node's
@@ -353,6 +372,11 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
                 jumps[w[w.index("-j") + 1]] = w[w.index("-s") + 1] if "-s" in w else None
             elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[5] == "-d":
                 chains[w[4]].append(w[6])
+            elif w[:2] == ["sh", "-c"]:  # a daemon's file: sh -c 'printf %s "$1" > PATH' sh TEXT
+                argv = shlex.split(cmd)
+                ns.files.add((argv[2].rsplit("> ", 1)[1], argv[4]))
+            elif w[0] == bird.ARGV[0]:
+                ns.daemons.add(tuple(w))
         ns.masquerade = {(jumps[c], tuple(exempt), c) for c, exempt in chains.items()}
     veths = {frozenset(lk["endpoints"]) for lk in doc["links"]}
     return spaces, veths

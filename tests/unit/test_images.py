@@ -19,6 +19,9 @@ def fake_busybox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "busybox"
     path.write_bytes(b"not really busybox")
     monkeypatch.setattr(images, "find_busybox", lambda: path)
+    # host executables (bird) need not be installed where unit tests run
+    monkeypatch.setattr(images, "host_files_context", lambda entries: {
+        images.ROOTFS + e.path.lstrip("/"): b"fake " + e.path.encode() for e in entries})
     return path
 
 
@@ -115,3 +118,62 @@ def test_stale_label_triggers_rebuild(fake_busybox: Path) -> None:
 def test_unknown_image_name(fake_busybox: Path) -> None:
     with pytest.raises(ImageError, match="unknown image"):
         images.ensure_images(FakeClient(), ["bogus"])
+
+
+LDD_BIRD = """\
+\tlinux-vdso.so.1 (0x00007ffd5d1f2000)
+\tlibssh-gcrypt.so.4 => /lib/x86_64-linux-gnu/libssh-gcrypt.so.4 (0x00007f90aa80d000)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f90aa62b000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f90aa9cc000)
+\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f90aa49d000)
+"""
+
+
+def test_parse_ldd_keeps_files_and_the_loader_not_the_vdso() -> None:
+    assert images.parse_ldd(LDD_BIRD) == [
+        "/lib/x86_64-linux-gnu/libssh-gcrypt.so.4", "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libz.so.1"]
+
+
+def test_parse_ldd_refuses_a_missing_library() -> None:
+    with pytest.raises(ImageError, match=r"libfoo\.so\.1 not found"):
+        images.parse_ldd("\tlibfoo.so.1 => not found\n")
+
+
+def test_parse_host_files() -> None:
+    text = "# comment\n/usr/sbin/bird   bird2  # the daemon\n\n/usr/sbin/birdcl bird2\n"
+    assert images.parse_host_files(text) == [images.HostFile("/usr/sbin/bird", "bird2"),
+                                             images.HostFile("/usr/sbin/birdcl", "bird2")]
+    with pytest.raises(ImageError, match="line 1"):
+        images.parse_host_files("usr/sbin/bird bird2\n")
+
+
+def test_missing_host_file_names_its_package(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="apt-get install -y bird2"):
+        images.host_files_context([images.HostFile(str(tmp_path / "bird"), "bird2")])
+
+
+def test_host_files_go_under_rootfs_with_their_libraries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe, lib = tmp_path / "sbin" / "tool", tmp_path / "lib" / "libx.so.1"
+    for path, data in ((exe, b"ELF tool"), (lib, b"ELF lib")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    monkeypatch.setattr(images, "shared_libraries", lambda binary: [str(lib)])
+    files = images.host_files_context([images.HostFile(str(exe), "pkg")])
+    assert files == {"rootfs" + str(exe): b"ELF tool", "rootfs" + str(lib): b"ELF lib"}
+    with tarfile.open(fileobj=images._tar_context(files)) as tar:
+        assert all(m.mode & 0o111 for m in tar.getmembers())
+
+
+def test_bird_image_context_carries_its_host_files(fake_busybox: Path) -> None:
+    files = images.context_files("bird", fake_busybox)
+    assert "COPY rootfs/ /" in files["Dockerfile"].decode()
+    assert {"rootfs/usr/sbin/bird", "rootfs/usr/sbin/birdcl"} <= set(files)
+
+
+def test_a_static_binary_has_no_libraries() -> None:
+    busybox = next((p for p in images.BUSYBOX_CANDIDATES if Path(p).is_file()), None)
+    if busybox is None or not images._is_static_elf(Path(busybox).read_bytes()[:1 << 16]):
+        pytest.skip("no static busybox on this host")
+    assert images.shared_libraries(busybox) == []

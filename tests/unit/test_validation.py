@@ -251,18 +251,14 @@ CASES = [
     ("netem-rate-zero", LINK1, LINK1 + "      netem: {rate: 0}\n",
      "topology.links[0].netem.rate", "greater than 0", "netem"),
     # datapath choices: in the format, refused until a datapath implements them
-    ("routing-bgp", CLUSTER, CLUSTER + "  routing: bgp\n", "cluster.routing",
-     "routing: bgp is not implemented yet (a BGP daemon on every k8s-node and router); "
-     "this podlab implements routing: static", "routing: bgp"),
     ("routing-unknown", CLUSTER, CLUSTER + "  routing: ospf\n", "cluster.routing",
      "unknown routing 'ospf'; one of static, bgp", "routing: ospf"),
-    ("cni-bridge", CLUSTER, CLUSTER + "  cni: bridge\n", "cluster.cni",
-     "cni: bridge is not implemented yet", "cni: bridge"),
-    ("cni-ptp", CLUSTER, CLUSTER + "  cni: ptp\n", "cluster.cni",
-     "cni: ptp is not implemented yet", "cni: ptp"),
-    ("cni-conflist", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist, bin-dir: /opt/cni}\n",
-     "cluster.cni", "cni: {conflist: ..., bin-dir: ...} is not implemented yet (the user's "
-     "own plugin chain); this podlab implements cni: podlab", "conflist"),
+    ("cni-conflist-missing-file", CLUSTER, CLUSTER + "  cni: {conflist: my.conflist}\n",
+     "cluster.cni.conflist", "file not found: my.conflist (relative to the topology file)",
+     "conflist"),
+    ("cni-bin-dir-missing", CLUSTER,
+     CLUSTER + "  cni: {conflist: /etc/passwd, bin-dir: /nonexistent/cni}\n",
+     "cluster.cni.bin-dir", "not a directory: /nonexistent/cni", "bin-dir"),
     ("cni-unknown", CLUSTER, CLUSTER + "  cni: calico\n", "cluster.cni",
      "unknown cni 'calico'; one of podlab, bridge, ptp, or a mapping {conflist: FILE, "
      "bin-dir: DIR}", "cni: calico"),
@@ -303,7 +299,8 @@ def test_minimal_file_is_valid() -> None:
     assert valid(MINIMAL).name == "lab"
 
 
-@pytest.mark.parametrize("choice", ["routing: static", "cni: podlab"])
+@pytest.mark.parametrize("choice", ["routing: static", "cni: podlab", "cni: bridge",
+                                    "cni: ptp"])
 def test_implemented_datapath_choices_are_accepted(choice: str) -> None:
     assert valid(broken(CLUSTER, f"{CLUSTER}  {choice}\n")).spec.cluster.routing == "static"
 

@@ -1,0 +1,169 @@
+"""`routing: bgp`: every k8s-node and router runs BIRD and learns the routes podlab would
+otherwise install (harness.datapath.bgpconf has the configuration and the model of what
+BIRD converges to).
+
+    describe   speakers get no static route at all, a `bird` Daemon with its bird.conf,
+               and ready_routes: every prefix they do not hold themselves (the other pod
+               CIDRs and the segments beyond their own); `linux` hosts keep the plan's
+               static routes, switches stay L2
+    apply_node the base wiring (bridges, addresses, NAT), then bird.conf into the node's
+               filesystem and BIRD started in its namespaces (a daemon that died is started
+               again when a fault recovery re-applies the node; one that runs re-reads its
+               configuration)
+    after_deploy  deploy returns once every speaker's kernel holds a BIRD-installed route
+               (`proto bird`) to each of its ready_routes, else RoutingError after a bound
+               naming the missing routes and the sessions that are not up (deploy rolls
+               back)
+    converged  before verify: observe which links are down and which daemons are dead,
+               wait (bounded) until every live speaker's kernel holds exactly what BIRD
+               converges to, and hand verify the plan rerouted over the paths that are left
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping
+
+from harness.datapath import bgpconf
+from harness.datapath.base import Datapath
+from harness.datapath.net import Convergence, Daemon, LabNet, NodeNet, PodNet, Route
+from harness.errors import RoutingError
+from harness.host import bird, wiring
+from harness.plan import NodePlan, Plan
+
+DEPLOY_TIMEOUT_S = 30.0  # deploy: every route installed within this, or it fails
+CONVERGE_TIMEOUT_S = 30.0  # verify: routes settled after a fault within this
+POLL_S = 0.05
+
+
+class BgpDatapath(Datapath):
+    routing = "bgp"
+
+    def __init__(self) -> None:
+        super().__init__()  # combined with a CNI datapath by inheritance (datapath.select)
+        self._plan: Plan | None = None
+        self._speakers: dict[str, bgpconf.Speaker] = {}
+        self._routes = bgpconf.Routes()
+
+    def _model(self, plan: Plan) -> None:
+        """Speakers and converged routes, computed once per plan described."""
+        if plan is not self._plan:
+            self._plan = plan
+            self._speakers = {s.node: s for s in bgpconf.speakers(plan)}
+            self._routes = bgpconf.expected_routes(plan)
+
+    # ------------------------------------------------------------------ description (pure)
+
+    def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
+        net = super().node_net(plan, node)
+        if not bgpconf.is_speaker(node):
+            return net
+        self._model(plan)
+        conf = bgpconf.bird_conf(self._speakers[node.name], plan.lab)
+        return dataclasses.replace(net, daemons=(
+            Daemon("bird", bird.ARGV, files=((bird.CONF_PATH, conf),)),))
+
+    def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
+        """Speakers learn every route from BIRD; outside hosts keep the plan's."""
+        return () if bgpconf.is_speaker(node) else super().routes(plan, node)
+
+    def ready_routes(self, plan: Plan, node: NodePlan) -> tuple[str, ...]:
+        if not bgpconf.is_speaker(node):
+            return ()
+        self._model(plan)
+        return tuple(sorted(self._routes.by_node.get(node.name, {})))
+
+    # ------------------------------------------------------------------ apply (kernel)
+
+    def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
+        super().apply_node(pid, dataclasses.replace(node, daemons=()), pods)
+        for daemon in node.daemons:
+            for path, text in daemon.files:
+                bird.write_file(pid, path, text)
+            if bird.alive(pid):
+                bird.command(pid, "configure")  # the same file: nothing changes
+            else:
+                bird.start(pid, daemon.argv)
+
+    def after_deploy(self, net: LabNet, pids: Mapping[str, int],
+                     timeout: float | None = None) -> None:
+        """Wait until every speaker's kernel has a BIRD route to each ready route."""
+        timeout = DEPLOY_TIMEOUT_S if timeout is None else timeout
+        want = {n.name: set(n.ready_routes) for n in net.nodes if n.daemons}
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = {name: prefixes - set(bird_routes(pids[name]))
+                       for name, prefixes in want.items()}
+            missing = {n: m for n, m in missing.items() if m}
+            if not missing or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        if missing:
+            raise RoutingError(
+                f"BGP did not install every route within {timeout:g}s; missing: "
+                + "; ".join(f"{n}: {', '.join(sorted(m))}{_sessions_down(pids[n])}"
+                            for n, m in sorted(missing.items())))
+
+    def converged(self, plan: Plan, pids: Mapping[str, int],
+                  timeout: float | None = None) -> Convergence:
+        """The plan verify must expect now: rerouted around the links that are down and
+        the speakers whose BIRD is dead (or whose node is stopped), once every live
+        speaker's kernel holds exactly the routes BIRD converges to (bounded wait)."""
+        timeout = CONVERGE_TIMEOUT_S if timeout is None else timeout
+        self._model(plan)
+        down = down_links(plan, pids)
+        dead = frozenset(name for name in self._speakers
+                         if name not in pids or not bird.alive(pids[name]))
+        want = bgpconf.expected_routes(plan, down, dead) if (down or dead) else self._routes
+        started = time.monotonic()
+        while True:
+            installed = {n: bird_routes(pids[n]) for n in want.by_node}
+            wrong = want.missing(installed) + want.unexpected(installed)
+            if not wrong or time.monotonic() - started >= timeout:
+                break
+            time.sleep(POLL_S)
+        took = time.monotonic() - started
+        faults = [f"link {_link_name(plan, i)} down" for i in sorted(down)]
+        faults += [f"BIRD of {n} not running" for n in sorted(dead)]
+        what = f" ({'; '.join(faults)})" if faults else ""
+        if wrong:
+            shown = ", ".join(f"{p} on {n}" for n, p in wrong[:8])
+            note = (f"BGP routes not converged after {timeout:g}s{what}: {len(wrong)} "
+                    f"routes differ from the plan ({shown})")
+        else:
+            note = f"BGP routes converged in {took:.2f}s{what}"
+        rerouted = plan.rerouted(down, dead) if (down or dead) else plan
+        return Convergence(rerouted, took, not wrong, note)
+
+
+def bird_routes(pid: int) -> dict[str, str | None]:
+    """The kernel's routes BIRD installed in a namespace: prefix -> gateway."""
+    return wiring.routes_of_protocol(pid, bird.RTPROT_BIRD)
+
+
+def _sessions_down(pid: int) -> str:
+    try:
+        down = [p for p in bird.protocols(pid) if p.proto == "BGP" and p.info != "Established"]
+    except RoutingError as exc:
+        return f" ({exc})"
+    if not down:
+        return ""
+    return " (sessions not established: " + ", ".join(
+        f"{p.name} {p.info or p.state}" for p in down) + ")"
+
+
+def _link_name(plan: Plan, index: int) -> str:
+    link = plan.links[index]
+    return f"{link.a[0]}:{link.a[1]}--{link.b[0]}:{link.b[1]}"
+
+
+def down_links(plan: Plan, pids: Mapping[str, int]) -> frozenset[int]:
+    """Links with an end that is administratively down or gone (its node stopped)."""
+    state: dict[str, dict[str, bool]] = {}
+    for node in plan.nodes:
+        if node.name in pids:
+            state[node.name] = {str(row["name"]): bool(row["up"])
+                                for row in wiring.links(pids[node.name])}
+    return frozenset(i for i, link in enumerate(plan.links)
+                     if not all(state.get(n, {}).get(ifc, False) for n, ifc in (link.a, link.b)))

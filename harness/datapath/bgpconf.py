@@ -1,0 +1,303 @@
+"""`routing: bgp`, the pure half: speakers, their bird.conf, and what BIRD converges to.
+
+Every node whose kind learns pod routes (k8s-nodes and routers) is a BGP *speaker* with
+its own private AS, in file order from 64512 (4200000000 when a lab has more speakers
+than the 2-byte private range holds). A speaker peers, over eBGP, with every other
+speaker on each of its links and switch segments, at their addresses there. It
+originates its pod CIDR the way Calico does (a blackhole static route that only BGP
+sees) and the subnets of its up interfaces (BIRD's `direct` protocol), so every node
+reaches every pod and every node. Its `kernel` protocol installs what BGP learned, and
+only that: connected routes are the kernel's own, and no route is ever installed by
+hand. `linux` hosts stay on the plan's static routes; switches are L2.
+
+Convergence is a matter of seconds, not minutes: BIRD's defaults (hold 240 s, connect
+retry 120 s, first connect after 5 s) suit the Internet, not a lab. Sessions here use a
+3 s hold time, a 1 s keepalive and retry, and `check link`, so a cable pulled on one end
+withdraws that session's routes at once; the far end of a switch segment notices within
+the hold time.
+
+`expected_routes` predicts what the daemons converge to (shortest AS paths over the
+sessions that are up) for a set of down links and dead daemons: deploy waits for it and
+verify knows, after a fault, which paths the packets must take.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from harness.host.bird import LOG_PATH
+from harness.kinds import kind
+from harness.plan import NodePlan, Plan
+
+PRIVATE_AS = 64512  # RFC 6996: 64512-65534 (2 bytes), 4200000000-4294967294 (4 bytes)
+PRIVATE_AS_LAST = 65534
+PRIVATE_AS4 = 4200000000
+
+
+@dataclass(frozen=True)
+class Timers:
+    """BGP timers of every session, in seconds (BIRD's names)."""
+
+    hold: int = 3  # the RFC's minimum: a silent peer is dropped after 3 s
+    keepalive: int = 1
+    connect_delay: int = 0  # first connect attempt right after start (BIRD: 5)
+    connect_retry: int = 1  # after a refused connect: the peer's bird is not up yet (120)
+    error_wait: tuple[int, int] = (1, 3)  # back-off after a session error (60, 300)
+    kernel_scan: int = 10  # periodic kernel table sync; changes are pushed at once anyway
+
+
+@dataclass(frozen=True)
+class Session:
+    """One eBGP session, seen from the speaker that has it."""
+
+    name: str  # BIRD protocol name
+    peer: str  # the neighbour node
+    interface: str  # this speaker's interface toward it
+    local_ip: str
+    peer_ip: str
+    peer_as: int
+    link: int  # index of this speaker's link into the segment (plan.links)
+    peer_link: int  # the neighbour's
+
+
+@dataclass(frozen=True)
+class Speaker:
+    node: str
+    kind: str
+    asn: int
+    router_id: str
+    interfaces: tuple[str, ...]  # addressed underlay interfaces: their subnets are announced
+    originates: tuple[str, ...]  # pod CIDR(s), announced as blackhole statics (as Calico)
+    sessions: tuple[Session, ...]
+    lab_nets: tuple[str, ...]  # every prefix of the lab: what may be imported and exported
+
+
+def is_speaker(node: NodePlan) -> bool:
+    """The nodes that learn pod routes (k8s-nodes, routers) run BIRD; `linux` hosts and
+    switches do not."""
+    return kind(node.kind).pod_routes
+
+
+def lab_prefixes(plan: Plan) -> tuple[str, ...]:
+    """Every prefix a lab routes: each k8s-node's pod CIDR and each segment's subnet."""
+    nets = [s.subnet for s in plan.segments]
+    return tuple(sorted(set(nets), key=ipaddress.IPv4Network))
+
+
+def _asn(index: int, count: int) -> int:
+    if count <= PRIVATE_AS_LAST - PRIVATE_AS + 1:
+        return PRIVATE_AS + index
+    return PRIVATE_AS4 + index
+
+
+def _symbol(text: str) -> str:
+    """A BIRD symbol from node/interface names, which may hold '-' or '.'."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    return name if name[:1].isalpha() else f"n_{name}"
+
+
+def speakers(plan: Plan) -> tuple[Speaker, ...]:
+    """The speakers of a plan, in file order, with their sessions."""
+    chosen = [n for n in plan.nodes if is_speaker(n)]
+    asn = {n.name: _asn(i, len(chosen)) for i, n in enumerate(chosen)}
+    link_of = _link_index(plan)
+    nets = lab_prefixes(plan)
+    out = []
+    for node in chosen:
+        sessions: list[Session] = []
+        names: set[str] = set()
+        for iface in node.interfaces:
+            if not iface.address:
+                continue
+            segment = next(s for s in plan.segments if s.name == iface.segment)
+            for peer, peer_iface, peer_addr in segment.members:
+                if peer == node.name or peer not in asn or not peer_addr:
+                    continue
+                name = _symbol(f"{peer}_{iface.name}")
+                while name in names:  # two sessions to one peer over one interface
+                    name += "_"
+                names.add(name)
+                sessions.append(Session(
+                    name=name, peer=peer, interface=iface.name,
+                    local_ip=iface.address.split("/")[0], peer_ip=peer_addr.split("/")[0],
+                    peer_as=asn[peer], link=link_of[(node.name, iface.name)],
+                    peer_link=link_of[(peer, peer_iface)]))
+        out.append(Speaker(
+            node=node.name, kind=node.kind, asn=asn[node.name],
+            router_id=node.address or "0.0.0.1",
+            interfaces=tuple(i.name for i in node.interfaces if i.address),
+            originates=(node.pod_cidr,) if node.pod_cidr else (),
+            sessions=tuple(sessions), lab_nets=nets))
+    return tuple(out)
+
+
+def _link_index(plan: Plan) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for i, link in enumerate(plan.links):
+        out[link.a] = i
+        out[link.b] = i
+    return out
+
+
+# --------------------------------------------------------------------------- bird.conf
+
+
+def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
+    """The whole bird.conf of one speaker."""
+    nets = ",\n  ".join(sp.lab_nets)
+    lines = [
+        f"# bird.conf of {sp.node} ({sp.kind}, AS{sp.asn}) in lab {lab}: written by podlab",
+        "# from the plan (harness/datapath/bgpconf.py); every session is eBGP to a neighbour.",
+        f'log "{LOG_PATH}" {{ info, remote, warning, error, auth, fatal, bug }};',
+        f"router id {sp.router_id};",
+        "",
+        "# the lab's prefixes: pod CIDRs and underlay subnets; nothing else is exchanged",
+        f"define PODLAB_NETS = [\n  {nets}\n];",
+        "",
+        "protocol device { scan time 10; }",
+        "",
+    ]
+    if sp.interfaces:
+        ifaces = ", ".join(f'"{i}"' for i in sp.interfaces)
+        lines += ["# the subnets of this node's links and segments, while the interface is up",
+                  "protocol direct underlay {", "  ipv4;", f"  interface {ifaces};", "}", ""]
+    if sp.originates:
+        lines += ["# this node's pod CIDR, announced as Calico does: a blackhole that only",
+                  "# BGP sees (the kernel routes it to cbr0 already)",
+                  "protocol static pods {", "  ipv4;"]
+        lines += [f"  route {cidr} blackhole;" for cidr in sp.originates]
+        lines += ["}", ""]
+    lines += [
+        "# install what BGP learned, and only that",
+        "protocol kernel {",
+        f"  scan time {timers.kernel_scan};",
+        "  ipv4 { import none; export where source = RTS_BGP; };",
+        "}",
+        "",
+        "template bgp peer {",
+        f"  local as {sp.asn};",
+        f"  hold time {timers.hold};",
+        f"  startup hold time {timers.hold};",
+        f"  keepalive time {timers.keepalive};",
+        f"  connect delay time {timers.connect_delay};",
+        f"  connect retry time {timers.connect_retry};",
+        f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
+        "  check link yes;  # a down interface drops its sessions at once",
+        "  ipv4 { import where net ~ PODLAB_NETS; };",
+        "}",
+    ]
+    for s in sp.sessions:
+        lines += [
+            "",
+            f"protocol bgp {s.name} from peer {{",
+            f'  description "{s.peer} via {s.interface}";',
+            f"  neighbor {s.peer_ip} as {s.peer_as};",
+            f"  local {s.local_ip};",
+            f'  interface "{s.interface}";',
+            # a route whose next hop is the peer itself is not offered back to it (on a
+            # shared segment BGP keeps third-party next hops; BIRD would refuse to send
+            # it anyway, and log an error for each)
+            f"  ipv4 {{ export where net ~ PODLAB_NETS && gw != {s.peer_ip}; }};",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+@dataclass(frozen=True)
+class Routes:
+    """What each live speaker's kernel holds from BIRD once converged: prefix -> the
+    next-hop addresses it may use (several when AS paths tie)."""
+
+    by_node: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+
+    def missing(self, installed: dict[str, dict[str, str | None]]) -> list[tuple[str, str]]:
+        """`(node, prefix)` the kernels lack, given `installed[node][prefix] = gateway` of
+        their `proto bird` routes; a route via another next hop is missing too."""
+        out = []
+        for node, want in self.by_node.items():
+            have = installed.get(node, {})
+            for prefix, hops in want.items():
+                if have.get(prefix) not in hops:
+                    out.append((node, prefix))
+        return out
+
+    def unexpected(self, installed: dict[str, dict[str, str | None]]) -> list[tuple[str, str]]:
+        """`(node, prefix)` the kernels still hold from BIRD but should not (withdrawn)."""
+        return [(node, prefix) for node, want in self.by_node.items()
+                for prefix in installed.get(node, {}) if prefix not in want]
+
+
+def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
+                    dead: frozenset[str] = frozenset()) -> Routes:
+    """The routes BIRD converges to with `down_links` (plan.links indices) and the
+    daemons of `dead` not running (their own kernels are not predicted).
+
+    A session is up when both daemons run and both ends' links are up. A pod CIDR is
+    originated by its k8s-node's daemon; a segment's subnet by every live speaker with an
+    up link into it. Each speaker then takes, per prefix it is not attached to, the
+    neighbours with the shortest AS path (breadth-first over the up sessions).
+    """
+    sps = {s.node: s for s in speakers(plan)}
+    live = {n: s for n, s in sps.items() if n not in dead}
+    up = {n: [x for x in s.sessions if x.peer in live and x.link not in down_links
+              and x.peer_link not in down_links] for n, s in live.items()}
+    origin: dict[str, set[str]] = {}
+    attached: dict[str, set[str]] = {n: set() for n in live}
+    for n, sp in live.items():
+        node = plan.node(n)
+        for prefix in sp.originates:
+            origin.setdefault(prefix, set()).add(n)
+            attached[n].add(prefix)
+        link_of = _link_index(plan)
+        for iface in node.interfaces:
+            if iface.address and link_of[(n, iface.name)] not in down_links:
+                subnet = str(ipaddress.IPv4Interface(iface.address).network)
+                origin.setdefault(subnet, set()).add(n)
+                attached[n].add(subnet)
+    result: dict[str, dict[str, frozenset[str]]] = {n: {} for n in live}
+    for prefix, sources in origin.items():
+        dist = {s: 0 for s in sources}
+        queue = deque(sources)
+        while queue:
+            u = queue.popleft()
+            for sess in up[u]:
+                if sess.peer not in dist:
+                    dist[sess.peer] = dist[u] + 1
+                    queue.append(sess.peer)
+        for n in live:
+            if prefix in attached[n] or n not in dist:
+                continue
+            hops = frozenset(s.peer_ip for s in up[n] if dist.get(s.peer) == dist[n] - 1)
+            result[n][prefix] = hops
+    return Routes(result)
+
+
+def predicted_tables(plan: Plan, down_links: frozenset[int] = frozenset(),
+                     dead: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """The destinations each node's main table holds once BIRD converged with
+    `down_links` and the daemons of `dead` killed (SIGKILL: a dead daemon's kernel keeps
+    the routes it had, here those of the intact lab). Connected subnets of up links and
+    the node's own pod CIDR, plus BIRD's routes on speakers and the plan's static routes
+    on outside hosts. Switches have no table."""
+    now = expected_routes(plan, down_links, dead).by_node
+    before = expected_routes(plan).by_node if dead else now
+    link_of = _link_index(plan)
+    out: dict[str, list[str]] = {}
+    for node in plan.nodes:
+        if kind(node.kind).is_switch:
+            continue
+        table = [str(ipaddress.IPv4Interface(i.address).network) for i in node.interfaces
+                 if i.address and link_of[(node.name, i.name)] not in down_links]
+        table += [node.pod_cidr] if node.pod_cidr else []
+        if not is_speaker(node):
+            table += [r.dst for r in node.routes]
+        else:
+            table += list((before if node.name in dead else now).get(node.name, {}))
+        out[node.name] = table
+    return out
