@@ -48,8 +48,8 @@ MAGIC = 0x504C  # "PL": both request (PLB) and reply (PLR) nonces
 LDB_ABS, LDH_ABS, LDW_ABS = 0x30, 0x28, 0x20
 LDXB_MSH = 0xB1  # X = 4 * (byte & 0xf): the IPv4 header length
 LDH_IND, LDB_IND = 0x48, 0x50
-JEQ, JA = 0x15, 0x05
-RSH, LSH, AND, ADD_X, TAX = 0x74, 0x64, 0x54, 0x0C, 0x07
+JEQ, JGE, JA = 0x15, 0x35, 0x05
+RSH, LSH, AND, ADD, ADD_X, TAX = 0x74, 0x64, 0x54, 0x04, 0x0C, 0x07
 RET = 0x06
 
 Insn = tuple[int, int, int, int]  # code, jump-if-true, jump-if-false, k
@@ -95,9 +95,11 @@ def assemble(lines: list[tuple[int, Target, Target, int] | str]) -> list[Insn]:
     return out
 
 
-def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> list[Insn]:
+def probe_filter(local: list[str] | None = None, handshakes: bool = False,
+                 shard: tuple[int, int] | None = None) -> list[Insn]:
     """Accept probe frames; with `local`, only arriving ones addressed to those IPs; with
-    `handshakes`, TCP SYN and SYN-ACK segments too (they carry no nonce)."""
+    `handshakes`, TCP SYN and SYN-ACK segments too (they carry no nonce); with `shard`
+    (k, n), only probes whose id is k modulo n (`shard_of`): one of n processes' share."""
     prog: list[tuple[int, Target, Target, int] | str] = []
     if local:
         prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, "drop", 0, PACKET_OUTGOING)]
@@ -115,14 +117,17 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
     if handshakes:  # flags SYN without ACK, or SYN+ACK
         prog += [(LDB_IND, 0, 0, 27), (AND, 0, 0, 0x12), (JEQ, "accept", 0, 0x02),
                  (JEQ, "accept", 0, 0x12)]
+    last = NONCE_LAST  # the nonce's last hex digit, from the payload's start
     prog += [
         # TCP: the payload starts after the IP header and the TCP header (data offset)
         (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2),
-        (ADD_X, 0, 0, 0), (TAX, 0, 0, 0), (LDH_IND, 0, 0, 14), (JA, "compare", 0, 0),
+        (ADD_X, 0, 0, 0), (TAX, 0, 0, 0), (LDH_IND, 0, 0, 14), (JEQ, 0, "drop", MAGIC),
+        *([(LDB_IND, 0, 0, 14 + last), (JA, "shard", 0, 0)] if shard else
+          [(JA, "accept", 0, 0)]),
         "udp_icmp",
         (LDXB_MSH, 0, 0, 14), (LDH_IND, 0, 0, 22),  # 14 + 8-byte UDP or ICMP header
-        "compare",
         (JEQ, 0, "drop", MAGIC),
+        *([(LDB_IND, 0, 0, 22 + last), "shard", *_shard_test(shard)] if shard else []),
         "accept",
         (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
@@ -131,19 +136,42 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
     return assemble(prog)
 
 
-def icmp_probe_filter() -> list[Insn]:
+def icmp_probe_filter(shard: tuple[int, int] | None = None) -> list[Insn]:
     """For a raw ICMP socket (its reads start at the IP header): only echo requests and
-    replies that carry a probe nonce."""
+    replies that carry a probe nonce (of shard k of n, with `shard`)."""
     return assemble([
         (LDXB_MSH, 0, 0, 0),  # X = the IP header length
         (LDB_IND, 0, 0, 0),  # the ICMP type
         (JEQ, "echo", 0, 0), (JEQ, "echo", 0, 8), (JA, "drop", 0, 0),
         "echo",
         (LDH_IND, 0, 0, 8), (JEQ, 0, "drop", MAGIC),
+        *([(LDB_IND, 0, 0, 8 + NONCE_LAST), *_shard_test(shard)] if shard else []),
+        "accept",
         (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
         (RET, 0, 0, 0),
     ])
+
+
+# The nonce is "PLB"/"PLR" and the probe id in 16 lower-case hex digits (harness.prove.probe);
+# the last digit, at this offset, carries the id's low bits.
+NONCE_LAST = 18
+
+
+def shard_of(probe_id: int, shards: int) -> int:
+    """Which of `shards` processes (a power of two, at most 16) owns a probe id."""
+    return probe_id & (shards - 1)
+
+
+def _shard_test(shard: tuple[int, int] | None) -> list[tuple[int, Target, Target, int]]:
+    """With the nonce's last hex digit in A: accept when the digit's value is k modulo n.
+    '0'-'9' are 0x30-0x39 and 'a'-'f' 0x61-0x66, so modulo a power of two up to 16 the
+    value is the character itself for a digit and the character + 9 for a letter."""
+    assert shard is not None
+    k, n = shard
+    if n < 1 or n > 16 or n & (n - 1) or not 0 <= k < n:
+        raise ValueError(f"shard {k} of {n}: n must be a power of two up to 16, k below it")
+    return [(JGE, 0, 1, 0x61), (ADD, 0, 0, 9), (AND, 0, 0, n - 1), (JEQ, "accept", "drop", k)]
 
 
 # --------------------------------------------------------------------------- user expressions

@@ -94,15 +94,17 @@ def _filtered(program: list[bpf.Insn], frames: list[bytes]) -> list[bytes]:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with a, b:
         bpf.attach(b, program)
-        b.settimeout(0.2)
-        for frame in frames:
-            a.send(frame)
+        b.setblocking(False)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         got = []
-        while True:
-            try:
-                got.append(b.recv(4096))
-            except TimeoutError:
-                return got
+        for frame in frames:  # a datagram is filtered and queued within send()
+            a.send(frame)
+            while True:
+                try:
+                    got.append(b.recv(4096))
+                except BlockingIOError:
+                    break
+        return got
 
 
 def test_kernel_filter_keeps_only_probe_frames() -> None:
@@ -147,3 +149,32 @@ def test_a_user_expression_compiled_by_libpcap_goes_through_the_same_attach() ->
     icmp = ETH + craft("icmp", "10.244.0.2", "10.244.1.3", 8, 0)
     udp = ETH + craft("udp", "10.244.0.2", "10.244.1.3", 7, 40000)
     assert _filtered(program, [udp, icmp]) == [icmp]
+
+
+@pytest.mark.parametrize("shards", [2, 4, 16])
+def test_sharded_filters_keep_exactly_their_share_of_probe_ids(shards: int) -> None:
+    from scapy.layers.inet import IP, TCP
+
+    ids = [0x1230 + i for i in range(32)]  # every last hex digit, digits and letters
+    frames = []
+    for probe_id in ids:
+        frames.append(ETH + craft("udp", "10.244.0.2", "10.244.1.3", probe_id, 40000))
+        frames.append(ETH + craft("icmp", "10.244.0.2", "10.244.1.3", probe_id, 0))
+        frames.append(ETH + bytes(IP(src="10.244.0.2", dst="10.244.1.3")
+                                  / TCP(dport=47001, flags="PA") / nonce(probe_id, True)))
+    packets = [craft("icmp", "10.244.0.2", "10.244.1.3", probe_id, 0) for probe_id in ids]
+    for k in range(shards):
+        mine = [i for i in ids if bpf.shard_of(i, shards) == k]
+        assert mine == [i for i in ids if i % shards == k]
+        kept = _filtered(bpf.probe_filter(shard=(k, shards)), frames)
+        assert sorted(parse(f)[0] for f in kept) == sorted(mine * 3)  # type: ignore[index]
+        local = _filtered(bpf.probe_filter(["10.244.1.3"], shard=(k, shards)), frames)
+        assert len(local) == len(kept)
+        icmp = _filtered(bpf.icmp_probe_filter(shard=(k, shards)), packets)
+        assert [parse_ip(p)[0] for p in icmp] == mine  # type: ignore[index]
+
+
+def test_a_shard_must_be_one_of_a_power_of_two() -> None:
+    for bad in ((0, 3), (2, 2), (0, 32), (-1, 4)):
+        with pytest.raises(ValueError, match="power of two"):
+            bpf.probe_filter(shard=bad)
