@@ -18,9 +18,9 @@ from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.kinds import kind
 from harness.plan import Plan, servicepaths
-from harness.prove import intrapod, mtu, noroute, services, verdict
+from harness.prove import intrapod, mtu, noroute, services, shard, verdict
 from harness.prove.engine import Engine, Namespace
-from harness.prove.probe import Heard, Probe, Seen, new_ids
+from harness.prove.probe import Probe, Seen, new_ids
 from harness.prove.result import Report, Result
 from harness.prove.targets import (
     CHECKS,
@@ -331,19 +331,12 @@ def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
         if not t.src_ip and probe.error is None:
             probe.error = f"{t.sender} has no route to {t.exp.dst_ip}"
     total = len(probes)
-    done = 0
 
-    def tick(_: Probe) -> None:
-        nonlocal done
-        done += 1
-        if progress and (done % 50 == 0 or done == total):
+    def tick(done: int) -> None:
+        if progress:
             progress(done, total)
 
-    with Engine(spaces, keep_frames=trace, timeout=timeout, window=window) as engine:
-        engine.run((p for _, p in probes), on_done=tick)
-        sightings = engine.sightings
-        heard: dict[int, list[Heard]] = engine.heard
-        unanswered = frozenset(engine.unanswered)
-    results = [verdict.evaluate(t, p, sightings.get(p.id, []), heard.get(p.id, []),
-                                unanswered, trace) for t, p in probes]
+    results, sightings = shard.judge(spaces, probes, trace=trace, timeout=timeout,
+                                     window=window, shards=shard.shards_for(total),
+                                     progress=tick)
     return results, sightings
