@@ -24,12 +24,13 @@ flight, and every wait is bounded.
 from __future__ import annotations
 
 import errno
-import selectors
+import select
 import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from harness.host import bpf
 from harness.host.netns import run_in_netns
@@ -48,6 +49,12 @@ from harness.prove.probe import (
 
 IP_PKTINFO = 8  # linux/in.h: not in Python's socket module
 IP_RECVTTL = 12
+SOL_SOCKET, IPPROTO_IP, IP_TTL = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IP_TTL
+SO_TIMESTAMPNS, PACKET_OUTGOING, PACKET_OTHERHOST = (bpf.SO_TIMESTAMPNS, bpf.PACKET_OUTGOING,
+                                                     bpf.PACKET_OTHERHOST)
+inet_ntoa = socket.inet_ntoa
+_TIMESPEC = struct.Struct("qq")
+_INT = struct.Struct("i")
 READ_BURST = 64  # reads per wake-up, so one busy socket cannot starve the others
 TCP_BATCH = 256  # client sockets made per trip into a namespace
 LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger: on, 0 s
@@ -87,7 +94,7 @@ class Engine:
     sightings: dict[int, list[Seen]] = field(default_factory=dict)
     heard: dict[int, list[Heard]] = field(default_factory=dict)
     unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
-    _sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
+    _loop: _Loop = field(default_factory=lambda: _Loop())
     _socks: list[socket.socket] = field(default_factory=list)
     _ns: dict[str, _Sockets] = field(default_factory=dict)
     _tcp_pool: dict[str, list[socket.socket]] = field(default_factory=dict)
@@ -96,7 +103,8 @@ class Engine:
     _clients: dict[int, socket.socket] = field(default_factory=dict)
     _connecting: set[int] = field(default_factory=set)  # TCP probes without a handshake yet
     _handshakes: dict[tuple[int, str], int] = field(default_factory=dict)  # (sport, dst) -> id
-    _inflight: dict[int, Probe] = field(default_factory=dict)
+    _inflight: dict[int, Probe] = field(default_factory=dict)  # in the order sent
+    _finished: list[Probe] = field(default_factory=list)  # done since the loop last looked
     _ours: set[int] = field(default_factory=set)  # this run's probe ids
 
     def __enter__(self) -> Engine:
@@ -120,12 +128,13 @@ class Engine:
                 sock.close()
         self._socks.clear()
         self._tcp_pool.clear()
-        self._sel.close()
+        self._loop.close()
 
-    def _keep(self, sock: socket.socket, handler: Callable[[socket.socket], None]) -> None:
+    def _keep(self, sock: socket.socket, handler: Callable[..., None], *args: object) -> None:
+        """Keep `sock` open for the engine's life; `handler(sock, *args)` when readable."""
         sock.setblocking(False)
         self._socks.append(sock)
-        self._sel.register(sock, selectors.EVENT_READ, handler)
+        self._loop.add(sock, partial(handler, sock, *args))
 
     def _open(self, ns: Namespace) -> None:
         def make() -> list[socket.socket]:
@@ -190,17 +199,17 @@ class Engine:
                                                                               None)
         for (proto, _, port), sock in zip(ns.ports, fixed, strict=True):
             if proto == "udp":
-                self._keep(sock, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
+                self._keep(sock, self._on_udp, ns.name, port)
             else:
-                self._keep(sock, lambda s, n=ns.name: self._tcp_accept(s, n))
-        self._keep(sniff, lambda s, n=ns.name: self._on_frame(s, n))
+                self._keep(sock, self._tcp_accept, ns.name)
+        self._keep(sniff, self._on_frame, ns.name)
         mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
-        self._keep(udp_out, lambda s, n=ns.name, p=mine.udp_sport: self._on_udp(s, n, p))
-        self._keep(icmp, lambda s, n=ns.name: self._on_icmp(s, n))
+        self._keep(udp_out, self._on_udp, ns.name, mine.udp_sport)
+        self._keep(icmp, self._on_icmp, ns.name)
         if udp_in is not None and tcp is not None:
             port = udp_in.getsockname()[1]
-            self._keep(udp_in, lambda s, n=ns.name, p=port: self._on_udp(s, n, p))
-            self._keep(tcp, lambda s, n=ns.name: self._tcp_accept(s, n))
+            self._keep(udp_in, self._on_udp, ns.name, port)
+            self._keep(tcp, self._tcp_accept, ns.name)
             mine.udp_port, mine.tcp_port = port, tcp.getsockname()[1]
         self._ns[ns.name] = mine
 
@@ -213,42 +222,63 @@ class Engine:
             except BlockingIOError:
                 return
             parsed = parse(frame)
-            if parsed is None or addr[2] == bpf.PACKET_OTHERHOST:
+            if parsed is None or addr[2] == PACKET_OTHERHOST:
                 continue  # not a probe, or flooded by a switch to a bystander
             probe_id, reply, proto, src, dst, sport, dport, ttl = parsed
             if not probe_id:  # a handshake: whose SYN is it?
                 probe_id = self._handshakes.get((dport, src) if reply else (sport, dst), 0)
             if probe_id not in self._ours:
                 continue  # another verify's probe (of this lab, at the same time)
-            ts = time.time()
             for level, kind, data in anc:
-                if level == socket.SOL_SOCKET and kind == bpf.SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack("qq", data[:16])
+                if level == SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(data)
                     ts = sec + nsec / 1e9
-            seen = Seen(ns, addr[0], addr[2] == bpf.PACKET_OUTGOING, ts, reply, proto, src,
-                        dst, sport, dport, ttl, frame if self.keep_frames else None)
-            self.sightings.setdefault(probe_id, []).append(seen)
+                    break
+            else:
+                ts = time.time()
+            outgoing = addr[2] == PACKET_OUTGOING
+            seen = Seen(ns, addr[0], outgoing, ts, reply, proto, src, dst, sport, dport, ttl,
+                        frame if self.keep_frames else None)
+            sightings = self.sightings.get(probe_id)
+            if sightings is None:
+                self.sightings[probe_id] = [seen]
+            else:
+                sightings.append(seen)
             probe = self._inflight.get(probe_id)
-            if probe is None or seen.outgoing or proto != probe.proto:
+            if probe is None or outgoing or proto != probe.proto:
                 continue
-            if not reply and probe.ends_in(ns) and probe.request is None:
-                probe.request = seen
-            elif reply and ns == probe.sender and probe.reply_seen is None:
+            if not reply:
+                if probe.request is None and probe.ends_in(ns):
+                    probe.request = seen
+                    self._check(probe)
+            elif probe.reply_seen is None and ns == probe.sender:
                 probe.reply_seen = seen
+                self._check(probe)
 
     # --- receive side: what the sockets got ----------------------------------------------
 
     def _record(self, probe_id: int, heard: Heard) -> None:
         if probe_id not in self._ours:
             return
-        self.heard.setdefault(probe_id, []).append(heard)
+        got = self.heard.get(probe_id)
+        if got is None:
+            self.heard[probe_id] = [heard]
+        else:
+            got.append(heard)
         probe = self._inflight.get(probe_id)
         if probe is None:
             return
-        if not heard.reply and probe.ends_in(heard.ns) and probe.heard is None:
-            probe.heard = heard
-        elif heard.reply and heard.ns == probe.sender and probe.heard_reply is None:
+        if not heard.reply:
+            if probe.heard is None and probe.ends_in(heard.ns):
+                probe.heard = heard
+                self._check(probe)
+        elif probe.heard_reply is None and heard.ns == probe.sender:
             probe.heard_reply = heard
+            self._check(probe)
+
+    def _check(self, probe: Probe) -> None:
+        if probe.done:
+            self._finished.append(probe)
 
     def _on_udp(self, sock: socket.socket, ns: str, port: int) -> None:
         """Requests are echoed from the address they were sent to, as a well-behaved UDP
@@ -266,11 +296,12 @@ class Engine:
             probe_id, reply = found
             local, pktinfo, ttl = "", b"", None
             for level, kind, d in anc:
-                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
-                    pktinfo = d[8:12]  # ipi_addr: the header's destination
-                    local = socket.inet_ntoa(pktinfo)
-                elif level == socket.IPPROTO_IP and kind == socket.IP_TTL:
-                    ttl = struct.unpack("i", d[:4])[0]
+                if level == IPPROTO_IP:
+                    if kind == IP_PKTINFO:
+                        pktinfo = d[8:12]  # ipi_addr: the header's destination
+                        local = inet_ntoa(pktinfo)
+                    elif kind == IP_TTL:
+                        ttl = _INT.unpack_from(d)[0]
             self._record(probe_id, Heard(ns, reply, "udp", peer[0], local, peer[1], port, ttl))
             if reply:
                 continue
@@ -303,8 +334,7 @@ class Engine:
             local = conn.getsockname()
             # TCP_DEFER_ACCEPT: the probe's data is usually here already; read it now
             if not self._tcp_serve(conn, ns, peer, local, waiting=False):
-                self._sel.register(conn, selectors.EVENT_READ,
-                                   lambda c, p=peer, loc=local: self._tcp_serve(c, ns, p, loc))
+                self._loop.add(conn, partial(self._tcp_serve, conn, ns, peer, local))
 
     def _tcp_serve(self, conn: socket.socket, ns: str, peer: tuple[str, int],
                    local: tuple[str, int], waiting: bool = True) -> bool:
@@ -323,7 +353,7 @@ class Engine:
         except OSError:
             pass
         if waiting:
-            self._sel.unregister(conn)
+            self._loop.remove(conn)
         conn.close()
         return True
 
@@ -351,7 +381,7 @@ class Engine:
 
         udp = run_in_netns(self._pid[ns], make)
         port = udp.getsockname()[1]
-        self._keep(udp, lambda s, n=ns, p=port: self._on_udp(s, n, p))
+        self._keep(udp, self._on_udp, ns, port)
         return udp, port
 
     def _send(self, probe: Probe) -> None:
@@ -365,13 +395,13 @@ class Engine:
             if code not in (0, errno.EINPROGRESS):
                 probe.error = f"connect failed in {probe.sender}: {errno.errorcode.get(code)}"
                 sock.close()
+                self._finished.append(probe)
                 return
             probe.sport = sock.getsockname()[1]
             self._handshakes[(probe.sport, probe.dst)] = probe.id
             self._clients[probe.id] = sock
             self._connecting.add(probe.id)
-            self._sel.register(sock, selectors.EVENT_WRITE,
-                               lambda s, p=probe: self._tcp_connected(s, p))
+            self._loop.add(sock, partial(self._tcp_connected, sock, probe), write=True)
             return
         try:
             if probe.proto == "udp":
@@ -384,6 +414,7 @@ class Engine:
                 sender.icmp.sendto(icmp_echo(probe.id), (probe.dst, 0))
         except OSError as exc:
             probe.error = f"send failed in {probe.sender}: {exc.strerror}"
+            self._finished.append(probe)
 
     def _tcp_connected(self, sock: socket.socket, probe: Probe) -> None:
         self._connecting.discard(probe.id)
@@ -396,10 +427,11 @@ class Engine:
             except OSError as exc:
                 probe.error = f"TCP send from {probe.sender} failed: {exc.strerror}"
         if probe.error:
-            self._sel.unregister(sock)
+            self._loop.remove(sock)
             sock.close()
+            self._finished.append(probe)
             return
-        self._sel.modify(sock, selectors.EVENT_READ, lambda s, p=probe: self._tcp_reply(s, p))
+        self._loop.change(sock, partial(self._tcp_reply, sock, probe))
 
     def _tcp_reply(self, sock: socket.socket, probe: Probe) -> None:
         """The echo came back on the connection: the sender's kernel matched it to this
@@ -413,7 +445,7 @@ class Engine:
                                              peer[1], local[1], None))
         except OSError:
             pass
-        self._sel.unregister(sock)
+        self._loop.remove(sock)
         sock.close()
 
     def _warm_tcp_pools(self, probes: list[Probe]) -> None:
@@ -433,14 +465,14 @@ class Engine:
         sock = self._clients.get(probe.id)
         if sock is None or probe.heard_reply is not None or probe.id in self._connecting:
             return
-        if sock.fileno() != -1 and sock in self._sel.get_map():  # type: ignore[operator]
+        if self._loop.watches(sock):
             self._tcp_reply(sock, probe)
 
     def _forget_client(self, probe: Probe) -> None:
         sock = self._clients.pop(probe.id, None)
         if sock is not None:
-            if sock.fileno() != -1 and sock in self._sel.get_map():  # type: ignore[operator]
-                self._sel.unregister(sock)
+            if self._loop.watches(sock):
+                self._loop.remove(sock)
             sock.close()
 
     # --- the loop ------------------------------------------------------------------------
@@ -452,48 +484,105 @@ class Engine:
         self._ours.update(p.id for p in pending)
         self._warm_tcp_pools(pending)
         pending.reverse()
-        while pending or self._inflight:
+        inflight, finished = self._inflight, self._finished
+        while pending or inflight:
             sent = 0
-            while pending and len(self._inflight) < self.window:
+            while pending and len(inflight) < self.window:
                 probe = pending.pop()
                 if probe.error:  # cannot be sent (an end is down, no route): done already
                     if on_done:
                         on_done(probe)
                     continue
-                self._inflight[probe.id] = probe
+                inflight[probe.id] = probe
                 self._send(probe)
                 sent += 1
                 if sent % 32 == 0:  # keep answering while a window fills: on a loaded host
                     self._poll(0)   # sending 256 probes can take longer than the timeout
             self._poll(0.05)
+            while finished:
+                probe = finished.pop()
+                if probe.id in inflight:
+                    self._finish(probe, on_done)
             now = time.monotonic()
-            for probe in list(self._inflight.values()):
-                if probe.done or now - probe.sent_at > self.timeout:
-                    if not probe.done:
-                        self._poll(0)  # what already arrived counts: read it first
-                        self._read_tcp_reply(probe)
-                    if probe.proto == "tcp" and probe.id in self._connecting:
-                        probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
-                                       f"not complete within {self.timeout:g} s")
-                        self.unanswered.add(probe.id)
-                    del self._inflight[probe.id]
-                    self._forget_client(probe)
-                    if on_done:
-                        on_done(probe)
+            while inflight:  # oldest first: the first one still in time ends the search
+                probe = next(iter(inflight.values()))
+                if now - probe.sent_at <= self.timeout:
+                    break
+                self._poll(0)  # what already arrived counts: read it first
+                if not probe.done:
+                    self._read_tcp_reply(probe)
+                self._finish(probe, on_done)
         end = time.monotonic() + settle  # late sightings along the path, for diagnosis
         while time.monotonic() < end:
             self._poll(0.02)
+        finished.clear()
         self._close_clients()
 
+    def _finish(self, probe: Probe, on_done: Callable[[Probe], None] | None) -> None:
+        if probe.proto == "tcp" and probe.id in self._connecting:
+            probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
+                           f"not complete within {self.timeout:g} s")
+            self.unanswered.add(probe.id)
+        del self._inflight[probe.id]
+        self._forget_client(probe)
+        if on_done:
+            on_done(probe)
+
     def _poll(self, timeout: float) -> None:
-        for key, _ in self._sel.select(timeout):
-            key.data(key.fileobj)
+        for sock, handler in self._loop.ready(timeout):
+            if sock.fileno() != -1:  # not closed by an earlier handler of this round
+                handler()
 
     def _close_clients(self) -> None:
-        for key in list(self._sel.get_map().values()):
-            if key.fileobj not in self._socks:  # accepted server sides still open
-                self._sel.unregister(key.fileobj)
-                key.fileobj.close()  # type: ignore[union-attr]
+        kept = set(self._socks)
+        for sock in self._loop.watched():
+            if sock not in kept:  # accepted server sides still open
+                self._loop.remove(sock)
+                sock.close()
+
+
+class _Loop:
+    """epoll with one handler per socket. The selectors module's bookkeeping costs
+    microseconds per event, and each probe makes several."""
+
+    def __init__(self) -> None:
+        self._ep = select.epoll()
+        self._on: dict[int, tuple[socket.socket, Callable[[], None]]] = {}
+
+    def add(self, sock: socket.socket, handler: Callable[[], None], write: bool = False
+            ) -> None:
+        fd = sock.fileno()
+        self._ep.register(fd, select.EPOLLOUT if write else select.EPOLLIN)
+        self._on[fd] = (sock, handler)
+
+    def change(self, sock: socket.socket, handler: Callable[[], None]) -> None:
+        """Watch `sock` for reading from now on, with `handler`."""
+        fd = sock.fileno()
+        self._ep.modify(fd, select.EPOLLIN)
+        self._on[fd] = (sock, handler)
+
+    def remove(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        if self._on.get(fd, (None,))[0] is sock:
+            del self._on[fd]
+            self._ep.unregister(fd)
+
+    def watches(self, sock: socket.socket) -> bool:
+        fd = sock.fileno()
+        return fd != -1 and self._on.get(fd, (None,))[0] is sock
+
+    def watched(self) -> list[socket.socket]:
+        return [sock for sock, _ in self._on.values()]
+
+    def ready(self, timeout: float) -> list[tuple[socket.socket, Callable[[], None]]]:
+        """The handlers of the sockets that are ready, looked up before any of them runs
+        (a handler may close a socket, and a new one may get its number)."""
+        on = self._on
+        return [on[fd] for fd, _ in self._ep.poll(timeout) if fd in on]
+
+    def close(self) -> None:
+        self._on.clear()
+        self._ep.close()
 
 
 def _tcp_sockets(n: int) -> list[socket.socket]:

@@ -164,7 +164,7 @@ def parse_ip(packet: bytes, at: int = 0) -> tuple[int, bool, str, str, str, int,
     return probe_id, reply, name, src, dst, sport, dport, ttl
 
 
-@dataclass
+@dataclass(slots=True)
 class Probe:
     """One probe in flight: what was sent, and the first sightings that complete it."""
 
