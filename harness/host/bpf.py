@@ -35,6 +35,7 @@ from harness.errors import InputError
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 PACKET_HOST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 3, 4
 SO_ATTACH_FILTER = 26
+SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
 DLT_EN10MB = 1  # every lab interface (veth, bridge, lo) is Ethernet-framed
@@ -60,6 +61,16 @@ PacketFilter = Callable[[Any], bool]
 def packet_socket() -> socket.socket:
     """An AF_PACKET socket for every protocol (bind it to one interface if needed)."""
     return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+
+
+def ignore_outgoing(sock: socket.socket) -> None:
+    """Deliver no frame this host sends to `sock` (PACKET_IGNORE_OUTGOING, Linux 4.20):
+    the kernel then skips the copy it makes of each outgoing frame for every packet
+    socket. Older kernels go on copying, and the filter drops them as before."""
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+    except OSError:
+        pass
 
 
 def attach(sock: socket.socket, program: list[Insn]) -> None:

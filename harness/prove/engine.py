@@ -146,6 +146,8 @@ class Engine:
                 sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 16 << 20)
                 bpf.attach(sniff, bpf.probe_filter(list(ns.local), shard=self.shard) if ns.local
                            else bpf.probe_filter(handshakes=True, shard=self.shard))
+                if ns.local:  # arrivals only: spare the kernel a copy of every frame sent
+                    bpf.ignore_outgoing(sniff)
                 # two UDP sockets, so that a request from a to b and one from b to a are
                 # two flows (to conntrack too), never one flow's two directions
                 for _ in range(2 if ns.listens else 1):
