@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from sys import intern
 
 from harness.host import bpf
 from harness.host.netns import run_in_netns
@@ -39,6 +40,7 @@ from harness.prove.probe import (
     Heard,
     Probe,
     Seen,
+    address,
     icmp_echo,
     icmp_id,
     nonce,
@@ -52,7 +54,6 @@ IP_RECVTTL = 12
 SOL_SOCKET, IPPROTO_IP, IP_TTL = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IP_TTL
 SO_TIMESTAMPNS, PACKET_OUTGOING, PACKET_OTHERHOST = (bpf.SO_TIMESTAMPNS, bpf.PACKET_OUTGOING,
                                                      bpf.PACKET_OTHERHOST)
-inet_ntoa = socket.inet_ntoa
 _TIMESPEC = struct.Struct("qq")
 _INT = struct.Struct("i")
 READ_BURST = 64  # reads per wake-up, so one busy socket cannot starve the others
@@ -301,10 +302,11 @@ class Engine:
                 if level == IPPROTO_IP:
                     if kind == IP_PKTINFO:
                         pktinfo = d[8:12]  # ipi_addr: the header's destination
-                        local = inet_ntoa(pktinfo)
+                        local = address(pktinfo)
                     elif kind == IP_TTL:
                         ttl = _INT.unpack_from(d)[0]
-            self._record(probe_id, Heard(ns, reply, "udp", peer[0], local, peer[1], port, ttl))
+            src = intern(peer[0])  # one string per address, as `address` gives
+            self._record(probe_id, Heard(ns, reply, "udp", src, local, peer[1], port, ttl))
             if reply:
                 continue
             anc_out = [(socket.IPPROTO_IP, IP_PKTINFO,
@@ -346,8 +348,8 @@ class Engine:
             data = conn.recv(64)
             found = read_nonce(data)
             if found is not None and not found[1]:
-                self._record(found[0], Heard(ns, False, "tcp", peer[0], local[0], peer[1],
-                                             local[1], None))
+                self._record(found[0], Heard(ns, False, "tcp", intern(peer[0]),
+                                             intern(local[0]), peer[1], local[1], None))
                 conn.send(nonce(found[0], reply=True))
         except BlockingIOError:
             if not waiting:
@@ -443,8 +445,8 @@ class Engine:
             found = read_nonce(data)
             if found == (probe.id, True):
                 peer, local = sock.getpeername(), sock.getsockname()
-                self._record(probe.id, Heard(probe.sender, True, "tcp", peer[0], local[0],
-                                             peer[1], local[1], None))
+                self._record(probe.id, Heard(probe.sender, True, "tcp", intern(peer[0]),
+                                             intern(local[0]), peer[1], local[1], None))
         except OSError:
             pass
         self._loop.remove(sock)

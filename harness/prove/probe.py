@@ -116,6 +116,21 @@ class Heard:
         return self.sport
 
 
+_ADDRESSES: dict[bytes, str] = {}
+
+
+def address(raw: bytes) -> str:
+    """The dotted quad of 4 bytes, one string object per address: a lab has few addresses
+    and a verify hundreds of thousands of records of them (memory, and results pickled
+    between processes share them)."""
+    text = _ADDRESSES.get(raw)
+    if text is None:
+        if len(_ADDRESSES) >= 1 << 16:
+            _ADDRESSES.clear()
+        text = _ADDRESSES[raw] = socket.inet_ntoa(raw)
+    return text
+
+
 def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None:
     """(probe id, is_reply, proto, src, dst, sport, dport, ttl) of a probe frame, else None.
 
@@ -151,8 +166,10 @@ def parse_ip(packet: bytes, at: int = 0) -> tuple[int, bool, str, str, str, int,
         name = "icmp"
     else:
         return None
-    src = socket.inet_ntoa(packet[at + 12:at + 16])
-    dst = socket.inet_ntoa(packet[at + 16:at + 20])
+    raw = packet[at + 12:at + 16]
+    src = _ADDRESSES.get(raw) or address(raw)
+    raw = packet[at + 16:at + 20]
+    dst = _ADDRESSES.get(raw) or address(raw)
     found = read_nonce(packet[data:data + NONCE_LEN])
     if found is None:
         if proto == 6 and packet[l4 + 13] & 0x12 in (0x02, 0x12):

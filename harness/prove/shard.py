@@ -139,7 +139,9 @@ class _Child:
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.prove.shard"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._stderr, env=env)
-        data = pickle.dumps((spaces, work, shard, timeout, window),
+        # targets and plain fields: a Probe (slots) would pickle through Python code
+        rows = [(t, p.proto, p.id, p.error) for t, p in work]
+        data = pickle.dumps((spaces, rows, shard, timeout, window),
                             protocol=pickle.HIGHEST_PROTOCOL)
         self._writer = threading.Thread(target=self._write, args=(data,), daemon=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -196,7 +198,9 @@ class _Child:
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    spaces, work, shard, timeout, window = pickle.load(stdin)
+    spaces, rows, shard, timeout, window = pickle.load(stdin)
+    work = [(t, Probe(i, proto, t.sender, t.receiver, t.src_ip, t.exp.dst_ip, t.expect_reply,
+                      error=error)) for t, proto, i, error in rows]
     last = 0.0
 
     def progress(done: int) -> None:
