@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # No cache dir in the checkout (CI runs from read-mostly trees; nothing to clean up).
 PYTEST_FLAGS ?= -p no:cacheprovider -q
 
-.PHONY: venv setup images test unit integration lint clean demo bench matrix
+.PHONY: venv setup images test unit integration lint clean demo bench bench-e2e matrix
 
 # the virtualenv alone: no root, no Docker
 venv:
@@ -54,13 +54,16 @@ bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/bgp.py
 
-# Every topology, one JUnit file each in out/junit/; runs them all, then fails if any did.
+# `podlab run` end to end on one topology (flat3) against the Docker floor: bench/e2e.json.
+bench-e2e: setup
+	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
+
+# Every topology across the datapath variants (MATRIX_SETS: every routing and CNI value;
+# those not implemented yet are skipped with the reason), MATRIX_JOBS labs at once; one
+# JUnit file per combination in $(MATRIX_OUT), a summary table, matrix.json; fails if any
+# combination failed.
 MATRIX_OUT ?= out/junit
+MATRIX_SETS ?= --set routing=static,bgp --set cni=podlab,bridge,ptp
+MATRIX_JOBS ?= $(shell nproc)
 matrix: setup
-	@mkdir -p $(MATRIX_OUT); failed=""; \
-	for f in topologies/*.clab.yml; do \
-		n=$$(basename "$$f" .clab.yml); echo "matrix: $$f"; \
-		$(BIN)/podlab run -t "$$f" -o junit --output "$(MATRIX_OUT)/$$n.xml" || failed="$$failed $$n"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "matrix: FAILED:$$failed"; exit 1; fi; \
-	echo "matrix: all passed ($(MATRIX_OUT))"
+	$(BIN)/podlab matrix --out $(MATRIX_OUT) -j $(MATRIX_JOBS) $(MATRIX_SETS)

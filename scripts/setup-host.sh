@@ -39,6 +39,15 @@ command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 [ -x /usr/sbin/bird ] && [ -x /usr/sbin/birdcl ] || need+=(bird2)
 # `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
+# The HTML report's test opens it in a headless browser: Debian's chromium, unless a
+# Chromium or Chrome is there already (GitHub's Ubuntu runners ship google-chrome).
+have_browser() {
+    for b in chromium chromium-browser google-chrome google-chrome-stable; do
+        command -v "$b" >/dev/null && return 0
+    done
+    return 1
+}
+have_browser || need+=(chromium)
 # `cluster.cni: bridge|ptp`: the reference plugins (bridge, ptp, host-local, loopback,
 # portmap, bandwidth, ...) in /usr/lib/cni, from the distribution like everything else.
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)

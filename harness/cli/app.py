@@ -20,8 +20,10 @@ from typing import Annotated, TextIO
 import typer
 from rich.markup import escape
 
-from harness.cli.console import err, fail, out
+from harness.cli.console import err, fail, out, sigterm_as_interrupt
 from harness.cli.fault import fault_app
+from harness.cli.matrix import command as matrix_command
+from harness.cli.reporting import write as _write
 from harness.errors import InputError, PodlabError
 
 app = typer.Typer(
@@ -37,6 +39,7 @@ images_app = typer.Typer(help="Build the lab images locally (no registry needed)
                          no_args_is_help=True)
 app.add_typer(images_app, name="images")
 app.add_typer(fault_app, name="fault")  # podlab fault -t FILE link-down A:IF ...
+app.command("matrix")(matrix_command)  # podlab matrix --set routing=static,bgp ...
 
 TopoOpt = Annotated[Path, typer.Option("-t", "--topo", help="topology file (*.clab.yml)")]
 OptTopo = Annotated[Path | None, typer.Option("-t", "--topo", help="topology file")]
@@ -51,6 +54,7 @@ class VerifyFormat(str, Enum):
     table = "table"
     json = "json"
     junit = "junit"
+    html = "html"
 
 
 class GraphFormat(str, Enum):
@@ -87,18 +91,13 @@ def _lab_name(topo: Path | None, name: str | None) -> str:
     return _load(topo).lab
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM rolls back like Ctrl-C: both raise KeyboardInterrupt in the main thread."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
+_sigterm_as_interrupt = sigterm_as_interrupt  # deploy, run, capture roll back on SIGTERM
 
 
-def _progress():
-    from harness.render.report import progress
+def _progress(fmt: str = "table"):
+    from harness.cli.reporting import progress
 
-    return progress(err)
+    return progress(fmt)
 
 
 @app.command()
@@ -256,25 +255,17 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 CheckOpt = Annotated[list[str] | None, typer.Option(
     "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
     "node-to-pod, pod-to-node, pod-to-external, mtu")]
-VerifyOut = Annotated[VerifyFormat, typer.Option("-o", "--format", help="output format")]
+VerifyOut = Annotated[VerifyFormat, typer.Option(
+    "-o", "--format", help="output format: table (the truth table), json, junit, or html "
+    "(one self-contained file; give --output)")]
+AllOpt = Annotated[bool, typer.Option("--all-results", help="-o table: one row per result "
+                                      "instead of the truth table")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="a smoke test: every check and "
+                                        "every node pair once, over one protocol")]
 PathOpt = Annotated[Path | None, typer.Option("--output",
                                               help="write the report here instead of stdout")]
 PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", help="write each check's "
                                               "sniffed packets here as pcap files")]
-
-
-def _write(path: Path | None, write: Callable[[TextIO], object]) -> None:
-    """Write through `write(file)` to stdout, or to `path` (its directory made)."""
-    if path is None:
-        write(sys.stdout)
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:
-            write(f)
-    except OSError as exc:
-        fail(InputError(f"cannot write {path}: {exc.strerror or exc}"))
-    err.print(f"wrote {path}", highlight=False)
 
 
 def _write_text(text: str, path: Path | None) -> None:
@@ -287,67 +278,74 @@ def _json(data: object) -> Callable[[TextIO], object]:
 
 
 def _verify(lab, output: VerifyFormat, out_file: Path | None, pcap_dir: Path | None,
-            checks: list[str] | None) -> int:
-    from harness.render.report import junit_xml, verify_table, write_json, write_pcaps
+            checks: list[str] | None, all_results: bool = False, quick: bool = False) -> int:
+    from harness.cli import reporting
 
-    with _progress() as prog:
-        task = prog.add_task("probing", total=None)
-        report = lab.verify(
-            checks or None, keep_frames=pcap_dir is not None,
-            progress=lambda phase, done, total: prog.update(task, completed=done, total=total))
-    if pcap_dir is not None:
-        paths = write_pcaps(report, pcap_dir)
-        err.print(f"pcap: {len(paths)} files in {pcap_dir}", highlight=False)
-    if output is VerifyFormat.table:
-        out.print(verify_table(report))
-        if out_file:  # the table for people, the JSON for the record
-            _write(out_file, lambda f: write_json(report, f))
-    elif output is VerifyFormat.json:
-        _write(out_file, lambda f: write_json(report, f))
-    else:
-        _write(out_file, lambda f: f.write(junit_xml(report)))
+    report, pcaps = reporting.probe(lab, output.value, checks, pcap_dir, quick)
+    reporting.emit(report, lab.plan, output.value, out_file, all_results=all_results,
+                   pcaps=pcaps)
     return 0 if report.ok else 1
 
 
 @app.command()
 def verify(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
-           pcap_dir: PcapOpt = None, check: CheckOpt = None) -> None:
+           pcap_dir: PcapOpt = None, check: CheckOpt = None,
+           all_results: AllOpt = False, quick: QuickOpt = False) -> None:
     """Prove the model on a deployed lab with packets; exit 1 on any violation.
 
-    Example: podlab verify -t topologies/flat3.clab.yml -o junit --output report.xml
+    Example: podlab verify -t topologies/flat3.clab.yml -o html --output report.html
     """
     from harness.lab import Lab
 
     try:
-        code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check)
+        code = _verify(Lab.attach(topo), output, out_file, pcap_dir, check, all_results,
+                       quick)
     except PodlabError as exc:
         fail(exc)
     raise typer.Exit(code)
 
 
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="override the topology's cluster.KEY (repeatable), e.g. routing=bgp; "
+    "VALUE is read as YAML")]
+NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: the "
+                                             "file's); run several copies side by side")]
+
+
 @app.command()
 def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
-        pcap_dir: PcapOpt = None, check: CheckOpt = None) -> None:
+        pcap_dir: PcapOpt = None, check: CheckOpt = None, all_results: AllOpt = False,
+        quick: QuickOpt = False, sets: SetOpt = None, name: NameOpt = None) -> None:
     """Deploy, verify and always destroy; exit with verify's code (CI's verb).
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
     """
+    from harness.cli import reporting
     from harness.lab import Lab
+    from harness.model.variants import load_variant, parse_set
+    from harness.plan import make_plan
 
     _sigterm_as_interrupt()
-    code = 0
+    reporting.preload_verify(pcaps=pcap_dir is not None)  # while deploy waits on Docker
+    clock = reporting.Stopwatch()
     try:
-        p = _load(topo)
-        with _progress() as prog:
+        p = make_plan(load_variant(topo, [parse_set(s) for s in sets or ()], name))
+        with _progress(output.value) as prog, clock("deploy"):
             lab = Lab.deploy(p, progress=prog)
-        with lab:  # destroyed however verify ends
-            code = _verify(lab, output, out_file, pcap_dir, check)
+        try:  # destroyed however verify ends
+            with clock("verify"):
+                report, pcaps = reporting.probe(lab, output.value, check, pcap_dir, quick)
+        finally:
+            with clock("destroy"):
+                lab.destroy()
+        reporting.emit(report, p, output.value, out_file, all_results=all_results,
+                       pcaps=pcaps, timings=clock.phases)
     except PodlabError as exc:
         fail(exc)
     except KeyboardInterrupt:
         err.print("interrupted: the lab was removed")
         raise typer.Exit(130) from None
-    raise typer.Exit(code)
+    raise typer.Exit(0 if report.ok else 1)
 
 
 WriteOpt = Annotated[Path | None, typer.Option("--output", help="write to this file "

@@ -6,6 +6,7 @@ reports an error the same way and ends with its PodlabError's exit code.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import NoReturn
 
@@ -24,3 +25,11 @@ def fail(exc: PodlabError) -> NoReturn:
     # rich drops the colour by itself when stderr is not a terminal
     err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM rolls back like Ctrl-C: both raise KeyboardInterrupt in the main thread."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)

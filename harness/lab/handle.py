@@ -172,9 +172,11 @@ class Lab:
 
     def verify(self, checks: Iterable[str] | None = None, *, keep_frames: bool = False,
                timeout: float = 2.0, progress: Any = None,
-               converge_timeout: float | None = None) -> Report:
+               converge_timeout: float | None = None, quick: bool = False) -> Report:
         """Run the model's checks (all by default) against the running lab, expecting the
-        paths its routing settled on (see `converged`; its note joins the report's).
+        paths its routing settled on (see `converged`; its note joins the report's);
+        `quick`: a spanning sample (every check, every node pair, one protocol), a smoke
+        test.
 
         Raises InputError for an unknown check, NothingToVerify (an InputError) when the
         selection yields no result in this lab, LabNotFoundError when nothing of it runs."""
@@ -188,7 +190,8 @@ class Lab:
         by_container = self.container_pids()  # one inspect per container: asked once
         settled = self._converged(converge_timeout, self._namespace_pids(by_container))
         report = prove.verify(settled.plan, by_container, wanted,
-                              keep_frames=keep_frames, progress=progress, timeout=timeout)
+                              keep_frames=keep_frames, progress=progress, timeout=timeout,
+                              quick=quick)
         if settled.note:
             report.notes.append(settled.note)
         return report

@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from harness.host import bpf, nsexec, sockdiag
@@ -126,13 +127,16 @@ def _seen_on_lo(sniff: socket.socket, token: bytes) -> bool:
     return False
 
 
-def check_all(plan: Plan, pids: dict[str, int]) -> list[Result]:
+def check_all(plan: Plan, pids: dict[str, int],
+              pods: Sequence[PodPlan] | None = None) -> list[Result]:
+    """intra-pod for each pod of `pods` (default: every pod of the plan)."""
+    pods = plan.pods if pods is None else pods
     base = int.from_bytes(os.urandom(4), "big") << 16
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = [pool.submit(check_pod, pod, pids, base + i)
-                   for i, pod in enumerate(plan.pods)]
+                   for i, pod in enumerate(pods)]
         results = []
-        for pod, fut in zip(plan.pods, futures, strict=True):
+        for pod, fut in zip(pods, futures, strict=True):
             try:
                 results.append(fut.result())
             except Exception as exc:  # a broken pod must not hide the others' results

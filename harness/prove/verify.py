@@ -11,14 +11,14 @@ failed one says what changed where, or where its packet was last seen.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.kinds import kind
-from harness.plan import Plan, servicepaths
-from harness.prove import intrapod, mtu, noroute, services, shard, verdict
+from harness.plan import Plan, PodPlan, servicepaths
+from harness.prove import intrapod, mtu, noroute, sample, services, shard, verdict
 from harness.prove.engine import Engine, Namespace
 from harness.prove.probe import Probe, Seen, new_ids
 from harness.prove.result import Report, Result
@@ -41,9 +41,10 @@ _IDS = new_ids()
 def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
            keep_frames: bool = False,
            progress: Callable[[str, int, int], None] | None = None,
-           timeout: float = 2.0) -> Report:
+           timeout: float = 2.0, quick: bool = False) -> Report:
     """Run the checks against the deployed lab of `plan`, whose containers run as `pids`
-    (`{container name: host pid}`, from the Lab).
+    (`{container name: host pid}`, from the Lab). `quick`: a spanning sample instead of
+    every pair (harness.prove.sample), a smoke test.
 
     Raises LabNotFoundError when nothing of the lab runs, NothingToVerify when the
     selected checks yield no result in this lab (nothing proven must not pass).
@@ -56,7 +57,12 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     probe_checks = [c for c in checks if c in PROBE_CHECKS]
     service_checks = [c for c in checks if c in SERVICE_CHECKS]
     tgts = targets(plan, probe_checks, _sources(plan, pids, probe_checks))
+    if quick:
+        tgts = sample.spanning(plan, tgts)
+    pods = sample.one_pod_per_node(plan) if quick else plan.pods
     spaths = servicepaths.paths(plan, service_checks)
+    if quick:
+        spaths = sample.spanning_paths(plan, spaths)
     empty = _empty(plan, checks, tgts, spaths)
     if not checks:
         raise NothingToVerify(f"no check selected; verify runs one or more of "
@@ -71,11 +77,13 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        intra = pool.submit(intrapod.check_all, plan, pids) if "intra-pod" in checks else None
+        intra = pool.submit(intrapod.check_all, plan, pids, pods) \
+            if "intra-pod" in checks else None
         if tgts:
             probe_results, sightings = run_probes(
                 plan, pids, tgts, keep_frames=keep_frames, timeout=timeout,
-                progress=(lambda d, t: progress("probes", d, t)) if progress else None)
+                progress=(lambda d, t: progress("probes", d, t)) if progress else None,
+                quick=quick)
             results += probe_results
         if spaths:
             service_results, more = run_service_probes(plan, pids, spaths, keep_frames,
@@ -83,7 +91,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
             results += service_results
             sightings.update(more)
         if "pod-identity" in checks:
-            results += identities(plan, pids, results if tgts else None)
+            results += identities(plan, pids, results if tgts else None, pods)
         if intra is not None:
             results += intra.result()
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
@@ -178,18 +186,18 @@ def _negative_control(plan: Plan, checks: list[str],
     return ("observed" if all(r.ok for r in ext) else "failed"), None
 
 
-def identities(plan: Plan, pids: dict[str, int],
-               probed: list[Result] | None) -> list[Result]:
-    """pod-identity: each pod's eth0 addresses and its containers' namespaces, asked of
-    the kernel, and the source its peers' sockets saw in `probed` (None: no probe ran),
-    judged by the verdict."""
+def identities(plan: Plan, pids: dict[str, int], probed: list[Result] | None,
+               pods: Sequence[PodPlan] | None = None) -> list[Result]:
+    """pod-identity: each pod's (of `pods`, default all) eth0 addresses and its
+    containers' namespaces, asked of the kernel, and the source its peers' sockets saw in
+    `probed` (None: no probe ran), judged by the verdict."""
     saw: dict[str, dict[str, str]] = {}
     for r in probed or ():
         src = r.observed.get("socket", {}).get("src")
         if src and r.check != "node-to-pod" and r.expected.get("src") == plan.pod(r.src).ip:
             saw.setdefault(r.src, {}).setdefault(src, f"{r.dst}, {r.check} {r.proto}")
     out = []
-    for pod in plan.pods:
+    for pod in plan.pods if pods is None else pods:
         infra = pids.get(pod.infra)
         inodes = {c: netns.netns_inode(pids[c]) if c in pids else None
                   for c in (pod.infra, *(c.container for c in pod.containers))}
@@ -208,15 +216,17 @@ def identities(plan: Plan, pids: dict[str, int],
 
 def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames: bool = False,
                timeout: float = 2.0, window: int = 256,
-               progress: Callable[[int, int], None] | None = None,
+               progress: Callable[[int, int], None] | None = None, quick: bool = False,
                ) -> tuple[list[Result], dict[int, list[Seen]]]:
-    """Probe every target over each of its protocols concurrently; one Result each.
+    """Probe every target over each of its protocols (`quick`: one) concurrently; one
+    Result each.
 
     The first pass sniffs only where probes end, which keeps a lab of hundreds of pods
     fast. Whatever fails is probed once more with every namespace traced, so its
     diagnosis can say where a header changed or where the packet was last seen.
     """
-    jobs = [(t, proto) for t in tgts for proto in t.protos]
+    jobs = [(t, proto) for t in tgts
+            for proto in (sample.protos(t.protos) if quick else t.protos)]
     results, sightings = probe_jobs(plan, pids, jobs, keep_frames, timeout, window, progress)
     again = [i for i, r in enumerate(results) if not r.ok]
     if again and not keep_frames:

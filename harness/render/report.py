@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +18,12 @@ from harness.plan import Plan
 
 
 @contextmanager
-def progress(console: Console) -> Iterator[Progress]:
-    """A progress display on a terminal; silent (but usable) when output is redirected."""
+def progress(console: Console, enabled: bool = True) -> Iterator[Progress]:
+    """A progress display on a terminal; silent (but usable) when output is redirected
+    or `enabled` is false (machine-readable output)."""
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=True,
-                    disable=not console.is_terminal)
+                    disable=not (enabled and console.is_terminal))
     with prog:
         yield prog
 
@@ -185,24 +187,40 @@ def junit_xml(report: Any) -> str:
 def write_pcaps(report: Any, directory: Path) -> list[Path]:
     """One pcap per check with every frame its probes left anywhere in the lab, in time
     order; Wireshark opens them. Frames are cut at the sniffer's snap length."""
-    from scapy.layers.l2 import Ether
-    from scapy.utils import PcapWriter
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
     by_check: dict[str, list[Any]] = {}
     for r in report.results:
         for pid in r.probe_ids:
             by_check.setdefault(r.check, []).extend(report.sightings.get(pid, []))
-    for check, seen in by_check.items():
-        path = directory / f"{check}.pcap"
-        with PcapWriter(str(path), linktype=1, sync=False) as writer:
-            for s in sorted(seen, key=lambda s: s.ts):
-                if s.frame is None:
-                    continue
-                pkt = Ether(s.frame)
-                pkt.time = s.ts
-                pkt.comment = f"{s.ns} {s.ifname} {'out' if s.outgoing else 'in'}".encode()
-                writer.write(pkt)
-        written.append(path)
-    return written
+    return [_pcap(directory / f"{check}.pcap", seen) for check, seen in by_check.items()]
+
+
+def write_failure_pcaps(report: Any, directory: Path, limit: int = 200) -> dict[int, Path]:
+    """A pcap of each failed result's own probes (the first `limit`), named after it:
+    `{position in the results: path}`. What one failing cell of the truth table shows."""
+    out: dict[int, Path] = {}
+    for i, r in enumerate(report.results):
+        if r.ok or not r.probe_ids:
+            continue
+        if len(out) == limit:
+            break
+        seen = [s for pid in r.probe_ids for s in report.sightings.get(pid, [])]
+        if seen:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{r.check}-{r.src}-{r.dst}-{r.proto}")
+            out[i] = _pcap(directory / f"{name}.pcap", seen)
+    return out
+
+
+def _pcap(path: Path, seen: list[Any]) -> Path:
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PcapWriter(str(path), linktype=1, sync=False) as writer:
+        for s in sorted(seen, key=lambda s: s.ts):
+            if s.frame is None:
+                continue
+            pkt = Ether(s.frame)
+            pkt.time = s.ts
+            pkt.comment = f"{s.ns} {s.ifname} {'out' if s.outgoing else 'in'}".encode()
+            writer.write(pkt)
+    return path

@@ -7,15 +7,13 @@ One lab per module (unique name); every test restores the rules in `finally`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import Lab
-from harness.model.topology import Topology, load_topology
-from harness.plan import make_plan
+from harness.lab import unique_name
 from harness.plan.servicepaths import SERVICE_CHECKS, ServicePath, paths
 from harness.prove.result import Report
 
@@ -28,10 +26,7 @@ Key = tuple[str, str, str, str]
 
 @pytest.fixture(scope="module")
 def lab(docker_available: None) -> Iterator[Lab]:
-    topo = load_topology(SERVICES)
-    name = f"itsf{uuid.uuid4().hex[:6]}"
-    plan = make_plan(Topology(topo.spec.model_copy(update={"name": name}), topo.path))
-    with Lab.deploy(plan) as running:
+    with Lab.deploy(SERVICES, name=unique_name("svc")) as running:
         yield running
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from harness import Lab
 from harness.datapath import describe, select
 from harness.datapath.iptables import count_saved
 from harness.host import firewall, netns
-from harness.lab import faults
-from harness.model.topology import Topology, load_topology
-from harness.plan import Plan, make_plan
+from harness.lab import faults, unique_name
+from harness.plan import Plan
 
 pytestmark = pytest.mark.docker
 
@@ -31,10 +29,7 @@ SERVICES = ROOT / "topologies" / "services.clab.yml"
 
 @pytest.fixture(scope="module")
 def lab(docker_available: None) -> Iterator[Lab]:
-    topo = load_topology(SERVICES)
-    name = f"its{uuid.uuid4().hex[:6]}"
-    plan = make_plan(Topology(topo.spec.model_copy(update={"name": name}), topo.path))
-    with Lab.deploy(plan) as running:
+    with Lab.deploy(SERVICES, name=unique_name("svc")) as running:
         yield running
 
 

@@ -1,0 +1,67 @@
+"""`verify --quick`: a spanning sample of a lab, for a smoke test in about a second.
+
+Pure selection over what a full verify would do: every check still runs, and every pair
+of nodes it can involve is still crossed, in one direction each way, but by one probe
+(one pod standing for its node, one protocol) instead of every pod pair times three
+protocols. A datapath broken between two nodes, or on one node, still shows; a rule that
+singles out one pod may not — the full verify is the proof, this is the smoke test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+QUICK_PROTO = "udp"  # every probe check can use it (a TCP handshake needs a way back)
+
+
+class _Target(Protocol):
+    check: str
+    sender: str
+    receiver: str
+
+
+def node_of(plan: Any, name: str) -> str:
+    """The node a pod runs on; a node (or outside host) stands for itself."""
+    try:
+        return plan.pod(name).node
+    except KeyError:
+        return name
+
+
+def spanning(plan: Any, targets: Iterable[_Target]) -> list[Any]:
+    """The first target of each (check, sender's node, receiver's node), in plan order:
+    pods on one node and pods on two nodes, each node to each pod's node, and so on."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for t in targets:
+        key = (t.check, node_of(plan, t.sender), node_of(plan, t.receiver))
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
+
+
+def spanning_paths(plan: Any, paths: Iterable[Any]) -> list[Any]:
+    """Service paths: the first of each (check, client's node, Service port)."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for p in paths:
+        key = (p.check, node_of(plan, p.client), p.target)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def one_pod_per_node(plan: Any) -> Sequence[Any]:
+    """The first pod of every node: whom the per-pod checks (identity, intra-pod) ask."""
+    first: dict[str, Any] = {}
+    for pod in plan.pods:
+        first.setdefault(pod.node, pod)
+    return list(first.values())
+
+
+def protos(available: Sequence[str]) -> tuple[str, ...]:
+    """One protocol: UDP where the target allows it, else its first."""
+    return (QUICK_PROTO,) if QUICK_PROTO in available else tuple(available[:1])

@@ -1,0 +1,48 @@
+"""verify --quick: a spanning sample of what a full verify probes (pure selection)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.model.topology import load_topology
+from harness.plan import make_plan
+from harness.prove.sample import node_of, one_pod_per_node, protos, spanning
+from harness.prove.targets import PROBE_CHECKS, targets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_check_crosses_every_node_pair_once() -> None:
+    plan = make_plan(load_topology(ROOT / "topologies" / "flat3.clab.yml"))
+    full = targets(plan, PROBE_CHECKS, {})
+    quick = spanning(plan, full)
+    pairs = {(t.check, node_of(plan, t.sender), node_of(plan, t.receiver)) for t in quick}
+    assert pairs == {(t.check, node_of(plan, t.sender), node_of(plan, t.receiver))
+                     for t in full}  # nothing the full run crosses is left out
+    assert len(pairs) == len(quick)  # and each only once
+    by_check = {c: sum(t.check == c for t in quick) for c in PROBE_CHECKS}
+    # web and api share node1: node1 -> node1 is a pod pair too (the bridge path)
+    assert by_check == {"pod-to-pod": 7, "node-to-pod": 9, "pod-to-node": 9,
+                        "pod-to-external": 3}
+    assert sum(len(t.protos) for t in full) > 4 * len(quick)  # probes: one protocol each
+    assert [p.name for p in one_pod_per_node(plan)] == ["web", "db", "cache"]
+
+
+def test_one_protocol_that_every_target_can_use() -> None:
+    assert protos(("udp", "tcp", "icmp")) == ("udp",)
+    assert protos(("udp", "icmp")) == ("udp",)
+    assert protos(("icmp",)) == ("icmp",)
+
+
+def test_service_paths_keep_each_check_client_node_and_service_port() -> None:
+    from harness.plan import servicepaths
+    from harness.prove.sample import spanning_paths
+    from harness.prove.targets import SERVICE_CHECKS
+
+    plan = make_plan(load_topology(ROOT / "topologies" / "services.clab.yml"))
+    full = servicepaths.paths(plan, SERVICE_CHECKS)
+    quick = spanning_paths(plan, full)
+    keys = [(p.check, node_of(plan, p.client), p.target) for p in quick]
+    assert len(set(keys)) == len(keys)
+    assert set(keys) == {(p.check, node_of(plan, p.client), p.target) for p in full}
+    assert {p.check for p in quick} == {p.check for p in full}
