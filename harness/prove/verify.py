@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
@@ -79,6 +80,9 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     with ThreadPoolExecutor(max_workers=8) as pool:
         intra = pool.submit(intrapod.check_all, plan, pids, pods) \
             if "intra-pod" in checks else None
+        # what each pod holds, asked of the kernel while the probes run
+        held = pool.submit(identity_facts, plan, pids, pods) \
+            if "pod-identity" in checks else None
         if tgts:
             probe_results, sightings = run_probes(
                 plan, pids, tgts, keep_frames=keep_frames, timeout=timeout,
@@ -90,8 +94,8 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
                                                        timeout)
             results += service_results
             sightings.update(more)
-        if "pod-identity" in checks:
-            results += identities(plan, pids, results if tgts else None, pods)
+        if held is not None:
+            results += identities(plan, held.result(), results if tgts else None)
         if intra is not None:
             results += intra.result()
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
@@ -186,16 +190,21 @@ def _negative_control(plan: Plan, checks: list[str],
     return ("observed" if all(r.ok for r in ext) else "failed"), None
 
 
-def identities(plan: Plan, pids: dict[str, int], probed: list[Result] | None,
-               pods: Sequence[PodPlan] | None = None) -> list[Result]:
-    """pod-identity: each pod's (of `pods`, default all) eth0 addresses and its
-    containers' namespaces, asked of the kernel, and the source its peers' sockets saw in
-    `probed` (None: no probe ran), judged by the verdict."""
-    saw: dict[str, dict[str, str]] = {}
-    for r in probed or ():
-        src = r.observed.get("socket", {}).get("src")
-        if src and r.check != "node-to-pod" and r.expected.get("src") == plan.pod(r.src).ip:
-            saw.setdefault(r.src, {}).setdefault(src, f"{r.dst}, {r.check} {r.proto}")
+@dataclass(frozen=True)
+class IdentityFacts:
+    """What the kernel says about one pod, for pod-identity: its eth0 addresses (a
+    hostNetwork pod: every address of its node), each container's network namespace
+    inode, and the node's (hostNetwork). None: not running."""
+
+    pod: PodPlan
+    addresses: list[str] | None
+    inodes: dict[str, int | None]
+    node_inode: int | None = None
+
+
+def identity_facts(plan: Plan, pids: dict[str, int],
+                   pods: Sequence[PodPlan] | None = None) -> list[IdentityFacts]:
+    """The kernel's side of pod-identity for each pod of `pods` (default all)."""
     out = []
     for pod in plan.pods if pods is None else pods:
         infra = pids.get(pod.infra)
@@ -205,12 +214,31 @@ def identities(plan: Plan, pids: dict[str, int], probed: list[Result] | None,
             node = pids.get(plan.node(pod.node).container)
             held = ([a for addrs in wiring.addresses(node).values() for a in addrs]
                     if node else None)
-            out.append(verdict.host_identity(pod, held, inodes,
-                                             netns.netns_inode(node) if node else None))
+            out.append(IdentityFacts(pod, held, inodes,
+                                     netns.netns_inode(node) if node else None))
             continue
         eth0 = wiring.addresses(infra).get("eth0", []) if infra else None
-        peers = saw.get(pod.name, {}) if probed is not None else None
-        out.append(verdict.identity(pod, eth0, inodes, peers or None))
+        out.append(IdentityFacts(pod, eth0, inodes))
+    return out
+
+
+def identities(plan: Plan, facts: list[IdentityFacts],
+               probed: list[Result] | None) -> list[Result]:
+    """pod-identity: each pod's eth0 addresses and its containers' namespaces (`facts`),
+    and the source its peers' sockets saw in `probed` (None: no probe ran), judged by the
+    verdict."""
+    saw: dict[str, dict[str, str]] = {}
+    for r in probed or ():
+        src = r.observed.get("socket", {}).get("src")
+        if src and r.check != "node-to-pod" and r.expected.get("src") == plan.pod(r.src).ip:
+            saw.setdefault(r.src, {}).setdefault(src, f"{r.dst}, {r.check} {r.proto}")
+    out = []
+    for f in facts:
+        if f.pod.host_network:
+            out.append(verdict.host_identity(f.pod, f.addresses, f.inodes, f.node_inode))
+            continue
+        peers = saw.get(f.pod.name, {}) if probed is not None else None
+        out.append(verdict.identity(f.pod, f.addresses, f.inodes, peers or None))
     return out
 
 
