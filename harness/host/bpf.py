@@ -50,7 +50,8 @@ LDB_ABS, LDH_ABS, LDW_ABS = 0x30, 0x28, 0x20
 LDXB_MSH = 0xB1  # X = 4 * (byte & 0xf): the IPv4 header length
 LDH_IND, LDB_IND = 0x48, 0x50
 JEQ, JGE, JA = 0x15, 0x35, 0x05
-RSH, LSH, AND, ADD, ADD_X, TAX = 0x74, 0x64, 0x54, 0x04, 0x0C, 0x07
+RSH, LSH, LSH_X, AND, ADD, ADD_X, TAX = 0x74, 0x64, 0x6C, 0x54, 0x04, 0x0C, 0x07
+LD_IMM = 0x00
 RET = 0x06
 
 Insn = tuple[int, int, int, int]  # code, jump-if-true, jump-if-false, k
@@ -107,10 +108,11 @@ def assemble(lines: list[tuple[int, Target, Target, int] | str]) -> list[Insn]:
 
 
 def probe_filter(local: list[str] | None = None, handshakes: bool = False,
-                 shard: tuple[int, int] | None = None) -> list[Insn]:
+                 share: int | None = None) -> list[Insn]:
     """Accept probe frames; with `local`, only arriving ones addressed to those IPs; with
-    `handshakes`, TCP SYN and SYN-ACK segments too (they carry no nonce); with `shard`
-    (k, n), only probes whose id is k modulo n (`shard_of`): one of n processes' share."""
+    `handshakes`, TCP SYN and SYN-ACK segments too (they carry no nonce); with `share`, a
+    mask of residues modulo 16, only probes whose id has one of them (`residue`): one
+    process's share of a verify's probes."""
     prog: list[tuple[int, Target, Target, int] | str] = []
     if local:
         prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, "drop", 0, PACKET_OUTGOING)]
@@ -133,12 +135,13 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False,
         # TCP: the payload starts after the IP header and the TCP header (data offset)
         (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2),
         (ADD_X, 0, 0, 0), (TAX, 0, 0, 0), (LDH_IND, 0, 0, 14), (JEQ, 0, "drop", MAGIC),
-        *([(LDB_IND, 0, 0, 14 + last), (JA, "shard", 0, 0)] if shard else
+        *([(LDB_IND, 0, 0, 14 + last), (JA, "share", 0, 0)] if share is not None else
           [(JA, "accept", 0, 0)]),
         "udp_icmp",
         (LDXB_MSH, 0, 0, 14), (LDH_IND, 0, 0, 22),  # 14 + 8-byte UDP or ICMP header
         (JEQ, 0, "drop", MAGIC),
-        *([(LDB_IND, 0, 0, 22 + last), "shard", *_shard_test(shard)] if shard else []),
+        *([(LDB_IND, 0, 0, 22 + last), "share", *_share_test(share)] if share is not None
+          else []),
         "accept",
         (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
@@ -147,16 +150,17 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False,
     return assemble(prog)
 
 
-def icmp_probe_filter(shard: tuple[int, int] | None = None) -> list[Insn]:
+def icmp_probe_filter(share: int | None = None) -> list[Insn]:
     """For a raw ICMP socket (its reads start at the IP header): only echo requests and
-    replies that carry a probe nonce (of shard k of n, with `shard`)."""
+    replies that carry a probe nonce (of a `share`, as in `probe_filter`)."""
     return assemble([
         (LDXB_MSH, 0, 0, 0),  # X = the IP header length
         (LDB_IND, 0, 0, 0),  # the ICMP type
         (JEQ, "echo", 0, 0), (JEQ, "echo", 0, 8), (JA, "drop", 0, 0),
         "echo",
         (LDH_IND, 0, 0, 8), (JEQ, 0, "drop", MAGIC),
-        *([(LDB_IND, 0, 0, 8 + NONCE_LAST), *_shard_test(shard)] if shard else []),
+        *([(LDB_IND, 0, 0, 8 + NONCE_LAST), *_share_test(share)] if share is not None
+          else []),
         "accept",
         (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
@@ -169,20 +173,22 @@ def icmp_probe_filter(shard: tuple[int, int] | None = None) -> list[Insn]:
 NONCE_LAST = 18
 
 
-def shard_of(probe_id: int, shards: int) -> int:
-    """Which of `shards` processes (a power of two, at most 16) owns a probe id."""
-    return probe_id & (shards - 1)
+RESIDUES = 16  # shares are sets of residues of the probe id modulo this: its last hex digit
 
 
-def _shard_test(shard: tuple[int, int] | None) -> list[tuple[int, Target, Target, int]]:
-    """With the nonce's last hex digit in A: accept when the digit's value is k modulo n.
-    '0'-'9' are 0x30-0x39 and 'a'-'f' 0x61-0x66, so modulo a power of two up to 16 the
-    value is the character itself for a digit and the character + 9 for a letter."""
-    assert shard is not None
-    k, n = shard
-    if n < 1 or n > 16 or n & (n - 1) or not 0 <= k < n:
-        raise ValueError(f"shard {k} of {n}: n must be a power of two up to 16, k below it")
-    return [(JGE, 0, 1, 0x61), (ADD, 0, 0, 9), (AND, 0, 0, n - 1), (JEQ, "accept", "drop", k)]
+def residue(probe_id: int) -> int:
+    """The residue of a probe id that decides which share it belongs to."""
+    return probe_id % RESIDUES
+
+
+def _share_test(share: int) -> list[tuple[int, Target, Target, int]]:
+    """With the nonce's last hex digit in A: accept when bit (its value) of `share` is
+    set. '0'-'9' are 0x30-0x39 and 'a'-'f' 0x61-0x66, so the value modulo 16 is the
+    character's for a digit and the character's + 9 for a letter."""
+    if not 0 < share < 1 << RESIDUES:
+        raise ValueError(f"share {share:#x}: a non-empty mask of the {RESIDUES} residues")
+    return [(JGE, 0, 1, 0x61), (ADD, 0, 0, 9), (AND, 0, 0, RESIDUES - 1), (TAX, 0, 0, 0),
+            (LD_IMM, 0, 0, 1), (LSH_X, 0, 0, 0), (AND, 0, 0, share), (JEQ, "drop", "accept", 0)]
 
 
 # --------------------------------------------------------------------------- user expressions

@@ -90,9 +90,10 @@ class Engine:
     keep_frames: bool = False
     window: int = 256
     timeout: float = 2.0
-    # (k, n): this engine sends only probes whose id is k modulo n, and its kernel filters
-    # keep only those: n processes share a verify (harness.prove.shard)
-    shard: tuple[int, int] | None = None
+    # a mask of residues of probe ids (harness.host.bpf.residue): this engine's probes
+    # have those, and its kernel filters keep only those: processes share a verify
+    # (harness.prove.shard)
+    share: int | None = None
     sightings: dict[int, list[Seen]] = field(default_factory=dict)
     heard: dict[int, list[Heard]] = field(default_factory=dict)
     unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
@@ -142,8 +143,8 @@ class Engine:
                 out.append(sniff)
                 sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_TIMESTAMPNS, 1)
                 sniff.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 16 << 20)
-                bpf.attach(sniff, bpf.probe_filter(list(ns.local), shard=self.shard) if ns.local
-                           else bpf.probe_filter(handshakes=True, shard=self.shard))
+                bpf.attach(sniff, bpf.probe_filter(list(ns.local), share=self.share) if ns.local
+                           else bpf.probe_filter(handshakes=True, share=self.share))
                 if ns.local:  # arrivals only: spare the kernel a copy of every frame sent
                     bpf.ignore_outgoing(sniff)
                 # two UDP sockets, so that a request from a to b and one from b to a are
@@ -159,7 +160,7 @@ class Engine:
                 out.append(icmp)
                 icmp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
                 icmp.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 4 << 20)
-                bpf.attach(icmp, bpf.icmp_probe_filter(self.shard))
+                bpf.attach(icmp, bpf.icmp_probe_filter(self.share))
                 if ns.listens:
                     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                     out.append(tcp)

@@ -3,13 +3,15 @@
 One Python process sends, sniffs, echoes and judges a few thousand probes a second, and
 the kernel's work for each packet (every hop's bridge, routing and netfilter) runs in
 its syscalls: one process keeps one core busy. A lab of hundreds of pods has over a
-hundred thousand probes, so `judge` splits them among processes: share k of n takes the
-probes whose id is k modulo n. Each share has its own engine, so its own listeners (on
-ephemeral ports) and its own sniffers, whose kernel filters keep only that share's nonces
-(harness.host.bpf): no process reads another's frames, and every probe is sent, seen,
-heard and judged exactly as in one process. The caller's process runs share 0; the others
-run `python -m harness.prove.shard`, read their work (a pickle) on stdin, and answer on
-stdout: progress counts while they probe, then their results.
+hundred thousand probes, so `judge` splits them among processes, one per core, by the
+residue of the probe id modulo 16 (harness.host.bpf.residue): each process's share is a
+set of residues. Each share has its own engine, so its own listeners (on ephemeral ports)
+and its own sniffers, whose kernel filters keep only that share's nonces: no process
+reads another's frames, and every probe is sent, seen, heard and judged exactly as in one
+process. The caller's process runs the first share, a little smaller than the others (it
+also hands out the work and gathers the results); the others run `python -m
+harness.prove.shard`, read their work (a pickle) on stdin, and answer on stdout: progress
+counts while they probe, then their results.
 
 Only first passes are shared. A traced pass (failures probed again, sniffed everywhere)
 follows TCP handshakes, which carry no nonce to share them by; it runs in one process.
@@ -17,6 +19,8 @@ follows TCP handshakes, which carry no nonce to share them by; it runs in one pr
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import pickle
 import struct
@@ -25,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -39,22 +43,36 @@ from harness.prove.targets import Target
 
 Work = list[tuple[Target, Probe]]
 PER_SHARD = 2000  # probes that pay for a process of their own (start-up, sockets)
-MAX_SHARDS = 16
+MAX_SHARDS = 8
+OWN_WEIGHT = 0.8  # the caller's share against another process's
 _FRAME = struct.Struct("!cI")  # b"P" + probes done, or b"R" + the results' pickle length
 PROGRESS_EVERY = 250
 
 
 def shards_for(probes: int) -> int:
-    """How many processes share `probes` probes: one per usable core, a power of two, and
-    no more than the work is worth."""
+    """How many processes share `probes` probes: one per usable core, and no more than
+    the work is worth."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    n = 1
-    while n * 2 <= min(cores, MAX_SHARDS) and probes >= n * 2 * PER_SHARD:
-        n *= 2
-    return n
+    return max(1, min(cores, MAX_SHARDS, probes // PER_SHARD))
+
+
+def shares(n: int) -> list[int]:
+    """`n` masks of residues (bit r: ids with residue r) that together cover all of them:
+    the first, the caller's, weighs OWN_WEIGHT of each other."""
+    weights = [OWN_WEIGHT] + [1.0] * (n - 1)
+    exact = [bpf.RESIDUES * w / sum(weights) for w in weights]
+    counts = [max(1, int(x)) for x in exact]
+    by_rest = sorted(range(n), key=lambda i: counts[i] - exact[i])
+    for i in by_rest[:bpf.RESIDUES - sum(counts)]:  # largest remainders get the rest
+        counts[i] += 1
+    out, first = [], 0
+    for count in counts:
+        out.append(((1 << count) - 1) << first)
+        first += count
+    return out
 
 
 def judge(spaces: list[Namespace], work: Work, *, trace: bool = False, timeout: float = 2.0,
@@ -65,15 +83,38 @@ def judge(spaces: list[Namespace], work: Work, *, trace: bool = False, timeout: 
     against its target; `progress(done)` as probes finish. One Result per item, in order.
     Sightings come back from the caller's own share only (pcaps ask for a traced pass,
     which is never shared)."""
-    if shards <= 1 or trace:
-        return _judge(spaces, work, trace, timeout, window, None, progress)
+    with gc_paused():
+        if shards <= 1 or trace:
+            return _judge(spaces, work, trace, timeout, window, None, progress)
+        return _shared(spaces, work, timeout, window, shards, progress)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic collector off for a while: probing and judging make millions of
+    objects (records, results) that form no cycle, and the collector's passes over them
+    cost more than the verdicts themselves. Restored on the way out."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _shared(spaces: list[Namespace], work: Work, timeout: float, window: int, shards: int,
+            progress: Callable[[int], None] | None,
+            ) -> tuple[list[Result], dict[int, list[Seen]]]:
+    masks = shares(shards)
+    owner = [next(k for k, m in enumerate(masks) if m >> r & 1) for r in range(bpf.RESIDUES)]
     parts: list[Work] = [[] for _ in range(shards)]
     where: list[list[int]] = [[] for _ in range(shards)]
     for i, item in enumerate(work):
-        k = bpf.shard_of(item[1].id, shards)
+        k = owner[bpf.residue(item[1].id)]
         parts[k].append(item)
         where[k].append(i)
-    children = [_Child(spaces, parts[k], (k, shards), timeout, window)
+    children = [_Child(spaces, parts[k], masks[k], timeout, window)
                 for k in range(1, shards)]
     out: list[Result | None] = [None] * len(work)
     try:
@@ -85,8 +126,7 @@ def judge(spaces: list[Namespace], work: Work, *, trace: bool = False, timeout: 
             if progress:
                 progress(own + sum(c.done for c in children))
 
-        results, sightings = _judge(spaces, parts[0], False, timeout, window, (0, shards),
-                                    tick)
+        results, sightings = _judge(spaces, parts[0], False, timeout, window, masks[0], tick)
         for i, result in zip(where[0], results, strict=True):
             out[i] = result
         for k, child in enumerate(children, start=1):
@@ -100,7 +140,7 @@ def judge(spaces: list[Namespace], work: Work, *, trace: bool = False, timeout: 
 
 
 def _judge(spaces: list[Namespace], work: Work, trace: bool, timeout: float, window: int,
-           shard: tuple[int, int] | None, progress: Callable[[int], None] | None,
+           share: int | None, progress: Callable[[int], None] | None,
            ) -> tuple[list[Result], dict[int, list[Seen]]]:
     done = 0
 
@@ -111,7 +151,7 @@ def _judge(spaces: list[Namespace], work: Work, trace: bool, timeout: float, win
             progress(done)
 
     with Engine(spaces, keep_frames=trace, timeout=timeout, window=window,
-                shard=shard) as engine:
+                share=share) as engine:
         engine.run((p for _, p in work), on_done=tick)
         sightings = engine.sightings
         heard: dict[int, list[Heard]] = engine.heard
@@ -127,9 +167,9 @@ def _judge(spaces: list[Namespace], work: Work, trace: bool, timeout: float, win
 class _Child:
     """One share in a `python -m harness.prove.shard` process."""
 
-    def __init__(self, spaces: list[Namespace], work: Work, shard: tuple[int, int],
-                 timeout: float, window: int):
-        self.shard, self.done = shard, 0
+    def __init__(self, spaces: list[Namespace], work: Work, share: int, timeout: float,
+                 window: int):
+        self.share, self.done = share, 0
         self._payload: bytes | None = None
         self._error: BaseException | None = None
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
@@ -141,7 +181,7 @@ class _Child:
                                      stderr=self._stderr, env=env)
         # targets and plain fields: a Probe (slots) would pickle through Python code
         rows = [(t, p.proto, p.id, p.error) for t, p in work]
-        data = pickle.dumps((spaces, rows, shard, timeout, window),
+        data = pickle.dumps((spaces, rows, share, timeout, window),
                             protocol=pickle.HIGHEST_PROTOCOL)
         self._writer = threading.Thread(target=self._write, args=(data,), daemon=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -184,8 +224,8 @@ class _Child:
             self._stderr.seek(0)
             said = self._stderr.read().decode(errors="replace").strip().splitlines()
             why = " / ".join(said[-3:]) or repr(self._error) or f"exit {code}"
-            raise EnvironmentProblem(f"probe share {self.shard[0]} of {self.shard[1]} "
-                                     f"failed (exit {code}): {why}")
+            raise EnvironmentProblem(f"the probe process of share {self.share:#06x} failed "
+                                     f"(exit {code}): {why}")
         return [Result(*row) for row in pickle.loads(self._payload)]
 
     def stop(self) -> None:
@@ -198,7 +238,8 @@ class _Child:
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    spaces, rows, shard, timeout, window = pickle.load(stdin)
+    gc.disable()  # a short life, no cycles worth a pass (gc_paused)
+    spaces, rows, share, timeout, window = pickle.load(stdin)
     work = [(t, Probe(i, proto, t.sender, t.receiver, t.src_ip, t.exp.dst_ip, t.expect_reply,
                       error=error)) for t, proto, i, error in rows]
     last = 0.0
@@ -211,7 +252,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             stdout.write(_FRAME.pack(b"P", done))
             stdout.flush()
 
-    results, _ = _judge(spaces, work, False, timeout, window, shard, progress)
+    results, _ = _judge(spaces, work, False, timeout, window, share, progress)
     rows = [(r.check, r.src, r.dst, r.proto, r.ok, r.expected, r.observed, r.detail,
              r.probe_ids) for r in results]
     data = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)

@@ -151,8 +151,8 @@ def test_a_user_expression_compiled_by_libpcap_goes_through_the_same_attach() ->
     assert _filtered(program, [udp, icmp]) == [icmp]
 
 
-@pytest.mark.parametrize("shards", [2, 4, 16])
-def test_sharded_filters_keep_exactly_their_share_of_probe_ids(shards: int) -> None:
+@pytest.mark.parametrize("share", [0x0001, 0x8000, 0x00FF, 0xA5C3, 0x7FFE])
+def test_a_share_keeps_exactly_the_probe_ids_of_its_residues(share: int) -> None:
     from scapy.layers.inet import IP, TCP
 
     ids = [0x1230 + i for i in range(32)]  # every last hex digit, digits and letters
@@ -163,18 +163,29 @@ def test_sharded_filters_keep_exactly_their_share_of_probe_ids(shards: int) -> N
         frames.append(ETH + bytes(IP(src="10.244.0.2", dst="10.244.1.3")
                                   / TCP(dport=47001, flags="PA") / nonce(probe_id, True)))
     packets = [craft("icmp", "10.244.0.2", "10.244.1.3", probe_id, 0) for probe_id in ids]
-    for k in range(shards):
-        mine = [i for i in ids if bpf.shard_of(i, shards) == k]
-        assert mine == [i for i in ids if i % shards == k]
-        kept = _filtered(bpf.probe_filter(shard=(k, shards)), frames)
-        assert sorted(parse(f)[0] for f in kept) == sorted(mine * 3)  # type: ignore[index]
-        local = _filtered(bpf.probe_filter(["10.244.1.3"], shard=(k, shards)), frames)
-        assert len(local) == len(kept)
-        icmp = _filtered(bpf.icmp_probe_filter(shard=(k, shards)), packets)
-        assert [parse_ip(p)[0] for p in icmp] == mine  # type: ignore[index]
+    mine = [i for i in ids if share >> bpf.residue(i) & 1]
+    assert mine == [i for i in ids if share >> (i % 16) & 1]
+    kept = _filtered(bpf.probe_filter(share=share), frames)
+    assert sorted(parse(f)[0] for f in kept) == sorted(mine * 3)  # type: ignore[index]
+    local = _filtered(bpf.probe_filter(["10.244.1.3"], share=share), frames)
+    assert len(local) == len(kept)
+    icmp = _filtered(bpf.icmp_probe_filter(share), packets)
+    assert [parse_ip(p)[0] for p in icmp] == mine  # type: ignore[index]
 
 
-def test_a_shard_must_be_one_of_a_power_of_two() -> None:
-    for bad in ((0, 3), (2, 2), (0, 32), (-1, 4)):
-        with pytest.raises(ValueError, match="power of two"):
-            bpf.probe_filter(shard=bad)
+def test_a_share_is_a_non_empty_mask_of_the_residues() -> None:
+    for bad in (0, 1 << 16, -1):
+        with pytest.raises(ValueError, match="mask"):
+            bpf.probe_filter(share=bad)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8])
+def test_shares_cover_every_residue_once_and_the_callers_is_the_smallest(n: int) -> None:
+    from harness.prove.shard import shares
+
+    masks = shares(n)
+    assert len(masks) == n and all(masks)
+    assert sum(masks) == (1 << bpf.RESIDUES) - 1
+    assert all(a & b == 0 for i, a in enumerate(masks) for b in masks[i + 1:])
+    sizes = [bin(m).count("1") for m in masks]
+    assert sizes[0] == min(sizes)
