@@ -111,13 +111,22 @@ class Engine:
     _ours: set[int] = field(default_factory=set)  # this run's probe ids
 
     def __enter__(self) -> Engine:
-        try:
-            for ns in self.namespaces:
-                self._pid[ns.name] = ns.pid
-                self._open(ns)
-        except BaseException:
-            self.close()
-            raise
+        # each namespace's sockets are made by a thread that enters it: side by side, as
+        # a loaded host takes its time to schedule each new thread
+        made: list[list[socket.socket]] = []
+        error: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=min(16, len(self.namespaces) or 1)) as pool:
+            for fut in [pool.submit(self._make, ns) for ns in self.namespaces]:
+                try:
+                    made.append(fut.result())
+                except BaseException as exc:
+                    error = error or exc
+        if error is not None:
+            close_all([sock for socks in made for sock in socks])
+            raise error
+        for ns, socks in zip(self.namespaces, made, strict=True):
+            self._pid[ns.name] = ns.pid
+            self._register(ns, socks)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -135,7 +144,7 @@ class Engine:
         self._socks.append(sock)
         self._loop.add(sock, partial(handler, sock, *args))
 
-    def _open(self, ns: Namespace) -> None:
+    def _make(self, ns: Namespace) -> list[socket.socket]:
         def make() -> list[socket.socket]:
             out = []
             try:
@@ -192,7 +201,9 @@ class Engine:
                 raise
             return out
 
-        socks = run_in_netns(ns.pid, make)
+        return run_in_netns(ns.pid, make)
+
+    def _register(self, ns: Namespace, socks: list[socket.socket]) -> None:
         fixed = socks[len(socks) - len(ns.ports):]
         socks = socks[:len(socks) - len(ns.ports)]
         sniff, udp_out = socks[:2]

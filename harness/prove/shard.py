@@ -8,10 +8,10 @@ residue of the probe id modulo 16 (harness.host.bpf.residue): each process's sha
 set of residues. Each share has its own engine, so its own listeners (on ephemeral ports)
 and its own sniffers, whose kernel filters keep only that share's nonces: no process
 reads another's frames, and every probe is sent, seen, heard and judged exactly as in one
-process. The caller's process runs the first share, a little smaller than the others (it
-also hands out the work and gathers the results); the others run `python -m
-harness.prove.shard`, read their work (a pickle) on stdin, and answer on stdout: progress
-counts while they probe, then their results.
+process. The caller's process runs the first share (never a larger one: it also hands out
+the work and gathers the results); the others run `python -m harness.prove.shard`, read
+their work (a pickle) on stdin, and answer on stdout: progress counts while they probe,
+then their results.
 
 Only first passes are shared. A traced pass (failures probed again, sniffed everywhere)
 follows TCP handshakes, which carry no nonce to share them by; it runs in one process.
@@ -44,7 +44,6 @@ from harness.prove.targets import Target
 Work = list[tuple[Target, Probe]]
 PER_SHARD = 2000  # probes that pay for a process of their own (start-up, sockets)
 MAX_SHARDS = 8
-OWN_WEIGHT = 0.8  # the caller's share against another process's
 _FRAME = struct.Struct("!cI")  # b"P" + probes done, or b"R" + the results' pickle length
 PROGRESS_EVERY = 250
 
@@ -60,14 +59,10 @@ def shards_for(probes: int) -> int:
 
 
 def shares(n: int) -> list[int]:
-    """`n` masks of residues (bit r: ids with residue r) that together cover all of them:
-    the first, the caller's, weighs OWN_WEIGHT of each other."""
-    weights = [OWN_WEIGHT] + [1.0] * (n - 1)
-    exact = [bpf.RESIDUES * w / sum(weights) for w in weights]
-    counts = [max(1, int(x)) for x in exact]
-    by_rest = sorted(range(n), key=lambda i: counts[i] - exact[i])
-    for i in by_rest[:bpf.RESIDUES - sum(counts)]:  # largest remainders get the rest
-        counts[i] += 1
+    """`n` masks of residues (bit r: ids with residue r) that together cover all of them,
+    as even as 16 allows; where uneven, the first (the caller's) is a smaller one."""
+    base, extra = divmod(bpf.RESIDUES, n)
+    counts = [base + (i >= n - extra) for i in range(n)]
     out, first = [], 0
     for count in counts:
         out.append(((1 << count) - 1) << first)
