@@ -109,6 +109,7 @@ class Engine:
     _inflight: dict[int, Probe] = field(default_factory=dict)  # in the order sent
     _finished: list[Probe] = field(default_factory=list)  # done since the loop last looked
     _ours: set[int] = field(default_factory=set)  # this run's probe ids
+    _unclean: bool = False  # a probe sent timed out or failed
 
     def __enter__(self) -> Engine:
         # each namespace's sockets are made by a thread that enters it: side by side, as
@@ -525,13 +526,17 @@ class Engine:
                 if not probe.done:
                     self._read_tcp_reply(probe)
                 self._finish(probe, on_done)
-        end = time.monotonic() + settle  # late sightings along the path, for diagnosis
+        # late sightings along the path, for a diagnosis or a pcap; when every probe came
+        # back whole, its verdict has all it reads
+        end = time.monotonic() + (settle if self.keep_frames or self._unclean else 0)
         while time.monotonic() < end:
             self._poll(0.02)
         finished.clear()
         self._close_clients()
 
     def _finish(self, probe: Probe, on_done: Callable[[Probe], None] | None) -> None:
+        if probe.error or not probe.done:
+            self._unclean = True
         if probe.proto == "tcp" and probe.id in self._connecting:
             probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
                            f"not complete within {self.timeout:g} s")
