@@ -51,6 +51,8 @@ PROGRESS_EVERY = 250
 def shards_for(probes: int) -> int:
     """How many processes share `probes` probes: one per usable core, and no more than
     the work is worth."""
+    if not sys.executable:  # embedded: no interpreter to start the others with
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
