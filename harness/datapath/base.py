@@ -26,6 +26,7 @@ from harness.datapath.net import (
 from harness.errors import DeployError
 from harness.host import firewall, wiring
 from harness.kinds import kind
+from harness.model.addressing import IPV6, family_of
 from harness.plan import POD_IFACE, SWITCH_BRIDGE, NodePlan, Plan, PodPlan
 
 NODE_CAPS: tuple[str, ...] = ("NET_ADMIN", "NET_RAW")
@@ -40,6 +41,15 @@ RP_FILTER_OFF: tuple[Pair, ...] = (("net.ipv4.conf.all.rp_filter", "0"),
 # A pod does not route, and may ping without NET_RAW (a sysctl Kubernetes counts as safe).
 POD_SYSCTLS: tuple[Pair, ...] = (("net.ipv4.ping_group_range", "0 2147483647"),
                                  ("net.ipv4.ip_forward", "0"))
+# IPv6, in a namespace that has an IPv6 address: on (Docker turns it off in a container with
+# no network), no duplicate address detection (an address is usable the moment it is added,
+# not ~1 s later; the plan's addresses are unique by construction), no router
+# advertisements (routes are the datapath's alone). For `all` and `default`, so links
+# created later inherit them.
+IPV6_ON: tuple[Pair, ...] = tuple(
+    (f"net.ipv6.conf.{scope}.{key}", value) for scope in ("all", "default")
+    for key, value in (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0")))
+IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
 READY_TIMEOUT_S = 60.0
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
 
@@ -85,16 +95,20 @@ class Datapath:
         return NodeNet(
             node.name, node.kind, settings, bridges=bridges,
             addresses=(*pod_addresses,
-                       *((i.name, i.address) for i in node.interfaces if i.address)),
-            up=tuple(i.name for i in node.interfaces if not i.address),
+                       *((i.name, a) for i in node.interfaces for a in i.addresses)),
+            up=tuple(i.name for i in node.interfaces if not i.addresses),
             routes=(*self.routes(plan, node), *self.service_routes(plan, node)),
             nat=self.masquerade(plan, node), rulesets=rulesets,
             daemons=(), ready_routes=self.ready_routes(plan, node))
 
     def node_sysctls(self, node: NodePlan) -> tuple[Pair, ...]:
-        # ip_forward said either way: a new namespace may inherit the host's 1, and a
+        # forwarding said either way: a new namespace may inherit the host's 1, and a
         # `linux` host or a switch that routed would break the plan's paths
-        return (*RP_FILTER_OFF, ("net.ipv4.ip_forward", "1" if node.forwards else "0"))
+        forward = "1" if node.forwards else "0"
+        out = (*RP_FILTER_OFF, ("net.ipv4.ip_forward", forward))
+        if IPV6 in node.families:
+            out += (*IPV6_ON, (IPV6_FORWARDING, forward))
+        return out
 
     def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
         """routing: static — the plan's routes (to segments and to other pod CIDRs)."""
@@ -106,9 +120,11 @@ class Datapath:
 
     def masquerade(self, plan: Plan, node: NodePlan) -> tuple[Masquerade, ...]:
         """A k8s-node's masquerade. `masquerade: true`: podlab's rule (its pods' traffic
-        to anything but the pod CIDR and the k8s-nodes' addresses). ip-masq-agent's config:
+        to anything but the pod CIDR and the k8s-nodes' addresses), once per family
+        (iptables, ip6tables) with the same semantics in each. ip-masq-agent's config:
         the agent's own rule (every non-local destination but its non-masquerade CIDRs,
-        from any source, ports 32768-65535 at random), as its iptables chain has it."""
+        from any source, ports 32768-65535 at random), as its iptables chain has it
+        (IPv4: validation keeps the agent's config to IPv4-only clusters)."""
         if not kind(node.kind).hosts_pods:
             return ()
         if plan.masq_agent_exempt is not None:
@@ -116,7 +132,8 @@ class Datapath:
                                to_ports="32768-65535", random_fully=True),)
         if not node.masquerade_exempt or not node.pod_cidr:
             return ()
-        return (Masquerade(node.pod_cidr, node.masquerade_exempt, firewall.CHAIN),)
+        return tuple(Masquerade(cidr, node.masquerade_exempt_of(family_of(cidr)),
+                                firewall.CHAIN) for cidr in node.pod_cidrs)
 
     def service_rules(self, plan: Plan, node: NodePlan) -> tuple[Ruleset, ...]:
         """kube-proxy (iptables mode) on every k8s-node, portmap where pods have hostPorts;
@@ -136,9 +153,10 @@ class Datapath:
         return ((plan.service_cidr, "", first),) if first else ()
 
     def pod_bridge(self, plan: Plan, node: NodePlan) -> tuple[tuple[str, ...], tuple[Pair, ...]]:
-        """cni: podlab — a k8s-node's bridge and its address (the pods' gateway)."""
+        """cni: podlab — a k8s-node's bridge and its addresses (the pods' gateway, in
+        every family)."""
         if kind(node.kind).hosts_pods and node.bridge and node.gateway:
-            return (node.bridge,), ((node.bridge, node.gateway),)
+            return (node.bridge,), tuple((node.bridge, g) for g in node.gateways)
         return (), ()
 
     def pod_net(self, plan: Plan, pod: PodPlan) -> PodNet:
@@ -147,12 +165,15 @@ class Datapath:
         if pod.host_network:
             return host_network_pod(pod)
         bridge = plan.node(pod.node).bridge
-        return PodNet(pod.name, pod.node, infra=Settings(POD_SYSCTLS, INFRA_CAPS),
+        sysctls = POD_SYSCTLS
+        if IPV6 in pod.families:
+            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"))
+        return PodNet(pod.name, pod.node, infra=Settings(sysctls, INFRA_CAPS),
                       containers=Settings((), POD_CAPS),
                       veth=(pod.node_iface, POD_IFACE),
                       node_port=(pod.node_iface, bridge) if bridge else None,
-                      addresses=((POD_IFACE, pod.cidr),),
-                      routes=(("default", pod.gateway),),
+                      addresses=tuple((POD_IFACE, c) for c in pod.cidrs),
+                      routes=tuple(("default", g) for g in pod.gateways),
                       hairpin=bool(plan.services) and bridge is not None)
 
     # ------------------------------------------------------------------ apply (kernel)

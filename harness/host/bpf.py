@@ -5,11 +5,12 @@ sniffer, `podlab capture`) takes its constants from here and gets its filter thr
 `attach`, in one of two ways:
 
 - the **probe filter** (`probe_filter`) is a fixed classic-BPF program assembled here, a
-  dozen instructions: it accepts IPv4 frames whose payload starts with a probe nonce
-  ("PL..."), optionally only those arriving for the namespace's own addresses, and TCP
-  handshakes. It is written out, not compiled, because verify must not depend on libpcap
-  (the unit tests run it in the kernel without root or libpcap), and because a lab of
-  hundreds of pods carries millions of frames that Python must never see;
+  few dozen instructions: it accepts IPv4 and IPv6 frames whose payload starts with a
+  probe nonce ("PL..."), optionally only those arriving for the namespace's own
+  addresses, and TCP handshakes. It is written out, not compiled, because verify must
+  not depend on libpcap (the unit tests run it in the kernel without root or libpcap),
+  and because a lab of hundreds of pods carries millions of frames that Python must
+  never see;
 - **user expressions** (`podlab capture --filter`, `Lab.capture(bpf=...)`) are compiled
   by libpcap through scapy into the same instruction tuples (`compile_expr`); without
   libpcap, `python_filter` runs a subset of pcap-filter(7) in Python on each packet.
@@ -109,18 +110,29 @@ def assemble(lines: list[tuple[int, Target, Target, int] | str]) -> list[Insn]:
 
 def probe_filter(local: list[str] | None = None, handshakes: bool = False,
                  share: int | None = None) -> list[Insn]:
-    """Accept probe frames; with `local`, only arriving ones addressed to those IPs; with
-    `handshakes`, TCP SYN and SYN-ACK segments too (they carry no nonce); with `share`, a
-    mask of residues modulo 16, only probes whose id has one of them (`residue`): one
-    process's share of a verify's probes."""
+    """Accept probe frames, IPv4 and IPv6; with `local`, only arriving ones addressed to
+    those IPs (of either family); with `handshakes`, TCP SYN and SYN-ACK segments too
+    (they carry no nonce); with `share`, a mask of residues modulo 16, only probes whose
+    id has one of them (`residue`): one process's share of a verify's probes. IPv6 probes
+    carry no extension header: the transport header follows the fixed 40-byte one."""
+    four = [a for a in local or () if ipaddress.ip_address(a).version == 4]
+    six = [a for a in local or () if ipaddress.ip_address(a).version == 6]
+
+    def nonce(magic: tuple[int, Target, Target, int], last: tuple[int, Target, Target, int]
+              ) -> list[tuple[int, Target, Target, int] | str]:
+        """`magic` loads the payload's first half-word, `last` the nonce's last digit."""
+        return [magic, (JEQ, 0, "drop", MAGIC),
+                *([last, (JA, "share", 0, 0)] if share is not None else [(JA, "accept", 0, 0)])]
+
     prog: list[tuple[int, Target, Target, int] | str] = []
     if local:
         prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, "drop", 0, PACKET_OUTGOING)]
-    prog += [(LDH_ABS, 0, 0, 12), (JEQ, 0, "drop", ETH_P_IP)]
+    prog += [(LDH_ABS, 0, 0, 12), (JEQ, "ip4", 0, ETH_P_IP), (JEQ, "ip6", "drop", ETH_P_IPV6),
+             "ip4"]
     if local:
         prog.append((LDW_ABS, 0, 0, 30))  # the destination address
         prog += [(JEQ, "payload", 0, struct.unpack("!I", socket.inet_aton(a))[0])
-                 for a in local]
+                 for a in four]
         prog.append((JA, "drop", 0, 0))
     prog += [
         "payload",
@@ -130,18 +142,37 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False,
     if handshakes:  # flags SYN without ACK, or SYN+ACK
         prog += [(LDB_IND, 0, 0, 27), (AND, 0, 0, 0x12), (JEQ, "accept", 0, 0x02),
                  (JEQ, "accept", 0, 0x12)]
-    last = NONCE_LAST  # the nonce's last hex digit, from the payload's start
     prog += [
         # TCP: the payload starts after the IP header and the TCP header (data offset)
-        (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2),
-        (ADD_X, 0, 0, 0), (TAX, 0, 0, 0), (LDH_IND, 0, 0, 14), (JEQ, 0, "drop", MAGIC),
-        *([(LDB_IND, 0, 0, 14 + last), (JA, "share", 0, 0)] if share is not None else
-          [(JA, "accept", 0, 0)]),
+        (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2), (ADD_X, 0, 0, 0), (TAX, 0, 0, 0),
+        *nonce((LDH_IND, 0, 0, 14), (LDB_IND, 0, 0, 14 + NONCE_LAST)),
         "udp_icmp",
-        (LDXB_MSH, 0, 0, 14), (LDH_IND, 0, 0, 22),  # 14 + 8-byte UDP or ICMP header
-        (JEQ, 0, "drop", MAGIC),
-        *([(LDB_IND, 0, 0, 22 + last), "share", *_share_test(share)] if share is not None
-          else []),
+        (LDXB_MSH, 0, 0, 14),  # 14 + 8-byte UDP or ICMP header
+        *nonce((LDH_IND, 0, 0, 22), (LDB_IND, 0, 0, 22 + NONCE_LAST)),
+        "ip6",
+    ]
+    if local:  # the destination, 4 words from offset 38, against each local address
+        for n, addr in enumerate(six):
+            words = struct.unpack("!4I", socket.inet_pton(socket.AF_INET6, addr))
+            for w, word in enumerate(words):
+                prog += [(LDW_ABS, 0, 0, 38 + 4 * w), (JEQ, 0, f"next6_{n}", word)]
+            prog += [(JA, "payload6", 0, 0), f"next6_{n}"]
+        prog.append((JA, "drop", 0, 0))
+    prog += [
+        "payload6",
+        (LDB_ABS, 0, 0, 20),  # the next header
+        (JEQ, "tcp6", 0, 6), (JEQ, "udp_icmp6", 0, 17), (JEQ, "udp_icmp6", "drop", 58),
+        "tcp6",
+    ]
+    if handshakes:
+        prog += [(LDB_ABS, 0, 0, 67), (AND, 0, 0, 0x12), (JEQ, "accept", 0, 0x02),
+                 (JEQ, "accept", 0, 0x12)]
+    prog += [
+        (LDB_ABS, 0, 0, 66), (RSH, 0, 0, 4), (LSH, 0, 0, 2), (TAX, 0, 0, 0),  # data offset
+        *nonce((LDH_IND, 0, 0, 54), (LDB_IND, 0, 0, 54 + NONCE_LAST)),
+        "udp_icmp6",  # 14 + 40 + an 8-byte UDP or ICMPv6 header
+        *nonce((LDH_ABS, 0, 0, 62), (LDB_ABS, 0, 0, 62 + NONCE_LAST)),
+        *(["share", *_share_test(share)] if share is not None else []),
         "accept",
         (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
@@ -189,6 +220,21 @@ def _share_test(share: int) -> list[tuple[int, Target, Target, int]]:
         raise ValueError(f"share {share:#x}: a non-empty mask of the {RESIDUES} residues")
     return [(JGE, 0, 1, 0x61), (ADD, 0, 0, 9), (AND, 0, 0, RESIDUES - 1), (TAX, 0, 0, 0),
             (LD_IMM, 0, 0, 1), (LSH_X, 0, 0, 0), (AND, 0, 0, share), (JEQ, "drop", "accept", 0)]
+
+
+ICMP6_FILTER = 1  # linux/icmpv6.h: a raw ICMPv6 socket's filter of message types
+ICMP6_ECHO_TYPES = (128, 129)
+
+
+def icmp6_echo_filter() -> bytes:
+    """ICMP6_FILTER for a raw ICMPv6 socket: pass echo requests and replies, block every
+    other type (neighbour discovery, MLD, errors). A set bit blocks its type. The nonce is
+    checked as each echo is read: the kernel hands a raw ICMPv6 socket the message without
+    its IPv6 header, so the probe filter's offsets do not apply to it."""
+    words = [0xFFFFFFFF] * 8
+    for t in ICMP6_ECHO_TYPES:
+        words[t >> 5] &= ~(1 << (t & 31)) & 0xFFFFFFFF
+    return struct.pack("=8I", *words)
 
 
 # --------------------------------------------------------------------------- user expressions

@@ -3,8 +3,10 @@
 Two shapes, both described by the datapath: podlab's `masquerade: true` (traffic from the
 node's pod CIDR to anything but the pod CIDR and the k8s-nodes' addresses is SNATed with
 MASQUERADE to the egress address), and ip-masq-agent's own rule (every non-local
-destination but the config's non-masquerade CIDRs, with the agent's port range). The host's
-`iptables-restore` runs inside the container's network namespace
+destination but the config's non-masquerade CIDRs, with the agent's port range). A rule
+is of one family, its source's (IPv4 without a source): an IPv6 one goes to ip6tables,
+with the same semantics. The host's `iptables-restore` (or `ip6tables-restore`) runs
+inside the container's network namespace
 (harness.host.netns.run_program), so the rules vanish with it: destroy needs no iptables
 cleanup, and the host's own ruleset is never touched. Which rule a node gets is the
 datapath's description (harness.datapath); this module only installs and reads it.
@@ -29,7 +31,13 @@ def masquerade_lines(source: str | None, exempt: Sequence[str], chain: str = CHA
     destinations RETURN, the rest is MASQUERADEd, and POSTROUTING jumps to the chain for
     traffic from `source` (None: from anywhere), only to non-local destinations with
     `not_local` (ip-masq-agent's `-m addrtype ! --dst-type LOCAL`)."""
-    lines = [f"-A {chain} -d {ipaddress.IPv4Network(dst)} -j RETURN" for dst in exempt]
+    version = ipaddress.ip_network(source).version if source is not None else 4
+    lines = []
+    for dst in exempt:
+        net = ipaddress.ip_network(dst)
+        if net.version != version:
+            raise ValueError(f"masquerade exemption {dst} is not of the family of {source}")
+        lines.append(f"-A {chain} -d {net} -j RETURN")
     fully = " --random-fully" if random_fully else ""
     if to_ports:  # iptables wants a protocol with ports: TCP and UDP, then the rest (ICMP)
         lines += [f"-A {chain} -p {proto} -j MASQUERADE --to-ports {to_ports}{fully}"
@@ -37,7 +45,7 @@ def masquerade_lines(source: str | None, exempt: Sequence[str], chain: str = CHA
     lines.append(f"-A {chain} -j MASQUERADE{fully}")
     jump = "-A POSTROUTING"
     if source is not None:
-        jump += f" -s {ipaddress.IPv4Network(source)}"
+        jump += f" -s {ipaddress.ip_network(source)}"
     if not_local:
         jump += " -m addrtype ! --dst-type LOCAL"
     return [*lines, f"{jump} -j {chain}"]
@@ -53,22 +61,30 @@ def masquerade_rules(source: str | None, exempt: Sequence[str], chain: str = CHA
 
 def masquerade(pid: int, source: str | None, exempt: Sequence[str], chain: str = CHAIN,
                where: str = "", **how: Any) -> None:
-    """Install a masquerade rule in the netns of `pid`; idempotent (a re-run does not
-    duplicate it). `where` names the namespace in errors; `how` as in masquerade_lines."""
+    """Install a masquerade rule in the netns of `pid` (with ip6tables for an IPv6
+    `source`); idempotent (a re-run does not duplicate it). `where` names the namespace in
+    errors; `how` as in masquerade_lines."""
+    family = ipaddress.ip_network(source).version if source is not None else 4
     rules = masquerade_rules(source, exempt, chain, **how)
-    if f"-j {chain}" in nat_rules(pid):
+    if f"-j {chain}" in nat_rules(pid, family):
         # The jump already exists: keep it, only refill the chain.
         rules = "\n".join(r for r in rules.splitlines() if not r.startswith("-A POSTROUTING"))
         rules += "\n"
     try:
-        run_program(pid, ["iptables-restore", "--noflush"], stdin=rules)
+        run_program(pid, [_tool(family, "iptables-restore"), "--noflush"], stdin=rules)
     except WiringError as exc:
         raise WiringError(f"masquerade on {where or f'pid {pid}'}: {exc}") from exc
 
 
-def nat_rules(pid: int) -> str:
-    """`iptables-save -t nat` of the namespace (for tests and `podlab inspect`)."""
-    return run_program(pid, ["iptables-save", "-t", "nat"])
+def _tool(family: int, name: str) -> str:
+    """iptables-restore / iptables-save, or their ip6tables twins for IPv6 (family 6)."""
+    return name.replace("iptables", "ip6tables") if family == 6 else name
+
+
+def nat_rules(pid: int, family: int = 4) -> str:
+    """`iptables-save -t nat` (family 6: `ip6tables-save`) of the namespace (for tests and
+    `podlab inspect`)."""
+    return run_program(pid, [_tool(family, "iptables-save"), "-t", "nat"])
 
 
 def restore(pid: int, full: str, refill: str, marker: tuple[str, str], where: str = "") -> None:

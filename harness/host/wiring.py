@@ -276,7 +276,8 @@ def _apply(ipr: Any, pid: int, cfg: NetConfig) -> None:
 
 
 def _add_route(ipr: Any, pid: int, dst: str, gateway: str = "", dev: str | None = None) -> None:
-    spec: dict[str, Any] = {"dst": "default" if dst in ("default", "0.0.0.0/0") else dst}
+    spec: dict[str, Any] = {"dst": "default" if dst in ("default", "0.0.0.0/0", "::/0")
+                            else dst}
     if gateway:
         spec["gateway"] = gateway
     if dev:
@@ -327,32 +328,49 @@ def sysctl(pid: int, key: str, value: str | None = None) -> str:
 # --------------------------------------------------------------------------- queries
 
 
+RT_SCOPE_LINK = 253  # an IPv6 link-local address (fe80::/64): made by the kernel, not podlab
+
+
 def addresses(pid: int) -> dict[str, list[str]]:
-    """``{ifname: ["a.b.c.d/len", ...]}`` (IPv4, every link incl. lo, links w/o any too)."""
+    """``{ifname: ["a.b.c.d/len", "x::y/len", ...]}``: IPv4 then IPv6 (without link-local
+    addresses), every link incl. lo, links without any too."""
 
     def body(ipr: Any) -> dict[str, list[str]]:
         names = {m["index"]: m.get("ifname") for m in ipr.get_links()}
         out: dict[str, list[str]] = {name: [] for name in names.values()}
-        for m in ipr.get_addr(family=2):  # AF_INET
-            name = names.get(m["index"], str(m["index"]))
-            out.setdefault(name, []).append(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for m in ipr.get_addr(family=family):
+                if family == socket.AF_INET6 and m["scope"] == RT_SCOPE_LINK:
+                    continue
+                name = names.get(m["index"], str(m["index"]))
+                out.setdefault(name, []).append(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
         return out
 
     return _with_ipr(pid, "list addresses", body)
 
 
+RTN_UNICAST = 1
+
+
 def routes(pid: int) -> list[tuple[str, str | None, str | None]]:
-    """Main-table IPv4 routes as ``(dst, gateway, dev)``; ``dst`` is a CIDR or 'default'."""
+    """Main-table unicast routes, IPv4 then IPv6, as ``(dst, gateway, dev)``; ``dst`` is a
+    CIDR or 'default' (either family's). IPv6's link-local fe80::/64 routes, which the
+    kernel adds to every link, are left out."""
 
     def body(ipr: Any) -> list[tuple[str, str | None, str | None]]:
         names = {m["index"]: m.get("ifname") for m in ipr.get_links()}
         out = []
-        for m in ipr.get_routes(family=2, table=RT_TABLE_MAIN):
-            if (m.get("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN:
-                continue
-            dst = m.get("RTA_DST")
-            cidr = f"{dst}/{m['dst_len']}" if dst else "default"
-            out.append((cidr, m.get("RTA_GATEWAY"), names.get(m.get("RTA_OIF"))))
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for m in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
+                if (m.get("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN:
+                    continue
+                if family == socket.AF_INET6 and m["type"] != RTN_UNICAST:
+                    continue
+                dst = m.get("RTA_DST")
+                cidr = f"{dst}/{m['dst_len']}" if dst else "default"
+                if cidr.startswith("fe80::/"):
+                    continue
+                out.append((cidr, m.get("RTA_GATEWAY"), names.get(m.get("RTA_OIF"))))
         return out
 
     return _with_ipr(pid, "list routes", body)
@@ -392,21 +410,49 @@ def route_source(pid: int, dst_ip: str) -> str:
 
 
 def forget_neighbours(pid: int, addresses: list[str]) -> int:
-    """Delete the ARP entries of `addresses` in the namespace of ``pid``; how many went."""
-    wanted = set(addresses)
+    """Delete the neighbour entries (ARP, IPv6 neighbour discovery) of `addresses` in the
+    namespace of ``pid``, whatever their state; how many went."""
+    wanted = {ipaddress.ip_address(a) for a in addresses}
 
     def body(ipr: Any) -> int:
         gone = 0
-        for entry in ipr.neigh("dump", family=socket.AF_INET):
-            dst = entry.get_attr("NDA_DST")
-            if dst in wanted:
-                _call(pid, f"neigh del {dst}", None,
-                      lambda e=entry, d=dst: ipr.neigh("del", dst=d, ifindex=e["ifindex"]),
-                      ok=(errno.ENOENT,))
-                gone += 1
+        for family in (socket.AF_INET, socket.AF_INET6):
+            if not any(a.version == (6 if family == socket.AF_INET6 else 4) for a in wanted):
+                continue
+            for entry in ipr.neigh("dump", family=family):
+                dst = entry.get_attr("NDA_DST")
+                if dst and ipaddress.ip_address(dst) in wanted:
+                    _call(pid, f"neigh del {dst}", None,
+                          lambda e=entry, d=dst, f=family: ipr.neigh(
+                              "del", dst=d, ifindex=e["ifindex"], family=f),
+                          ok=(errno.ENOENT,))
+                    gone += 1
         return gone
 
     return _with_ipr(pid, "neigh flush", body)
+
+
+NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY",
+              0x10: "PROBE", 0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT", 0x00: "NONE"}
+
+
+def neighbours(pid: int) -> list[tuple[str, str, str | None, str]]:
+    """The neighbour table (ARP and IPv6 neighbour discovery) of the namespace of ``pid``:
+    ``(address, state, link-layer address or None, ifname)`` per unicast entry."""
+
+    def body(ipr: Any) -> list[tuple[str, str, str | None, str]]:
+        names = {m["index"]: m.get("ifname") for m in ipr.get_links()}
+        out = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for e in ipr.neigh("dump", family=family):
+                dst = e.get_attr("NDA_DST")
+                if not dst or ipaddress.ip_address(dst).is_multicast:
+                    continue
+                out.append((dst, NUD_STATES.get(e["state"], hex(e["state"])),
+                            e.get_attr("NDA_LLADDR"), names.get(e["ifindex"], "")))
+        return out
+
+    return _with_ipr(pid, "neigh dump", body)
 
 
 def route_sources(pid: int, dst_ips: list[str]) -> dict[str, str]:
@@ -453,7 +499,8 @@ IPS_SRC_NAT, IPS_DST_NAT = 0x10, 0x20  # linux/netfilter/nf_conntrack_common.h
 
 
 def conntrack(pid: int) -> list[Flow]:
-    """The IPv4 conntrack table of the namespace of ``pid`` (ctnetlink, no binary)."""
+    """The conntrack table of the namespace of ``pid``, IPv4 then IPv6 (ctnetlink, no
+    binary)."""
 
     def body() -> list[Flow]:
         from pyroute2 import Conntrack
@@ -464,13 +511,14 @@ def conntrack(pid: int) -> list[Flow]:
             return t.saddr, t.daddr, t.sport or 0, t.dport or 0
 
         out = []
-        with Conntrack() as ct:
-            for e in ct.dump_entries():
-                orig, reply = four(e.tuple_orig), four(e.tuple_reply)
-                mirror = (orig[1], orig[0], orig[3], orig[2])
-                out.append(Flow(e.tuple_orig.proto_name() or str(e.tuple_orig.proto),
-                                orig, reply,
-                                bool(e.status & (IPS_SRC_NAT | IPS_DST_NAT)) or reply != mirror))
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                for e in ct.dump_entries():
+                    orig, reply = four(e.tuple_orig), four(e.tuple_reply)
+                    mirror = (orig[1], orig[0], orig[3], orig[2])
+                    out.append(Flow(e.tuple_orig.proto_name() or str(e.tuple_orig.proto),
+                                    orig, reply, bool(e.status & (IPS_SRC_NAT | IPS_DST_NAT))
+                                    or reply != mirror))
         return out
 
     try:

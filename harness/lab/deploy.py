@@ -289,6 +289,7 @@ def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str) -> Conta
     labels = _base_labels(node.labels, ROLE_NODE, order, deploy_id)
     if node.pod_cidr:
         labels[L.POD_CIDR] = node.pod_cidr
+        labels[L.POD_CIDRS] = ",".join(node.pod_cidrs)
     return ContainerSpec(name=node.container, image=node.image, labels=labels,
                          hostname=node.name, sysctls=net.container.sysctl_map(),
                          cap_add=net.container.caps)
@@ -303,6 +304,7 @@ def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str,
     labels = _base_labels(pod.labels, ROLE_INFRA, order, deploy_id)
     if planned:
         labels[L.IP] = pod.ip
+        labels[L.IPS] = ",".join(pod.ips)
         labels[L.CIDR] = pod.cidr
     if net.host_network:
         return ContainerSpec(name=pod.infra, image=PAUSE_IMAGE, labels=labels,

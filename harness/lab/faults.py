@@ -5,7 +5,9 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
 
 - link-down/link-up act on both ends of the veth. The kernel drops the routes of a link
   that goes down and does not bring them back, so link-up re-applies the datapath's
-  description of both namespaces (idempotent), as deploy applied it.
+  description of both namespaces (idempotent), as deploy applied it, and the neighbours
+  on that segment forget the entries (ARP, IPv6 neighbour discovery) that failed while
+  it was down.
 - node-stop stops the node's container: its network namespace dies with it, and with it
   every veth that had an end there (its links and its pods' veths), and its hostNetwork
   pods, which live in that namespace. node-start starts it again and re-wires it: links to
@@ -116,13 +118,14 @@ def link_down(plan: Plan, endpoint: str) -> None:
 
 def link_up(plan: Plan, endpoint: str) -> None:
     """Plug it back: both ends up, then both namespaces get their routes back."""
-    here, there, _ = veth(plan, endpoint)
+    here, there, link = veth(plan, endpoint)
     pids = _pids(plan)
     for end in (here, there):
         wiring.link_set(_pid(pids, end), end.iface, True)
     described = _described(plan)
     for end in (here, there):
         reconfigure(plan, end.name, pids, described)
+    _forget_segment(plan, here, there, link, pids)
 
 
 def reconfigure(plan: Plan, name: str, pids: dict[str, int],
@@ -254,16 +257,41 @@ def node_start(plan: Plan, name: str) -> list[str]:
 
 
 def _forget_macs(plan: Plan, name: str, pids: dict[str, int]) -> None:
-    """The re-created veths have new MACs: drop the other nodes' ARP entries of the node's
-    addresses, or they keep sending to the dead MAC until the entries go stale."""
+    """The re-created veths have new MACs: drop the other nodes' neighbour entries (ARP
+    and IPv6 neighbour discovery) of the node's addresses, or they keep sending to the
+    dead MAC until the entries go stale."""
     node = plan.node(name)
-    addrs = [i.address.split("/")[0] for i in node.interfaces if i.address]
+    addrs = [_ip(a) for i in node.interfaces for a in i.addresses]
     if not addrs:
         return
     for other in plan.nodes:
         pid = pids.get(other.container)
         if other.name != name and not kind(other.kind).is_switch and pid:
             wiring.forget_neighbours(pid, addrs)
+
+
+def _forget_segment(plan: Plan, here: End, there: End, link: LinkPlan | None,
+                    pids: dict[str, int]) -> None:
+    """After link-up: every namespace on the link's segment forgets its entries of the
+    others' addresses there (entries that failed or went incomplete while the link was
+    down resolve afresh on the next packet, instead of after their timers)."""
+    if link is None:  # a pod's veth: the pod and its node's bridge
+        pod = plan.pod(here.name if here.is_pod else there.name)
+        node = plan.node(pod.node)
+        members = [(node.container, [_ip(g) for g in node.gateways]),
+                   (pod.infra, list(pod.ips))]
+    else:
+        seg = next(s for s in plan.segments if s.name == link.segment)
+        members = [(plan.node(n).container, [_ip(a) for a in addrs])
+                   for (n, _, _), addrs in zip(seg.members, seg.member_addresses, strict=True)]
+    for container, _ in members:
+        others = [a for c, addrs in members if c != container for a in addrs]
+        if container in pids and others:
+            wiring.forget_neighbours(pids[container], others)
+
+
+def _ip(cidr: str) -> str:
+    return cidr.split("/")[0]
 
 
 # --------------------------------------------------------------------------- daemons

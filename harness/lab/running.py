@@ -97,6 +97,7 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
     out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
                   "container": r.name, "state": r.state, "addresses": a,
                   "pod_cidr": r.labels.get(L.POD_CIDR),
+                  "pod_cidrs": _listed(r.labels.get(L.POD_CIDRS) or r.labels.get(L.POD_CIDR)),
                   **({"service_rules": n} if n is not None else {}),
                   **({"bgp": bgp} if bgp is not None else {})}
                  for r, a, n, bgp in zip(nodes, addrs, rules, routing, strict=True)]
@@ -112,11 +113,17 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
             (c.labels[L.IP] for c in members if c.labels.get(L.IP)), None)
         pods.append({"name": pod, "node": r.labels.get(L.NODE, ""),
                      "ip": ip.split("/")[0] if ip else None,
+                     "ips": _listed(r.labels.get(L.IPS)) or ([ip.split("/")[0]] if ip else []),
                      "infra": r.name, "state": r.state,
                      "containers": [{"name": c.labels.get(L.CONTAINER, c.name),
                                      "container": c.name, "state": c.state}
                                     for c in members]})
     return {"lab": lab, "nodes": out_nodes, "pods": pods}
+
+
+def _listed(value: str | None) -> list[str]:
+    """A comma-separated label (one value per family) as a list."""
+    return value.split(",") if value else []
 
 
 def _routing(pid: int | None) -> dict[str, Any] | None:
@@ -138,7 +145,8 @@ def _routing(pid: int | None) -> dict[str, Any] | None:
 
 
 def _live_addresses(pid: int | None) -> dict[str, list[str]]:
-    """IPv4 addresses by interface, without lo and address-less ports ({} if stopped)."""
+    """Addresses (IPv4, then IPv6 without link-local ones) by interface, without lo and
+    address-less ports ({} if stopped)."""
     if not pid:
         return {}
     try:

@@ -87,6 +87,10 @@ def service_problems(spec: TopologyFile, show: Callable[[object], str],
     yield from _label_problems(spec)
     yield from _pod_port_problems(spec)
     yield from _service_cidr_problems(spec)
+    families = spec.cluster.families
+    if spec.services and families and families[0] != "ipv4":
+        yield Problem("services", "Services are IPv4 in podlab (single-stack, of the "
+                      "cluster's primary family): list pod-cidr's IPv4 prefix first")
     node_ports: dict[int, str] = {}  # nodePort -> the path that took it first
     cluster_ips: dict[str, str] = {}
     for name, svc in spec.services.items():
@@ -156,18 +160,34 @@ def service_network(text: str) -> ipaddress.IPv4Network | str:
         return str(exc)
 
 
+def service_cidr(spec: TopologyFile) -> tuple[str, str] | None:
+    """(YAML path, text) of the service CIDR Services take ClusterIPs from: the IPv4 one
+    (service-cidr takes one prefix per family); None if it has none."""
+    value = spec.cluster.service_cidr
+    entries = ([("cluster.service-cidr", value)] if isinstance(value, str)
+               else [(f"cluster.service-cidr[{i}]", t) for i, t in enumerate(value)])
+    return next(((p, t) for p, t in entries if ":" not in t), None)
+
+
 def _service_cidr_problems(spec: TopologyFile) -> Iterator[Problem]:
     if not spec.services and "service_cidr" not in spec.cluster.model_fields_set:
         return  # the default range of a lab without Services takes nothing
-    net = service_network(spec.cluster.service_cidr)
-    if isinstance(net, str):
-        yield Problem("cluster.service-cidr", net)
+    found = service_cidr(spec)
+    if found is None:
+        if spec.services:
+            yield Problem("cluster.service-cidr", "Services take IPv4 ClusterIPs in podlab: "
+                          "give service-cidr an IPv4 prefix")
         return
-    for key, text in (("pod-cidr", spec.cluster.pod_cidr),
-                      ("underlay-cidr", spec.cluster.underlay_cidr)):
-        other = service_network(text)
-        if isinstance(other, ipaddress.IPv4Network) and other.overlaps(net):
-            yield Problem("cluster.service-cidr", f"{net} overlaps cluster.{key} {other}")
+    path, text = found
+    net = service_network(text)
+    if isinstance(net, str):
+        return  # the cluster's CIDR checks say why (harness.model.topology)
+    for key, prefixes in (("pod-cidr", spec.cluster.pod_cidrs),
+                          ("underlay-cidr", spec.cluster.underlay_cidrs)):
+        for other_text in prefixes:
+            other = service_network(other_text) if ":" not in other_text else None
+            if isinstance(other, ipaddress.IPv4Network) and other.overlaps(net):
+                yield Problem(path, f"{net} overlaps cluster.{key} {other}")
     for i, link in enumerate(spec.topology.links):
         for j, text in enumerate(link.ipv4 or ()):
             try:
@@ -180,7 +200,7 @@ def _service_cidr_problems(spec: TopologyFile) -> Iterator[Problem]:
     # the first address is the `kubernetes` Service's in a real cluster: kept free
     room = net.num_addresses - 3
     if len(spec.services) > room:
-        yield Problem("cluster.service-cidr", f"{net} holds {room} ClusterIPs but there are "
+        yield Problem(path, f"{net} holds {room} ClusterIPs but there are "
                       f"{len(spec.services)} services")
 
 
@@ -276,7 +296,8 @@ def _cluster_ip_problems(spec: TopologyFile, path: str, svc: Service,
     except ValueError:
         yield Problem(where, f"{_show(svc.cluster_ip)} is not an IPv4 address")
         return
-    net = service_network(spec.cluster.service_cidr)
+    found = service_cidr(spec)
+    net = service_network(found[1]) if found else ""
     if isinstance(net, ipaddress.IPv4Network) and not any(_service_cidr_problems(spec)):
         if ip not in net:
             yield Problem(where, f"{ip} is outside cluster.service-cidr {net}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,7 +31,19 @@ from pydantic import (
 from harness import datapaths, labels
 from harness.errors import Problem, TopologyError
 from harness.kinds import KINDS, NAMES, kind
-from harness.model.addressing import NoRoom, allocate
+from harness.model.addressing import (
+    DEFAULT_MASKS,
+    FAMILIES,
+    IPV4,
+    IPV6,
+    TITLE,
+    Family,
+    Net,
+    NoRoom,
+    allocate,
+    family_of,
+    room,
+)
 from harness.model.graph import LabGraph
 from harness.model.services import service_problems
 from harness.model.yamlsrc import PathKey, bounded, load_yaml, read_text, render_path
@@ -92,8 +104,15 @@ class Link(_Model):
     ipv4: tuple[str | None, str | None] | None = Field(
         None, description="addresses of the two ends, a.b.c.d/len (null for a switch port)"
     )
+    ipv6: tuple[str | None, str | None] | None = Field(
+        None, description="IPv6 addresses of the two ends, x::y/len (null for a switch port)"
+    )
     mtu: Int | None = Field(None, ge=576, le=9000)
     netem: Netem | None = None
+
+    def addresses(self, family: Family) -> tuple[str | None, str | None] | None:
+        """The ends' explicit addresses of `family` (the `ipv4` or `ipv6` key)."""
+        return self.ipv6 if family == IPV6 else self.ipv4
 
 
 class NodeSpec(_Model):
@@ -170,6 +189,20 @@ class Service(_Model):
         None, alias="externalTrafficPolicy", description="NodePort only; default Cluster")
 
 
+# One prefix per family: a string is single-stack, a list of an IPv4 and an IPv6 prefix is
+# dual-stack (the first is the primary family, as in Kubernetes).
+Prefixes = str | list[str]
+DEFAULT_UNDERLAY = {IPV4: "172.30.0.0/16", IPV6: "fd00:172:30::/48"}
+DEFAULT_SERVICE = {IPV4: "10.96.0.0/16", IPV6: "fd00:10:96::/112"}
+
+
+def prefixes(value: Prefixes | None) -> tuple[str, ...]:
+    """A `pod-cidr`-style value as a tuple of prefixes, in the file's order."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 _CNI_NAME, _CNI_CHAIN = "cni-name", "cni-chain"  # union tags, left out of YAML paths
 _MASQ_FLAG, _MASQ_AGENT = "masquerade-flag", "masquerade-agent"
 # ip-masq-agent's defaults (cmd/ip-masq-agent): RFC 1918 is left alone, and link-local
@@ -213,13 +246,23 @@ class CniChain(_Model):
 
 
 class Cluster(_Model):
-    pod_cidr: str = Field("10.244.0.0/16", alias="pod-cidr")
-    node_mask: Int = Field(24, alias="node-mask", ge=8, le=30)
-    underlay_cidr: str = Field("172.30.0.0/16", alias="underlay-cidr")
+    pod_cidr: Prefixes = Field(
+        "10.244.0.0/16", alias="pod-cidr",
+        description="the pods' addresses: a prefix, or one per family (IPv4 and IPv6) for "
+        "dual-stack")
+    node_mask: Int = Field(24, alias="node-mask", ge=8, le=30,
+                           description="IPv4 prefix length of each k8s-node's pod CIDR")
+    node_mask_v6: Int = Field(64, alias="node-mask-v6", ge=16, le=124,
+                              description="IPv6 prefix length of each k8s-node's pod CIDR")
+    underlay_cidr: Prefixes = Field(
+        DEFAULT_UNDERLAY[IPV4], alias="underlay-cidr",
+        description="subnets for links and segments without explicit addresses, one prefix "
+        f"per family of pod-cidr (unset: {DEFAULT_UNDERLAY[IPV4]} and {DEFAULT_UNDERLAY[IPV6]})")
     segment_mask: Int | None = Field(
         None, alias="segment-mask", ge=8, le=30,
-        description="prefix length of each auto-addressed segment; unset: a /24 each while "
-        "the underlay has room, else the smallest prefix that holds each segment's ports")
+        description="IPv4 prefix length of each auto-addressed segment; unset: a /24 each "
+        "(IPv6: a /64) while the underlay has room, else the smallest prefix that holds "
+        "each segment's ports")
     masquerade: Annotated[Annotated[bool, Tag(_MASQ_FLAG)]
                           | Annotated[MasqAgentConfig, Tag(_MASQ_AGENT)],
                           Discriminator(lambda v: _MASQ_AGENT
@@ -236,8 +279,35 @@ class Cluster(_Model):
                                  else _CNI_NAME)] = Field(
         datapaths.DEFAULT_CNI, description="how pods are wired: podlab, bridge, ptp or "
         "{conflist: FILE, bin-dir: DIR}")
-    service_cidr: str = Field("10.96.0.0/16", alias="service-cidr",
-                              description="ClusterIPs not given in the file come from here")
+    service_cidr: Prefixes = Field(
+        DEFAULT_SERVICE[IPV4], alias="service-cidr",
+        description="ClusterIPs not given in the file come from here: a prefix, or one per "
+        f"family of pod-cidr (unset: {DEFAULT_SERVICE[IPV4]} and {DEFAULT_SERVICE[IPV6]}); "
+        "Services take the IPv4 one")
+
+    @property
+    def pod_cidrs(self) -> tuple[str, ...]:
+        return prefixes(self.pod_cidr)
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The cluster's families, primary first: those of pod-cidr."""
+        return tuple(dict.fromkeys(family_of(p) for p in self.pod_cidrs))
+
+    @property
+    def underlay_cidrs(self) -> tuple[str, ...]:
+        if "underlay_cidr" in self.model_fields_set:
+            return prefixes(self.underlay_cidr)
+        return tuple(DEFAULT_UNDERLAY[f] for f in self.families)
+
+    @property
+    def service_cidrs(self) -> tuple[str, ...]:
+        if "service_cidr" in self.model_fields_set:
+            return prefixes(self.service_cidr)
+        return tuple(DEFAULT_SERVICE[f] for f in self.families)
+
+    def node_mask_of(self, family: Family) -> int:
+        return self.node_mask_v6 if family == IPV6 else self.node_mask
 
 
 class TopologyFile(_Model):
@@ -377,6 +447,11 @@ def _structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list
         loc = tuple(p for p in loc if p != "[key]")
         kind = "key_" + err["type"] if key_error else err["type"]
         raw.append((loc, kind, err))
+    # a union of a string and a list (`pod-cidr`): when the list's entries are wrong, the
+    # string branch's "must be a string (got a list)" only adds noise
+    deeper = {loc[:n] for loc, _, _ in raw for n in range(len(loc))}
+    raw = [r for r in raw if not (r[1] in _EXPECTED and isinstance(r[2].get("input"), list)
+                                  and r[0] in deeper)]
     suggested: set[PathKey] = set()  # (parent..., key) that an unknown key was close to
     for loc, kind, _ in raw:
         if kind == "extra_forbidden":
@@ -445,7 +520,7 @@ def _yaml_type(value: Any) -> str:
 def _is_union_tag(part: Any) -> bool:
     # pydantic inserts the union member's type name ("str", "int") into locations
     return isinstance(part, str) and (part in {"str", "int", "float", "bool", "tuple[str, str]",
-                                               "list[EnvVar]"} or part.startswith(
+                                               "list[EnvVar]", "list[str]"} or part.startswith(
                                                    ("function-", "constrained-")))
 
 
@@ -484,37 +559,59 @@ def parse_endpoint(endpoint: str) -> tuple[str, str] | None:
     return node, iface
 
 
-def _network(text: str) -> ipaddress.IPv4Network | str:
-    """A CIDR, or the reason it is not a usable one."""
+Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+MIN_PREFIX = {IPV4: 8, IPV6: 16}  # broader than this is a typo, not a lab
+MAX_LINK_PREFIX = {IPV4: 30, IPV6: 127}  # room for the two ends of a link
+IPV6_MIN_MTU = 1280
+
+
+def _network(text: str) -> Net | str:
+    """A CIDR of either family, or the reason it is not a usable one."""
+    family = family_of(text)
+    cls = ipaddress.IPv6Network if family == IPV6 else ipaddress.IPv4Network
     try:
-        net = ipaddress.IPv4Network(text, strict=True)
+        net = cls(text, strict=True)
     except ValueError as exc:
-        return f"{show(text)} is not an IPv4 network: {show(str(exc), 100)[1:-1]}"
+        return f"{show(text)} is not an {TITLE[family]} network: {show(str(exc), 100)[1:-1]}"
     return _usable(net, text) or net
 
 
-def _usable(net: ipaddress.IPv4Network, text: str) -> str | None:
-    if net.prefixlen < 8:
-        return f"{show(text)} is too broad (/{net.prefixlen}); use /8 or longer"
-    if net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved or (
-            net.network_address.packed[0] == 0):
+def _usable(net: Net, text: str) -> str | None:
+    family = family_of(net)
+    if net.prefixlen < MIN_PREFIX[family]:
+        return (f"{show(text)} is too broad (/{net.prefixlen}); use /{MIN_PREFIX[family]} "
+                "or longer")
+    bad = net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved
+    if isinstance(net, ipaddress.IPv6Network):
+        bad = bad or net.is_site_local or net.network_address.ipv4_mapped is not None
+    else:
+        bad = bad or net.network_address.packed[0] == 0
+    if bad:
         return f"{show(text)} is a loopback, multicast, link-local or reserved range"
     return None
 
 
-def _interface(text: str) -> ipaddress.IPv4Interface | str:
+def _interface(text: str, family: Family = IPV4) -> Iface | str:
+    cls = ipaddress.IPv6Interface if family == IPV6 else ipaddress.IPv4Interface
     try:
-        iface = ipaddress.IPv4Interface(text)
+        iface = cls(text)
     except ValueError as exc:
-        return (f"{show(text)} is not an IPv4 address with prefix length: "
+        return (f"{show(text)} is not an {TITLE[family]} address with prefix length: "
                 f"{show(str(exc), 100)[1:-1]}")
     if "/" not in text:
-        return f"{show(text)} needs a prefix length, e.g. {iface.ip}/24"
-    if iface.network.prefixlen > 30:
+        return (f"{show(text)} needs a prefix length, e.g. {iface.ip}/"
+                f"{DEFAULT_MASKS[family]}")
+    limit = MAX_LINK_PREFIX[family]
+    if iface.network.prefixlen > limit:
         return (f"{show(text)}: /{iface.network.prefixlen} leaves no room for two hosts; "
-                "use /30 or shorter")
-    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+                f"use /{limit} or shorter")
+    if family == IPV4 and iface.ip in (iface.network.network_address,
+                                       iface.network.broadcast_address):
         return f"{show(text)} is the network or broadcast address of its subnet"
+    if family == IPV6 and iface.network.prefixlen < 127 and (
+            iface.ip == iface.network.network_address):
+        return (f"{show(text)} is the subnet-router anycast address of its subnet (all host "
+                "bits zero)")
     return _usable(iface.network, text) or iface
 
 
@@ -577,6 +674,13 @@ def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
             yield Problem(f"cluster.{key}", f"{key}: {shown} is not implemented yet "
                           f"({choice.description}); this podlab implements {key}: "
                           + " or ".join(datapaths.implemented(choices)))
+        elif IPV6 in cluster.families and value not in (datapaths.DEFAULT_ROUTING,
+                                                          datapaths.DEFAULT_CNI):
+            # BIRD's IPv6 channels and CNI IPAM ranges per family are not written yet
+            shown = "{conflist: ..., bin-dir: ...}" if value == datapaths.CONFLIST else value
+            yield Problem(f"cluster.{key}", f"{key}: {shown} is IPv4-only so far; a cluster "
+                          f"with IPv6 (pod-cidr) takes routing: {datapaths.DEFAULT_ROUTING} "
+                          f"and cni: {datapaths.DEFAULT_CNI}")
 
 
 def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
@@ -614,14 +718,17 @@ def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
             ends.append(node)
         if len(ends) == 2 and ends[0] == ends[1]:
             yield Problem(f"topology.links[{i}].endpoints", f"both ends are on node {ends[0]!r}")
-        if link.ipv4 is not None and len(ends) == 2:
-            for j, (node, addr) in enumerate(zip(ends, link.ipv4, strict=True)):
+        for family in FAMILIES:
+            given = link.addresses(family)
+            if given is None or len(ends) != 2:
+                continue
+            for j, (node, addr) in enumerate(zip(ends, given, strict=True)):
                 if kinds.get(node) in SWITCHES and addr is not None:
-                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{show(node)} is a switch: "
-                                  "its ports take no address; write null")
+                    yield Problem(f"topology.links[{i}].{family}[{j}]", f"{show(node)} is a "
+                                  "switch: its ports take no address; write null")
                 if kinds.get(node) not in SWITCHES and addr is None:
-                    yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{show(node)} needs an "
-                                  "address when ipv4 is given")
+                    yield Problem(f"topology.links[{i}].{family}[{j}]", f"{show(node)} needs an "
+                                  f"address when {family} is given")
         if link.netem and link.netem.jitter is not None and link.netem.delay is None:
             yield Problem(f"topology.links[{i}].netem.jitter", "jitter needs a delay")
         if link.netem:
@@ -702,73 +809,136 @@ def _pod_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem
                               f"label keys under {RESERVED_LABEL_PREFIX!r} are reserved for podlab")
 
 
+PrefixMap = dict[Family, tuple[str, Net]]  # family -> (YAML path, network)
+
+
+def _prefix_entries(key: str, value: Prefixes | None) -> list[tuple[str, str]]:
+    """(YAML path, text) of each prefix of a one-per-family value."""
+    if isinstance(value, str):
+        return [(f"cluster.{key}", value)]
+    return [(f"cluster.{key}[{i}]", text) for i, text in enumerate(value or ())]
+
+
+def _family_prefixes(key: str, value: Prefixes | None) -> tuple[PrefixMap, list[Problem], bool]:
+    """A one-prefix-per-family value parsed: its networks by family, its problems, and
+    whether every entry was usable (only then do cross-key family checks make sense)."""
+    out: PrefixMap = {}
+    problems: list[Problem] = []
+    if isinstance(value, list) and not value:
+        problems.append(Problem(f"cluster.{key}", "give a prefix, or one per family: "
+                                "[IPv4 prefix, IPv6 prefix]"))
+    for path, text in _prefix_entries(key, value):
+        net = _network(text)
+        if isinstance(net, str):
+            problems.append(Problem(path, net))
+            continue
+        family = family_of(net)
+        if family in out:
+            problems.append(Problem(path, f"{net} is a second {TITLE[family]} prefix (the first "
+                                    f"is {out[family][1]}); give one prefix per family"))
+            continue
+        out[family] = (path, net)
+    return out, problems, not problems
+
+
+def _underlay_value(cluster: Cluster) -> Prefixes:
+    """underlay-cidr as written, or its default for the families of pod-cidr."""
+    if "underlay_cidr" in cluster.model_fields_set:
+        return cluster.underlay_cidr
+    defaults = cluster.underlay_cidrs
+    return defaults[0] if len(defaults) == 1 else list(defaults)
+
+
+def _example(values: Iterable[str]) -> str:
+    shown = list(values)
+    return shown[0] if len(shown) == 1 else "[" + ", ".join(shown) + "]"
+
+
+def _families_text(prefixes: PrefixMap) -> str:
+    return " and ".join(TITLE[f] for f in prefixes) or "none"
+
+
 def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
     cluster = spec.cluster
-    pod_net = _network(cluster.pod_cidr)
-    under_net = _network(cluster.underlay_cidr)
-    if isinstance(pod_net, str):
-        yield Problem("cluster.pod-cidr", pod_net)
-    if isinstance(under_net, str):
-        yield Problem("cluster.underlay-cidr", under_net)
-    nets: list[tuple[str, ipaddress.IPv4Network]] = []
-    if isinstance(pod_net, ipaddress.IPv4Network):
-        nets.append(("cluster.pod-cidr", pod_net))
-        k8s_nodes = [n for n, k in kinds.items() if kind(k).hosts_pods]
-        if cluster.node_mask < pod_net.prefixlen:
-            yield Problem("cluster.node-mask", f"/{cluster.node_mask} is larger than the pod "
-                          f"CIDR {pod_net}")
-        else:
-            capacity = 2 ** (cluster.node_mask - pod_net.prefixlen)
-            if len(k8s_nodes) > capacity:
-                yield Problem("cluster.pod-cidr", f"{pod_net} holds {capacity} node CIDRs of "
-                              f"/{cluster.node_mask} but there are {len(k8s_nodes)} k8s-nodes")
-            per_node = 2 ** (32 - cluster.node_mask) - 3  # network, gateway, broadcast
-            counts: dict[str, int] = {}
-            for pod in spec.pods.values():
-                if not pod.host_network:  # those take the node's address, not one of its CIDR
-                    counts[pod.node] = counts.get(pod.node, 0) + 1
-            for node, count in counts.items():
-                if count > per_node:
-                    yield Problem("cluster.node-mask", f"node {show(node)} has {count} pods but a "
-                                  f"/{cluster.node_mask} node CIDR holds {per_node}")
-    if isinstance(under_net, ipaddress.IPv4Network):
-        nets.append(("cluster.underlay-cidr", under_net))
-        if cluster.segment_mask is not None and cluster.segment_mask < under_net.prefixlen:
-            yield Problem("cluster.segment-mask", f"/{cluster.segment_mask} is larger than the "
-                          f"underlay CIDR {under_net}")
-    explicit: dict[str, str] = {}
-    for i, link in enumerate(spec.topology.links):
-        if link.ipv4 is None:
+    pods, problems, pods_ok = _family_prefixes("pod-cidr", cluster.pod_cidr)
+    yield from problems
+    unders, problems, unders_ok = _family_prefixes("underlay-cidr", _underlay_value(cluster))
+    yield from problems
+    # the IPv4 service CIDR is the Services' business (harness.model.services): its overlaps
+    # and room are checked there; here, its shape per family
+    services, problems, services_ok = _family_prefixes(
+        "service-cidr", cluster.service_cidr if "service_cidr" in cluster.model_fields_set
+        else None)
+    yield from problems
+    if pods_ok and unders_ok and set(unders) != set(pods):
+        yield Problem("cluster.underlay-cidr", f"is {_families_text(unders)} but pod-cidr is "
+                      f"{_families_text(pods)}; give one underlay prefix per family of "
+                      "pod-cidr, e.g. " + _example(DEFAULT_UNDERLAY[f] for f in pods))
+    if pods_ok and services_ok:
+        for family, (path, net) in services.items():
+            if family not in pods:
+                yield Problem(path, f"{net} is {TITLE[family]} but pod-cidr has no "
+                              f"{TITLE[family]} prefix; give one service prefix per family of "
+                              "pod-cidr")
+
+    k8s_nodes = [n for n, k in kinds.items() if kind(k).hosts_pods]
+    counts: dict[str, int] = {}
+    for pod in spec.pods.values():
+        if not pod.host_network:  # those take the node's address, not one of its CIDR
+            counts[pod.node] = counts.get(pod.node, 0) + 1
+    for family, (path, pod_net) in pods.items():
+        mask = cluster.node_mask_of(family)
+        mask_key = "cluster.node-mask-v6" if family == IPV6 else "cluster.node-mask"
+        if mask < pod_net.prefixlen:
+            what = "the IPv6 pod CIDR" if family == IPV6 else "the pod CIDR"
+            yield Problem(mask_key, f"/{mask} is larger than {what} {pod_net}")
             continue
-        ifaces = []
-        for j, text in enumerate(link.ipv4):
-            if text is None:
-                continue
-            path = f"topology.links[{i}].ipv4[{j}]"
-            parsed = _interface(text)
-            if isinstance(parsed, str):
-                yield Problem(path, parsed)
-                continue
-            ip = str(parsed.ip)
-            if ip in explicit:
-                yield Problem(path, f"address {ip} is already used at {explicit[ip]}")
-            explicit[ip] = path
-            for where, net in nets[:1]:  # the pod CIDR belongs to pods alone
-                if parsed.network.overlaps(net):
-                    yield Problem(path, f"{text} overlaps {where} {net}")
-            ifaces.append((path, parsed))
-        if len(ifaces) == 2 and ifaces[0][1].network != ifaces[1][1].network:
-            yield Problem(f"topology.links[{i}].ipv4", f"{link.ipv4[0]} and {link.ipv4[1]} are "
-                          "not in one subnet")
-    if len(nets) == 2 and nets[0][1].overlaps(nets[1][1]):
-        yield Problem("cluster.underlay-cidr", f"{nets[1][1]} overlaps the pod CIDR {nets[0][1]}")
-    yield from _masq_agent_problems(cluster.masquerade)
+        capacity = 2 ** (mask - pod_net.prefixlen)
+        if len(k8s_nodes) > capacity:
+            yield Problem(path, f"{pod_net} holds {capacity} node CIDRs of /{mask} but there "
+                          f"are {len(k8s_nodes)} k8s-nodes")
+        per_node = room(mask, family) - 1  # the gateway takes one
+        for node, count in counts.items():
+            if count > per_node:
+                yield Problem(mask_key, f"node {show(node)} has {count} pods but a /{mask} node "
+                              f"CIDR holds {per_node}")
+    for family, (_, under) in unders.items():
+        if family == IPV4 and cluster.segment_mask is not None and (
+                cluster.segment_mask < under.prefixlen):
+            yield Problem("cluster.segment-mask", f"/{cluster.segment_mask} is larger than the "
+                          f"underlay CIDR {under}")
+    for family, (path, net) in services.items():
+        if family == IPV4:
+            continue
+        for what, other in (("pod CIDR", pods.get(family)), ("underlay CIDR", unders.get(family))):
+            if other and net.overlaps(other[1]):  # type: ignore[arg-type]
+                yield Problem(path, f"{net} overlaps the {what} {other[1]}")
+
+    yield from _link_address_problems(spec, pods, pods_ok)
+    for family, (path, under) in unders.items():
+        pod = pods.get(family)
+        if pod and under.overlaps(pod[1]):  # type: ignore[arg-type]
+            yield Problem(path, f"{under} overlaps the pod CIDR {pod[1]}")
+    yield from _masq_agent_problems(cluster, pods)
+    if IPV6 in pods:  # below 1280 the kernel turns IPv6 off on the link (RFC 8200)
+        for i, link in enumerate(spec.topology.links):
+            if link.mtu is not None and link.mtu < IPV6_MIN_MTU:
+                yield Problem(f"topology.links[{i}].mtu", f"{link.mtu} is below IPv6's "
+                              f"minimum MTU {IPV6_MIN_MTU}; a cluster with IPv6 needs at least "
+                              "that on every link")
 
 
-def _masq_agent_problems(masq: bool | MasqAgentConfig) -> Iterator[Problem]:
+def _masq_agent_problems(cluster: Cluster, pods: PrefixMap) -> Iterator[Problem]:
     """What ip-masq-agent itself refuses in its config: too many CIDRs, a CIDR that does
-    not parse or is not aligned to its block; and an IPv6 one (podlab is IPv4 only)."""
-    if not isinstance(masq, MasqAgentConfig) or masq.non_masquerade_cidrs is None:
+    not parse or is not aligned to its block; and an IPv6 one, or a cluster with IPv6
+    (podlab applies the agent's config in IPv4; `masquerade: true` covers both families)."""
+    masq = cluster.masquerade
+    if not isinstance(masq, MasqAgentConfig):
+        return
+    if IPV6 in pods:
+        yield Problem("cluster.masquerade", "ip-masq-agent's config is applied in IPv4 only; "
+                      "a cluster with IPv6 (pod-cidr) takes masquerade: true or false")
+    if masq.non_masquerade_cidrs is None:
         return
     base = "cluster.masquerade.nonMasqueradeCIDRs"
     cidrs = masq.non_masquerade_cidrs
@@ -780,6 +950,54 @@ def _masq_agent_problems(masq: bool | MasqAgentConfig) -> Iterator[Problem]:
         except ValueError as exc:
             yield Problem(f"{base}[{i}]", f"{show(text)} is not an aligned IPv4 CIDR: "
                           f"{show(str(exc), 100)[1:-1]}")
+
+
+def _link_address_problems(spec: TopologyFile, pods: PrefixMap,
+                           pods_ok: bool) -> Iterator[Problem]:
+    """Each explicit link address: of its key's family (and of a family the cluster has),
+    usable, used once, outside the pod CIDR, both ends in one subnet."""
+    explicit: dict[str, str] = {}
+    for i, link in enumerate(spec.topology.links):
+        for family in FAMILIES:
+            ends = link.addresses(family)
+            if ends is None:
+                continue
+            key = f"topology.links[{i}].{family}"
+            if pods_ok and family not in pods:
+                yield Problem(key, f"the cluster has no {TITLE[family]}: pod-cidr is "
+                              f"{_families_text(pods)} only; add an {TITLE[family]} prefix to "
+                              f"pod-cidr for dual-stack, or drop {family}")
+                continue
+            ifaces = []
+            for j, text in enumerate(ends):
+                if text is None:
+                    continue
+                path = f"{key}[{j}]"
+                got, other = family_of(text), ends[1 - j]
+                if got != family:
+                    if other and family_of(other) == family:
+                        yield Problem(path, f"{show(text)} is {TITLE[got]} but the other end, "
+                                      f"{show(other)}, is {TITLE[family]}: both ends of a link "
+                                      f"are of one family ({TITLE[got]} addresses go under "
+                                      f"{got}:)")
+                    else:
+                        yield Problem(path, f"{show(text)} is an {TITLE[got]} address; write "
+                                      f"it under {got}:")
+                    continue
+                parsed = _interface(text, family)
+                if isinstance(parsed, str):
+                    yield Problem(path, parsed)
+                    continue
+                ip = str(parsed.ip)
+                if ip in explicit:
+                    yield Problem(path, f"address {ip} is already used at {explicit[ip]}")
+                explicit[ip] = path
+                pod = pods.get(family)  # the pod CIDR belongs to pods alone
+                if pod and parsed.network.overlaps(pod[1]):  # type: ignore[arg-type]
+                    yield Problem(path, f"{text} overlaps cluster.pod-cidr {pod[1]}")
+                ifaces.append((path, parsed))
+            if len(ifaces) == 2 and ifaces[0][1].network != ifaces[1][1].network:
+                yield Problem(key, f"{ends[0]} and {ends[1]} are not in one subnet")
 
 
 def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
@@ -811,30 +1029,54 @@ def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterato
 
 
 def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
-    """What the plan needs of each L2 segment: one subnet, room for its members, and
-    enough underlay blocks for the segments addressed automatically."""
+    """What the plan needs of each L2 segment, in each family of the cluster: one subnet,
+    room for its members, and enough underlay blocks for the segments addressed
+    automatically."""
     if len(kinds) != len(spec.topology.nodes):
         return
     links = spec.topology.links
     ends = [(parse_endpoint(a), parse_endpoint(b)) for a, b in (lk.endpoints for lk in links)]
     graph = LabGraph.from_links(kinds, ends)  # type: ignore[arg-type]
-    where: dict[tuple[str, str], tuple[str, ipaddress.IPv4Interface | None]] = {}
-    for i, link in enumerate(links):
-        for j, end in enumerate(ends[i]):
-            text = link.ipv4[j] if link.ipv4 else None
-            where[end] = (f"topology.links[{i}].ipv4[{j}]" if text else  # type: ignore[index]
-                          f"topology.links[{i}].endpoints[{j}]",
-                          ipaddress.IPv4Interface(text) if text else None)
     cluster = spec.cluster
-    explicit: list[tuple[str, ipaddress.IPv4Network]] = []
-    auto: list[int] = []  # members of each segment addressed automatically
+    seen_twice = False
     for seg in graph.segments:
         seen: set[str] = set()
-        for node, iface, _ in seg.members:
+        for node, iface, li in seg.members:
             if node in seen:
-                yield Problem(where[(node, iface)][0], f"node {show(node)} is already attached "
-                              f"to this segment ({seg.name}); one interface per segment")
+                seen_twice = True
+                j = 0 if ends[li][0] == (node, iface) else 1
+                given = next((f for f in FAMILIES if (links[li].addresses(f) or (None, None))[j]),
+                             None)
+                path = (f"topology.links[{li}].{given}[{j}]" if given
+                        else f"topology.links[{li}].endpoints[{j}]")
+                yield Problem(path, f"node {show(node)} is already attached to this segment "
+                              f"({seg.name}); one interface per segment")
             seen.add(node)
+    if seen_twice:
+        return
+    pod_nets = [ipaddress.ip_network(p) for p in cluster.pod_cidrs]
+    underlays = {family_of(u): u for u in cluster.underlay_cidrs}
+    under_paths = dict(_prefix_entries("underlay-cidr", _underlay_value(cluster)))
+    for family in cluster.families:
+        yield from _family_segment_problems(spec, graph, ends, family, pod_nets,
+                                            underlays[family], under_paths)
+
+
+def _family_segment_problems(spec: TopologyFile, graph: LabGraph, ends: list[Any],
+                             family: Family, pod_nets: list[Net], underlay: str,
+                             under_paths: dict[str, str]) -> Iterator[Problem]:
+    cluster = spec.cluster
+    where: dict[tuple[str, str], tuple[str, Iface | None]] = {}
+    for i, link in enumerate(spec.topology.links):
+        given = link.addresses(family)
+        for j, end in enumerate(ends[i]):
+            text = given[j] if given else None
+            where[end] = (f"topology.links[{i}].{family}[{j}]" if text else
+                          f"topology.links[{i}].endpoints[{j}]",
+                          ipaddress.ip_interface(text) if text else None)
+    explicit: list[tuple[str, Net]] = []
+    auto: list[int] = []  # members of each segment addressed automatically
+    for seg in graph.segments:
         given = [(where[(n, i)][0], where[(n, i)][1]) for n, i, _ in seg.members
                  if where[(n, i)][1] is not None]
         if given:
@@ -845,7 +1087,7 @@ def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pro
                     yield Problem(path, f"{iface} is not in {subnet}, the subnet of its "
                                   f"segment ({seg.name}, set at {first_path})")
             for other_path, other in explicit:
-                if other.overlaps(subnet) and other != subnet:
+                if other.overlaps(subnet) and other != subnet:  # type: ignore[arg-type]
                     yield Problem(first_path, f"{subnet} overlaps {other} at {other_path}")
                 elif other == subnet:
                     yield Problem(first_path, f"subnet {subnet} is already used by another "
@@ -854,20 +1096,21 @@ def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pro
             prefix = subnet.prefixlen
         else:
             auto.append(len(seg.members))
-            if cluster.segment_mask is None:
+            if cluster.segment_mask is None or family != IPV4:
                 continue  # sized to fit by addressing.allocate
             prefix = cluster.segment_mask
-        room = 2 ** (32 - prefix) - 2
-        if len(seg.members) > room:
+        holds = room(prefix, family)
+        if len(seg.members) > holds:
             path = (where[(seg.members[0][0], seg.members[0][1])][0] if given
                     else "cluster.segment-mask")
             yield Problem(path, f"segment {seg.name} has {len(seg.members)} members but a "
-                          f"/{prefix} holds {room} addresses")
-    taken = [ipaddress.IPv4Network(cluster.pod_cidr), *(net for _, net in explicit)]
+                          f"/{prefix} holds {holds} addresses")
+    taken = [*pod_nets, *(net for _, net in explicit)]
     try:
-        allocate(cluster.underlay_cidr, taken, auto, cluster.segment_mask)
+        allocate(underlay, taken, auto, cluster.segment_mask if family == IPV4 else None)
     except NoRoom as exc:
-        yield Problem("cluster.underlay-cidr", str(exc))
+        path = next(p for p, text in under_paths.items() if family_of(text) == family)
+        yield Problem(path, str(exc))
 
 
 def _container_name_problems(spec: TopologyFile) -> Iterator[Problem]:

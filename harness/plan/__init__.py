@@ -2,17 +2,23 @@
 
 Same topology in, same plan out. Deploy executes it, verify checks the wire against it.
 
-Addressing:
-- k8s-nodes, in file order, take consecutive /node-mask blocks of the pod CIDR; the first
-  host of a block is the node's `cbr0` gateway, pods (in file order) take the next ones
-  (with a CNI datapath the plugin's IPAM picks them: the plan only knows the block, and
-  says "assigned by CNI" until with_pod_addresses() gives it what the plugins reported);
-- segments (a switch fabric, or a point-to-point link) take consecutive /segment-mask
-  blocks of the underlay CIDR, skipping any written explicitly with `ipv4:`; members are
-  numbered in link order.
-Routing: static, shortest paths over the segment graph (harness.model.graph). k8s-nodes and
-routers learn every segment and every other node's pod CIDR; `linux` hosts learn only the
-underlay, so they cannot reach pods unless pods are masqueraded.
+Addressing, once per family of the cluster (those of `pod-cidr`; the first is primary):
+- k8s-nodes, in file order, take consecutive /node-mask (IPv6: /node-mask-v6) blocks of
+  the pod CIDR; the first host of a block is the node's `cbr0` gateway, pods (in file
+  order) take the next ones (with a CNI datapath the plugin's IPAM picks them: the plan
+  only knows the block, and says "assigned by CNI" until with_pod_addresses() gives it
+  what the plugins reported);
+- segments (a switch fabric, or a point-to-point link) take blocks of the underlay CIDR
+  (harness.model.addressing), skipping any written explicitly with `ipv4:`/`ipv6:`;
+  members are numbered in link order.
+Every node, pod and segment has one address per family; the single-valued fields
+(`address`, `ip`, `gateway`, `pod_cidr`, `subnet`) hold the primary family's, and the
+plural ones (`addresses`, `cidrs`, `gateways`, `pod_cidrs`, `subnets`) every family's, in
+the cluster's order. An IPv4-only file plans exactly as before.
+Routing: static, shortest paths over the segment graph (harness.model.graph), the same
+paths in every family. k8s-nodes and routers learn every segment and every other node's
+pod CIDR; `linux` hosts learn only the underlay, so they cannot reach pods unless pods are
+masqueraded.
 """
 
 from __future__ import annotations
@@ -20,14 +26,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from harness import datapaths, labels
 from harness.kinds import kind
-from harness.model.addressing import allocate
+from harness.model.addressing import IPV4, IPV6, Family, Net, allocate, family_of, of_family
 from harness.model.graph import LabGraph, Segment
 from harness.model.topology import (
     DEFAULT_NODE_IMAGE,
@@ -47,21 +54,38 @@ from harness.plan.services import (
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
 POD_IFACE = "eth0"
+HOST_PREFIX = {IPV4: 32, IPV6: 128}
 ASSIGNED_BY_CNI = "assigned by CNI"
+
+
+def _ip(cidr: str) -> str:
+    return cidr.split("/")[0]
 
 
 @dataclass(frozen=True)
 class Route:
-    dst: str  # a.b.c.d/len
-    via: str  # next-hop address
+    dst: str  # a.b.c.d/len or x::/len
+    via: str  # next-hop address, of dst's family
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.dst)
 
 
 @dataclass(frozen=True)
 class Interface:
     name: str
     segment: str
-    address: str | None  # a.b.c.d/len; None for a switch port
+    address: str | None  # the primary family's a.b.c.d/len; None for a switch port
     peer: str  # "node:iface"
+    addresses: tuple[str, ...] = ()  # every family's address/len, in the cluster's order
+
+    def __post_init__(self) -> None:
+        if self.address and not self.addresses:
+            object.__setattr__(self, "addresses", (self.address,))
+
+    def address_of(self, family: Family) -> str | None:
+        return of_family(self.addresses, family)
 
 
 @dataclass(frozen=True)
@@ -72,11 +96,19 @@ class NodePlan:
     image: str
     labels: dict[str, str]
     interfaces: tuple[Interface, ...]
-    routes: tuple[Route, ...]
-    pod_cidr: str | None = None
-    gateway: str | None = None  # cbr0 address, a.b.c.d/len
+    routes: tuple[Route, ...]  # every family's
+    pod_cidr: str | None = None  # the primary family's
+    gateway: str | None = None  # cbr0 address, a.b.c.d/len (primary family)
     bridge: str | None = None  # cbr0 on a k8s-node, br0 on a switch
-    masquerade_exempt: tuple[str, ...] = ()  # empty: no SNAT on this node
+    masquerade_exempt: tuple[str, ...] = ()  # every family's; empty: no SNAT on this node
+    pod_cidrs: tuple[str, ...] = ()  # every family's, in the cluster's order
+    gateways: tuple[str, ...] = ()  # cbr0's address/len in every family
+
+    def __post_init__(self) -> None:
+        if self.pod_cidr and not self.pod_cidrs:
+            object.__setattr__(self, "pod_cidrs", (self.pod_cidr,))
+        if self.gateway and not self.gateways:
+            object.__setattr__(self, "gateways", (self.gateway,))
 
     @property
     def forwards(self) -> bool:
@@ -87,14 +119,46 @@ class NodePlan:
         """The node's own address: that of its first addressed interface."""
         for iface in self.interfaces:
             if iface.address:
-                return iface.address.split("/")[0]
-        return self.gateway.split("/")[0] if self.gateway else None
+                return _ip(iface.address)
+        return _ip(self.gateway) if self.gateway else None
 
-    def address_on(self, segment: str) -> str | None:
+    def address_of(self, family: Family) -> str | None:
+        """The node's own address in `family`: its first addressed interface's."""
         for iface in self.interfaces:
-            if iface.segment == segment and iface.address:
-                return iface.address.split("/")[0]
+            if (found := iface.address_of(family)) is not None:
+                return _ip(found)
+        gateway = self.gateway_of(family)
+        return _ip(gateway) if gateway else None
+
+    @property
+    def own_addresses(self) -> tuple[str, ...]:
+        """Every address the node holds (interfaces, then cbr0), without prefix lengths."""
+        return tuple(_ip(a) for i in self.interfaces for a in i.addresses) + tuple(
+            _ip(g) for g in self.gateways)
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        return tuple(dict.fromkeys(family_of(a) for a in self.own_addresses))
+
+    def address_on(self, segment: str, family: Family | None = None) -> str | None:
+        for iface in self.interfaces:
+            if iface.segment == segment:
+                found = iface.address if family is None else iface.address_of(family)
+                if found:
+                    return _ip(found)
         return None
+
+    def pod_cidr_of(self, family: Family) -> str | None:
+        return of_family(self.pod_cidrs, family)
+
+    def gateway_of(self, family: Family) -> str | None:
+        return of_family(self.gateways, family)
+
+    def masquerade_exempt_of(self, family: Family) -> tuple[str, ...]:
+        return tuple(d for d in self.masquerade_exempt if family_of(d) == family)
+
+    def routes_of(self, family: Family) -> tuple[Route, ...]:
+        return tuple(r for r in self.routes if r.family == family)
 
 
 @dataclass(frozen=True)
@@ -111,7 +175,7 @@ class ContainerPlan:
 class PodPlan:
     name: str
     node: str
-    ip: str
+    ip: str  # the primary family's
     prefixlen: int
     gateway: str
     infra: str  # Docker container name of the infra (pause) container
@@ -120,10 +184,36 @@ class PodPlan:
     labels: dict[str, str]
     # shares its node's namespace: `ip` is the node's address; no gateway, no veth of its own
     host_network: bool = False
+    cidrs: tuple[str, ...] = ()  # ip/len in every family, in the cluster's order
+    gateways: tuple[str, ...] = ()  # the gateway (cbr0's address) in every family
+
+    def __post_init__(self) -> None:
+        if not self.cidrs and self.ip:
+            object.__setattr__(self, "cidrs", (f"{self.ip}/{self.prefixlen}",))
+        if not self.gateways and self.gateway:
+            object.__setattr__(self, "gateways", (self.gateway,))
 
     @property
     def cidr(self) -> str:
         return f"{self.ip}/{self.prefixlen}"
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        return tuple(_ip(c) for c in self.cidrs)
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        return tuple(family_of(c) for c in self.cidrs)
+
+    def ip_of(self, family: Family) -> str | None:
+        cidr = of_family(self.cidrs, family)
+        return _ip(cidr) if cidr else None
+
+    def cidr_of(self, family: Family) -> str | None:
+        return of_family(self.cidrs, family)
+
+    def gateway_of(self, family: Family) -> str | None:
+        return of_family(self.gateways, family)
 
 
 @dataclass(frozen=True)
@@ -131,18 +221,35 @@ class LinkPlan:
     a: tuple[str, str]
     b: tuple[str, str]
     segment: str
-    a_address: str | None
+    a_address: str | None  # the primary family's
     b_address: str | None
     mtu: int | None
     netem: Netem | None
+    a_addresses: tuple[str, ...] = ()  # every family's
+    b_addresses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.a_address and not self.a_addresses:
+            object.__setattr__(self, "a_addresses", (self.a_address,))
+        if self.b_address and not self.b_addresses:
+            object.__setattr__(self, "b_addresses", (self.b_address,))
 
 
 @dataclass(frozen=True)
 class SegmentPlan:
     name: str
     kind: str
-    subnet: str
-    members: tuple[tuple[str, str, str | None], ...]  # (node, iface, address)
+    subnet: str  # the primary family's
+    members: tuple[tuple[str, str, str | None], ...]  # (node, iface, primary address)
+    subnets: tuple[str, ...] = ()  # every family's
+    member_addresses: tuple[tuple[str, ...], ...] = ()  # per member, every family's
+
+    def __post_init__(self) -> None:
+        if not self.subnets:
+            object.__setattr__(self, "subnets", (self.subnet,))
+        if not self.member_addresses:
+            object.__setattr__(self, "member_addresses",
+                               tuple((a,) if a else () for _, _, a in self.members))
 
 
 @dataclass(frozen=True)
@@ -153,9 +260,10 @@ class Expectation:
     dst: str
     src_ip: str | None  # None: the sender's kernel picks it (a node's route source)
     dst_ip: str
-    hops: int  # how much the TTL drops: forwarding devices crossed
+    hops: int  # how much the TTL (IPv6: the hop limit) drops: forwarding devices crossed
     path: tuple[str, ...]  # devices crossed, sender's node first
     snat_to: str | None = None  # masquerade expected: the source seen on arrival
+    family: Family = IPV4
 
 
 @dataclass(frozen=True)
@@ -163,7 +271,7 @@ class Plan:
     lab: str
     topo_path: str
     masquerade: bool
-    pod_cidr: str
+    pod_cidr: str  # the primary family's
     nodes: tuple[NodePlan, ...]
     pods: tuple[PodPlan, ...]
     links: tuple[LinkPlan, ...]
@@ -184,10 +292,16 @@ class Plan:
     # `masquerade:` given as ip-masq-agent's config: the destinations it leaves alone (in the
     # agent's chain order); None: `true` or `false` (NodePlan.masquerade_exempt says which)
     masq_agent_exempt: tuple[str, ...] | None = None
-    service_cidr: str = "10.96.0.0/16"
+    service_cidr: str = "10.96.0.0/16"  # the IPv4 one: Services are IPv4 (see services)
     services: tuple[ServicePlan, ...] = ()
     host_ports: tuple[HostPortPlan, ...] = ()
     _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
+    pod_cidrs: tuple[str, ...] = ()  # every family's, primary first
+    service_cidrs: tuple[str, ...] = ()  # every family's
+
+    def __post_init__(self) -> None:
+        if not self.pod_cidrs:
+            object.__setattr__(self, "pod_cidrs", (self.pod_cidr,))
 
     @property
     def down_links(self) -> frozenset[int]:
@@ -204,6 +318,18 @@ class Plan:
         intact = self._intact or self._graph
         return dataclasses.replace(self, _graph=intact.without(down_links, no_transit),
                                    _intact=intact)
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The cluster's address families, the primary first."""
+        return tuple(family_of(c) for c in self.pod_cidrs)
+
+    @property
+    def dual_stack(self) -> bool:
+        return len(self.families) > 1
+
+    def pod_cidr_of(self, family: Family) -> str | None:
+        return of_family(self.pod_cidrs, family)
 
     def node(self, name: str) -> NodePlan:
         return self._nodes_by_name[name]
@@ -234,6 +360,17 @@ class Plan:
             names += [pod.infra, *(c.container for c in pod.containers)]
         return names
 
+    def shared_families(self, a: str, b: str) -> tuple[Family, ...]:
+        """The families both ends (pod or node names) have, in the cluster's order: each
+        check runs once per family."""
+        def of(name: str) -> tuple[Family, ...]:
+            if name in self._pods_by_name:
+                return self.pod(name).families
+            return self.node(name).families
+
+        theirs = set(of(b))
+        return tuple(f for f in of(a) if f in theirs)
+
     # --- expectations ------------------------------------------------------------------
 
     @cached_property
@@ -262,108 +399,111 @@ class Plan:
             raise ValueError(f"no path from {src} to {dst_segment}")
         return tuple((h.device, self._segment_names[h.segment]) for h in hops)
 
-    def pod_to_pod(self, a: str, b: str) -> Expectation:
+    def _family(self, family: Family | None) -> Family:
+        return family or self.families[0]
+
+    def pod_to_pod(self, a: str, b: str, family: Family | None = None) -> Expectation:
+        fam = self._family(family)
         src, dst = self.pod(a), self.pod(b)
         if src.host_network or dst.host_network:  # one end is its node's own namespace
-            return self._via_node(a, b, src, dst)
+            return self._via_node(a, b, src, dst, fam)
         path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
         # pods of one node share its bridge: switched, not routed, so the TTL holds (on
         # point-to-point links the node routes between them: one step)
         hops = (0 if self.pods_bridged else 1) if src.node == dst.node else len(path)
-        return Expectation(a, b, src.ip, dst.ip, hops, path)
+        return Expectation(a, b, _need(src.ip_of(fam), a, fam), _need(dst.ip_of(fam), b, fam),
+                           hops, path, family=fam)
 
-    def node_to_pod(self, n: str, p: str) -> Expectation:
+    def node_to_pod(self, n: str, p: str, family: Family | None = None) -> Expectation:
+        fam = self._family(family)
         pod = self.pod(p)
         if pod.host_network:
-            return self._node_to_node(n, pod.node, n, p)
+            return self._node_to_node(n, pod.node, n, p, fam)
         path = self._device_path(n, pod.node, f"pods:{pod.node}")
-        return Expectation(n, p, None, pod.ip, len(path) - 1, path)
+        return Expectation(n, p, None, _need(pod.ip_of(fam), p, fam), len(path) - 1, path,
+                           family=fam)
 
-    def pod_to_node(self, p: str, n: str) -> Expectation:
+    def pod_to_node(self, p: str, n: str, family: Family | None = None) -> Expectation:
         """To the node's own address; through the pod's node, which forwards it."""
+        fam = self._family(family)
         pod, node = self.pod(p), self.node(n)
         if pod.host_network:
-            return self._node_to_node(pod.node, n, p, n)
-        dst_ip, segment = self._primary(node)
+            return self._node_to_node(pod.node, n, p, n, fam)
+        src_ip = _need(pod.ip_of(fam), p, fam)
+        dst_ip, segment = self._target(node, fam)
         if n == pod.node:  # delivered locally: nothing forwards it
-            return Expectation(p, n, pod.ip, dst_ip, 0, (n,))
+            return Expectation(p, n, src_ip, dst_ip, 0, (n,), family=fam)
         path = self._device_path(pod.node, n, segment)
-        return Expectation(p, n, pod.ip, dst_ip, len(path) - 1, path)
+        return Expectation(p, n, src_ip, dst_ip, len(path) - 1, path, family=fam)
 
-    def pod_to_external(self, p: str, n: str) -> Expectation:
+    def pod_to_external(self, p: str, n: str, family: Family | None = None) -> Expectation:
+        fam = self._family(family)
         pod, host = self.pod(p), self.node(n)
-        dst_ip, segment = self._primary(host)
+        dst_ip, segment = self._target(host, fam)
         path = self._device_path(pod.node, n, segment)
         if pod.host_network:  # the node's own traffic: not from the pod CIDR, not masqueraded
-            return Expectation(p, n, None, dst_ip, len(path) - 2, path)
+            return Expectation(p, n, None, dst_ip, len(path) - 2, path, family=fam)
         snat = None
         if self.masquerades(pod.node, dst_ip):
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
-            snat = self.node(pod.node).address_on(egress)
-        return Expectation(p, n, pod.ip, dst_ip, len(path) - 1, path, snat)
+            snat = self.node(pod.node).address_on(egress, fam)
+        return Expectation(p, n, _need(pod.ip_of(fam), p, fam), dst_ip, len(path) - 1, path,
+                           snat, family=fam)
 
-    def _via_node(self, a: str, b: str, src: PodPlan, dst: PodPlan) -> Expectation:
+    def _via_node(self, a: str, b: str, src: PodPlan, dst: PodPlan,
+                  family: Family) -> Expectation:
         """A pair with a hostNetwork end: a pod to a node's address, a node to a pod, or
         node to node; the NAT-free rules hold all the same. A hostNetwork sender's source
         is its kernel's choice (src_ip None), as for a node."""
         if src.host_network and dst.host_network:
-            return self._node_to_node(src.node, dst.node, a, b)
+            return self._node_to_node(src.node, dst.node, a, b, family)
         if dst.host_network:
-            return replace(self.pod_to_node(a, dst.node), dst=b)
-        return replace(self.node_to_pod(src.node, b), src=a)
+            return replace(self.pod_to_node(a, dst.node, family), dst=b)
+        return replace(self.node_to_pod(src.node, b, family), src=a)
 
-    def _node_to_node(self, n: str, m: str, src: str, dst: str) -> Expectation:
-        dst_ip, segment = self._primary(self.node(m))
+    def _node_to_node(self, n: str, m: str, src: str, dst: str,
+                      family: Family) -> Expectation:
+        dst_ip, segment = self._target(self.node(m), family)
         if n == m:  # one namespace: over its loopback
-            return Expectation(src, dst, None, dst_ip, 0, (n,))
+            return Expectation(src, dst, None, dst_ip, 0, (n,), family=family)
         path = self._device_path(n, m, segment)  # both ends are on it; neither forwards
-        return Expectation(src, dst, None, dst_ip, len(path) - 2, path)
+        return Expectation(src, dst, None, dst_ip, len(path) - 2, path, family=family)
 
     def masquerades(self, node: str, dst_ip: str) -> bool:
-        """Does k8s-node `node` masquerade its pods' traffic to `dst_ip`? (`true`: unless
-        the destination is exempt; ip-masq-agent's config: unless it is in one of the
-        agent's non-masquerade CIDRs or is one of the node's own addresses.)"""
-        addr = ipaddress.IPv4Address(dst_ip)
+        """Does k8s-node `node` masquerade its pods' traffic to `dst_ip` (of either
+        family)? (`true`: unless the destination is exempt; ip-masq-agent's config: unless
+        it is in one of the agent's non-masquerade CIDRs or is one of the node's own
+        addresses.)"""
+        addr = ipaddress.ip_address(dst_ip)
         if self.masq_agent_exempt is not None:
-            own = self.node(node)
-            local = {i.address.split("/")[0] for i in own.interfaces if i.address}
-            if own.gateway:
-                local.add(own.gateway.split("/")[0])
-            return dst_ip not in local and not any(
-                addr in ipaddress.IPv4Network(c) for c in self.masq_agent_exempt)
+            return dst_ip not in self.node(node).own_addresses and not any(
+                addr in ipaddress.ip_network(c) for c in self.masq_agent_exempt)
         exempt = self.node(node).masquerade_exempt
-        return bool(exempt) and not any(addr in ipaddress.IPv4Network(c) for c in exempt)
+        return bool(exempt) and not any(addr in ipaddress.ip_network(c) for c in exempt)
 
     def _primary(self, node: NodePlan) -> tuple[str, str]:
-        for iface in node.interfaces:
-            if iface.address:
-                return iface.address.split("/")[0], iface.segment
-        if node.gateway:  # a lone k8s-node: its cbr0 address is all it has
-            return node.gateway.split("/")[0], f"pods:{node.name}"
-        raise ValueError(f"node {node.name} has no address")
+        return self._target(node, self.families[0])
 
-    def _segment_index(self, name: str) -> int:
-        return next(i for i, n in self._segment_names.items() if n == name)
-
-    def source_toward(self, node: str, dst: str) -> str:
+    def source_toward(self, node: str, dst: str, family: Family = IPV4) -> str:
         """The address k8s-node `node` sends from toward the namespace of pod or node
-        `dst`: its route's source, which is also what MASQUERADE writes there. Its bridge's
-        address toward its own pods, its own (first) address toward itself, else its
-        address on the first segment of the way."""
+        `dst` in `family` (Services are IPv4): its route's source, which is also what
+        MASQUERADE writes there. Its bridge's address toward its own pods, its own (first)
+        address toward itself, else its address on the first segment of the way."""
         if dst in self._pods_by_name and not self.pod(dst).host_network:
             pod = self.pod(dst)
             if pod.node == node:
-                return (self.node(node).gateway or "").split("/")[0]
+                return _ip(self.node(node).gateway_of(family) or "")
             segment = f"pods:{pod.node}"
         else:
             target = self.node(self.pod(dst).node if dst in self._pods_by_name else dst)
             if target.name == node:
-                return self._primary(target)[0]
-            segment = self._primary(target)[1]
+                return self._target(target, family)[0]
+            segment = self._target(target, family)[1]
         hops = self._graph.path_to_segment(node, self._segment_index(segment))
         first = self._segment_names[hops[0].segment] if hops else segment
-        return self.node(node).address_on(first) or self._primary(self.node(node))[0]
+        return (self.node(node).address_on(first, family)
+                or self._target(self.node(node), family)[0])
 
     def with_pod_addresses(self, found: Mapping[str, str], pods_bridged: bool | None = None
                            ) -> Plan:
@@ -375,14 +515,42 @@ class Plan:
             cidr = found.get(pod.name)
             if cidr:
                 iface = ipaddress.ip_interface(cidr)
-                pod = replace(pod, ip=str(iface.ip), prefixlen=iface.network.prefixlen)
+                family = family_of(iface)
+                cidrs = tuple(str(iface) if family_of(c) == family else c for c in pod.cidrs)
+                pod = replace(pod, ip=str(iface.ip), prefixlen=iface.network.prefixlen,
+                              cidrs=cidrs)
             pods.append(pod)
         bridged = self.pods_bridged if pods_bridged is None else pods_bridged
         return replace(self, pods=tuple(pods), pod_ips_known=True, pods_bridged=bridged)
 
+    def shown_ip(self, value: str | None) -> str | None:
+        """A pod's address (or CIDR) as output shows it: "assigned by CNI" while unknown."""
+        if self.pod_ips_known or value is None:
+            return value
+        return ASSIGNED_BY_CNI if value.split("/")[0] in self._guessed_ips else value
+
+    @cached_property
+    def _guessed_ips(self) -> frozenset[str]:
+        return frozenset(ip for p in self.pods for ip in p.ips)
+
+    def _target(self, node: NodePlan, family: Family) -> tuple[str, str]:
+        """The node's own address in `family` and the segment it sits on."""
+        for iface in node.interfaces:
+            if (found := iface.address_of(family)) is not None:
+                return _ip(found), iface.segment
+        gateway = node.gateway_of(family)
+        if gateway:  # a lone k8s-node: its cbr0 address is all it has
+            return _ip(gateway), f"pods:{node.name}"
+        raise ValueError(f"node {node.name} has no {family} address")
+
+    def _segment_index(self, name: str) -> int:
+        return next(i for i, n in self._segment_names.items() if n == name)
+
     # --- output ------------------------------------------------------------------------
 
     def to_dict(self, with_paths: bool = True) -> dict[str, Any]:
+        """The plan as JSON data: the single-valued keys hold the primary family's value
+        (as before dual-stack), the plural ones every family's."""
         out: dict[str, Any] = {
             "lab": self.lab,
             "topology": self.topo_path,
@@ -392,23 +560,33 @@ class Plan:
             "pod_cidr": self.pod_cidr,
             "routing": self.routing,
             "cni": self.cni,
+            "families": list(self.families),
+            "pod_cidrs": list(self.pod_cidrs),
+            "service_cidrs": list(self.service_cidrs),
             "segments": [
-                {"name": s.name, "kind": s.kind, "subnet": s.subnet,
-                 "members": [{"node": n, "interface": i, "address": a} for n, i, a in s.members]}
+                {"name": s.name, "kind": s.kind, "subnet": s.subnet, "subnets": list(s.subnets),
+                 "members": [{"node": n, "interface": i, "address": a, "addresses": list(aa)}
+                             for (n, i, a), aa in zip(s.members, s.member_addresses,
+                                                      strict=True)]}
                 for s in self.segments],
             "nodes": [
                 {"name": n.name, "kind": n.kind, "container": n.container, "image": n.image,
                  "address": n.address, "pod_cidr": n.pod_cidr, "gateway": n.gateway,
+                 "addresses": [a for f in self.families if (a := n.address_of(f))],
+                 "pod_cidrs": list(n.pod_cidrs), "gateways": list(n.gateways),
                  "bridge": n.bridge,
                  "interfaces": [{"name": i.name, "segment": i.segment, "address": i.address,
-                                 "peer": i.peer} for i in n.interfaces],
+                                 "addresses": list(i.addresses), "peer": i.peer}
+                                for i in n.interfaces],
                  "routes": [{"dst": r.dst, "via": r.via} for r in n.routes],
                  "masquerade_exempt": list(n.masquerade_exempt)}
                 for n in self.nodes],
             "pods": [
                 {"name": p.name, "node": p.node, "ip": self.shown_ip(p.ip),
                  "cidr": self.shown_ip(p.cidr), "host_network": p.host_network,
-                 "gateway": p.gateway, "infra": p.infra, "node_iface": p.node_iface,
+                 "gateway": p.gateway, "ips": [self.shown_ip(ip) for ip in p.ips],
+                 "cidrs": [self.shown_ip(c) for c in p.cidrs],
+                 "gateways": list(p.gateways), "infra": p.infra, "node_iface": p.node_iface,
                  "containers": [{"name": c.name, "container": c.container, "image": c.image}
                                 for c in p.containers]}
                 for p in self.pods],
@@ -420,38 +598,39 @@ class Plan:
                             for kind, e in self.expectations()]
         return out
 
-    def shown_ip(self, value: str | None) -> str | None:
-        """A pod's address (or CIDR) as output shows it: "assigned by CNI" while unknown."""
-        if self.pod_ips_known or value is None:
-            return value
-        return ASSIGNED_BY_CNI if value.split("/")[0] in self._guessed_ips else value
-
-    @cached_property
-    def _guessed_ips(self) -> frozenset[str]:
-        return frozenset(p.ip for p in self.pods)
-
     def expectations(self) -> list[tuple[str, Expectation]]:
-        """Every (check, expectation) the plan predicts, in a stable order."""
+        """Every (check, expectation) the plan predicts, in a stable order: per pair of
+        ends, one per family they share."""
         out: list[tuple[str, Expectation]] = []
         for a in self.pods:
             for b in self.pods:
                 if a.name != b.name:
-                    out.append(("pod-to-pod", self.pod_to_pod(a.name, b.name)))
+                    out += [("pod-to-pod", self.pod_to_pod(a.name, b.name, f))
+                            for f in self.shared_families(a.name, b.name)]
         for n in self.k8s_nodes:
             for p in self.pods:
-                out.append(("node-to-pod", self.node_to_pod(n.name, p.name)))
-                out.append(("pod-to-node", self.pod_to_node(p.name, n.name)))
+                for f in self.shared_families(n.name, p.name):
+                    out.append(("node-to-pod", self.node_to_pod(n.name, p.name, f)))
+                    out.append(("pod-to-node", self.pod_to_node(p.name, n.name, f)))
         for h in self.externals:
             for p in self.pods:
-                out.append(("pod-to-external", self.pod_to_external(p.name, h.name)))
+                out += [("pod-to-external", self.pod_to_external(p.name, h.name, f))
+                        for f in self.shared_families(p.name, h.name)]
         return out
+
+
+def _need(ip: str | None, who: str, family: Family) -> str:
+    if ip is None:
+        raise ValueError(f"{who} has no {family} address")
+    return ip
 
 
 def _expectation_dict(check: str, e: Expectation,
                       shown: Callable[[str | None], str | None] = lambda ip: ip
                       ) -> dict[str, Any]:
-    return {"check": check, "src": e.src, "dst": e.dst, "src_ip": shown(e.src_ip),
-            "dst_ip": shown(e.dst_ip), "hops": e.hops, "path": list(e.path), "snat_to": e.snat_to}
+    return {"check": check, "family": e.family, "src": e.src, "dst": e.dst,
+            "src_ip": shown(e.src_ip), "dst_ip": shown(e.dst_ip), "hops": e.hops,
+            "path": list(e.path), "snat_to": e.snat_to}
 
 
 def _node_image(topo: Topology, name: str, routing: str) -> str:
@@ -473,6 +652,88 @@ def pod_iface_name(pod: str) -> str:
     return f"pv-{pod[:7]}-{digest}"
 
 
+@dataclass
+class _Family:
+    """One family's addressing while the plan is made."""
+
+    family: Family
+    pod_net: Net
+    node_cidr: dict[str, Net]  # k8s-node -> its block of the pod CIDR
+    seg_subnet: dict[int, Net] = field(default_factory=dict)  # segment index -> subnet
+    addr: dict[tuple[str, str], str] = field(default_factory=dict)  # (node, iface) -> a/len
+
+    def subnet_of(self, seg: Segment) -> str:
+        if seg.kind == "pods":
+            return str(self.node_cidr[seg.name.split(":", 1)[1]])
+        return str(self.seg_subnet[seg.index])
+
+    def gateway(self, node: str) -> str:
+        return str(next(self.node_cidr[node].hosts()))
+
+
+def _address_family(fam: _Family, graph: LabGraph, link_ends: list[Any], topo: Topology,
+                    underlay: str, segment_mask: int | None) -> None:
+    """Fill `fam`'s segment subnets and underlay addresses: explicit ones kept, the rest
+    carved from the underlay and numbered in member order."""
+    spec = topo.spec
+    addr = fam.addr
+    for i, link in enumerate(spec.topology.links):
+        given = link.addresses(fam.family)
+        if given:
+            for (node, iface), text in zip(link_ends[i], given, strict=True):
+                if text:  # written as the kernel writes it back (IPv6: compressed)
+                    addr[(node, iface)] = str(ipaddress.ip_interface(text))
+    for seg in graph.segments:
+        if seg.kind == "pods":
+            continue
+        given_ifaces = [ipaddress.ip_interface(addr[(n, i)]) for n, i, _ in seg.members
+                        if (n, i) in addr]
+        if given_ifaces:
+            fam.seg_subnet[seg.index] = given_ifaces[0].network
+    auto = [s for s in graph.segments if s.kind != "pods" and s.index not in fam.seg_subnet]
+    subnets = allocate(underlay, [*fam.seg_subnet.values(), fam.pod_net],
+                       [len(s.members) for s in auto], segment_mask)
+    fam.seg_subnet.update((s.index, net) for s, net in zip(auto, subnets, strict=True))
+    for seg in graph.segments:
+        if seg.kind == "pods":
+            continue
+        subnet = fam.seg_subnet[seg.index]
+        used = {ipaddress.ip_address(_ip(addr[(n, i)])) for n, i, _ in seg.members
+                if (n, i) in addr}
+        hosts = (h for h in subnet.hosts() if h not in used)
+        for n, i, _ in seg.members:
+            if (n, i) not in addr:
+                host = next(hosts, None)
+                if host is None:
+                    raise ValueError(f"segment {seg.name} ({subnet}) has too few addresses")
+                addr[(n, i)] = f"{host}/{subnet.prefixlen}"
+
+
+def _routes(fam: _Family, graph: LabGraph, name: str) -> list[Route]:
+    """A node's static routes in one family: to every segment it is not on (k8s-nodes and
+    routers also to every other node's pod CIDR), via the next device on the path."""
+    nk = kind(graph.kinds[name])
+
+    def address_on(device: str, seg_index: int) -> str:
+        if graph.segments[seg_index].kind == "pods":
+            return fam.gateway(device)
+        for n, i, _ in graph.segments[seg_index].members:
+            if n == device:
+                return _ip(fam.addr[(n, i)])
+        raise KeyError((device, seg_index))
+
+    routes: list[Route] = []
+    for seg in graph.segments:
+        if not nk.pod_routes and seg.kind == "pods":
+            continue  # outside the cluster: no routes to pods
+        hops = graph.path_to_segment(name, seg.index)
+        if not hops:
+            continue  # attached, or unreachable (validation reports that)
+        # hops[0] is this node sending into the first segment toward hops[1]
+        routes.append(Route(fam.subnet_of(seg), address_on(hops[1].device, hops[0].segment)))
+    return routes
+
+
 def make_plan(topo: Topology) -> Plan:
     spec = topo.spec
     cluster = spec.cluster
@@ -481,51 +742,25 @@ def make_plan(topo: Topology) -> Plan:
     link_ends = [(parse_endpoint(lk.endpoints[0]), parse_endpoint(lk.endpoints[1]))
                  for lk in spec.topology.links]
     graph = LabGraph.from_links(kinds, link_ends)  # type: ignore[arg-type]
+    k8s = [n for n, k in kinds.items() if kind(k).hosts_pods]
 
-    # pod CIDRs per k8s-node; each becomes a one-device "pods" segment for routing
-    pod_net = ipaddress.IPv4Network(cluster.pod_cidr)
-    blocks = pod_net.subnets(new_prefix=cluster.node_mask)
-    node_cidr: dict[str, ipaddress.IPv4Network] = {}
-    for name, kind_name in kinds.items():
-        if kind(kind_name).hosts_pods:
-            node_cidr[name] = next(blocks)
-    for name in node_cidr:
+    # pod CIDRs per k8s-node and family; each node's becomes a one-device "pods" segment
+    fams: list[_Family] = []
+    underlays = {family_of(u): u for u in cluster.underlay_cidrs}
+    for text in cluster.pod_cidrs:
+        pod_net = ipaddress.ip_network(text)
+        family = family_of(pod_net)
+        blocks = pod_net.subnets(new_prefix=cluster.node_mask_of(family))
+        fams.append(_Family(family, pod_net, {name: next(blocks) for name in k8s}))
+    for name in k8s:
         seg = Segment(len(graph.segments), "pods", f"pods:{name}")
         seg.members.append((name, POD_BRIDGE, -1))
         graph.segments.append(seg)
         graph.attached[name].append(seg.index)
-
-    # underlay addresses per segment
-    seg_subnet: dict[int, ipaddress.IPv4Network] = {}
-    addr: dict[tuple[str, str], str] = {}  # (node, iface) -> a.b.c.d/len
-    for i, link in enumerate(spec.topology.links):
-        if link.ipv4:
-            for (node, iface), text in zip(link_ends[i], link.ipv4, strict=True):  # type: ignore[misc]
-                if text:
-                    addr[(node, iface)] = text
-    for seg in graph.segments:
-        if seg.kind == "pods":
-            continue
-        given = [ipaddress.IPv4Interface(addr[(n, i)]) for n, i, _ in seg.members
-                 if (n, i) in addr]
-        if given:
-            seg_subnet[seg.index] = given[0].network
-    auto = [s for s in graph.segments if s.kind != "pods" and s.index not in seg_subnet]
-    subnets = allocate(cluster.underlay_cidr, [*seg_subnet.values(), pod_net],
-                       [len(s.members) for s in auto], cluster.segment_mask)
-    seg_subnet.update((s.index, net) for s, net in zip(auto, subnets, strict=True))
-    for seg in graph.segments:
-        if seg.kind == "pods":
-            continue
-        subnet = seg_subnet[seg.index]
-        used = {addr[(n, i)].split("/")[0] for n, i, _ in seg.members if (n, i) in addr}
-        hosts = (h for h in subnet.hosts() if str(h) not in used)
-        for n, i, _ in seg.members:
-            if (n, i) not in addr:
-                host = next(hosts, None)
-                if host is None:
-                    raise ValueError(f"segment {seg.name} ({subnet}) has too few addresses")
-                addr[(n, i)] = f"{host}/{subnet.prefixlen}"
+    for fam in fams:
+        _address_family(fam, graph, link_ends, topo, underlays[fam.family],
+                        cluster.segment_mask if fam.family == IPV4 else None)
+    primary = fams[0]
 
     seg_names = {s.index: s.name for s in graph.segments}
     segment_of_link: dict[int, str] = {}
@@ -533,22 +768,15 @@ def make_plan(topo: Topology) -> Plan:
         for _, _, li in [*seg.members, *seg.switch_ports]:
             segment_of_link[li] = seg.name
 
-    def subnet_of(seg: Segment) -> str:
-        if seg.kind == "pods":
-            return str(node_cidr[seg.name.split(":", 1)[1]])
-        return str(seg_subnet[seg.index])
+    def addresses(end: tuple[str, str]) -> tuple[str, ...]:
+        return tuple(a for fam in fams if (a := fam.addr.get(end)))
 
-    def address_on(device: str, seg_index: int) -> str:
-        if graph.segments[seg_index].kind == "pods":
-            return str(next(node_cidr[device].hosts()))
-        for n, i, _ in graph.segments[seg_index].members:
-            if n == device:
-                return addr[(n, i)].split("/")[0]
-        raise KeyError((device, seg_index))
-
-    k8s_addresses = sorted(
-        {addr[(n, i)].split("/")[0] for (n, i) in addr if kind(kinds[n]).hosts_pods},
-        key=lambda a: ipaddress.IPv4Address(a))
+    # ip-masq-agent's exemptions: the pod CIDR and every k8s-node address, per family
+    exempt: list[str] = []
+    for fam in fams:
+        own = sorted({ipaddress.ip_address(_ip(a)) for (n, _), a in fam.addr.items()
+                      if kind(kinds[n]).hosts_pods})
+        exempt += [str(fam.pod_net), *(f"{a}/{HOST_PREFIX[fam.family]}" for a in own)]
 
     nodes: list[NodePlan] = []
     for name, kind_name in kinds.items():
@@ -557,90 +785,100 @@ def make_plan(topo: Topology) -> Plan:
         for li, ((a, ia), (b, ib)) in enumerate(link_ends):  # type: ignore[misc]
             for (n, i), (pn, pi) in (((a, ia), (b, ib)), ((b, ib), (a, ia))):
                 if n == name:
-                    interfaces.append(Interface(i, segment_of_link[li], addr.get((n, i)),
-                                                f"{pn}:{pi}"))
-        routes: list[Route] = []
-        if not nk.is_switch:
-            for seg in graph.segments:
-                if not nk.pod_routes and seg.kind == "pods":
-                    continue  # outside the cluster: no routes to pods
-                hops = graph.path_to_segment(name, seg.index)
-                if not hops:
-                    continue  # attached, or unreachable (validation reports that)
-                # hops[0] is this node sending into the first segment toward hops[1]
-                routes.append(Route(subnet_of(seg), address_on(hops[1].device,
-                                                               hops[0].segment)))
+                    interfaces.append(Interface(i, segment_of_link[li], primary.addr.get((n, i)),
+                                                f"{pn}:{pi}", addresses((n, i))))
+        routes = [] if nk.is_switch else [r for fam in fams for r in _routes(fam, graph, name)]
         node_labels = {**topo.labels_of(name), labels.LAB: lab, labels.ROLE: labels.ROLE_NODE,
                        labels.NODE: name, labels.KIND: kind_name,
                        labels.TOPO: str(topo.path or "")}
-        cidr = node_cidr.get(name)
+        hosts_pods = name in primary.node_cidr
+        gateways = tuple(f"{fam.gateway(name)}/{fam.node_cidr[name].prefixlen}"
+                         for fam in fams) if hosts_pods else ()
         nodes.append(NodePlan(
             name=name, kind=kind_name, container=f"podlab-{lab}-{name}",
             image=_node_image(topo, name, cluster.routing), labels=node_labels,
             interfaces=tuple(interfaces),
             routes=tuple(routes),
-            pod_cidr=str(cidr) if cidr else None,
-            gateway=f"{next(cidr.hosts())}/{cidr.prefixlen}" if cidr else None,
+            pod_cidr=str(primary.node_cidr[name]) if hosts_pods else None,
+            gateway=gateways[0] if gateways else None,
             bridge=POD_BRIDGE if nk.hosts_pods else SWITCH_BRIDGE if nk.is_switch else None,
-            masquerade_exempt=(str(pod_net), *(f"{a}/32" for a in k8s_addresses))
-            if nk.hosts_pods and cluster.masquerade is True else (),
+            masquerade_exempt=tuple(exempt) if nk.hosts_pods and cluster.masquerade is True
+            else (),
+            pod_cidrs=tuple(str(fam.node_cidr[name]) for fam in fams) if hosts_pods else (),
+            gateways=gateways,
         ))
 
     pods: list[PodPlan] = []
-    next_host = {n: iter(list(c.hosts())[1:]) for n, c in node_cidr.items()}
+    # pods take the hosts after the gateway, lazily: an IPv6 /64 is not a list
+    next_host: dict[tuple[Family, str], Iterator[Any]] = {
+        (fam.family, n): itertools.islice(c.hosts(), 1, None)
+        for fam in fams for n, c in fam.node_cidr.items()}
     nodes_by_name = {n.name: n for n in nodes}
     for pod_name, pod in spec.pods.items():
-        cidr = node_cidr[pod.node]
-        if pod.host_network:  # the node's own address, as Kubernetes reports it
+        if pod.host_network:  # the node's own addresses, as Kubernetes reports them
             node_plan = nodes_by_name[pod.node]
-            ip = node_plan.address or ""
-            prefixlen, gateway, node_iface = _prefixlen_of(node_plan, ip), "", ""
+            cidrs = tuple(_cidr_of(node_plan, a) for f in (fam.family for fam in fams)
+                          if (a := node_plan.address_of(f)))
+            gateways: tuple[str, ...] = ()
+            node_iface = ""
         else:
-            ip = str(next(next_host[pod.node]))
-            prefixlen, gateway, node_iface = (cidr.prefixlen, str(next(cidr.hosts())),
-                                              pod_iface_name(pod_name))
+            cidrs = tuple(f"{next(next_host[(fam.family, pod.node)])}/"
+                          f"{fam.node_cidr[pod.node].prefixlen}" for fam in fams)
+            gateways = tuple(fam.gateway(pod.node) for fam in fams)
+            node_iface = pod_iface_name(pod_name)
         pod_labels = {**pod.labels, labels.LAB: lab, labels.POD: pod_name,
                       labels.NODE: pod.node, labels.TOPO: str(topo.path or "")}
         pods.append(PodPlan(
-            name=pod_name, node=pod.node, ip=ip, prefixlen=prefixlen,
-            gateway=gateway, infra=f"podlab-{lab}-{pod_name}",
+            name=pod_name, node=pod.node, ip=_ip(cidrs[0]) if cidrs else "",
+            prefixlen=int(cidrs[0].split("/")[1]) if cidrs else 32,
+            gateway=gateways[0] if gateways else "", infra=f"podlab-{lab}-{pod_name}",
             node_iface=node_iface, host_network=pod.host_network,
             containers=tuple(ContainerPlan(
                 name=c.name, container=f"podlab-{lab}-{pod_name}-{c.name}", image=c.image,
                 command=tuple(c.command) if c.command is not None else None,
                 args=tuple(c.args) if c.args is not None else None,
                 env={e.name: e.value for e in c.env}) for c in pod.containers),
-            labels=pod_labels,
+            labels=pod_labels, cidrs=cidrs, gateways=gateways,
         ))
 
     links = tuple(
-        LinkPlan(a=a, b=b, segment=segment_of_link[i], a_address=addr.get(a),
-                 b_address=addr.get(b), mtu=spec.topology.links[i].mtu,
-                 netem=spec.topology.links[i].netem)
+        LinkPlan(a=a, b=b, segment=segment_of_link[i], a_address=primary.addr.get(a),
+                 b_address=primary.addr.get(b), mtu=spec.topology.links[i].mtu,
+                 netem=spec.topology.links[i].netem, a_addresses=addresses(a),
+                 b_addresses=addresses(b))
         for i, (a, b) in enumerate(link_ends))  # type: ignore[misc]
     segments = tuple(
-        SegmentPlan(s.name, s.kind, subnet_of(s),
-                    tuple((n, i, addr.get((n, i))) for n, i, _ in s.members)
+        SegmentPlan(s.name, s.kind, primary.subnet_of(s),
+                    tuple((n, i, primary.addr.get((n, i))) for n, i, _ in s.members)
+                    if s.kind != "pods" else (),
+                    subnets=tuple(fam.subnet_of(s) for fam in fams),
+                    member_addresses=tuple(addresses((n, i)) for n, i, _ in s.members)
                     if s.kind != "pods" else ())
         for s in graph.segments)
     pod_ips = {p.name: p.ip for p in pods}
     agent = cluster.masquerade if isinstance(cluster.masquerade, MasqAgentConfig) else None
-    return Plan(lab=lab, topo_path=str(topo.path or ""), masquerade=cluster.masquerade is not False,
-                pod_cidr=str(pod_net), nodes=tuple(nodes), pods=tuple(pods), links=links,
-                segments=segments, _graph=graph, _segment_names=seg_names,
+    service_v4 = of_family(cluster.service_cidrs, IPV4) or "10.96.0.0/16"
+    return Plan(lab=lab, topo_path=str(topo.path or ""),
+                masquerade=cluster.masquerade is not False,
+                pod_cidr=str(primary.pod_net), nodes=tuple(nodes), pods=tuple(pods),
+                links=links, segments=segments, _graph=graph, _segment_names=seg_names,
                 routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
                 cni_conflist=getattr(cluster.cni, "conflist", None),
                 cni_bin_dir=getattr(cluster.cni, "bin_dir", None),
                 pod_ips_known=datapaths.cni_value(cluster.cni) == datapaths.DEFAULT_CNI,
                 pods_bridged=cluster.cni != "ptp",
                 masq_agent_exempt=agent.exempt if agent else None,
-                service_cidr=str(ipaddress.IPv4Network(cluster.service_cidr)),
-                services=plan_services(spec, pod_ips),
-                host_ports=plan_host_ports(spec, pod_ips))
+                service_cidr=str(ipaddress.IPv4Network(service_v4)),
+                services=plan_services(spec, pod_ips) if IPV4 in cluster.families else (),
+                host_ports=plan_host_ports(spec, pod_ips) if IPV4 in cluster.families
+                else (),
+                pod_cidrs=tuple(str(fam.pod_net) for fam in fams),
+                service_cidrs=cluster.service_cidrs)
 
 
-def _prefixlen_of(node: NodePlan, ip: str) -> int:
-    for iface in node.interfaces:
-        if iface.address and iface.address.split("/")[0] == ip:
-            return int(iface.address.split("/")[1])
-    return int(node.gateway.split("/")[1]) if node.gateway else 32
+def _cidr_of(node: NodePlan, ip: str) -> str:
+    """`ip` with the prefix length of the node's interface (or bridge) that holds it."""
+    for address in (*(a for i in node.interfaces for a in i.addresses), *node.gateways):
+        if _ip(address) == ip:
+            return address
+    return f"{ip}/{HOST_PREFIX[family_of(ip)]}"

@@ -125,7 +125,8 @@ def plan_host_ports(spec: TopologyFile, pod_ips: dict[str, str]) -> tuple[HostPo
 
 
 def _allocate_cluster_ips(spec: TopologyFile) -> dict[str, str]:
-    net = ipaddress.IPv4Network(spec.cluster.service_cidr)
+    # Services are IPv4: their ClusterIPs come from the IPv4 service CIDR
+    net = ipaddress.IPv4Network(next(c for c in spec.cluster.service_cidrs if ":" not in c))
     given = {s.cluster_ip for s in spec.services.values() if s.cluster_ip}
     hosts = (str(h) for h in net.hosts())
     next(hosts, None)  # the first is the `kubernetes` Service's in a real cluster

@@ -19,6 +19,11 @@ entered it, see harness.host.netns) and drives them all from one selector loop:
 Ephemeral ports let two verifies of one lab run at once. Every probe carries a unique
 nonce at the start of its payload and is matched by it. At most `window` probes are in
 flight, and every wait is bounded.
+
+A namespace with IPv6 gets the same sockets again in IPv6 (IPV6_V6ONLY, so each family's
+are its own; a raw ICMPv6 socket that passes only echoes), and a probe goes out through
+those of its destination's family. The IPv6 hop limit is read and judged where IPv4's TTL
+is: from the header on the wire, from IPV6_HOPLIMIT at the socket.
 """
 
 from __future__ import annotations
@@ -42,10 +47,12 @@ from harness.prove.probe import (
     Probe,
     Seen,
     address,
+    icmp6_echo,
     icmp_echo,
     icmp_id,
     nonce,
     parse,
+    parse_icmp6,
     parse_ip,
     read_nonce,
 )
@@ -60,6 +67,11 @@ _INT = struct.Struct("i")
 READ_BURST = 64  # reads per wake-up, so one busy socket cannot starve the others
 TCP_BATCH = 256  # client sockets made per trip into a namespace
 LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger: on, 0 s
+V6 = socket.IPPROTO_IPV6
+
+
+def family_of(address: str) -> str:
+    return "ipv6" if ":" in address else "ipv4"
 
 
 @dataclass
@@ -71,6 +83,7 @@ class Namespace:
     local: tuple[str, ...] | None = None
     # listeners on fixed (proto, address, port): a Service's endpoint at its targetPort
     ports: tuple[tuple[str, str, int], ...] = ()
+    families: tuple[str, ...] = ("ipv4",)  # the address families it has sockets for
 
 
 @dataclass
@@ -80,6 +93,16 @@ class _Sockets:
     udp_sport: int  # the port of `udp`
     udp_port: int = 0  # the listeners', where probes end
     tcp_port: int = 0
+
+
+# what `Engine._make` opens in one namespace: the sniffer, each family's sockets by role,
+# and the fixed (Service endpoint) listeners
+_Made = tuple[socket.socket, dict[str, dict[str, socket.socket]], list[socket.socket]]
+
+
+def _sockets_of(made: _Made) -> list[socket.socket]:
+    sniff, per, fixed = made
+    return [sniff, *(s for socks in per.values() for s in socks.values()), *fixed]
 
 
 @dataclass
@@ -99,9 +122,10 @@ class Engine:
     unanswered: set[int] = field(default_factory=set)  # TCP probes whose handshake timed out
     _loop: _Loop = field(default_factory=lambda: _Loop())
     _socks: list[socket.socket] = field(default_factory=list)
-    _ns: dict[str, _Sockets] = field(default_factory=dict)
-    _tcp_pool: dict[str, list[socket.socket]] = field(default_factory=dict)
-    _tcp_left: dict[str, int] = field(default_factory=dict)  # TCP probes each has yet to send
+    _ns: dict[tuple[str, str], _Sockets] = field(default_factory=dict)  # (ns, family)
+    _tcp_pool: dict[tuple[str, str], list[socket.socket]] = field(default_factory=dict)
+    # TCP probes each (namespace, family) has yet to send
+    _tcp_left: dict[tuple[str, str], int] = field(default_factory=dict)
     _pid: dict[str, int] = field(default_factory=dict)
     _clients: dict[int, socket.socket] = field(default_factory=dict)
     _connecting: set[int] = field(default_factory=set)  # TCP probes without a handshake yet
@@ -114,7 +138,7 @@ class Engine:
     def __enter__(self) -> Engine:
         # each namespace's sockets are made by a thread that enters it: side by side, as
         # a loaded host takes its time to schedule each new thread
-        made: list[list[socket.socket]] = []
+        made: list[_Made] = []
         error: BaseException | None = None
         with ThreadPoolExecutor(max_workers=min(16, len(self.namespaces) or 1)) as pool:
             for fut in [pool.submit(self._make, ns) for ns in self.namespaces]:
@@ -123,11 +147,11 @@ class Engine:
                 except BaseException as exc:
                     error = error or exc
         if error is not None:
-            close_all([sock for socks in made for sock in socks])
+            close_all([sock for m in made for sock in _sockets_of(m)])
             raise error
-        for ns, socks in zip(self.namespaces, made, strict=True):
+        for ns, m in zip(self.namespaces, made, strict=True):
             self._pid[ns.name] = ns.pid
-            self._register(ns, socks)
+            self._register(ns, m)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -145,9 +169,9 @@ class Engine:
         self._socks.append(sock)
         self._loop.add(sock, partial(handler, sock, *args))
 
-    def _make(self, ns: Namespace) -> list[socket.socket]:
-        def make() -> list[socket.socket]:
-            out = []
+    def _make(self, ns: Namespace) -> _Made:
+        def make() -> _Made:
+            out: list[socket.socket] = []
             try:
                 sniff = bpf.packet_socket()
                 out.append(sniff)
@@ -157,74 +181,56 @@ class Engine:
                            else bpf.probe_filter(handshakes=True, share=self.share))
                 if ns.local:  # arrivals only: spare the kernel a copy of every frame sent
                     bpf.ignore_outgoing(sniff)
-                # two UDP sockets, so that a request from a to b and one from b to a are
-                # two flows (to conntrack too), never one flow's two directions
-                for _ in range(2 if ns.listens else 1):
-                    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    out.append(udp)
-                    udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                    udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                    udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-                    udp.bind(("0.0.0.0", 0))  # ephemeral: a fresh port each run
-                icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-                out.append(icmp)
-                icmp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                icmp.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 4 << 20)
-                bpf.attach(icmp, bpf.icmp_probe_filter(self.share))
-                if ns.listens:
-                    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    out.append(tcp)
-                    tcp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                    tcp.bind(("0.0.0.0", 0))
-                    _defer_accept(tcp)
-                    tcp.listen(1024)
-                for proto, addr, port in ns.ports:
-                    fixed = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
-                                          else socket.SOCK_DGRAM)
-                    out.append(fixed)
-                    fixed.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    fixed.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+                per = {family: _family_sockets(family, ns.listens, out, self.share)
+                       for family in ns.families}
+                fixed = []
+                for proto, addr, port in ns.ports:  # Services are IPv4
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
+                                         else socket.SOCK_DGRAM)
+                    out.append(sock)
+                    fixed.append(sock)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
                     if proto == "udp":
-                        fixed.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                        fixed.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
                     try:
-                        fixed.bind((addr, port))
+                        sock.bind((addr, port))
                     except OSError as exc:
                         raise OSError(exc.errno, f"{proto} port {addr}:{port} in {ns.name} is "
                                       f"taken ({exc.strerror}): is another verify of this "
                                       "lab probing its Services?") from exc
                     if proto == "tcp":
-                        _defer_accept(fixed)
-                        fixed.listen(1024)
+                        _defer_accept(sock)
+                        sock.listen(1024)
             except BaseException:
                 for sock in out:
                     sock.close()
                 raise
-            return out
+            return sniff, per, fixed
 
         return run_in_netns(ns.pid, make)
 
-    def _register(self, ns: Namespace, socks: list[socket.socket]) -> None:
-        fixed = socks[len(socks) - len(ns.ports):]
-        socks = socks[:len(socks) - len(ns.ports)]
-        sniff, udp_out = socks[:2]
-        udp_in, icmp, tcp = (socks[2], socks[3], socks[4]) if ns.listens else (None, socks[2],
-                                                                              None)
+    def _register(self, ns: Namespace, made: _Made) -> None:
+        sniff, per, fixed = made
         for (proto, _, port), sock in zip(ns.ports, fixed, strict=True):
             if proto == "udp":
                 self._keep(sock, self._on_udp, ns.name, port)
             else:
                 self._keep(sock, self._tcp_accept, ns.name)
         self._keep(sniff, self._on_frame, ns.name)
-        mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
-        self._keep(udp_out, self._on_udp, ns.name, mine.udp_sport)
-        self._keep(icmp, self._on_icmp, ns.name)
-        if udp_in is not None and tcp is not None:
-            port = udp_in.getsockname()[1]
-            self._keep(udp_in, self._on_udp, ns.name, port)
-            self._keep(tcp, self._tcp_accept, ns.name)
-            mine.udp_port, mine.tcp_port = port, tcp.getsockname()[1]
-        self._ns[ns.name] = mine
+        for family, socks in per.items():
+            udp_out, icmp = socks["udp"], socks["icmp"]
+            mine = _Sockets(udp_out, icmp, udp_out.getsockname()[1])
+            self._keep(udp_out, self._on_udp, ns.name, mine.udp_sport)
+            self._keep(icmp, self._on_icmp6 if family == "ipv6" else self._on_icmp, ns.name)
+            if ns.listens:
+                udp_in, tcp = socks["udp_in"], socks["tcp"]
+                port = udp_in.getsockname()[1]
+                self._keep(udp_in, self._on_udp, ns.name, port)
+                self._keep(tcp, self._tcp_accept, ns.name)
+                mine.udp_port, mine.tcp_port = port, tcp.getsockname()[1]
+            self._ns[(ns.name, family)] = mine
 
     # --- receive side: the wire ----------------------------------------------------------
 
@@ -308,19 +314,26 @@ class Engine:
                 continue
             probe_id, reply = found
             local, pktinfo, ttl = "", b"", None
+            anc_out = []
             for level, kind, d in anc:
                 if level == IPPROTO_IP:
                     if kind == IP_PKTINFO:
                         pktinfo = d[8:12]  # ipi_addr: the header's destination
                         local = address(pktinfo)
+                        anc_out = [(level, kind, struct.pack("=I4s4s", 0, pktinfo, b"\0" * 4))]
                     elif kind == IP_TTL:
+                        ttl = _INT.unpack_from(d)[0]
+                elif level == V6:
+                    if kind == socket.IPV6_PKTINFO:
+                        pktinfo = d[:16]  # in6_pktinfo: the destination, then the ifindex
+                        local = address(pktinfo)
+                        anc_out = [(level, kind, pktinfo + struct.pack("=I", 0))]
+                    elif kind == socket.IPV6_HOPLIMIT:
                         ttl = _INT.unpack_from(d)[0]
             src = intern(peer[0])  # one string per address, as `address` gives
             self._record(probe_id, Heard(ns, reply, "udp", src, local, peer[1], port, ttl))
             if reply:
                 continue
-            anc_out = [(socket.IPPROTO_IP, IP_PKTINFO,
-                        struct.pack("=I4s4s", 0, pktinfo, b"\0" * 4))] if pktinfo else []
             try:
                 sock.sendmsg([nonce(probe_id, reply=True)], anc_out, 0, peer)
             except OSError:
@@ -333,6 +346,26 @@ class Engine:
             except BlockingIOError:
                 return
             parsed = parse_ip(packet)
+            if parsed is None:
+                continue
+            probe_id, reply, _, src, dst, ident, _, ttl = parsed
+            self._record(probe_id, Heard(ns, reply, "icmp", src, dst, ident, ident, ttl))
+
+    def _on_icmp6(self, sock: socket.socket, ns: str) -> None:
+        """A raw ICMPv6 socket reads the message alone: its addresses and hop limit come
+        as ancillary data."""
+        for _ in range(READ_BURST):
+            try:
+                data, anc, _, peer = sock.recvmsg(bpf.PROBE_SNAPLEN, 128)
+            except BlockingIOError:
+                return
+            dst, hops = "", -1
+            for level, kind, d in anc:
+                if level == V6 and kind == socket.IPV6_PKTINFO:
+                    dst = socket.inet_ntop(socket.AF_INET6, d[:16])
+                elif level == V6 and kind == socket.IPV6_HOPLIMIT:
+                    hops = struct.unpack("i", d[:4])[0]
+            parsed = parse_icmp6(data, peer[0].split("%")[0], dst, hops)
             if parsed is None:
                 continue
             probe_id, reply, _, src, dst, ident, _, ttl = parsed
@@ -373,12 +406,13 @@ class Engine:
 
     # --- send side -----------------------------------------------------------------------
 
-    def _tcp_socket(self, ns: str) -> socket.socket:
-        pool = self._tcp_pool.setdefault(ns, [])
+    def _tcp_socket(self, ns: str, family: str) -> socket.socket:
+        pool = self._tcp_pool.setdefault((ns, family), [])
         if not pool:
-            n = min(max(self._tcp_left.get(ns, 0), 1), TCP_BATCH)
-            pool.extend(run_in_netns(self._pid[ns], _tcp_sockets, n))
-        self._tcp_left[ns] = self._tcp_left.get(ns, 1) - 1
+            key = (ns, family)
+            n = min(max(self._tcp_left.get(key, 0), 1), TCP_BATCH)
+            pool.extend(run_in_netns(self._pid[ns], _tcp_sockets, n, family))
+        self._tcp_left[(ns, family)] = self._tcp_left.get((ns, family), 1) - 1
         return pool.pop()
 
     def _udp_socket(self, ns: str) -> tuple[socket.socket, int]:
@@ -400,11 +434,15 @@ class Engine:
 
     def _send(self, probe: Probe) -> None:
         probe.sent_at = time.monotonic()
-        sender = self._ns[probe.sender]
-        receiver = self._ns.get(probe.receiver)
+        family = family_of(probe.dst)
+        sender = self._ns.get((probe.sender, family))
+        receiver = self._ns.get((probe.receiver, family))
+        if sender is None:
+            probe.error = f"{probe.sender} has no {family} address to probe with"
+            return
         if probe.proto == "tcp":
             probe.dport = probe.to_port or (receiver.tcp_port if receiver else 0)
-            sock = self._tcp_socket(probe.sender)
+            sock = self._tcp_socket(probe.sender, family)
             code = sock.connect_ex((probe.dst, probe.dport))
             if code not in (0, errno.EINPROGRESS):
                 probe.error = f"connect failed in {probe.sender}: {errno.errorcode.get(code)}"
@@ -425,7 +463,8 @@ class Engine:
                 udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
             else:
                 probe.sport = probe.dport = icmp_id(probe.id)
-                sender.icmp.sendto(icmp_echo(probe.id), (probe.dst, 0))
+                echo = icmp6_echo if family == "ipv6" else icmp_echo
+                sender.icmp.sendto(echo(probe.id), (probe.dst, 0))
         except OSError as exc:
             probe.error = f"send failed in {probe.sender}: {exc.strerror}"
             self._finished.append(probe)
@@ -465,14 +504,16 @@ class Engine:
     def _warm_tcp_pools(self, probes: list[Probe]) -> None:
         """Make each sender's first TCP sockets before the clock runs: entering a
         namespace takes a thread, which a loaded host may make slow."""
-        count: dict[str, int] = {}
+        count: dict[tuple[str, str], int] = {}  # (sender, family) -> TCP probes
         for p in probes:
             if p.proto == "tcp" and not p.error:
-                count[p.sender] = count.get(p.sender, 0) + 1
-        for ns, n in count.items():
-            self._tcp_left[ns] = self._tcp_left.get(ns, 0) + n
-            if ns in self._pid and not self._tcp_pool.get(ns):
-                self._tcp_pool[ns] = run_in_netns(self._pid[ns], _tcp_sockets, min(n, 16))
+                key = (p.sender, family_of(p.dst))
+                count[key] = count.get(key, 0) + 1
+        for (ns, family), n in count.items():
+            self._tcp_left[(ns, family)] = self._tcp_left.get((ns, family), 0) + n
+            if ns in self._pid and not self._tcp_pool.get((ns, family)):
+                self._tcp_pool[(ns, family)] = run_in_netns(self._pid[ns], _tcp_sockets,
+                                                            min(n, 16), family)
 
     def _read_tcp_reply(self, probe: Probe) -> None:
         """A TCP probe about to time out: its echo may sit unread in the client socket."""
@@ -619,15 +660,67 @@ def close_all(socks: list[socket.socket]) -> None:
         list(pool.map(socket.socket.close, sniffers))
 
 
-def _tcp_sockets(n: int) -> list[socket.socket]:
-    """`n` client sockets, ready to connect: non-blocking, TTL set, and closed with a reset
-    once their echo is read (SO_LINGER 0), which spares the path a FIN exchange and the
-    kernel a TIME_WAIT socket per probe."""
+def _family_sockets(family: str, listens: bool, out: list[socket.socket],
+                    share: int | None = None) -> dict[str, socket.socket]:
+    """One family's sockets in the calling thread's namespace: "udp" (sends, gets echoes),
+    "icmp", and where probes end "udp_in" and "tcp" listeners. Each is appended to `out`
+    as soon as it exists, so the caller can close them all on a failure."""
+    six = family == "ipv6"
+    af = socket.AF_INET6 if six else socket.AF_INET
+    socks: dict[str, socket.socket] = {}
+
+    def new(key: str, kind: int, proto: int = 0) -> socket.socket:
+        sock = socket.socket(af, kind, proto)
+        out.append(sock)
+        socks[key] = sock
+        if six:
+            sock.setsockopt(V6, socket.IPV6_UNICAST_HOPS, TTL)
+            if kind != socket.SOCK_RAW:  # each family's sockets are its own
+                sock.setsockopt(V6, socket.IPV6_V6ONLY, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+        return sock
+
+    # two UDP sockets where probes end, so that a request from a to b and one from b to
+    # a are two flows (to conntrack too), never one flow's two directions
+    for key in ("udp", "udp_in") if listens else ("udp",):
+        udp = new(key, socket.SOCK_DGRAM)
+        if six:
+            udp.setsockopt(V6, socket.IPV6_RECVPKTINFO, 1)
+            udp.setsockopt(V6, socket.IPV6_RECVHOPLIMIT, 1)
+        else:
+            udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        udp.bind(("::" if six else "0.0.0.0", 0))  # ephemeral: a fresh port each run
+    icmp = new("icmp", socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if six else socket.IPPROTO_ICMP)
+    icmp.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 4 << 20)
+    if six:
+        icmp.setsockopt(socket.IPPROTO_ICMPV6, bpf.ICMP6_FILTER, bpf.icmp6_echo_filter())
+        icmp.setsockopt(V6, socket.IPV6_RECVPKTINFO, 1)
+        icmp.setsockopt(V6, socket.IPV6_RECVHOPLIMIT, 1)
+    else:
+        bpf.attach(icmp, bpf.icmp_probe_filter(share))
+    if listens:
+        tcp = new("tcp", socket.SOCK_STREAM)
+        tcp.bind(("::" if six else "0.0.0.0", 0))
+        _defer_accept(tcp)
+        tcp.listen(1024)
+    return socks
+
+
+def _tcp_sockets(n: int, family: str = "ipv4") -> list[socket.socket]:
+    """`n` client sockets, ready to connect: non-blocking, TTL (hop limit) set, and closed
+    with a reset once their echo is read (SO_LINGER 0), which spares the path a FIN
+    exchange and the kernel a TIME_WAIT socket per probe."""
+    six = family == "ipv6"
     out = []
     for _ in range(n):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+        if six:
+            sock.setsockopt(V6, socket.IPV6_UNICAST_HOPS, TTL)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         out.append(sock)
     return out

@@ -11,6 +11,10 @@ PMTU black hole users meet, and the check fails naming the link.
 `targets` is pure (from the plan); `probe` sends from the pods' namespaces with a raw
 ICMP socket set to IP_PMTUDISC_PROBE (DF on, the kernel's cached path MTU ignored, so a
 previous fragmentation-needed does not make the sender refuse by itself); `judge` is pure.
+
+In IPv6 the same, once more per pair: routers never fragment, so an ICMPv6 echo (a raw
+ICMPv6 socket with IPV6_PMTUDISC_PROBE) one byte over the path MTU gets a packet-too-big
+from the router in front of the smaller link, carrying that link's MTU.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from harness.plan import POD_IFACE, LinkPlan, Plan, PodPlan
 CHECK = "mtu"
 DEFAULT_MTU = 1500  # a veth's and a bridge's MTU unless the file says `mtu:`
 IP_MTU_DISCOVER, IP_PMTUDISC_PROBE = 10, 3
+IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE = 23, 3
 ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_FRAG_NEEDED, ICMP_ECHO = 0, 3, 4, 8
+ICMP6_PACKET_TOO_BIG, ICMP6_ECHO, ICMP6_ECHO_REPLY = 2, 128, 129
 IP_HEADER, ICMP_HEADER = 20, 8
+IP6_HEADER = 40
 TIMEOUT_S = 2.0
 
 
@@ -46,13 +53,18 @@ class Limit:
     silent: bool = False  # an L2 hop: it drops an oversized frame and sends no ICMP
     sender: bool = False  # the sender's own interface: its stack refuses (EMSGSIZE)
 
-    def says(self) -> str:
+    def says(self, family: str = "ipv4") -> str:
         if self.sender:
             return f"refused by the sender's own {self.link} (MTU {self.mtu})"
         if self.silent:
             return (f"dropped without ICMP by switch {self.node} on link {self.link} "
                     f"(MTU {self.mtu}): a PMTU black hole")
-        return f"fragmentation-needed (MTU {self.mtu}) from {self.node} for link {self.link}"
+        return f"{too_big(family)} (MTU {self.mtu}) from {self.node} for link {self.link}"
+
+
+def too_big(family: str) -> str:
+    """How a router says a packet does not fit: ICMP's, or ICMPv6's name for it."""
+    return "packet-too-big" if family == "ipv6" else "fragmentation-needed"
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class Target:
     path_mtu: int
     limit: Limit
     routers: dict[str, str]  # address -> node, to name who sent an ICMP error
+    family: str = "ipv4"
 
 
 def _link_name(link: LinkPlan) -> str:
@@ -100,13 +113,12 @@ def path_limits(plan: Plan, src: PodPlan, dst: PodPlan) -> list[Limit]:
 
 
 def targets(plan: Plan) -> list[Target]:
-    """One target per ordered pair of k8s-nodes with pods: the first pod on each."""
+    """One target per ordered pair of k8s-nodes with pods (the first pod on each) and
+    address family the two pods share."""
     first: dict[str, PodPlan] = {}
     for pod in plan.pods:
         first.setdefault(pod.node, pod)
-    routers = {i.address.split("/")[0]: n.name for n in plan.nodes for i in n.interfaces
-               if i.address}
-    routers |= {n.gateway.split("/")[0]: n.name for n in plan.nodes if n.gateway}
+    routers = {a: n.name for n in plan.nodes for a in n.own_addresses}
     out = []
     for a in first.values():
         for b in first.values():
@@ -115,7 +127,10 @@ def targets(plan: Plan) -> list[Target]:
             limits = path_limits(plan, a, b)
             mtu = min(x.mtu for x in limits)
             limit = next(x for x in limits if x.mtu == mtu)
-            out.append(Target(a.name, b.name, a.ip, b.ip, mtu, limit, routers))
+            for family in plan.shared_families(a.name, b.name):
+                out.append(Target(a.name, b.name, str(a.ip_of(family)),  # type: ignore[arg-type]
+                                  str(b.ip_of(family)), mtu, limit, routers,  # type: ignore[arg-type]
+                                  family))
     return out
 
 
@@ -139,6 +154,30 @@ class Observation:
     target: Target
     fits: Outcome
     over: Outcome
+
+
+def echo6(ident: int, seq: int, size: int) -> bytes:
+    """An ICMPv6 echo request whose IPv6 packet is `size` bytes (checksum: the kernel's)."""
+    payload = b"podlab-mtu".ljust(size - IP6_HEADER - ICMP_HEADER, b".")
+    return struct.pack("!BBHHH", ICMP6_ECHO, 0, 0, ident, seq) + payload
+
+
+def classify6(message: bytes, src: str) -> tuple[str, int, int, str, int | None] | None:
+    """`classify` for what a raw ICMPv6 socket reads (the message without its IPv6 header;
+    `src` from the read's address): echo replies, and packet-too-big errors about our
+    echoes ("frag", with the MTU they carry)."""
+    if len(message) < ICMP_HEADER:
+        return None
+    if message[0] == ICMP6_ECHO_REPLY:
+        ident, seq = struct.unpack_from("!HH", message, 4)
+        return "reply", ident, seq, src, None
+    inner = message[8:]  # the offending packet: its IPv6 header, then our echo
+    if message[0] == ICMP6_PACKET_TOO_BIG and len(inner) >= IP6_HEADER + ICMP_HEADER and \
+            inner[6] == 58 and inner[IP6_HEADER] == ICMP6_ECHO:
+        mtu = struct.unpack_from("!I", message, 4)[0]
+        ident, seq = struct.unpack_from("!HH", inner, IP6_HEADER + 4)
+        return "frag", ident, seq, src, mtu
+    return None
 
 
 def echo(ident: int, seq: int, size: int) -> bytes:
@@ -187,29 +226,37 @@ def probe(plan: Plan, pids: dict[str, int], tgts: Iterable[Target],
     from harness.host.netns import socket_in_netns
 
     tgts = list(tgts)
-    socks: dict[str, socket.socket] = {}
+    socks: dict[tuple[str, str], socket.socket] = {}  # (pod, family)
     ident = os.getpid() & 0xFFFF
     outcomes: dict[int, Outcome] = {}
     observations = []
     try:
         for t in tgts:
             infra = plan.pod(t.src).infra
-            if t.src not in socks and infra in pids:
-                sock = socket_in_netns(pids[infra], socket.AF_INET, socket.SOCK_RAW,
-                                       socket.IPPROTO_ICMP)
-                sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
+            if (t.src, t.family) not in socks and infra in pids:
+                if t.family == "ipv6":
+                    sock = socket_in_netns(pids[infra], socket.AF_INET6, socket.SOCK_RAW,
+                                           socket.IPPROTO_ICMPV6)
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER,
+                                    IPV6_PMTUDISC_PROBE)
+                else:
+                    sock = socket_in_netns(pids[infra], socket.AF_INET, socket.SOCK_RAW,
+                                           socket.IPPROTO_ICMP)
+                    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
                 sock.setblocking(False)
-                socks[t.src] = sock
+                socks[(t.src, t.family)] = sock
         for t in tgts:
             pair = []
             for size in (t.path_mtu, t.path_mtu + 1):
                 seq = len(outcomes) + 1
                 out = outcomes[seq] = Outcome(size)
-                if t.src not in socks:
+                sock = socks.get((t.src, t.family))
+                if sock is None:
                     out.error = f"{t.src} is not running"
                 else:
+                    packet = (echo6 if t.family == "ipv6" else echo)(ident, seq, size)
                     try:
-                        socks[t.src].sendto(echo(ident, seq, size), (t.dst_ip, 0))
+                        sock.sendto(packet, (t.dst_ip, 0))
                     except OSError as exc:
                         if exc.errno == errno.EMSGSIZE:
                             out.refused = True
@@ -238,10 +285,11 @@ def _collect(socks: list[socket.socket], ident: int, outcomes: dict[int, Outcome
         for sock in ready:
             while True:
                 try:
-                    packet = sock.recv(65535)
+                    packet, peer = sock.recvfrom(65535)
                 except BlockingIOError:
                     break
-                got = classify(packet)
+                got = (classify6(packet, peer[0].split("%")[0])
+                       if sock.family == socket.AF_INET6 else classify(packet))
                 if got is None or got[1] != ident or got[2] not in outcomes:
                     continue
                 what, _, seq, src, mtu = got
@@ -262,12 +310,16 @@ class Verdict:
     expected: dict[str, Any]
     observed: dict[str, Any]
     detail: str
+    family: str = "ipv4"
 
 
 def judge(obs: Observation) -> Verdict:
     """Pure: did the path carry its MTU, and refuse one byte more as IP says?"""
     t, fits, over = obs.target, obs.fits, obs.over
-    expected = {"path_mtu": t.path_mtu, "limit": t.limit.link, "over": t.limit.says()}
+    big = too_big(t.family)
+    df = " with DF" if t.family == "ipv4" else ""  # IPv6: routers never fragment
+    expected = {"path_mtu": t.path_mtu, "limit": t.limit.link,
+                "over": t.limit.says(t.family)}
     who = t.routers.get(over.icmp_from or "", over.icmp_from)
     observed: dict[str, Any] = {"fits": fits.answered, "over_refused": over.refused,
                                 "icmp_from": who, "icmp_mtu": over.icmp_mtu}
@@ -275,34 +327,35 @@ def judge(obs: Observation) -> Verdict:
     if not fits.answered:
         fits_from = t.routers.get(fits.icmp_from or "", fits.icmp_from)
         why = fits.error or ("refused by the sender" if fits.refused else (
-            f"fragmentation-needed (MTU {fits.icmp_mtu}) from {fits_from}" if fits.icmp_from
+            f"{big} (MTU {fits.icmp_mtu}) from {fits_from}" if fits.icmp_from
             else "no answer"))
         return Verdict(t.src, t.dst, False, expected, observed,
-                       f"{t.path_mtu} bytes with DF did not cross {where}: {why}; the plan's "
-                       f"path MTU is {t.path_mtu} (link {t.limit.link})")
-    fine = f"{t.path_mtu} bytes with DF crossed {where}"
+                       f"{t.path_mtu} bytes{df} did not cross {where}: {why}; the plan's "
+                       f"path MTU is {t.path_mtu} (link {t.limit.link})", family=t.family)
+    fine = f"{t.path_mtu} bytes{df} crossed {where}"
     lim = t.limit
     if lim.silent:
         if over.icmp_from is None and not over.refused and not over.answered:
             return Verdict(t.src, t.dst, False, expected, observed,
                            f"{fine}, but {t.path_mtu + 1} bytes vanished without ICMP: "
                            f"PMTU black hole at link {lim.link} (MTU {lim.mtu}, switched by "
-                           f"{lim.node}, which cannot send fragmentation-needed)")
+                           f"{lim.node}, which cannot send {big})", family=t.family)
     elif lim.sender:
         if over.refused:
             return Verdict(t.src, t.dst, True, expected, observed,
                            f"{fine}; {t.path_mtu + 1} bytes refused by {t.src}'s own "
-                           f"{POD_IFACE} (MTU {lim.mtu})")
+                           f"{POD_IFACE} (MTU {lim.mtu})", family=t.family)
     elif who == lim.node and over.icmp_mtu == lim.mtu:
         return Verdict(t.src, t.dst, True, expected, observed,
-                       f"{fine}; {t.path_mtu + 1} bytes got fragmentation-needed "
-                       f"(MTU {lim.mtu}) from {lim.node}: link {lim.link} sets the path MTU")
+                       f"{fine}; {t.path_mtu + 1} bytes got {big} "
+                       f"(MTU {lim.mtu}) from {lim.node}: link {lim.link} sets the path MTU",
+                       family=t.family)
     got = ("an echo reply" if over.answered else "refused by the sender" if over.refused
-           else f"fragmentation-needed (MTU {over.icmp_mtu}) from {who}" if over.icmp_from
+           else f"{big} (MTU {over.icmp_mtu}) from {who}" if over.icmp_from
            else "nothing")
     return Verdict(t.src, t.dst, False, expected, observed,
                    f"{fine}, but {t.path_mtu + 1} bytes got {got}; expected "
-                   f"{lim.says()}")
+                   f"{lim.says(t.family)}", family=t.family)
 
 
 def check(plan: Plan, pids: dict[str, int], timeout: float = TIMEOUT_S) -> list[Verdict]:

@@ -6,7 +6,8 @@ route toward the destination, or toward the source for the reply.
 A route is missing on a node of the planned path (the sender's node first, the
 destination's node last, which holds the destination as connected) when no prefix of its
 table, the default route included, covers the address. What is named is the lab's prefix
-of that address: a node's pod CIDR or a segment's subnet, as the plan has them.
+of that address: a node's pod CIDR or a segment's subnet, as the plan has them. Either
+family: a table's "default" covers both unless written per family (0.0.0.0/0, ::/0).
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ Table = Sequence[str]  # the destinations of a main table: CIDRs and "default"
 
 
 def covers(table: Table, ip: str) -> bool:
-    addr = ipaddress.IPv4Address(ip)
-    return any(dst == "default" or addr in ipaddress.IPv4Network(dst, strict=False)
+    addr = ipaddress.ip_address(ip)  # in a network of the other family: never
+    return any(dst == "default" or addr in ipaddress.ip_network(dst, strict=False)
                for dst in table)
 
 
 def lab_prefix(plan: Plan, ip: str) -> str:
-    """The plan's prefix an address is in (pod CIDR or segment subnet), else the /32."""
-    addr = ipaddress.IPv4Address(ip)
+    """The plan's prefix an address is in (pod CIDR or segment subnet, of its family),
+    else the host prefix (/32, /128)."""
+    addr = ipaddress.ip_address(ip)
     for seg in plan.segments:
-        if addr in ipaddress.IPv4Network(seg.subnet):
-            return seg.subnet
-    return f"{ip}/32"
+        for subnet in seg.subnets:
+            if addr in ipaddress.ip_network(subnet):
+                return subnet
+    return f"{ip}/{addr.max_prefixlen}"
 
 
 def missing_route(path: Sequence[str], ip: str, tables: Mapping[str, Table]

@@ -16,6 +16,10 @@ Probe identity is fresh in every run and every process: the ids start at a rando
 (`new_ids`), so ICMP ids and nonces never repeat a recent run's, and a conntrack entry
 left by an earlier run cannot hide a NAT rule added since. UDP and TCP listeners bind
 ephemeral ports, and the senders' ports are picked by their kernels.
+
+Both families: an IPv6 probe is the same UDP datagram, TCP connection or echo (ICMPv6
+type 128/129), and its hop limit is recorded where IPv4's TTL is (`ttl`): both start at
+`TTL` and drop by one per router.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ REQUEST, REPLY = b"PLB", b"PLR"
 NONCE_LEN = 19
 SYN = "tcp-syn"  # sightings of a TCP probe's handshake: they show where it went, not arrival
 ICMP_ECHO_REPLY, ICMP_ECHO = 0, 8
+ICMP6_ECHO, ICMP6_ECHO_REPLY = 128, 129
+ETH_IP, ETH_IP6 = b"\x08\x00", b"\x86\xdd"
+IP6_HEADER = 40
 
 
 def new_ids() -> Iterator[int]:
@@ -73,6 +80,13 @@ def icmp_echo(probe_id: int) -> bytes:
     head = struct.pack("!BBHHH", ICMP_ECHO, 0, 0, icmp_id(probe_id), (probe_id >> 16) & 0xFFFF)
     body = nonce(probe_id)
     return head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
+
+
+def icmp6_echo(probe_id: int) -> bytes:
+    """The ICMPv6 echo request of a probe. Its checksum covers the IPv6 pseudo-header, so
+    the sending kernel writes it (a raw ICMPv6 socket always does): zero here."""
+    return struct.pack("!BBHHH", ICMP6_ECHO, 0, 0, icmp_id(probe_id),
+                       (probe_id >> 16) & 0xFFFF) + nonce(probe_id)
 
 
 @dataclass(slots=True)
@@ -120,14 +134,15 @@ _ADDRESSES: dict[bytes, str] = {}
 
 
 def address(raw: bytes) -> str:
-    """The dotted quad of 4 bytes, one string object per address: a lab has few addresses
-    and a verify hundreds of thousands of records of them (memory, and results pickled
-    between processes share them)."""
+    """The text of a packed IPv4 (4 bytes) or IPv6 (16) address, one string object per
+    address: a lab has few addresses and a verify hundreds of thousands of records of them
+    (memory, and results pickled between processes share them)."""
     text = _ADDRESSES.get(raw)
     if text is None:
         if len(_ADDRESSES) >= 1 << 16:
             _ADDRESSES.clear()
-        text = _ADDRESSES[raw] = socket.inet_ntoa(raw)
+        family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+        text = _ADDRESSES[raw] = socket.inet_ntop(family, raw)
     return text
 
 
@@ -138,9 +153,13 @@ def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None
 
     Plain struct unpacking: this runs for every frame the lab carries.
     """
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+    if len(frame) < 34:
         return None
-    return parse_ip(frame, 14)
+    if frame[12:14] == ETH_IP:
+        return parse_ip(frame, 14)
+    if frame[12:14] == ETH_IP6:
+        return parse_ip6(frame, 14)
+    return None
 
 
 def parse_ip(packet: bytes, at: int = 0) -> tuple[int, bool, str, str, str, int, int, int] | None:
@@ -149,35 +168,66 @@ def parse_ip(packet: bytes, at: int = 0) -> tuple[int, bool, str, str, str, int,
         return None
     ihl = (packet[at] & 0x0F) * 4
     ttl, proto = packet[at + 8], packet[at + 9]
-    l4 = at + ihl
+    raw = packet[at + 12:at + 16]
+    src = _ADDRESSES.get(raw) or address(raw)
+    raw = packet[at + 16:at + 20]
+    dst = _ADDRESSES.get(raw) or address(raw)
+    return _transport(packet, at + ihl, proto, src, dst, ttl)
+
+
+def parse_ip6(packet: bytes, at: int = 0) -> tuple[int, bool, str, str, str, int, int,
+                                                    int] | None:
+    """`parse` for an IPv6 packet at offset `at`. Probes carry no extension header, so the
+    transport header follows the fixed one; the hop limit is returned as the TTL."""
+    if len(packet) < at + IP6_HEADER + 8:
+        return None
+    proto, hops = packet[at + 6], packet[at + 7]
+    raw = packet[at + 8:at + 24]
+    src = _ADDRESSES.get(raw) or address(raw)
+    raw = packet[at + 24:at + 40]
+    dst = _ADDRESSES.get(raw) or address(raw)
+    return _transport(packet, at + IP6_HEADER, proto, src, dst, hops)
+
+
+def parse_icmp6(data: bytes, src: str, dst: str, hops: int
+                ) -> tuple[int, bool, str, str, str, int, int, int] | None:
+    """`parse` for what a raw ICMPv6 socket reads: the ICMPv6 message alone (the kernel
+    keeps the IPv6 header; its addresses and hop limit come as the read's ancillary data)."""
+    return _transport(data, 0, 58, src, dst, hops)
+
+
+def _transport(packet: bytes, l4: int, proto: int, src: str, dst: str, ttl: int
+               ) -> tuple[int, bool, str, str, str, int, int, int] | None:
+    if len(packet) < l4 + 8:
+        return None
     if proto == 17:
         sport, dport = struct.unpack_from("!HH", packet, l4)
         data = l4 + 8
         name = "udp"
     elif proto == 6:
+        if len(packet) < l4 + 20:
+            return None
         sport, dport = struct.unpack_from("!HH", packet, l4)
         data = l4 + (packet[l4 + 12] >> 4) * 4
         name = "tcp"
-    elif proto == 1:
-        if packet[l4] not in (ICMP_ECHO_REPLY, ICMP_ECHO):
+    elif proto in (1, 58):
+        if packet[l4] not in ((ICMP_ECHO_REPLY, ICMP_ECHO) if proto == 1
+                              else (ICMP6_ECHO, ICMP6_ECHO_REPLY)):
             return None
         sport = dport = struct.unpack_from("!H", packet, l4 + 4)[0]
         data = l4 + 8
         name = "icmp"
     else:
         return None
-    raw = packet[at + 12:at + 16]
-    src = _ADDRESSES.get(raw) or address(raw)
-    raw = packet[at + 16:at + 20]
-    dst = _ADDRESSES.get(raw) or address(raw)
     found = read_nonce(packet[data:data + NONCE_LEN])
     if found is None:
-        if proto == 6 and packet[l4 + 13] & 0x12 in (0x02, 0x12):
+        if proto == 6 and len(packet) >= l4 + 14 and packet[l4 + 13] & 0x12 in (0x02, 0x12):
             # a handshake carries no nonce: id 0, matched by its ports (Engine._on_frame)
             return 0, packet[l4 + 13] & 0x10 != 0, SYN, src, dst, sport, dport, ttl
         return None
     probe_id, reply = found
-    reply = reply or (proto == 1 and packet[l4] == ICMP_ECHO_REPLY)
+    reply = reply or (proto == 1 and packet[l4] == ICMP_ECHO_REPLY) or (
+        proto == 58 and packet[l4] == ICMP6_ECHO_REPLY)
     return probe_id, reply, name, src, dst, sport, dport, ttl
 
 

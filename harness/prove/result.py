@@ -1,4 +1,4 @@
-"""What verify hands back: one Result per (check, src, dst, proto), in one Report.
+"""What verify hands back: one Result per (check, src, dst, proto, family), in one Report.
 
 A module of its own so that every producer of results (the probe checks, intra-pod, the
 identity check) and every consumer (render, the CLI, tests) depends on it, not on each
@@ -24,11 +24,12 @@ class Result:
     observed: dict[str, Any]
     detail: str
     probe_ids: list[int] = field(default_factory=list, repr=False)
+    family: str = "ipv4"  # the address family probed: "ipv4" or "ipv6"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "src": self.src, "dst": self.dst, "proto": self.proto,
-                "ok": self.ok, "expected": self.expected, "observed": self.observed,
-                "detail": self.detail}
+        return {"check": self.check, "family": self.family, "src": self.src, "dst": self.dst,
+                "proto": self.proto, "ok": self.ok, "expected": self.expected,
+                "observed": self.observed, "detail": self.detail}
 
 
 @dataclass

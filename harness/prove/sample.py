@@ -30,12 +30,14 @@ def node_of(plan: Any, name: str) -> str:
 
 
 def spanning(plan: Any, targets: Iterable[_Target]) -> list[Any]:
-    """The first target of each (check, sender's node, receiver's node), in plan order:
-    pods on one node and pods on two nodes, each node to each pod's node, and so on."""
-    seen: set[tuple[str, str, str]] = set()
+    """The first target of each (check, sender's node, receiver's node, address family),
+    in plan order: pods on one node and pods on two nodes, each node to each pod's node,
+    and so on, in every family the lab has."""
+    seen: set[tuple[str, str, str, str | None]] = set()
     out = []
     for t in targets:
-        key = (t.check, node_of(plan, t.sender), node_of(plan, t.receiver))
+        key = (t.check, node_of(plan, t.sender), node_of(plan, t.receiver),
+               getattr(t, "family", None))
         if key not in seen:
             seen.add(key)
             out.append(t)

@@ -1,6 +1,7 @@
 """Which pairs verify probes and what each probe's packets must look like: from the plan,
-computed once per run. Pure: the kernel's own answers (a node's source address toward a
-pod) come in as a plain mapping.
+computed once per run, once per address family the two ends share (the plan's
+expectations carry the family). Pure: the kernel's own answers (a node's source address
+toward a pod) come in as a plain mapping.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Target:
     expect_reply: bool
 
     @property
+    def family(self) -> str:
+        return self.exp.family
+
+    @property
     def protos(self) -> tuple[str, ...]:
         if not self.expect_reply:
             return ("udp", "icmp")  # a TCP handshake needs a way back
@@ -48,59 +53,67 @@ class Endpoint:
     container: str
     addresses: tuple[str, ...]
 
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys("ipv6" if ":" in a else "ipv4" for a in self.addresses))
+
 
 def targets(plan: Plan, checks: Iterable[str],
             node_sources: Mapping[str, Mapping[str, str]] | None = None) -> list[Target]:
     """What to send for the probe checks among `checks`. `node_sources[node][ip]` is the
-    source address the node's kernel picks toward an address (node-to-pod, and anything a
-    hostNetwork pod, which is its node's namespace, sends)."""
+    source address the node's kernel picks toward an address, of either family
+    (node-to-pod, and anything a hostNetwork pod, which is its node's namespace, sends).
+    Each pair is probed once per address family its ends share."""
     wanted = set(checks)
     sources = node_sources or {}
     out: list[Target] = []
     pods = plan.pods
+    shared = plan.shared_families
 
-    def src_of(pod: PodPlan, dst_ip: str) -> str:
+    def src_of(pod: PodPlan, dst_ip: str, family: str) -> str:
         if pod.host_network:  # its node's kernel picks ("": no route)
             return sources.get(pod.node, {}).get(dst_ip, "")
-        return pod.ip
+        return pod.ip_of(family) or ""  # type: ignore[arg-type]
 
     if "pod-to-pod" in wanted:
         for a, b in itertools.permutations(pods, 2):
-            e = plan.pod_to_pod(a.name, b.name)
-            src = src_of(a, b.ip)
-            out.append(Target("pod-to-pod", e, a.name, b.name, src, src, True))
+            for f in shared(a.name, b.name):
+                e = plan.pod_to_pod(a.name, b.name, f)
+                src = src_of(a, e.dst_ip, f)
+                out.append(Target("pod-to-pod", e, a.name, b.name, src, src, True))
     for node in plan.k8s_nodes:
         for pod in pods:
-            if "node-to-pod" in wanted:
-                e = plan.node_to_pod(node.name, pod.name)
-                src = sources.get(node.name, {}).get(pod.ip, "")  # "": the node has no route
-                out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
-            if "pod-to-node" in wanted:
-                e = plan.pod_to_node(pod.name, node.name)
-                src = src_of(pod, e.dst_ip)
-                out.append(Target("pod-to-node", e, pod.name, node.name, src, src, True))
+            for f in shared(node.name, pod.name):
+                if "node-to-pod" in wanted:
+                    e = plan.node_to_pod(node.name, pod.name, f)
+                    # "": the node has no route
+                    src = sources.get(node.name, {}).get(e.dst_ip, "")
+                    out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
+                if "pod-to-node" in wanted:
+                    e = plan.pod_to_node(pod.name, node.name, f)
+                    src = src_of(pod, e.dst_ip, f)
+                    out.append(Target("pod-to-node", e, pod.name, node.name, src, src, True))
     if "pod-to-external" in wanted:
         for host in plan.externals:
             for pod in pods:
-                e = plan.pod_to_external(pod.name, host.name)
-                src = src_of(pod, e.dst_ip)
-                seen_src = e.snat_to or src
-                # unmasqueraded, the outside host has no route back: arrival is the proof
-                # (a hostNetwork pod sends from its node's address, which it can answer)
-                out.append(Target("pod-to-external", e, pod.name, host.name, src, seen_src,
-                                  e.snat_to is not None or pod.host_network))
+                for f in shared(pod.name, host.name):
+                    e = plan.pod_to_external(pod.name, host.name, f)
+                    src = src_of(pod, e.dst_ip, f)
+                    seen_src = e.snat_to or src
+                    # unmasqueraded, the outside host has no route back: arrival is the
+                    # proof (a hostNetwork pod sends from its node's address, answerable)
+                    out.append(Target("pod-to-external", e, pod.name, host.name, src,
+                                      seen_src, e.snat_to is not None or pod.host_network))
     return out
 
 
 def endpoints(plan: Plan) -> dict[str, Endpoint]:
     """Every namespace of the lab by node or pod name."""
     out = {}
-    for n in plan.nodes:
-        own = [i.address.split("/")[0] for i in n.interfaces if i.address]
-        own += [n.gateway.split("/")[0]] if n.gateway else []
-        out[n.name] = Endpoint(n.name, n.container, tuple(own))
+    for n in plan.nodes:  # every family's: interfaces, then cbr0
+        out[n.name] = Endpoint(n.name, n.container, n.own_addresses)
     for p in plan.pods:
         # a hostNetwork pod's namespace is its node's: every address of it is its own
         out[p.name] = Endpoint(p.name, p.infra, out[p.node].addresses if p.host_network
-                               else (p.ip,))
+                               else p.ips)
     return out

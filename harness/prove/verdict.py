@@ -14,23 +14,35 @@ from harness.prove.result import Result
 from harness.prove.targets import Target
 
 
+def _family(address: str) -> str:
+    return "ipv6" if ":" in address else "ipv4"
+
+
 def identity(pod: PodPlan, eth0: Sequence[str] | None, netns_of: Mapping[str, int | None],
-             peers_saw: Mapping[str, str] | None = None) -> Result:
-    """pod-identity of one pod: `eth0` is what the pod's eth0 holds (None: the infra
-    container is not running), `netns_of` maps each container of the pod (and its infra)
-    to its network namespace inode (None: not running), `peers_saw` maps each source
-    address the pod's peers' sockets saw to one example of who saw it (None: no probe
-    from this pod ran)."""
+             peers_saw: Mapping[str, str] | None = None, family: str | None = None
+             ) -> Result:
+    """pod-identity of one pod in one address family (default: its first): `eth0` is what
+    the pod's eth0 holds, every family's global addresses (None: the infra container is
+    not running), `netns_of` maps each container of the pod (and its infra) to its network
+    namespace inode (None: not running), `peers_saw` maps each source address (of this
+    family) the pod's peers' sockets saw to one example of who saw it (None: no probe from
+    this pod ran). eth0 must hold exactly one address of the family, the planned one, and
+    none of a family the plan does not give the pod."""
+    fam = family or pod.families[0]
+    cidr, ip = pod.cidr_of(fam), pod.ip_of(fam)  # type: ignore[arg-type]
+    word = "" if len(pod.families) == 1 else f"{'IPv6' if fam == 'ipv6' else 'IPv4'} "
     observed: dict[str, Any] = {}
     problems = []
     ns = netns_of.get(pod.infra)
     if eth0 is None or ns is None:
         problems.append(f"infra container {pod.infra} is not running")
     else:
-        observed["eth0"] = list(eth0)
-        if sorted(set(eth0)) != [pod.cidr]:
-            problems.append(f"eth0 holds {list(eth0) or 'no address'}, plan says exactly "
-                            f"{pod.cidr}")
+        # this family's addresses, and any of a family the pod should not have at all
+        mine = [a for a in eth0 if _family(a) == fam or _family(a) not in pod.families]
+        observed["eth0"] = mine
+        if sorted(set(mine)) != [cidr]:
+            problems.append(f"eth0 holds {mine or f'no {word}address'}, plan says exactly "
+                            f"{cidr}")
         outside = [c.name for c in pod.containers if netns_of.get(c.container) != ns]
         observed["containers_in_netns"] = [c.name for c in pod.containers
                                            if c.name not in outside]
@@ -40,32 +52,36 @@ def identity(pod: PodPlan, eth0: Sequence[str] | None, netns_of: Mapping[str, in
     if peers_saw is not None:
         observed["peers_saw"] = sorted(peers_saw)
         problems += [f"peers saw it as {addr} ({who})" for addr, who in peers_saw.items()
-                     if addr != pod.ip]
-    expected: dict[str, Any] = {"eth0": [pod.cidr],
+                     if addr != ip]
+    expected: dict[str, Any] = {"eth0": [cidr],
                                 "containers_in_netns": [c.name for c in pod.containers]}
     if peers_saw is not None:
-        expected["peers_saw"] = [pod.ip]
+        expected["peers_saw"] = [ip]
     peers = " and every peer's socket saw it as its source" if peers_saw else ""
     return Result(
         "pod-identity", pod.name, pod.name, "-", not problems, expected, observed,
-        "; ".join(problems) or f"{pod.name} is {pod.ip}, the only address on eth0{peers}; "
-        f"all {len(pod.containers)} containers share its network namespace")
+        "; ".join(problems) or f"{pod.name} is {ip}, the only {word}address on eth0{peers}; "
+        f"all {len(pod.containers)} containers share its network namespace", family=fam)
 
 
 def host_identity(pod: PodPlan, node_addresses: Sequence[str] | None,
-                  netns_of: Mapping[str, int | None], node_netns: int | None) -> Result:
-    """pod-identity of a hostNetwork pod: its containers are in its node's namespace
-    (`node_netns`), and its address, the node's, is on one of the node's interfaces
-    (`node_addresses`, a.b.c.d/len; None: the node is not running)."""
+                  netns_of: Mapping[str, int | None], node_netns: int | None,
+                  family: str | None = None) -> Result:
+    """pod-identity of a hostNetwork pod in one family (default: its first): its
+    containers are in its node's namespace (`node_netns`), and its address of that family,
+    the node's, is on one of the node's interfaces (`node_addresses`, address/len of
+    either family; None: the node is not running)."""
+    fam = family or pod.families[0]
+    cidr, ip = pod.cidr_of(fam) or pod.cidr, pod.ip_of(fam) or pod.ip  # type: ignore[arg-type]
     problems = []
     observed: dict[str, Any] = {}
     ns = netns_of.get(pod.infra)
     if ns is None or node_netns is None or node_addresses is None:
         problems.append(f"{pod.infra if ns is None else pod.node} is not running")
     else:
-        observed["node_addresses"] = sorted(node_addresses)
-        if pod.cidr not in node_addresses:
-            problems.append(f"its node {pod.node} does not hold {pod.cidr}")
+        observed["node_addresses"] = sorted(a for a in node_addresses if _family(a) == fam)
+        if cidr not in node_addresses:
+            problems.append(f"its node {pod.node} does not hold {cidr}")
         inside = [c.name for c in pod.containers if netns_of.get(c.container) == node_netns]
         observed["containers_in_node_netns"] = inside
         if ns != node_netns:
@@ -74,12 +90,12 @@ def host_identity(pod: PodPlan, node_addresses: Sequence[str] | None,
             outside = [c.name for c in pod.containers if c.name not in inside]
             problems.append(f"container(s) {', '.join(outside)} not in {pod.node}'s network "
                             "namespace")
-    expected = {"node_addresses": [pod.cidr],
+    expected = {"node_addresses": [cidr],
                 "containers_in_node_netns": [c.name for c in pod.containers]}
     return Result("pod-identity", pod.name, pod.name, "-", not problems, expected, observed,
                   "; ".join(problems) or f"{pod.name} is hostNetwork: it shares {pod.node}'s "
-                  f"network namespace and address {pod.ip}, as do all its "
-                  f"{len(pod.containers)} containers")
+                  f"network namespace and address {ip}, as do all its "
+                  f"{len(pod.containers)} containers", family=fam)
 
 
 def wanted(target: Target, probe: Probe) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,19 +157,25 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
                 problems += _socket(want_rep, rep, rep_heard, target.sender, "reply",
                                     observed["reply"], probe.error is None)
     ok = not problems
+    word = _ttl(exp.family)
     if ok:
-        ttl = f"TTL -{hops}" if hops else "TTL unchanged (no router on the path)"
+        ttl = f"{word} -{hops}" if hops else f"{word} unchanged (no router on the path)"
         detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged on the wire and "
                   f"at {target.receiver}'s socket, {ttl} as planned ({' > '.join(exp.path)})")
         if exp.snat_to:
             detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} by "
-                      f"{exp.path[0]}, seen so by {target.receiver}'s socket; TTL -{hops}")
+                      f"{exp.path[0]}, seen so by {target.receiver}'s socket; {word} -{hops}")
         if probe.expect_reply:
             detail += "; reply unchanged"
     else:
         detail = "; ".join(dict.fromkeys(problems))
     return Result(target.check, exp.src, exp.dst, probe.proto, ok, expected, observed, detail,
-                  [probe.id])
+                  [probe.id], exp.family)
+
+
+def _ttl(family: str) -> str:
+    """What the IP header's hop counter is called: IPv6's hop limit plays the TTL's part."""
+    return "hop limit" if family == "ipv6" else "TTL"
 
 
 LABELS = (("src", "source"), ("dst", "destination"), ("sport", "source port"),
@@ -177,6 +199,8 @@ def _socket(want: dict[str, Any], wire: Seen, heard: Heard | None, ns: str, leg:
             continue
         got, before = getattr(heard, key), getattr(wire, key)
         if got != before:
+            if key == "ttl":
+                label = _ttl(_family(wire.src))
             out.append(f"{leg} {label} rewritten {before} -> {got} inside {ns} after arrival "
                        "(PREROUTING/INPUT)")
     return out
@@ -202,7 +226,8 @@ def _mismatches(target: Target, want: dict[str, Any], seen: Seen, sightings: lis
                            f"{where} on the way from {a} to {b}")
     if seen.ttl != want["ttl"]:
         path = _route_taken(sightings, seen.reply)
-        out.append(f"{leg} TTL dropped by {TTL - seen.ttl}, plan expects {exp.hops} "
+        out.append(f"{leg} {_ttl(exp.family)} dropped by {TTL - seen.ttl}, plan expects "
+                   f"{exp.hops} "
                    f"({' > '.join(exp.path if leg == 'request' else reversed(exp.path))}); "
                    f"seen at {' > '.join(path)}")
     return out
@@ -253,4 +278,4 @@ def _lost(target: Target, probe: Probe, sightings: list[Seen], reply: bool) -> s
     last = ordered[-1]
     way = "leaving" if last.outgoing else "arriving at"
     return (f"{leg} from {a} to {b} lost: last seen {way} {last.ns} on {last.ifname} "
-            f"(TTL {last.ttl})")
+            f"({_ttl(target.exp.family)} {last.ttl})")

@@ -4,8 +4,9 @@ The orchestration only. Its inputs are live: the pids of the lab's containers (f
 Lab) and what the kernel says (addresses, route sources, fetched through harness.host).
 It computes the targets once from the plan (harness.prove.targets), has the engine send
 and sniff (harness.prove.engine), and hands what was seen to the pure verdict
-(harness.prove.verdict). Each check yields one Result per (check, src, dst, proto); a
-failed one says what changed where, or where its packet was last seen.
+(harness.prove.verdict). Each check yields one Result per (check, src, dst, proto,
+family): every check runs once per address family its two ends share. A failed one says
+what changed where, or where its packet was last seen.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
             results += intra.result()
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
         results += [Result(mtu.CHECK, v.src, v.dst, "icmp", v.ok, v.expected, v.observed,
-                           v.detail) for v in mtu.check(plan, pids)]
+                           v.detail, family=v.family) for v in mtu.check(plan, pids)]
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     control, why = _negative_control(plan, checks, results)
@@ -116,8 +117,9 @@ def _sources(plan: Plan, pids: dict[str, int], checks: list[str]
     """The kernel's own choice of source, asked once per node: toward every pod for
     node-to-pod, and toward every address its hostNetwork pods send to (they are the
     node's namespace)."""
-    pod_ips = [p.ip for p in plan.pods]
-    others = [str(n.address) for n in (*plan.k8s_nodes, *plan.externals) if n.address]
+    pod_ips = [ip for p in plan.pods for ip in p.ips]  # every family's
+    others = [a for n in (*plan.k8s_nodes, *plan.externals) for f in plan.families
+              if (a := n.address_of(f))]
     hosting = {p.node for p in plan.pods if p.host_network}
     out = {}
     for n in plan.k8s_nodes:
@@ -226,19 +228,23 @@ def identities(plan: Plan, facts: list[IdentityFacts],
                probed: list[Result] | None) -> list[Result]:
     """pod-identity: each pod's eth0 addresses and its containers' namespaces (`facts`),
     and the source its peers' sockets saw in `probed` (None: no probe ran), judged by the
-    verdict."""
-    saw: dict[str, dict[str, str]] = {}
+    verdict; one result per family."""
+    saw: dict[tuple[str, str], dict[str, str]] = {}  # (pod, family) -> {source: who saw it}
     for r in probed or ():
         src = r.observed.get("socket", {}).get("src")
-        if src and r.check != "node-to-pod" and r.expected.get("src") == plan.pod(r.src).ip:
-            saw.setdefault(r.src, {}).setdefault(src, f"{r.dst}, {r.check} {r.proto}")
+        if src and r.check != "node-to-pod" and \
+                r.expected.get("src") == plan.pod(r.src).ip_of(r.family):  # type: ignore[arg-type]
+            saw.setdefault((r.src, r.family), {}).setdefault(src, f"{r.dst}, {r.check} "
+                                                                  f"{r.proto}")
     out = []
     for f in facts:
-        if f.pod.host_network:
-            out.append(verdict.host_identity(f.pod, f.addresses, f.inodes, f.node_inode))
-            continue
-        peers = saw.get(f.pod.name, {}) if probed is not None else None
-        out.append(verdict.identity(f.pod, f.addresses, f.inodes, peers or None))
+        for family in f.pod.families:  # one result per family: one global address of each
+            if f.pod.host_network:
+                out.append(verdict.host_identity(f.pod, f.addresses, f.inodes, f.node_inode,
+                                                 family))
+                continue
+            peers = saw.get((f.pod.name, family), {}) if probed is not None else None
+            out.append(verdict.identity(f.pod, f.addresses, f.inodes, peers or None, family))
     return out
 
 
@@ -279,8 +285,14 @@ def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames
 
 
 def route_tables(plan: Plan, pids: dict[str, int]) -> dict[str, list[str]]:
-    """Each running node's main-table destinations (for noroute.diagnose)."""
-    return {n.name: [dst for dst, _, _ in wiring.routes(pids[n.container])]
+    """Each running node's main-table destinations (for noroute.diagnose); a default route
+    written as its family's (0.0.0.0/0 or ::/0), told by its gateway."""
+    def dst_of(dst: str, gw: str | None) -> str:
+        if dst != "default" or not gw:
+            return dst
+        return "::/0" if ":" in gw else "0.0.0.0/0"
+
+    return {n.name: [dst_of(dst, gw) for dst, gw, _ in wiring.routes(pids[n.container])]
             for n in plan.nodes if n.container in pids and not kind(n.kind).is_switch}
 
 
@@ -296,7 +308,7 @@ def _spaces(plan: Plan, pids: dict[str, int], tgts: list[Target],
             continue  # stopped: its probes fail before sending
         if trace or ep.name in ends:
             spaces.append(Namespace(ep.name, pids[ep.container], ep.name in receivers,
-                                    None if trace else ep.addresses))
+                                    None if trace else ep.addresses, families=ep.families))
     return spaces
 
 
@@ -331,7 +343,7 @@ def _service_jobs(plan: Plan, pids: dict[str, int], spaths: list[servicepaths.Se
     names = both_ways | set(ports)
     spaces = [Namespace(ep.name, pids[ep.container], False,
                         None if trace or ep.name in both_ways else ep.addresses,
-                        tuple(sorted(ports.get(ep.name, ()))))
+                        tuple(sorted(ports.get(ep.name, ()))), ep.families)
               for ep in eps.values() if ep.container in pids and (trace or ep.name in names)]
     running = {s.name for s in spaces}
     probes = []

@@ -19,28 +19,33 @@ from harness.plan.services import ServicePlan
 # Mermaid node shapes per kind: (open, close)
 
 
-def _end(name: str, iface: str, address: str | None) -> str:
-    return f"{name}:{iface} {address}" if address else f"{name}:{iface}"
+def _end(name: str, iface: str, addresses: tuple[str, ...]) -> str:
+    return " ".join((f"{name}:{iface}", *addresses))
 
 
 def link_label(link: LinkPlan) -> str:
-    """`node1:eth1 172.30.0.1/24 <-> tor:eth1`: both ends, each with its address if any."""
-    return (f"{_end(link.a[0], link.a[1], link.a_address)} <-> "
-            f"{_end(link.b[0], link.b[1], link.b_address)}")
+    """`node1:eth1 172.30.0.1/24 <-> tor:eth1`: both ends, each with its address in every
+    family, if any."""
+    return (f"{_end(link.a[0], link.a[1], link.a_addresses)} <-> "
+            f"{_end(link.b[0], link.b[1], link.b_addresses)}")
 
 
 def pod_link_label(pod: PodPlan) -> str:
-    return f"{pod.node_iface} <-> {POD_IFACE} {pod.cidr}"
+    return f"{pod.node_iface} <-> {POD_IFACE} {' '.join(pod.cidrs)}"
 
 
 def node_title(node: NodePlan) -> str:
     title = f"{node.name} ({node.kind})"
-    return f"{title} pods {node.pod_cidr}" if node.pod_cidr else title
+    return f"{title} pods {', '.join(node.pod_cidrs)}" if node.pod_cidrs else title
+
+
+def _bridge_label(node: NodePlan) -> str:
+    return f"{POD_BRIDGE} {' '.join(node.gateways)}"
 
 
 def _pod_lines(pod: PodPlan, plan: Plan | None = None) -> list[str]:
-    address = f"hostNetwork {pod.ip}" if pod.host_network else pod.cidr
-    lines = [f"pod {pod.name}", address, ", ".join(c.name for c in pod.containers)]
+    addresses = [f"hostNetwork {ip}" for ip in pod.ips] if pod.host_network else pod.cidrs
+    lines = [f"pod {pod.name}", *addresses, ", ".join(c.name for c in pod.containers)]
     for h in (plan.host_ports if plan else ()):
         if h.pod == pod.name:
             lines.append(f"hostPort {h.host_port}/{h.protocol} -> {h.container_port}")
@@ -118,7 +123,7 @@ def _mermaid_node(plan: Plan, node: NodePlan) -> list[str]:
     # between a subgraph and its own child breaks Mermaid's layout)
     bridge = mermaid_id("b", node.name)
     lines = [f"  subgraph {nid} [{mermaid_text(node_title(node))}]",
-             f"    {bridge}([{mermaid_text(f'{POD_BRIDGE} {node.gateway}')}])"]
+             f"    {bridge}([{mermaid_text(_bridge_label(node))}])"]
     for pod in _pods_of(plan, node.name):
         pid = mermaid_id("p", pod.name)
         lines.append(f"    {pid}[{mermaid_text(*_pod_lines(pod, plan))}]")
@@ -160,7 +165,7 @@ def _dot_node(plan: Plan, node: NodePlan) -> list[str]:
         label = dot_quote(f"{node.name}\n{node.kind}")
         return [f"  {dot_quote(node.name)} [label={label}, shape={shape}];"]
     # the node's own vertex (its cbr0) sits in the cluster, so links and pods attach to it
-    label = f"{node.name}\n{POD_BRIDGE} {node.gateway}"
+    label = f"{node.name}\n{_bridge_label(node)}"
     lines = [f"  subgraph {dot_quote('cluster_' + node.name)} {{",
              f"    label={dot_quote(node_title(node))};",
              f"    {dot_quote(node.name)} [label={dot_quote(label)}, shape={shape}];"]

@@ -14,11 +14,18 @@ the paths its plan predicts (and a pod's eth0 is free for the pod link). Names d
 `podlab-<lab>-` prefix of podlab's container names; topology validation already keeps
 those unique, so the short names are unique too. Pure: no I/O.
 
+Both families: IPv6 link addresses go in containerlab's own `ipv6` link key (containerlab
+sets them when it creates the link, before `exec`; a pod link carries the pod's eth0
+address, its bridge-port end ""); IPv4 link addresses stay `exec` commands, as podlab has
+always exported them. Everything else (cbr0's addresses, routes, sysctls, NAT) is written
+from the description in either family.
+
 Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). The masquerade
-rules, kube-proxy's Service rules and portmap's hostPort rules are `iptables` commands,
-which the busybox-only podlab/node image lacks; with masquerade or Services, give
-k8s-nodes an image that has iptables. A hostNetwork pod's infra container joins its
-node's namespace (`network-mode: container:<node>`) and has no link of its own.
+rules, kube-proxy's Service rules and portmap's hostPort rules are `iptables` (masquerade
+in IPv6: `ip6tables`) commands, which the busybox-only podlab/node image lacks; with
+masquerade or Services, give k8s-nodes an image that has them. A hostNetwork pod's infra
+container joins its node's namespace (`network-mode: container:<node>`) and has no link
+of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from harness.datapaths import DEFAULT_CNI
 from harness.errors import InputError
 from harness.host import firewall
 from harness.labels import EXPORTED_FROM
+from harness.model.addressing import IPV6, family_of
 from harness.plan import ContainerPlan, Plan
 
 KIND = "linux"
@@ -52,13 +60,15 @@ def to_containerlab(plan: Plan) -> dict[str, Any]:
     net = describe(plan)
     labels = {EXPORTED_FROM: Path(plan.topo_path).name or plan.lab}
     nodes: dict[str, Any] = {}
+    on_links = _ipv6_on_links(plan, net)
     for node in plan.nodes:
         nodes[short_name(plan, node.container)] = _node(net.node(node.name), net, node.image,
-                                                        labels)
+                                                        labels, on_links)
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
         pod_net = net.pod(pod.name)
-        nodes[infra] = _infra(pod_net, labels, short_name(plan, plan.node(pod.node).container))
+        nodes[infra] = _infra(pod_net, labels, short_name(plan, plan.node(pod.node).container),
+                              on_links)
         for c in pod.containers:
             nodes[short_name(plan, c.container)] = _pod_container(c, pod_net.containers,
                                                                   infra, labels)
@@ -82,7 +92,24 @@ def tagged(image: str) -> str:
 # --------------------------------------------------------------------------- nodes
 
 
-def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str]) -> dict[str, Any]:
+def _ipv6_on_links(plan: Plan, net: LabNet) -> dict[str, set[tuple[str, str]]]:
+    """(iface, address) of each namespace that containerlab's `ipv6` link key sets: the
+    IPv6 addresses of link ends, which exec then leaves alone."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for link in plan.links:
+        for (node, iface), addresses in ((link.a, link.a_addresses), (link.b, link.b_addresses)):
+            out.setdefault(node, set()).update((iface, a) for a in addresses
+                                               if family_of(a) == IPV6)
+    for pod in net.pods:
+        if pod.veth:
+            out.setdefault(pod.name, set()).update(
+                (iface, a) for iface, a in pod.addresses
+                if iface == pod.veth[1] and family_of(a) == IPV6)
+    return out
+
+
+def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str],
+          on_links: dict[str, set[tuple[str, str]]]) -> dict[str, Any]:
     return {
         "kind": KIND,
         "image": tagged(image),
@@ -91,11 +118,12 @@ def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str]) -> dic
         "cap-add": list(node.container.caps),
         # set at creation too, in case /proc/sys is read-only for the exec commands
         "sysctls": node.container.sysctl_map(),
-        "exec": node_commands(node, net),
+        "exec": node_commands(node, net, on_links.get(node.name, set())),
     }
 
 
-def node_commands(node: NodeNet, net: LabNet) -> list[str]:
+def node_commands(node: NodeNet, net: LabNet,
+                  on_links: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
     """Commands that configure a node's namespace as deploy does, in wiring.configure's
     order, where each command's prerequisites exist (routes after addresses)."""
     cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
@@ -107,7 +135,8 @@ def node_commands(node: NodeNet, net: LabNet) -> list[str]:
     # kubelet's hairpin-veth (iproute2 syntax: busybox ip has no bridge_slave options)
     cmds += [f"ip link set {p.node_port[0]} type bridge_slave hairpin on"  # type: ignore[index]
              for p in pods if p.hairpin]
-    return cmds + _addresses_and_routes(node.addresses, node.up, node.routes,
+    addresses, up = _off_links(node.addresses, on_links)
+    return cmds + _addresses_and_routes(addresses, (*up, *node.up), node.routes,
                                         already_up=node.bridges) + [
         cmd for rule in node.nat for cmd in masquerade_commands(rule)] + [
         cmd for rs in node.rulesets for cmd in ruleset_commands(rs)] + [
@@ -136,16 +165,20 @@ def _addresses_and_routes(addresses: tuple[tuple[str, str], ...], up: tuple[str,
 
 def route_command(route: Route) -> str:
     dst, via, *dev = route
-    return " ".join(["ip route add", dst, *(["via", via] if via else []),
-                     *(["dev", dev[0]] if dev else [])])
+    # busybox tells the family from an address; "default" alone needs -6 said
+    six = dst == "default" and bool(via) and family_of(via) == IPV6
+    return " ".join(["ip -6 route add" if six else "ip route add", dst,
+                     *(["via", via] if via else []), *(["dev", dev[0]] if dev else [])])
 
 
 def masquerade_commands(rule: Masquerade) -> list[str]:
-    """The masquerade as iptables commands: the very rules harness.host.firewall installs
-    with iptables-restore (exempt destinations RETURN, the rest is MASQUERADEd, POSTROUTING
-    jumps to the chain)."""
+    """The masquerade as iptables (IPv6: ip6tables) commands: the very rules
+    harness.host.firewall installs with iptables-restore (exempt destinations RETURN, the
+    rest is MASQUERADEd, POSTROUTING jumps to the chain)."""
+    tool = "ip6tables" if rule.source is not None and family_of(rule.source) == IPV6 \
+        else "iptables"
     lines = firewall.masquerade_lines(rule.source, rule.exempt, rule.chain, **rule.how)
-    return [f"iptables -t nat -N {rule.chain}", *(f"iptables -t nat {line}" for line in lines)]
+    return [f"{tool} -t nat -N {rule.chain}", *(f"{tool} -t nat {line}" for line in lines)]
 
 
 def ruleset_commands(rs: Ruleset) -> list[str]:
@@ -163,7 +196,8 @@ def ruleset_commands(rs: Ruleset) -> list[str]:
 # --------------------------------------------------------------------------- pods
 
 
-def _infra(pod: PodNet, labels: dict[str, str], node: str) -> dict[str, Any]:
+def _infra(pod: PodNet, labels: dict[str, str], node: str,
+           on_links: dict[str, set[tuple[str, str]]]) -> dict[str, Any]:
     if pod.host_network:
         return {"kind": KIND, "image": tagged(PAUSE_IMAGE),
                 "network-mode": f"container:{node}", "labels": dict(labels),
@@ -175,12 +209,23 @@ def _infra(pod: PodNet, labels: dict[str, str], node: str) -> dict[str, Any]:
         "labels": dict(labels),
         "cap-add": list(dict.fromkeys((*pod.infra.caps, *INFRA_EXEC_CAPS))),
         "sysctls": pod.infra.sysctl_map(),
-        "exec": pod_commands(pod),
+        "exec": pod_commands(pod, on_links.get(pod.name, set())),
     }
 
 
-def pod_commands(pod: PodNet) -> list[str]:
-    return _addresses_and_routes(pod.addresses, (), pod.routes)
+def pod_commands(pod: PodNet,
+                 on_links: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    addresses, up = _off_links(pod.addresses, on_links)
+    return _addresses_and_routes(addresses, up, pod.routes)
+
+
+def _off_links(addresses: tuple[tuple[str, str], ...], on_links: set[tuple[str, str]]
+               ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The (iface, address) pairs exec sets (those the link key does not), and the
+    interfaces left with none there, which exec still brings up."""
+    kept = tuple(a for a in addresses if a not in on_links)
+    named = {i for i, _ in kept}
+    return kept, tuple(dict.fromkeys(i for i, _ in addresses if i not in named))
 
 
 def _pod_container(c: ContainerPlan, settings: Settings, infra: str, labels: dict[str, str]
@@ -209,18 +254,31 @@ def _pod_container(c: ContainerPlan, settings: Settings, infra: str, labels: dic
 def _links(plan: Plan, net: LabNet) -> list[dict[str, Any]]:
     links: list[dict[str, Any]] = []
     for link in plan.links:
-        # no `ipv4:` here: the exec commands set the addresses, once
+        # no `ipv4:` here: the exec commands set those addresses, once
         entry: dict[str, Any] = {"endpoints": [f"{link.a[0]}:{link.a[1]}",
                                                f"{link.b[0]}:{link.b[1]}"]}
+        ipv6 = [_v6_of(link.a_addresses), _v6_of(link.b_addresses)]
+        if any(ipv6):
+            entry["ipv6"] = ipv6
         if link.mtu:
             entry["mtu"] = link.mtu
         links.append(entry)
     for pod in plan.pods:
-        veth = net.pod(pod.name).veth
+        pod_net = net.pod(pod.name)
+        veth = pod_net.veth
         if veth:  # a CNI datapath whose plugin makes the link has none
-            links.append({"endpoints": [f"{pod.node}:{veth[0]}",
-                                        f"{short_name(plan, pod.infra)}:{veth[1]}"]})
+            entry = {"endpoints": [f"{pod.node}:{veth[0]}",
+                                   f"{short_name(plan, pod.infra)}:{veth[1]}"]}
+            eth0 = _v6_of(tuple(a for i, a in pod_net.addresses if i == veth[1]))
+            if eth0:
+                entry["ipv6"] = ["", eth0]  # the node end is a bridge port: no address
+            links.append(entry)
     return links
+
+
+def _v6_of(addresses: tuple[str, ...]) -> str:
+    """An end's IPv6 address for containerlab's `ipv6` key; "" for none (a switch port)."""
+    return next((a for a in addresses if family_of(a) == IPV6), "")
 
 
 def to_yaml(plan: Plan) -> str:
@@ -238,5 +296,7 @@ def to_yaml(plan: Plan) -> str:
     data = to_containerlab(plan)
     for link in data["topology"]["links"]:
         link["endpoints"] = _Flow(link["endpoints"])
+        if "ipv6" in link:
+            link["ipv6"] = _Flow(link["ipv6"])
     header = f"# exported by podlab from {Path(plan.topo_path).name or plan.lab}\n"
     return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

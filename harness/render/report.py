@@ -29,27 +29,34 @@ def progress(console: Console, enabled: bool = True) -> Iterator[Progress]:
 
 
 def plan_tables(plan: Plan) -> list[Table]:
+    """Nodes, pods and expected paths; every family's addresses (a dual-stack plan adds a
+    `family` column to the paths)."""
     nodes = Table(title=f"lab {plan.lab}: nodes", title_justify="left")
     for col in ("node", "kind", "container", "interfaces", "pod CIDR", "routes"):
         nodes.add_column(col)
     for n in plan.nodes:
-        ifaces = "\n".join(f"{i.name} {i.address or '(port)'} -> {i.peer}" for i in n.interfaces)
-        if n.gateway:
-            ifaces = f"{n.bridge} {n.gateway}\n{ifaces}".strip()
+        ifaces = "\n".join(f"{i.name} {' '.join(i.addresses) or '(port)'} -> {i.peer}"
+                           for i in n.interfaces)
+        if n.gateways:
+            ifaces = f"{n.bridge} {' '.join(n.gateways)}\n{ifaces}".strip()
         routes = "\n".join(f"{r.dst} via {r.via}" for r in n.routes)
-        nodes.add_row(n.name, n.kind, n.container, ifaces, n.pod_cidr or "", routes)
+        nodes.add_row(n.name, n.kind, n.container, ifaces, "\n".join(n.pod_cidrs), routes)
     pods = Table(title=f"lab {plan.lab}: pods", title_justify="left")
     for col in ("pod", "node", "ip", "gateway", "containers"):
         pods.add_column(col)
     for p in plan.pods:
-        pods.add_row(p.name, p.node, plan.shown_ip(p.cidr) or "", p.gateway,
-                     ", ".join(c.name for c in p.containers))
-    paths = Table(title=f"lab {plan.lab}: expected paths (TTL drop = hops)",
+        pods.add_row(p.name, p.node, "\n".join(plan.shown_ip(c) or "" for c in p.cidrs),
+                     "\n".join(p.gateways), ", ".join(c.name for c in p.containers))
+    by_family = plan.families != ("ipv4",)
+    drop = "TTL/hop-limit drop" if by_family else "TTL drop"
+    paths = Table(title=f"lab {plan.lab}: expected paths ({drop} = hops)",
                   title_justify="left")
-    for col in ("check", "src", "dst", "hops", "path", "SNAT to"):
+    for col in ("check", *(("family",) if by_family else ()), "src", "dst", "hops", "path",
+                "SNAT to"):
         paths.add_column(col)
     for check, e in plan.expectations():
-        paths.add_row(check, e.src, e.dst, str(e.hops), " > ".join(e.path), e.snat_to or "")
+        paths.add_row(check, *((e.family,) if by_family else ()), e.src, e.dst, str(e.hops),
+                      " > ".join(e.path), e.snat_to or "")
     return [nodes, pods, *service_tables(plan), paths]
 
 
@@ -103,7 +110,8 @@ def inspect_tables(labs: list[dict[str, Any]]) -> list[Table]:
         for p in data["pods"]:
             for c in p["containers"]:
                 table.add_row(f"{p['name']}/{c['name']}", f"pod on {p['node']}", c["container"],
-                              c["state"], p.get("ip") or "", "")
+                              c["state"], ", ".join(p.get("ips") or [p.get("ip") or ""]),
+                              "")
         tables.append(table)
         if any("bgp" in n for n in data["nodes"]):
             tables.append(bgp_table(data))
@@ -149,12 +157,22 @@ def verify_table(report: Any) -> Table:
                   f"{summary['negative_control']}", title_justify="left",
                   caption="\n".join(escape(n) for n in summary["notes"]) or None,
                   caption_justify="left")
-    for col in ("check", "src", "dst", "proto", "ok", "detail"):
+    families = by_family(report)
+    for col in ("check", *(("family",) if families else ()), "src", "dst", "proto", "ok",
+                "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
         mark = "[green]PASS[/]" if r.ok else "[bold red]FAIL[/]"
-        table.add_row(r.check, r.src, r.dst, r.proto, mark, escape(r.detail))
+        table.add_row(r.check, *((r.family,) if families else ()), r.src, r.dst, r.proto, mark,
+                      escape(r.detail))
     return table
+
+
+def by_family(report: Any) -> bool:
+    """Does the report name each result's family? Where any result is IPv6 (a dual-stack
+    or IPv6-only lab); an IPv4-only lab's table and JUnit names stay as they always were
+    (JSON carries `family` in every result either way)."""
+    return any(getattr(r, "family", "ipv4") != "ipv4" for r in report.results)
 
 
 def junit_xml(report: Any) -> str:
@@ -168,12 +186,14 @@ def junit_xml(report: Any) -> str:
     by_check: dict[str, list[Any]] = {}
     for r in report.results:
         by_check.setdefault(r.check, []).append(r)
+    families = by_family(report)
     for check, results in by_check.items():
         suite = ET.SubElement(suites, "testsuite", name=check, tests=str(len(results)),
                               failures=str(sum(not r.ok for r in results)))
         for r in results:
+            how = f"{r.proto} {r.family}" if families else r.proto
             case = ET.SubElement(suite, "testcase", classname=f"podlab.{report.lab}.{check}",
-                                 name=f"{r.src} -> {r.dst} [{r.proto}]")
+                                 name=f"{r.src} -> {r.dst} [{how}]")
             if not r.ok:
                 failure = ET.SubElement(case, "failure", message=r.detail)
                 failure.text = json.dumps({"expected": r.expected, "observed": r.observed},

@@ -56,9 +56,9 @@ def columns(plan: Plan) -> list[list[str]]:
 def _lines(plan: Plan, node: NodePlan) -> list[str]:
     lines = [f"{node.name} ({node.kind})"]
     if node.pod_cidr:
-        lines.append(f"pods {node.pod_cidr}")
+        lines.append(f"pods {', '.join(node.pod_cidrs)}")  # every family's
     pods = [p for p in plan.pods if p.node == node.name]
-    lines += [f"▪ {p.name} {p.ip}" for p in pods[:MAX_PODS]]
+    lines += [f"▪ {p.name} {' '.join(p.ips)}" for p in pods[:MAX_PODS]]
     if len(pods) > MAX_PODS:
         lines.append(f"+ {len(pods) - MAX_PODS} more pods")
     return lines

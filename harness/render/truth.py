@@ -167,8 +167,10 @@ def matrices(results: Sequence[Any], marks: Sequence[str] | None = None,
     marks = marks if marks is not None else [classify(r) for r in results]
     rank = {name: i for i, name in enumerate(order)}
     groups: dict[tuple[str, str | None, str], list[int]] = {}
+    named = families_named(results)
     for i, r in enumerate(results):
-        groups.setdefault((r.check, getattr(r, "family", None), r.proto), []).append(i)
+        groups.setdefault((r.check, getattr(r, "family", None) if named else None, r.proto),
+                          []).append(i)
     out = []
     for (check, family, proto), idx in groups.items():
         seen: dict[str, int] = {}
@@ -334,12 +336,13 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
         parts.extend(_beside([_block(m, layout) for m in shown], width))
     parts.append(legend(summarised))
     failures = [(m, r) for m, r in zip(marks, results, strict=True) if m != OK]
+    named = families_named(results)
     if failures:
         parts.append(Text())
         parts.append(Text(f"failures ({len(failures)})", style="bold red underline"))
         for mark, r in failures[:max_failures]:
             line = Text(f"{mark} ", style=STYLE[mark])
-            line.append(f"{r.check} {_proto(r)} {r.src} -> {r.dst}: ", style="bold")
+            line.append(f"{r.check} {_proto(r, named)} {r.src} -> {r.dst}: ", style="bold")
             line.append(r.detail)
             parts.append(line)
         if len(failures) > max_failures:
@@ -359,8 +362,14 @@ def notes_of(report: Any) -> list[str]:
     return out
 
 
-def _proto(r: Any) -> str:
-    family = getattr(r, "family", None)
+def families_named(results: Sequence[Any]) -> bool:
+    """Are results told apart by family? Where any is IPv6 (a dual-stack or IPv6-only
+    lab); an IPv4-only lab's view stays as it was."""
+    return any(getattr(r, "family", "ipv4") not in (None, "ipv4") for r in results)
+
+
+def _proto(r: Any, named: bool = True) -> str:
+    family = getattr(r, "family", None) if named else None
     return f"{family} {r.proto}" if family else r.proto
 
 

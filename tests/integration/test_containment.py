@@ -30,11 +30,10 @@ def deployed(request: pytest.FixtureRequest, docker_available: None) -> Iterator
 
 
 def plan_addresses(plan: Plan) -> set[str]:
-    out = {p.ip for p in plan.pods}
+    """Every address of the plan, in every family."""
+    out = {ip for p in plan.pods for ip in p.ips}
     for n in plan.nodes:
-        out |= {i.address.split("/")[0] for i in n.interfaces if i.address}
-        if n.gateway:
-            out.add(n.gateway.split("/")[0])
+        out |= set(n.own_addresses)
     return out
 
 
@@ -64,10 +63,14 @@ def test_no_route_leaves_the_lab(deployed: Plan) -> None:
             continue  # its node's namespace: its routes are the node's, checked above
         routes = wiring.routes(pids[pod.infra])
         defaults = [(gw, dev) for dst, gw, dev in routes if dst == "default"]
-        assert defaults == [(pod.gateway, "eth0")], (pod.name, routes)
+        # one default route per family, via the node's bridge
+        assert sorted(defaults) == sorted((g, "eth0") for g in pod.gateways), (pod.name, routes)
         node = plan.node(pod.node)
-        assert node.gateway and pod.gateway == node.gateway.split("/")[0]
+        assert [g.split("/")[0] for g in node.gateways] == list(pod.gateways)
         for dst, gw, _ in routes:
             if dst != "default":  # on-link, or via its gateway (CNI ptp's point-to-point)
-                assert gw in (None, pod.gateway) and ipaddress.ip_network(dst).subnet_of(
-                    ipaddress.ip_network(node.pod_cidr or "0.0.0.0/0")), (pod.name, dst)
+                net = ipaddress.ip_network(dst)
+                assert gw in (None, *pod.gateways) and any(
+                    net.subnet_of(ipaddress.ip_network(c))  # type: ignore[arg-type]
+                    for c in node.pod_cidrs if ipaddress.ip_network(c).version == net.version
+                ), (pod.name, dst)

@@ -105,9 +105,11 @@ def test_pod_eth0_holds_planned_ip(deployed: Deployed) -> None:
         if pod.host_network:  # its node's namespace, with the node's address
             node = pids[deployed.plan.node(pod.node).container]
             assert netns.netns_inode(pids[pod.infra]) == netns.netns_inode(node)
-            assert pod.cidr in [a for addrs in wiring.addresses(node).values() for a in addrs]
+            held = [a for addrs in wiring.addresses(node).values() for a in addrs]
+            assert set(pod.cidrs) <= set(held)
             continue
-        assert wiring.addresses(pids[pod.infra])["eth0"] == [pod.cidr]
+        # one address per family, nothing else (bar link-local)
+        assert sorted(wiring.addresses(pids[pod.infra])["eth0"]) == sorted(pod.cidrs)
 
 
 def test_nothing_on_the_host_while_running(deployed: Deployed) -> None:
@@ -119,8 +121,9 @@ def test_pod_pings_pod_on_another_node(deployed: Deployed) -> None:
     pairs = [(a, b) for a in plan.pods for b in plan.pods if a.node != b.node]
     assert pairs, "every example topology has pods on two nodes"
     for a, b in pairs:
-        code, out = ping(plan.lab, a.name, b.ip)
-        assert code == 0, f"{a.name} -> {b.name} ({b.ip}): {out.decode(errors='replace')}"
+        for ip in b.ips:  # in every family
+            code, out = ping(plan.lab, a.name, ip)
+            assert code == 0, f"{a.name} -> {b.name} ({ip}): {out.decode(errors='replace')}"
 
 
 WITH_OUTSIDE = [p for p in TOPOLOGIES if "kind: linux" in p.read_text()]
@@ -133,22 +136,25 @@ def test_pod_pings_outside_host(deployed: Deployed) -> None:
     assert plan.externals
     for host in plan.externals:
         for pod in plan.pods:
-            code, out = ping(plan.lab, pod.name, str(host.address))
-            assert code == 0, f"{pod.name} -> {host.name}: {out.decode(errors='replace')}"
+            for family in plan.shared_families(pod.name, host.name):
+                code, out = ping(plan.lab, pod.name, str(host.address_of(family)))
+                assert code == 0, \
+                    f"{pod.name} -> {host.name} ({family}): {out.decode(errors='replace')}"
 
 
 def test_masquerade_rule_on_every_k8s_node(deployed: Deployed) -> None:
     plan = deployed.plan
     pids = Lab(plan).container_pids()
     for node in plan.k8s_nodes:
-        rules = nat.nat_rules(pids[node.container])
-        if not node.masquerade_exempt:
-            assert nat.CHAIN not in rules
-            continue
-        assert f"-A POSTROUTING -s {node.pod_cidr} -j {nat.CHAIN}" in rules
-        assert f"-A {nat.CHAIN} -j MASQUERADE" in rules
-        for dst in node.masquerade_exempt:
-            assert f"-A {nat.CHAIN} -d {dst} -j RETURN" in rules
+        for family in plan.families:  # iptables and ip6tables: the same rule in each
+            rules = nat.nat_rules(pids[node.container], 6 if family == "ipv6" else 4)
+            if not node.masquerade_exempt:
+                assert nat.CHAIN not in rules
+                continue
+            assert f"-A POSTROUTING -s {node.pod_cidr_of(family)} -j {nat.CHAIN}" in rules
+            assert f"-A {nat.CHAIN} -j MASQUERADE" in rules
+            for dst in node.masquerade_exempt_of(family):
+                assert f"-A {nat.CHAIN} -d {dst} -j RETURN" in rules
 
 
 def test_inspect_from_labels(deployed: Deployed) -> None:
@@ -159,15 +165,16 @@ def test_inspect_from_labels(deployed: Deployed) -> None:
     for got, want in zip(data["nodes"], plan.nodes, strict=True):
         assert got["kind"] == want.kind and got["state"] == "running"
         assert got["pod_cidr"] == want.pod_cidr
-        planned = {i.name: [i.address] for i in want.interfaces if i.address}
+        assert got["pod_cidrs"] == list(want.pod_cidrs)
+        planned = {i.name: sorted(i.addresses) for i in want.interfaces if i.addresses}
         if plan.cni != "podlab":  # the plugins add the pods' side (a bridge, a /32 each)
-            assert {k: got["addresses"].get(k) for k in planned} == planned
+            assert {k: sorted(got["addresses"].get(k) or []) for k in planned} == planned
             continue
         if want.gateway:
-            planned["cbr0"] = [want.gateway]
-        assert got["addresses"] == planned
-    assert [(p["name"], p["node"], p["ip"]) for p in data["pods"]] == \
-        [(p.name, p.node, p.ip) for p in plan.pods]
+            planned["cbr0"] = sorted(want.gateways)
+        assert {k: sorted(v) for k, v in got["addresses"].items()} == planned
+    assert [(p["name"], p["node"], p["ip"], p["ips"]) for p in data["pods"]] == \
+        [(p.name, p.node, p.ip, list(p.ips)) for p in plan.pods]
     for got, want in zip(data["pods"], plan.pods, strict=True):
         assert [c["name"] for c in got["containers"]] == [c.name for c in want.containers]
     everything = Lab.inspect_all()

@@ -44,6 +44,13 @@ pods:
 """
 
 
+# The same lab dual-stack (IPv4 primary), and IPv6-only.
+DUAL = MINIMAL.replace("pod-cidr: 10.244.0.0/16", "pod-cidr: [10.244.0.0/16, fd00:10:244::/56]") \
+    .replace("underlay-cidr: 172.30.0.0/16", "underlay-cidr: [172.30.0.0/16, fd00:172:30::/48]")
+V6ONLY = MINIMAL.replace("pod-cidr: 10.244.0.0/16", "pod-cidr: fd00:10:244::/56") \
+    .replace("underlay-cidr: 172.30.0.0/16", "underlay-cidr: fd00:172:30::/48")
+
+
 def broken(old: str, new: str, base: str = MINIMAL) -> str:
     """`base` with exactly one occurrence of `old` replaced: one deliberate mistake."""
     assert base.count(old) == 1, f"{old!r} occurs {base.count(old)} times"

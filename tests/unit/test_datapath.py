@@ -50,6 +50,13 @@ def test_node_settings(plan: Plan) -> None:
         assert sysctls["net.ipv4.ip_forward"] == ("1" if kind(node.kind).forwards else "0")
         assert sysctls["net.ipv4.conf.all.rp_filter"] == "0"
         assert net.node(node.name).container.caps == ("NET_ADMIN", "NET_RAW")
+        if "ipv6" in node.families:  # on, usable at once, routed only by the datapath
+            assert sysctls["net.ipv6.conf.all.forwarding"] == sysctls["net.ipv4.ip_forward"]
+            for scope in ("all", "default"):
+                for key in ("disable_ipv6", "accept_dad", "accept_ra"):
+                    assert sysctls[f"net.ipv6.conf.{scope}.{key}"] == "0"
+        else:  # an IPv4-only lab's namespaces are set exactly as before
+            assert not any(k.startswith("net.ipv6.") for k in sysctls)
 
 
 def test_switch_is_one_bridge_over_its_ports(plan: Plan) -> None:
@@ -70,7 +77,7 @@ def test_routed_nodes_get_addresses_and_the_plans_routes(plan: Plan) -> None:
         if kind(node.kind).is_switch:
             continue
         n = net.node(node.name)
-        ifaces = tuple((i.name, i.address) for i in node.interfaces if i.address)
+        ifaces = tuple((i.name, a) for i in node.interfaces for a in i.addresses)
         services = (((plan.service_cidr, "", ifaces[0][0]),)  # tested in test_services_*
                     if plan.services and kind(node.kind).hosts_pods else ())
         assert n.routes == (*((r.dst, r.via) for r in node.routes), *services)
@@ -78,11 +85,11 @@ def test_routed_nodes_get_addresses_and_the_plans_routes(plan: Plan) -> None:
         if kind(node.kind).hosts_pods:
             # the bridge holds the pods' gateway; pods' ports come with the pods
             assert n.bridges == ("cbr0",)
-            assert n.addresses == (("cbr0", node.gateway), *ifaces)
+            assert n.addresses == (*(("cbr0", g) for g in node.gateways), *ifaces)
             assert n.ports == ()
         else:
             assert n.bridges == () and n.addresses == ifaces
-            assert n.up == tuple(i.name for i in node.interfaces if not i.address)
+            assert n.up == tuple(i.name for i in node.interfaces if not i.addresses)
 
 
 def test_masquerade_is_data(plan: Plan) -> None:
@@ -90,11 +97,13 @@ def test_masquerade_is_data(plan: Plan) -> None:
     for node in plan.nodes:
         rules = net.node(node.name).nat
         if kind(node.kind).hosts_pods and plan.masquerade:
-            (rule,) = rules
-            assert rule.source == node.pod_cidr
-            assert rule.exempt == node.masquerade_exempt
-            assert plan.pod_cidr in rule.exempt
-            assert rule.chain == firewall.CHAIN
+            # one rule per family (iptables, ip6tables), the same semantics in each
+            assert [r.source for r in rules] == list(node.pod_cidrs)
+            for rule, family in zip(rules, plan.families, strict=True):
+                assert rule.exempt == node.masquerade_exempt_of(family)
+                assert plan.pod_cidr_of(family) in rule.exempt
+                assert rule.chain == firewall.CHAIN
+            assert sum((r.exempt for r in rules), ()) == node.masquerade_exempt
         else:
             assert rules == ()
 
@@ -114,14 +123,18 @@ def test_pods(plan: Plan) -> None:
         if pod.host_network:  # its node's namespace: tested in test_services_datapath
             assert p.veth is None and p.host_network
             continue
+        ipv6 = {"net.ipv6.conf.all.forwarding": "0", **{
+            f"net.ipv6.conf.{s}.{k}": "0" for s in ("all", "default")
+            for k in ("disable_ipv6", "accept_dad", "accept_ra")}} if "ipv6" in pod.families \
+            else {}
         assert p.infra.sysctl_map() == {"net.ipv4.ping_group_range": "0 2147483647",
-                                        "net.ipv4.ip_forward": "0"}
+                                        "net.ipv4.ip_forward": "0", **ipv6}
         assert p.infra.caps == ()  # podlab configures the namespace from the host side
         assert p.containers.caps == ("NET_RAW",) and p.containers.sysctls == ()
         assert p.veth == (pod.node_iface, "eth0")
         assert p.node_port == (pod.node_iface, "cbr0")
-        assert p.addresses == (("eth0", pod.cidr),)
-        assert p.routes == (("default", pod.gateway),)
+        assert p.addresses == tuple(("eth0", c) for c in pod.cidrs)
+        assert p.routes == tuple(("default", g) for g in pod.gateways)
         assert p in net.pods_of(pod.node)
 
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.datapath import bgp, describe
 from harness.host import bird
+from harness.model.addressing import IPV4, IPV6, family_of
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
 from harness.render.export import route_command, short_name, tagged, to_containerlab, to_yaml
@@ -126,12 +127,19 @@ def test_export_nodes_and_links(topo: Path) -> None:
 @pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_export_exec_carries_the_plan(topo: Path) -> None:
     plan = _plan(topo)
-    nodes = to_containerlab(plan)["topology"]["nodes"]
+    doc = to_containerlab(plan)
+    nodes = doc["topology"]["nodes"]
+    v6_ends = {(end, addr) for lk in doc["topology"]["links"]
+               for end, addr in zip(lk["endpoints"], lk.get("ipv6", ["", ""]), strict=True)
+               if addr}
     for node in plan.nodes:
         cmds = nodes[node.name]["exec"]
         for iface in node.interfaces:
-            if iface.address:
-                assert f"ip addr add {iface.address} dev {iface.name}" in cmds
+            for address in iface.addresses:  # IPv4 by exec, IPv6 by the link's `ipv6` key
+                if family_of(address) == IPV4:
+                    assert f"ip addr add {address} dev {iface.name}" in cmds
+                else:
+                    assert (f"{node.name}:{iface.name}", address) in v6_ends
             assert f"ip link set {iface.name} up" in cmds
         for route in describe(plan).node(node.name).routes:  # bgp: none on speakers
             assert route_command(route) in cmds
@@ -143,30 +151,38 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
                 assert f"ip link set {iface.name} master br0" in cmds
         if node.kind == "k8s-node":
             assert "ip link add cbr0 type bridge" in cmds
-            assert f"ip addr add {node.gateway} dev cbr0" in cmds
+            for gateway in node.gateways:
+                assert f"ip addr add {gateway} dev cbr0" in cmds
             for pod in plan.pods:
                 if pod.node == node.name and not pod.host_network:
                     assert f"ip link set {pod.node_iface} master cbr0" in cmds
-        _check_masquerade(node.masquerade_exempt, node.pod_cidr, cmds)
+        for family, tool in ((IPV4, "iptables"), (IPV6, "ip6tables")):
+            _check_masquerade(tool, node.masquerade_exempt_of(family),
+                              node.pod_cidr_of(family), cmds)
     for pod in plan.pods:
         if pod.host_network:
             assert "exec" not in nodes[short_name(plan, pod.infra)]
             continue
         cmds = nodes[short_name(plan, pod.infra)]["exec"]
-        assert f"ip addr add {pod.cidr} dev eth0" in cmds
-        assert f"ip route add default via {pod.gateway}" in cmds
+        if (v4 := pod.cidr_of(IPV4)) is not None:
+            assert f"ip addr add {v4} dev eth0" in cmds
+            assert f"ip route add default via {pod.gateway_of(IPV4)}" in cmds
+        if (v6 := pod.cidr_of(IPV6)) is not None:
+            assert (f"{short_name(plan, pod.infra)}:eth0", v6) in v6_ends
+            assert f"ip -6 route add default via {pod.gateway_of(IPV6)}" in cmds
 
 
-def _check_masquerade(exempt: tuple[str, ...], pod_cidr: str | None, cmds: list[str]) -> None:
-    masq = [c for c in cmds if c.startswith("iptables") and "PODLAB-MASQ" in c]
+def _check_masquerade(tool: str, exempt: tuple[str, ...], pod_cidr: str | None,
+                      cmds: list[str]) -> None:
+    masq = [c for c in cmds if c.startswith(tool + " ") and "PODLAB-MASQ" in c]
     if not exempt:
         assert not masq
         return
     for dst in exempt:
-        assert f"iptables -t nat -A PODLAB-MASQ -d {dst} -j RETURN" in masq
+        assert f"{tool} -t nat -A PODLAB-MASQ -d {dst} -j RETURN" in masq
     # RETURNs before the MASQUERADE, the POSTROUTING hook for the node's pod CIDR
-    assert masq.index("iptables -t nat -A PODLAB-MASQ -j MASQUERADE") == len(exempt) + 1
-    assert f"iptables -t nat -A POSTROUTING -s {pod_cidr} -j PODLAB-MASQ" in masq
+    assert masq.index(f"{tool} -t nat -A PODLAB-MASQ -j MASQUERADE") == len(exempt) + 1
+    assert f"{tool} -t nat -A POSTROUTING -s {pod_cidr} -j PODLAB-MASQ" in masq
 
 
 def test_routes_follow_addresses() -> None:
@@ -225,6 +241,45 @@ def test_cli_export_bad_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["export", "-t", str(tmp_path / "nope.yml"),
                                    "-o", "containerlab"])
     assert res.exit_code == 2
+
+
+def test_ipv6_goes_in_containerlabs_ipv6_link_key(clab_validator: Any) -> None:
+    from podlab_unit_helpers import DUAL, V6ONLY
+
+    from harness.model.topology import parse_topology
+
+    for text in (DUAL, V6ONLY):
+        plan = make_plan(parse_topology(text))
+        doc = to_containerlab(plan)
+        _validate(clab_validator, doc)
+        _validate(clab_validator, yaml.safe_load(to_yaml(plan)))
+        links = doc["topology"]["links"]
+        assert links[0]["ipv6"] == ["fd00:172:30::1/64", ""]  # node1 to a switch port
+        web = next(lk for lk in links if lk["endpoints"][1] == "web:eth0")
+        assert web["ipv6"] == ["", "fd00:10:244::2/64"]
+        node1 = doc["topology"]["nodes"]["node1"]
+        assert node1["sysctls"]["net.ipv6.conf.all.forwarding"] == "1"
+        assert node1["sysctls"]["net.ipv6.conf.all.disable_ipv6"] == "0"
+        assert node1["sysctls"]["net.ipv6.conf.default.accept_dad"] == "0"
+        assert "ip addr add fd00:10:244::1/64 dev cbr0" in node1["exec"]
+        assert not any("fd00:172:30::1/64" in c for c in node1["exec"])  # the link sets it
+        assert doc["topology"]["nodes"]["web"]["sysctls"]["net.ipv6.conf.all.disable_ipv6"] \
+            == "0"
+        assert doc["topology"]["nodes"]["ext"]["sysctls"]["net.ipv6.conf.all.forwarding"] == "0"
+    v6only = to_containerlab(make_plan(parse_topology(V6ONLY)))
+    assert not any(c.startswith("iptables ") for n in v6only["topology"]["nodes"].values()
+                   for c in n.get("exec", []))
+
+
+V4_EXAMPLES = [p for p in EXAMPLES if "ipv6" not in p.read_text() and "fd00" not in p.read_text()]
+
+
+@pytest.mark.parametrize("topo", V4_EXAMPLES, ids=[p.name for p in V4_EXAMPLES])
+def test_ipv4_only_exports_have_no_ipv6(topo: Path) -> None:
+    plan = _plan(topo)
+    assert plan.families == ("ipv4",)
+    text = to_yaml(plan)
+    assert "ipv6" not in text and "ip6tables" not in text
 
 
 # --------------------------------------------------------------------------- agreement
@@ -345,10 +400,12 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
         ns = spaces.setdefault(key, _Namespace())
         ns.caps = set(node.get("cap-add", ()))
         ns.sysctls = dict(node.get("sysctls", {}))
-        chains: dict[str, list[str]] = {}
-        jumps: dict[str, str] = {}
+        chains: dict[tuple[str, str], list[str]] = {}  # (iptables or ip6tables, chain)
+        jumps: dict[tuple[str, str], str] = {}
         for cmd in node.get("exec", []):
             w = cmd.split()
+            if w[:2] == ["ip", "-6"]:  # busybox: `ip -6 route add default via ...`
+                w = ["ip", *w[2:]]
             if cmd.startswith("sysctl -w "):
                 key_, _, value = w[2].partition("=")
                 assert ns.sysctls[key_] == value, (name, cmd)  # set at creation too
@@ -363,21 +420,27 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
                 ns.addresses.add((w[5], w[3]))
             elif w[:3] == ["ip", "route", "add"]:
                 ns.routes.add((w[3], w[5]) if w[4] == "via" else (w[3], "", w[5]))
-            elif w[0] == "iptables" and "PODLAB-MASQ" not in w:  # kube-proxy's, portmap's
-                _, _, table, verb, *rest = shlex.split(cmd)
+            elif w[0] in ("iptables", "ip6tables") and "PODLAB-MASQ" not in w:
+                _, _, table, verb, *rest = shlex.split(cmd)  # kube-proxy's, portmap's
                 ns.rules.append((verb, table, tuple(rest)))
-            elif w[:3] == ["iptables", "-t", "nat"] and w[3] == "-N":
-                chains[w[4]] = []
-            elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[4] == "POSTROUTING":
-                jumps[w[w.index("-j") + 1]] = w[w.index("-s") + 1] if "-s" in w else None
-            elif w[:4] == ["iptables", "-t", "nat", "-A"] and w[5] == "-d":
-                chains[w[4]].append(w[6])
+            elif w[0] in ("iptables", "ip6tables") and w[1:4] == ["-t", "nat", "-N"]:
+                chains[(w[0], w[4])] = []
+            elif w[1:4] == ["-t", "nat", "-A"] and w[4] == "POSTROUTING":
+                jumps[(w[0], w[w.index("-j") + 1])] = w[w.index("-s") + 1] if "-s" in w \
+                    else None
+            elif w[1:4] == ["-t", "nat", "-A"] and w[5] == "-d":
+                chains[(w[0], w[4])].append(w[6])
             elif w[:2] == ["sh", "-c"]:  # a daemon's file: sh -c 'printf %s "$1" > PATH' sh TEXT
                 argv = shlex.split(cmd)
                 ns.files.add((argv[2].rsplit("> ", 1)[1], argv[4]))
             elif w[0] == bird.ARGV[0]:
                 ns.daemons.add(tuple(w))
-        ns.masquerade = {(jumps[c], tuple(exempt), c) for c, exempt in chains.items()}
+        ns.masquerade = {(jumps[c], tuple(exempt), c[1]) for c, exempt in chains.items()}
+    for lk in doc["links"]:  # IPv6 link addresses: containerlab's `ipv6` key sets them
+        for end, address in zip(lk["endpoints"], lk.get("ipv6", ["", ""]), strict=True):
+            if address:
+                name, iface = end.split(":")
+                spaces[name].addresses.add((iface, address))
     veths = {frozenset(lk["endpoints"]) for lk in doc["links"]}
     return spaces, veths
 
@@ -386,7 +449,26 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
 def test_export_and_deploy_agree(topo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same sysctls, capabilities, bridges, ports, addresses, routes, NAT and veths in
     every namespace: deploy's pipeline (Docker and netlink recorded) against the export."""
-    plan = _plan(topo)
+    check_agreement(_plan(topo), monkeypatch)
+
+
+@pytest.mark.parametrize("which", ["DUAL", "V6ONLY"])
+def test_export_and_deploy_agree_in_both_families(which: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import podlab_unit_helpers
+
+    from harness.model.topology import parse_topology
+
+    plan = make_plan(parse_topology(getattr(podlab_unit_helpers, which)))
+    check_agreement(plan, monkeypatch)
+    exported, _ = _exported(plan)
+    assert exported["node1"].sysctls["net.ipv6.conf.all.forwarding"] == "1"
+    assert ("eth1", "fd00:172:30::1/64") in exported["node1"].addresses
+    assert ("default", "fd00:10:244::1") in exported["web"].routes
+    assert any(m[0] == "fd00:10:244::/64" for m in exported["node1"].masquerade)
+
+
+def check_agreement(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
     exported, exported_veths = _exported(plan)
     deployed, deployed_veths = _deployed(plan, monkeypatch)
     assert deployed_veths == exported_veths

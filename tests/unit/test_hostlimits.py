@@ -29,6 +29,7 @@ def test_neighbour_entries_count_every_pair_on_each_segment() -> None:
 
 
 def fake_proc(tmp_path: Path, thresh3: int) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "gc_thresh2").write_text("512\n")
     (tmp_path / "gc_thresh3").write_text(f"{thresh3}\n")
     return tmp_path
@@ -49,3 +50,17 @@ def test_a_200_pod_lab_raises_the_shared_limit_and_says_so(tmp_path: Path) -> No
     assert message is not None and "gc_thresh3 from 1024" in message
     assert int((root / "gc_thresh3").read_text()) >= 2 * needed
     assert int((root / "gc_thresh2").read_text()) >= needed
+
+
+def test_a_dual_stack_lab_raises_the_ipv6_table_too(tmp_path: Path) -> None:
+    from podlab_unit_helpers import DUAL
+
+    four, six = fake_proc(tmp_path / "4", 1024), fake_proc(tmp_path / "6", 1024)
+    pods = "".join(f"  p{i}:\n    node: node{1 + i % 2}\n    containers: [{{name: app}}]\n"
+                   for i in range(120))
+    plan = make_plan(parse_topology(DUAL + pods))
+    message = ensure_neighbour_capacity(plan, four, six)
+    assert message is not None
+    assert "net.ipv4.neigh.default.gc_thresh3 from 1024" in message
+    assert "net.ipv6.neigh.default.gc_thresh3 from 1024" in message
+    assert int((six / "gc_thresh3").read_text()) > int((four / "gc_thresh3").read_text())

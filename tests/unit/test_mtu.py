@@ -131,3 +131,53 @@ def test_judge_a_probe_that_could_not_be_sent() -> None:
                         mtu.Outcome(1401))
     v = mtu.judge(o)
     assert not v.ok and "did not cross a -> b: a could not send" in v.detail
+
+
+
+# --------------------------------------------------------------------------- IPv6
+
+def dual_mtu() -> Plan:
+    text = next(p for p in EXAMPLES if p.name == "mtu.clab.yml").read_text()
+    for key, v4, v6 in (("pod-cidr", "10.244.0.0/16", "fd00:10:244::/56"),
+                        ("underlay-cidr", "172.28.0.0/16", "fd00:172:28::/48")):
+        assert f"  {key}: {v4}\n" in text
+        text = text.replace(f"  {key}: {v4}\n", f"  {key}: [{v4}, {v6}]\n")
+    return make_plan(parse_topology(text))
+
+
+def test_each_pair_is_probed_once_per_family_with_the_same_limit() -> None:
+    plan = dual_mtu()
+    tgts = mtu.targets(plan)
+    four = {(t.src, t.dst): t for t in tgts if t.family == "ipv4"}
+    six = {(t.src, t.dst): t for t in tgts if t.family == "ipv6"}
+    assert four.keys() == six.keys() and len(tgts) == 2 * len(four)
+    for pair, t in six.items():
+        assert ":" in t.src_ip and ":" in t.dst_ip
+        assert (t.path_mtu, t.limit) == (four[pair].path_mtu, four[pair].limit)
+    assert six["a", "b"].path_mtu == 1400 and six["a", "b"].limit.node == "r1"
+    assert any(":" in a and n == "r1" for a, n in six["a", "b"].routers.items())
+
+
+def test_echo6_is_the_size_asked_and_classify6_reads_a_packet_too_big() -> None:
+    from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6PacketTooBig, IPv6
+
+    echo = mtu.echo6(0x1234, 7, 1401)
+    assert len(echo) + mtu.IP6_HEADER == 1401 and echo[0] == 128
+    offending = bytes(IPv6(src="fd00::2", dst="fd00:1::2") /
+                      ICMPv6EchoRequest(id=0x1234, seq=7) / echo[8:200])
+    too_big = bytes(ICMPv6PacketTooBig(mtu=1400) / offending)
+    assert mtu.classify6(too_big, "fd00:172:30::3") == ("frag", 0x1234, 7, "fd00:172:30::3",
+                                                        1400)
+    reply = bytes(ICMPv6EchoRequest(id=0x1234, seq=8))
+    reply = bytes([129]) + reply[1:]
+    assert mtu.classify6(reply, "fd00:1::2")[:3] == ("reply", 0x1234, 8)  # type: ignore[index]
+
+
+def test_judge_in_ipv6_speaks_of_packet_too_big() -> None:
+    plan = dual_mtu()
+    t = next(t for t in mtu.targets(plan) if (t.src, t.dst, t.family) == ("a", "b", "ipv6"))
+    r1 = next(a for a, n in t.routers.items() if n == "r1" and ":" in a)
+    v = mtu.judge(obs(t, icmp_from=r1, icmp_mtu=1400))
+    assert v.ok and v.family == "ipv6" and "packet-too-big (MTU 1400) from r1" in v.detail
+    assert "DF" not in v.detail
+    assert not mtu.judge(obs(t, icmp_from=r1, icmp_mtu=1280)).ok

@@ -46,3 +46,20 @@ def test_nodes_without_a_table_and_the_last_node_are_not_judged() -> None:
 def test_lab_prefix() -> None:
     assert noroute.lab_prefix(PLAN, PLAN.pod("server").ip) == PLAN.node("node3").pod_cidr
     assert noroute.lab_prefix(PLAN, "8.8.8.8") == "8.8.8.8/32"
+
+
+def test_both_families_are_told_apart() -> None:
+    from podlab_unit_helpers import DUAL
+
+    from harness.model.topology import parse_topology
+
+    plan = make_plan(parse_topology(DUAL))
+    assert noroute.covers(["0.0.0.0/0"], "10.244.1.2")
+    assert not noroute.covers(["0.0.0.0/0"], "fd00::1")
+    assert noroute.covers(["::/0"], "fd00:10:244:1::2")
+    assert not noroute.covers(["::/0"], "10.244.1.2")
+    assert noroute.covers(["fd00:10:244:1::/64"], "fd00:10:244:1::2")
+    assert not noroute.covers(["10.244.1.0/24"], "fd00:10:244:1::2")
+    assert noroute.lab_prefix(plan, "fd00:10:244:1::2") == "fd00:10:244:1::/64"
+    assert noroute.lab_prefix(plan, "fd00:172:30::3") == "fd00:172:30::/64"
+    assert noroute.lab_prefix(plan, "fd00:99::1") == "fd00:99::1/128"

@@ -23,15 +23,15 @@ def example(name: str) -> Plan:
     return make_plan(load_topology(next(p for p in EXAMPLES if p.name.startswith(name + "."))))
 
 
-def net(cidr: str) -> ipaddress.IPv4Network:
-    return ipaddress.IPv4Network(cidr, strict=False)
+def net(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
 
 
-def attached_subnets(plan: Plan, node: str) -> list[ipaddress.IPv4Network]:
+def attached_subnets(plan: Plan, node: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Every family's subnets the node is on (a dual-stack example has both)."""
     n = plan.node(node)
-    nets = [net(i.address) for i in n.interfaces if i.address]
-    if n.pod_cidr:
-        nets.append(net(n.pod_cidr))
+    nets = [net(a) for i in n.interfaces for a in i.addresses]
+    nets += [net(c) for c in n.pod_cidrs]
     return nets
 
 
@@ -44,8 +44,8 @@ def test_every_k8s_node_routes_to_every_other_pod_cidr(plan: Plan) -> None:
         routes = {r.dst for r in node.routes}
         for other in plan.k8s_nodes:
             if other.name != node.name:
-                assert other.pod_cidr in routes, (node.name, other.name)
-        assert node.pod_cidr not in routes
+                assert set(other.pod_cidrs) <= routes, (node.name, other.name)
+        assert not set(node.pod_cidrs) & routes
 
 
 def test_every_k8s_node_routes_to_every_segment_it_is_not_on(plan: Plan) -> None:
@@ -54,57 +54,68 @@ def test_every_k8s_node_routes_to_every_segment_it_is_not_on(plan: Plan) -> None
         own = {str(n) for n in attached_subnets(plan, node.name)}
         for seg in plan.segments:
             if seg.kind != "pods":
-                assert (seg.subnet in routes) != (seg.subnet in own), (node.name, seg.name)
+                for subnet in seg.subnets:
+                    assert (subnet in routes) != (subnet in own), (node.name, seg.name)
 
 
 def test_linux_nodes_have_no_route_to_any_pod_cidr(plan: Plan) -> None:
-    pod_net = net(plan.pod_cidr)
-    for host in plan.externals:
-        assert not any(net(r.dst).overlaps(pod_net) for r in host.routes), host.name
+    for pod_cidr in plan.pod_cidrs:
+        pod_net = net(pod_cidr)
+        for host in plan.externals:
+            assert not any(net(r.dst).overlaps(pod_net) for r in host.routes), host.name
 
 
 def test_route_next_hops_are_on_an_attached_segment(plan: Plan) -> None:
     for node in plan.nodes:
         subnets = attached_subnets(plan, node.name)
         for route in node.routes:
-            via = ipaddress.IPv4Address(route.via)
+            via = ipaddress.ip_address(route.via)
             assert any(via in s for s in subnets), (node.name, route)
-            assert not any(i.address and i.address.split("/")[0] == route.via
-                           for i in node.interfaces), "a route via the node itself"
+            assert route.via not in node.own_addresses, "a route via the node itself"
 
 
 def test_pod_ips_are_unique_and_inside_their_node_cidr(plan: Plan) -> None:
-    ips = [p.ip for p in plan.pods]
+    ips = [ip for p in plan.pods for ip in p.ips]
     assert len(ips) == len(set(ips))
     for pod in plan.pods:
-        cidr = net(plan.node(pod.node).pod_cidr)  # type: ignore[arg-type]
+        node = plan.node(pod.node)
         if pod.host_network:  # its node's own address
-            assert pod.ip == plan.node(pod.node).address
+            assert pod.ip == node.address
             continue
-        assert ipaddress.IPv4Address(pod.ip) in cidr
-        assert pod.prefixlen == cidr.prefixlen
-        assert pod.ip != pod.gateway
-        assert ipaddress.IPv4Address(pod.ip) not in (cidr.network_address,
-                                                     cidr.broadcast_address)
+        assert pod.families == plan.families
+        for family in pod.families:
+            cidr = net(node.pod_cidr_of(family))  # type: ignore[arg-type]
+            ip = ipaddress.ip_address(pod.ip_of(family))
+            assert ip in cidr
+            assert net(pod.cidr_of(family)).prefixlen == cidr.prefixlen  # type: ignore[arg-type]
+            assert str(ip) != pod.gateway_of(family)
+            assert ip not in (cidr.network_address, cidr.broadcast_address)
+        assert pod.prefixlen == net(node.pod_cidr).prefixlen  # type: ignore[arg-type]
 
 
 def test_node_cidrs_are_disjoint_blocks_of_the_pod_cidr(plan: Plan) -> None:
-    cidrs = [net(n.pod_cidr) for n in plan.k8s_nodes]  # type: ignore[arg-type]
-    assert all(c.subnet_of(net(plan.pod_cidr)) for c in cidrs)
-    assert not any(a.overlaps(b) for i, a in enumerate(cidrs) for b in cidrs[i + 1:])
+    for family in plan.families:
+        cidrs = [net(n.pod_cidr_of(family)) for n in plan.k8s_nodes]  # type: ignore[arg-type]
+        whole = net(plan.pod_cidr_of(family))  # type: ignore[arg-type]
+        assert all(c.subnet_of(whole) for c in cidrs)  # type: ignore[arg-type]
+        assert not any(a.overlaps(b) for i, a in enumerate(cidrs)  # type: ignore[arg-type]
+                       for b in cidrs[i + 1:])
 
 
 def test_gateways_are_the_first_host_of_the_node_cidr(plan: Plan) -> None:
     for node in plan.k8s_nodes:
-        first = next(net(node.pod_cidr).hosts())  # type: ignore[arg-type]
-        assert node.gateway == f"{first}/{net(node.pod_cidr).prefixlen}"  # type: ignore[arg-type]
-        for pod in plan.pods:
-            if pod.node == node.name:
-                assert pod.gateway == ("" if pod.host_network else str(first))
+        for family in plan.families:
+            cidr = net(node.pod_cidr_of(family))  # type: ignore[arg-type]
+            first = next(cidr.hosts())
+            assert node.gateway_of(family) == f"{first}/{cidr.prefixlen}"
+            for pod in plan.pods:
+                if pod.node == node.name:
+                    assert pod.gateway_of(family) == (None if pod.host_network
+                                                      else str(first))
 
 
 def test_underlay_addresses_are_unique(plan: Plan) -> None:
-    addresses = [i.address.split("/")[0] for n in plan.nodes for i in n.interfaces if i.address]
+    addresses = [a.split("/")[0] for n in plan.nodes for i in n.interfaces for a in i.addresses]
     assert len(addresses) == len(set(addresses))
 
 

@@ -9,7 +9,17 @@ import sys
 import pytest
 
 from harness.host import bpf
-from harness.prove.probe import icmp_echo, icmp_id, new_ids, nonce, parse, parse_ip, read_nonce
+from harness.prove.probe import (
+    icmp6_echo,
+    icmp_echo,
+    icmp_id,
+    new_ids,
+    nonce,
+    parse,
+    parse_icmp6,
+    parse_ip,
+    read_nonce,
+)
 
 ETH = b"\x02" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
 UDP_PORT = 47000
@@ -189,3 +199,95 @@ def test_shares_cover_every_residue_once_and_the_callers_is_the_smallest(n: int)
     assert all(a & b == 0 for i, a in enumerate(masks) for b in masks[i + 1:])
     sizes = [bin(m).count("1") for m in masks]
     assert sizes[0] == min(sizes)
+
+
+# --------------------------------------------------------------------------- IPv6
+
+ETH6 = ETH[:12] + b"\x86\xdd"
+
+
+def craft6(proto: str, src: str, dst: str, probe_id: int, sport: int, hlim: int = 64,
+           reply: bool = False) -> bytes:
+    """An IPv6 probe packet as the sending kernel puts it on the wire, built by scapy."""
+    from scapy.layers.inet import TCP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+
+    ip = IPv6(src=src, dst=dst, hlim=hlim)
+    if proto == "udp":
+        return bytes(ip / UDP(sport=sport, dport=UDP_PORT) / nonce(probe_id, reply))
+    if proto == "tcp":
+        return bytes(ip / TCP(sport=sport, dport=47001, flags="PA") / nonce(probe_id, reply))
+    echo = ICMPv6EchoReply if reply else ICMPv6EchoRequest
+    return bytes(ip / echo(id=probe_id & 0xFFFF, seq=(probe_id >> 16) & 0xFFFF)
+                 / nonce(probe_id))
+
+
+@pytest.mark.parametrize("probe_id", [1, 0xFFFF, 0x1234_5678_9ABC])
+def test_icmp6_echo_is_scapys_but_for_the_checksum_the_kernel_writes(probe_id: int) -> None:
+    packet = bytearray(craft6("icmp", "fd00::2", "fd00:1::2", probe_id, 0)[40:])
+    packet[2:4] = b"\0\0"
+    assert icmp6_echo(probe_id) == bytes(packet)
+
+
+@pytest.mark.parametrize(("proto", "dport"), [("udp", UDP_PORT), ("tcp", 47001),
+                                              ("icmp", 0x5678)])
+def test_parse_reads_an_ipv6_probe_with_its_hop_limit(proto: str, dport: int) -> None:
+    frame = ETH6 + craft6(proto, "fd00:10:244::2", "fd00:10:244:1::2", 0x1234_5678, 40000,
+                          hlim=62)
+    probe_id, reply, name, src, dst, sport, got_dport, ttl = parse(frame)  # type: ignore[misc]
+    assert (probe_id, reply, name, src, dst, got_dport, ttl) == (
+        0x1234_5678, False, proto, "fd00:10:244::2", "fd00:10:244:1::2", dport, 62)
+    assert sport == (40000 if proto != "icmp" else 0x5678)
+    echo_reply = ETH6 + craft6("icmp", "fd00:10:244:1::2", "fd00:10:244::2", 9, 0, reply=True)
+    assert parse(echo_reply)[:2] == (9, True)  # type: ignore[index]
+
+
+def test_parse_icmp6_reads_what_a_raw_icmpv6_socket_gets() -> None:
+    message = craft6("icmp", "fd00::2", "fd00::3", 0x42, 0)[40:]
+    assert parse_icmp6(message, "fd00::2", "fd00::3", 63) == (
+        0x42, False, "icmp", "fd00::2", "fd00::3", 0x42, 0x42, 63)
+    from scapy.layers.inet6 import ICMPv6ND_NS
+
+    assert parse_icmp6(bytes(ICMPv6ND_NS(tgt="fd00::3")) + b"PLB", "fd00::2", "fd00::3",
+                       255) is None
+
+
+def test_kernel_filter_keeps_ipv6_probe_frames_too() -> None:
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+
+    frames = [ETH6 + craft6(p, "fd00::2", "fd00:1::3", i, 40000)
+              for i, p in ((1, "udp"), (2, "icmp"), (3, "tcp"))]
+    noise = ETH6 + bytes(IPv6(dst="fd00:1::3") / UDP() / b"not a probe at all")
+    nd = ETH6 + bytes(IPv6(dst="ff02::1:ff00:3") / ICMPv6ND_NS(tgt="fd00:1::3"))
+    v4 = ETH + craft("udp", "10.244.0.2", "10.244.1.3", 4, 40000)
+    kept = _filtered(bpf.probe_filter(), [*frames, noise, nd, v4])
+    assert [parse(f)[0] for f in kept] == [1, 2, 3, 4]  # type: ignore[index]
+
+
+def test_kernel_filter_with_addresses_of_both_families() -> None:
+    mine = ["10.244.1.3", "fd00:1::3", "fd00:1::9"]
+    frames = [ETH6 + craft6("udp", "fd00::2", "fd00:1::3", 1, 40000),
+              ETH6 + craft6("udp", "fd00::2", "fd00:1::4", 2, 40000),  # one word off
+              ETH6 + craft6("icmp", "fd00::2", "fd00:1::9", 3, 0),
+              ETH6 + craft6("udp", "fd00::2", "fd01:1::3", 4, 40000),  # first word off
+              ETH + craft("udp", "10.244.0.2", "10.244.1.3", 5, 40000),
+              ETH + craft("udp", "10.244.0.2", "10.244.1.4", 6, 40000)]
+    kept = _filtered(bpf.probe_filter(mine), frames)
+    assert [parse(f)[0] for f in kept] == [1, 3, 5]  # type: ignore[index]
+    only_four = _filtered(bpf.probe_filter(["10.244.1.3"]), frames)
+    assert [parse(f)[0] for f in only_four] == [5]  # type: ignore[index]
+
+
+def test_kernel_filter_keeps_ipv6_tcp_handshakes_only_when_asked() -> None:
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6
+
+    def segment(flags: str) -> bytes:
+        return ETH6 + bytes(IPv6(src="fd00::2", dst="fd00:1::3")
+                            / TCP(sport=40001, dport=47001, flags=flags))
+
+    syn, synack, ack = segment("S"), segment("SA"), segment("A")
+    assert _filtered(bpf.probe_filter(), [syn, synack, ack]) == []
+    kept = _filtered(bpf.probe_filter(handshakes=True), [syn, synack, ack])
+    assert [parse(f)[1:3] for f in kept] == [(False, "tcp-syn"), (True, "tcp-syn")]  # type: ignore[index]

@@ -53,3 +53,29 @@ def _json(rep: Report) -> str:
     out = io.StringIO()
     write_json(rep, out)
     return out.getvalue()
+
+
+def test_every_result_names_its_family() -> None:
+    import dataclasses
+
+    from rich.console import Console
+
+    from harness.render.report import verify_table
+
+    six = dataclasses.replace(PASS, family="ipv6")
+    data = json.loads(_json(report(PASS, six)))
+    assert [r["family"] for r in data["results"]] == ["ipv4", "ipv6"]
+    names = [c.get("name") for c in ElementTree.fromstring(junit_xml(report(PASS, six)))
+             .findall(".//testcase")]
+    assert names == ["web -> db [udp ipv4]", "web -> db [udp ipv6]"]
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(verify_table(report(PASS, six)))
+    text = console.export_text()
+    assert "family" in text and "ipv6" in text
+    # an IPv4-only lab's JUnit names and table stay as they were; JSON has the family
+    assert [c.get("name") for c in ElementTree.fromstring(junit_xml(report(PASS)))
+            .findall(".//testcase")] == ["web -> db [udp]"]
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(verify_table(report(PASS)))
+    assert "family" not in console.export_text()
+    assert json.loads(_json(report(PASS)))["results"][0]["family"] == "ipv4"

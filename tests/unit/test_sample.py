@@ -46,3 +46,15 @@ def test_service_paths_keep_each_check_client_node_and_service_port() -> None:
     assert len(set(keys)) == len(keys)
     assert set(keys) == {(p.check, node_of(plan, p.client), p.target) for p in full}
     assert {p.check for p in quick} == {p.check for p in full}
+
+
+def test_a_dual_stack_sample_crosses_every_node_pair_in_each_family() -> None:
+    plan = make_plan(load_topology(ROOT / "topologies" / "dual.clab.yml"))
+    full = targets(plan, PROBE_CHECKS, {})
+    quick = spanning(plan, full)
+    for family in ("ipv4", "ipv6"):
+        mine = [t for t in quick if t.family == family]
+        assert {(t.check, node_of(plan, t.sender), node_of(plan, t.receiver)) for t in mine} \
+            == {(t.check, node_of(plan, t.sender), node_of(plan, t.receiver)) for t in full
+                if t.family == family}
+    assert len(quick) == 2 * sum(t.family == "ipv4" for t in quick)

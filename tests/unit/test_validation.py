@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from podlab_unit_helpers import MINIMAL, broken, line_of, problems_of, valid
+from podlab_unit_helpers import DUAL, MINIMAL, V6ONLY, broken, line_of, problems_of, valid
 
 from harness.model.topology import parse_topology
 
@@ -109,8 +109,9 @@ CASES = [
      "cluster.pod-cidr", "too broad (/0)", "0.0.0.0/0"),
     ("pod-cidr-loopback", "pod-cidr: 10.244.0.0/16", "pod-cidr: 127.0.0.0/8",
      "cluster.pod-cidr", "loopback, multicast", "127.0.0.0/8"),
-    ("pod-cidr-ipv6", "pod-cidr: 10.244.0.0/16", "pod-cidr: 'fd00::/64'",
-     "cluster.pod-cidr", "is not an IPv4 network", "fd00"),
+    ("pod-cidr-ipv6-underlay-ipv4", "pod-cidr: 10.244.0.0/16", "pod-cidr: 'fd00::/56'",
+     "cluster.underlay-cidr", "is IPv4 but pod-cidr is IPv6; give one underlay prefix per "
+     "family of pod-cidr, e.g. fd00:172:30::/48", "underlay-cidr"),
     ("pod-cidr-slash-32", "pod-cidr: 10.244.0.0/16", "pod-cidr: 10.244.0.0/32",
      "cluster.node-mask", "/24 is larger than the pod CIDR 10.244.0.0/32", "node-mask"),
     ("underlay-cidr-host-bits", "underlay-cidr: 172.30.0.0/16", "underlay-cidr: 172.30.0.9/16",
@@ -270,12 +271,164 @@ CASES = [
 ]
 
 
+# Both families: the same, on the dual-stack DUAL (or where said, MINIMAL or V6ONLY).
+V6LINK = '"ext:eth1", "sw:eth3"]\n'
+
+
+def v6link(key: str, a: str, b: str) -> str:
+    return f'"ext:eth1", "node1:eth9"]\n      {key}: [{a}, {b}]\n'
+
+
+DUAL_CASES = [
+    ("two-ipv4-pod-cidrs", "fd00:10:244::/56]", "10.245.0.0/16]", "cluster.pod-cidr[1]",
+     "10.245.0.0/16 is a second IPv4 prefix (the first is 10.244.0.0/16); give one prefix "
+     "per family", "pod-cidr"),
+    ("two-ipv6-underlays", "[172.30.0.0/16,", "[fd00:172:31::/48,", "cluster.underlay-cidr[1]",
+     "second IPv6 prefix", "underlay-cidr"),
+    ("pod-cidr-empty-list", "[10.244.0.0/16, fd00:10:244::/56]", "[]", "cluster.pod-cidr",
+     "give a prefix, or one per family", "pod-cidr"),
+    ("pod-cidr-entry-not-a-string", "fd00:10:244::/56]", "3]", "cluster.pod-cidr[1]",
+     "must be a string (got 3)", "pod-cidr"),
+    ("pod-cidr-v6-not-a-network", "fd00:10:244::/56", "fd00:zz::/56", "cluster.pod-cidr[1]",
+     "'fd00:zz::/56' is not an IPv6 network", "pod-cidr"),
+    ("pod-cidr-v6-host-bits", "fd00:10:244::/56", "fd00:10:244::1/56", "cluster.pod-cidr[1]",
+     "has host bits set", "pod-cidr"),
+    ("pod-cidr-v6-too-broad", "fd00:10:244::/56", "fd00::/8", "cluster.pod-cidr[1]",
+     "too broad (/8); use /16 or longer", "pod-cidr"),
+    ("pod-cidr-v6-link-local", "fd00:10:244::/56", "fe80::/56", "cluster.pod-cidr[1]",
+     "loopback, multicast, link-local or reserved", "pod-cidr"),
+    ("pod-cidr-v6-mapped-ipv4", "fd00:10:244::/56", "'::ffff:0:0/96'", "cluster.pod-cidr[1]",
+     "reserved", "pod-cidr"),
+    ("node-mask-v6-shorter-than-pod-cidr", CLUSTER, CLUSTER + "  node-mask-v6: 48\n",
+     "cluster.node-mask-v6", "/48 is larger than the IPv6 pod CIDR fd00:10:244::/56",
+     "node-mask-v6"),
+    ("node-mask-v6-too-long", CLUSTER, CLUSTER + "  node-mask-v6: 125\n",
+     "cluster.node-mask-v6", "less than or equal to 124", "node-mask-v6"),
+    ("node-mask-v6-string", CLUSTER, CLUSTER + "  node-mask-v6: big\n",
+     "cluster.node-mask-v6", "must be an integer", "node-mask-v6"),
+    ("pod-cidr-v6-too-small-for-nodes", "fd00:10:244::/56", "fd00:10:244::/64",
+     "cluster.pod-cidr[1]", "fd00:10:244::/64 holds 1 node CIDRs of /64 but there are 2 "
+     "k8s-nodes", "pod-cidr"),
+    ("node-cidr-v6-too-small-for-pods",
+     [(CLUSTER, "  node-mask-v6: 124\n"), ("fd00:10:244::/56", "fd00:10:244::/120"),
+      (WEB, WEB + "".join(f"  p{i}:\n    node: node1\n    containers: [{{name: app}}]\n"
+                          for i in range(14)))],
+     None, "cluster.node-mask-v6", "node 'node1' has 15 pods but a /124 node CIDR holds 14",
+     "node-mask-v6"),
+    ("underlay-missing-ipv6", "underlay-cidr: [172.30.0.0/16, fd00:172:30::/48]",
+     "underlay-cidr: 172.30.0.0/16", "cluster.underlay-cidr",
+     "is IPv4 but pod-cidr is IPv4 and IPv6; give one underlay prefix per family of "
+     "pod-cidr, e.g. [172.30.0.0/16, fd00:172:30::/48]", "underlay-cidr"),
+    ("underlay-v6-overlaps-pod-cidr", "fd00:172:30::/48", "fd00:10::/32",
+     "cluster.underlay-cidr[1]", "fd00:10::/32 overlaps the pod CIDR fd00:10:244::/56",
+     "underlay-cidr"),
+    ("underlay-v6-too-small", "fd00:172:30::/48", "fd00:172:30::/127",
+     "cluster.underlay-cidr[1]", "fd00:172:30::/127 cannot hold 1 segment(s)", "underlay-cidr"),
+    ("service-cidr-overlaps-pod-cidr", CLUSTER,
+     CLUSTER + "  service-cidr: [10.96.0.0/16, fd00:10:244:ff::/112]\n",
+     "cluster.service-cidr[1]", "overlaps the pod CIDR fd00:10:244::/56", "service-cidr"),
+    ("service-cidr-overlaps-underlay", CLUSTER, CLUSTER + "  service-cidr: 172.30.1.0/24\n",
+     "cluster.service-cidr", "172.30.1.0/24 overlaps cluster.underlay-cidr 172.30.0.0/16",
+     "service-cidr"),
+    # explicit link addresses
+    ("link-mixed-family-ends", V6LINK, v6link("ipv4", '"172.31.0.1/24"', '"fd00:31::2/64"'),
+     "topology.links[2].ipv4[1]", "'fd00:31::2/64' is IPv6 but the other end, "
+     "'172.31.0.1/24', is IPv4: both ends of a link are of one family (IPv6 addresses go "
+     "under ipv6:)", "ipv4"),
+    ("link-mixed-family-ends-under-ipv6", V6LINK,
+     v6link("ipv6", '"172.31.0.1/24"', '"fd00:31::2/64"'), "topology.links[2].ipv6[0]",
+     "is IPv4 but the other end, 'fd00:31::2/64', is IPv6", "ipv6"),
+    ("link-ipv6-under-ipv4", V6LINK, v6link("ipv4", '"fd00:31::1/64"', '"fd00:31::2/64"'),
+     ("topology.links[2].ipv4[0]", "topology.links[2].ipv4[1]"),
+     "is an IPv6 address; write it under ipv6:", "ipv4"),
+    ("link-ipv6-without-prefix", V6LINK, v6link("ipv6", '"fd00:31::1/64"', '"fd00:31::2"'),
+     "topology.links[2].ipv6[1]", "'fd00:31::2' needs a prefix length, e.g. fd00:31::2/64",
+     "ipv6"),
+    ("link-ipv6-slash-128", V6LINK, v6link("ipv6", '"fd00:31::1/64"', '"fd00:31::2/128"'),
+     "topology.links[2].ipv6[1]", "/128 leaves no room for two hosts; use /127 or shorter",
+     "ipv6"),
+    ("link-ipv6-anycast", V6LINK, v6link("ipv6", '"fd00:31::/64"', '"fd00:31::2/64"'),
+     "topology.links[2].ipv6[0]", "is the subnet-router anycast address", "ipv6"),
+    ("link-ipv6-two-subnets", V6LINK, v6link("ipv6", '"fd00:31::1/64"', '"fd00:32::2/64"'),
+     "topology.links[2].ipv6", "are not in one subnet", "ipv6"),
+    ("link-ipv6-in-pod-cidr", V6LINK,
+     v6link("ipv6", '"fd00:10:244:ff::1/64"', '"fd00:10:244:ff::2/64"'),
+     ("topology.links[2].ipv6[0]", "topology.links[2].ipv6[1]"),
+     "overlaps cluster.pod-cidr fd00:10:244::/56", "ipv6"),
+    ("link-ipv6-same-address-twice", V6LINK,
+     v6link("ipv6", '"fd00:31::1/64"', '"fd00:31:0::1/64"'), "topology.links[2].ipv6[1]",
+     "address fd00:31::1 is already used at topology.links[2].ipv6[0]", "ipv6"),
+    ("switch-port-with-ipv6", LINK1, LINK1 + '      ipv6: ["fd00:31::1/64", "fd00:31::2/64"]\n',
+     "topology.links[0].ipv6[1]", "'sw' is a switch: its ports take no address", "ipv6"),
+    ("node-port-without-ipv6", LINK1, LINK1 + "      ipv6: [null, null]\n",
+     "topology.links[0].ipv6[0]", "'node1' needs an address when ipv6 is given", "ipv6"),
+    ("link-mtu-below-ipv6-minimum", LINK1, LINK1 + "      mtu: 1200\n",
+     "topology.links[0].mtu", "1200 is below IPv6's minimum MTU 1280", "mtu"),
+    ("switch-segment-v6-in-two-subnets", [
+        (LINK1, LINK1 + '      ipv6: ["fd00:31:1::1/64", null]\n'),
+        (V6LINK, V6LINK + '      ipv6: ["fd00:31::1/64", null]\n')],
+     None, "topology.links[2].ipv6[0]",
+     "fd00:31::1/64 is not in fd00:31:1::/64, the subnet of its segment (sw",
+     '"fd00:31::1/64"'),
+]
+# (id, base, old, new, path, fragment, needle): one family missing from the cluster
+FAMILY_CASES = [
+    ("ipv6-link-in-ipv4-cluster", MINIMAL, V6LINK,
+     v6link("ipv6", '"fd00:31::1/64"', '"fd00:31::2/64"'), "topology.links[2].ipv6",
+     "the cluster has no IPv6: pod-cidr is IPv4 only; add an IPv6 prefix to pod-cidr for "
+     "dual-stack, or drop ipv6", "ipv6"),
+    ("ipv4-link-in-ipv6-cluster", V6ONLY, V6LINK,
+     v6link("ipv4", '"172.31.0.1/24"', '"172.31.0.2/24"'), "topology.links[2].ipv4",
+     "the cluster has no IPv4: pod-cidr is IPv6 only", "ipv4"),
+    ("service-cidr-ipv6-in-ipv4-cluster", MINIMAL, CLUSTER,
+     CLUSTER + "  service-cidr: [10.96.0.0/16, fd00:10:96::/112]\n",
+     "cluster.service-cidr[1]", "fd00:10:96::/112 is IPv6 but pod-cidr has no IPv6 prefix",
+     "service-cidr"),
+    ("masq-agent-config-in-a-cluster-with-ipv6", DUAL, CLUSTER,
+     CLUSTER + "  masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8]}\n", "cluster.masquerade",
+     "ip-masq-agent's config is applied in IPv4 only", "masquerade"),
+    ("services-in-an-ipv6-first-cluster", DUAL.replace(
+        "[10.244.0.0/16, fd00:10:244::/56]", "[fd00:10:244::/56, 10.244.0.0/16]"),
+     "pods:\n  web:\n    node: node1\n",
+     "services:\n  websvc:\n    selector: {app: web}\n    ports: [{port: 80}]\n"
+     "pods:\n  web:\n    node: node1\n    labels: {app: web}\n", "services",
+     "Services are IPv4 in podlab", "^services:"),
+    ("bgp-in-a-cluster-with-ipv6", DUAL, CLUSTER, CLUSTER + "  routing: bgp\n",
+     "cluster.routing", "routing: bgp is IPv4-only so far", "routing"),
+    ("cni-bridge-in-a-cluster-with-ipv6", V6ONLY, CLUSTER, CLUSTER + "  cni: bridge\n",
+     "cluster.cni", "cni: bridge is IPv4-only so far", "cni:"),
+    ("underlay-ipv4-in-ipv6-cluster", V6ONLY, "underlay-cidr: fd00:172:30::/48",
+     "underlay-cidr: [172.30.0.0/16, fd00:172:30::/48]", "cluster.underlay-cidr",
+     "is IPv4 and IPv6 but pod-cidr is IPv6", "underlay-cidr"),
+]
+
+
 @pytest.mark.parametrize(("old", "new", "path", "fragment", "needle"),
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_each_rule_reports_one_problem_with_path_line_and_message(
         old: str | list[tuple[str, str]], new: str | None, path: str | tuple[str, ...],
         fragment: str, needle: str | None) -> None:
-    text = MINIMAL
+    check_one_rule(MINIMAL, old, new, path, fragment, needle)
+
+
+@pytest.mark.parametrize(("old", "new", "path", "fragment", "needle"),
+                         [c[1:] for c in DUAL_CASES], ids=[c[0] for c in DUAL_CASES])
+def test_each_dual_stack_rule_reports_one_problem(
+        old: str | list[tuple[str, str]], new: str | None, path: str | tuple[str, ...],
+        fragment: str, needle: str | None) -> None:
+    check_one_rule(DUAL, old, new, path, fragment, needle)
+
+
+@pytest.mark.parametrize(("base", "old", "new", "path", "fragment", "needle"),
+                         [c[1:] for c in FAMILY_CASES], ids=[c[0] for c in FAMILY_CASES])
+def test_a_family_the_cluster_lacks_is_refused(
+        base: str, old: str, new: str, path: str, fragment: str, needle: str) -> None:
+    check_one_rule(base, old, new, path, fragment, needle)
+
+
+def check_one_rule(base: str, old: str | list[tuple[str, str]], new: str | None,
+                   path: str | tuple[str, ...], fragment: str, needle: str | None) -> None:
+    text = base
     for a, b in old if isinstance(old, list) else [(old, new)]:
         assert b is not None
         text = broken(a, b, text)
@@ -297,6 +450,43 @@ def test_each_rule_reports_one_problem_with_path_line_and_message(
 
 def test_minimal_file_is_valid() -> None:
     assert valid(MINIMAL).name == "lab"
+
+
+def test_dual_stack_and_ipv6_only_files_are_valid() -> None:
+    assert valid(DUAL).spec.cluster.families == ("ipv4", "ipv6")
+    assert valid(V6ONLY).spec.cluster.families == ("ipv6",)
+    # IPv6 first: IPv6 is the primary family
+    swapped = DUAL.replace("[10.244.0.0/16, fd00:10:244::/56]", "[fd00:10:244::/56, 10.244.0.0/16]")
+    assert valid(swapped).spec.cluster.families == ("ipv6", "ipv4")
+
+
+def test_an_unset_underlay_defaults_to_one_prefix_per_family_of_the_pod_cidr() -> None:
+    cluster = valid(DUAL.replace("  underlay-cidr: [172.30.0.0/16, fd00:172:30::/48]\n", "")
+                    ).spec.cluster
+    assert cluster.underlay_cidrs == ("172.30.0.0/16", "fd00:172:30::/48")
+    assert valid(V6ONLY.replace("  underlay-cidr: fd00:172:30::/48\n", "")
+                 ).spec.cluster.underlay_cidrs == ("fd00:172:30::/48",)
+    assert valid(MINIMAL.replace("  underlay-cidr: 172.30.0.0/16\n", "")
+                 ).spec.cluster.underlay_cidrs == ("172.30.0.0/16",)
+
+
+@pytest.mark.parametrize("addresses", [
+    'ipv6: ["fd00:31::/127", "fd00:31::1/127"]',  # RFC 6164: both addresses of a /127
+    'ipv6: ["fd00:31::1/64", "fd00:31::2/64"]\n      ipv4: ["172.31.0.1/30", "172.31.0.2/30"]',
+    'ipv4: ["172.31.0.1/30", "172.31.0.2/30"]',  # IPv6 addressed from the underlay
+])
+def test_explicit_link_addresses_of_either_family_are_accepted(addresses: str) -> None:
+    valid(broken(V6LINK, f'"ext:eth1", "node1:eth9"]\n      {addresses}\n', DUAL))
+
+
+def test_service_cidr_takes_one_prefix_per_family() -> None:
+    cluster = valid(broken(CLUSTER, CLUSTER + "  service-cidr: [10.96.0.0/16, "
+                           "fd00:10:96::/112]\n", DUAL)).spec.cluster
+    assert cluster.service_cidrs == ("10.96.0.0/16", "fd00:10:96::/112")
+    # unset: the default range of each family of the cluster
+    assert valid(MINIMAL).spec.cluster.service_cidrs == ("10.96.0.0/16",)
+    assert valid(DUAL).spec.cluster.service_cidrs == ("10.96.0.0/16", "fd00:10:96::/112")
+    assert valid(V6ONLY).spec.cluster.service_cidrs == ("fd00:10:96::/112",)
 
 
 @pytest.mark.parametrize("choice", ["routing: static", "cni: podlab", "cni: bridge",

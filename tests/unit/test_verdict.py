@@ -304,3 +304,86 @@ def test_reply_port_and_icmp_id_are_judged_like_the_request() -> None:
     assert r.expected["icmp_id"] == r.expected["reply"]["icmp_id"] == 5
     assert r.detail == ("reply ICMP id rewritten 5 -> 7 between node1 and web on the way from "
                         "db to web")
+
+
+# --- both families ------------------------------------------------------------------------
+
+def _dual() -> Any:
+    from podlab_unit_helpers import DUAL
+
+    from harness.model.topology import parse_topology
+
+    return make_plan(parse_topology(DUAL))
+
+
+W6, D6 = "fd00:10:244::2", "fd00:10:244:1::2"
+
+
+def test_targets_run_once_per_family_the_ends_share() -> None:
+    plan = _dual()
+    sources = {n.name: {ip: n.address_of("ipv6" if ":" in ip else "ipv4")
+                        for p in plan.pods for ip in p.ips} for n in plan.k8s_nodes}
+    tgts = targets(plan, ["pod-to-pod", "node-to-pod", "pod-to-node", "pod-to-external"],
+                   sources)
+    v4 = [t for t in tgts if t.family == "ipv4"]
+    v6 = [t for t in tgts if t.family == "ipv6"]
+    assert len(v4) == len(v6) and len(tgts) == 2 * len(v4)
+    assert all(":" in t.src_ip and ":" in t.exp.dst_ip and ":" in t.expect_src for t in v6)
+    assert all(":" not in t.src_ip + t.exp.dst_ip for t in v4)
+    ext6 = next(t for t in v6 if t.check == "pod-to-external" and t.sender == "web")
+    assert ext6.expect_src == "fd00:172:30::1"  # node1's IPv6 egress: masqueraded by ip6tables
+    n2p6 = next(t for t in v6 if t.check == "node-to-pod" and t.sender == "node1")
+    assert n2p6.src_ip == "fd00:172:30::1"
+    assert endpoints(plan)["web"].addresses == ("10.244.0.2", W6)
+    assert endpoints(plan)["web"].families == ("ipv4", "ipv6")
+    assert endpoints(plan)["sw"].families == ()
+
+
+def test_an_ipv6_result_carries_its_family_and_speaks_of_the_hop_limit() -> None:
+    exp = Expectation("web", "db", W6, D6, 2, ("node1", "node2"), family="ipv6")
+    target = Target("pod-to-pod", exp, "web", "db", W6, W6, True)
+    p = Probe(7, "udp", "web", "db", W6, D6, sent_at=1.0, sport=SPORT, dport=UDP_PORT)
+    clean = path(src=W6, dst=D6) + path(reply=True, src=W6, dst=D6)
+    hear = [heard(src=W6, dst=D6), heard("web", reply=True, src=W6, dst=D6)]
+    r = verdict.evaluate(target, p, clean, hear)
+    assert r.ok and r.family == "ipv6" and r.to_dict()["family"] == "ipv6"
+    assert "hop limit -2 as planned" in r.detail and "TTL" not in r.detail
+    detour = [s for s in clean if not s.reply]
+    for s in detour[-2:]:
+        s.ttl -= 1
+    r = verdict.evaluate(target, p, detour + clean[len(detour):],
+                         [heard(src=W6, dst=D6, ttl=61), hear[1]])
+    assert not r.ok and "request hop limit dropped by 3, plan expects 2" in r.detail
+    lost = verdict.evaluate(target, p, detour[:3], [])
+    assert "(hop limit 63)" in lost.detail
+
+
+def test_identity_is_judged_per_family_one_global_address_of_each() -> None:
+    pod = _dual().pod("web")
+    ns = {pod.infra: 1, **{c.container: 1 for c in pod.containers}}
+    eth0 = ["10.244.0.2/24", "fd00:10:244::2/64"]
+    four, six = (verdict.identity(pod, eth0, ns, None, f) for f in ("ipv4", "ipv6"))
+    assert four.ok and six.ok, (four.detail, six.detail)
+    assert (four.family, six.family) == ("ipv4", "ipv6")
+    assert six.detail.startswith("web is fd00:10:244::2, the only IPv6 address on eth0")
+    assert six.expected["eth0"] == ["fd00:10:244::2/64"]
+    # a second IPv6 address fails the IPv6 result alone
+    two = [*eth0, "fd00:10:244::99/64"]
+    assert verdict.identity(pod, two, ns, None, "ipv4").ok
+    r = verdict.identity(pod, two, ns, None, "ipv6")
+    assert not r.ok and "plan says exactly fd00:10:244::2/64" in r.detail
+    # no IPv6 address at all
+    r = verdict.identity(pod, eth0[:1], ns, None, "ipv6")
+    assert not r.ok and "eth0 holds no IPv6 address" in r.detail
+    # peers saw another IPv6 source
+    r = verdict.identity(pod, eth0, ns, {"fd00:172:30::1": "db, pod-to-pod udp"}, "ipv6")
+    assert not r.ok and r.detail == "peers saw it as fd00:172:30::1 (db, pod-to-pod udp)"
+
+
+def test_an_ipv4_pod_with_a_stray_ipv6_address_fails_its_identity() -> None:
+    pod = _pod()  # flat3: IPv4 only
+    ns = {pod.infra: 1, **{c.container: 1 for c in pod.containers}}
+    r = verdict.identity(pod, [pod.cidr, "fd00::5/64"], ns)
+    assert not r.ok and "fd00::5/64" in r.detail and r.family == "ipv4"
+    assert verdict.identity(pod, [pod.cidr], ns).detail.startswith(
+        f"web is {pod.ip}, the only address on eth0")
