@@ -291,3 +291,15 @@ def test_kernel_filter_keeps_ipv6_tcp_handshakes_only_when_asked() -> None:
     assert _filtered(bpf.probe_filter(), [syn, synack, ack]) == []
     kept = _filtered(bpf.probe_filter(handshakes=True), [syn, synack, ack])
     assert [parse(f)[1:3] for f in kept] == [(False, "tcp-syn"), (True, "tcp-syn")]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("share", [0x0001, 0x8000, 0xA5C3])
+def test_a_share_keeps_exactly_its_ipv6_probes_too(share: int) -> None:
+    ids = [0x1230 + i for i in range(32)]
+    frames = [ETH6 + craft6(proto, "fd00::2", "fd00:1::3", probe_id, 40000)
+              for probe_id in ids for proto in ("udp", "tcp", "icmp")]
+    mine = [i for i in ids if share >> bpf.residue(i) & 1]
+    for program in (bpf.probe_filter(share=share),
+                    bpf.probe_filter(["fd00:1::3"], share=share)):
+        kept = _filtered(program, frames)
+        assert sorted(parse(f)[0] for f in kept) == sorted(mine * 3)  # type: ignore[index]
