@@ -464,13 +464,13 @@ def route_sources(pid: int, dst_ips: list[str]) -> dict[str, str]:
     a 200-pod lab asks for 200). Destinations the namespace has no route to are left out:
     a broken lab is what verify is there to report, not a reason to stop.
     """
-    for dst in dst_ips:
-        ipaddress.ip_address(dst)
+    families = {dst: socket.AF_INET6 if ipaddress.ip_address(dst).version == 6
+                else socket.AF_INET for dst in dst_ips}
 
     def body() -> dict[str, str]:
         out = {}
         for dst in dst_ips:  # a fresh socket each: a connected one keeps its first source
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            with socket.socket(families[dst], socket.SOCK_DGRAM) as sock:
                 try:
                     sock.connect((dst, 9))  # no packet leaves: UDP connect only routes
                 except OSError:  # no route (ENETUNREACH), or unreachable by policy
