@@ -194,7 +194,7 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
         deployed = True
         out["running"] = sum(c.state == "running" for c in runtime.containers_of(name))
         t0 = time.perf_counter()
-        report = Lab(plan).verify()
+        report = _profiled(profile_dir, f"verify-{nodes}x{pods}", Lab(plan).verify)
         out["verify_s"] = time.perf_counter() - t0
         out["results"] = len(report.results)
         out["passed"] = sum(r.ok for r in report.results)
@@ -338,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"smoke run: {','.join(QUICK_SIZES)}, once each")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--profile", metavar="DIR",
-                        help="pyinstrument profiles of deploy/destroy into DIR")
+                        help="pyinstrument profiles of deploy/verify/destroy into DIR (the "
+                             "calling process only: a large verify's other probe processes "
+                             "are not in it)")
     parser.add_argument("--cni", default=DEFAULT_CNI,
                         help="comma-separated cluster.cni values to run each size with "
                              "(podlab, bridge, ptp); with podlab among them, each other's "

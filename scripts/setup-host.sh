@@ -53,6 +53,8 @@ have_browser || need+=(chromium)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 # The proof's integration tests inject stateless rewrites with nft payload statements.
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
+# verify's intra-pod check runs each container's own nc through nsenter (no docker exec).
+command -v nsenter >/dev/null || [ -x /usr/bin/nsenter ] || need+=(util-linux)
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok && ! command -v dockerd >/dev/null; then
     need+=(docker.io)

@@ -36,6 +36,7 @@ from harness.errors import InputError
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 PACKET_HOST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 3, 4
 SO_ATTACH_FILTER = 26
+SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33  # root may exceed rmem_max: a busy node must not drop sightings
 DLT_EN10MB = 1  # every lab interface (veth, bridge, lo) is Ethernet-framed
@@ -49,8 +50,9 @@ MAGIC = 0x504C  # "PL": both request (PLB) and reply (PLR) nonces
 LDB_ABS, LDH_ABS, LDW_ABS = 0x30, 0x28, 0x20
 LDXB_MSH = 0xB1  # X = 4 * (byte & 0xf): the IPv4 header length
 LDH_IND, LDB_IND = 0x48, 0x50
-JEQ, JA = 0x15, 0x05
-RSH, LSH, AND, ADD_X, TAX = 0x74, 0x64, 0x54, 0x0C, 0x07
+JEQ, JGE, JA = 0x15, 0x35, 0x05
+RSH, LSH, LSH_X, AND, ADD, ADD_X, TAX = 0x74, 0x64, 0x6C, 0x54, 0x04, 0x0C, 0x07
+LD_IMM = 0x00
 RET = 0x06
 
 Insn = tuple[int, int, int, int]  # code, jump-if-true, jump-if-false, k
@@ -61,6 +63,16 @@ PacketFilter = Callable[[Any], bool]
 def packet_socket() -> socket.socket:
     """An AF_PACKET socket for every protocol (bind it to one interface if needed)."""
     return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+
+
+def ignore_outgoing(sock: socket.socket) -> None:
+    """Deliver no frame this host sends to `sock` (PACKET_IGNORE_OUTGOING, Linux 4.20):
+    the kernel then skips the copy it makes of each outgoing frame for every packet
+    socket. Older kernels go on copying, and the filter drops them as before."""
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+    except OSError:
+        pass
 
 
 def attach(sock: socket.socket, program: list[Insn]) -> None:
@@ -96,13 +108,22 @@ def assemble(lines: list[tuple[int, Target, Target, int] | str]) -> list[Insn]:
     return out
 
 
-def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> list[Insn]:
+def probe_filter(local: list[str] | None = None, handshakes: bool = False,
+                 share: int | None = None) -> list[Insn]:
     """Accept probe frames, IPv4 and IPv6; with `local`, only arriving ones addressed to
     those IPs (of either family); with `handshakes`, TCP SYN and SYN-ACK segments too
-    (they carry no nonce). IPv6 probes carry no extension header: the transport header
-    follows the fixed 40-byte one."""
+    (they carry no nonce); with `share`, a mask of residues modulo 16, only probes whose
+    id has one of them (`residue`): one process's share of a verify's probes. IPv6 probes
+    carry no extension header: the transport header follows the fixed 40-byte one."""
     four = [a for a in local or () if ipaddress.ip_address(a).version == 4]
     six = [a for a in local or () if ipaddress.ip_address(a).version == 6]
+
+    def nonce(magic: tuple[int, Target, Target, int], last: tuple[int, Target, Target, int]
+              ) -> list[tuple[int, Target, Target, int] | str]:
+        """`magic` loads the payload's first half-word, `last` the nonce's last digit."""
+        return [magic, (JEQ, 0, "drop", MAGIC),
+                *([last, (JA, "share", 0, 0)] if share is not None else [(JA, "accept", 0, 0)])]
+
     prog: list[tuple[int, Target, Target, int] | str] = []
     if local:
         prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, "drop", 0, PACKET_OUTGOING)]
@@ -123,11 +144,11 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
                  (JEQ, "accept", 0, 0x12)]
     prog += [
         # TCP: the payload starts after the IP header and the TCP header (data offset)
-        (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2),
-        (ADD_X, 0, 0, 0), (TAX, 0, 0, 0), (LDH_IND, 0, 0, 14), (JA, "compare", 0, 0),
+        (LDB_IND, 0, 0, 26), (RSH, 0, 0, 4), (LSH, 0, 0, 2), (ADD_X, 0, 0, 0), (TAX, 0, 0, 0),
+        *nonce((LDH_IND, 0, 0, 14), (LDB_IND, 0, 0, 14 + NONCE_LAST)),
         "udp_icmp",
-        (LDXB_MSH, 0, 0, 14), (LDH_IND, 0, 0, 22),  # 14 + 8-byte UDP or ICMP header
-        (JA, "compare", 0, 0),
+        (LDXB_MSH, 0, 0, 14),  # 14 + 8-byte UDP or ICMP header
+        *nonce((LDH_IND, 0, 0, 22), (LDB_IND, 0, 0, 22 + NONCE_LAST)),
         "ip6",
     ]
     if local:  # the destination, 4 words from offset 38, against each local address
@@ -147,12 +168,11 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
         prog += [(LDB_ABS, 0, 0, 67), (AND, 0, 0, 0x12), (JEQ, "accept", 0, 0x02),
                  (JEQ, "accept", 0, 0x12)]
     prog += [
-        (LDB_ABS, 0, 0, 66), (RSH, 0, 0, 4), (LSH, 0, 0, 2),  # 14 + 40 + 12: data offset
-        (TAX, 0, 0, 0), (LDH_IND, 0, 0, 54), (JA, "compare", 0, 0),
-        "udp_icmp6",
-        (LDH_ABS, 0, 0, 62),  # 14 + 40 + an 8-byte UDP or ICMPv6 header
-        "compare",
-        (JEQ, 0, "drop", MAGIC),
+        (LDB_ABS, 0, 0, 66), (RSH, 0, 0, 4), (LSH, 0, 0, 2), (TAX, 0, 0, 0),  # data offset
+        *nonce((LDH_IND, 0, 0, 54), (LDB_IND, 0, 0, 54 + NONCE_LAST)),
+        "udp_icmp6",  # 14 + 40 + an 8-byte UDP or ICMPv6 header
+        *nonce((LDH_ABS, 0, 0, 62), (LDB_ABS, 0, 0, 62 + NONCE_LAST)),
+        *(["share", *_share_test(share)] if share is not None else []),
         "accept",
         (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
@@ -161,19 +181,45 @@ def probe_filter(local: list[str] | None = None, handshakes: bool = False) -> li
     return assemble(prog)
 
 
-def icmp_probe_filter() -> list[Insn]:
+def icmp_probe_filter(share: int | None = None) -> list[Insn]:
     """For a raw ICMP socket (its reads start at the IP header): only echo requests and
-    replies that carry a probe nonce."""
+    replies that carry a probe nonce (of a `share`, as in `probe_filter`)."""
     return assemble([
         (LDXB_MSH, 0, 0, 0),  # X = the IP header length
         (LDB_IND, 0, 0, 0),  # the ICMP type
         (JEQ, "echo", 0, 0), (JEQ, "echo", 0, 8), (JA, "drop", 0, 0),
         "echo",
         (LDH_IND, 0, 0, 8), (JEQ, 0, "drop", MAGIC),
+        *([(LDB_IND, 0, 0, 8 + NONCE_LAST), *_share_test(share)] if share is not None
+          else []),
+        "accept",
         (RET, 0, 0, PROBE_SNAPLEN),
         "drop",
         (RET, 0, 0, 0),
     ])
+
+
+# The nonce is "PLB"/"PLR" and the probe id in 16 lower-case hex digits (harness.prove.probe);
+# the last digit, at this offset, carries the id's low bits.
+NONCE_LAST = 18
+
+
+RESIDUES = 16  # shares are sets of residues of the probe id modulo this: its last hex digit
+
+
+def residue(probe_id: int) -> int:
+    """The residue of a probe id that decides which share it belongs to."""
+    return probe_id % RESIDUES
+
+
+def _share_test(share: int) -> list[tuple[int, Target, Target, int]]:
+    """With the nonce's last hex digit in A: accept when bit (its value) of `share` is
+    set. '0'-'9' are 0x30-0x39 and 'a'-'f' 0x61-0x66, so the value modulo 16 is the
+    character's for a digit and the character's + 9 for a letter."""
+    if not 0 < share < 1 << RESIDUES:
+        raise ValueError(f"share {share:#x}: a non-empty mask of the {RESIDUES} residues")
+    return [(JGE, 0, 1, 0x61), (ADD, 0, 0, 9), (AND, 0, 0, RESIDUES - 1), (TAX, 0, 0, 0),
+            (LD_IMM, 0, 0, 1), (LSH_X, 0, 0, 0), (AND, 0, 0, share), (JEQ, "drop", "accept", 0)]
 
 
 ICMP6_FILTER = 1  # linux/icmpv6.h: a raw ICMPv6 socket's filter of message types

@@ -148,7 +148,9 @@ class Lab:
 
     def pids(self) -> dict[str, int]:
         """`{node or pod name: host pid holding its network namespace}`, running ones."""
-        by_container = self.container_pids()
+        return self._namespace_pids(self.container_pids())
+
+    def _namespace_pids(self, by_container: dict[str, int]) -> dict[str, int]:
         found = {n.name: by_container.get(n.container) for n in self.plan.nodes}
         found |= {p.name: by_container.get(p.infra) for p in self.plan.pods}
         return {name: pid for name, pid in found.items() if pid}
@@ -185,8 +187,9 @@ class Lab:
         if unknown:
             raise InputError(f"unknown check(s) {', '.join(unknown)}; one of "
                              f"{', '.join(prove.CHECKS)}")
-        settled = self.converged(converge_timeout)
-        report = prove.verify(settled.plan, self.container_pids(), wanted,
+        by_container = self.container_pids()  # one inspect per container: asked once
+        settled = self._converged(converge_timeout, self._namespace_pids(by_container))
+        report = prove.verify(settled.plan, by_container, wanted,
                               keep_frames=keep_frames, progress=progress, timeout=timeout,
                               quick=quick)
         if settled.note:
@@ -205,10 +208,13 @@ class Lab:
         `timeout` s, its own bound by default) until routes a daemon moves after a fault
         have settled, and reroutes the plan's expectations over the paths that are left
         (routing: bgp); static routes do not move."""
+        return self._converged(timeout, self.pids())
+
+    def _converged(self, timeout: float | None, pids: dict[str, int]) -> Convergence:
         from harness import datapath
 
         plan = self.observed_plan()
-        dp, pids = datapath.select(plan), self.pids()
+        dp = datapath.select(plan)
         return (dp.converged(plan, pids) if timeout is None
                 else dp.converged(plan, pids, timeout))
 

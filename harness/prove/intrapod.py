@@ -4,6 +4,8 @@ in a pod that has IPv6: once per family, like every check).
 A real listener (`nc -l`) runs in the pod's first container and a real sender in its
 second (in the first again for a single-container pod); the exchange must reach the
 listener and be seen on the pod's `lo`, where a sniffer was opened before either started.
+Both run as processes of their containers (harness.host.nsexec: the containers' own `nc`
+in their namespaces), without a `docker exec` round trip each.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ from __future__ import annotations
 import os
 import random
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from harness.host import bpf, runtime
+from harness.host import bpf, nsexec, sockdiag
 from harness.host.netns import run_in_netns
 from harness.plan import ContainerPlan, Plan, PodPlan
 from harness.prove.probe import nonce
@@ -27,39 +28,28 @@ from harness.prove.result import Result
 # that two verifies of one lab, or a client's own port, do not collide with it
 PORTS = range(20000, 32768)
 WAIT = 5.0  # seconds: bound on every step
-TCP_LISTEN = "0A"
 LOCALHOST = {"ipv4": "127.0.0.1", "ipv6": "::1"}
 
 
-def _tcp_ports(pid: int) -> dict[int, set[str]]:
-    """{local port: TCP states} in the namespace of `pid` (/proc/net/tcp, tcp6)."""
-    out: dict[int, set[str]] = {}
-    for table in ("tcp", "tcp6"):  # busybox nc listens on :: when IPv6 is built in
-        with open(f"/proc/{pid}/net/{table}") as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                out.setdefault(int(fields[1].rsplit(":", 1)[1], 16), set()).add(fields[3])
-    return out
-
-
-def _listening(pid: int, port: int) -> bool:
-    return TCP_LISTEN in _tcp_ports(pid).get(port, set())
-
-
-def _free_port(pid: int) -> int:
-    used = _tcp_ports(pid)
+def _free_port(listening: set[int]) -> int:
     while True:
         port = random.choice(PORTS)
-        if port not in used:
+        if port not in listening:
             return port
 
 
-def _sniff_lo(pid: int) -> socket.socket:
-    def make() -> socket.socket:
+def _sockets(pid: int) -> tuple[socket.socket, socket.socket]:
+    """A sniffer on the pod's lo, and a sock_diag socket that says what listens there
+    (polled while the listener comes up: cheap, unlike /proc/net/tcp)."""
+    def make() -> tuple[socket.socket, socket.socket]:
         sock = bpf.packet_socket()
-        sock.bind(("lo", 0))
-        sock.settimeout(0.05)
-        return sock
+        try:
+            sock.bind(("lo", 0))
+            sock.settimeout(0.05)
+            return sock, sockdiag.open_diag()
+        except BaseException:
+            sock.close()
+            raise
 
     return run_in_netns(pid, make)
 
@@ -93,11 +83,14 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> list[Result]
                 for f in families]
     infra_pid = pids[pod.infra]
     sender = pod.containers[1] if len(pod.containers) > 1 else pod.containers[0]
+    down = [c.container for c in (listener, sender) if c.container not in pids]
+    if down:
+        return [Result("intra-pod", f"{pod.name}/{sender.name}", f"{pod.name}/{listener.name}",
+                       "tcp", False, {}, {}, f"container {down[0]} is not running", family=f)
+                for f in families]
     for _ in range(3):  # another verify may take the same port first: pick again
-        ports = _free_ports(infra_pid, len(families))
-        legs = [Leg(f, port, nonce(probe_id + (i << 40)).decode())
-                for i, (f, port) in enumerate(zip(families, ports, strict=True))]
-        problems, received, on_lo = _exchange(listener, sender, infra_pid, legs)
+        tokens = [(f, nonce(probe_id + (i << 40)).decode()) for i, f in enumerate(families)]
+        problems, received, on_lo, legs = _exchange(listener, sender, pids, infra_pid, tokens)
         if "Address already in use" not in received:
             break
     out = []
@@ -119,45 +112,41 @@ def check_pod(pod: PodPlan, pids: dict[str, int], probe_id: int) -> list[Result]
     return out
 
 
-def _free_ports(pid: int, count: int) -> list[int]:
+def _free_ports(listening: set[int], count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
-        port = _free_port(pid)
+        port = _free_port(listening)
         if port not in ports:
             ports.append(port)
     return ports
 
 
-def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int,
-              legs: list[Leg]) -> tuple[dict[str, list[str]], str, set[str]]:
-    """Listen in one container (a listener per leg), send from the other: (problems by
-    leg token, what the listeners printed, the tokens seen on lo)."""
+def _exchange(listener: ContainerPlan, sender: ContainerPlan, pids: dict[str, int],
+              infra_pid: int, tokens: list[tuple[str, str]]
+              ) -> tuple[dict[str, list[str]], str, set[str], list[Leg]]:
+    """Listen in one container on a free port per (family, token), send from the other:
+    (problems by leg token, what the listeners printed, the tokens seen on lo, the legs)."""
     problems: dict[str, list[str]] = {}
-    heard: dict[str, bytes] = {}
-    sniff = _sniff_lo(infra_pid)
+    sniff, diag = _sockets(infra_pid)
     try:
+        ports = _free_ports(sockdiag.tcp_listening(diag), len(tokens))
+        legs = [Leg(f, port, token) for (f, token), port in zip(tokens, ports, strict=True)]
         # `-e`: the connection becomes the reader's stdin; a plain `nc -l` with no stdin
         # of its own may hang up before the message arrives. Each under its own timeout.
         listen_sh = " & ".join(
             f"timeout {int(WAIT)} nc -l -p {leg.port} -e sh -c 'read line; echo \"$line\" >&2'"
             for leg in legs) + " & wait"
-
-        def listen() -> None:
-            heard["out"] = runtime.exec(listener.container, ["sh", "-c", listen_sh])[1]
-
-        thread = threading.Thread(target=listen, daemon=True)
-        thread.start()
+        proc = nsexec.spawn(pids[listener.container], ["sh", "-c", listen_sh])
         deadline = time.monotonic() + WAIT
 
         def all_up() -> bool:
-            return all(_listening(infra_pid, leg.port) for leg in legs)
+            return set(ports) <= sockdiag.tcp_listening(diag)
 
         while not all_up() and time.monotonic() < deadline:
-            if not thread.is_alive():
+            if proc.poll() is not None:
                 break  # the listeners ended at once: their output says why
-            time.sleep(0.01)
+            time.sleep(0.005)
         if not all_up():
-            thread.join(WAIT + 1)
             for leg in legs:
                 problems[leg.token] = [f"no listener came up in {listener.name} within "
                                        f"{WAIT:.0f} s"]
@@ -165,17 +154,18 @@ def _exchange(listener: ContainerPlan, sender: ContainerPlan, infra_pid: int,
             # one line per leg; a failed one names itself
             send_sh = "; ".join(f"echo {leg.token} | nc -w 2 {leg.host} {leg.port} || "
                                 f"echo FAILED-{leg.token} $?" for leg in legs)
-            code, out = runtime.exec(sender.container, ["sh", "-c", send_sh])
+            code, out = nsexec.run(pids[sender.container], ["sh", "-c", send_sh], WAIT)
             said = out.decode(errors="replace")
             for leg in legs:
                 if code != 0 or f"FAILED-{leg.token}" in said:
-                    problems[leg.token] = [f"sender in {sender.name} failed: "
+                    problems[leg.token] = [f"sender in {sender.name} failed ({code}): "
                                            f"{said.strip()[:200]}"]
-        thread.join(WAIT + 1)
+        received = nsexec.finish(proc, WAIT + 1)[1]
         on_lo = _seen_on_lo(sniff, legs)
     finally:
         sniff.close()
-    return problems, heard.get("out", b"").decode(errors="replace"), on_lo
+        diag.close()
+    return problems, received.decode(errors="replace"), on_lo, legs
 
 
 def _seen_on_lo(sniff: socket.socket, legs: list[Leg]) -> set[str]:

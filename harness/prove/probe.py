@@ -130,6 +130,22 @@ class Heard:
         return self.sport
 
 
+_ADDRESSES: dict[bytes, str] = {}
+
+
+def address(raw: bytes) -> str:
+    """The text of a packed IPv4 (4 bytes) or IPv6 (16) address, one string object per
+    address: a lab has few addresses and a verify hundreds of thousands of records of them
+    (memory, and results pickled between processes share them)."""
+    text = _ADDRESSES.get(raw)
+    if text is None:
+        if len(_ADDRESSES) >= 1 << 16:
+            _ADDRESSES.clear()
+        family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+        text = _ADDRESSES[raw] = socket.inet_ntop(family, raw)
+    return text
+
+
 def parse(frame: bytes) -> tuple[int, bool, str, str, str, int, int, int] | None:
     """(probe id, is_reply, proto, src, dst, sport, dport, ttl) of a probe frame, else None.
 
@@ -152,8 +168,10 @@ def parse_ip(packet: bytes, at: int = 0) -> tuple[int, bool, str, str, str, int,
         return None
     ihl = (packet[at] & 0x0F) * 4
     ttl, proto = packet[at + 8], packet[at + 9]
-    src = socket.inet_ntoa(packet[at + 12:at + 16])
-    dst = socket.inet_ntoa(packet[at + 16:at + 20])
+    raw = packet[at + 12:at + 16]
+    src = _ADDRESSES.get(raw) or address(raw)
+    raw = packet[at + 16:at + 20]
+    dst = _ADDRESSES.get(raw) or address(raw)
     return _transport(packet, at + ihl, proto, src, dst, ttl)
 
 
@@ -164,8 +182,10 @@ def parse_ip6(packet: bytes, at: int = 0) -> tuple[int, bool, str, str, str, int
     if len(packet) < at + IP6_HEADER + 8:
         return None
     proto, hops = packet[at + 6], packet[at + 7]
-    src = socket.inet_ntop(socket.AF_INET6, packet[at + 8:at + 24])
-    dst = socket.inet_ntop(socket.AF_INET6, packet[at + 24:at + 40])
+    raw = packet[at + 8:at + 24]
+    src = _ADDRESSES.get(raw) or address(raw)
+    raw = packet[at + 24:at + 40]
+    dst = _ADDRESSES.get(raw) or address(raw)
     return _transport(packet, at + IP6_HEADER, proto, src, dst, hops)
 
 
@@ -211,7 +231,7 @@ def _transport(packet: bytes, l4: int, proto: int, src: str, dst: str, ttl: int
     return probe_id, reply, name, src, dst, sport, dport, ttl
 
 
-@dataclass
+@dataclass(slots=True)
 class Probe:
     """One probe in flight: what was sent, and the first sightings that complete it."""
 

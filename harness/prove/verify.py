@@ -14,14 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.kinds import kind
 from harness.plan import Plan, PodPlan, servicepaths
-from harness.prove import intrapod, mtu, noroute, sample, services, verdict
+from harness.prove import intrapod, mtu, noroute, sample, services, shard, verdict
 from harness.prove.engine import Engine, Namespace
-from harness.prove.probe import Heard, Probe, Seen, new_ids
+from harness.prove.probe import Probe, Seen, new_ids
 from harness.prove.result import Report, Result
 from harness.prove.targets import (
     CHECKS,
@@ -80,6 +81,9 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     with ThreadPoolExecutor(max_workers=8) as pool:
         intra = pool.submit(intrapod.check_all, plan, pids, pods) \
             if "intra-pod" in checks else None
+        # what each pod holds, asked of the kernel while the probes run
+        held = pool.submit(identity_facts, plan, pids, pods) \
+            if "pod-identity" in checks else None
         if tgts:
             probe_results, sightings = run_probes(
                 plan, pids, tgts, keep_frames=keep_frames, timeout=timeout,
@@ -91,8 +95,8 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
                                                        timeout)
             results += service_results
             sightings.update(more)
-        if "pod-identity" in checks:
-            results += identities(plan, pids, results if tgts else None, pods)
+        if held is not None:
+            results += identities(plan, held.result(), results if tgts else None)
         if intra is not None:
             results += intra.result()
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
@@ -188,18 +192,21 @@ def _negative_control(plan: Plan, checks: list[str],
     return ("observed" if all(r.ok for r in ext) else "failed"), None
 
 
-def identities(plan: Plan, pids: dict[str, int], probed: list[Result] | None,
-               pods: Sequence[PodPlan] | None = None) -> list[Result]:
-    """pod-identity: each pod's (of `pods`, default all) eth0 addresses and its
-    containers' namespaces, asked of the kernel, and the source its peers' sockets saw in
-    `probed` (None: no probe ran), judged by the verdict; one result per family."""
-    saw: dict[tuple[str, str], dict[str, str]] = {}  # (pod, family) -> {source: who saw it}
-    for r in probed or ():
-        src = r.observed.get("socket", {}).get("src")
-        if src and r.check != "node-to-pod" and \
-                r.expected.get("src") == plan.pod(r.src).ip_of(r.family):  # type: ignore[arg-type]
-            saw.setdefault((r.src, r.family), {}).setdefault(src, f"{r.dst}, {r.check} "
-                                                                  f"{r.proto}")
+@dataclass(frozen=True)
+class IdentityFacts:
+    """What the kernel says about one pod, for pod-identity: its eth0 addresses (a
+    hostNetwork pod: every address of its node), each container's network namespace
+    inode, and the node's (hostNetwork). None: not running."""
+
+    pod: PodPlan
+    addresses: list[str] | None
+    inodes: dict[str, int | None]
+    node_inode: int | None = None
+
+
+def identity_facts(plan: Plan, pids: dict[str, int],
+                   pods: Sequence[PodPlan] | None = None) -> list[IdentityFacts]:
+    """The kernel's side of pod-identity for each pod of `pods` (default all)."""
     out = []
     for pod in plan.pods if pods is None else pods:
         infra = pids.get(pod.infra)
@@ -209,15 +216,35 @@ def identities(plan: Plan, pids: dict[str, int], probed: list[Result] | None,
             node = pids.get(plan.node(pod.node).container)
             held = ([a for addrs in wiring.addresses(node).values() for a in addrs]
                     if node else None)
-            for family in pod.families:
-                out.append(verdict.host_identity(pod, held, inodes,
-                                                 netns.netns_inode(node) if node else None,
-                                                 family))
+            out.append(IdentityFacts(pod, held, inodes,
+                                     netns.netns_inode(node) if node else None))
             continue
         eth0 = wiring.addresses(infra).get("eth0", []) if infra else None
-        for family in pod.families:  # one result per family: one global address of each
-            peers = saw.get((pod.name, family), {}) if probed is not None else None
-            out.append(verdict.identity(pod, eth0, inodes, peers or None, family))
+        out.append(IdentityFacts(pod, eth0, inodes))
+    return out
+
+
+def identities(plan: Plan, facts: list[IdentityFacts],
+               probed: list[Result] | None) -> list[Result]:
+    """pod-identity: each pod's eth0 addresses and its containers' namespaces (`facts`),
+    and the source its peers' sockets saw in `probed` (None: no probe ran), judged by the
+    verdict; one result per family."""
+    saw: dict[tuple[str, str], dict[str, str]] = {}  # (pod, family) -> {source: who saw it}
+    for r in probed or ():
+        src = r.observed.get("socket", {}).get("src")
+        if src and r.check != "node-to-pod" and \
+                r.expected.get("src") == plan.pod(r.src).ip_of(r.family):  # type: ignore[arg-type]
+            saw.setdefault((r.src, r.family), {}).setdefault(src, f"{r.dst}, {r.check} "
+                                                                  f"{r.proto}")
+    out = []
+    for f in facts:
+        for family in f.pod.families:  # one result per family: one global address of each
+            if f.pod.host_network:
+                out.append(verdict.host_identity(f.pod, f.addresses, f.inodes, f.node_inode,
+                                                 family))
+                continue
+            peers = saw.get((f.pod.name, family), {}) if probed is not None else None
+            out.append(verdict.identity(f.pod, f.addresses, f.inodes, peers or None, family))
     return out
 
 
@@ -354,19 +381,12 @@ def probe_jobs(plan: Plan, pids: dict[str, int], jobs: list[tuple[Target, str]],
         if not t.src_ip and probe.error is None:
             probe.error = f"{t.sender} has no route to {t.exp.dst_ip}"
     total = len(probes)
-    done = 0
 
-    def tick(_: Probe) -> None:
-        nonlocal done
-        done += 1
-        if progress and (done % 50 == 0 or done == total):
+    def tick(done: int) -> None:
+        if progress:
             progress(done, total)
 
-    with Engine(spaces, keep_frames=trace, timeout=timeout, window=window) as engine:
-        engine.run((p for _, p in probes), on_done=tick)
-        sightings = engine.sightings
-        heard: dict[int, list[Heard]] = engine.heard
-        unanswered = frozenset(engine.unanswered)
-    results = [verdict.evaluate(t, p, sightings.get(p.id, []), heard.get(p.id, []),
-                                unanswered, trace) for t, p in probes]
+    results, sightings = shard.judge(spaces, probes, trace=trace, timeout=timeout,
+                                     window=window, shards=shard.shards_for(total),
+                                     progress=tick)
     return results, sightings

@@ -9,6 +9,9 @@ injected into a fresh lab, and verify must fail exactly the results it affects.
   ICMP ids are fresh in every run, so no conntrack entry of the first run hides it;
 - after a passing verify, conntrack in every node holds pod-to-pod flows, none NATed;
 - two verifies of one lab run at once; a selection that yields nothing exits 2.
+
+The faults are judged with the probes in one process and shared between two (as a large
+lab's are, harness.prove.shard): the verdicts must be the same.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from harness.errors import NothingToVerify
 from harness.host import wiring
 from harness.host.netns import run_in_netns, run_program
 from harness.lab import unique_name
+from harness.prove import shard
 from harness.prove.result import Report
 from harness.prove.verify import CHECKS, PROTOS
 
@@ -46,6 +50,23 @@ def flat3(docker_available: None) -> Iterator[Lab]:
     """A fresh flat3 lab: web, api on node1; db on node2; cache on node3; world outside."""
     with Lab.deploy(FLAT3, name=unique_name("proof")) as lab:
         yield lab
+
+
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-processes"])
+def processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+              ) -> Iterator[int]:
+    """Verify's first pass in one process, or shared between two however few probes."""
+    shared: list[int] = []
+    real = shard._shared
+
+    def sharing(*args: object, **kwargs: object) -> object:
+        shared.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shard, "shards_for", lambda probes: request.param)
+    monkeypatch.setattr(shard, "_shared", sharing)
+    yield request.param
+    assert bool(shared) == (request.param > 1)
 
 
 def sh(lab: Lab, where: str, *argv: str, stdin: str | None = None) -> str:
@@ -73,7 +94,8 @@ def to(lab: Lab, dst: str, protos: tuple[str, ...]) -> set[Row]:
                    for proto in protos}
 
 
-def test_snat_inside_the_receiving_node_is_seen_by_its_socket(flat3: Lab) -> None:
+def test_snat_inside_the_receiving_node_is_seen_by_its_socket(flat3: Lab, processes: int
+                                                               ) -> None:
     web, node1 = flat3.plan.pod("web").ip, flat3.plan.node("node1").address
     assert node1 is not None
     sh(flat3, "node2", "iptables", "-t", "nat", "-A", "INPUT", "-s", web, "-j", "SNAT",
@@ -88,7 +110,7 @@ def test_snat_inside_the_receiving_node_is_seen_by_its_socket(flat3: Lab) -> Non
                                 "after arrival (PREROUTING/INPUT)")
 
 
-def test_a_port_only_snat_fails_on_the_source_port(flat3: Lab) -> None:
+def test_a_port_only_snat_fails_on_the_source_port(flat3: Lab, processes: int) -> None:
     web, db = flat3.plan.pod("web").ip, flat3.plan.pod("db").ip
     for proto in ("udp", "tcp"):
         sh(flat3, "node1", "iptables", "-t", "nat", "-I", "POSTROUTING", "-s", web, "-d", db,
@@ -100,7 +122,7 @@ def test_a_port_only_snat_fails_on_the_source_port(flat3: Lab) -> None:
         assert "request source port rewritten" in detail and "at node1" in detail, detail
 
 
-def test_a_stateless_rewrite_of_replies_only(flat3: Lab) -> None:
+def test_a_stateless_rewrite_of_replies_only(flat3: Lab, processes: int) -> None:
     """nft payload statements in db rewrite the source port of its UDP replies and the id
     of its echo replies; requests pass untouched."""
     sh(flat3, "db", "nft", "-f", "-", stdin="""
@@ -209,7 +231,7 @@ class Relay:
         self.server.close()
 
 
-def test_a_transparent_tcp_proxy_in_the_receiving_pod(flat3: Lab) -> None:
+def test_a_transparent_tcp_proxy_in_the_receiving_pod(flat3: Lab, processes: int) -> None:
     """REDIRECT to a relay inside db: the wire into db is clean, the handshake and the
     echo complete, but db's listener is connected to by the relay, not the client."""
     db = flat3.plan.pod("db").ip

@@ -104,15 +104,17 @@ def _filtered(program: list[bpf.Insn], frames: list[bytes]) -> list[bytes]:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with a, b:
         bpf.attach(b, program)
-        b.settimeout(0.2)
-        for frame in frames:
-            a.send(frame)
+        b.setblocking(False)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         got = []
-        while True:
-            try:
-                got.append(b.recv(4096))
-            except TimeoutError:
-                return got
+        for frame in frames:  # a datagram is filtered and queued within send()
+            a.send(frame)
+            while True:
+                try:
+                    got.append(b.recv(4096))
+                except BlockingIOError:
+                    break
+        return got
 
 
 def test_kernel_filter_keeps_only_probe_frames() -> None:
@@ -157,6 +159,46 @@ def test_a_user_expression_compiled_by_libpcap_goes_through_the_same_attach() ->
     icmp = ETH + craft("icmp", "10.244.0.2", "10.244.1.3", 8, 0)
     udp = ETH + craft("udp", "10.244.0.2", "10.244.1.3", 7, 40000)
     assert _filtered(program, [udp, icmp]) == [icmp]
+
+
+@pytest.mark.parametrize("share", [0x0001, 0x8000, 0x00FF, 0xA5C3, 0x7FFE])
+def test_a_share_keeps_exactly_the_probe_ids_of_its_residues(share: int) -> None:
+    from scapy.layers.inet import IP, TCP
+
+    ids = [0x1230 + i for i in range(32)]  # every last hex digit, digits and letters
+    frames = []
+    for probe_id in ids:
+        frames.append(ETH + craft("udp", "10.244.0.2", "10.244.1.3", probe_id, 40000))
+        frames.append(ETH + craft("icmp", "10.244.0.2", "10.244.1.3", probe_id, 0))
+        frames.append(ETH + bytes(IP(src="10.244.0.2", dst="10.244.1.3")
+                                  / TCP(dport=47001, flags="PA") / nonce(probe_id, True)))
+    packets = [craft("icmp", "10.244.0.2", "10.244.1.3", probe_id, 0) for probe_id in ids]
+    mine = [i for i in ids if share >> bpf.residue(i) & 1]
+    assert mine == [i for i in ids if share >> (i % 16) & 1]
+    kept = _filtered(bpf.probe_filter(share=share), frames)
+    assert sorted(parse(f)[0] for f in kept) == sorted(mine * 3)  # type: ignore[index]
+    local = _filtered(bpf.probe_filter(["10.244.1.3"], share=share), frames)
+    assert len(local) == len(kept)
+    icmp = _filtered(bpf.icmp_probe_filter(share), packets)
+    assert [parse_ip(p)[0] for p in icmp] == mine  # type: ignore[index]
+
+
+def test_a_share_is_a_non_empty_mask_of_the_residues() -> None:
+    for bad in (0, 1 << 16, -1):
+        with pytest.raises(ValueError, match="mask"):
+            bpf.probe_filter(share=bad)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8])
+def test_shares_cover_every_residue_once_and_the_callers_is_the_smallest(n: int) -> None:
+    from harness.prove.shard import shares
+
+    masks = shares(n)
+    assert len(masks) == n and all(masks)
+    assert sum(masks) == (1 << bpf.RESIDUES) - 1
+    assert all(a & b == 0 for i, a in enumerate(masks) for b in masks[i + 1:])
+    sizes = [bin(m).count("1") for m in masks]
+    assert sizes[0] == min(sizes)
 
 
 # --------------------------------------------------------------------------- IPv6
@@ -249,3 +291,15 @@ def test_kernel_filter_keeps_ipv6_tcp_handshakes_only_when_asked() -> None:
     assert _filtered(bpf.probe_filter(), [syn, synack, ack]) == []
     kept = _filtered(bpf.probe_filter(handshakes=True), [syn, synack, ack])
     assert [parse(f)[1:3] for f in kept] == [(False, "tcp-syn"), (True, "tcp-syn")]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("share", [0x0001, 0x8000, 0xA5C3])
+def test_a_share_keeps_exactly_its_ipv6_probes_too(share: int) -> None:
+    ids = [0x1230 + i for i in range(32)]
+    frames = [ETH6 + craft6(proto, "fd00::2", "fd00:1::3", probe_id, 40000)
+              for probe_id in ids for proto in ("udp", "tcp", "icmp")]
+    mine = [i for i in ids if share >> bpf.residue(i) & 1]
+    for program in (bpf.probe_filter(share=share),
+                    bpf.probe_filter(["fd00:1::3"], share=share)):
+        kept = _filtered(program, frames)
+        assert sorted(parse(f)[0] for f in kept) == sorted(mine * 3)  # type: ignore[index]
