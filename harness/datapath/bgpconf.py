@@ -10,6 +10,16 @@ reaches every pod and every node. Its `kernel` protocol installs what BGP learne
 only that: connected routes are the kernel's own, and no route is ever installed by
 hand. `linux` hosts stay on the plan's static routes; switches are L2.
 
+Both families, as Calico runs them (its bird.cfg and bird6.cfg): one session per family
+per neighbour, each over that family's addresses on the shared link, carrying only that
+family (an `ipv4` or an `ipv6` channel). Every link and segment of a dual-stack plan has
+an address of each family, so the IPv6 sessions are the IPv4 ones' twins, a fault hits
+both alike, and each family's next hop is the peer's own address of that family on the
+link: no extended next hop (RFC 8950) and no link-local next hop to learn. The price is
+two sessions per neighbour, which a lab's timers and sizes do not feel. One BIRD serves
+both families (BIRD 2's channels): one `direct`, a `static` and a `kernel` protocol per
+family, and a prefix set per family (BIRD's sets hold one family each).
+
 Convergence is a matter of seconds, not minutes: BIRD's defaults (hold 240 s, connect
 retry 120 s, first connect after 5 s) suit the Internet, not a lab. Sessions here use a
 3 s hold time, a 1 s keepalive and retry, and `check link`, so a cable pulled on one end
@@ -30,6 +40,7 @@ from dataclasses import dataclass, field
 
 from harness.host.bird import LOG_PATH
 from harness.kinds import kind
+from harness.model.addressing import IPV4, IPV6, Family, family_of, of_family
 from harness.plan import NodePlan, Plan
 
 PRIVATE_AS = 64512  # RFC 6996: 64512-65534 (2 bytes), 4200000000-4294967294 (4 bytes)
@@ -61,6 +72,7 @@ class Session:
     peer_as: int
     link: int  # index of this speaker's link into the segment (plan.links)
     peer_link: int  # the neighbour's
+    family: Family = IPV4  # the one family it carries, over that family's addresses
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,16 @@ class Speaker:
     originates: tuple[str, ...]  # pod CIDR(s), announced as blackhole statics (as Calico)
     sessions: tuple[Session, ...]
     lab_nets: tuple[str, ...]  # every prefix of the lab: what may be imported and exported
+    families: tuple[Family, ...] = (IPV4,)  # the lab's, in the cluster's order
+
+    def nets_of(self, family: Family) -> tuple[str, ...]:
+        return tuple(n for n in self.lab_nets if family_of(n) == family)
+
+    def originates_of(self, family: Family) -> tuple[str, ...]:
+        return tuple(n for n in self.originates if family_of(n) == family)
+
+    def sessions_of(self, family: Family) -> tuple[Session, ...]:
+        return tuple(s for s in self.sessions if s.family == family)
 
 
 def is_speaker(node: NodePlan) -> bool:
@@ -82,15 +104,22 @@ def is_speaker(node: NodePlan) -> bool:
 
 
 def lab_prefixes(plan: Plan) -> tuple[str, ...]:
-    """Every prefix a lab routes: each k8s-node's pod CIDR and each segment's subnet."""
-    nets = [s.subnet for s in plan.segments]
-    return tuple(sorted(set(nets), key=ipaddress.IPv4Network))
+    """Every prefix a lab routes, in every family (IPv4 first): each k8s-node's pod CIDR
+    and each segment's subnet."""
+    nets = {ipaddress.ip_network(n) for s in plan.segments for n in s.subnets}
+    return tuple(str(n) for n in sorted(nets, key=lambda n: (n.version, n)))
 
 
 def _asn(index: int, count: int) -> int:
     if count <= PRIVATE_AS_LAST - PRIVATE_AS + 1:
         return PRIVATE_AS + index
     return PRIVATE_AS4 + index
+
+
+def _router_id(node: NodePlan, asn: int) -> str:
+    """BGP's identifier is 32 bits: the node's IPv4 address, else (an IPv6-only node) its
+    AS number written as one, which no other speaker of the lab has."""
+    return node.address_of(IPV4) or str(ipaddress.IPv4Address(asn))
 
 
 def _symbol(text: str) -> str:
@@ -113,24 +142,30 @@ def speakers(plan: Plan) -> tuple[Speaker, ...]:
             if not iface.address:
                 continue
             segment = next(s for s in plan.segments if s.name == iface.segment)
-            for peer, peer_iface, peer_addr in segment.members:
-                if peer == node.name or peer not in asn or not peer_addr:
+            for (peer, peer_iface, _), peer_addrs in zip(segment.members,
+                                                         segment.member_addresses,
+                                                         strict=True):
+                if peer == node.name or peer not in asn:
                     continue
-                name = _symbol(f"{peer}_{iface.name}")
-                while name in names:  # two sessions to one peer over one interface
-                    name += "_"
-                names.add(name)
-                sessions.append(Session(
-                    name=name, peer=peer, interface=iface.name,
-                    local_ip=iface.address.split("/")[0], peer_ip=peer_addr.split("/")[0],
-                    peer_as=asn[peer], link=link_of[(node.name, iface.name)],
-                    peer_link=link_of[(peer, peer_iface)]))
+                for family in plan.families:  # a session per family both ends address
+                    local, remote = iface.address_of(family), of_family(peer_addrs, family)
+                    if not local or not remote:
+                        continue
+                    name = _symbol(f"{peer}_{iface.name}" + ("_v6" if family == IPV6 else ""))
+                    while name in names:  # two sessions to one peer over one interface
+                        name += "_"
+                    names.add(name)
+                    sessions.append(Session(
+                        name=name, peer=peer, interface=iface.name,
+                        local_ip=local.split("/")[0], peer_ip=remote.split("/")[0],
+                        peer_as=asn[peer], link=link_of[(node.name, iface.name)],
+                        peer_link=link_of[(peer, peer_iface)], family=family))
         out.append(Speaker(
             node=node.name, kind=node.kind, asn=asn[node.name],
-            router_id=node.address or "0.0.0.1",
+            router_id=_router_id(node, asn[node.name]),
             interfaces=tuple(i.name for i in node.interfaces if i.address),
-            originates=(node.pod_cidr,) if node.pod_cidr else (),
-            sessions=tuple(sessions), lab_nets=nets))
+            originates=node.pod_cidrs,
+            sessions=tuple(sessions), lab_nets=nets, families=plan.families))
     return tuple(out)
 
 
@@ -145,54 +180,77 @@ def _link_index(plan: Plan) -> dict[tuple[str, str], int]:
 # --------------------------------------------------------------------------- bird.conf
 
 
+# Per family: the channel's name, and the names of its prefix set, static protocol and
+# kernel protocol. IPv4's are those of an IPv4-only lab before IPv6 came, so its
+# bird.conf is unchanged (the kernel protocol's name, BIRD's default, is `kernel1`).
+CHANNEL = {IPV4: "ipv4", IPV6: "ipv6"}
+NETS = {IPV4: "PODLAB_NETS", IPV6: "PODLAB_NETS6"}
+STATIC = {IPV4: "pods", IPV6: "pods6"}
+KERNEL = {IPV4: "", IPV6: " kernel6"}
+TEMPLATE = {IPV4: "peer", IPV6: "peer6"}
+
+
 def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
-    """The whole bird.conf of one speaker."""
-    nets = ",\n  ".join(sp.lab_nets)
+    """The whole bird.conf of one speaker, every family of its lab."""
+    fams = [f for f in sp.families if sp.nets_of(f)]
     lines = [
         f"# bird.conf of {sp.node} ({sp.kind}, AS{sp.asn}) in lab {lab}: written by podlab",
-        "# from the plan (harness/datapath/bgpconf.py); every session is eBGP to a neighbour.",
+        "# from the plan (harness/datapath/bgpconf.py); every session is eBGP to a neighbour"
+        + ("," if len(fams) > 1 else "."),
+        *(["# one per family, over that family's addresses on the link."]
+          if len(fams) > 1 else []),
         f'log "{LOG_PATH}" {{ info, remote, warning, error, auth, fatal, bug }};',
         f"router id {sp.router_id};",
         "",
         "# the lab's prefixes: pod CIDRs and underlay subnets; nothing else is exchanged",
-        f"define PODLAB_NETS = [\n  {nets}\n];",
-        "",
-        "protocol device { scan time 10; }",
-        "",
     ]
+    for f in fams:
+        nets = ",\n  ".join(sp.nets_of(f))
+        lines.append(f"define {NETS[f]} = [\n  {nets}\n];")
+    lines += ["", "protocol device { scan time 10; }", ""]
     if sp.interfaces:
         ifaces = ", ".join(f'"{i}"' for i in sp.interfaces)
         lines += ["# the subnets of this node's links and segments, while the interface is up",
-                  "protocol direct underlay {", "  ipv4;", f"  interface {ifaces};", "}", ""]
-    if sp.originates:
-        lines += ["# this node's pod CIDR, announced as Calico does: a blackhole that only",
-                  "# BGP sees (the kernel routes it to cbr0 already)",
-                  "protocol static pods {", "  ipv4;"]
-        lines += [f"  route {cidr} blackhole;" for cidr in sp.originates]
+                  "protocol direct underlay {", *(f"  {CHANNEL[f]};" for f in fams),
+                  f"  interface {ifaces};", "}", ""]
+    for f in fams:
+        if not sp.originates_of(f):
+            continue
+        if f == fams[0]:
+            lines += ["# this node's pod CIDR, announced as Calico does: a blackhole that only",
+                      "# BGP sees (the kernel routes it to cbr0 already)"]
+        lines += [f"protocol static {STATIC[f]} {{", f"  {CHANNEL[f]};"]
+        lines += [f"  route {cidr} blackhole;" for cidr in sp.originates_of(f)]
         lines += ["}", ""]
-    lines += [
-        "# install what BGP learned, and only that",
-        "protocol kernel {",
-        f"  scan time {timers.kernel_scan};",
-        "  ipv4 { import none; export where source = RTS_BGP; };",
-        "}",
-        "",
-        "template bgp peer {",
-        f"  local as {sp.asn};",
-        f"  hold time {timers.hold};",
-        f"  startup hold time {timers.hold};",
-        f"  keepalive time {timers.keepalive};",
-        f"  connect delay time {timers.connect_delay};",
-        f"  connect retry time {timers.connect_retry};",
-        f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
-        "  check link yes;  # a down interface drops its sessions at once",
-        "  ipv4 { import where net ~ PODLAB_NETS; };",
-        "}",
-    ]
+    lines.append("# install what BGP learned, and only that")
+    for f in fams:
+        lines += [
+            f"protocol kernel{KERNEL[f]} {{",
+            f"  scan time {timers.kernel_scan};",
+            f"  {CHANNEL[f]} {{ import none; export where source = RTS_BGP; }};",
+            "}",
+            "",
+        ]
+    for f in fams:
+        lines += [
+            f"template bgp {TEMPLATE[f]} {{",
+            f"  local as {sp.asn};",
+            f"  hold time {timers.hold};",
+            f"  startup hold time {timers.hold};",
+            f"  keepalive time {timers.keepalive};",
+            f"  connect delay time {timers.connect_delay};",
+            f"  connect retry time {timers.connect_retry};",
+            f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
+            "  check link yes;  # a down interface drops its sessions at once",
+            f"  {CHANNEL[f]} {{ import where net ~ {NETS[f]}; }};",
+            "}",
+        ]
+        if f != fams[-1]:
+            lines.append("")
     for s in sp.sessions:
         lines += [
             "",
-            f"protocol bgp {s.name} from peer {{",
+            f"protocol bgp {s.name} from {TEMPLATE[s.family]} {{",
             f'  description "{s.peer} via {s.interface}";',
             f"  neighbor {s.peer_ip} as {s.peer_as};",
             f"  local {s.local_ip};",
@@ -200,7 +258,8 @@ def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
             # a route whose next hop is the peer itself is not offered back to it (on a
             # shared segment BGP keeps third-party next hops; BIRD would refuse to send
             # it anyway, and log an error for each)
-            f"  ipv4 {{ export where net ~ PODLAB_NETS && gw != {s.peer_ip}; }};",
+            f"  {CHANNEL[s.family]} {{ export where net ~ {NETS[s.family]} "
+            f"&& gw != {s.peer_ip}; }};",
             "}",
         ]
     return "\n".join(lines) + "\n"
@@ -236,17 +295,19 @@ class Routes:
 def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
                     dead: frozenset[str] = frozenset()) -> Routes:
     """The routes BIRD converges to with `down_links` (plan.links indices) and the
-    daemons of `dead` not running (their own kernels are not predicted).
+    daemons of `dead` not running (their own kernels are not predicted), in every family.
 
     A session is up when both daemons run and both ends' links are up. A pod CIDR is
     originated by its k8s-node's daemon; a segment's subnet by every live speaker with an
     up link into it. Each speaker then takes, per prefix it is not attached to, the
-    neighbours with the shortest AS path (breadth-first over the up sessions).
+    neighbours with the shortest AS path (breadth-first over the up sessions of the
+    prefix's family), at their addresses of that family.
     """
     sps = {s.node: s for s in speakers(plan)}
     live = {n: s for n, s in sps.items() if n not in dead}
     up = {n: [x for x in s.sessions if x.peer in live and x.link not in down_links
               and x.peer_link not in down_links] for n, s in live.items()}
+    link_of = _link_index(plan)
     origin: dict[str, set[str]] = {}
     attached: dict[str, set[str]] = {n: set() for n in live}
     for n, sp in live.items():
@@ -254,26 +315,28 @@ def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
         for prefix in sp.originates:
             origin.setdefault(prefix, set()).add(n)
             attached[n].add(prefix)
-        link_of = _link_index(plan)
         for iface in node.interfaces:
             if iface.address and link_of[(n, iface.name)] not in down_links:
-                subnet = str(ipaddress.IPv4Interface(iface.address).network)
-                origin.setdefault(subnet, set()).add(n)
-                attached[n].add(subnet)
+                for address in iface.addresses:
+                    subnet = str(ipaddress.ip_interface(address).network)
+                    origin.setdefault(subnet, set()).add(n)
+                    attached[n].add(subnet)
     result: dict[str, dict[str, frozenset[str]]] = {n: {} for n in live}
     for prefix, sources in origin.items():
+        family = family_of(prefix)
+        over = {n: [x for x in sessions if x.family == family] for n, sessions in up.items()}
         dist = {s: 0 for s in sources}
         queue = deque(sources)
         while queue:
             u = queue.popleft()
-            for sess in up[u]:
+            for sess in over[u]:
                 if sess.peer not in dist:
                     dist[sess.peer] = dist[u] + 1
                     queue.append(sess.peer)
         for n in live:
             if prefix in attached[n] or n not in dist:
                 continue
-            hops = frozenset(s.peer_ip for s in up[n] if dist.get(s.peer) == dist[n] - 1)
+            hops = frozenset(s.peer_ip for s in over[n] if dist.get(s.peer) == dist[n] - 1)
             result[n][prefix] = hops
     return Routes(result)
 
@@ -282,9 +345,9 @@ def predicted_tables(plan: Plan, down_links: frozenset[int] = frozenset(),
                      dead: frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """The destinations each node's main table holds once BIRD converged with
     `down_links` and the daemons of `dead` killed (SIGKILL: a dead daemon's kernel keeps
-    the routes it had, here those of the intact lab). Connected subnets of up links and
-    the node's own pod CIDR, plus BIRD's routes on speakers and the plan's static routes
-    on outside hosts. Switches have no table."""
+    the routes it had, here those of the intact lab), in every family. Connected subnets
+    of up links and the node's own pod CIDRs, plus BIRD's routes on speakers and the
+    plan's static routes on outside hosts. Switches have no table."""
     now = expected_routes(plan, down_links, dead).by_node
     before = expected_routes(plan).by_node if dead else now
     link_of = _link_index(plan)
@@ -292,9 +355,10 @@ def predicted_tables(plan: Plan, down_links: frozenset[int] = frozenset(),
     for node in plan.nodes:
         if kind(node.kind).is_switch:
             continue
-        table = [str(ipaddress.IPv4Interface(i.address).network) for i in node.interfaces
-                 if i.address and link_of[(node.name, i.name)] not in down_links]
-        table += [node.pod_cidr] if node.pod_cidr else []
+        table = [str(ipaddress.ip_interface(a).network) for i in node.interfaces
+                 if i.address and link_of[(node.name, i.name)] not in down_links
+                 for a in i.addresses]
+        table += list(node.pod_cidrs)
         if not is_speaker(node):
             table += [r.dst for r in node.routes]
         else:

@@ -377,19 +377,21 @@ def routes(pid: int) -> list[tuple[str, str | None, str | None]]:
 
 
 def routes_of_protocol(pid: int, proto: int) -> dict[str, str | None]:
-    """``{dst CIDR: gateway}`` of the main-table IPv4 routes a routing daemon installed
-    (``proto``: the kernel's RTPROT number, e.g. 12 for BIRD); a multipath route's
-    gateway is its first next hop."""
+    """``{dst CIDR: gateway}`` of the main-table routes, IPv4 then IPv6, a routing daemon
+    installed (``proto``: the kernel's RTPROT number, e.g. 12 for BIRD); a multipath
+    route's gateway is its first next hop."""
 
     def body(ipr: Any) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
-        for m in ipr.get_routes(family=2, table=RT_TABLE_MAIN, proto=proto):
-            if m["proto"] != proto or (m.get("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN:
-                continue
-            gateway = m.get("RTA_GATEWAY")
-            if gateway is None and m.get("RTA_MULTIPATH"):
-                gateway = m.get("RTA_MULTIPATH")[0].get_attr("RTA_GATEWAY")
-            out[f"{m.get('RTA_DST') or '0.0.0.0'}/{m['dst_len']}"] = gateway
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for m in ipr.get_routes(family=family, table=RT_TABLE_MAIN, proto=proto):
+                if m["proto"] != proto or (m.get("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN:
+                    continue
+                gateway = m.get("RTA_GATEWAY")
+                if gateway is None and m.get("RTA_MULTIPATH"):
+                    gateway = m.get("RTA_MULTIPATH")[0].get_attr("RTA_GATEWAY")
+                default = "::" if family == socket.AF_INET6 else "0.0.0.0"
+                out[f"{m.get('RTA_DST') or default}/{m['dst_len']}"] = gateway
         return out
 
     return _with_ipr(pid, "list routes", body)

@@ -674,13 +674,11 @@ def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
             yield Problem(f"cluster.{key}", f"{key}: {shown} is not implemented yet "
                           f"({choice.description}); this podlab implements {key}: "
                           + " or ".join(datapaths.implemented(choices)))
-        elif IPV6 in cluster.families and value not in (datapaths.DEFAULT_ROUTING,
-                                                          datapaths.DEFAULT_CNI):
-            # BIRD's IPv6 channels and CNI IPAM ranges per family are not written yet
+        elif key == "cni" and IPV6 in cluster.families and value != datapaths.DEFAULT_CNI:
+            # CNI IPAM ranges per family are not written yet (routing: bgp has both)
             shown = "{conflist: ..., bin-dir: ...}" if value == datapaths.CONFLIST else value
             yield Problem(f"cluster.{key}", f"{key}: {shown} is IPv4-only so far; a cluster "
-                          f"with IPv6 (pod-cidr) takes routing: {datapaths.DEFAULT_ROUTING} "
-                          f"and cni: {datapaths.DEFAULT_CNI}")
+                          f"with IPv6 (pod-cidr) takes cni: {datapaths.DEFAULT_CNI}")
 
 
 def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
