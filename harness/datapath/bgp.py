@@ -1,6 +1,7 @@
 """`routing: bgp`: every k8s-node and router runs BIRD and learns the routes podlab would
 otherwise install (harness.datapath.bgpconf has the configuration and the model of what
-BIRD converges to).
+BIRD converges to), in every family of the lab: IPv4 and IPv6 routes are BIRD's alike,
+each family over its own sessions, and every wait below covers both.
 
     describe   speakers get no static route at all, a `bird` Daemon with its bird.conf,
                and ready_routes: every prefix they do not hold themselves (the other pod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import subprocess
 from pathlib import Path
@@ -311,3 +312,185 @@ def test_a_node_image_named_in_the_file_is_kept() -> None:
         "    node1: {kind: k8s-node}", "    node1: {kind: k8s-node, image: my/bird}")
     plan = plan_of(text)
     assert plan.node("node1").image == "my/bird" and plan.node("node2").image == "podlab/bird"
+
+
+# --------------------------------------------------------------------------- both families
+
+RING_DUAL = RING.replace(
+    "cluster: {pod-cidr: 10.244.0.0/16, underlay-cidr: 172.31.0.0/16}",
+    "cluster: {pod-cidr: [10.244.0.0/16, fd00:10:244::/56],"
+    " underlay-cidr: [172.31.0.0/16, fd00:172:31::/48]}")
+RING_V6 = RING.replace(
+    "cluster: {pod-cidr: 10.244.0.0/16, underlay-cidr: 172.31.0.0/16}",
+    "cluster: {pod-cidr: fd00:10:244::/56, underlay-cidr: fd00:172:31::/48}")
+
+
+def bgp_text(name: str) -> str:
+    text = next(p for p in EXAMPLES if p.name == f"{name}.clab.yml").read_text()
+    return text.replace("cluster:\n", "cluster:\n  routing: bgp\n", 1)
+
+
+def twin(plan: Plan, ip: str) -> str:
+    """The IPv6 address of the interface (or pod CIDR) that holds IPv4 `ip`."""
+    for seg in plan.segments:
+        for addrs in seg.member_addresses:
+            if addrs and addrs[0].split("/")[0] == ip:
+                return addrs[1].split("/")[0]
+    raise KeyError(ip)
+
+
+def test_a_cluster_with_ipv6_validates_with_bgp() -> None:
+    from harness.datapath import select
+    from harness.datapath.bgp import BgpDatapath
+
+    for name in ("dual", "v6only"):
+        plan = make_plan(parse_topology(bgp_text(name)))
+        assert plan.routing == "bgp" and isinstance(select(plan), BgpDatapath)
+
+
+def test_dual_stack_speakers_have_a_session_per_family_over_its_addresses() -> None:
+    plan = plan_of(RING_DUAL)
+    for sp in bgp.speakers(plan):
+        v4, v6 = sp.sessions_of("ipv4"), sp.sessions_of("ipv6")
+        assert len(v4) == len(v6) == 2 and len(sp.sessions) == 4
+        for a, b in zip(v4, v6, strict=True):  # twins: same peer, link and AS
+            assert (a.peer, a.interface, a.link, a.peer_as) == (
+                b.peer, b.interface, b.link, b.peer_as)
+            assert b.name == f"{a.name}_v6"
+            assert b.peer_ip == twin(plan, a.peer_ip) and b.local_ip == twin(plan, a.local_ip)
+        # the IPv4 address stays the router id, and both pod CIDRs are announced
+        assert sp.router_id == plan.node(sp.node).address_of("ipv4")
+        assert sp.originates == plan.node(sp.node).pod_cidrs
+        assert sp.families == ("ipv4", "ipv6")
+
+
+def test_dual_stack_sessions_are_symmetric_per_family() -> None:
+    sps = by_node(make_plan(parse_topology(bgp_text("dual"))))
+    pairs = {(n, s.peer, s.family, s.local_ip, s.peer_ip)
+             for n, sp in sps.items() for s in sp.sessions}
+    assert pairs == {(p, n, f, r, loc) for n, p, f, loc, r in pairs}
+    assert {f for *_, f, _, _ in pairs} == {"ipv4", "ipv6"}
+
+
+def test_dual_stack_bird_conf_has_an_ipv6_channel_per_protocol() -> None:
+    plan = plan_of(RING_DUAL)
+    sp = by_node(plan)["n1"]
+    conf = bgp.bird_conf(sp, plan.lab)
+    n1 = plan.node("n1")
+    v4cidr, v6cidr = n1.pod_cidrs
+    nets4 = conf.split("define PODLAB_NETS = [", 1)[1].split("];", 1)[0].split(",")
+    nets6 = conf.split("define PODLAB_NETS6 = [", 1)[1].split("];", 1)[0].split(",")
+    assert sorted(n.strip() for n in nets4 + nets6) == sorted(bgp.lab_prefixes(plan))
+    assert all(":" in n for n in nets6) and not any(":" in n for n in nets4)
+    assert "protocol direct underlay {\n  ipv4;\n  ipv6;\n" in conf
+    assert f"protocol static pods {{\n  ipv4;\n  route {v4cidr} blackhole;\n}}" in conf
+    assert f"protocol static pods6 {{\n  ipv6;\n  route {v6cidr} blackhole;\n}}" in conf
+    assert ("protocol kernel kernel6 {\n  scan time 10;\n"
+            "  ipv6 { import none; export where source = RTS_BGP; };\n}") in conf
+    assert "template bgp peer6 {" in conf
+    assert "  ipv6 { import where net ~ PODLAB_NETS6; };" in conf
+    s = sp.sessions_of("ipv6")[0]
+    assert (f"protocol bgp {s.name} from peer6 {{\n  description \"{s.peer} via {s.interface}\";\n"
+            f"  neighbor {s.peer_ip} as {s.peer_as};\n  local {s.local_ip};\n"
+            f"  interface \"{s.interface}\";\n"
+            f"  ipv6 {{ export where net ~ PODLAB_NETS6 && gw != {s.peer_ip}; }};\n}}") in conf
+    assert conf.count(" from peer {") == conf.count(" from peer6 {") == 2
+
+
+def test_an_ipv4_only_bird_conf_has_no_ipv6_in_it() -> None:
+    plan = plan_of(RING)
+    for sp in bgp.speakers(plan):
+        conf = bgp.bird_conf(sp, plan.lab)
+        assert "ipv6" not in conf and "PODLAB_NETS6" not in conf and "_v6" not in conf
+
+
+def test_ipv6_only_speakers_take_their_as_number_as_router_id() -> None:
+    plan = make_plan(parse_topology(bgp_text("v6only")))
+    sps = bgp.speakers(plan)
+    ids = [sp.router_id for sp in sps]
+    assert len(set(ids)) == len(ids)
+    for sp in sps:
+        assert int(ipaddress.IPv4Address(sp.router_id)) == sp.asn
+        conf = bgp.bird_conf(sp, plan.lab)
+        assert "ipv4" not in conf and "PODLAB_NETS =" not in conf
+        assert "template bgp peer6 {" in conf and "template bgp peer {" not in conf
+        assert all(s.family == "ipv6" for s in sp.sessions)
+    # the /127 link (RFC 6164) has its all-zeros address as one end
+    r1 = next(s for s in by_node(plan)["r1"].sessions if s.peer == "node3")
+    assert r1.peer_ip == "fd00:ff::"
+
+
+@pytest.mark.parametrize("name", ["dual", "v6only"])
+def test_bird_accepts_every_generated_conf_with_ipv6(name: str, tmp_path: Path) -> None:
+    bird = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
+    if bird is None:
+        pytest.skip("bird2 is not installed (make setup installs it)")
+    plan = make_plan(parse_topology(bgp_text(name)))
+    for sp in bgp.speakers(plan):
+        path = tmp_path / f"{sp.node}.conf"
+        path.write_text(bgp.bird_conf(sp, plan.lab))
+        done = subprocess.run([bird, "-p", "-c", str(path)], capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, f"{sp.node}: {done.stderr}"
+
+
+def test_ipv6_routes_are_the_twins_of_the_ipv4_ones() -> None:
+    plan = make_plan(parse_topology(bgp_text("dual")))
+    routes = bgp.expected_routes(plan).by_node
+    v6_of = {seg.subnets[0]: seg.subnets[1] for seg in plan.segments}
+    for node, table in routes.items():
+        v4 = {p: h for p, h in table.items() if ":" not in p}
+        v6 = {p: h for p, h in table.items() if ":" in p}
+        assert v4 and len(v4) == len(v6), node
+        for prefix, hops in v4.items():
+            assert v6[v6_of[prefix]] == {twin(plan, h) for h in hops}, (node, prefix)
+
+
+def test_an_ipv6_only_ring_takes_the_long_way_round_when_a_link_is_down() -> None:
+    plan = plan_of(RING_V6)
+    n4 = plan.node("n4")
+    assert bgp.expected_routes(plan).by_node["n1"][n4.pod_cidr] == {
+        n4.address_on(plan.links[3].segment)}
+    after = bgp.expected_routes(plan, down_links=frozenset({3})).by_node
+    assert after["n1"][n4.pod_cidr] == {plan.node("n2").address_on(plan.links[0].segment)}
+    assert ":" in n4.pod_cidr and all(":" in p for t in after.values() for p in t)
+
+
+def test_a_fault_moves_both_families_alike() -> None:
+    plan = plan_of(RING_DUAL)
+    for down, dead in ((frozenset({3}), frozenset()), (frozenset(), frozenset({"n2"}))):
+        routes = bgp.expected_routes(plan, down, dead).by_node
+        v6_of = {seg.subnets[0]: seg.subnets[1] for seg in plan.segments}
+        for node, table in routes.items():
+            for prefix, hops in table.items():
+                if ":" not in prefix:
+                    assert table[v6_of[prefix]] == {twin(plan, h) for h in hops}
+            assert len(table) % 2 == 0, node
+    dead_n2 = bgp.expected_routes(plan, dead=frozenset({"n2"})).by_node
+    assert not set(plan.node("n2").pod_cidrs) & set(dead_n2["n1"])
+
+
+def test_predicted_tables_hold_both_families() -> None:
+    plan = plan_of(RING_DUAL)
+    tables = bgp.predicted_tables(plan, dead=frozenset({"n2"}))
+    n2 = plan.node("n2")
+    for cidr in n2.pod_cidrs:  # withdrawn from its neighbours, in both families
+        assert cidr not in tables["n1"] and cidr not in tables["n3"]
+        assert cidr in tables["n2"]
+    everything = set(bgp.lab_prefixes(plan))
+    assert set(tables["n1"]) == everything - set(n2.pod_cidrs)
+    # n2 was the way to n3's side for nobody alone: n1 keeps n3 over n4 in both families
+    assert set(plan.node("n3").pod_cidrs) <= set(tables["n1"])
+
+
+def test_a_dual_stack_bgp_lab_waits_for_its_ipv6_routes_too() -> None:
+    from harness.datapath import describe
+
+    plan = make_plan(parse_topology(bgp_text("dual")))
+    net = describe(plan)
+    for node in plan.nodes:
+        if bgp.is_speaker(node):
+            ready = set(net.node(node.name).ready_routes)
+            others = {c for k in plan.k8s_nodes if k.name != node.name for c in k.pod_cidrs}
+            assert others <= ready and any(":" in p for p in ready), node.name
+            assert net.node(node.name).routes == ()
