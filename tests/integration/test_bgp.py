@@ -1,6 +1,8 @@
 """routing: bgp on real labs: BIRD learns every route, routes move after a cable is pulled
 and verify expects the new paths, a killed daemon fails exactly the pairs that lost their
 route, and the same cable pulled on a static lab fails exactly the pairs that crossed it.
+The same in both families: the dual-stack and IPv6-only examples deploy with BGP and
+verify in every family, and faults move (or cut) IPv6 routes exactly as IPv4 ones.
 
 Each lab has a unique name and is destroyed on exit; each test undoes its fault.
 """
@@ -20,6 +22,7 @@ from harness.errors import InputError, RoutingError
 from harness.host import bird, runtime, wiring
 from harness.lab import unique_name
 from harness.model.topology import parse_topology
+from harness.model.variants import load_variant
 from harness.plan import Plan, make_plan
 from harness.prove import noroute
 from harness.prove.verify import Report
@@ -29,6 +32,10 @@ pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
 RING = ROOT / "topologies" / "ring.clab.yml"
 LEAFSPINE = ROOT / "topologies" / "leafspine.clab.yml"
+DUAL = ROOT / "topologies" / "dual.clab.yml"
+V6ONLY = ROOT / "topologies" / "v6only.clab.yml"
+DUAL_SETS = {"pod-cidr": ["10.244.0.0/16", "fd00:10:244::/56"],
+             "underlay-cidr": ["172.31.0.0/16", "fd00:172:31::/48"]}
 PAIRS = ["pod-to-pod", "node-to-pod", "pod-to-node"]
 
 
@@ -41,6 +48,13 @@ def plan_of(path: Path, routing: str | None = None) -> Plan:
     name = unique_name(topo.spec.name)
     return make_plan(parse_topology(text.replace(f"name: {topo.spec.name}", f"name: {name}",
                                                  1), path))
+
+
+def bgp_lab(path: Path, **sets: object) -> Lab:
+    """The example with routing: bgp (and the other cluster keys given), as the matrix
+    runs it, under a unique name."""
+    return Lab.deploy(load_variant(path, {"routing": "bgp", **sets},
+                                   name=unique_name(path.name.split(".")[0])))
 
 
 def failed(report: Report) -> set[tuple[str, str, str]]:
@@ -204,3 +218,106 @@ def test_a_killed_daemon_fails_exactly_the_pairs_that_lost_their_route(
 def test_a_daemon_fault_needs_a_daemon(leafspine: Lab) -> None:
     with pytest.raises(InputError, match="runs no daemon"):
         leafspine.fault("daemon-kill", "rack1")
+
+
+# --------------------------------------------------------------------------- both families
+
+
+@pytest.fixture(scope="module")
+def dual(docker_available: None) -> Iterator[Lab]:
+    with bgp_lab(DUAL) as lab:
+        yield lab
+
+
+def by_family(report: Report) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in report.results:
+        out[r.family] = out.get(r.family, 0) + 1
+    return out
+
+
+def test_dual_stack_routes_are_birds_in_both_families(dual: Lab) -> None:
+    pids = dual.pids()
+    want = bgpconf.expected_routes(dual.plan)
+    installed = {n: bgp.bird_routes(pids[n]) for n in want.by_node}
+    assert want.missing(installed) == [] and want.unexpected(installed) == []
+    for node in dual.plan.nodes:
+        if bgpconf.is_speaker(node):  # nothing routed but connected is not BIRD's
+            learned = {dst for dst, via, _ in wiring.routes(pids[node.name]) if via}
+            assert learned == set(installed[node.name]), node.name
+            assert any(":" in p for p in installed[node.name]), node.name
+    node3 = dual.plan.node("node3").pod_cidr_of("ipv6")
+    assert installed["node1"][node3] == dual.plan.node("r1").address_of("ipv6")
+
+
+def test_dual_stack_bgp_verifies_in_both_families(dual: Lab) -> None:
+    report = dual.verify()
+    assert report.ok, [f"{r.family} {r.detail}" for r in report.results if not r.ok]
+    counts = by_family(report)
+    assert counts["ipv4"] == counts["ipv6"] > 0
+    assert any("BGP routes converged" in n for n in report.notes)
+
+
+def test_inspect_shows_ipv6_sessions_and_as_paths(dual: Lab) -> None:
+    nodes = {n["name"]: n for n in dual.inspect()["nodes"]}
+    r1 = nodes["r1"]["bgp"]
+    names = {s["name"] for s in r1["sessions"]}
+    assert {"node1_eth1_v6", "node2_eth1_v6", "node3_eth2_v6"} <= names
+    assert all(s["info"] == "Established" for s in r1["sessions"])
+    node3 = dual.plan.node("node3").pod_cidr_of("ipv6")
+    (best,) = [r for r in nodes["node1"]["bgp"]["routes"] if r["prefix"] == node3 and r["best"]]
+    assert len(best["as_path"]) == 2 and best["session"] == "r1_eth1_v6"  # r1, node3
+
+
+def test_a_killed_daemon_fails_exactly_the_predicted_pairs_in_both_families(
+        dual: Lab) -> None:
+    dual.fault("daemon-kill", "r1")  # node3's only way in, in either family
+    try:
+        report = dual.verify(checks=PAIRS)
+        dead = frozenset({"r1"})
+        rerouted = dual.plan.rerouted(no_transit=dead)
+        tables = bgpconf.predicted_tables(dual.plan, dead=dead)
+        predicted = {(c, e.family, e.src, e.dst) for c, e in rerouted.expectations()
+                     if c in PAIRS and noroute.diagnose(rerouted, e.path, e.dst_ip,
+                                                        e.src_ip, tables)}
+        got = {(r.check, r.family, r.src, r.dst) for r in report.results if not r.ok}
+        assert {f for _, f, _, _ in predicted} == {"ipv4", "ipv6"}
+        assert got == predicted
+        assert all(r.detail.startswith("no route to ") for r in report.results if not r.ok)
+        node3 = dual.plan.node("node3").pod_cidr_of("ipv6")
+        assert any(r.detail.startswith(f"no route to {node3} on node1")
+                   for r in report.results if (r.family, r.src, r.dst) == ("ipv6", "web",
+                                                                          "cache"))
+    finally:
+        dual.fault("daemon-start", "r1")
+    assert dual.verify(checks=PAIRS).ok
+
+
+def test_the_ipv6_only_example_deploys_and_verifies_with_bgp(docker_available: None) -> None:
+    with bgp_lab(V6ONLY) as lab:
+        pids = lab.pids()
+        want = bgpconf.expected_routes(lab.plan)
+        installed = {n: bgp.bird_routes(pids[n]) for n in want.by_node}
+        assert want.missing(installed) == [] and want.unexpected(installed) == []
+        report = lab.verify()
+        assert report.ok, [r.detail for r in report.results if not r.ok]
+        assert set(by_family(report)) == {"ipv6"}
+
+
+def test_a_dual_stack_ring_moves_both_families_the_long_way_round(
+        docker_available: None) -> None:
+    with bgp_lab(RING, **DUAL_SETS) as lab:
+        lab.fault("link-down", "node4:eth2")
+        report = lab.verify(checks=PAIRS)
+        assert report.ok, [f"{r.family} {r.detail}" for r in report.results if not r.ok]
+        for family in ("ipv4", "ipv6"):  # node1 > node2 > node3 > node4 in each
+            assert {r.expected["hops"] for r in report.results if (
+                r.check, r.family, r.src, r.dst) == ("pod-to-pod", family, "a", "d")} == {4}
+        pids = lab.pids()
+        d6 = lab.plan.node("node4").pod_cidr_of("ipv6")
+        assert bgp.bird_routes(pids["node1"])[d6] == lab.plan.node("node2").address_on(
+            lab.plan.links[0].segment, "ipv6")
+        lab.fault("link-up", "node4:eth2")
+        back = lab.verify(checks=PAIRS)
+        assert back.ok and {r.expected["hops"] for r in back.results if (
+            r.check, r.src, r.dst) == ("pod-to-pod", "a", "d")} == {2}
