@@ -10,11 +10,14 @@ On the two-rack leaf-spine example (topologies/leafspine.clab.yml), each repetit
    `verify` waits for), then destroys the lab.
 
 With --image it first rebuilds podlab/bird from scratch (cold: no layer cache) and times it.
+With --dual the example runs dual-stack (an IPv6 prefix added to pod-cidr and
+underlay-cidr): every wait then covers the IPv6 routes and sessions too.
 Prints one table; --json writes the figures too. The target: routes within 5 s of the last
 container start.
 
     bench/bgp.py                 # 3 repetitions
     bench/bgp.py --repeat 5 --image --json bench/bgp.json
+    bench/bgp.py --dual          # the same, both families
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ TOPOLOGY = ROOT / "topologies" / "leafspine.clab.yml"
 TARGET_S = 5.0
 CABLE = "leaf1:eth2"  # leaf1 <-> spine1
 KILLED = "leaf1"
+DUAL_SETS = {"pod-cidr": ["10.244.0.0/16", "fd00:10:244::/56"],
+             "underlay-cidr": ["172.20.0.0/16", "fd00:172:20::/48"]}
 
 
 def started_at(container: str) -> float:
@@ -56,13 +61,15 @@ def cold_image_build() -> float:
     return time.monotonic() - started
 
 
-def one_run() -> dict[str, float]:
+def one_run(dual: bool = False) -> dict[str, float]:
     from harness import Lab
     from harness.host import bird
     from harness.lab import unique_name
+    from harness.model.variants import load_variant
 
     t0 = time.time()
-    lab = Lab.deploy(TOPOLOGY, name=unique_name("bench-bgp"))
+    lab = Lab.deploy(load_variant(TOPOLOGY, DUAL_SETS if dual else {},
+                                  name=unique_name("bench-bgp")))
     done = time.time()  # deploy returns once every BIRD route is installed
     try:
         plan = lab.plan
@@ -89,6 +96,8 @@ def main() -> int:
     parser.add_argument("--image", action="store_true",
                         help="first rebuild podlab/bird cold and time it")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--dual", action="store_true",
+                        help="run the example dual-stack (IPv4 and IPv6 sessions and routes)")
     args = parser.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -96,8 +105,9 @@ def main() -> int:
     figures: dict[str, Any] = {}
     if args.image:
         figures["cold_image_build_s"] = cold_image_build()
-    runs = [one_run() for _ in range(args.repeat)]
-    table = Table(title=f"routing: bgp on {TOPOLOGY.name}, {args.repeat} runs "
+    runs = [one_run(args.dual) for _ in range(args.repeat)]
+    stack = ", dual-stack" if args.dual else ""
+    table = Table(title=f"routing: bgp on {TOPOLOGY.name}{stack}, {args.repeat} runs "
                         f"(median, max)", title_justify="left")
     for col in ("measure", "median s", "max s"):
         table.add_column(col)
