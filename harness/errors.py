@@ -6,6 +6,7 @@
     │   ├── TopologyError            a topology file failed validation (all problems at once)
     │   ├── LabExistsError           deploy of a lab that already runs
     │   ├── LabNotFoundError         a command needs a lab that is not deployed
+    │   ├── TopologyChanged          a lab's topology file says otherwise since its deploy
     │   └── NothingToVerify          the checks asked for select nothing in this lab
     └── EnvironmentProblem           exit 3: the host cannot do it; the message says what to do
         ├── DockerUnavailable        no daemon answers
@@ -74,6 +75,11 @@ class LabExistsError(InputError):
 
 class LabNotFoundError(InputError):
     pass
+
+
+class TopologyChanged(InputError):
+    """The topology file of a running lab was edited after its deploy: a plan made from it
+    now would expect another lab than the one that runs."""
 
 
 class NothingToVerify(InputError):

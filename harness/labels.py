@@ -14,6 +14,7 @@ NODE = f"{PREFIX}.node"  # the topology node (of a node, or of the node a pod ru
 POD = f"{PREFIX}.pod"
 KIND = f"{PREFIX}.kind"  # a node's kind
 TOPO = f"{PREFIX}.topo"  # absolute path of the topology file
+TOPO_DIGEST = f"{PREFIX}.topo-digest"  # what that file said at deploy, hashed
 POD_CIDR = f"{PREFIX}.pod-cidr"  # a k8s-node's pod CIDR (of the primary family)
 POD_CIDRS = f"{PREFIX}.pod-cidrs"  # every family's, comma-separated
 IP = f"{PREFIX}.ip"  # a pod's address (of the primary family)

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harness import labels
-from harness.errors import CommandFailed, InputError, LabNotFoundError
+from harness.errors import CommandFailed, InputError, LabNotFoundError, TopologyChanged
 from harness.lab import deploy as _deploy
 from harness.lab import faults, running, svcfaults
 from harness.model.topology import NAME_MAX, Topology, load_topology
@@ -34,6 +34,7 @@ from harness.plan import Plan, make_plan
 if TYPE_CHECKING:
     from harness.datapath.net import Convergence
     from harness.host.capture import Sniffer
+    from harness.host.runtime import ContainerInfo
     from harness.prove.result import Report
 
 Source = str | Path | Topology | Plan
@@ -61,6 +62,20 @@ def plan_of(source: Source, name: str | None = None) -> Plan:
     if name is not None and name != topo.spec.name:
         topo = Topology(topo.spec.model_copy(update={"name": name}), topo.path)
     return make_plan(topo)
+
+
+def _same_topology(handle: Lab, rows: Sequence[ContainerInfo], file: Path) -> None:
+    """Refuse a plan made from a topology file edited since the lab's deploy: it would
+    expect another lab than the one that runs (a lab deployed from a Plan object, or by a
+    podlab that did not record the digest, is taken as it is)."""
+    recorded = next((r.labels[labels.TOPO_DIGEST] for r in rows
+                     if r.labels.get(labels.TOPO_DIGEST)), None)
+    now = next((n.labels.get(labels.TOPO_DIGEST) for n in handle.plan.nodes), None)
+    if recorded and now and recorded != now:
+        raise TopologyChanged(
+            f"{file} has changed since lab {handle.name!r} was deployed from it, so its plan "
+            f"no longer describes what runs; restore the file, or redeploy: podlab destroy "
+            f"--name {handle.name} && podlab deploy -t {file}")
 
 
 def unique_name(topo_name: str) -> str:
@@ -101,7 +116,7 @@ class Lab:
         found through the containers' labels). Raises LabNotFoundError if none runs."""
         if isinstance(lab, Path) or str(lab).endswith((".yml", ".yaml")):
             handle = cls(plan_of(Path(lab), name))
-            running.require_lab(handle.name, any_one=True)
+            _same_topology(handle, running.require_lab(handle.name, any_one=True), Path(lab))
             return handle
         rows = running.require_lab(str(lab))
         topo = next((r.labels[labels.TOPO] for r in rows if r.labels.get(labels.TOPO)), "")
@@ -109,7 +124,9 @@ class Lab:
             raise LabNotFoundError(
                 f"lab {lab!r} runs, but its topology file {topo or '(unrecorded)'} is gone; "
                 f"attach with the file (-t FILE) or destroy it: podlab destroy --name {lab}")
-        return cls(plan_of(Path(topo), str(lab)))
+        handle = cls(plan_of(Path(topo), str(lab)))
+        _same_topology(handle, rows, Path(topo))
+        return handle
 
     def destroy(self) -> list[str]:
         """Remove every container of the lab; returns their names (none: already gone)."""

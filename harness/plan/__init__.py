@@ -754,8 +754,15 @@ def _routes(fam: _Family, graph: LabGraph, name: str) -> list[Route]:
     return routes
 
 
+def topology_digest(topo: Topology) -> str:
+    """What a topology says, hashed (its model as JSON: comments and layout do not count),
+    16 hex digits: a lab carries its file's as a label, so attach sees an edited file."""
+    return hashlib.sha256(topo.spec.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+
+
 def make_plan(topo: Topology) -> Plan:
     spec = topo.spec
+    digest = topology_digest(topo)
     cluster = spec.cluster
     lab = spec.name
     kinds = {n: topo.kind_of(n) for n in spec.topology.nodes}
@@ -810,7 +817,7 @@ def make_plan(topo: Topology) -> Plan:
         routes = [] if nk.is_switch else [r for fam in fams for r in _routes(fam, graph, name)]
         node_labels = {**topo.labels_of(name), labels.LAB: lab, labels.ROLE: labels.ROLE_NODE,
                        labels.NODE: name, labels.KIND: kind_name,
-                       labels.TOPO: str(topo.path or "")}
+                       labels.TOPO: str(topo.path or ""), labels.TOPO_DIGEST: digest}
         hosts_pods = name in primary.node_cidr
         gateways = tuple(f"{fam.gateway(name)}/{fam.node_cidr[name].prefixlen}"
                          for fam in fams) if hosts_pods else ()
@@ -847,7 +854,8 @@ def make_plan(topo: Topology) -> Plan:
             gateways = tuple(fam.gateway(pod.node) for fam in fams)
             node_iface = pod_iface_name(pod_name)
         pod_labels = {**pod.labels, labels.LAB: lab, labels.POD: pod_name,
-                      labels.NODE: pod.node, labels.TOPO: str(topo.path or "")}
+                      labels.NODE: pod.node, labels.TOPO: str(topo.path or ""),
+                      labels.TOPO_DIGEST: digest}
         pods.append(PodPlan(
             name=pod_name, node=pod.node, ip=_ip(cidrs[0]) if cidrs else "",
             prefixlen=int(cidrs[0].split("/")[1]) if cidrs else 32,

@@ -295,3 +295,32 @@ def test_interrupt_rolls_back(docker_available: None, monkeypatch: pytest.Monkey
         assert lab_containers(plan.lab) == []
     finally:
         Lab(plan).destroy()
+
+
+def test_attach_refuses_a_topology_file_edited_after_deploy(
+        docker_available: None, tmp_path: Path) -> None:
+    from harness.errors import TopologyChanged
+
+    name = unique("edited")
+    text = f"""# a comment and a layout change do not count; what the file says does
+name: {name}
+topology:
+  defaults: {{kind: k8s-node}}
+  nodes: {{node1: {{}}, node2: {{}}}}
+  links: [{{endpoints: ["node1:eth1", "node2:eth1"]}}]
+pods:
+  a: {{node: node1, containers: [{{name: app}}]}}
+  b: {{node: node2, containers: [{{name: app}}]}}
+"""
+    file = tmp_path / "edited.clab.yml"
+    file.write_text(text)
+    with Lab.deploy(file):
+        file.write_text("# reworded\n" + text.replace("{node1: {}, node2: {}}",
+                                                       "\n    node1: {}\n    node2: {}"))
+        assert Lab.attach(name).verify(["pod-to-pod"]).ok  # same content: same lab
+        file.write_text(text.replace("b: {node: node2", "b: {node: node1"))  # b moved
+        for ref in (name, file):
+            with pytest.raises(TopologyChanged, match="has changed since lab"):
+                Lab.attach(ref)
+        file.write_text(text)
+        assert Lab.attach(file).name == name
