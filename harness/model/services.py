@@ -2,7 +2,9 @@
 
 Kubernetes' own rules, with its field names and each problem's YAML path: label syntax,
 a selector that selects a pod, port names and ranges, a nodePort inside 30000-32767 and
-used once, a hostPort used once per node, a clusterIP inside `cluster.service-cidr`. Pure;
+used once, a hostPort used once per node, a clusterIP inside `cluster.service-cidr`, and
+the dual-stack fields (`ipFamilyPolicy`, `ipFamilies`, `clusterIPs`) as the API server
+checks and defaults them (`service_families` is the defaulting, shared with the plan). Pure;
 called by harness.model.topology's semantic pass (so every problem is reported at once),
 which hands over the parsed file and its own helpers (this module does not import it: the
 file's classes are duck-typed here).
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.errors import Problem
+from harness.model.addressing import FAMILIES, IPV4, TITLE, Family, family_of
 
 # the file's parsed classes (harness.model.topology), duck-typed: that module calls this one
 TopologyFile = Pod = Service = Any
@@ -30,6 +33,9 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # RFC 1123: port
 _DNS_1035 = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")  # Service names start with a letter
 _IANA_SVC_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")  # container port names
 
+
+POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+FAMILY_NAMES = {TITLE[f]: f for f in FAMILIES}  # Kubernetes' "IPv4" -> podlab's "ipv4"
 
 _helpers: dict[str, Callable[..., Any]] = {"show": repr}
 
@@ -87,10 +93,6 @@ def service_problems(spec: TopologyFile, show: Callable[[object], str],
     yield from _label_problems(spec)
     yield from _pod_port_problems(spec)
     yield from _service_cidr_problems(spec)
-    families = spec.cluster.families
-    if spec.services and families and families[0] != "ipv4":
-        yield Problem("services", "Services are IPv4 in podlab (single-stack, of the "
-                      "cluster's primary family): list pod-cidr's IPv4 prefix first")
     node_ports: dict[int, str] = {}  # nodePort -> the path that took it first
     cluster_ips: dict[str, str] = {}
     for name, svc in spec.services.items():
@@ -151,57 +153,112 @@ def _pod_port_problems(spec: TopologyFile) -> Iterator[Problem]:
                     on_node[slot] = where
 
 
-def service_network(text: str) -> ipaddress.IPv4Network | str:
+def service_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
     if "network" in _helpers:
         return _helpers["network"](text)  # type: ignore[no-any-return]
     try:
-        return ipaddress.IPv4Network(text)
+        return ipaddress.ip_network(text)
     except ValueError as exc:
         return str(exc)
 
 
-def service_cidr(spec: TopologyFile) -> tuple[str, str] | None:
-    """(YAML path, text) of the service CIDR Services take ClusterIPs from: the IPv4 one
-    (service-cidr takes one prefix per family); None if it has none."""
+def service_cidrs(spec: TopologyFile) -> dict[Family, tuple[str, str]]:
+    """{family: (YAML path, text)} of the service CIDRs Services take ClusterIPs from
+    (service-cidr takes one prefix per family; the first is the primary, as kube-apiserver's
+    --service-cluster-ip-range lists it), in the file's order."""
     value = spec.cluster.service_cidr
+    if "service_cidr" not in spec.cluster.model_fields_set:
+        value = list(spec.cluster.service_cidrs)  # the defaults of the cluster's families
     entries = ([("cluster.service-cidr", value)] if isinstance(value, str)
                else [(f"cluster.service-cidr[{i}]", t) for i, t in enumerate(value)])
-    return next(((p, t) for p, t in entries if ":" not in t), None)
+    out: dict[Family, tuple[str, str]] = {}
+    for path, text in entries:
+        out.setdefault(family_of(text), (path, text))
+    return out
+
+
+def service_cidr(spec: TopologyFile) -> tuple[str, str] | None:
+    """(YAML path, text) of the primary family's service CIDR; None if it has none."""
+    return next(iter(service_cidrs(spec).values()), None)
+
+
+def given_cluster_ips(svc: Service) -> list[str]:
+    """The ClusterIPs the file gives: `clusterIPs`, else `clusterIP` alone (the API
+    server's defaulting: clusterIPs[0] is clusterIP)."""
+    if svc.cluster_ips:
+        return list(svc.cluster_ips)
+    return [svc.cluster_ip] if svc.cluster_ip else []
+
+
+def _ip_family(text: str) -> Family | None:
+    try:
+        return family_of(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def service_families(svc: Service, available: tuple[Family, ...]) -> tuple[Family, ...]:
+    """The Service's families, primary first, as the API server defaults them on create:
+    `ipFamilies` if given, else the families of its ClusterIPs, else the cluster's primary
+    one (`available`: the service CIDRs' families, primary first); a PreferDualStack or
+    RequireDualStack Service on a dual-stack cluster gets the other family too."""
+    families: list[Family] = [FAMILY_NAMES[f] for f in svc.ip_families or ()]
+    if not families:
+        families = [f for ip in given_cluster_ips(svc) if (f := _ip_family(ip))]
+    if not families and available:
+        families = [available[0]]
+    families = list(dict.fromkeys(families))
+    policy = svc.ip_family_policy or "SingleStack"
+    if policy != "SingleStack" and len(families) == 1 and len(available) > 1:
+        families += [f for f in available if f not in families][:1]
+    return tuple(families)
 
 
 def _service_cidr_problems(spec: TopologyFile) -> Iterator[Problem]:
     if not spec.services and "service_cidr" not in spec.cluster.model_fields_set:
         return  # the default range of a lab without Services takes nothing
-    found = service_cidr(spec)
-    if found is None:
-        if spec.services:
-            yield Problem("cluster.service-cidr", "Services take IPv4 ClusterIPs in podlab: "
-                          "give service-cidr an IPv4 prefix")
-        return
-    path, text = found
-    net = service_network(text)
-    if isinstance(net, str):
-        return  # the cluster's CIDR checks say why (harness.model.topology)
-    for key, prefixes in (("pod-cidr", spec.cluster.pod_cidrs),
-                          ("underlay-cidr", spec.cluster.underlay_cidrs)):
-        for other_text in prefixes:
-            other = service_network(other_text) if ":" not in other_text else None
-            if isinstance(other, ipaddress.IPv4Network) and other.overlaps(net):
-                yield Problem(path, f"{net} overlaps cluster.{key} {other}")
-    for i, link in enumerate(spec.topology.links):
-        for j, text in enumerate(link.ipv4 or ()):
-            try:
-                iface = ipaddress.IPv4Interface(text) if text else None
-            except ValueError:
-                continue  # reported by the link checks
-            if iface is not None and iface.network.overlaps(net):
-                yield Problem(f"topology.links[{i}].ipv4[{j}]", f"{text} overlaps "
-                              f"cluster.service-cidr {net}")
-    # the first address is the `kubernetes` Service's in a real cluster: kept free
-    room = net.num_addresses - 3
-    if len(spec.services) > room:
-        yield Problem(path, f"{net} holds {room} ClusterIPs but there are "
-                      f"{len(spec.services)} services")
+    cidrs = service_cidrs(spec)
+    wanted = _families_used(spec, tuple(cidrs))
+    for family, (path, text) in cidrs.items():
+        net = service_network(text)
+        if isinstance(net, str):
+            continue  # the cluster's CIDR checks say why (harness.model.topology)
+        # IPv6 overlaps are the cluster's CIDR checks' (harness.model.topology)
+        overlaps = (("pod-cidr", spec.cluster.pod_cidrs),
+                    ("underlay-cidr", spec.cluster.underlay_cidrs)) if family == IPV4 else ()
+        for key, prefixes in overlaps:
+            for other_text in prefixes:
+                if family_of(other_text) != family:
+                    continue
+                other = service_network(other_text)
+                if not isinstance(other, str) and other.overlaps(net):
+                    yield Problem(path, f"{net} overlaps cluster.{key} {other}")
+        for i, link in enumerate(spec.topology.links if family == IPV4 else ()):
+            key = "ipv4"
+            for j, text in enumerate(getattr(link, key, None) or ()):
+                try:
+                    iface = ipaddress.ip_interface(text) if text else None
+                except ValueError:
+                    continue  # reported by the link checks
+                if iface is not None and family_of(iface) == family \
+                        and iface.network.overlaps(net):
+                    yield Problem(f"topology.links[{i}].{key}[{j}]", f"{text} overlaps "
+                                  f"cluster.service-cidr {net}")
+        # the first address is the `kubernetes` Service's in a real cluster: kept free
+        room = net.num_addresses - (3 if family == IPV4 else 2)
+        if wanted.get(family, 0) > room:
+            yield Problem(path, f"{net} holds {room} ClusterIPs but there are "
+                          f"{wanted[family]} services" + ("" if len(cidrs) < 2 else
+                                                          f" of {TITLE[family]}"))
+
+
+def _families_used(spec: TopologyFile, available: tuple[Family, ...]) -> dict[Family, int]:
+    """How many Services take a ClusterIP of each family."""
+    out: dict[Family, int] = {}
+    for svc in spec.services.values():
+        for family in service_families(svc, available):
+            out[family] = out.get(family, 0) + 1
+    return out
 
 
 def _service_problems(spec: TopologyFile, name: str, svc: Service,
@@ -284,25 +341,100 @@ def _target_port_problems(path: str, target: int | str | None, protocol: str,
 
 def _cluster_ip_problems(spec: TopologyFile, path: str, svc: Service,
                          cluster_ips: dict[str, str]) -> Iterator[Problem]:
-    if svc.cluster_ip is None:
-        return
-    where = f"{path}.clusterIP"
-    if svc.cluster_ip == "None":
+    """clusterIP, clusterIPs, ipFamilies and ipFamilyPolicy, with the API server's rules
+    (ValidateServiceClusterIPsRelatedFields and the allocator's checks)."""
+    if svc.cluster_ip == "None" or "None" in (svc.cluster_ips or ()):
+        where = f"{path}.clusterIP" if svc.cluster_ip == "None" else f"{path}.clusterIPs"
         yield Problem(where, "headless Services (clusterIP: None) have no kube-proxy rules; "
                       "podlab does not model them")
         return
-    try:
-        ip = ipaddress.IPv4Address(svc.cluster_ip)
-    except ValueError:
-        yield Problem(where, f"{_show(svc.cluster_ip)} is not an IPv4 address")
+    cidrs = service_cidrs(spec)
+    available = tuple(cidrs)
+    policy = svc.ip_family_policy or "SingleStack"
+    ips = given_cluster_ips(svc)
+
+    def ip_path(i: int) -> str:
+        return f"{path}.clusterIPs[{i}]" if svc.cluster_ips else f"{path}.clusterIP"
+
+    bad = False
+    if svc.cluster_ips is not None and not svc.cluster_ips:
+        yield Problem(f"{path}.clusterIPs", "is empty: leave it out to have ClusterIPs "
+                      "allocated")
+        bad = True
+    if svc.cluster_ips and svc.cluster_ip and svc.cluster_ips[0] != svc.cluster_ip:
+        yield Problem(f"{path}.clusterIPs[0]", f"{_show(svc.cluster_ips[0])} must be equal "
+                      f"to clusterIP {_show(svc.cluster_ip)}")
+        bad = True
+    if len(ips) > 2:
+        yield Problem(f"{path}.clusterIPs", "at most two: one per family")
+        bad = True
+    ip_families: list[Family | None] = []
+    for i, ip in enumerate(ips):
+        family = _ip_family(ip)
+        ip_families.append(family)
+        if family is None:
+            yield Problem(ip_path(i), f"{_show(ip)} is not an "
+                          f"{'IPv6' if ':' in ip else 'IPv4'} address")
+            bad = True
+    if len(ips) == 2 and None not in ip_families and ip_families[0] == ip_families[1]:
+        yield Problem(f"{path}.clusterIPs[1]", "may specify no more than one IP for each IP "
+                      f"family: both are {TITLE[ip_families[0] or IPV4]}")
+        bad = True
+    named = list(svc.ip_families or ())
+    if svc.ip_families is not None and not named:
+        yield Problem(f"{path}.ipFamilies", "is empty: leave it out for the cluster's "
+                      "primary family")
+        bad = True
+    if len(named) > 2:
+        yield Problem(f"{path}.ipFamilies", "at most two: IPv4 and IPv6")
+        bad = True
+    for i, name in enumerate(named):
+        if name in named[:i]:
+            yield Problem(f"{path}.ipFamilies[{i}]", f"{name} is listed twice")
+            bad = True
+    multiple = len(ips) > 1 or len(named) > 1
+    if policy == "SingleStack" and multiple:
+        where = f"{path}.ipFamilies" if len(named) > 1 else f"{path}.clusterIPs"
+        yield Problem(where, "a SingleStack Service has one family: set ipFamilyPolicy to "
+                      "PreferDualStack or RequireDualStack for two")
+        bad = True
+    for i, (ip, family) in enumerate(zip(ips, ip_families, strict=True)):
+        if i < len(named) and family is not None and FAMILY_NAMES[named[i]] != family:
+            yield Problem(ip_path(i), f"{ip} is {TITLE[family]}, but ipFamilies[{i}] is "
+                          f"{named[i]}: they must be in the same order")
+            bad = True
+    if bad:
         return
-    found = service_cidr(spec)
-    net = service_network(found[1]) if found else ""
-    if isinstance(net, ipaddress.IPv4Network) and not any(_service_cidr_problems(spec)):
-        if ip not in net:
-            yield Problem(where, f"{ip} is outside cluster.service-cidr {net}")
-        elif ip in (net.network_address, net.broadcast_address):
-            yield Problem(where, f"{ip} is the network or broadcast address of {net}")
-    if str(ip) in cluster_ips:
-        yield Problem(where, f"{ip} is already the clusterIP of {cluster_ips[str(ip)]}")
-    cluster_ips.setdefault(str(ip), path)
+    for i, name in enumerate(named):
+        if FAMILY_NAMES[name] not in available:
+            yield Problem(f"{path}.ipFamilies[{i}]", f"{name} is not configured on this "
+                          f"cluster: cluster.service-cidr has no {name} prefix")
+            bad = True
+    for i, family in enumerate(ip_families):
+        if family is not None and family not in available:
+            yield Problem(ip_path(i), f"may not use {TITLE[family]} on a cluster which is "
+                          f"not configured for it (cluster.service-cidr has no "
+                          f"{TITLE[family]} prefix)")
+            bad = True
+    if policy == "RequireDualStack" and len(available) < 2:
+        yield Problem(f"{path}.ipFamilyPolicy", "RequireDualStack needs a dual-stack "
+                      "cluster: give cluster.service-cidr (and pod-cidr) one prefix per "
+                      "family, or use PreferDualStack")
+        bad = True
+    if bad:
+        return
+    for i, (ip_text, family) in enumerate(zip(ips, ip_families, strict=True)):
+        assert family is not None
+        ip = ipaddress.ip_address(ip_text)
+        where = ip_path(i)
+        net = service_network(cidrs[family][1])
+        if not isinstance(net, str) and not any(_service_cidr_problems(spec)):
+            if ip not in net:
+                yield Problem(where, f"{ip} is outside cluster.service-cidr {net}")
+            elif ip == net.network_address or (
+                    isinstance(net, ipaddress.IPv4Network) and ip == net.broadcast_address):
+                yield Problem(where, f"{ip} is the network or broadcast address of {net}"
+                              if family == IPV4 else f"{ip} is the network address of {net}")
+        if str(ip) in cluster_ips:
+            yield Problem(where, f"{ip} is already the clusterIP of {cluster_ips[str(ip)]}")
+        cluster_ips.setdefault(str(ip), path)

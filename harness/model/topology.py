@@ -187,6 +187,13 @@ class Service(_Model):
                                    description="default: allocated from cluster.service-cidr")
     external_traffic_policy: Literal["Cluster", "Local"] | None = Field(
         None, alias="externalTrafficPolicy", description="NodePort only; default Cluster")
+    # dual-stack Services, with Kubernetes' names and rules (harness.model.services)
+    ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = (
+        Field(None, alias="ipFamilyPolicy", description="default SingleStack"))
+    ip_families: list[Literal["IPv4", "IPv6"]] | None = Field(
+        None, alias="ipFamilies", description="default: the cluster's primary family")
+    cluster_ips: list[str] | None = Field(
+        None, alias="clusterIPs", description="one per family; the first is clusterIP")
 
 
 # One prefix per family: a string is single-stack, a list of an IPv4 and an IPv6 prefix is
@@ -283,7 +290,7 @@ class Cluster(_Model):
         DEFAULT_SERVICE[IPV4], alias="service-cidr",
         description="ClusterIPs not given in the file come from here: a prefix, or one per "
         f"family of pod-cidr (unset: {DEFAULT_SERVICE[IPV4]} and {DEFAULT_SERVICE[IPV6]}); "
-        "Services take the IPv4 one")
+        "each Service takes its ClusterIPs from its families' prefixes")
 
     @property
     def pod_cidrs(self) -> tuple[str, ...]:

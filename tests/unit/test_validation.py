@@ -387,12 +387,13 @@ FAMILY_CASES = [
     ("masq-agent-config-in-a-cluster-with-ipv6", DUAL, CLUSTER,
      CLUSTER + "  masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8]}\n", "cluster.masquerade",
      "ip-masq-agent's config is applied in IPv4 only", "masquerade"),
-    ("services-in-an-ipv6-first-cluster", DUAL.replace(
-        "[10.244.0.0/16, fd00:10:244::/56]", "[fd00:10:244::/56, 10.244.0.0/16]"),
+    ("ipv4-service-in-an-ipv6-cluster", V6ONLY,
      "pods:\n  web:\n    node: node1\n",
-     "services:\n  websvc:\n    selector: {app: web}\n    ports: [{port: 80}]\n"
-     "pods:\n  web:\n    node: node1\n    labels: {app: web}\n", "services",
-     "Services are IPv4 in podlab", "^services:"),
+     "services:\n  websvc:\n    selector: {app: web}\n    ipFamilies: [IPv4]\n"
+     "    ports: [{port: 80}]\n"
+     "pods:\n  web:\n    node: node1\n    labels: {app: web}\n",
+     "services.websvc.ipFamilies[0]", "IPv4 is not configured on this cluster",
+     "ipFamilies: [IPv4]"),
     ("cni-bridge-in-a-cluster-with-ipv6", V6ONLY, CLUSTER, CLUSTER + "  cni: bridge\n",
      "cluster.cni", "cni: bridge is IPv4-only so far", "cni:"),
     ("underlay-ipv4-in-ipv6-cluster", V6ONLY, "underlay-cidr: fd00:172:30::/48",
