@@ -153,6 +153,9 @@ class NodePlan:
     def pod_cidr_of(self, family: Family) -> str | None:
         return of_family(self.pod_cidrs, family)
 
+    def service_cidr_of(self, family: Family) -> str | None:
+        return of_family(self.service_cidrs or (self.service_cidr,), family)
+
     def gateway_of(self, family: Family) -> str | None:
         return of_family(self.gateways, family)
 
@@ -297,7 +300,7 @@ class Plan:
     # `masquerade:` given as ip-masq-agent's config: the destinations it leaves alone (in the
     # agent's chain order); None: `true` or `false` (NodePlan.masquerade_exempt says which)
     masq_agent_exempt: tuple[str, ...] | None = None
-    service_cidr: str = "10.96.0.0/16"  # the IPv4 one: Services are IPv4 (see services)
+    service_cidr: str = "10.96.0.0/16"  # the primary family's (service_cidrs: every one)
     services: tuple[ServicePlan, ...] = ()
     host_ports: tuple[HostPortPlan, ...] = ()
     _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
@@ -492,7 +495,7 @@ class Plan:
 
     def source_toward(self, node: str, dst: str, family: Family = IPV4) -> str:
         """The address k8s-node `node` sends from toward the namespace of pod or node
-        `dst` in `family` (Services are IPv4): its route's source, which is also what
+        `dst` in `family` (a Service path's family): its route's source, which is also what
         MASQUERADE writes there. Its bridge's address toward its own pods, its own (first)
         address toward itself, else its address on the first segment of the way."""
         if dst in self._pods_by_name and not self.pod(dst).host_network:
@@ -528,7 +531,7 @@ class Plan:
             pods.append(pod)
         bridged = self.pods_bridged if pods_bridged is None else pods_bridged
         services, host_ports = readdressed(self.services, self.host_ports,
-                                           {p.name: p.ip for p in pods})
+                                           {p.name: p.ips for p in pods})
         return replace(self, pods=tuple(pods), pod_ips_known=True, pods_bridged=bridged,
                        services=services, host_ports=host_ports)
 
@@ -883,9 +886,9 @@ def make_plan(topo: Topology) -> Plan:
                     member_addresses=tuple(addresses((n, i)) for n, i, _ in s.members)
                     if s.kind != "pods" else ())
         for s in graph.segments)
-    pod_ips = {p.name: p.ip for p in pods}
+    pod_ips = {p.name: p.ips for p in pods}  # every family's: Services are per family
     agent = cluster.masquerade if isinstance(cluster.masquerade, MasqAgentConfig) else None
-    service_v4 = of_family(cluster.service_cidrs, IPV4) or "10.96.0.0/16"
+    service_primary = cluster.service_cidrs[0] if cluster.service_cidrs else "10.96.0.0/16"
     return Plan(lab=lab, topo_path=str(topo.path or ""),
                 masquerade=cluster.masquerade is not False,
                 pod_cidr=str(primary.pod_net), nodes=tuple(nodes), pods=tuple(pods),
@@ -896,10 +899,9 @@ def make_plan(topo: Topology) -> Plan:
                 pod_ips_known=datapaths.cni_value(cluster.cni) == datapaths.DEFAULT_CNI,
                 pods_bridged=cluster.cni != "ptp",
                 masq_agent_exempt=agent.exempt if agent else None,
-                service_cidr=str(ipaddress.IPv4Network(service_v4)),
-                services=plan_services(spec, pod_ips) if IPV4 in cluster.families else (),
-                host_ports=plan_host_ports(spec, pod_ips) if IPV4 in cluster.families
-                else (),
+                service_cidr=str(ipaddress.ip_network(service_primary)),
+                services=plan_services(spec, pod_ips),
+                host_ports=plan_host_ports(spec, pod_ips),
                 pod_cidrs=tuple(str(fam.pod_net) for fam in fams),
                 service_cidrs=cluster.service_cidrs)
 
