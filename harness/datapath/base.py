@@ -52,6 +52,7 @@ IPV6_ON: tuple[Pair, ...] = tuple(
 IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
 READY_TIMEOUT_S = 60.0
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
+BRIDGE_NF6 = "net.bridge.bridge-nf-call-ip6tables"
 
 
 class Datapath:
@@ -86,6 +87,8 @@ class Datapath:
         # kube-proxy needs bridged pod traffic to pass iptables (br_netfilter): a reply
         # from a pod to a pod of the same bridge must meet its conntrack entry
         bridge_nf = ((BRIDGE_NF, "1"),) if rulesets else ()
+        if any(rs.family == 6 for rs in rulesets):  # the same for ip6tables' Services
+            bridge_nf += ((BRIDGE_NF6, "1"),)
         settings = Settings((*self.node_sysctls(node), *bridge_nf), NODE_CAPS)
         if k.is_switch:  # one L2 bridge over every port: no address, no route
             bridge = node.bridge or SWITCH_BRIDGE
@@ -146,11 +149,17 @@ class Datapath:
         """A k8s-node's route to the service CIDR, out of its first interface as a default
         route would be: a packet the node itself sends to a ClusterIP must have a route
         before OUTPUT's DNAT turns it into one to an endpoint (pods send theirs to the
-        node, whose PREROUTING DNATs them)."""
+        node, whose PREROUTING DNATs them). One per family the Services use."""
         if not plan.services or not kind(node.kind).hosts_pods:
             return ()
-        first = next((i.name for i in node.interfaces if i.address), node.bridge)
-        return ((plan.service_cidr, "", first),) if first else ()
+        out: list[Route] = []
+        for family in dict.fromkeys(f for s in plan.services for f in s.ip_families):
+            cidr = plan.service_cidr_of(family)
+            first = next((i.name for i in node.interfaces if i.address_of(family)),
+                         node.bridge)
+            if cidr and first:
+                out.append((cidr, "", first))
+        return tuple(out)
 
     def pod_bridge(self, plan: Plan, node: NodePlan) -> tuple[tuple[str, ...], tuple[Pair, ...]]:
         """cni: podlab — a k8s-node's bridge and its addresses (the pods' gateway, in
@@ -198,10 +207,11 @@ class Datapath:
         `rulesets` and delete the per-endpoint chains an earlier sync made that are gone
         (an endpoint that moved to another address); idempotent."""
         for rs in rulesets:
-            drop = rs.stale(firewall.saved(pid)) if rs.prunes else ()
+            six = _ip6tables(rs)
+            drop = rs.stale(firewall.saved(pid, **six)) if rs.prunes else ()
             firewall.restore(pid, rs.restore_text(drop=drop),
                              rs.restore_text(jumps=False, drop=drop), rs.chains[0],
-                             where=f"{rs.owner} on {node}")
+                             where=f"{rs.owner} on {node}", **six)
 
     def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
         """Configure the node's namespace (its links exist); idempotent. `pods`: pods
@@ -219,7 +229,8 @@ class Datapath:
                                 **rule.how)
         for rs in node.rulesets:  # endpoints that moved since: sync_services
             firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
-                             rs.chains[0], where=f"{rs.owner} on {node.name}")
+                             rs.chains[0], where=f"{rs.owner} on {node.name}",
+                             **_ip6tables(rs))
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
                   ) -> tuple[str, ...]:
@@ -277,3 +288,8 @@ def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:
     if missing:
         what = "; ".join(f"{n}: {', '.join(sorted(d))}" for n, d in sorted(missing.items()))
         raise DeployError(f"routes not installed after {timeout:g}s ({net.datapath}): {what}")
+
+
+def _ip6tables(rs: Ruleset) -> dict[str, int]:
+    """firewall's keyword for an IPv6 ruleset (ip6tables); none for IPv4, its default."""
+    return {"family": 6} if rs.family == 6 else {}

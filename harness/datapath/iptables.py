@@ -1,7 +1,8 @@
 """iptables rules as data, and their iptables-restore text. Pure.
 
 A `Ruleset` is what one program (kube-proxy, the CNI portmap plugin) owns in one node's
-namespace: its chains, its rules, and the jumps from the built-in chains into them. The
+namespace in one family (`family` 4: iptables, 6: ip6tables; each family's tables are
+their own): its chains, its rules, and the jumps from the built-in chains into them. The
 jumps are kept apart because their owners add them one by one (kube-proxy's EnsureRule
 puts each at the top of its chain, portmap appends most of its own) rather than in the
 restore, so re-applying a ruleset refills its chains without duplicating a jump.
@@ -51,6 +52,12 @@ class Ruleset:
     # prefixes of the chains the owner makes per object (kube-proxy's KUBE-SEP-<hash>...):
     # one such chain not in `chains` is stale (its endpoint moved) and a re-sync deletes it
     prunes: tuple[str, ...] = ()
+    family: int = 4  # 4: iptables, 6: ip6tables
+
+    @property
+    def tool(self) -> str:
+        """The command that installs it: iptables or ip6tables."""
+        return "ip6tables" if self.family == 6 else "iptables"
 
     def __len__(self) -> int:
         return len(self.jumps) + len(self.rules) + len(self.appends)

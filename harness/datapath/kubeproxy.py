@@ -22,6 +22,14 @@ spares the route_localnet sysctl), MASQUERADE with --random-fully, no session af
 Chain names hash the ServicePortName text (`default/web:http`) and the lower-case protocol
 (with the endpoint `ip:port` for KUBE-SEP) with SHA-256, base32, 16 characters: the same
 names a real kube-proxy gives the same Service.
+
+Both families: kube-proxy runs one proxier per family, each writing the same rules into
+its own family's tables (iptables, ip6tables) from the Service's ClusterIP and
+EndpointSlice of that family. The names hash the same strings, so a dual-stack Service
+port has the same KUBE-SVC/KUBE-EXT/KUBE-SVL names in both; a KUBE-SEP differs, its
+endpoint text being `[ip]:port` in IPv6 (net.JoinHostPort), which is also its DNAT
+target. The local-traffic detector is the family's pod CIDR, and IPv6 never has
+localhost node ports (`! -d ::1/128`).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import hashlib
 from collections.abc import Sequence
 
 from harness.datapath.iptables import Rule, Ruleset
+from harness.model.addressing import IPV4, IPV6, Family
 from harness.plan.services import Endpoint, ServicePlan, ServicePortPlan
 
 OWNER = "kube-proxy"
@@ -119,8 +128,15 @@ class _Writer:
         self.rules.append(Rule("filter", chain, args))
 
 
-def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str) -> Ruleset:
-    """Everything kube-proxy writes on `node`, in the order it writes it."""
+LOCALHOST = {IPV4: "127.0.0.0/8", IPV6: "::1/128"}
+
+
+def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str,
+               family: Family = IPV4) -> Ruleset:
+    """Everything kube-proxy's proxier of `family` writes on `node`, in the order it
+    writes it: the Services of that family, each as that family sees it (its ClusterIP
+    and endpoints of the family); `cluster_cidr`: the family's pod CIDR."""
+    services = [s.of_family(family) for s in services if family in s.ip_families]
     w = _Writer()
     w.nat(POSTROUTING, "-m", "mark", "!", "--mark", f"{MASQ_MARK}/{MASQ_MARK}", "-j", "RETURN")
     # clear the mark, so a packet that goes through the stack again is not masqueraded twice
@@ -133,7 +149,8 @@ def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str) ->
             _service_port(w, node, svc, port, cluster_cidr)
     w.nat(SERVICES, "-m", "comment", "--comment",
           "kubernetes service nodeports; NOTE: this must be the last rule in this chain",
-          "-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", "127.0.0.0/8", "-j", NODEPORTS)
+          "-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", LOCALHOST[family],
+          "-j", NODEPORTS)
     w.filter(FORWARD, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
     w.filter(FORWARD, "-m", "comment", "--comment", "kubernetes forwarding rules",
              "-m", "mark", "--mark", f"{MASQ_MARK}/{MASQ_MARK}", "-j", "ACCEPT")
@@ -142,7 +159,7 @@ def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str) ->
     filter_rules = [r for r in w.rules if r.table == "filter"]
     nat_rules = [r for r in w.rules if r.table == "nat"]
     return Ruleset(OWNER, node, tuple(w.chains), _jumps(), (*filter_rules, *nat_rules),
-                   prunes=SERVICE_CHAIN_PREFIXES)
+                   prunes=SERVICE_CHAIN_PREFIXES, family=6 if family == IPV6 else 4)
 
 
 def _service_port(w: _Writer, node: str, svc: ServicePlan, port: ServicePortPlan,

@@ -12,6 +12,9 @@ defaults: SNAT on, mark bit 13) writes, in the node's nat table:
 so a client elsewhere reaches the pod with its own address kept. The per-pod chain hashes
 the network name and the container ID (SHA-512, hex, cut to 28 characters); podlab's
 network is `podlab` and a pod's "container ID" is its infra container's name.
+
+The plugin forwards each of the pod's addresses, with ip6tables for an IPv6 one: the same
+chains, no localhost rule (IPv6 has no route_localnet), the DNAT target `[ip]:port`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 from collections.abc import Sequence
 
 from harness.datapath.iptables import Rule, Ruleset
+from harness.model.addressing import IPV4, IPV6, Family
 from harness.plan.services import HostPortPlan
 
 OWNER = "portmap"
@@ -35,10 +39,12 @@ def dn_chain(network: str, container_id: str) -> str:
     return ("CNI-DN-" + hashlib.sha512((network + container_id).encode()).hexdigest())[:28]
 
 
-def node_rules(node: str, host_ports: Sequence[HostPortPlan], container_ids: dict[str, str]
-               ) -> Ruleset:
-    """The rules on `node` for the hostPorts of its pods (`container_ids`: pod -> id)."""
-    mine = [h for h in host_ports if h.node == node]
+def node_rules(node: str, host_ports: Sequence[HostPortPlan], container_ids: dict[str, str],
+               family: Family = IPV4) -> Ruleset:
+    """The rules on `node` for the hostPorts of its pods (`container_ids`: pod -> id) at
+    their addresses of `family`."""
+    mine = [h for h in host_ports if h.node == node and h.ip_of(family)]
+    six = family == IPV6
     chains: list[tuple[str, str]] = [("nat", SETMARK), ("nat", MASQ), ("nat", TOP_DNAT)]
     rules = [
         Rule("nat", SETMARK, ("-m", "comment", "--comment", "CNI portfwd masquerade mark",
@@ -58,15 +64,18 @@ def node_rules(node: str, host_ports: Sequence[HostPortPlan], container_ids: dic
                     "-m", "comment", "--comment", comment, "-m", "multiport", "-p", proto,
                     "--destination-ports", ",".join(ports[i:i + MULTIPORT_MAX]), "-j", chain)))
         for h in entries:
+            ip = h.ip_of(family)
             base = ("-p", h.protocol.lower(), "--dport", str(h.host_port))
-            rules += [Rule("nat", chain, (*base, "-s", h.pod_ip, "-j", SETMARK)),  # hairpin
-                      Rule("nat", chain, (*base, "-s", "127.0.0.1", "-j", SETMARK)),
-                      Rule("nat", chain, (*base, "-j", "DNAT", "--to-destination",
-                                          f"{h.pod_ip}:{h.container_port}"))]
+            rules.append(Rule("nat", chain, (*base, "-s", str(ip), "-j", SETMARK)))  # hairpin
+            if not six:
+                rules.append(Rule("nat", chain, (*base, "-s", "127.0.0.1", "-j", SETMARK)))
+            target = f"[{ip}]:{h.container_port}" if six else f"{ip}:{h.container_port}"
+            rules.append(Rule("nat", chain, (*base, "-j", "DNAT", "--to-destination", target)))
     entry = ("-m", "addrtype", "--dst-type", "LOCAL", "-j", TOP_DNAT)
     appends = (Rule("nat", "PREROUTING", entry), Rule("nat", "OUTPUT", entry))
     jumps = (Rule("nat", "POSTROUTING", ("-m", "comment", "--comment",
                                          "CNI portfwd requiring masquerade", "-j", MASQ)),)
+    version = 6 if six else 4
     if not mine:
-        return Ruleset(OWNER, node, (), (), ())
-    return Ruleset(OWNER, node, tuple(chains), jumps, tuple(rules), appends)
+        return Ruleset(OWNER, node, (), (), (), family=version)
+    return Ruleset(OWNER, node, tuple(chains), jumps, tuple(rules), appends, family=version)

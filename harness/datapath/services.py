@@ -19,15 +19,21 @@ def node_rulesets(plan: Plan, node: str) -> tuple[Ruleset, ...]:
     if not plan.services and not plan.host_ports:
         return ()
     plan = plan.programmable()
-    out = [kubeproxy.node_rules(node, plan.services, plan.pod_cidr)]
+    out = []
     ids = {p.name: p.infra for p in plan.pods}
-    rules = portmap.node_rules(node, plan.host_ports, ids)
-    if len(rules):
-        out.append(rules)
-    return tuple(out)
+    for family in plan.families:  # one kube-proxy proxier (and portmap call) per family
+        out.append(kubeproxy.node_rules(node, plan.services,
+                                        plan.pod_cidr_of(family) or plan.pod_cidr, family))
+        rules = portmap.node_rules(node, plan.host_ports, ids, family)
+        if len(rules):
+            out.append(rules)
+    # each program's IPv4 rules first, as before dual-stack
+    return tuple(sorted(out, key=lambda rs: (rs.owner != kubeproxy.OWNER, rs.family)))
 
 
 def restore_text(plan: Plan, node: str) -> str:
-    """The iptables-restore input that programs `node`'s Services (for `plan --iptables`)."""
-    return "".join(f"# {rs.owner} on {node}: {len(rs)} rules\n{rs.restore_text()}"
+    """The iptables-restore input that programs `node`'s Services (for `plan --iptables`;
+    an IPv6 ruleset is ip6tables-restore's input, and says so)."""
+    return "".join(f"# {rs.owner} on {node}{' (ip6tables)' if rs.family == 6 else ''}: "
+                   f"{len(rs)} rules\n{rs.restore_text()}"
                    for rs in node_rulesets(plan, node))

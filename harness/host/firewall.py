@@ -87,22 +87,24 @@ def nat_rules(pid: int, family: int = 4) -> str:
     return run_program(pid, [_tool(family, "iptables-save"), "-t", "nat"])
 
 
-def restore(pid: int, full: str, refill: str, marker: tuple[str, str], where: str = "") -> None:
-    """Install a program's rules (iptables-restore text) in the netns of `pid`; idempotent.
+def restore(pid: int, full: str, refill: str, marker: tuple[str, str], where: str = "",
+            family: int = 4) -> None:
+    """Install a program's rules (iptables-restore text; family 6: ip6tables-restore) in
+    the netns of `pid`; idempotent.
 
     `full` declares its chains, fills them and adds its jumps from the built-in chains;
     `refill` only refills the chains. Once `marker` ((table, chain), declared by `full`)
     exists the jumps exist too (one restore installed both), so a re-run sends `refill`
     and no jump is doubled."""
     table, chain = marker
-    have = run_program(pid, ["iptables-save", "-t", table])
+    have = run_program(pid, [_tool(family, "iptables-save"), "-t", table])
     text = refill if f"\n:{chain} " in have else full
     try:
-        run_program(pid, ["iptables-restore", "--noflush"], stdin=text)
+        run_program(pid, [_tool(family, "iptables-restore"), "--noflush"], stdin=text)
     except WiringError as exc:
         raise WiringError(f"iptables on {where or f'pid {pid}'}: {exc}") from exc
 
 
-def saved(pid: int) -> str:
-    """`iptables-save` of every table of the namespace."""
-    return run_program(pid, ["iptables-save"])
+def saved(pid: int, family: int = 4) -> str:
+    """`iptables-save` (family 6: `ip6tables-save`) of every table of the namespace."""
+    return run_program(pid, [_tool(family, "iptables-save")])

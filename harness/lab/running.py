@@ -107,8 +107,9 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
     pids = runtime.pids_of(nodes)
     with ThreadPoolExecutor(max_workers=runtime.WORKERS) as pool:
         addrs = list(pool.map(lambda r: _live_addresses(pids.get(r.name)), nodes))
-        rules = list(pool.map(lambda r: _live_rules(pids.get(r.name))
-                              if r.labels.get(L.POD_CIDR) else None, nodes))
+        rules = list(pool.map(lambda r: _live_rules(
+            pids.get(r.name), ":" in (r.labels.get(L.POD_CIDRS) or r.labels.get(L.POD_CIDR)
+                                      or "")) if r.labels.get(L.POD_CIDR) else None, nodes))
         routing = list(pool.map(lambda r: _routing(pids.get(r.name)), nodes))
     out_nodes = [{"name": r.labels.get(L.NODE, r.name), "kind": r.labels.get(L.KIND, ""),
                   "container": r.name, "state": r.state, "addresses": a,
@@ -172,12 +173,16 @@ def _live_addresses(pid: int | None) -> dict[str, list[str]]:
     return {name: cidrs for name, cidrs in sorted(found.items()) if name != "lo" and cidrs}
 
 
-def _live_rules(pid: int | None) -> dict[str, int] | None:
-    """kube-proxy's and portmap's rules counted in a k8s-node's live iptables."""
+def _live_rules(pid: int | None, ipv6: bool = False) -> dict[str, int] | None:
+    """kube-proxy's and portmap's rules counted in a k8s-node's live iptables (and, on a
+    node with IPv6 pods, ip6tables: the sum of both families)."""
     if not pid:
         return None
     try:
-        return count_saved(firewall.saved(pid))
+        if not ipv6:
+            return count_saved(firewall.saved(pid))
+        counts = [count_saved(firewall.saved(pid, 4)), count_saved(firewall.saved(pid, 6))]
+        return {k: sum(c[k] for c in counts) for k in counts[0]}
     except PodlabError:
         return None  # stopped meanwhile, or no iptables on the host
 

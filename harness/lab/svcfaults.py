@@ -23,6 +23,7 @@ from harness.datapath.iptables import Ruleset
 from harness.errors import InputError
 from harness.host import firewall, netns, wiring
 from harness.lab import running
+from harness.model.addressing import IPV6
 from harness.plan import Plan
 from harness.plan.services import ServicePlan, ServicePortPlan
 
@@ -53,8 +54,9 @@ def _service_port(plan: Plan, text: str) -> tuple[ServicePlan, ServicePortPlan]:
 
 
 def _refill(pid: int, rules: Ruleset, node: str) -> None:
+    six = {"family": 6} if rules.family == 6 else {}
     firewall.restore(pid, rules.restore_text(), rules.restore_text(jumps=False),
-                     rules.chains[0], where=f"{rules.owner} on {node}")
+                     rules.chains[0], where=f"{rules.owner} on {node}", **six)
 
 
 def dnat_elsewhere(plan: Plan, target: str, node: str = "", at: str = "") -> str:
@@ -84,7 +86,10 @@ def dnat_elsewhere(plan: Plan, target: str, node: str = "", at: str = "") -> str
 
 def no_masq(plan: Plan, node: str) -> str:
     plan = running.live(plan)  # a CNI's pods at the addresses it gave them
-    netns.run_program(_pid(plan, node), ["iptables", "-t", "nat", "-F", kubeproxy.MARK_MASQ])
+    pid = _pid(plan, node)
+    for family in plan.families:  # kube-proxy's chain in each family's tables
+        tool = "ip6tables" if family == IPV6 else "iptables"
+        netns.run_program(pid, [tool, "-t", "nat", "-F", kubeproxy.MARK_MASQ])
     return f"{node}: {kubeproxy.MARK_MASQ} emptied"
 
 
@@ -98,7 +103,9 @@ def local_as_cluster(plan: Plan, service: str) -> str:
     wrong = tuple(replace(s, external_traffic_policy="Cluster") if s is svc else s
                   for s in plan.services)
     for node in plan.k8s_nodes:
-        _refill(_pid(plan, node.name), kubeproxy.node_rules(node.name, wrong, plan.pod_cidr),
+        for family in plan.families:
+            _refill(_pid(plan, node.name), kubeproxy.node_rules(
+                node.name, wrong, plan.pod_cidr_of(family) or plan.pod_cidr, family),
                 node.name)
     return f"{service}: programmed as externalTrafficPolicy Cluster on every node"
 

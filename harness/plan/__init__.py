@@ -153,9 +153,6 @@ class NodePlan:
     def pod_cidr_of(self, family: Family) -> str | None:
         return of_family(self.pod_cidrs, family)
 
-    def service_cidr_of(self, family: Family) -> str | None:
-        return of_family(self.service_cidrs or (self.service_cidr,), family)
-
     def gateway_of(self, family: Family) -> str | None:
         return of_family(self.gateways, family)
 
@@ -338,6 +335,9 @@ class Plan:
 
     def pod_cidr_of(self, family: Family) -> str | None:
         return of_family(self.pod_cidrs, family)
+
+    def service_cidr_of(self, family: Family) -> str | None:
+        return of_family(self.service_cidrs or (self.service_cidr,), family)
 
     def node(self, name: str) -> NodePlan:
         return self._nodes_by_name[name]

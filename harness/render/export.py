@@ -185,7 +185,7 @@ def ruleset_commands(rs: Ruleset) -> list[str]:
     """A ruleset as iptables commands, in iptables-restore's order: chains, jumps (each
     inserted at the top, as kube-proxy does), appended jumps, rules."""
     def cmd(table: str, *args: str) -> str:
-        return shlex.join(["iptables", "-t", table, *args])
+        return shlex.join([rs.tool, "-t", table, *args])
 
     out = [cmd(t, "-N", c) for t, c in rs.chains]
     out += [cmd(r.table, "-I", r.chain, *r.args) for r in rs.jumps]
