@@ -184,16 +184,12 @@ class Engine:
                 per = {family: _family_sockets(family, ns.listens, out, self.share)
                        for family in ns.families}
                 fixed = []
-                for proto, addr, port in ns.ports:  # Services are IPv4
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
-                                         else socket.SOCK_DGRAM)
+                for proto, addr, port in ns.ports:  # in the endpoint address's family
+                    sock = _service_socket(family_of(addr), socket.SOCK_STREAM
+                                           if proto == "tcp" else socket.SOCK_DGRAM)
                     out.append(sock)
                     fixed.append(sock)
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-                    if proto == "udp":
-                        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
                     try:
                         sock.bind((addr, port))
                     except OSError as exc:
@@ -415,16 +411,13 @@ class Engine:
         self._tcp_left[(ns, family)] = self._tcp_left.get((ns, family), 1) - 1
         return pool.pop()
 
-    def _udp_socket(self, ns: str) -> tuple[socket.socket, int]:
-        """A fresh UDP socket for one Service probe, and its port: two probes from one
-        port to two Services with one endpoint would be one conntrack tuple after DNAT,
-        which the kernel resolves by rewriting the second's source port."""
+    def _udp_socket(self, ns: str, family: str = "ipv4") -> tuple[socket.socket, int]:
+        """A fresh UDP socket of `family` for one Service probe, and its port: two probes
+        from one port to two Services with one endpoint would be one conntrack tuple
+        after DNAT, which the kernel resolves by rewriting the second's source port."""
         def make() -> socket.socket:
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-            udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            udp.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-            udp.bind(("0.0.0.0", 0))
+            udp = _service_socket(family, socket.SOCK_DGRAM)
+            udp.bind(("::" if family == "ipv6" else "0.0.0.0", 0))
             return udp
 
         udp = run_in_netns(self._pid[ns], make)
@@ -458,7 +451,7 @@ class Engine:
         try:
             if probe.proto == "udp":
                 udp, probe.sport = ((sender.udp, sender.udp_sport) if not probe.to_port
-                                    else self._udp_socket(probe.sender))
+                                    else self._udp_socket(probe.sender, family))
                 probe.dport = probe.to_port or (receiver.udp_port if receiver else 0)
                 udp.sendto(nonce(probe.id), (probe.dst, probe.dport))
             else:
@@ -706,6 +699,29 @@ def _family_sockets(family: str, listens: bool, out: list[socket.socket],
         _defer_accept(tcp)
         tcp.listen(1024)
     return socks
+
+
+def _service_socket(family: str, kind: int) -> socket.socket:
+    """A socket of a Service probe or of an endpoint's fixed port, in `family`: TTL (hop
+    limit) set; a UDP one reports the destination and the TTL each datagram had."""
+    six = family == "ipv6"
+    sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, kind)
+    try:
+        if six:
+            sock.setsockopt(V6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(V6, socket.IPV6_UNICAST_HOPS, TTL)
+            if kind == socket.SOCK_DGRAM:
+                sock.setsockopt(V6, socket.IPV6_RECVPKTINFO, 1)
+                sock.setsockopt(V6, socket.IPV6_RECVHOPLIMIT, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+            if kind == socket.SOCK_DGRAM:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _tcp_sockets(n: int, family: str = "ipv4") -> list[socket.socket]:

@@ -45,11 +45,11 @@ def spanning(plan: Any, targets: Iterable[_Target]) -> list[Any]:
 
 
 def spanning_paths(plan: Any, paths: Iterable[Any]) -> list[Any]:
-    """Service paths: the first of each (check, client's node, Service port)."""
-    seen: set[tuple[str, str, str]] = set()
+    """Service paths: the first of each (check, client's node, Service port, family)."""
+    seen: set[tuple[str, str, str, str]] = set()
     out = []
     for p in paths:
-        key = (p.check, node_of(plan, p.client), p.target)
+        key = (p.check, node_of(plan, p.client), p.target, getattr(p, "family", "ipv4"))
         if key not in seen:
             seen.add(key)
             out.append(p)

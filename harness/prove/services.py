@@ -109,7 +109,7 @@ def judge(path: ServicePath, probe: Probe, sightings: Sequence[Seen],
     else:
         detail = "; ".join(problems)
     return Result(path.check, path.client, path.target, probe.proto, ok, expected, observed,
-                  detail, [probe.id])
+                  detail, [probe.id], family=path.family)
 
 
 def _endpoint(path: ServicePath, probe: Probe, o: Outcome, got: Heard,
@@ -157,7 +157,7 @@ def _no_answer(path: ServicePath, probe: Probe, got: Heard | None, reply: Heard 
     detail = (f"{path.entry} did not answer {path.dst_ip}:{path.dport}, as planned "
               f"({_why_silent(path)})" if ok else "; ".join(problems))
     return Result(path.check, path.client, path.target, probe.proto, ok, expected, observed,
-                  detail, [probe.id])
+                  detail, [probe.id], family=path.family)
 
 
 def _why_silent(path: ServicePath) -> str:

@@ -64,8 +64,10 @@ def service_tables(plan: Plan) -> list[Table]:
     """Each Service port with its ClusterIP, node port and endpoints; each hostPort."""
     tables = []
     if plan.services:
-        table = Table(title=f"lab {plan.lab}: services (service CIDR {plan.service_cidr})",
-                      title_justify="left")
+        cidrs = ", ".join(plan.service_cidrs or (plan.service_cidr,))
+        title = (f"service CIDRs {cidrs}" if len(plan.service_cidrs) > 1
+                 else f"service CIDR {plan.service_cidr}")
+        table = Table(title=f"lab {plan.lab}: services ({title})", title_justify="left")
         for col in ("service", "type", "cluster IP", "port", "node port", "policy",
                     "endpoints"):
             table.add_column(col)
@@ -74,9 +76,9 @@ def service_tables(plan: Plan) -> list[Table]:
                 name = f"{svc.name}:{port.name}" if port.name else svc.name
                 target = f" -> {port.target_port}" if port.target_port != port.port else ""
                 endpoints = "\n".join(
-                    f"{e.pod} {e.address} on {e.node}" + (" (hostNetwork)" if e.host_network
-                                                          else "") for e in port.endpoints)
-                table.add_row(name, svc.type, svc.cluster_ip,
+                    escape(f"{e.pod} {e.address} on {e.node}") + (
+                        " (hostNetwork)" if e.host_network else "") for e in port.endpoints)
+                table.add_row(name, svc.type, "\n".join(svc.cluster_ips),
                               f"{port.port}/{port.protocol}{target}",
                               str(port.node_port or ""),
                               svc.external_traffic_policy if svc.type == "NodePort" else "",
@@ -87,10 +89,13 @@ def service_tables(plan: Plan) -> list[Table]:
         for col in ("pod", "node", "host port", "to"):
             table.add_column(col)
         for h in plan.host_ports:
-            address = plan.node(h.node).address
-            table.add_row(f"{h.pod}/{h.container}", h.node,
-                          f"{address}:{h.host_port}/{h.protocol}",
-                          f"{h.pod_ip}:{h.container_port}")
+            for family in h.families:  # portmap publishes it at each of the pod's addresses
+                address, ip = plan.node(h.node).address_of(family), h.ip_of(family)
+                if ":" in f"{address}":
+                    address, ip = f"[{address}]", f"[{ip}]"
+                table.add_row(f"{h.pod}/{h.container}", h.node,
+                              escape(f"{address}:{h.host_port}/{h.protocol}"),
+                              escape(f"{ip}:{h.container_port}"))
         tables.append(table)
     return tables
 
