@@ -153,7 +153,8 @@ class Datapath:
         if not plan.services or not kind(node.kind).hosts_pods:
             return ()
         out: list[Route] = []
-        for family in dict.fromkeys(f for s in plan.services for f in s.ip_families):
+        used = {f for s in plan.services for f in s.ip_families}
+        for family in (f for f in plan.families if f in used):
             cidr = plan.service_cidr_of(family)
             first = next((i.name for i in node.interfaces if i.address_of(family)),
                          node.bridge)

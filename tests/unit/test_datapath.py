@@ -78,8 +78,9 @@ def test_routed_nodes_get_addresses_and_the_plans_routes(plan: Plan) -> None:
             continue
         n = net.node(node.name)
         ifaces = tuple((i.name, a) for i in node.interfaces for a in i.addresses)
-        services = (((plan.service_cidr, "", ifaces[0][0]),)  # tested in test_services_*
-                    if plan.services and kind(node.kind).hosts_pods else ())
+        used = {f for s in plan.services for f in s.ip_families}  # tested in test_services_*
+        services = tuple((plan.service_cidr_of(f), "", ifaces[0][0]) for f in plan.families
+                         if f in used) if kind(node.kind).hosts_pods else ()
         assert n.routes == (*((r.dst, r.via) for r in node.routes), *services)
         assert not n.daemons and not n.ready_routes
         if kind(node.kind).hosts_pods:

@@ -349,7 +349,8 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
                    **how: Any) -> None:
         spaces[by_pid[pid]].masquerade.add((source, tuple(exempt), chain))
 
-    def restore(pid: int, full: str, refill: str, marker: Any, where: str = "") -> None:
+    def restore(pid: int, full: str, refill: str, marker: Any, where: str = "",
+                family: int = 4) -> None:
         table = ""
         for line in full.splitlines():  # a fresh namespace gets the full text
             if line.startswith("*"):
