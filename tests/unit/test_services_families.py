@@ -184,7 +184,7 @@ def test_ip6tables_rules_as_data() -> None:
     assert [r.args[-1] for r in v6.rules_of(sep) if r.target == "DNAT"] == [
         "[fd00:10:244::2]:8080"]
     tail = v6.rules_of(kubeproxy.SERVICES)[-1].args
-    assert ("!", "-d", "::1/128") == tail[tail.index("!"):tail.index("!") + 3]
+    assert tail[tail.index("!"):tail.index("!") + 3] == ("!", "-d", "::1/128")
     # the IPv6-only Service only in ip6tables, the SingleStack IPv4 one only in iptables
     assert "echo-local" in v6.restore_text() and "echo-local" not in v4.restore_text()
     assert "default/agent" in v4.restore_text() and "default/agent" not in v6.restore_text()
