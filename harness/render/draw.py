@@ -55,7 +55,7 @@ def _pod_lines(pod: PodPlan, plan: Plan | None = None) -> list[str]:
 def service_lines(svc: ServicePlan) -> list[str]:
     """`svc web (NodePort, Local)`, its ClusterIP, then one line per port."""
     kind_ = svc.type + (f", {svc.external_traffic_policy}" if svc.type == "NodePort" else "")
-    lines = [f"svc {svc.name} ({kind_})", svc.cluster_ip]
+    lines = [f"svc {svc.name} ({kind_})", *svc.cluster_ips]  # one ClusterIP per family
     for port in svc.ports:
         target = f" -> {port.target_port}" if port.target_port != port.port else ""
         node_port = f" nodePort {port.node_port}" if port.node_port else ""
