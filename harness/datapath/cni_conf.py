@@ -30,7 +30,7 @@ from typing import Any
 from harness.datapath import gotemplate
 from harness.errors import EnvironmentProblem, Problem, TopologyError
 from harness.host import cni
-from harness.model.topology import resolve_path
+from harness.model.yamlsrc import resolve_path
 
 BUILTIN = ("bridge", "ptp")
 DISTRO_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins

@@ -38,7 +38,7 @@ from harness.host.runtime import ContainerSpec, Started
 from harness.lab import running
 from harness.lab.progress import Reporter
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
-from harness.model.topology import parse_ms
+from harness.model.validation import parse_ms
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 
 PAUSE_IMAGE = "podlab/pause"

@@ -36,13 +36,9 @@ from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import IPV4, IPV6, Family, Net, allocate, family_of, of_family
 from harness.model.graph import LabGraph, Segment
-from harness.model.topology import (
-    DEFAULT_NODE_IMAGE,
-    MasqAgentConfig,
-    Netem,
-    Topology,
-    parse_endpoint,
-)
+from harness.model.schema import DEFAULT_NODE_IMAGE, MasqAgentConfig, Netem
+from harness.model.topology import Topology
+from harness.model.validation import parse_endpoint
 from harness.plan.services import (
     HostPortPlan,
     ServicePlan,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from harness.model.services import NAMESPACE, NODE_PORT_RANGE, named_port, selects
 
 if TYPE_CHECKING:
-    from harness.model.topology import TopologyFile
+    from harness.model.schema import TopologyFile
 
 
 @dataclass(frozen=True)
