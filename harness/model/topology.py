@@ -674,13 +674,12 @@ def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
             yield Problem(f"cluster.{key}", f"{key}: {shown} is not implemented yet "
                           f"({choice.description}); this podlab implements {key}: "
                           + " or ".join(datapaths.implemented(choices)))
-        elif IPV6 in cluster.families and value not in (datapaths.DEFAULT_ROUTING,
-                                                          datapaths.DEFAULT_CNI):
-            # BIRD's IPv6 channels and CNI IPAM ranges per family are not written yet
+        elif IPV6 in cluster.families and key == "routing" and (
+                value != datapaths.DEFAULT_ROUTING):
+            # BIRD's IPv6 channels are not written yet (every CNI takes both families)
             shown = "{conflist: ..., bin-dir: ...}" if value == datapaths.CONFLIST else value
             yield Problem(f"cluster.{key}", f"{key}: {shown} is IPv4-only so far; a cluster "
-                          f"with IPv6 (pod-cidr) takes routing: {datapaths.DEFAULT_ROUTING} "
-                          f"and cni: {datapaths.DEFAULT_CNI}")
+                          f"with IPv6 (pod-cidr) takes routing: {datapaths.DEFAULT_ROUTING}")
 
 
 def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
