@@ -62,7 +62,7 @@ class Attached:
     node: str
     container_id: str
     result: dict[str, Any]
-    addresses: tuple[str, ...]  # a.b.c.d/len on eth0, from the result
+    addresses: tuple[str, ...]  # a.b.c.d/len (and x::y/len) on eth0, from the result
     cache: Path
 
 
@@ -135,7 +135,8 @@ def attachments(lab: str, node: str | None = None) -> list[Attached]:
 
 
 def pod_addresses(lab: str) -> dict[str, tuple[str, ...]]:
-    """`{pod: (a.b.c.d/len, ...)}` as the plugins' last results say."""
+    """`{pod: (a.b.c.d/len, x::y/len)}`: every address (one per family) the plugins'
+    last results give each pod's eth0."""
     return {a.pod: a.addresses for a in attachments(lab) if a.pod}
 
 
