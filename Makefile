@@ -47,12 +47,18 @@ demo: setup
 	$(BIN)/podlab run -t topologies/flat3.clab.yml
 
 # podlab vs the Docker floor at several lab sizes: one table, bench/results.json; then
-# routing: bgp's route installation and convergence times on the two-rack example.
+# routing: bgp's route installation and convergence times on the two-rack example; then
+# the speed goals the README states: `podlab run` on flat3 against the floor
+# (bench/e2e.json), verify's results a second on the 200-pod lab (bench/big.json), and
+# the whole matrix's wall time (its last line).
 # BENCH_ARGS="--quick" for a smoke run, "--sizes 4x24,10x20 --repeat 5" to choose.
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/bgp.py
+	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/run.py --sizes 10x200 --repeat 1 --json bench/big.json
+	$(BIN)/podlab matrix --out out/bench-matrix -j $(MATRIX_JOBS) $(MATRIX_SETS)
 
 # `podlab run` end to end on one topology (flat3) against the Docker floor: bench/e2e.json.
 bench-e2e: setup

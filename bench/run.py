@@ -45,6 +45,7 @@ CNI_TARGET = 1.3  # deploy with a CNI datapath vs cni: podlab, same size
 QUICK_SIZES = ("2x2", "3x6")
 TARGET_RATIO = 1.25  # deploy/floor-start and destroy/floor-remove, from TARGET_PODS pods up
 TARGET_PODS = 20
+RATE_TARGET, RATE_PODS = 6000, 200  # verify results a second, for the 200-pod lab
 FLOOR_PREFIX = "bench-floor-"
 SETTLE_S = 2.0  # between measurements, not inside them
 
@@ -300,15 +301,16 @@ def table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     t = Table(title=f"podlab vs Docker floor (medians; target ratio <= {TARGET_RATIO} "
-                    f"from {TARGET_PODS} pods; a CNI's deploy <= {CNI_TARGET} x podlab's)")
+                    f"from {TARGET_PODS} pods; a CNI's deploy <= {CNI_TARGET} x podlab's; "
+                    f">= {RATE_TARGET:,} results/s at {RATE_PODS} pods)")
     for col in ("size", "cni", "ctrs", "results", "passed", "floor start s", "deploy s",
-                "ratio", "vs podlab", "verify s", "floor rm s", "destroy s", "ratio",
-                "peak RSS MiB", "n"):
+                "ratio", "vs podlab", "verify s", "results/s", "floor rm s", "destroy s",
+                "ratio", "peak RSS MiB", "n"):
         t.add_column(col, justify="left" if col in ("size", "cni") else "right")
     for r in rows:
         cni = r.get("cni", DEFAULT_CNI)
         if "containers" not in r:
-            t.add_row(r["size"], cni, *["-"] * 12, str(r["repeat"]), style="red")
+            t.add_row(r["size"], cni, *["-"] * 13, str(r["repeat"]), style="red")
             continue
 
         def ratio(v: float | None, pods: int = r["pods"], target: float = TARGET_RATIO
@@ -318,13 +320,21 @@ def table(rows: list[dict[str, Any]]) -> Any:
                 return text
             return f"[green]{text}[/]" if v <= target else f"[red]{text}[/]"
 
+        def rate(v: float | None, pods: int = r["pods"]) -> str:
+            text = "-" if v is None else f"{v:,.0f}"
+            if v is None or pods < RATE_PODS:
+                return text
+            return f"[green]{text}[/]" if v >= RATE_TARGET else f"[red]{text}[/]"
+
         versus = (r.get("vs_podlab") or {}).get("deploy")
         ok = r["passed"] == r["results"]
         t.add_row(r["size"], cni, str(r["containers"]), str(r["results"]),
                   f"[{'green' if ok else 'red'}]{r['passed']}[/]",
                   _fmt(r["floor_start_s"]), _fmt(r["deploy_s"]), ratio(r["deploy_ratio"]),
                   ratio(versus, target=CNI_TARGET) if versus is not None else "-",
-                  _fmt(r["verify_s"]), _fmt(r["floor_remove_s"]), _fmt(r["destroy_s"]),
+                  _fmt(r["verify_s"]), rate(r["results"] / r["verify_s"] if r["verify_s"]
+                                            else None),
+                  _fmt(r["floor_remove_s"]), _fmt(r["destroy_s"]),
                   ratio(r["destroy_ratio"]), _fmt(r["peak_rss_mib"], 0), str(r["repeat"]))
     return t
 

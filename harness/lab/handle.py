@@ -101,7 +101,7 @@ class Lab:
         found through the containers' labels). Raises LabNotFoundError if none runs."""
         if isinstance(lab, Path) or str(lab).endswith((".yml", ".yaml")):
             handle = cls(plan_of(Path(lab), name))
-            running.require_lab(handle.name)
+            running.require_lab(handle.name, any_one=True)
             return handle
         rows = running.require_lab(str(lab))
         topo = next((r.labels[labels.TOPO] for r in rows if r.labels.get(labels.TOPO)), "")

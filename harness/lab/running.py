@@ -86,8 +86,10 @@ def inspect(lab: str | None, all_labs: bool = False) -> dict[str, Any] | list[di
     return _inspect_lab(lab, require_lab(lab))
 
 
-def require_lab(lab: str) -> list[ContainerInfo]:
-    rows = runtime.containers_of(lab)
+def require_lab(lab: str, *, any_one: bool = False) -> list[ContainerInfo]:
+    """The lab's containers (with `any_one`, one of them: a 600-container listing costs
+    the daemon a few tenths of a second); LabNotFoundError when none is there."""
+    rows = runtime.containers_of(lab, limit=1 if any_one else -1)
     if not rows:
         raise LabNotFoundError(f"lab {lab!r} is not deployed (podlab inspect --all lists labs)")
     return rows

@@ -56,6 +56,19 @@ def spanning_paths(plan: Any, paths: Iterable[Any]) -> list[Any]:
     return out
 
 
+def representatives(plan: Any) -> Sequence[Any]:
+    """The first two pods of every node, in plan order: `spanning` picks its targets among
+    theirs alone (the first pod of a node stands for it toward others, the second is its
+    same-node peer), so targets need not be computed for every pair of a large lab."""
+    count: dict[str, int] = {}
+    out = []
+    for pod in plan.pods:
+        if count.get(pod.node, 0) < 2:
+            count[pod.node] = count.get(pod.node, 0) + 1
+            out.append(pod)
+    return out
+
+
 def one_pod_per_node(plan: Any) -> Sequence[Any]:
     """The first pod of every node: whom the per-pod checks (identity, intra-pod) ask."""
     first: dict[str, Any] = {}

@@ -7,7 +7,7 @@ toward a pod) come in as a plain mapping.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.plan import Expectation, Plan, PodPlan
@@ -59,15 +59,17 @@ class Endpoint:
 
 
 def targets(plan: Plan, checks: Iterable[str],
-            node_sources: Mapping[str, Mapping[str, str]] | None = None) -> list[Target]:
-    """What to send for the probe checks among `checks`. `node_sources[node][ip]` is the
-    source address the node's kernel picks toward an address, of either family
-    (node-to-pod, and anything a hostNetwork pod, which is its node's namespace, sends).
-    Each pair is probed once per address family its ends share."""
+            node_sources: Mapping[str, Mapping[str, str]] | None = None,
+            pods: Sequence[PodPlan] | None = None) -> list[Target]:
+    """What to send for the probe checks among `checks`, between the nodes and `pods`
+    (default: every pod, in plan order). `node_sources[node][ip]` is the source address
+    the node's kernel picks toward an address, of either family (node-to-pod, and anything
+    a hostNetwork pod, which is its node's namespace, sends). Each pair is probed once per
+    address family its ends share."""
     wanted = set(checks)
     sources = node_sources or {}
     out: list[Target] = []
-    pods = plan.pods
+    pods = plan.pods if pods is None else pods
     shared = plan.shared_families
 
     def src_of(pod: PodPlan, dst_ip: str, family: str) -> str:

@@ -58,7 +58,8 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
                                f"{plan.topo_path or 'FILE'} first")
     probe_checks = [c for c in checks if c in PROBE_CHECKS]
     service_checks = [c for c in checks if c in SERVICE_CHECKS]
-    tgts = targets(plan, probe_checks, _sources(plan, pids, probe_checks))
+    tgts = targets(plan, probe_checks, _sources(plan, pids, probe_checks),
+                   sample.representatives(plan) if quick else None)
     if quick:
         tgts = sample.spanning(plan, tgts)
     pods = sample.one_pod_per_node(plan) if quick else plan.pods

@@ -89,6 +89,15 @@ def test_every_container_runs(deployed: Deployed) -> None:
     assert set(rows.values()) == {"running"}
 
 
+def test_the_pids_podlab_reads_are_the_ones_docker_reports(deployed: Deployed) -> None:
+    rows = lab_containers(deployed.plan.lab)
+    from_docker = {c.name: runtime.pid_of(c) for c in rows}
+    read = {c.name: runtime.shim_pid(c.id) for c in rows}
+    # this host's Docker keeps its shims' init.pid where podlab looks: none is inspected
+    assert read == from_docker
+    assert runtime.pids_of(rows) == from_docker
+
+
 def test_pod_containers_share_one_netns(deployed: Deployed) -> None:
     pids = Lab(deployed.plan).container_pids()
     for pod in deployed.plan.pods:

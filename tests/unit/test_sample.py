@@ -58,3 +58,23 @@ def test_a_dual_stack_sample_crosses_every_node_pair_in_each_family() -> None:
             == {(t.check, node_of(plan, t.sender), node_of(plan, t.receiver)) for t in full
                 if t.family == family}
     assert len(quick) == 2 * sum(t.family == "ipv4" for t in quick)
+
+
+def test_targets_of_the_representatives_give_the_same_sample_as_every_pair() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    import yaml
+
+    from bench.gen import topology
+    from harness.model.topology import parse_topology
+    from harness.prove.sample import representatives
+
+    big = make_plan(parse_topology(yaml.safe_dump(topology("big", 5, 23))))
+    for plan in (big, *(make_plan(load_topology(ROOT / "topologies" / f"{name}.clab.yml"))
+                        for name in ("flat3", "dual", "services", "routed"))):
+        full = spanning(plan, targets(plan, PROBE_CHECKS, {}))
+        few = spanning(plan, targets(plan, PROBE_CHECKS, {}, representatives(plan)))
+        assert [(t.check, t.sender, t.receiver, t.family) for t in few] == \
+            [(t.check, t.sender, t.receiver, t.family) for t in full]
+    assert len(representatives(big)) == 10
