@@ -14,8 +14,8 @@ Every chain uses `host-local` IPAM over the node's pod CIDRs (the built-ins: one
 and one default route per family, as containerd's dual-stack template has them) or
 whatever the user's says; a host-local `dataDir` is set per lab and node (podlab's nodes
 share the host's filesystem, where real nodes would not), so destroy removes the lab's
-IPAM state with one directory. Like containerd, podlab attaches the `loopback` plugin as a network of
-its own (ifname `lo`) before the pod's chain.
+IPAM state with one directory. Like containerd, podlab attaches the `loopback` plugin as
+a network of its own (ifname `lo`) before the pod's chain.
 """
 
 from __future__ import annotations
