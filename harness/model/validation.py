@@ -182,11 +182,6 @@ def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
             yield Problem(f"cluster.{key}", f"{key}: {shown} is not implemented yet "
                           f"({choice.description}); this podlab implements {key}: "
                           + " or ".join(datapaths.implemented(choices)))
-        elif key == "cni" and IPV6 in cluster.families and value != datapaths.DEFAULT_CNI:
-            # CNI IPAM ranges per family are not written yet (routing: bgp has both)
-            shown = "{conflist: ..., bin-dir: ...}" if value == datapaths.CONFLIST else value
-            yield Problem(f"cluster.{key}", f"{key}: {shown} is IPv4-only so far; a cluster "
-                          f"with IPv6 (pod-cidr) takes cni: {datapaths.DEFAULT_CNI}")
 
 
 def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:

@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -506,20 +506,23 @@ class Plan:
         return (self.node(node).address_on(first, family)
                 or self._target(self.node(node), family)[0])
 
-    def with_pod_addresses(self, found: Mapping[str, str], pods_bridged: bool | None = None
-                           ) -> Plan:
-        """This plan with the pods' addresses a CNI plugin gave them (`{pod: a.b.c.d/len}`),
-        and whether the chain bridges a node's pods; every expectation follows, the
-        Services' endpoints and hostPorts too (the EndpointSlice has the pod's reported
-        IP). Pods not in `found` keep their planned guess."""
+    def with_pod_addresses(self, found: Mapping[str, str | Sequence[str]],
+                           pods_bridged: bool | None = None) -> Plan:
+        """This plan with the pods' addresses a CNI plugin gave them (`{pod: a.b.c.d/len}`,
+        or every family's `{pod: (a.b.c.d/len, x::y/len)}` as a dual-stack result has them:
+        each takes its family's place), and whether the chain bridges a node's pods; every
+        expectation follows, the Services' endpoints and hostPorts too (the EndpointSlice
+        has the pod's reported IP). Pods not in `found`, and families a result left out,
+        keep their planned guess."""
         pods = []
         for pod in self.pods:
-            cidr = found.get(pod.name)
-            if cidr:
-                iface = ipaddress.ip_interface(cidr)
-                family = family_of(iface)
-                cidrs = tuple(str(iface) if family_of(c) == family else c for c in pod.cidrs)
-                pod = replace(pod, ip=str(iface.ip), prefixlen=iface.network.prefixlen,
+            given = found.get(pod.name) or ()
+            reported = {family_of(i): i for i in (ipaddress.ip_interface(c) for c in (
+                (given,) if isinstance(given, str) else given)) if family_of(i) in pod.families}
+            if reported:
+                cidrs = tuple(str(reported.get(family_of(c), c)) for c in pod.cidrs)
+                primary = ipaddress.ip_interface(cidrs[0])
+                pod = replace(pod, ip=str(primary.ip), prefixlen=primary.network.prefixlen,
                               cidrs=cidrs)
             pods.append(pod)
         bridged = self.pods_bridged if pods_bridged is None else pods_bridged
