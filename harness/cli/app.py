@@ -154,7 +154,7 @@ def schema() -> None:
 
     Example: podlab schema > podlab.schema.json
     """
-    from harness.model.topology import json_schema
+    from harness.model.schema import json_schema
 
     _write(None, _json(json_schema()))
 

@@ -9,7 +9,7 @@ it calls) is pure; the apply half talks to the kernel through harness.host.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from harness.datapath import services
 from harness.datapath.iptables import Ruleset
@@ -198,9 +198,10 @@ class Datapath:
         CNI datapath puts in the addresses its plugins gave the pods."""
         return plan
 
-    def readdressed(self, plan: Plan, found: Mapping[str, str]) -> Plan:
-        """Pure: the plan with the addresses pod_added returned (`{pod: a.b.c.d/len}`),
-        when the datapath `assigns_addresses`; here the plan's own are the pods'."""
+    def readdressed(self, plan: Plan, found: Mapping[str, str | Sequence[str]]) -> Plan:
+        """Pure: the plan with the addresses pod_added returned (`{pod: (a.b.c.d/len,
+        ...)}`, every family's), when the datapath `assigns_addresses`; here the plan's
+        own are the pods'."""
         return plan
 
     def sync_services(self, pid: int, node: str, rulesets: Iterable[Ruleset]) -> None:

@@ -25,19 +25,28 @@ import contextlib
 import json
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.datapath import cni_conf, portmap
-from harness.datapath.base import INFRA_CAPS, POD_CAPS, POD_SYSCTLS, Datapath, host_network_pod
+from harness.datapath.base import (
+    INFRA_CAPS,
+    IPV6_FORWARDING,
+    IPV6_ON,
+    POD_CAPS,
+    POD_SYSCTLS,
+    Datapath,
+    host_network_pod,
+)
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import Pair, PodNet, Settings
 from harness.errors import CniPluginError, DeployError, PodlabError
 from harness.host import cni as plugins
 from harness.host.netns import netns_path
+from harness.model.addressing import IPV6
 from harness.plan import NodePlan, Plan, PodPlan
 
 POD_NAMESPACE = "default"
@@ -53,7 +62,7 @@ class Attached:
     node: str
     container_id: str
     result: dict[str, Any]
-    addresses: tuple[str, ...]  # a.b.c.d/len on eth0, from the result
+    addresses: tuple[str, ...]  # a.b.c.d/len (and x::y/len) on eth0, from the result
     cache: Path
 
 
@@ -126,7 +135,8 @@ def attachments(lab: str, node: str | None = None) -> list[Attached]:
 
 
 def pod_addresses(lab: str) -> dict[str, tuple[str, ...]]:
-    """`{pod: (a.b.c.d/len, ...)}` as the plugins' last results say."""
+    """`{pod: (a.b.c.d/len, x::y/len)}`: every address (one per family) the plugins'
+    last results give each pod's eth0."""
     return {a.pod: a.addresses for a in attachments(lab) if a.pod}
 
 
@@ -247,7 +257,10 @@ class CniDatapath(Datapath):
         text, dirs = self._confs[pod.node]
         mappings = tuple((h.host_port, h.container_port, h.protocol.lower())
                          for h in plan.host_ports if h.pod == pod.name)
-        return CniPodNet(pod.name, pod.node, infra=Settings(POD_SYSCTLS, INFRA_CAPS),
+        sysctls = POD_SYSCTLS
+        if IPV6 in pod.families:  # as podlab's own pods: on, no DAD, no RA, no forwarding
+            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"))
+        return CniPodNet(pod.name, pod.node, infra=Settings(sysctls, INFRA_CAPS),
                          containers=Settings((), POD_CAPS), veth=None, node_port=None,
                          lab=plan.lab, conflist=text, bin_dirs=dirs, port_mappings=mappings)
 
@@ -282,10 +295,11 @@ class CniDatapath(Datapath):
         remove_state(plan.lab, {}, {})
 
     def observed(self, plan: Plan) -> Plan:
-        found = {pod: addrs[0] for pod, addrs in pod_addresses(plan.lab).items() if addrs}
+        found = {pod: addrs for pod, addrs in pod_addresses(plan.lab).items() if addrs}
         return self.readdressed(plan, found)
 
-    def readdressed(self, plan: Plan, found: Mapping[str, str]) -> Plan:
+    def readdressed(self, plan: Plan, found: Mapping[str, str | Sequence[str]]) -> Plan:
+        """The plan with every family's address the chain's results gave each pod."""
         return plan.with_pod_addresses(found, self.bridged(plan))
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
@@ -368,4 +382,6 @@ class ConflistCni(CniDatapath):
 
 
 def _cidrs(node: NodePlan) -> list[str]:
-    return [node.pod_cidr] if node.pod_cidr else []
+    """The node's pod CIDRs, one per family in the cluster's order: host-local's range
+    sets and the template's `.PodCIDRRanges`, as containerd has them for dual-stack."""
+    return list(node.pod_cidrs)

@@ -10,11 +10,12 @@ own conflist (loaded, validated, rendered per node). No Docker, no namespaces.
                    containerd's conf_template variables {{.PodCIDR}}, {{.PodCIDRRanges}},
                    {{.Routes}}, rendered per node
 
-Every chain uses `host-local` IPAM over the node's pod CIDR (the built-ins) or whatever the
-user's says; a host-local `dataDir` is set per lab and node (podlab's nodes share the
-host's filesystem, where real nodes would not), so destroy removes the lab's IPAM state
-with one directory. Like containerd, podlab attaches the `loopback` plugin as a network of
-its own (ifname `lo`) before the pod's chain.
+Every chain uses `host-local` IPAM over the node's pod CIDRs (the built-ins: one range set
+and one default route per family, as containerd's dual-stack template has them) or
+whatever the user's says; a host-local `dataDir` is set per lab and node (podlab's nodes
+share the host's filesystem, where real nodes would not), so destroy removes the lab's
+IPAM state with one directory. Like containerd, podlab attaches the `loopback` plugin as
+a network of its own (ifname `lo`) before the pod's chain.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 from harness.datapath import gotemplate
 from harness.errors import EnvironmentProblem, Problem, TopologyError
 from harness.host import cni
-from harness.model.topology import resolve_path
+from harness.model.yamlsrc import resolve_path
 
 BUILTIN = ("bridge", "ptp")
 DISTRO_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins

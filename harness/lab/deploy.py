@@ -25,7 +25,7 @@ iptables rule and no container survives a failed deploy.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -38,7 +38,8 @@ from harness.host.runtime import ContainerSpec, Started
 from harness.lab import running
 from harness.lab.progress import Reporter
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
-from harness.model.topology import parse_ms
+from harness.model.addressing import family_of
+from harness.model.validation import parse_ms
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 
 PAUSE_IMAGE = "podlab/pause"
@@ -158,7 +159,8 @@ class _Pipeline:
         for pod in plan.pods:
             self.pods_of[pod.node].append(pod)
         self.futures: dict[Future[Any], tuple[str, str, Callable[[Any], None]]] = {}
-        self.assigned: dict[str, str] = {}  # pod -> a.b.c.d/len, as its CNI ADD gave it
+        # pod -> (a.b.c.d/len, ...): every family's, as its CNI ADD gave them
+        self.assigned: dict[str, tuple[str, ...]] = {}
 
     def run(self) -> None:
         plan = self.plan
@@ -267,12 +269,12 @@ class _Pipeline:
     def _start_apps(self, pod: PodPlan, addresses: tuple[str, ...] = ()) -> None:
         infra_id = self.infra[pod.name].id
         settings = self.desc.pod(pod.name).containers
-        # a CNI gave the address: the containers, started after its ADD, carry it
-        cidr = addresses[0] if addresses else None
-        if cidr:
-            self.assigned[pod.name] = cidr
+        # a CNI gave the addresses: the containers, started after its ADD, carry them
+        cidrs = primary_first(pod, addresses)
+        if cidrs:
+            self.assigned[pod.name] = cidrs
         for i in range(len(pod.containers)):
-            spec = container_spec(pod, settings, i, infra_id, self.deploy_id, cidr)
+            spec = container_spec(pod, settings, i, infra_id, self.deploy_id, cidrs)
             self._submit(self.docker, "pods", f"container {spec.name}",
                          lambda s=spec: runtime.start(s))
 
@@ -338,17 +340,28 @@ def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str,
 
 
 def container_spec(pod: PodPlan, settings: Settings, index: int, infra_id: str,
-                   deploy_id: str, cidr: str | None = None) -> ContainerSpec:
+                   deploy_id: str, cidrs: Sequence[str] = ()) -> ContainerSpec:
     """Container `index` of a pod, in the namespace of its infra container `infra_id`.
-    `cidr`: the pod's address as a CNI plugin gave it (default: the plan's)."""
+    `cidrs`: the pod's addresses as a CNI plugin gave them, primary family first
+    (default: the plan's)."""
     c = pod.containers[index]
     labels = _base_labels(pod.labels, ROLE_CONTAINER, index, deploy_id)
     labels[L.CONTAINER] = c.name
-    labels[L.IP] = cidr.split("/")[0] if cidr else pod.ip
-    labels[L.CIDR] = cidr or pod.cidr
+    labels[L.IP] = cidrs[0].split("/")[0] if cidrs else pod.ip
+    labels[L.CIDR] = cidrs[0] if cidrs else pod.cidr
+    if len(cidrs) > 1:  # dual-stack: every family's, as the infra's label has the plan's
+        labels[L.IPS] = ",".join(c.split("/")[0] for c in cidrs)
     return ContainerSpec(name=c.container, image=c.image, labels=labels,
                          network_mode=f"container:{infra_id}", command=c.command,
                          args=c.args, env=c.env, cap_add=settings.caps)
+
+
+def primary_first(pod: PodPlan, addresses: Sequence[str]) -> tuple[str, ...]:
+    """A CNI result's addresses (a.b.c.d/len, ...) in the order of the pod's families (the
+    cluster's, primary first), whatever order the chain listed them in; those of a family
+    the pod does not have go last."""
+    order = {f: i for i, f in enumerate(pod.families)}
+    return tuple(sorted(addresses, key=lambda a: order.get(family_of(a), len(order))))
 
 
 def _veth_name(v: LinkPlan | PodPlan) -> str:

@@ -28,7 +28,8 @@ from harness import labels
 from harness.errors import CommandFailed, InputError, LabNotFoundError, TopologyChanged
 from harness.lab import deploy as _deploy
 from harness.lab import faults, running, svcfaults
-from harness.model.topology import NAME_MAX, Topology, load_topology
+from harness.model.schema import NAME_MAX
+from harness.model.topology import Topology, load_topology
 from harness.plan import Plan, make_plan
 
 if TYPE_CHECKING:

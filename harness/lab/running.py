@@ -126,11 +126,16 @@ def _inspect_lab(lab: str, rows: list[ContainerInfo]) -> dict[str, Any]:
                           and c.labels.get(L.POD) == pod), key=_order)
         # the plan's address is on the infra container; a CNI's, given after the infra
         # started, is in its result and on the pod's containers (started after the ADD)
-        ip = next(iter(assigned.get(pod, ())), None) or r.labels.get(L.IP) or next(
+        given = [a.split("/")[0] for a in assigned.get(pod, ())]
+        ip = next((c.labels[L.IP] for c in members if given and c.labels.get(L.IP) in given),
+                  None) or next(iter(given), None) or r.labels.get(L.IP) or next(
             (c.labels[L.IP] for c in members if c.labels.get(L.IP)), None)
+        ips = given or _listed(r.labels.get(L.IPS))
+        if ip and ip in ips:  # the primary family's first, as the labels have it
+            ips = [ip, *(a for a in ips if a != ip)]
         pods.append({"name": pod, "node": r.labels.get(L.NODE, ""),
                      "ip": ip.split("/")[0] if ip else None,
-                     "ips": _listed(r.labels.get(L.IPS)) or ([ip.split("/")[0]] if ip else []),
+                     "ips": ips or ([ip.split("/")[0]] if ip else []),
                      "infra": r.name, "state": r.state,
                      "containers": [{"name": c.labels.get(L.CONTAINER, c.name),
                                      "container": c.name, "state": c.state}

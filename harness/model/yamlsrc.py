@@ -198,3 +198,12 @@ def read_text(path: Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TopologyError(file, [Problem("", f"not UTF-8 text (byte {exc.start})")]) from None
+
+
+def resolve_path(text: str, topo_path: Path | None) -> Path:
+    """A path written in the topology file: relative to the file's directory, as
+    containerlab resolves them (to the working directory for a file-less topology)."""
+    p = Path(text).expanduser()
+    if p.is_absolute():
+        return p
+    return (topo_path.resolve().parent if topo_path else Path.cwd()) / p

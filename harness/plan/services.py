@@ -43,7 +43,7 @@ from harness.model.services import (
 )
 
 if TYPE_CHECKING:
-    from harness.model.topology import TopologyFile
+    from harness.model.schema import TopologyFile
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,11 @@ def plan_of(path: Path, name: str) -> Plan:
 
 def yaml_plan(name: str, containers: str) -> Plan:
     """Two nodes on one wire and a pod each; pod b's containers are `containers`."""
-    text = f"""
+    return make_plan(parse_topology(two_nodes(name, containers)))
+
+
+def two_nodes(name: str, containers: str = "[{name: app}]") -> str:
+    return f"""
 name: {name}
 topology:
   defaults: {{kind: k8s-node}}
@@ -50,7 +54,6 @@ pods:
   a: {{node: node1, containers: [{{name: app}}]}}
   b: {{node: node2, containers: {containers}}}
 """
-    return make_plan(parse_topology(text))
 
 
 def host_netdevs() -> set[str]:
@@ -302,16 +305,7 @@ def test_attach_refuses_a_topology_file_edited_after_deploy(
     from harness.errors import TopologyChanged
 
     name = unique("edited")
-    text = f"""# a comment and a layout change do not count; what the file says does
-name: {name}
-topology:
-  defaults: {{kind: k8s-node}}
-  nodes: {{node1: {{}}, node2: {{}}}}
-  links: [{{endpoints: ["node1:eth1", "node2:eth1"]}}]
-pods:
-  a: {{node: node1, containers: [{{name: app}}]}}
-  b: {{node: node2, containers: [{{name: app}}]}}
-"""
+    text = two_nodes(name)  # a comment and a layout change do not count; what it says does
     file = tmp_path / "edited.clab.yml"
     file.write_text(text)
     with Lab.deploy(file):

@@ -16,7 +16,7 @@ from harness.datapath import base as dp_base
 from harness.errors import DeployError, InputError
 from harness.host import firewall, wiring
 from harness.kinds import kind
-from harness.model import topology
+from harness.model import schema as topology
 from harness.model.topology import load_topology, parse_topology
 from harness.plan import Plan, make_plan
 

@@ -14,8 +14,8 @@ def _info(cid: str, state: str = "running") -> ContainerInfo:
     return ContainerInfo(cid, f"name-{cid}", "img", state, {})
 
 
-def test_a_remembered_process_that_still_runs_is_not_inspected_again(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def _inspected(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Docker's side faked: every inspect answers 4242; returns the ids asked, as asked."""
     asked: list[str] = []
 
     def inspect(c: ContainerInfo) -> int:
@@ -24,6 +24,13 @@ def test_a_remembered_process_that_still_runs_is_not_inspected_again(
 
     monkeypatch.setattr(runtime, "pid_of", inspect)
     monkeypatch.setattr(runtime, "_seen", {})
+    monkeypatch.setattr(runtime, "shim_pid", lambda cid: 0)
+    return asked
+
+
+def test_a_remembered_process_that_still_runs_is_not_inspected_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = _inspected(monkeypatch)
     runtime._remember("alive", os.getpid())  # this very process: it runs
     runtime._remember("recycled", os.getpid())
     runtime._seen["recycled"] = (os.getpid(), runtime._seen["recycled"][1] + 1)  # a new one
@@ -63,14 +70,7 @@ def test_a_shim_pid_counts_only_when_its_process_is_in_the_containers_cgroup(
 
 def test_pids_of_takes_the_shims_pid_before_asking_docker(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[str] = []
-
-    def inspect(c: ContainerInfo) -> int:
-        asked.append(c.id)
-        return 4242
-
-    monkeypatch.setattr(runtime, "pid_of", inspect)
-    monkeypatch.setattr(runtime, "_seen", {})
+    asked = _inspected(monkeypatch)
     monkeypatch.setattr(runtime, "shim_pid", lambda cid: 77 if cid == "shimmed" else 0)
     found = runtime.pids_of([_info("shimmed"), _info("other")])
     assert found == {"name-shimmed": 77, "name-other": 4242}

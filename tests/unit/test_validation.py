@@ -394,8 +394,6 @@ FAMILY_CASES = [
      "pods:\n  web:\n    node: node1\n    labels: {app: web}\n",
      "services.websvc.ipFamilies[0]", "IPv4 is not configured on this cluster",
      "ipFamilies: [IPv4]"),
-    ("cni-bridge-in-a-cluster-with-ipv6", V6ONLY, CLUSTER, CLUSTER + "  cni: bridge\n",
-     "cluster.cni", "cni: bridge is IPv4-only so far", "cni:"),
     ("underlay-ipv4-in-ipv6-cluster", V6ONLY, "underlay-cidr: fd00:172:30::/48",
      "underlay-cidr: [172.30.0.0/16, fd00:172:30::/48]", "cluster.underlay-cidr",
      "is IPv4 and IPv6 but pod-cidr is IPv6", "underlay-cidr"),
