@@ -114,3 +114,19 @@ def test_an_ip6tables_dnat_to_the_wrong_port_fails_exactly_its_ipv6_results(lab:
     assert got == want, [(r.check, r.family, r.src, r.dst, r.detail) for r in report.results
                          if not r.ok]
     assert_ok(lab.verify(SERVICE_CHECKS))
+
+
+def test_services_on_cni_bridge_in_both_families(docker_available: None,
+                                                  tmp_path: Path) -> None:
+    """With a CNI chain the endpoints and hostPorts are re-planned, per family, at the
+    addresses the plugins gave (both families of each pod), and every check passes."""
+    text = DUAL.read_text().replace("  masquerade: true\n", "  masquerade: true\n  cni: bridge\n")
+    path = tmp_path / "services-dual-bridge.clab.yml"
+    path.write_text(text)
+    with Lab.deploy(path, name=unique_name("svc6cni")) as running:
+        plan = running.plan
+        assert plan.cni == "bridge"
+        report = running.verify(SERVICE_CHECKS)
+        assert_ok(report)
+        assert {r.family for r in report.results} == {"ipv4", "ipv6"}
+        assert len(report.results) == len(paths(plan))
