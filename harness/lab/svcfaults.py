@@ -23,8 +23,9 @@ from harness.datapath.iptables import Ruleset
 from harness.errors import InputError
 from harness.host import firewall, netns, wiring
 from harness.lab import running
-from harness.model.addressing import IPV6
+from harness.model.addressing import IPV6, family_of
 from harness.plan import Plan
+from harness.plan.model import HOST_PREFIX
 from harness.plan.services import ServicePlan, ServicePortPlan
 
 COMMENT = "podlab fault: DNAT on the wrong node"
@@ -70,16 +71,23 @@ def dnat_elsewhere(plan: Plan, target: str, node: str = "", at: str = "") -> str
     here, there = _pid(plan, node), _pid(plan, at)
     without = tuple(replace(s, ports=tuple(p for p in s.ports if p is not port))
                     if s is svc else s for s in plan.services)
-    _refill(here, kubeproxy.node_rules(node, without, plan.pod_cidr), node)
-    via = str(plan.node(at).address)  # NODE and AT share a segment (checked by the kernel)
-    wiring.configure(here, wiring.NetConfig(routes=((f"{svc.cluster_ip}/32", via),)))
-    endpoint = port.endpoints[0]
+    # in the cluster's primary family if the Service has it, else in the Service's own
+    family = next((f for f in plan.families if f in svc.ip_families), svc.ip_families[0])
+    six, host = family == IPV6, HOST_PREFIX[family]
+    _refill(here, kubeproxy.node_rules(node, without, plan.pod_cidr_of(family) or
+                                       plan.pod_cidr, family), node)
+    cluster_ip = svc.cluster_ip_of(family)
+    endpoint = svc.of_family(family).ports[svc.ports.index(port)].endpoints[0]
+    via = str(plan.node(at).address_of(family))  # NODE and AT share a segment
+    wiring.configure(here, wiring.NetConfig(routes=((f"{cluster_ip}/{host}", via),)))
     proto = port.protocol.lower()
     # only what NODE sends on (its pods', its own): AT's own clients keep their path
-    for source in (plan.node(node).pod_cidr, f"{plan.node(node).address}/32"):
+    for source in (plan.node(node).pod_cidr_of(family),
+                   f"{plan.node(node).address_of(family)}/{host}"):
         netns.run_program(there, [
-            "iptables", "-t", "nat", "-I", "PREROUTING", "-m", "comment", "--comment", COMMENT,
-            "-s", str(source), "-p", proto, "-d", svc.cluster_ip, "--dport", str(port.port),
+            "ip6tables" if six else "iptables", "-t", "nat", "-I", "PREROUTING", "-m",
+            "comment", "--comment", COMMENT, "-s", str(source), "-p", proto,
+            "-d", str(cluster_ip), "--dport", str(port.port),
             "-j", "DNAT", "--to-destination", endpoint.address])
     return f"{target}: {node} no longer DNATs it, {at} DNATs it to {endpoint.address}"
 
@@ -115,14 +123,17 @@ def restore(plan: Plan, _: str = "") -> str:
     net = describe(plan)
     for node in plan.k8s_nodes:
         pid = _pid(plan, node.name)
-        saved = firewall.saved(pid)
-        for line in saved.splitlines():  # svc-dnat-elsewhere's DNAT
-            if COMMENT in line and line.startswith("-A PREROUTING"):
-                args = line.split()[2:]
-                netns.run_program(pid, ["iptables", "-t", "nat", "-D", "PREROUTING",
-                                        *_unquote(args)])
+        for family in plan.families:
+            six = {"family": 6} if family == IPV6 else {}
+            for line in firewall.saved(pid, **six).splitlines():  # svc-dnat-elsewhere's DNAT
+                if COMMENT in line and line.startswith("-A PREROUTING"):
+                    args = line.split()[2:]
+                    netns.run_program(pid, ["ip6tables" if six else "iptables", "-t", "nat",
+                                            "-D", "PREROUTING", *_unquote(args)])
+        hosts = {f"{ip}/{HOST_PREFIX[family_of(ip)]}" for s in plan.services
+                 for ip in s.cluster_ips}
         for dst, _gw, _dev in wiring.routes(pid):
-            if dst.endswith("/32") and any(dst == f"{s.cluster_ip}/32" for s in plan.services):
+            if dst in hosts:
                 wiring.delete_route(pid, dst)
         for rules in net.node(node.name).rulesets:
             _refill(pid, rules, node.name)

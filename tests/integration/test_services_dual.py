@@ -116,6 +116,27 @@ def test_an_ip6tables_dnat_to_the_wrong_port_fails_exactly_its_ipv6_results(lab:
     assert_ok(lab.verify(SERVICE_CHECKS))
 
 
+def test_dnat_on_the_wrong_node_in_ipv6(lab: Lab) -> None:
+    """svc-dnat-elsewhere on the IPv6-only Service: node2 loses its ip6tables rule and
+    routes the IPv6 ClusterIP to node1, which DNATs it: exactly the IPv6 paths entering
+    at node2 fail, each naming node1 as where the DNAT happened."""
+    lab.fault("svc-dnat-elsewhere", "echo-local:tcp", node="node2", at="node1")
+    try:
+        report = lab.verify(SERVICE_CHECKS)
+    finally:
+        lab.fault("svc-restore", "")
+    want = {(p.check, p.family, p.client, p.target, p.proto) for p in paths(lab.plan)
+            if p.target == "echo-local:tcp" and p.entry == "node2"
+            and p.check in ("pod-to-service", "node-to-service")}
+    assert want and {k[1] for k in want} == {"ipv6"}
+    got = failed(report)
+    assert got == want, [(r.check, r.family, r.src, r.dst, r.detail) for r in report.results
+                         if not r.ok]
+    text = next(r.detail for r in report.results
+                if (r.check, r.src, r.dst) == ("pod-to-service", "client", "echo-local:tcp"))
+    assert "at node1, not at node2" in text, text
+    assert_ok(lab.verify(SERVICE_CHECKS))
+
 def test_services_on_cni_bridge_in_both_families(docker_available: None,
                                                   tmp_path: Path) -> None:
     """With a CNI chain the endpoints and hostPorts are re-planned, per family, at the
