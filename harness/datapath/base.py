@@ -126,13 +126,16 @@ class Datapath:
         to anything but the pod CIDR and the k8s-nodes' addresses), once per family
         (iptables, ip6tables) with the same semantics in each. ip-masq-agent's config:
         the agent's own rule (every non-local destination but its non-masquerade CIDRs,
-        from any source, ports 32768-65535 at random), as its iptables chain has it
-        (IPv4: validation keeps the agent's config to IPv4-only clusters)."""
+        from any source, ports 32768-65535 at random), as its chain has it in each family
+        of the cluster (ip6tables as the agent's --enable-ipv6 writes it)."""
         if not kind(node.kind).hosts_pods:
             return ()
         if plan.masq_agent_exempt is not None:
-            return (Masquerade(None, plan.masq_agent_exempt, firewall.CHAIN, not_local=True,
-                               to_ports="32768-65535", random_fully=True),)
+            return tuple(Masquerade(None, tuple(c for c in plan.masq_agent_exempt
+                                                if family_of(c) == family),
+                                    firewall.CHAIN, not_local=True, to_ports="32768-65535",
+                                    random_fully=True, family=6 if family == IPV6 else 4)
+                         for family in plan.families)
         if not node.masquerade_exempt or not node.pod_cidr:
             return ()
         return tuple(Masquerade(cidr, node.masquerade_exempt_of(family_of(cidr)),

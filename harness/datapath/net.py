@@ -38,7 +38,7 @@ class Masquerade:
     is SNATed to the egress address (iptables chain `chain`, jumped to from nat
     POSTROUTING). `not_local`, `to_ports` and `random_fully` spell ip-masq-agent's own
     rule: only non-local destinations jump, MASQUERADE --to-ports 32768-65535
-    --random-fully."""
+    --random-fully. `family` (4 or 6) says which table a rule without a source goes to."""
 
     source: str | None
     exempt: tuple[str, ...]
@@ -46,11 +46,12 @@ class Masquerade:
     not_local: bool = False
     to_ports: str | None = None
     random_fully: bool = False
+    family: int | None = None
 
     @property
-    def how(self) -> dict[str, bool | str | None]:
+    def how(self) -> dict[str, bool | str | int | None]:
         return {"not_local": self.not_local, "to_ports": self.to_ports,
-                "random_fully": self.random_fully}
+                "random_fully": self.random_fully, "family": self.family}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Two shapes, both described by the datapath: podlab's `masquerade: true` (traffic
 node's pod CIDR to anything but the pod CIDR and the k8s-nodes' addresses is SNATed with
 MASQUERADE to the egress address), and ip-masq-agent's own rule (every non-local
 destination but the config's non-masquerade CIDRs, with the agent's port range). A rule
-is of one family, its source's (IPv4 without a source): an IPv6 one goes to ip6tables,
+is of one family, its source's (without a source: `family`, IPv4 unless given): an IPv6
+one goes to ip6tables,
 with the same semantics. The host's `iptables-restore` (or `ip6tables-restore`) runs
 inside the container's network namespace
 (harness.host.netns.run_program), so the rules vanish with it: destroy needs no iptables
@@ -24,19 +25,25 @@ from harness.host.netns import run_program
 CHAIN = "PODLAB-MASQ"
 
 
+def rule_family(source: str | None, family: int | None = None) -> int:
+    """4 or 6: the family of a masquerade from `source`; without one, `family` (or 4)."""
+    return ipaddress.ip_network(source).version if source is not None else family or 4
+
+
 def masquerade_lines(source: str | None, exempt: Sequence[str], chain: str = CHAIN, *,
                      not_local: bool = False, to_ports: str | None = None,
-                     random_fully: bool = False) -> list[str]:
+                     random_fully: bool = False, family: int | None = None) -> list[str]:
     """The nat-table rules of a masquerade, as iptables arguments (`-A CHAIN ...`): exempt
     destinations RETURN, the rest is MASQUERADEd, and POSTROUTING jumps to the chain for
-    traffic from `source` (None: from anywhere), only to non-local destinations with
-    `not_local` (ip-masq-agent's `-m addrtype ! --dst-type LOCAL`)."""
-    version = ipaddress.ip_network(source).version if source is not None else 4
+    traffic from `source` (None: from anywhere, in `family`), only to non-local
+    destinations with `not_local` (ip-masq-agent's `-m addrtype ! --dst-type LOCAL`)."""
+    version = rule_family(source, family)
     lines = []
     for dst in exempt:
         net = ipaddress.ip_network(dst)
         if net.version != version:
-            raise ValueError(f"masquerade exemption {dst} is not of the family of {source}")
+            raise ValueError(f"masquerade exemption {dst} is not of the rule's family "
+                             f"(IPv{version})")
         lines.append(f"-A {chain} -d {net} -j RETURN")
     fully = " --random-fully" if random_fully else ""
     if to_ports:  # iptables wants a protocol with ports: TCP and UDP, then the rest (ICMP)
@@ -62,9 +69,9 @@ def masquerade_rules(source: str | None, exempt: Sequence[str], chain: str = CHA
 def masquerade(pid: int, source: str | None, exempt: Sequence[str], chain: str = CHAIN,
                where: str = "", **how: Any) -> None:
     """Install a masquerade rule in the netns of `pid` (with ip6tables for an IPv6
-    `source`); idempotent (a re-run does not duplicate it). `where` names the namespace in
-    errors; `how` as in masquerade_lines."""
-    family = ipaddress.ip_network(source).version if source is not None else 4
+    `source`, or `family=6` in `how`); idempotent (a re-run does not duplicate it).
+    `where` names the namespace in errors; `how` as in masquerade_lines."""
+    family = rule_family(source, how.get("family"))
     rules = masquerade_rules(source, exempt, chain, **how)
     if f"-j {chain}" in nat_rules(pid, family):
         # The jump already exists: keep it, only refill the chain.

@@ -197,13 +197,16 @@ MASQ_FLAG_TAG, MASQ_AGENT_TAG = "masquerade-flag", "masquerade-agent"
 # unless masqLinkLocal; its reserved-range list is opt-in (a flag), not a default
 MASQ_AGENT_DEFAULT_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 LINK_LOCAL = "169.254.0.0/16"
+LINK_LOCAL_V6 = "fe80::/10"
 
 
 class MasqAgentConfig(_Model):
     """ip-masq-agent's own config file (its ConfigMap's `config`), pasted as is. With it, a
     k8s-node masquerades, as the agent does, every packet it sends or forwards to a
     destination that is not one of its own addresses, except to `nonMasqueradeCIDRs`
-    (unset: the agent's default, RFC 1918) and, unless `masqLinkLocal`, 169.254/16."""
+    (unset: the agent's default, RFC 1918) and, unless `masqLinkLocal`, 169.254/16; in
+    a cluster with IPv6, in ip6tables too (the agent's --enable-ipv6): every IPv6 entry of
+    `nonMasqueradeCIDRs` and, unless `masqLinkLocalIPv6`, fe80::/10."""
 
     non_masquerade_cidrs: list[str] | None = Field(
         None, alias="nonMasqueradeCIDRs",
@@ -211,7 +214,7 @@ class MasqAgentConfig(_Model):
     masq_link_local: bool = Field(False, alias="masqLinkLocal",
                                   description="masquerade 169.254/16 too")
     masq_link_local_ipv6: bool = Field(False, alias="masqLinkLocalIPv6",
-                                       description="accepted; podlab is IPv4 only")
+                                       description="masquerade fe80::/10 too")
     cidr_limit: Int = Field(64, alias="cidrLimit", ge=1,
                             description="the most nonMasqueradeCIDRs the agent accepts")
     resync_interval: str | None = Field(None, alias="resyncInterval",
@@ -219,10 +222,14 @@ class MasqAgentConfig(_Model):
 
     @property
     def exempt(self) -> tuple[str, ...]:
-        """Every destination left alone, in the agent's chain order."""
+        """Every destination left alone, IPv4's then IPv6's, each in the agent's chain
+        order (link-local first, then the config's own, in the config's order)."""
         own = (self.non_masquerade_cidrs if self.non_masquerade_cidrs is not None
                else list(MASQ_AGENT_DEFAULT_CIDRS))
-        return (*(() if self.masq_link_local else (LINK_LOCAL,)), *own)
+        four = [c for c in own if ":" not in c]
+        six = [c for c in own if ":" in c]
+        return (*(() if self.masq_link_local else (LINK_LOCAL,)), *four,
+                *(() if self.masq_link_local_ipv6 else (LINK_LOCAL_V6,)), *six)
 
 
 class CniChain(_Model):

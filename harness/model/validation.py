@@ -431,15 +431,10 @@ def _cidr_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
 
 def _masq_agent_problems(cluster: Cluster, pods: PrefixMap) -> Iterator[Problem]:
     """What ip-masq-agent itself refuses in its config: too many CIDRs, a CIDR that does
-    not parse or is not aligned to its block; and an IPv6 one, or a cluster with IPv6
-    (podlab applies the agent's config in IPv4; `masquerade: true` covers both families)."""
+    not parse or is not aligned to its block, and an IPv6 one when IPv6 is not enabled
+    (podlab runs the agent with --enable-ipv6 exactly when the cluster has IPv6)."""
     masq = cluster.masquerade
-    if not isinstance(masq, MasqAgentConfig):
-        return
-    if IPV6 in pods:
-        yield Problem("cluster.masquerade", "ip-masq-agent's config is applied in IPv4 only; "
-                      "a cluster with IPv6 (pod-cidr) takes masquerade: true or false")
-    if masq.non_masquerade_cidrs is None:
+    if not isinstance(masq, MasqAgentConfig) or masq.non_masquerade_cidrs is None:
         return
     base = "cluster.masquerade.nonMasqueradeCIDRs"
     cidrs = masq.non_masquerade_cidrs
@@ -447,10 +442,15 @@ def _masq_agent_problems(cluster: Cluster, pods: PrefixMap) -> Iterator[Problem]
         yield Problem(base, f"{len(cidrs)} CIDRs, but cidrLimit is {masq.cidr_limit}")
     for i, text in enumerate(cidrs):
         try:
-            ipaddress.IPv4Network(text, strict=True)
+            net = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
-            yield Problem(f"{base}[{i}]", f"{show(text)} is not an aligned IPv4 CIDR: "
+            yield Problem(f"{base}[{i}]", f"{show(text)} is not an aligned CIDR: "
                           f"{show(str(exc), 100)[1:-1]}")
+            continue
+        if net.version == 6 and IPV6 not in pods:
+            yield Problem(f"{base}[{i}]", f"{show(text)} is IPv6, but the cluster has no "
+                          "IPv6 (pod-cidr), so the agent runs without --enable-ipv6 and "
+                          "refuses it")
 
 
 def _link_address_problems(spec: TopologyFile, pods: PrefixMap,

@@ -301,7 +301,9 @@ def make_plan(topo: Topology) -> Plan:
                 cni_bin_dir=getattr(cluster.cni, "bin_dir", None),
                 pod_ips_known=datapaths.cni_value(cluster.cni) == datapaths.DEFAULT_CNI,
                 pods_bridged=cluster.cni != "ptp",
-                masq_agent_exempt=agent.exempt if agent else None,
+                masq_agent_exempt=(tuple(c for c in agent.exempt
+                                         if family_of(c) in {f.family for f in fams})
+                                   if agent else None),
                 service_cidr=str(ipaddress.ip_network(service_primary)),
                 services=plan_services(spec, pod_ips),
                 host_ports=plan_host_ports(spec, pod_ips),

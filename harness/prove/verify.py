@@ -181,15 +181,17 @@ def _negative_control(plan: Plan, checks: list[str],
         return "absent", ("negative control absent: masquerade is on but the lab has no "
                           "outside host (kind linux) to send pod traffic to, so no result "
                           "shows that verify can see NAT")
-    natted = {(p.name, h.name) for h in plan.externals for p in plan.pods
-              if plan.pod_to_external(p.name, h.name).snat_to}
+    natted = {(p.name, h.name, f) for h in plan.externals for p in plan.pods
+              for f in plan.shared_families(p.name, h.name)
+              if plan.pod_to_external(p.name, h.name, f).snat_to}  # in any family
     if not natted:
         return "absent", ("negative control absent: the masquerade configured exempts every "
                           "outside host's address (ip-masq-agent's nonMasqueradeCIDRs), so "
                           "no result shows that verify can see NAT")
     if "pod-to-external" not in checks:
         return "not run", None
-    ext = [r for r in results if (r.src, r.dst) in natted and r.check == "pod-to-external"]
+    ext = [r for r in results
+           if (r.src, r.dst, r.family) in natted and r.check == "pod-to-external"]
     return ("observed" if all(r.ok for r in ext) else "failed"), None
 
 

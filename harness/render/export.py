@@ -175,8 +175,7 @@ def masquerade_commands(rule: Masquerade) -> list[str]:
     """The masquerade as iptables (IPv6: ip6tables) commands: the very rules
     harness.host.firewall installs with iptables-restore (exempt destinations RETURN, the
     rest is MASQUERADEd, POSTROUTING jumps to the chain)."""
-    tool = "ip6tables" if rule.source is not None and family_of(rule.source) == IPV6 \
-        else "iptables"
+    tool = "ip6tables" if firewall.rule_family(rule.source, rule.family) == 6 else "iptables"
     lines = firewall.masquerade_lines(rule.source, rule.exempt, rule.chain, **rule.how)
     return [f"{tool} -t nat -N {rule.chain}", *(f"{tool} -t nat {line}" for line in lines)]
 

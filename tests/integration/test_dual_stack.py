@@ -222,3 +222,33 @@ def test_the_mtu_check_in_both_families(docker_available: None) -> None:
     assert Counter(r.family for r in report.results) == {"ipv4": 2, "ipv6": 2}
     assert all("packet-too-big (MTU 1400)" in r.detail for r in report.results
                if r.family == "ipv6")
+
+
+def test_ip_masq_agent_without_ipv6_cidrs_masquerades_every_ipv6_flow(
+        docker_available: None, tmp_path: Path) -> None:
+    """The agent's classic dual-stack mistake: nonMasqueradeCIDRs lists the IPv4 ranges
+    only, so with --enable-ipv6 it masquerades every non-local IPv6 destination, the other
+    pods and nodes included. IPv4 passes whole; in IPv6 every pod-to-pod, node-to-pod and
+    pod-to-node (to another node) result fails, and each pod's identity; pod-to-external
+    is masqueraded as planned, so the negative control is observed."""
+    name = unique_name("masq6")
+    path = tmp_path / f"{name}.clab.yml"
+    path.write_text(DUAL.read_text().replace("name: dual", f"name: {name}", 1).replace(
+        "  masquerade: true\n", "  masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8, "
+        "172.16.0.0/12]}\n"))
+    with Lab.deploy(path) as lab:
+        report = lab.verify()
+        plan = lab.plan
+        pods, nodes = [p.name for p in plan.pods], [n.name for n in plan.k8s_nodes]
+        six = {("pod-to-pod", "ipv6", a, b, proto) for a in pods for b in pods if a != b
+               for proto in PROTOS}
+        six |= {("node-to-pod", "ipv6", n, p, proto) for n in nodes for p in pods
+                for proto in PROTOS}
+        six |= {("pod-to-node", "ipv6", p, n, proto) for p in pods for n in nodes
+                if n != plan.pod(p).node for proto in PROTOS}
+        six |= {("pod-identity", "ipv6", p, p, "-") for p in pods}
+        assert failed(report) == six, details(report)
+        assert report.negative_control == "observed"
+        rewritten = next(r for r in report.results if r.check == "pod-to-pod"
+                         and r.family == "ipv6" and (r.src, r.dst) == ("web", "db"))
+        assert "source rewritten" in rewritten.detail, rewritten.detail

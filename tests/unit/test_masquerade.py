@@ -88,7 +88,7 @@ def test_false_means_no_nat_anywhere() -> None:
 
 @pytest.mark.parametrize(("value", "path", "message"), [
     ("{nonMasqueradeCIDRs: [10.0.0.1/8]}", "cluster.masquerade.nonMasqueradeCIDRs[0]",
-     "not an aligned IPv4 CIDR"),
+     "not an aligned CIDR"),
     ("{nonMasqueradeCIDRs: [10.0.0.0/8, 172.16.0.0/12], cidrLimit: 1}",
      "cluster.masquerade.nonMasqueradeCIDRs", "cidrLimit is 1"),
     ("{nonMasqCIDRs: [10.0.0.0/8]}", "cluster.masquerade.nonMasqCIDRs", ""),
@@ -99,3 +99,45 @@ def test_validation_speaks_of_the_agents_keys(value: str, path: str, message: st
     _, problems = problems_of(flat3(value))
     assert [p.path for p in problems] == [path], problems
     assert message in problems[0].message
+
+
+DUAL = (ROOT / "topologies" / "dual.clab.yml").read_text()
+
+
+def dual(masquerade: str) -> Plan:
+    assert DUAL.count("  masquerade: true\n") == 1
+    return make_plan(parse_topology(DUAL.replace("  masquerade: true\n",
+                                                 f"  masquerade: {masquerade}\n")))
+
+
+def test_the_agents_config_in_ipv6_exempts_link_local_and_its_own_ipv6_cidrs() -> None:
+    """--enable-ipv6: fe80::/10 (unless masqLinkLocalIPv6) and the config's IPv6 entries;
+    the defaults (RFC 1918) have none, so every other IPv6 destination is masqueraded."""
+    p = dual("{}")
+    assert p.masq_agent_exempt == ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
+                                   "192.168.0.0/16", "fe80::/10")
+    assert p.masquerades("node1", "fd00:10:244:1::2")  # a pod on node2: the agent NATs it
+    assert not p.masquerades("node1", "10.244.1.2")
+    p = dual("{nonMasqueradeCIDRs: [10.0.0.0/8, 'fd00:10:244::/56'], masqLinkLocalIPv6: true}")
+    assert p.masq_agent_exempt == ("169.254.0.0/16", "10.0.0.0/8", "fd00:10:244::/56")
+    assert not p.masquerades("node1", "fd00:10:244:1::2")
+    assert p.masquerades("node1", "fe80::1")
+    assert p.pod_to_external("web", "world", "ipv6").snat_to == \
+        p.node("node1").address_of("ipv6")
+
+
+def test_the_agents_rule_goes_to_each_family_of_the_cluster() -> None:
+    p = dual("{nonMasqueradeCIDRs: [10.0.0.0/8, 'fd00:10:244::/56']}")
+    four, six = describe(p).node("node1").nat
+    assert (four.family, four.exempt) == (4, ("169.254.0.0/16", "10.0.0.0/8"))
+    assert (six.family, six.exempt) == (6, ("fe80::/10", "fd00:10:244::/56"))
+    lines = firewall.masquerade_lines(six.source, six.exempt, six.chain, **six.how)
+    assert lines[:2] == ["-A PODLAB-MASQ -d fe80::/10 -j RETURN",
+                         "-A PODLAB-MASQ -d fd00:10:244::/56 -j RETURN"]
+    assert lines[-1] == "-A POSTROUTING -m addrtype ! --dst-type LOCAL -j PODLAB-MASQ"
+    assert masquerade_commands(six)[0] == "ip6tables -t nat -N PODLAB-MASQ"
+    with pytest.raises(ValueError, match="not of the rule's family"):
+        firewall.masquerade_lines(None, ["10.0.0.0/8"], family=6)
+    # an IPv4-only cluster's plan is as before: no IPv6 entry, one rule
+    assert "fe80::/10" not in (plan("{}").masq_agent_exempt or ())
+    assert len(describe(plan("{}")).node("node1").nat) == 1

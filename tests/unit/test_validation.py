@@ -384,9 +384,11 @@ FAMILY_CASES = [
      CLUSTER + "  service-cidr: [10.96.0.0/16, fd00:10:96::/112]\n",
      "cluster.service-cidr[1]", "fd00:10:96::/112 is IPv6 but pod-cidr has no IPv6 prefix",
      "service-cidr"),
-    ("masq-agent-config-in-a-cluster-with-ipv6", DUAL, CLUSTER,
-     CLUSTER + "  masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8]}\n", "cluster.masquerade",
-     "ip-masq-agent's config is applied in IPv4 only", "masquerade"),
+    ("masq-agent-ipv6-cidr-in-an-ipv4-cluster", MINIMAL, CLUSTER,
+     CLUSTER + "  masquerade: {nonMasqueradeCIDRs: [10.0.0.0/8, 'fd00::/8']}\n",
+     "cluster.masquerade.nonMasqueradeCIDRs[1]",
+     "is IPv6, but the cluster has no IPv6 (pod-cidr), so the agent runs without "
+     "--enable-ipv6", "masquerade"),
     ("ipv4-service-in-an-ipv6-cluster", V6ONLY,
      "pods:\n  web:\n    node: node1\n",
      "services:\n  websvc:\n    selector: {app: web}\n    ipFamilies: [IPv4]\n"
