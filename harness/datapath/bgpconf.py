@@ -22,9 +22,9 @@ family, and a prefix set per family (BIRD's sets hold one family each).
 
 Convergence is a matter of seconds, not minutes: BIRD's defaults (hold 240 s, connect
 retry 120 s, first connect after 5 s) suit the Internet, not a lab. Sessions here use a
-9 s hold time, a 3 s keepalive, a 1 s retry, and `check link`, so a cable pulled on one
-end withdraws that session's routes at once; the far end of a switch segment notices
-within the hold time, and a killed BIRD's peers at once (its kernel closes the sessions).
+3 s hold time, a 1 s keepalive and retry, and `check link`, so a cable pulled on one end
+withdraws that session's routes at once; the far end of a switch segment notices within
+the hold time.
 
 `expected_routes` predicts what the daemons converge to (shortest AS paths over the
 sessions that are up) for a set of down links and dead daemons: deploy waits for it and
@@ -52,10 +52,8 @@ PRIVATE_AS4 = 4200000000
 class Timers:
     """BGP timers of every session, in seconds (BIRD's names)."""
 
-    # a silent peer is dropped after 9 s: the RFC's minimum of 3 s drops sessions on a
-    # busy 2-core host, where a BIRD may not be scheduled for seconds while labs start
-    hold: int = 9
-    keepalive: int = 3
+    hold: int = 3  # the RFC's minimum: a silent peer is dropped after 3 s
+    keepalive: int = 1
     connect_delay: int = 0  # first connect attempt right after start (BIRD: 5)
     connect_retry: int = 1  # after a refused connect: the peer's bird is not up yet (120)
     error_wait: tuple[int, int] = (1, 3)  # back-off after a session error (60, 300)

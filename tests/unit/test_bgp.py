@@ -117,7 +117,7 @@ def test_bird_conf_minimal_golden() -> None:
 def test_bird_conf_timers_are_fast() -> None:
     plan = example("minimal")
     conf = bgp.bird_conf(by_node(plan)["node1"], plan.lab)
-    for line in ("hold time 9;", "keepalive time 3;", "connect delay time 0;",
+    for line in ("hold time 3;", "keepalive time 1;", "connect delay time 0;",
                  "connect retry time 1;", "error wait time 1, 3;", "check link yes;"):
         assert f"  {line}" in conf
 
