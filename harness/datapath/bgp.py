@@ -89,20 +89,30 @@ class BgpDatapath(Datapath):
 
     def after_deploy(self, net: LabNet, pids: Mapping[str, int],
                      timeout: float | None = None) -> None:
-        """Wait until every speaker's kernel has a BIRD route to each ready route."""
+        """Wait until every speaker's kernel holds exactly the routes BIRD converges to:
+        each ready route, via the neighbours of the shortest AS paths. A prefix is often
+        first learned the long way round, while the direct session is still coming up;
+        a deploy that returned then would hand its user a lab that is still moving."""
         timeout = DEPLOY_TIMEOUT_S if timeout is None else timeout
-        want = {n.name: set(n.ready_routes) for n in net.nodes if n.daemons}
+        ready = {n.name: set(n.ready_routes) for n in net.nodes if n.daemons}
+        want = self._routes  # this plan's (ready_routes computed it while describing)
+        exact = {n: set(r) for n, r in want.by_node.items()} == {
+            n: r for n, r in ready.items() if r}
         deadline = time.monotonic() + timeout
         while True:
-            missing = {name: prefixes - set(bird_routes(pids[name]))
-                       for name, prefixes in want.items()}
-            missing = {n: m for n, m in missing.items() if m}
+            installed = {name: bird_routes(pids[name]) for name in ready}
+            missing: dict[str, set[str]] = {}
+            wrong = (want.missing(installed) + want.unexpected(installed) if exact else
+                     [(n, p) for n, r in ready.items() for p in r - set(installed[n])])
+            for name, prefix in wrong:
+                missing.setdefault(name, set()).add(prefix)
             if not missing or time.monotonic() >= deadline:
                 break
             time.sleep(POLL_S)
         if missing:
             raise RoutingError(
-                f"BGP did not install every route within {timeout:g}s; missing: "
+                f"BGP did not converge within {timeout:g}s; routes absent or via a longer "
+                f"path than planned: "
                 + "; ".join(f"{n}: {', '.join(sorted(m))}{_sessions_down(pids[n])}"
                             for n, m in sorted(missing.items())))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,24 @@ from harness.errors import Problem, TopologyError
 from harness.model.topology import Topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def missing(reason: str) -> None:
+    """A host tool a test needs is not there: skip on a developer's machine, fail in CI
+    (CI=true), where `make setup` installs it and a skip would pass off as run."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + "; CI=true requires it")
+    pytest.skip(reason)
+
+
+def bird_binary() -> str:
+    """The host's BIRD 2 (to parse generated configs with `bird -p`)."""
+    found = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists()
+                                     else None)
+    if found is None:
+        missing("bird2 is not installed (make setup installs it)")
+    assert found is not None
+    return found
 EXAMPLES = sorted((ROOT / "topologies").glob("*.clab.yml"))
 # the examples whose pods podlab wires itself (the others call CNI plugins)
 PODLAB_EXAMPLES = [p for p in EXAMPLES if "\n  cni:" not in p.read_text()]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from podlab_unit_helpers import EXAMPLES, MINIMAL
+from podlab_unit_helpers import EXAMPLES, MINIMAL, bird_binary
 
 from harness.datapath import bgpconf as bgp
 from harness.model.topology import load_topology, parse_topology
@@ -147,10 +146,12 @@ def test_bird_conf_flat3_golden_sessions() -> None:
 
 @pytest.mark.parametrize("name", ["minimal", "flat3", "routed"])
 def test_bird_accepts_every_generated_conf(name: str, tmp_path: Path) -> None:
-    bird = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
-    if bird is None:
-        pytest.skip("bird2 is not installed (make setup installs it)")
-    plan = example(name)
+    assert_bird_accepts(example(name), tmp_path)
+
+
+def assert_bird_accepts(plan: Plan, tmp_path: Path) -> None:
+    """BIRD's own parser (`bird -p`) accepts every speaker's generated config."""
+    bird = bird_binary()
     for sp in bgp.speakers(plan):
         path = tmp_path / f"{sp.node}.conf"
         path.write_text(bgp.bird_conf(sp, plan.lab))
@@ -422,16 +423,7 @@ def test_ipv6_only_speakers_take_their_as_number_as_router_id() -> None:
 
 @pytest.mark.parametrize("name", ["dual", "v6only"])
 def test_bird_accepts_every_generated_conf_with_ipv6(name: str, tmp_path: Path) -> None:
-    bird = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
-    if bird is None:
-        pytest.skip("bird2 is not installed (make setup installs it)")
-    plan = make_plan(parse_topology(bgp_text(name)))
-    for sp in bgp.speakers(plan):
-        path = tmp_path / f"{sp.node}.conf"
-        path.write_text(bgp.bird_conf(sp, plan.lab))
-        done = subprocess.run([bird, "-p", "-c", str(path)], capture_output=True, text=True,
-                              check=False)
-        assert done.returncode == 0, f"{sp.node}: {done.stderr}"
+    assert_bird_accepts(make_plan(parse_topology(bgp_text(name))), tmp_path)
 
 
 def test_ipv6_routes_are_the_twins_of_the_ipv4_ones() -> None:
@@ -494,3 +486,40 @@ def test_a_dual_stack_bgp_lab_waits_for_its_ipv6_routes_too() -> None:
             others = {c for k in plan.k8s_nodes if k.name != node.name for c in k.pod_cidrs}
             assert others <= ready and any(":" in p for p in ready), node.name
             assert net.node(node.name).routes == ()
+
+
+def test_deploy_waits_until_every_route_takes_its_shortest_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prefix learned the long way round (the direct session still coming up) is not
+    converged: deploy's wait goes on until each route is via a planned next hop."""
+    from harness.datapath import bgp as bgp_datapath
+    from harness.datapath import select
+    from harness.errors import RoutingError
+
+    plan = example("leafspine")
+    dp = select(plan)
+    net = dp.describe(plan)  # as deploy does: the datapath that described it waits
+    want = bgp.expected_routes(plan).by_node
+    right = {n: {p: sorted(hops)[0] for p, hops in routes.items()} for n, routes in want.items()}
+    node, prefix = next((n, p) for n, r in want.items() for p in r)
+    detour = {n: dict(r) for n, r in right.items()}
+    detour[node][prefix] = "192.0.2.99"  # present, but via nobody the plan names
+    polls = [detour, detour, right]
+    seen: list[dict[str, dict[str, str]]] = []
+
+    def bird_routes(pid: int) -> dict[str, str]:
+        if not seen or len(seen[-1]) == len(want):
+            seen.append({})
+        name = names[pid]
+        seen[-1][name] = polls[min(len(seen) - 1, 2)][name]
+        return seen[-1][name]
+
+    names = dict(enumerate(want))
+    monkeypatch.setattr(bgp_datapath, "bird_routes", bird_routes)
+    monkeypatch.setattr(bgp_datapath, "POLL_S", 0)
+    dp.after_deploy(net, {name: pid for pid, name in names.items()}, timeout=5)
+    assert len(seen) == 3  # two polls with the detour, then converged
+    with pytest.raises(RoutingError, match=f"did not converge.*{node}: .*{prefix}"):
+        polls[2] = detour
+        seen.clear()
+        dp.after_deploy(net, {name: pid for pid, name in names.items()}, timeout=0)

@@ -9,6 +9,7 @@ from typing import Any
 
 import docker.errors
 import pytest
+from podlab_unit_helpers import missing
 
 from harness.errors import ImageError
 from harness.host import images
@@ -175,5 +176,5 @@ def test_bird_image_context_carries_its_host_files(fake_busybox: Path) -> None:
 def test_a_static_binary_has_no_libraries() -> None:
     busybox = next((p for p in images.BUSYBOX_CANDIDATES if Path(p).is_file()), None)
     if busybox is None or not images._is_static_elf(Path(busybox).read_bytes()[:1 << 16]):
-        pytest.skip("no static busybox on this host")
+        missing("no static busybox on this host (make setup installs busybox-static)")
     assert images.shared_libraries(busybox) == []

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from podlab_unit_helpers import missing
 
 from harness.host import bpf
 from harness.prove.probe import (
@@ -155,7 +156,7 @@ def test_a_user_expression_compiled_by_libpcap_goes_through_the_same_attach() ->
     try:
         program = bpf.compile_expr("icmp")
     except ImportError:
-        pytest.skip("no libpcap on this host (make setup installs tcpdump)")
+        missing("no libpcap on this host (make setup installs tcpdump)")
     icmp = ETH + craft("icmp", "10.244.0.2", "10.244.1.3", 8, 0)
     udp = ETH + craft("udp", "10.244.0.2", "10.244.1.3", 7, 40000)
     assert _filtered(program, [udp, icmp]) == [icmp]
