@@ -49,9 +49,9 @@ from harness.host.netns import netns_path
 from harness.model.addressing import IPV6
 from harness.plan import NodePlan, Plan, PodPlan
 
-POD_NAMESPACE = "default"
+POD_NAMESPACE = "default"  # the Kubernetes namespace podlab's pods live in (CNI_ARGS)
 PORT_MAPPINGS = "portMappings"  # the capability a portmap plugin declares for hostPorts
-DEL_WORKERS = 8  # the Kubernetes namespace podlab's pods live in (CNI_ARGS)
+DEL_WORKERS = 8  # DELs run side by side at destroy
 
 
 @dataclass(frozen=True)

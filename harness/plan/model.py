@@ -183,7 +183,11 @@ class PodPlan:
 
     @cached_property
     def _ip_by_family(self) -> dict[Family, str]:
-        return {f: bare_ip(c) for c in reversed(self.cidrs) if (f := family_of(c))}
+        """The first address of each family in `cidrs`."""
+        out: dict[Family, str] = {}
+        for cidr in self.cidrs:
+            out.setdefault(family_of(cidr), bare_ip(cidr))
+        return out
 
     def ip_of(self, family: Family) -> str | None:
         return self._ip_by_family.get(family)

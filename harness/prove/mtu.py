@@ -31,6 +31,7 @@ from typing import Any
 
 from harness.kinds import kind
 from harness.plan import POD_IFACE, LinkPlan, Plan, PodPlan
+from harness.prove.result import Result
 
 CHECK = "mtu"
 DEFAULT_MTU = 1500  # a veth's and a bridge's MTU unless the file says `mtu:`
@@ -302,18 +303,7 @@ def _collect(socks: list[socket.socket], ident: int, outcomes: dict[int, Outcome
 # --------------------------------------------------------------------------- verdict
 
 
-@dataclass(frozen=True)
-class Verdict:
-    src: str
-    dst: str
-    ok: bool
-    expected: dict[str, Any]
-    observed: dict[str, Any]
-    detail: str
-    family: str = "ipv4"
-
-
-def judge(obs: Observation) -> Verdict:
+def judge(obs: Observation) -> Result:
     """Pure: did the path carry its MTU, and refuse one byte more as IP says?"""
     t, fits, over = obs.target, obs.fits, obs.over
     big = too_big(t.family)
@@ -323,41 +313,40 @@ def judge(obs: Observation) -> Verdict:
     who = t.routers.get(over.icmp_from or "", over.icmp_from)
     observed: dict[str, Any] = {"fits": fits.answered, "over_refused": over.refused,
                                 "icmp_from": who, "icmp_mtu": over.icmp_mtu}
+
+    def verdict(ok: bool, detail: str) -> Result:
+        return Result(CHECK, t.src, t.dst, "icmp", ok, expected, observed, detail,
+                      family=t.family)
+
     where = f"{t.src} -> {t.dst}"
     if not fits.answered:
         fits_from = t.routers.get(fits.icmp_from or "", fits.icmp_from)
         why = fits.error or ("refused by the sender" if fits.refused else (
             f"{big} (MTU {fits.icmp_mtu}) from {fits_from}" if fits.icmp_from
             else "no answer"))
-        return Verdict(t.src, t.dst, False, expected, observed,
-                       f"{t.path_mtu} bytes{df} did not cross {where}: {why}; the plan's "
-                       f"path MTU is {t.path_mtu} (link {t.limit.link})", family=t.family)
+        return verdict(False, f"{t.path_mtu} bytes{df} did not cross {where}: {why}; the "
+                       f"plan's path MTU is {t.path_mtu} (link {t.limit.link})")
     fine = f"{t.path_mtu} bytes{df} crossed {where}"
     lim = t.limit
     if lim.silent:
         if over.icmp_from is None and not over.refused and not over.answered:
-            return Verdict(t.src, t.dst, False, expected, observed,
-                           f"{fine}, but {t.path_mtu + 1} bytes vanished without ICMP: "
+            return verdict(False, f"{fine}, but {t.path_mtu + 1} bytes vanished without ICMP: "
                            f"PMTU black hole at link {lim.link} (MTU {lim.mtu}, switched by "
-                           f"{lim.node}, which cannot send {big})", family=t.family)
+                           f"{lim.node}, which cannot send {big})")
     elif lim.sender:
         if over.refused:
-            return Verdict(t.src, t.dst, True, expected, observed,
-                           f"{fine}; {t.path_mtu + 1} bytes refused by {t.src}'s own "
-                           f"{POD_IFACE} (MTU {lim.mtu})", family=t.family)
+            return verdict(True, f"{fine}; {t.path_mtu + 1} bytes refused by {t.src}'s own "
+                           f"{POD_IFACE} (MTU {lim.mtu})")
     elif who == lim.node and over.icmp_mtu == lim.mtu:
-        return Verdict(t.src, t.dst, True, expected, observed,
-                       f"{fine}; {t.path_mtu + 1} bytes got {big} "
-                       f"(MTU {lim.mtu}) from {lim.node}: link {lim.link} sets the path MTU",
-                       family=t.family)
+        return verdict(True, f"{fine}; {t.path_mtu + 1} bytes got {big} "
+                       f"(MTU {lim.mtu}) from {lim.node}: link {lim.link} sets the path MTU")
     got = ("an echo reply" if over.answered else "refused by the sender" if over.refused
            else f"{big} (MTU {over.icmp_mtu}) from {who}" if over.icmp_from
            else "nothing")
-    return Verdict(t.src, t.dst, False, expected, observed,
-                   f"{fine}, but {t.path_mtu + 1} bytes got {got}; expected "
-                   f"{lim.says(t.family)}", family=t.family)
+    return verdict(False, f"{fine}, but {t.path_mtu + 1} bytes got {got}; expected "
+                   f"{lim.says(t.family)}")
 
 
-def check(plan: Plan, pids: dict[str, int], timeout: float = TIMEOUT_S) -> list[Verdict]:
+def check(plan: Plan, pids: dict[str, int], timeout: float = TIMEOUT_S) -> list[Result]:
     """The mtu check over a running lab (`pids`: container name -> pid)."""
     return [judge(o) for o in probe(plan, pids, targets(plan), timeout)]

@@ -101,8 +101,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
         if intra is not None:
             results += intra.result()
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
-        results += [Result(mtu.CHECK, v.src, v.dst, "icmp", v.ok, v.expected, v.observed,
-                           v.detail, family=v.family) for v in mtu.check(plan, pids)]
+        results += mtu.check(plan, pids)
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     control, why = _negative_control(plan, checks, results)

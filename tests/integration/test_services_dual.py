@@ -106,14 +106,19 @@ def test_an_ip6tables_dnat_to_the_wrong_port_fails_exactly_its_ipv6_results(lab:
         report = lab.verify(SERVICE_CHECKS)
     finally:
         lab.fault("svc-restore", "")
+    assert_failed_exactly_ipv6_entering_at(lab, report, "node1")
+    assert_ok(lab.verify(SERVICE_CHECKS))
+
+
+def assert_failed_exactly_ipv6_entering_at(lab: Lab, report: Report, entry: str) -> None:
+    """Exactly echo-local's paths (IPv6 only) that enter at `entry` failed."""
     want = {(p.check, p.family, p.client, p.target, p.proto) for p in paths(lab.plan)
-            if p.target == "echo-local:tcp" and p.entry == "node1"
+            if p.target == "echo-local:tcp" and p.entry == entry
             and p.check in ("pod-to-service", "node-to-service")}
     assert want and {k[1] for k in want} == {"ipv6"}
     got = failed(report)
     assert got == want, [(r.check, r.family, r.src, r.dst, r.detail) for r in report.results
                          if not r.ok]
-    assert_ok(lab.verify(SERVICE_CHECKS))
 
 
 def test_dnat_on_the_wrong_node_in_ipv6(lab: Lab) -> None:
@@ -125,17 +130,12 @@ def test_dnat_on_the_wrong_node_in_ipv6(lab: Lab) -> None:
         report = lab.verify(SERVICE_CHECKS)
     finally:
         lab.fault("svc-restore", "")
-    want = {(p.check, p.family, p.client, p.target, p.proto) for p in paths(lab.plan)
-            if p.target == "echo-local:tcp" and p.entry == "node2"
-            and p.check in ("pod-to-service", "node-to-service")}
-    assert want and {k[1] for k in want} == {"ipv6"}
-    got = failed(report)
-    assert got == want, [(r.check, r.family, r.src, r.dst, r.detail) for r in report.results
-                         if not r.ok]
+    assert_failed_exactly_ipv6_entering_at(lab, report, "node2")
     text = next(r.detail for r in report.results
                 if (r.check, r.src, r.dst) == ("pod-to-service", "client", "echo-local:tcp"))
     assert "at node1, not at node2" in text, text
     assert_ok(lab.verify(SERVICE_CHECKS))
+
 
 def test_services_on_cni_bridge_in_both_families(docker_available: None,
                                                   tmp_path: Path) -> None:
