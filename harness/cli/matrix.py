@@ -169,7 +169,13 @@ def ensure_ready(combos: Sequence[Combo]) -> None:
     if any(c.runtime == "containerlab" for c in runnable):
         from harness.host import containerlab
 
-        containerlab.require()  # once here, not one error per combination
+        try:
+            containerlab.require()  # once here, not one error per combination
+        except containerlab.ContainerlabMissing as exc:  # shown as skipped, with why
+            for combo in runnable:
+                if combo.runtime == "containerlab":
+                    combo.status, combo.reason = SKIPPED, str(exc)
+            runnable = [c for c in runnable if c.status == "pending"]
     for combo in runnable:
         ensure_images(combo.plan)
 

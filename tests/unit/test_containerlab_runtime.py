@@ -184,3 +184,27 @@ def test_the_matrix_runs_every_combination_under_each_runtime(tmp_path: Path) ->
     assert "--runtime" not in Runner(tmp_path, 1, 60).argv(plain)  # not an axis: as before
     with pytest.raises(InputError, match="each of podlab, containerlab"):
         runtimes("podlab,kind")
+
+
+def test_without_containerlab_the_matrix_skips_its_combinations_and_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.cli import matrix
+    from harness.lab import deploy as lab_deploy
+
+    combos = combinations([FLAT3], [], runtimes("podlab,containerlab"))
+    for c in combos:
+        matrix.prepare(c)
+    built: list[str] = []
+    monkeypatch.setattr(runtime, "require_root", lambda: None)
+    monkeypatch.setattr(runtime, "client", lambda: None)
+    monkeypatch.setattr(lab_deploy, "ensure_images", lambda plan: built.append(plan.lab))
+
+    def missing(exe: str | None = None) -> str:
+        raise containerlab.ContainerlabMissing("--runtime containerlab needs containerlab")
+
+    monkeypatch.setattr(containerlab, "require", missing)
+    matrix.ensure_ready(combos)
+    assert [(c.runtime, c.status) for c in combos] == [("podlab", "pending"),
+                                                       ("containerlab", "skipped")]
+    assert combos[1].reason == "--runtime containerlab needs containerlab"
+    assert built == [combos[0].name]
