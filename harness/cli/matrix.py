@@ -2,9 +2,11 @@
 
     podlab matrix                                   # topologies/*.clab.yml, each as written
     podlab matrix -t a.clab.yml -t b.clab.yml --set routing=static,bgp --set cni=podlab,ptp
+    podlab matrix --runtime podlab,containerlab     # each under both runtimes
 
 A combination is one topology with one value of each `--set` axis (`KEY=V1,V2`, each value
-overriding the file's `cluster.KEY`). Each runs as `podlab run` in a child process under
+overriding the file's `cluster.KEY`), and one runtime of `--runtime` (who makes the nodes
+and links: `podlab run --runtime`). Each runs as `podlab run` in a child process under
 a lab name of its own (labs are isolated, so they share the host safely), writing one JUnit
 file; `--jobs` of them run at once. A combination the topology or datapath cannot do (its
 overrides fail validation, or the run rejects its input) is skipped with the reason, not
@@ -43,6 +45,7 @@ class Combo:
 
     topo: Path
     sets: list[tuple[str, str]]  # (key, value as written on the command line)
+    runtime: str | None = None  # `podlab run --runtime`; None: not an axis (podlab's)
     name: str = ""  # the lab's name: unique on this host
     status: str = "pending"
     reason: str = ""
@@ -60,27 +63,34 @@ class Combo:
             .removesuffix(".clab")
 
     @property
+    def axes(self) -> list[tuple[str, str]]:
+        """The variant's values: the `--set` ones, then the runtime when it is an axis."""
+        return [*self.sets, *([("runtime", self.runtime)] if self.runtime else [])]
+
+    @property
     def variant(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.sets) or "(as written)"
+        return ",".join(f"{k}={v}" for k, v in self.axes) or "(as written)"
 
     @property
     def slug(self) -> str:
         """A file name: `flat3` or `flat3--routing=bgp,cni=ptp` (safe characters only)."""
-        if not self.sets:
+        if not self.axes:
             return self.stem
-        text = ",".join(f"{k}={v}" for k, v in self.sets)
+        text = ",".join(f"{k}={v}" for k, v in self.axes)
         return f"{self.stem}--{re.sub(r'[^A-Za-z0-9._=,-]+', '_', text)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"topology": str(self.topo), "variant": dict(self.sets), "lab": self.name,
+        return {"topology": str(self.topo), "variant": dict(self.axes), "lab": self.name,
                 "status": self.status, "reason": self.reason, "passed": self.passed,
                 "total": self.total, "duration_s": round(self.duration_s, 2),
                 "junit": str(self.junit) if self.junit else None,
                 "log": str(self.log) if self.log else None}
 
 
-def combinations(topos: Sequence[Path], axes: Sequence[str]) -> list[Combo]:
-    """Every topology times the product of the `--set KEY=V1,V2` axes."""
+def combinations(topos: Sequence[Path], axes: Sequence[str],
+                 runtimes: Sequence[str] = ()) -> list[Combo]:
+    """Every topology times the product of the `--set KEY=V1,V2` axes and `runtimes`
+    (none: podlab's, and not an axis)."""
     from harness.model.variants import _key, split_values
 
     keys: list[str] = []
@@ -92,7 +102,20 @@ def combinations(topos: Sequence[Path], axes: Sequence[str]) -> list[Combo]:
         keys.append(key)
         values.append(split_values(raw))
     product = list(itertools.product(*values)) if keys else [()]
-    return [Combo(t, list(zip(keys, vals, strict=True))) for t in topos for vals in product]
+    return [Combo(t, list(zip(keys, vals, strict=True)), runtime=r)
+            for t in topos for vals in product for r in (runtimes or [None])]
+
+
+def runtimes(text: str) -> list[str]:
+    """`--runtime podlab,containerlab` as a list, each checked."""
+    from harness.lab.deploy import RUNTIMES
+    from harness.model.variants import split_values
+
+    values = split_values(text)
+    wrong = [v for v in values if v not in RUNTIMES]
+    if wrong or not values:
+        raise InputError(f"--runtime {text}: each of {', '.join(RUNTIMES)}")
+    return values
 
 
 def prepare(combo: Combo) -> None:
@@ -143,6 +166,16 @@ def ensure_ready(combos: Sequence[Combo]) -> None:
         return
     runtime.require_root()
     runtime.client()
+    if any(c.runtime == "containerlab" for c in runnable):
+        from harness.host import containerlab
+
+        try:
+            containerlab.require()  # once here, not one error per combination
+        except containerlab.ContainerlabMissing as exc:  # shown as skipped, with why
+            for combo in runnable:
+                if combo.runtime == "containerlab":
+                    combo.status, combo.reason = SKIPPED, str(exc)
+            runnable = [c for c in runnable if c.status == "pending"]
     for combo in runnable:
         ensure_images(combo.plan)
 
@@ -190,6 +223,8 @@ class Runner:
                 "--name", combo.name, "-o", "junit", "--output", str(combo.junit)]
         for key, value in combo.sets:
             argv += ["--set", f"{key}={value}"]
+        if combo.runtime:
+            argv += ["--runtime", combo.runtime]
         return argv
 
     def _one(self, combo: Combo) -> None:
@@ -328,10 +363,14 @@ Jobs = Annotated[int | None, typer.Option("-j", "--jobs", min=1,
 OutDir = Annotated[Path, typer.Option("--out", help="JUnit files, logs and matrix.json")]
 Timeout = Annotated[float, typer.Option("--timeout", min=1,
                                         help="seconds one combination may take")]
+RuntimeList = Annotated[str | None, typer.Option(
+    "--runtime", help="an axis: who makes the nodes and links, podlab,containerlab (default: "
+    "podlab's own, not an axis)")]
 
 
 def command(topo: TopoList = None, sets: SetList = None, jobs: Jobs = None,
-            out_dir: OutDir = Path("out/junit"), timeout: Timeout = 1800) -> None:
+            out_dir: OutDir = Path("out/junit"), timeout: Timeout = 1800,
+            runtime: RuntimeList = None) -> None:
     """Run topologies across variants, several labs at once; one JUnit file each.
 
     Example: podlab matrix --set routing=static,bgp --set cni=podlab,bridge,ptp -j 2
@@ -349,7 +388,8 @@ def command(topo: TopoList = None, sets: SetList = None, jobs: Jobs = None,
     sigterm_as_interrupt()
     started = time.monotonic()
     try:
-        combos = combinations(topo or default_topologies(), sets or [])
+        combos = combinations(topo or default_topologies(), sets or [],
+                              runtimes(runtime) if runtime else ())
         for c in combos:
             prepare(c)
         ensure_ready(combos)
