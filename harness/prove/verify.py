@@ -188,10 +188,22 @@ def _negative_control(plan: Plan, checks: list[str],
                           "outside host's address (ip-masq-agent's nonMasqueradeCIDRs), so "
                           "no result shows that verify can see NAT")
     if "pod-to-external" not in checks:
-        return "not run", None
+        return "not run", ("negative control not run: pod-to-external was not selected, so "
+                           "no result shows that verify can see NAT")
     ext = [r for r in results
            if (r.src, r.dst, r.family) in natted and r.check == "pod-to-external"]
-    return ("observed" if all(r.ok for r in ext) else "failed"), None
+    if not ext:  # nothing passes by absence: a sample may hold no masqueraded pod
+        return "not run", ("negative control not run: this run holds no masqueraded "
+                           "pod-to-external result (the pods it probed toward outside "
+                           "hosts are not masqueraded), so no result shows that verify "
+                           "can see NAT")
+    if not all(r.ok for r in ext):
+        return "failed", None
+    # an ok result saw its planned source, the masqueraded one, at the outside host
+    seen = [r for r in ext if r.observed.get("src") == r.expected.get("src")]
+    return ("observed", None) if seen else ("not run", (
+        "negative control not run: no masqueraded result recorded the source it arrived "
+        "with"))
 
 
 @dataclass(frozen=True)
