@@ -33,7 +33,7 @@ from harness import datapath
 from harness import labels as L
 from harness.datapath import NodeNet, PodNet, Settings
 from harness.errors import DeployError, LabExistsError, PodlabError
-from harness.host import hostlimits, images, runtime, shaping, wiring
+from harness.host import faultlog, hostlimits, images, runtime, shaping, wiring
 from harness.host.runtime import ContainerSpec, Started
 from harness.lab import running
 from harness.lab.progress import Reporter
@@ -80,6 +80,7 @@ def deploy(plan: Plan, *, progress: Any = None) -> None:
     if (raised := hostlimits.ensure_neighbour_capacity(plan)) is not None:
         rep.note(raised)
     deploy_id = uuid.uuid4().hex[:12]
+    faultlog.forget(plan.lab)  # a new lab of an old name: none of the old one's faults
     try:
         _deploy(plan, deploy_id, rep)
     except BaseException as exc:

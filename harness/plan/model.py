@@ -409,6 +409,27 @@ class Plan:
         return Expectation(n, p, None, _need(pod.ip_of(fam), p, fam), len(path) - 1, path,
                            family=fam)
 
+    def node_source(self, n: str, p: str, family: Family | None = None) -> str | None:
+        """The address node `n` sends from toward pod `p` with the routes the plan
+        installs (none carries a `src`): its address on the segment it sends into first,
+        cbr0's toward its own pods, the address itself toward its own hostNetwork pod.
+        None: the plan gives the node no address there."""
+        fam = self._family(family)
+        pod, node = self.pod(p), self.node(n)
+        if pod.host_network:
+            dst_ip, segment = self._target(self.node(pod.node), fam)
+            if pod.node == n:
+                return dst_ip
+        else:
+            segment = f"pods:{pod.node}"
+        hops = self.segment_hops(n, segment)
+        if hops:
+            segment = hops[0][1]
+        if segment == f"pods:{n}":
+            gateway = node.gateway_of(fam)
+            return bare_ip(gateway) if gateway else None
+        return node.address_on(segment, fam)
+
     def pod_to_node(self, p: str, n: str, family: Family | None = None) -> Expectation:
         """To the node's own address; through the pod's node, which forwards it."""
         fam = self._family(family)

@@ -1,7 +1,7 @@
 """Which pairs verify probes and what each probe's packets must look like: from the plan,
 computed once per run, once per address family the two ends share (the plan's
-expectations carry the family). Pure: the kernel's own answers (a node's source address
-toward a pod) come in as a plain mapping.
+expectations carry the family). Pure: the kernel's own answers (the source address a node
+sends from) come in as a plain mapping; what must arrive comes from the plan.
 """
 
 from __future__ import annotations
@@ -88,9 +88,11 @@ def targets(plan: Plan, checks: Iterable[str],
             for f in shared(node.name, pod.name):
                 if "node-to-pod" in wanted:
                     e = plan.node_to_pod(node.name, pod.name, f)
-                    # "": the node has no route
+                    # what the node sends from ("": it has no route) is its kernel's; what
+                    # must arrive is the plan's (a wrong route src must fail)
                     src = sources.get(node.name, {}).get(e.dst_ip, "")
-                    out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
+                    want = plan.node_source(node.name, pod.name, f) or src
+                    out.append(Target("node-to-pod", e, node.name, pod.name, src, want, True))
                 if "pod-to-node" in wanted:
                     e = plan.pod_to_node(pod.name, node.name, f)
                     src = src_of(pod, e.dst_ip, f)
