@@ -409,26 +409,31 @@ class Plan:
         return Expectation(n, p, None, _need(pod.ip_of(fam), p, fam), len(path) - 1, path,
                            family=fam)
 
-    def node_source(self, n: str, p: str, family: Family | None = None) -> str | None:
-        """The address node `n` sends from toward pod `p` with the routes the plan
-        installs (none carries a `src`): its address on the segment it sends into first,
-        cbr0's toward its own pods, the address itself toward its own hostNetwork pod.
-        None: the plan gives the node no address there."""
+    def node_sources(self, n: str, p: str, family: Family | None = None) -> tuple[str, ...]:
+        """The addresses node `n` may send from toward pod `p` (none of the plan's routes
+        carries a `src`): its address on the segment it sends into first, cbr0's toward
+        its own pods, the pod's address itself toward its own hostNetwork pod. One, the
+        first segment of the plan's path, where the plan installs the routes; with
+        routing: bgp, BIRD breaks ties between equally short paths by its own rules, so
+        its address on the first segment of any of them. (): the plan gives it none."""
         fam = self._family(family)
         pod, node = self.pod(p), self.node(n)
         if pod.host_network:
             dst_ip, segment = self._target(self.node(pod.node), fam)
             if pod.node == n:
-                return dst_ip
+                return (dst_ip,)
         else:
             segment = f"pods:{pod.node}"
-        hops = self.segment_hops(n, segment)
-        if hops:
-            segment = hops[0][1]
         if segment == f"pods:{n}":
             gateway = node.gateway_of(fam)
-            return bare_ip(gateway) if gateway else None
-        return node.address_on(segment, fam)
+            return (bare_ip(gateway),) if gateway else ()
+        hops = self.segment_hops(n, segment)
+        firsts = [hops[0][1]] if hops else [segment]
+        if hops and self.routing == "bgp":
+            tied = self._graph.first_segments(n, self._segment_index(segment))
+            firsts += [self._segment_names[s] for s in tied]
+        found = (node.address_on(s, fam) for s in dict.fromkeys(firsts))
+        return tuple(a for a in found if a)
 
     def pod_to_node(self, p: str, n: str, family: Family | None = None) -> Expectation:
         """To the node's own address; through the pod's node, which forwards it."""

@@ -91,7 +91,8 @@ def targets(plan: Plan, checks: Iterable[str],
                     # what the node sends from ("": it has no route) is its kernel's; what
                     # must arrive is the plan's (a wrong route src must fail)
                     src = sources.get(node.name, {}).get(e.dst_ip, "")
-                    want = plan.node_source(node.name, pod.name, f) or src
+                    allowed = plan.node_sources(node.name, pod.name, f)
+                    want = src if src in allowed else (allowed[0] if allowed else src)
                     out.append(Target("node-to-pod", e, node.name, pod.name, src, want, True))
                 if "pod-to-node" in wanted:
                     e = plan.pod_to_node(pod.name, node.name, f)

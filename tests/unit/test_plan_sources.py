@@ -4,6 +4,7 @@ what the node's kernel answers (a wrong route `src` must fail, not set the stand
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,23 @@ def test_a_wrong_route_source_fails_node_to_pod() -> None:
     result = evaluate(t, probe, [req, rep], heard)
     assert not result.ok
     assert f"source rewritten {t.expect_src} -> {WRONG['ipv4']}" in result.detail
+
+
+def test_with_bgp_either_of_two_equal_ways_out_is_the_plans() -> None:
+    """A ring: node4 reaches b (on node2) over node3 or over node1, two AS hops each;
+    BIRD picks one by its own rules, so the plan allows the address toward either, and
+    nothing else. With static routes the plan installs one of them: that one only."""
+    ring = plan("ring")
+    assert ring.routing == "bgp"
+    node4 = ring.node("node4")
+    both = {node4.address_on(i.segment) for i in node4.interfaces}
+    assert set(ring.node_sources("node4", "b")) == both and len(both) == 2
+    for kernel in both:
+        t = node_to_pod(ring, "node4", "b")
+        assert t.expect_src in both
+        (picked,) = [t for t in targets(ring, ["node-to-pod"], {"node4": {
+            ring.pod("b").ip: kernel}}) if (t.sender, t.receiver) == ("node4", "b")]
+        assert picked.expect_src == kernel
+    static = dataclasses.replace(ring, routing="static")
+    (one,) = static.node_sources("node4", "b")
+    assert one == node4.address_on(static.segment_hops("node4", "pods:node2")[0][1])
