@@ -355,10 +355,15 @@ def _service_jobs(plan: Plan, pids: dict[str, int], spaths: list[servicepaths.Se
         for e in path.watch:
             ports.setdefault(e.pod, set()).add((path.proto, e.ip, e.port))
     names = both_ways | set(ports)
+    # a pod whose node is stopped lost its veth and address with the node's namespace:
+    # no listener can be bound there
+    stopped = {p.name: p.node for p in plan.pods
+               if p.infra in pids and plan.node(p.node).container not in pids}
     spaces = [Namespace(ep.name, pids[ep.container], False,
                         None if trace or ep.name in both_ways else ep.addresses,
                         tuple(sorted(ports.get(ep.name, ()))), ep.families)
-              for ep in eps.values() if ep.container in pids and (trace or ep.name in names)]
+              for ep in eps.values() if ep.container in pids and ep.name not in stopped
+              and (trace or ep.name in names)]
     running = {s.name for s in spaces}
     probes = []
     for path in spaths:
@@ -366,7 +371,8 @@ def _service_jobs(plan: Plan, pids: dict[str, int], spaths: list[servicepaths.Se
         probe = Probe(next(_IDS), path.proto, path.client,
                       path.outcomes[0].endpoint if path.outcomes else "", path.client_ip,
                       path.dst_ip, bool(path.outcomes), to_port=path.dport, alternatives=watch)
-        down = [n for n in (path.client, path.entry, *watch) if n not in running]
+        down = [n + (f" (its node {stopped[n]} is stopped)" if n in stopped else "")
+                for n in dict.fromkeys((path.client, path.entry, *watch)) if n not in running]
         if down:
             probe.error = f"{', '.join(down)} not running"
         probes.append((path, probe))
