@@ -77,6 +77,20 @@ def one_pod_per_node(plan: Any) -> Sequence[Any]:
     return list(first.values())
 
 
+def population(plan: Any, checks: Iterable[str]) -> int:
+    """How many targets, (check, src, dst, family), a full verify's probe checks among
+    `checks` cover: what a sample is drawn from, counted without building them."""
+    wanted, pods, shared = set(checks), plan.pods, plan.shared_families
+    total = 0
+    if "pod-to-pod" in wanted:
+        total += sum(len(shared(a.name, b.name)) for a in pods for b in pods if a is not b)
+    per_node = sum(len(shared(n.name, p.name)) for n in plan.k8s_nodes for p in pods)
+    total += per_node * (("node-to-pod" in wanted) + ("pod-to-node" in wanted))
+    if "pod-to-external" in wanted:
+        total += sum(len(shared(p.name, h.name)) for h in plan.externals for p in pods)
+    return total
+
+
 def protos(available: Sequence[str]) -> tuple[str, ...]:
     """One protocol: UDP where the target allows it, else its first."""
     return (QUICK_PROTO,) if QUICK_PROTO in available else tuple(available[:1])

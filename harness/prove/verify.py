@@ -64,8 +64,13 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
         tgts = sample.spanning(plan, tgts)
     pods = sample.one_pod_per_node(plan) if quick else plan.pods
     spaths = servicepaths.paths(plan, service_checks)
-    if quick:
+    drawn = None
+    if quick:  # a sample says it is one: of how many targets a full run covers
+        per_pod = sum(c in checks for c in ("pod-identity", "intra-pod"))
+        full = (sample.population(plan, probe_checks) + len(spaths)
+                + per_pod * len(plan.pods))
         spaths = sample.spanning_paths(plan, spaths)
+        drawn = {"targets": len(tgts) + len(spaths) + per_pod * len(pods), "of": full}
     empty = _empty(plan, checks, tgts, spaths)
     if not checks:
         raise NothingToVerify(f"no check selected; verify runs one or more of "
@@ -109,7 +114,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
         notes.append(why)
     # sightings are only wanted for pcaps: a 200-pod lab has hundreds of thousands
     return Report(plan.lab, results, time.monotonic() - started,
-                  sightings if keep_frames else {}, control, notes)
+                  sightings if keep_frames else {}, control, notes, drawn)
 
 
 def _sources(plan: Plan, pids: dict[str, int], checks: list[str]
