@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from xml.etree import ElementTree
@@ -11,7 +12,14 @@ from rich.console import Console
 from harness.model.topology import load_topology
 from harness.plan import make_plan
 from harness.prove.result import Report, Result
-from harness.prove.sample import node_of, one_pod_per_node, population, protos, spanning
+from harness.prove.sample import (
+    node_of,
+    one_pod_per_node,
+    population,
+    protos,
+    representatives,
+    spanning,
+)
 from harness.prove.targets import PROBE_CHECKS, targets
 from harness.render.html import render_html
 from harness.render.report import junit_xml, verify_table
@@ -124,3 +132,17 @@ def test_a_sample_says_it_is_one_everywhere() -> None:
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert props == {"sample": "4 of 40 targets, one protocol each"}
     assert not list(ElementTree.fromstring(junit_xml(full)).iter("property"))
+
+
+def test_a_pod_on_the_pod_network_stands_for_its_node_before_a_host_network_one() -> None:
+    """hostNetwork pods listed first must not be all a sample probes: they are never
+    masqueraded, so the negative control would not run."""
+    plan = make_plan(load_topology(ROOT / "topologies" / "services.clab.yml"))
+    hosted = [p for p in plan.pods if p.host_network]
+    assert hosted
+    first = dataclasses.replace(plan, pods=(*hosted, *(p for p in plan.pods
+                                                       if not p.host_network)))
+    assert not any(p.host_network for p in one_pod_per_node(first))
+    quick = spanning(first, targets(first, ["pod-to-external"], {},
+                                    representatives(first)))
+    assert quick and all(t.exp.snat_to for t in quick)
