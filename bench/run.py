@@ -31,13 +31,14 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as `python bench/run.py` without an install
     sys.path.insert(0, str(ROOT))
+
+from bench.floor import floor  # noqa: E402  (after the path is set)
 
 DEFAULT_SIZES = ("2x2", "3x6", "4x12", "10x20", "4x24", "6x48")
 DEFAULT_CNI = "podlab"
@@ -46,7 +47,6 @@ QUICK_SIZES = ("2x2", "3x6")
 TARGET_RATIO = 1.25  # deploy/floor-start and destroy/floor-remove, from TARGET_PODS pods up
 TARGET_PODS = 20
 RATE_TARGET, RATE_PODS = 6000, 200  # verify results a second, for the 200-pod lab
-FLOOR_PREFIX = "bench-floor-"
 SETTLE_S = 2.0  # between measurements, not inside them
 
 
@@ -80,47 +80,6 @@ def _images(plan: Any) -> list[str]:
     from harness.lab.deploy import container_images
 
     return container_images(plan)
-
-
-def floor(images: list[str], workers: int) -> dict[str, float]:
-    """Create+start then force-remove `images` with the Docker SDK alone, in parallel."""
-    import docker
-
-    from harness.labels import LAB
-
-    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                           timeout=120, max_pool_size=workers + 2)
-    tag = FLOOR_PREFIX + uuid.uuid4().hex[:8]
-    labels = {LAB: tag}  # as a lab's: `podlab destroy --all` removes leftovers
-
-    def start(item: tuple[int, str]) -> str:
-        i, image = item
-        host = api.create_host_config(network_mode="none")
-        cid = api.create_container(image=image, name=f"{tag}-{i}", labels=labels,
-                                   host_config=host, detach=True)["Id"]
-        api.start(cid)
-        return cid
-
-    def remove(cid: str) -> None:
-        api.remove_container(cid, force=True, v=True)
-
-    ids: list[str] = []
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            t0 = time.perf_counter()
-            ids = list(pool.map(start, enumerate(images)))
-            t_start = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            list(pool.map(remove, ids))
-            t_remove = time.perf_counter() - t0
-        ids = []
-    finally:
-        if not ids:  # a failure half-way: remove whatever carries the label
-            left = api.containers(all=True, filters={"label": f"io.podlab.lab={tag}"})
-            for row in left:
-                api.remove_container(row["Id"], force=True, v=True)
-        api.close()
-    return {"start_s": t_start, "remove_s": t_remove}
 
 
 def _profiled(profile_dir: str | None, label: str, fn: Any) -> Any:
@@ -339,6 +298,20 @@ def table(rows: list[dict[str, Any]]) -> Any:
     return t
 
 
+def failure_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the table's red `passed` stands for: each row with a failed result, and the
+    first failures it kept (a figure measured on a failing run is no figure)."""
+    out = []
+    for r in rows:
+        if r.get("results") is None or r.get("passed") == r.get("results"):
+            continue
+        out.append(f"{r['size']} cni {r.get('cni', DEFAULT_CNI)}: "
+                   f"{r['results'] - r['passed']} of {r['results']} results failed")
+        out += [f"  {f['check']} {f['proto']} {f['src']} -> {f['dst']}: {f['detail']}"
+                for f in r.get("failures", [])[:10]]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",") if x],
@@ -391,8 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
     console.print(f"[dim]wrote {args.json}[/]")
+    for line in failure_lines(rows):
+        console.print(line, style="red", markup=False, highlight=False)
     bad = any(r.get("errors") or r.get("passed") != r.get("results") or r.get("leftovers")
               for r in rows)
+    if bad:
+        console.print("[red]benchmark failed: a figure measured on a failing run is no "
+                      "figure[/]")
     return 1 if bad else 0
 
 
