@@ -84,7 +84,6 @@ def test_the_floor_labels_its_containers_as_a_labs() -> None:
     """So that `podlab destroy --all` removes what an interrupted floor left."""
     sys.path.insert(0, str(ROOT))
     from bench import floor
-
     from harness.labels import LAB
 
     assert floor.LAB_LABEL == LAB
