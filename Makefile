@@ -50,9 +50,9 @@ demo: setup
 # examples (bench/examples.py); podlab vs the Docker floor at several lab sizes
 # (bench/results.json); each CNI's deploy against cni: podlab's (bench/results-cni.json);
 # dual-stack verify against single-stack (bench/dualstack.json); routing: bgp's route
-# installation, convergence and cold image build; `podlab run` on flat3 against the floor
-# (bench/e2e.json); the 200-pod lab's verify and verify --quick (bench/big.json); and the
-# whole matrix's wall time (its last line). Any failed result fails the step, and make.
+# installation, convergence and cold image build, single- and dual-stack; `podlab run` on
+# flat3 against the floor (bench/e2e.json); the 200-pod lab's verify and verify --quick
+# (bench/big.json); and the whole matrix's wall time (its last line). Any failed result fails the step, and make.
 # BENCH_ARGS="--quick" for a smoke run, "--sizes 4x24,10x20 --repeat 5" to choose.
 BENCH_ARGS ?=
 bench: setup
@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python bench/run.py --sizes 4x24 --cni podlab,bridge,ptp --json bench/results-cni.json
 	$(BIN)/python bench/dualstack.py --json bench/dualstack.json
 	$(BIN)/python bench/bgp.py --image
+	$(BIN)/python bench/bgp.py --dual
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/run.py --sizes 10x200 --repeat 1 --quick-verify --json bench/big.json
 	$(BIN)/podlab matrix --out out/bench-matrix -j $(MATRIX_JOBS) $(MATRIX_SETS)
