@@ -409,18 +409,21 @@ class Plan:
         return Expectation(n, p, None, _need(pod.ip_of(fam), p, fam), len(path) - 1, path,
                            family=fam)
 
-    def node_sources(self, n: str, p: str, family: Family | None = None) -> tuple[str, ...]:
-        """The addresses node `n` may send from toward pod `p` (none of the plan's routes
-        carries a `src`): its address on the segment it sends into first, cbr0's toward
-        its own pods, the pod's address itself toward its own hostNetwork pod. One, the
-        first segment of the plan's path, where the plan installs the routes; with
-        routing: bgp, BIRD breaks ties between equally short paths by its own rules, so
-        its address on the first segment of any of them. (): the plan gives it none."""
+    def node_sources(self, n: str, dst: str, family: Family | None = None
+                     ) -> tuple[str, ...]:
+        """The addresses node `n` (or a hostNetwork pod of it) may send from toward `dst`,
+        a pod or a node (none of the plan's routes carries a `src`): its address on the
+        segment it sends into first, cbr0's toward its own pods, the destination itself
+        toward its own address. One, the first segment of the plan's path, where the plan
+        installs the routes; with routing: bgp, BIRD breaks ties between equally short
+        paths by its own rules, so its address on the first segment of any of them. ():
+        the plan gives it none."""
         fam = self._family(family)
-        pod, node = self.pod(p), self.node(n)
-        if pod.host_network:
-            dst_ip, segment = self._target(self.node(pod.node), fam)
-            if pod.node == n:
+        node = self.node(n)
+        pod = self._pods_by_name.get(dst)
+        if pod is None or pod.host_network:  # a node's own address
+            dst_ip, segment = self._target(self.node(pod.node if pod else dst), fam)
+            if (pod.node if pod else dst) == n:
                 return (dst_ip,)
         else:
             segment = f"pods:{pod.node}"

@@ -94,3 +94,22 @@ def test_with_bgp_either_of_two_equal_ways_out_is_the_plans() -> None:
     static = dataclasses.replace(ring, routing="static")
     (one,) = static.node_sources("node4", "b")
     assert one == node4.address_on(static.segment_hops("node4", "pods:node2")[0][1])
+
+
+def test_a_host_network_sender_expects_its_nodes_planned_source() -> None:
+    """A hostNetwork pod is its node's namespace: whatever it sends must leave from the
+    plan's address of its node toward the destination, not the kernel's answer."""
+    svc = plan("services")
+    agent = svc.pod("agent")  # hostNetwork on node2
+    node2 = svc.node("node2")
+    ips = [ip for p in svc.pods for ip in p.ips] + [
+        a for n in svc.nodes for a in n.own_addresses]
+    wrong = {"node2": {ip: WRONG["ipv4"] for ip in ips}}
+    got = {(t.check, t.receiver): t for t in targets(
+        svc, ["pod-to-pod", "pod-to-node", "pod-to-external"], wrong) if t.sender == "agent"}
+    assert got and all(t.src_ip == WRONG["ipv4"] for t in got.values())
+    assert got[("pod-to-pod", "client")].expect_src == node2.address  # over the switch
+    assert got[("pod-to-pod", "web-2")].expect_src == node2.gateway.split("/")[0]  # cbr0
+    assert got[("pod-to-node", "node1")].expect_src == node2.address
+    assert got[("pod-to-node", "node2")].expect_src == agent.ip  # its own address
+    assert got[("pod-to-external", "world")].expect_src == node2.address
