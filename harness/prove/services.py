@@ -101,11 +101,14 @@ def judge(path: ServicePath, probe: Probe, sightings: Sequence[Seen],
     ok = not problems
     if ok:
         assert outcome is not None and got is not None
-        snat = (f"masqueraded to {outcome.src} by {outcome.snat_at}" if outcome.snat_at
-                else f"source {outcome.src}:{probe.sport} kept")
-        detail = (f"{path.client_ip} -> {path.dst_ip}:{path.dport} DNATed by "
-                  f"{outcome.dnat_at} to {got.ns} {outcome.ip}:{outcome.port}; {snat}, as "
-                  f"{got.ns}'s socket saw; reply from {path.dst_ip}:{path.dport}")
+        snat = (f"masqueraded to {outcome.src} ({outcome.snat_at}'s address)"
+                if outcome.snat_at else f"source {outcome.src}:{probe.sport} kept")
+        # where the DNAT happened, only as far as the wire showed it
+        dnat = rewrite_at(sightings, False, "dst", path.dst_ip)
+        where = f" at {dnat} (seen on the wire)" if dnat else ""
+        detail = (f"{path.client_ip} -> {path.dst_ip}:{path.dport} DNATed{where} to "
+                  f"{got.ns} {outcome.ip}:{outcome.port}; {snat}, as {got.ns}'s socket "
+                  f"saw; reply from {path.dst_ip}:{path.dport}")
     else:
         detail = "; ".join(problems)
     return Result(path.check, path.client, path.target, probe.proto, ok, expected, observed,

@@ -110,7 +110,11 @@ def test_judge_pass_and_wrong_node(plan: Plan) -> None:
             seen("node3", True, 63, ep), seen("web-1", False, 62, ep)]
     result = judge(p, _probe(p), good, heard)
     assert result.ok, result.detail
-    assert "DNATed by node3 to web-1" in result.detail and "kept" in result.detail
+    assert "DNATed at node3 (seen on the wire) to web-1" in result.detail
+    assert "kept" in result.detail
+    # nothing sniffed on the way: the detail does not say where the DNAT happened
+    result = judge(p, _probe(p), [], heard)
+    assert result.ok and "DNATed to web-1" in result.detail and "node3" not in result.detail
     wrong = [seen("client", True, 64, vip), seen("node3", False, 64, vip),
              seen("node3", True, 63, vip), seen("node1", False, 63, vip),
              seen("node1", True, 62, ep), seen("web-1", False, 61, ep)]
