@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -187,6 +188,8 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
             removed = Lab(plan).destroy()
         out["destroy_s"] = time.perf_counter() - t0
         out["removed"] = len(removed)
+        if topo is not None:  # the file `podlab verify -t` read
+            shutil.rmtree(topo.parent, ignore_errors=True)
     out["leftovers"] = len(runtime.containers_of(name))
     usage = resource.getrusage(resource.RUSAGE_SELF)  # before the floor, when it runs last
     if not floor_first:
