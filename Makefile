@@ -46,19 +46,25 @@ demo: setup
 	$(BIN)/podlab images build
 	$(BIN)/podlab run -t topologies/flat3.clab.yml
 
-# podlab vs the Docker floor at several lab sizes: one table, bench/results.json; then
-# routing: bgp's route installation and convergence times on the two-rack example; then
-# the speed goals the README states: `podlab run` on flat3 against the floor
-# (bench/e2e.json), verify's results a second on the 200-pod lab (bench/big.json), and
-# podlab beside containerlab (bench/clab.json), and the whole matrix's wall time (its last
-# line).
+# Every figure the README's "How fast" quotes, each beside its target: the small
+# examples (bench/examples.py); podlab vs the Docker floor at several lab sizes
+# (bench/results.json); each CNI's deploy against cni: podlab's (bench/results-cni.json);
+# dual-stack verify against single-stack (bench/dualstack.json); routing: bgp's route
+# installation, convergence and cold image build, single- and dual-stack; `podlab run` on
+# flat3 against the floor (bench/e2e.json); the 200-pod lab's verify and verify --quick
+# (bench/big.json); podlab beside containerlab
+# (bench/clab.json); and the whole matrix's wall time (its last line). Any failed result fails the step, and make.
 # BENCH_ARGS="--quick" for a smoke run, "--sizes 4x24,10x20 --repeat 5" to choose.
 BENCH_ARGS ?=
 bench: setup
+	$(BIN)/python bench/examples.py --json bench/examples.json
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
-	$(BIN)/python bench/bgp.py
+	$(BIN)/python bench/run.py --sizes 4x24 --cni podlab,bridge,ptp --json bench/results-cni.json
+	$(BIN)/python bench/dualstack.py --json bench/dualstack.json
+	$(BIN)/python bench/bgp.py --image
+	$(BIN)/python bench/bgp.py --dual
 	$(BIN)/python bench/e2e.py
-	$(BIN)/python bench/run.py --sizes 10x200 --repeat 1 --json bench/big.json
+	$(BIN)/python bench/run.py --sizes 10x200 --repeat 1 --quick-verify --json bench/big.json
 	$(BIN)/python bench/clab.py $(CLAB_BENCH_ARGS)
 	$(BIN)/podlab matrix --out out/bench-matrix -j $(MATRIX_JOBS) $(MATRIX_SETS)
 

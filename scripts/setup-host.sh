@@ -51,6 +51,8 @@ have_browser || need+=(chromium)
 # `cluster.cni: bridge|ptp`: the reference plugins (bridge, ptp, host-local, loopback,
 # portmap, bandwidth, ...) in /usr/lib/cni, from the distribution like everything else.
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+# `podlab graph -o dot`: its test renders every example's DOT with Graphviz's dot.
+command -v dot >/dev/null || need+=(graphviz)
 # The proof's integration tests inject stateless rewrites with nft payload statements.
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # verify's intra-pod check runs each container's own nc through nsenter (no docker exec).

@@ -9,9 +9,11 @@ overriding the file's `cluster.KEY`), and one runtime of `--runtime` (who makes 
 and links: `podlab run --runtime`). Each runs as `podlab run` in a child process under
 a lab name of its own (labs are isolated, so they share the host safely), writing one JUnit
 file; `--jobs` of them run at once. A combination the topology or datapath cannot do (its
-overrides fail validation, or the run rejects its input) is skipped with the reason, not
-failed. The summary table goes to stdout, `matrix.json` and the JUnit files to `--out`;
-the exit code is 1 if any combination failed or could not run.
+overrides fail validation before anything is deployed) is skipped with the reason; any
+error once it runs (whatever its exit code: a lab not found, a plugin missing at deploy)
+is an error, which fails the matrix. The summary table goes to stdout, `matrix.json` and
+the JUnit files to `--out`; the exit code is 1 if any combination failed or could not
+run, 2 if none ran at all (every one skipped: nothing was proven).
 """
 
 from __future__ import annotations
@@ -271,9 +273,7 @@ def judge(combo: Combo) -> None:
     elif combo.code == 1 and counts:
         combo.status = FAILED
         combo.reason = f"{combo.total - combo.passed} of {combo.total} results failed"
-    elif combo.code == 2 and combo.sets:
-        combo.status, combo.reason = SKIPPED, last or "the run rejected this variant"
-    else:
+    else:  # only validation before the run (prepare) skips; anything else is an error
         combo.status = ERROR
         combo.reason = last or f"podlab run exited {combo.code}"
     if combo.status in (SKIPPED, ERROR) and combo.junit is not None:
@@ -313,6 +313,13 @@ def junit_placeholder(combo: Combo) -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def matrix_exit_code(combos: Sequence[Combo]) -> int:
+    """1 if any combination failed or could not run, 2 if none ran, else 0."""
+    if any(c.status in (FAILED, ERROR) for c in combos):
+        return 1
+    return 0 if any(c.status == PASSED for c in combos) else 2
+
+
 def summary_table(combos: Sequence[Combo], wall_s: float) -> Any:
     from rich.markup import escape
     from rich.table import Table
@@ -345,7 +352,7 @@ def write_summary(combos: Sequence[Combo], out_dir: Path, wall_s: float) -> Path
     path = out_dir / "matrix.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "ok": not any(c.status in (FAILED, ERROR) for c in combos),
+        "ok": matrix_exit_code(combos) == 0,
         "wall_s": round(wall_s, 2), "combinations": [c.to_dict() for c in combos]},
         indent=2) + "\n")
     return path
@@ -432,4 +439,4 @@ def command(topo: TopoList = None, sets: SetList = None, jobs: Jobs = None,
     err.print(f"wrote {write_summary(combos, out_dir, wall)}", highlight=False)
     if not any(c.status in (PASSED, FAILED) for c in combos):
         err.print("matrix: no combination ran", highlight=False)
-    raise typer.Exit(1 if any(c.status in (FAILED, ERROR) for c in combos) else 0)
+    raise typer.Exit(matrix_exit_code(combos))

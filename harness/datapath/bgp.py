@@ -31,6 +31,7 @@ from harness.datapath.base import Datapath
 from harness.datapath.net import Convergence, Daemon, LabNet, NodeNet, PodNet, Route
 from harness.errors import RoutingError
 from harness.host import bird, wiring
+from harness.host.faultlog import NO_FAULTS, Faults
 from harness.plan import NodePlan, Plan
 
 DEPLOY_TIMEOUT_S = 30.0  # deploy: every route installed within this, or it fails
@@ -117,15 +118,25 @@ class BgpDatapath(Datapath):
                             for n, m in sorted(missing.items())))
 
     def converged(self, plan: Plan, pids: Mapping[str, int],
-                  timeout: float | None = None) -> Convergence:
+                  timeout: float | None = None, injected: Faults = NO_FAULTS) -> Convergence:
         """The plan verify must expect now: rerouted around the links that are down and
         the speakers whose BIRD is dead (or whose node is stopped), once every live
-        speaker's kernel holds exactly the routes BIRD converges to (bounded wait)."""
+        speaker's kernel holds exactly the routes BIRD converges to (bounded wait).
+
+        Only faults podlab `injected` (and recorded) are routed around: a daemon that
+        died by itself, or a cable nobody pulled through podlab, raises RoutingError
+        naming it (the plan cannot say what the lab should do then)."""
         timeout = CONVERGE_TIMEOUT_S if timeout is None else timeout
         self._model(plan)
         down = down_links(plan, pids)
         dead = frozenset(name for name in self._speakers
                          if name not in pids or not bird.alive(pids[name]))
+        if wrong_state := unexplained(plan, down, dead, injected):
+            raise RoutingError(
+                f"lab {plan.lab}: {'; '.join(wrong_state)}, and podlab did not do it (podlab "
+                "fault records what it injects); verify expects no fault it did not "
+                "inject: restart the daemon (podlab fault daemon-start NODE), plug the "
+                "link back (podlab fault link-up A:IF), or deploy again")
         want = bgpconf.expected_routes(plan, down, dead) if (down or dead) else self._routes
         started = time.monotonic()
         while True:
@@ -146,6 +157,23 @@ class BgpDatapath(Datapath):
             note = f"BGP routes converged in {took:.2f}s{what}"
         rerouted = plan.rerouted(down, dead) if (down or dead) else plan
         return Convergence(rerouted, took, not wrong, note)
+
+
+def unexplained(plan: Plan, down: frozenset[int], dead: frozenset[str],
+                injected: Faults) -> list[str]:
+    """The faults seen (links `down`, speakers `dead`) that podlab did not inject: a cable
+    is explained when podlab pulled it (at either end) or stopped a node it ends on, a
+    daemon when podlab killed it or stopped its node."""
+    out = []
+    for i in sorted(down):
+        link = plan.links[i]
+        ends = (link.a, link.b)
+        if not any(f"{n}:{ifc}" in injected.links or n in injected.stopped
+                   for n, ifc in ends):
+            out.append(f"link {_link_name(plan, i)} is down")
+    out += [f"BIRD of {n} is not running" for n in sorted(dead)
+            if n not in injected.daemons and n not in injected.stopped]
+    return out
 
 
 def bird_routes(pid: int) -> dict[str, str | None]:

@@ -39,7 +39,7 @@ from harness import datapath
 from harness import labels as L
 from harness.datapath import NodeNet, PodNet, Settings
 from harness.errors import DeployError, InputError, LabExistsError, PodlabError
-from harness.host import containerlab, hostlimits, images, runtime, shaping, wiring
+from harness.host import containerlab, faultlog, hostlimits, images, runtime, shaping, wiring
 from harness.host.runtime import ContainerSpec, Started
 from harness.lab import running
 from harness.lab.progress import Reporter
@@ -95,6 +95,7 @@ def deploy(plan: Plan, *, progress: Any = None, runtime_name: str = PODLAB) -> N
     if (raised := hostlimits.ensure_neighbour_capacity(plan)) is not None:
         rep.note(raised)
     deploy_id = uuid.uuid4().hex[:12]
+    faultlog.forget(plan.lab)  # a new lab of an old name: none of the old one's faults
     try:
         _deploy(plan, deploy_id, rep, runtime_name)
     except BaseException as exc:

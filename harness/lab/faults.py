@@ -19,6 +19,8 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   address; verify expects the new one).
 - daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
   start it again by re-applying the node.
+- link-down, node-stop and daemon-kill are recorded (harness.host.faultlog) until undone:
+  verify re-plans around those, and a fault it finds unrecorded is a failure naming it.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import bird, runtime, shaping, wiring
+from harness.host import bird, faultlog, runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan
@@ -112,6 +114,7 @@ def link_down(plan: Plan, endpoint: str) -> None:
     """Pull the cable: both ends of the veth go down."""
     here, there, _ = veth(plan, endpoint)
     pids = _pids(plan)
+    faultlog.record(plan.lab, "link-down", f"{here.name}:{here.iface}")
     for end in (here, there):
         wiring.link_set(_pid(pids, end), end.iface, False)
 
@@ -126,6 +129,8 @@ def link_up(plan: Plan, endpoint: str) -> None:
     for end in (here, there):
         reconfigure(plan, end.name, pids, described)
     _forget_segment(plan, here, there, link, pids)
+    for end in (here, there):  # pulled at either end
+        faultlog.clear(plan.lab, "link-down", f"{end.name}:{end.iface}")
 
 
 def reconfigure(plan: Plan, name: str, pids: dict[str, int],
@@ -184,6 +189,7 @@ def node_stop(plan: Plan, name: str) -> None:
         raise LabNotFoundError(f"node {name} is not running")
     pids = _pids(plan)
     ends = [(pids[o.container], o.iface) for o in _peers(plan, name) if o.container in pids]
+    faultlog.record(plan.lab, "node-stop", name)
     for container in _host_network_containers(plan, name):  # the crash takes them too
         if container in pids:
             runtime.stop(container, timeout=5)
@@ -268,6 +274,8 @@ def node_start(plan: Plan, name: str) -> list[str]:
     for container in reversed(_host_network_containers(plan, name)):
         if container not in pids:
             runtime.restart_stopped(container)
+    faultlog.clear(plan.lab, "node-stop", name)
+    faultlog.clear(plan.lab, "daemon-kill", name)  # node-start starts its daemon too
     return made
 
 
@@ -321,7 +329,9 @@ def daemon_kill(plan: Plan, name: str) -> int:
     _, net = _described(plan)
     if not net.node(name).daemons:
         raise InputError(f"{name} runs no daemon ({net.datapath})")
-    return bird.kill(_pid_of(_pids(plan), name, node.container))
+    pid = _pid_of(_pids(plan), name, node.container)
+    faultlog.record(plan.lab, "daemon-kill", name)
+    return bird.kill(pid)
 
 
 def daemon_start(plan: Plan, name: str) -> None:
@@ -333,6 +343,7 @@ def daemon_start(plan: Plan, name: str) -> None:
     pids = _pids(plan)
     _pid_of(pids, name, node.container)
     reconfigure(plan, name, pids, described)
+    faultlog.clear(plan.lab, "daemon-kill", name)
 
 
 def _node(plan: Plan, name: str) -> NodePlan:

@@ -232,11 +232,13 @@ class Lab:
 
     def _converged(self, timeout: float | None, pids: dict[str, int]) -> Convergence:
         from harness import datapath
+        from harness.host import faultlog
 
         plan = self.observed_plan()
         dp = datapath.select(plan)
-        return (dp.converged(plan, pids) if timeout is None
-                else dp.converged(plan, pids, timeout))
+        injected = faultlog.recorded(self.name)  # re-planned for these alone
+        return (dp.converged(plan, pids, injected=injected) if timeout is None
+                else dp.converged(plan, pids, timeout, injected=injected))
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,

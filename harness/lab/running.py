@@ -15,7 +15,7 @@ from harness import labels as L
 from harness.datapath import cni
 from harness.datapath.iptables import count_saved
 from harness.errors import LabNotFoundError, PodlabError, RoutingError
-from harness.host import bird, containerlab, firewall, runtime, wiring
+from harness.host import bird, containerlab, faultlog, firewall, runtime, wiring
 from harness.host.runtime import ContainerInfo
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 from harness.plan import Plan
@@ -50,9 +50,11 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     labs = {r.lab for r in found if r.lab} | ({lab} if lab else set())
     for name in sorted(labs):
         release_network_state(name, [r for r in found if r.lab == name])
+        faultlog.forget(name)
     if all_labs:
         for name in cni.labs_with_state():  # their containers are gone already
             release_network_state(name, [])
+        faultlog.forget_all()
     by_clab = [name for name in sorted(labs | set(containerlab.labs_with_state()
                                                    if all_labs else ()))
                if containerlab.has_state(name)]
