@@ -173,10 +173,10 @@ def ensure_ready(combos: Sequence[Combo]) -> None:
 
         try:
             containerlab.require()  # once here, not one error per combination
-        except containerlab.ContainerlabMissing as exc:  # shown as skipped, with why
+        except containerlab.ContainerlabMissing as exc:  # asked for, not there: an error
             for combo in runnable:
                 if combo.runtime == "containerlab":
-                    combo.status, combo.reason = SKIPPED, str(exc)
+                    combo.status, combo.reason = ERROR, str(exc)
             runnable = [c for c in runnable if c.status == "pending"]
     for combo in runnable:
         ensure_images(combo.plan)

@@ -186,7 +186,7 @@ def test_the_matrix_runs_every_combination_under_each_runtime(tmp_path: Path) ->
         runtimes("podlab,kind")
 
 
-def test_without_containerlab_the_matrix_skips_its_combinations_and_says_why(
+def test_without_containerlab_its_combinations_are_errors_that_say_why(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.cli import matrix
     from harness.lab import deploy as lab_deploy
@@ -205,6 +205,6 @@ def test_without_containerlab_the_matrix_skips_its_combinations_and_says_why(
     monkeypatch.setattr(containerlab, "require", missing)
     matrix.ensure_ready(combos)
     assert [(c.runtime, c.status) for c in combos] == [("podlab", "pending"),
-                                                       ("containerlab", "skipped")]
+                                                       ("containerlab", "error")]
     assert combos[1].reason == "--runtime containerlab needs containerlab"
     assert built == [combos[0].name]
