@@ -32,7 +32,7 @@ from typing import Any
 from harness import labels
 from harness.errors import ImageError
 
-IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app", "bird")
+IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app", "bird", "frr")
 REPOSITORY = "podlab"
 HASH_LABEL = labels.CONTEXT_HASH
 # Debian's busybox-static installs /bin/busybox; /usr/bin is the merged-/usr spelling.

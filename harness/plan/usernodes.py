@@ -105,3 +105,4 @@ def mgmt_plan(topo: Topology) -> MgmtPlan | None:
                     ipv4_subnet=m.ipv4_subnet, ipv6_subnet=m.ipv6_subnet,
                     ipv4_range=m.ipv4_range, ipv6_range=m.ipv6_range, ipv4_gw=m.ipv4_gw,
                     ipv6_gw=m.ipv6_gw, mtu=m.mtu)
+

@@ -152,3 +152,32 @@ def test_exec_that_succeeds_lets_the_deploy_finish(monkeypatch: pytest.MonkeyPat
     assert [e[1][1] for e in events if e[0] == "exec"] == ["ip link show e1", "false",
                                                            "never run"]
     assert "rollback" not in [e[0] for e in events]
+
+
+def test_image_map_replaces_what_the_file_names_and_refuses_a_from_it_does_not() -> None:
+    from harness.plan.imagemap import parse_image_map, with_images
+
+    plan = make_plan(load_topology(FRR01))
+    mapping = parse_image_map(["quay.io/frrouting/frr:10.5.1=podlab/frr",
+                               "wbitt/network-multitool:3.22.2=podlab/node"])
+    mapped = with_images(plan, mapping)
+    assert {n.name: n.image for n in mapped.nodes} == {
+        "router1": "podlab/frr", "router2": "podlab/frr", "router3": "podlab/frr",
+        "PC1": "podlab/node", "PC2": "podlab/node", "PC3": "podlab/node"}
+    with pytest.raises(ValueError, match=r"uses no image 'quay\.io/frrouting/frr:9'"):
+        with_images(plan, {"quay.io/frrouting/frr:9": "podlab/frr"})
+    with pytest.raises(ValueError, match="write FROM=TO"):
+        parse_image_map(["podlab/frr"])
+
+
+def test_missing_image_names_itself_and_how_to_build_or_map_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "missing_images", lambda images: sorted(set(images)))
+    monkeypatch.setattr(runtime, "_pull_failures", {"quay.io/frrouting/frr:10.5.1":
+                                                    "dial tcp: lookup quay.io: no such host"})
+    with pytest.raises(Exception) as info:
+        runtime.require_images(["quay.io/frrouting/frr:10.5.1", "podlab/frr"])
+    text = str(info.value)
+    assert "podlab/frr (podlab's own: `podlab images build`)" in text
+    assert "quay.io/frrouting/frr:10.5.1 (no registry gave it: dial tcp: lookup quay.io" in text
+    assert "--image quay.io/frrouting/frr:10.5.1=podlab/node" in text
