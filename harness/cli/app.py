@@ -410,6 +410,46 @@ def export(topo: TopoOpt,
     _write_text(text, out_file)
 
 
+import_app = typer.Typer(help="Write a podlab topology from another tool's config.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("kind")
+def import_kind(config: Annotated[Path, typer.Argument(help="a kind Cluster config")],
+                out_file: WriteOpt = None,
+                cni: Annotated[str | None, typer.Option(
+                    "--cni", help="wire pods with podlab, bridge or ptp (default: ptp, as "
+                    "kind's kindnet; required with disableDefaultCNI)")] = None) -> None:
+    """A topology from a kind Cluster config: one k8s-node per node entry on one switch,
+    its podSubnet, serviceSubnet and ipFamily.
+
+    Example: podlab import kind kind-config.yaml --output kind.clab.yml
+    """
+    import yaml
+
+    from harness.errors import TopologyError
+    from harness.model.kindimport import import_kind as convert
+    from harness.model.structure import locate
+    from harness.model.topology import parse_topology
+    from harness.model.yamlsrc import load_yaml, read_text
+
+    try:
+        if cni is not None and cni not in ("podlab", "bridge", "ptp"):
+            raise InputError(f"--cni {cni!r}: one of podlab, bridge, ptp")
+        data, lines = load_yaml(read_text(config), str(config))
+        topo, notes, problems = convert(data, cni=cni)
+        if problems:
+            raise TopologyError(str(config), [locate(p, lines) for p in problems])
+        header = f"# written by `podlab import kind {config.name}`\n" + "".join(
+            f"# left out: {n}\n" for n in notes)
+        text = header + yaml.safe_dump(topo, sort_keys=False)
+        parse_topology(text)  # what it writes validates
+    except PodlabError as exc:
+        fail(exc)
+    _write_text(text, out_file)
+
+
 NodeOpt = Annotated[str | None, typer.Option("--node", help="a node of the lab")]
 PodOpt = Annotated[str | None, typer.Option("--pod", help="a pod of the lab")]
 
