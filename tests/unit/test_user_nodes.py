@@ -181,3 +181,13 @@ def test_missing_image_names_itself_and_how_to_build_or_map_it(
     assert "podlab/frr (podlab's own: `podlab images build`)" in text
     assert "quay.io/frrouting/frr:10.5.1 (no registry gave it: dial tcp: lookup quay.io" in text
     assert "--image quay.io/frrouting/frr:10.5.1=podlab/node" in text
+
+
+def test_static_management_address_without_a_subnet_takes_containerlabs_default() -> None:
+    plan = make_plan(parse_topology("name: d\ntopology:\n  nodes:\n    a: {kind: linux, "
+                                    "image: alpine:3, mgmt-ipv4: 172.20.20.99}\n"))
+    assert plan.mgmt is not None and plan.mgmt.ipv4_subnet == "172.20.20.0/24"
+    assert plan.mgmt.network == "podlab-d-mgmt" and plan.mgmt.ipv6_subnet is None
+    with pytest.raises(Exception, match=r"outside the management subnet 172\.20\.20\.0/24"):
+        parse_topology("name: d\ntopology:\n  nodes:\n    a: {kind: linux, image: alpine:3, "
+                       "mgmt-ipv4: 10.1.1.1}\n")
