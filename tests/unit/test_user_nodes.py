@@ -191,3 +191,34 @@ def test_static_management_address_without_a_subnet_takes_containerlabs_default(
     with pytest.raises(Exception, match=r"outside the management subnet 172\.20\.20\.0/24"):
         parse_topology("name: d\ntopology:\n  nodes:\n    a: {kind: linux, image: alpine:3, "
                        "mgmt-ipv4: 10.1.1.1}\n")
+
+
+def test_management_network_is_internal_with_the_files_subnet(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, Any] = {}
+
+    class Api:
+        def networks(self, **kw: Any) -> list[Any]:
+            return []
+
+        def create_network(self, name: str, **kw: Any) -> dict[str, str]:
+            made.update(kw, name=name)
+            return {"Id": "n1"}
+
+    monkeypatch.setattr(runtime, "_api", lambda: Api())
+    plan = make_plan(parse_topology(MGMT.replace("172.20.31.9", "172.20.30.10")))
+    user.create_mgmt(plan, "d1")
+    assert made["name"] == "labnet" and made["internal"] is True  # no way out
+    assert made["labels"]["io.podlab.lab"] == "m"
+    assert made["ipam"]["Config"][0]["Subnet"] == "172.20.30.0/24"
+
+
+def test_binds_keep_their_mode_and_resolve_next_to_the_file() -> None:
+    plan = make_plan(load_topology(FRR01))
+    spec = user.container_spec(plan, plan.node("router1"), describe(plan).node("router1"), {})
+    assert all(b.startswith(str(FRR01.parent.resolve())) for b in spec.binds)
+    text = FRR01.read_text().replace("router1/daemons:/etc/frr/daemons",
+                                     "router1/daemons:/etc/frr/daemons:ro")
+    topo = parse_topology(text, FRR01)
+    assert make_plan(topo).node("router1").run.binds[0].endswith(  # type: ignore[union-attr]
+        "/router1/daemons:/etc/frr/daemons:ro")
