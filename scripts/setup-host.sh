@@ -37,6 +37,8 @@ need=()
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 # `routing: bgp`: podlab/bird carries the host's bird and birdcl (and their libraries).
 [ -x /usr/sbin/bird ] && [ -x /usr/sbin/birdcl ] || need+=(bird2)
+# podlab/node and podlab/bird carry iproute2's `bridge` (hairpin mode in the export).
+[ -x /usr/sbin/bridge ] || [ -x /sbin/bridge ] || need+=(iproute2)
 # podlab/frr (routers of the user's, e.g. containerlab's frr01): FRR's daemons and vtysh.
 [ -x /usr/lib/frr/zebra ] && [ -x /usr/bin/vtysh ] || need+=(frr)
 # `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
