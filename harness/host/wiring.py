@@ -135,7 +135,14 @@ def create_dummy(pid: int, name: str, mtu: int | None = None) -> None:
         _call(pid, f"create dummy {name}", name,
               lambda: ipr.link("add", ifname=name, kind="dummy", state="up", **extra))
 
-    _with_ipr(pid, "create dummy", add)
+    try:
+        _with_ipr(pid, "create dummy", add)
+    except WiringError as exc:
+        if "not supported" in str(exc):  # EOPNOTSUPP: no dummy driver in this kernel
+            raise WiringError(f"{exc}: this host's kernel has no dummy interfaces "
+                              "(CONFIG_DUMMY, module `dummy`), which a `type: dummy` link "
+                              "needs") from exc
+        raise
 
 
 def create_veth(pid_a: int, name_a: str, pid_b: int, name_b: str, mtu: int | None = None,
