@@ -55,11 +55,21 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
         for name in cni.labs_with_state():  # their containers are gone already
             release_network_state(name, [])
         faultlog.forget_all()
+    removed = sorted(_remove(found, lab, labs, all_labs))
+    for name in sorted(labs):  # a management network, once no container is on it
+        runtime.remove_networks(runtime.networks_of(name))
+    return removed
+
+
+def _remove(found: list[ContainerInfo], lab: str | None, labs: set[str],
+            all_labs: bool) -> list[str]:
+    """The containers: those containerlab made through `containerlab destroy`, the rest
+    (and whatever it left) through Docker."""
     by_clab = [name for name in sorted(labs | set(containerlab.labs_with_state()
                                                    if all_labs else ()))
                if containerlab.has_state(name)]
     if not by_clab:
-        return sorted(runtime.remove_many(found))
+        return runtime.remove_many(found)
     failed: PodlabError | None = None
     for name in by_clab:
         try:
@@ -73,7 +83,7 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     removed = [r.name for r in found if r.id not in ids] + runtime.remove_many(left)
     if failed is not None:  # everything is removed; say what containerlab said
         raise failed
-    return sorted(removed)
+    return removed
 
 
 def release_network_state(lab: str, rows: list[ContainerInfo] | None = None) -> list[str]:
