@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from harness.datapath import services
+from harness.datapath import kubeproxy, services
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
     Convergence,
@@ -89,6 +89,8 @@ class Datapath:
         bridge_nf = ((BRIDGE_NF, "1"),) if rulesets else ()
         if any(rs.family == 6 for rs in rulesets):  # the same for ip6tables' Services
             bridge_nf += ((BRIDGE_NF6, "1"),)
+        if any(rs.owner == kubeproxy.OWNER and rs.family == 4 for rs in rulesets):
+            bridge_nf += (kubeproxy.ROUTE_LOCALNET,)  # its localhost node ports
         settings = Settings((*self.node_sysctls(node), *bridge_nf), NODE_CAPS)
         if k.is_switch:  # one L2 bridge over every port: no address, no route
             bridge = node.bridge or SWITCH_BRIDGE
@@ -125,16 +127,16 @@ class Datapath:
         """A k8s-node's masquerade. `masquerade: true`: podlab's rule (its pods' traffic
         to anything but the pod CIDR and the k8s-nodes' addresses), once per family
         (iptables, ip6tables) with the same semantics in each. ip-masq-agent's config:
-        the agent's own rule (every non-local destination but its non-masquerade CIDRs,
-        from any source, ports 32768-65535 at random), as its chain has it in each family
+        the agent's own rules (every non-local destination but its non-masquerade CIDRs,
+        from any source, MASQUERADE --random-fully), as its chain has it in each family
         of the cluster (ip6tables as the agent's --enable-ipv6 writes it)."""
         if not kind(node.kind).hosts_pods:
             return ()
         if plan.masq_agent_exempt is not None:
             return tuple(Masquerade(None, tuple(c for c in plan.masq_agent_exempt
                                                 if family_of(c) == family),
-                                    firewall.CHAIN, not_local=True, to_ports="32768-65535",
-                                    random_fully=True, family=6 if family == IPV6 else 4)
+                                    firewall.AGENT_CHAIN, not_local=True, random_fully=True,
+                                    family=6 if family == IPV6 else 4, agent=True)
                          for family in plan.families)
         if not node.masquerade_exempt or not node.pod_cidr:
             return ()
@@ -217,6 +219,7 @@ class Datapath:
             firewall.restore(pid, rs.restore_text(drop=drop),
                              rs.restore_text(jumps=False, drop=drop), rs.chains[0],
                              where=f"{rs.owner} on {node}", **six)
+            route_localnet(pid, rs)
 
     def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
         """Configure the node's namespace (its links exist); idempotent. `pods`: pods
@@ -236,6 +239,7 @@ class Datapath:
             firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
                              rs.chains[0], where=f"{rs.owner} on {node.name}",
                              **_ip6tables(rs))
+            route_localnet(pid, rs)
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
                   ) -> tuple[str, ...]:
@@ -293,6 +297,15 @@ def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:
     if missing:
         what = "; ".join(f"{n}: {', '.join(sorted(d))}" for n, d in sorted(missing.items()))
         raise DeployError(f"routes not installed after {timeout:g}s ({net.datapath}): {what}")
+
+
+def route_localnet(pid: int, rs: Ruleset) -> None:
+    """portmap's enableLocalnetRouting: route_localnet=1 on the interface the node routes
+    each of `rs.localnet` by (none while the pod has no route yet: as portmap, nothing)."""
+    for ip in rs.localnet:
+        dev = wiring.route_dev(pid, ip)
+        if dev and dev != "lo":
+            wiring.sysctl(pid, f"net.ipv4.conf.{dev}.route_localnet", "1")
 
 
 def _ip6tables(rs: Ruleset) -> dict[str, int]:

@@ -53,6 +53,9 @@ class Ruleset:
     # one such chain not in `chains` is stale (its endpoint moved) and a re-sync deletes it
     prunes: tuple[str, ...] = ()
     family: int = 4  # 4: iptables, 6: ip6tables
+    # addresses whose route's interface gets net.ipv4.conf.<it>.route_localnet=1 (portmap
+    # with SNAT on, so its 127.0.0.1 hostPort rule can cross to the pod)
+    localnet: tuple[str, ...] = ()
 
     @property
     def tool(self) -> str:

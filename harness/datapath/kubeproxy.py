@@ -3,8 +3,11 @@ Services. Pure.
 
 The chains, names and rules follow kube-proxy's iptables proxier (pkg/proxy/iptables) with
 its defaults: masquerade bit 14 (mark 0x4000), local traffic detected by the cluster CIDR
-(the pod CIDR), no NodePorts on 127.0.0.1 (`--iptables-localhost-nodeports=false`, which
-spares the route_localnet sysctl), MASQUERADE with --random-fully, no session affinity.
+(the pod CIDR), NodePorts on 127.0.0.1 in IPv4 (`--iptables-localhost-nodeports=true`: the
+node gets `net.ipv4.conf.all.route_localnet=1`, the last KUBE-SERVICES rule has no
+`! -d 127.0.0.0/8`, and filter KUBE-FIREWALL drops what else reaches 127.0.0.0/8 from
+outside, jumped to from INPUT and OUTPUT), MASQUERADE with --random-fully, no session
+affinity.
 
     PREROUTING, OUTPUT -> KUBE-SERVICES
       -d clusterIP --dport port                 -> KUBE-SVC-<hash>  (one per Service port)
@@ -51,6 +54,8 @@ POSTROUTING = "KUBE-POSTROUTING"
 MARK_MASQ = "KUBE-MARK-MASQ"
 FORWARD = "KUBE-FORWARD"
 PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBELET_FIREWALL = "KUBE-FIREWALL"  # kubelet's chain, which kube-proxy ensures too
+ROUTE_LOCALNET = ("net.ipv4.conf.all.route_localnet", "1")  # for localhost node ports
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 
 
@@ -107,6 +112,9 @@ def _jumps() -> tuple[Rule, ...]:
         jump("nat", "OUTPUT", SERVICES, portals),
         jump("nat", "PREROUTING", SERVICES, portals),
         jump("nat", "POSTROUTING", POSTROUTING, "kubernetes postrouting rules"),
+        # iptablesKubeletJumpChains, ensured after the above: no comment
+        Rule("filter", "INPUT", ("-j", KUBELET_FIREWALL)),
+        Rule("filter", "OUTPUT", ("-j", KUBELET_FIREWALL)),
     )
 
 
@@ -144,13 +152,22 @@ def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str,
     w.nat(POSTROUTING, "-m", "comment", "--comment", "kubernetes service traffic requiring SNAT",
           "-j", "MASQUERADE", "--random-fully")
     w.nat(MARK_MASQ, "-j", "MARK", "--or-mark", MASQ_MARK)
+    # the chain exists in both families (EnsureChain for the jumps); the rule that closes
+    # route_localnet's hole only where localhost node ports are (IPv4)
+    w.chains.append(("filter", KUBELET_FIREWALL))
+    if family == IPV4:
+        w.filter(KUBELET_FIREWALL, "-m", "comment", "--comment",
+                 "block incoming localnet connections", "-d", "127.0.0.0/8",
+                 "!", "-s", "127.0.0.0/8", "-m", "conntrack",
+                 "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
     for svc in services:
         for port in svc.ports:
             _service_port(w, node, svc, port, cluster_cidr)
+    # localhost node ports: IPv4 has them (the default), IPv6 never
+    not_localhost = ("!", "-d", LOCALHOST[IPV6]) if family == IPV6 else ()
     w.nat(SERVICES, "-m", "comment", "--comment",
           "kubernetes service nodeports; NOTE: this must be the last rule in this chain",
-          "-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", LOCALHOST[family],
-          "-j", NODEPORTS)
+          "-m", "addrtype", "--dst-type", "LOCAL", *not_localhost, "-j", NODEPORTS)
     w.filter(FORWARD, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
     w.filter(FORWARD, "-m", "comment", "--comment", "kubernetes forwarding rules",
              "-m", "mark", "--mark", f"{MASQ_MARK}/{MASQ_MARK}", "-j", "ACCEPT")

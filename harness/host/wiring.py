@@ -411,6 +411,25 @@ def route_source(pid: int, dst_ip: str) -> str:
     return _with_ipr(pid, f"route get {dst_ip}", body)
 
 
+def route_dev(pid: int, dst_ip: str) -> str | None:
+    """The interface the kernel routes ``dst_ip`` out of (RTM_GETROUTE's RTA_OIF), or None
+    without a route (portmap's getRoutableHostIF)."""
+    ipaddress.ip_address(dst_ip)
+
+    def body(ipr: Any) -> str | None:
+        try:
+            reply = ipr.route("get", dst=dst_ip)
+        except Exception:  # no route: portmap then sets nothing either
+            return None
+        oif = reply[0].get("RTA_OIF") if reply else None
+        if oif is None:
+            return None
+        link = ipr.get_links(oif)
+        return str(link[0].get("IFLA_IFNAME")) if link else None
+
+    return _with_ipr(pid, f"route get {dst_ip}", body)
+
+
 def forget_neighbours(pid: int, addresses: list[str]) -> int:
     """Delete the neighbour entries (ARP, IPv6 neighbour discovery) of `addresses` in the
     namespace of ``pid``, whatever their state; how many went."""

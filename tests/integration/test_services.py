@@ -66,6 +66,21 @@ def test_live_rules_are_the_planned_ones(lab: Lab) -> None:
     assert inspected["world"] is None
 
 
+def test_route_localnet_as_kube_proxy_and_portmap_set_it(lab: Lab) -> None:
+    from harness.host import wiring
+
+    node1 = lab.plan.node("node1")
+    pid = _pid(lab, "node1")
+    # kube-proxy's --iptables-localhost-nodeports (its default): on every interface
+    assert wiring.sysctl(pid, "net.ipv4.conf.all.route_localnet") == "1"
+    # portmap (SNAT on): on the interface its node routes the hostPort pod's address by
+    assert wiring.route_dev(pid, lab.plan.pod("echo").ip) == node1.bridge
+    assert wiring.sysctl(pid, f"net.ipv4.conf.{node1.bridge}.route_localnet") == "1"
+    # node3 has no hostPort pod: its bridge keeps the kernel's default
+    assert wiring.sysctl(_pid(lab, "node3"),
+                         f"net.ipv4.conf.{lab.plan.node('node3').bridge}.route_localnet") == "0"
+
+
 def test_reapplying_the_description_doubles_nothing(lab: Lab) -> None:
     plan = lab.plan
     dp = select(plan)
