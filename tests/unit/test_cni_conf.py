@@ -251,7 +251,7 @@ def test_spec_1_1_0_and_cni_versions_are_accepted_as_libcni_does(
     # a plugin that does not speak the version the list settles on is named
     make_plugin(plugins, "bandwidth", ("0.4.0", "1.0.0"))
     _, found = problems(tmp_path, plugins, {**GOOD, "cniVersions": ["1.1.0"]})
-    assert found == [f"<topology>: plugins[2].type: bandwidth speaks CNI 0.4.0, 1.0.0, not "
+    assert found == ["<topology>: plugins[2].type: bandwidth speaks CNI 0.4.0, 1.0.0, not "
                      "cniVersion 1.1.0"]
 
 
