@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from harness.datapath import kubeproxy, services
+from harness.datapath import conntrack, kubeproxy, services
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
     Convergence,
@@ -213,6 +213,7 @@ class Datapath:
         """kube-proxy's (and portmap's) sync on one node: refill their chains with
         `rulesets` and delete the per-endpoint chains an earlier sync made that are gone
         (an endpoint that moved to another address); idempotent."""
+        rulesets = tuple(rulesets)
         for rs in rulesets:
             six = _ip6tables(rs)
             drop = rs.stale(firewall.saved(pid, **six)) if rs.prunes else ()
@@ -220,6 +221,7 @@ class Datapath:
                              rs.restore_text(jumps=False, drop=drop), rs.chains[0],
                              where=f"{rs.owner} on {node}", **six)
             route_localnet(pid, rs)
+        clear_stale_udp(pid, rulesets)
 
     def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
         """Configure the node's namespace (its links exist); idempotent. `pods`: pods
@@ -297,6 +299,15 @@ def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:
     if missing:
         what = "; ".join(f"{n}: {', '.join(sorted(d))}" for n, d in sorted(missing.items()))
         raise DeployError(f"routes not installed after {timeout:g}s ({net.datapath}): {what}")
+
+
+def clear_stale_udp(pid: int, rulesets: Iterable[Ruleset]) -> int:
+    """After a sync, kube-proxy's and portmap's conntrack cleanup: delete the UDP entries
+    toward an endpoint that is gone (harness.datapath.conntrack); how many went."""
+    targets = tuple(t for rs in rulesets for t in rs.udp)
+    if not targets:
+        return 0
+    return wiring.conntrack_delete(pid, conntrack.stale(wiring.conntrack(pid), targets))
 
 
 def route_localnet(pid: int, rs: Ruleset) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from harness.datapath.conntrack import UdpTarget
+
 TABLES = ("filter", "nat")  # in the order iptables-save writes them
 BUILTIN = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 
@@ -56,6 +58,8 @@ class Ruleset:
     # addresses whose route's interface gets net.ipv4.conf.<it>.route_localnet=1 (portmap
     # with SNAT on, so its 127.0.0.1 hostPort rule can cross to the pod)
     localnet: tuple[str, ...] = ()
+    # UDP flows the owner clears when their endpoint is gone (harness.datapath.conntrack)
+    udp: tuple[UdpTarget, ...] = ()
 
     @property
     def tool(self) -> str:

@@ -41,6 +41,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 
+from harness.datapath.conntrack import UdpTarget
 from harness.datapath.iptables import Rule, Ruleset
 from harness.model.addressing import IPV4, IPV6, Family
 from harness.plan.services import Endpoint, ServicePlan, ServicePortPlan
@@ -176,7 +177,26 @@ def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str,
     filter_rules = [r for r in w.rules if r.table == "filter"]
     nat_rules = [r for r in w.rules if r.table == "nat"]
     return Ruleset(OWNER, node, tuple(w.chains), _jumps(), (*filter_rules, *nat_rules),
-                   prunes=SERVICE_CHAIN_PREFIXES, family=6 if family == IPV6 else 4)
+                   prunes=SERVICE_CHAIN_PREFIXES, family=6 if family == IPV6 else 4,
+                   udp=udp_targets(node, services))
+
+
+def udp_targets(node: str, services: Sequence[ServicePlan]) -> tuple[UdpTarget, ...]:
+    """What kube-proxy's conntrack cleanup watches on `node` (each Service as its family
+    sees it): every UDP ClusterIP and port with the endpoints behind it, and every UDP
+    node port with those it sends external traffic to (Local: this node's)."""
+    out = []
+    for svc in services:
+        for port in svc.ports:
+            if port.protocol.upper() != "UDP":
+                continue
+            everyone = frozenset(e.ip for e in port.endpoints)
+            out.append(UdpTarget(svc.cluster_ip, port.port, everyone))
+            if svc.type == "NodePort" and port.node_port is not None:
+                external = (frozenset(e.ip for e in port.local_endpoints(node))
+                            if svc.local_policy else everyone)
+                out.append(UdpTarget("", port.node_port, external))
+    return tuple(out)
 
 
 def _service_port(w: _Writer, node: str, svc: ServicePlan, port: ServicePortPlan,

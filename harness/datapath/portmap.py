@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
+from harness.datapath.conntrack import UdpTarget
 from harness.datapath.iptables import Rule, Ruleset
 from harness.model.addressing import IPV6, Family
 from harness.plan.services import HostPortPlan
@@ -84,5 +85,7 @@ def node_rules(node: str, host_ports: Sequence[HostPortPlan], container_ids: dic
     if not mine:
         return Ruleset(OWNER, node, (), (), (), family=version)
     localnet = () if six else tuple(dict.fromkeys(str(h.ip_of(family)) for h in mine))
+    udp = tuple(UdpTarget("", h.host_port, frozenset({str(h.ip_of(family))}))
+                for h in mine if h.protocol.upper() == "UDP")
     return Ruleset(OWNER, node, tuple(chains), jumps, tuple(rules), appends, family=version,
-                   localnet=localnet)
+                   localnet=localnet, udp=udp)

@@ -25,7 +25,7 @@ import errno
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -546,6 +546,35 @@ def conntrack(pid: int) -> list[Flow]:
         return run_in_netns(pid, body)
     except OSError as exc:
         raise _fail(pid, "conntrack dump", exc) from exc
+
+
+def conntrack_delete(pid: int, flows: Iterable[Flow]) -> int:
+    """Delete the conntrack entries of `flows` (matched by protocol and original tuple) in
+    the namespace of ``pid``, as `conntrack -D` would; how many went (an entry that timed
+    out meanwhile is simply not there)."""
+    wanted = {(f.proto, f.orig) for f in flows}
+    if not wanted:
+        return 0
+
+    def body() -> int:
+        from pyroute2 import Conntrack
+
+        gone = 0
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                doomed = [e for e in ct.dump_entries()
+                          if ((e.tuple_orig.proto_name() or str(e.tuple_orig.proto)),
+                              (e.tuple_orig.saddr, e.tuple_orig.daddr,
+                               e.tuple_orig.sport or 0, e.tuple_orig.dport or 0)) in wanted]
+                for entry in doomed:
+                    ct.delete(entry)
+                    gone += 1
+        return gone
+
+    try:
+        return run_in_netns(pid, body)
+    except OSError as exc:
+        raise _fail(pid, "conntrack delete", exc) from exc
 
 
 # --------------------------------------------------------------------------- tc

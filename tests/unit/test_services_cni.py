@@ -168,6 +168,7 @@ def test_deploy_syncs_every_node_with_the_addresses_the_adds_gave(
     monkeypatch.setattr(firewall, "restore", restore)
     monkeypatch.setattr(firewall, "saved", lambda pid: "")
     monkeypatch.setattr(wiring, "route_dev", lambda pid, ip: None)  # no kernel here
+    monkeypatch.setattr(wiring, "conntrack", lambda pid: [])
     pipeline = deploy._Pipeline(plan, "d", Reporter())
     pipeline.pid = {n.name: i for i, n in enumerate(plan.nodes, 100)}
     pipeline.assigned = dict(FOUND)
