@@ -61,9 +61,13 @@ class BgpDatapath(Datapath):
         if not bgpconf.is_speaker(node):
             return net
         self._model(plan)
-        conf = bgpconf.bird_conf(self._speakers[node.name], plan.lab)
-        return dataclasses.replace(net, daemons=(
-            Daemon("bird", bird.ARGV, files=((bird.CONF_PATH, conf),)),))
+        sp = self._speakers[node.name]
+        daemons = []
+        for family in bgpconf.daemon_families(sp):  # bird and bird6, as Calico runs them
+            name = bgpconf.DAEMON_OF[family]
+            conf = bgpconf.bird_conf(sp, plan.lab, family=family)
+            daemons.append(Daemon(name, bird.argv(name), files=((bird.conf_path(name), conf),)))
+        return dataclasses.replace(net, daemons=tuple(daemons))
 
     def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
         """Speakers learn every route from BIRD; outside hosts keep the plan's."""
@@ -82,8 +86,8 @@ class BgpDatapath(Datapath):
         for daemon in node.daemons:
             for path, text in daemon.files:
                 bird.write_file(pid, path, text)
-            if bird.alive(pid):
-                bird.command(pid, "configure")  # the same file: nothing changes
+            if bird.alive(pid, daemon.name):
+                bird.command(pid, "configure", daemon=daemon.name)  # the same: no change
             else:
                 bird.start(pid, daemon.argv)
 
@@ -124,8 +128,7 @@ class BgpDatapath(Datapath):
         timeout = CONVERGE_TIMEOUT_S if timeout is None else timeout
         self._model(plan)
         down = down_links(plan, pids)
-        dead = frozenset(name for name in self._speakers
-                         if name not in pids or not bird.alive(pids[name]))
+        dead = dead_daemons(self._speakers, pids)
         want = bgpconf.expected_routes(plan, down, dead) if (down or dead) else self._routes
         started = time.monotonic()
         while True:
@@ -136,7 +139,7 @@ class BgpDatapath(Datapath):
             time.sleep(POLL_S)
         took = time.monotonic() - started
         faults = [f"link {_link_name(plan, i)} down" for i in sorted(down)]
-        faults += [f"BIRD of {n} not running" for n in sorted(dead)]
+        faults += [f"{bgpconf.DAEMON_OF[f]} of {n} not running" for n, f in sorted(dead)]
         what = f" ({'; '.join(faults)})" if faults else ""
         if wrong:
             shown = ", ".join(f"{p} on {n}" for n, p in wrong[:8])
@@ -144,8 +147,22 @@ class BgpDatapath(Datapath):
                     f"routes differ from the plan ({shown})")
         else:
             note = f"BGP routes converged in {took:.2f}s{what}"
-        rerouted = plan.rerouted(down, dead) if (down or dead) else plan
+        # a speaker with no daemon left forwards nothing it learned (one family's death
+        # leaves the other's paths through it: the tables predicted per family say so)
+        gone = frozenset(n for n, sp in self._speakers.items()
+                         if all((n, f) in dead for f in bgpconf.daemon_families(sp)))
+        rerouted = plan.rerouted(down, gone) if (down or dead) else plan
         return Convergence(rerouted, took, not wrong, note)
+
+
+def dead_daemons(speakers: Mapping[str, bgpconf.Speaker], pids: Mapping[str, int]
+                 ) -> frozenset[tuple[str, str]]:
+    """(node, family) of every speaker daemon that does not answer (or whose node is
+    stopped)."""
+    return frozenset((name, family) for name, sp in speakers.items()
+                     for family in bgpconf.daemon_families(sp)
+                     if name not in pids
+                     or not bird.alive(pids[name], bgpconf.DAEMON_OF[family]))
 
 
 def bird_routes(pid: int) -> dict[str, str | None]:
@@ -154,10 +171,15 @@ def bird_routes(pid: int) -> dict[str, str | None]:
 
 
 def _sessions_down(pid: int) -> str:
-    try:
-        down = [p for p in bird.protocols(pid) if p.proto == "BGP" and p.info != "Established"]
-    except RoutingError as exc:
-        return f" ({exc})"
+    down = []
+    for daemon in (bird.DAEMON, bird.DAEMON6):
+        if not bird.configured(pid, daemon):
+            continue
+        try:
+            down += [p for p in bird.protocols(pid, daemon)
+                     if p.proto == "BGP" and p.info != "Established"]
+        except RoutingError as exc:
+            return f" ({exc})"
     if not down:
         return ""
     return " (sessions not established: " + ", ".join(

@@ -16,9 +16,11 @@ family (an `ipv4` or an `ipv6` channel). Every link and segment of a dual-stack 
 an address of each family, so the IPv6 sessions are the IPv4 ones' twins, a fault hits
 both alike, and each family's next hop is the peer's own address of that family on the
 link: no extended next hop (RFC 8950) and no link-local next hop to learn. The price is
-two sessions per neighbour, which a lab's timers and sizes do not feel. One BIRD serves
-both families (BIRD 2's channels): one `direct`, a `static` and a `kernel` protocol per
-family, and a prefix set per family (BIRD's sets hold one family each).
+two sessions per neighbour, which a lab's timers and sizes do not feel. Each family has
+its own daemon, as Calico runs `bird` and `bird6`: `bird` reads bird.conf (IPv4 only),
+`bird6` bird6.conf (IPv6 only), so one may die and leave the other family up. Both are
+the distribution's BIRD 2 (Calico ships its own BIRD 1.6 fork; its two binaries are
+BIRD 2's channels here), each with a `direct`, a `static` and a `kernel` protocol.
 
 Convergence is a matter of seconds, not minutes: BIRD's defaults (hold 240 s, connect
 retry 120 s, first connect after 5 s) suit the Internet, not a lab. Sessions here use a
@@ -38,7 +40,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from harness.host.bird import LOG_PATH
+from harness.host import bird
 from harness.kinds import kind
 from harness.model.addressing import IPV4, IPV6, Family, family_of, of_family
 from harness.plan import NodePlan, Plan
@@ -190,16 +192,28 @@ KERNEL = {IPV4: "", IPV6: " kernel6"}
 TEMPLATE = {IPV4: "peer", IPV6: "peer6"}
 
 
-def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
-    """The whole bird.conf of one speaker, every family of its lab."""
-    fams = [f for f in sp.families if sp.nets_of(f)]
+# the daemon of each family, as Calico names them
+DAEMON_OF = {IPV4: bird.DAEMON, IPV6: bird.DAEMON6}
+
+
+def daemon_families(sp: Speaker) -> tuple[Family, ...]:
+    """The families a speaker runs a daemon for: those its lab routes."""
+    return tuple(f for f in sp.families if sp.nets_of(f))
+
+
+def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers(),
+              family: Family | None = None) -> str:
+    """The configuration of one speaker's daemon of `family` (bird.conf for IPv4,
+    bird6.conf for IPv6); None: every family in one (one BIRD 2 could run them all)."""
+    fams = [f for f in daemon_families(sp) if family is None or f == family]
+    log = bird.log_path(DAEMON_OF[family]) if family else bird.LOG_PATH
     lines = [
         f"# bird.conf of {sp.node} ({sp.kind}, AS{sp.asn}) in lab {lab}: written by podlab",
         "# from the plan (harness/datapath/bgpconf.py); every session is eBGP to a neighbour"
         + ("," if len(fams) > 1 else "."),
         *(["# one per family, over that family's addresses on the link."]
           if len(fams) > 1 else []),
-        f'log "{LOG_PATH}" {{ info, remote, warning, error, auth, fatal, bug }};',
+        f'log "{log}" {{ info, remote, warning, error, auth, fatal, bug }};',
         f"router id {sp.router_id};",
         "",
         "# the lab's prefixes: pod CIDRs and underlay subnets; nothing else is exchanged",
@@ -248,6 +262,8 @@ def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers()) -> str:
         if f != fams[-1]:
             lines.append("")
     for s in sp.sessions:
+        if s.family not in fams:
+            continue
         lines += [
             "",
             f"protocol bgp {s.name} from {TEMPLATE[s.family]} {{",
@@ -292,35 +308,54 @@ class Routes:
                 for prefix in installed.get(node, {}) if prefix not in want]
 
 
+Dead = frozenset[str] | frozenset[tuple[str, str]] | frozenset[str | tuple[str, str]]
+
+
+def dead_pairs(plan: Plan, dead: Dead) -> frozenset[tuple[str, Family]]:
+    """`dead` as (node, family) daemons: a node name stands for all its daemons."""
+    out: set[tuple[str, Family]] = set()
+    for d in dead:
+        if isinstance(d, tuple):
+            out.add((d[0], d[1]))
+        else:
+            out.update((d, f) for f in plan.families)
+    return frozenset(out)
+
+
 def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
-                    dead: frozenset[str] = frozenset()) -> Routes:
+                    dead: Dead = frozenset()) -> Routes:
     """The routes BIRD converges to with `down_links` (plan.links indices) and the
     daemons of `dead` not running (their own kernels are not predicted), in every family.
 
-    A session is up when both daemons run and both ends' links are up. A pod CIDR is
-    originated by its k8s-node's daemon; a segment's subnet by every live speaker with an
-    up link into it. Each speaker then takes, per prefix it is not attached to, the
-    neighbours with the shortest AS path (breadth-first over the up sessions of the
-    prefix's family), at their addresses of that family.
+    A session is up when both daemons of its family run and both ends' links are up. A
+    pod CIDR is originated by its k8s-node's daemon of that family; a segment's subnet by
+    every live speaker with an up link into it. Each speaker then takes, per prefix it is
+    not attached to, the neighbours with the shortest AS path (breadth-first over the up
+    sessions of the prefix's family), at their addresses of that family. `dead`: node
+    names (every daemon) or (node, family) pairs (that family's daemon).
     """
+    gone = dead_pairs(plan, dead)
     sps = {s.node: s for s in speakers(plan)}
-    live = {n: s for n, s in sps.items() if n not in dead}
+    live = {n: s for n, s in sps.items() if any((n, f) not in gone for f in plan.families)}
     up = {n: [x for x in s.sessions if x.peer in live and x.link not in down_links
-              and x.peer_link not in down_links] for n, s in live.items()}
+              and x.peer_link not in down_links and (n, x.family) not in gone
+              and (x.peer, x.family) not in gone] for n, s in live.items()}
     link_of = _link_index(plan)
     origin: dict[str, set[str]] = {}
     attached: dict[str, set[str]] = {n: set() for n in live}
     for n, sp in live.items():
         node = plan.node(n)
         for prefix in sp.originates:
-            origin.setdefault(prefix, set()).add(n)
             attached[n].add(prefix)
+            if (n, family_of(prefix)) not in gone:
+                origin.setdefault(prefix, set()).add(n)
         for iface in node.interfaces:
             if iface.address and link_of[(n, iface.name)] not in down_links:
                 for address in iface.addresses:
                     subnet = str(ipaddress.ip_interface(address).network)
-                    origin.setdefault(subnet, set()).add(n)
                     attached[n].add(subnet)
+                    if (n, family_of(subnet)) not in gone:
+                        origin.setdefault(subnet, set()).add(n)
     result: dict[str, dict[str, frozenset[str]]] = {n: {} for n in live}
     for prefix, sources in origin.items():
         family = family_of(prefix)
@@ -334,7 +369,7 @@ def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
                     dist[sess.peer] = dist[u] + 1
                     queue.append(sess.peer)
         for n in live:
-            if prefix in attached[n] or n not in dist:
+            if prefix in attached[n] or n not in dist or (n, family) in gone:
                 continue
             hops = frozenset(s.peer_ip for s in over[n] if dist.get(s.peer) == dist[n] - 1)
             result[n][prefix] = hops
@@ -342,7 +377,7 @@ def expected_routes(plan: Plan, down_links: frozenset[int] = frozenset(),
 
 
 def predicted_tables(plan: Plan, down_links: frozenset[int] = frozenset(),
-                     dead: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+                     dead: Dead = frozenset()) -> dict[str, list[str]]:
     """The destinations each node's main table holds once BIRD converged with
     `down_links` and the daemons of `dead` killed (SIGKILL: a dead daemon's kernel keeps
     the routes it had, here those of the intact lab), in every family. Connected subnets
@@ -350,6 +385,7 @@ def predicted_tables(plan: Plan, down_links: frozenset[int] = frozenset(),
     plan's static routes on outside hosts. Switches have no table."""
     now = expected_routes(plan, down_links, dead).by_node
     before = expected_routes(plan).by_node if dead else now
+    gone = dead_pairs(plan, dead)
     link_of = _link_index(plan)
     out: dict[str, list[str]] = {}
     for node in plan.nodes:
@@ -361,7 +397,10 @@ def predicted_tables(plan: Plan, down_links: frozenset[int] = frozenset(),
         table += list(node.pod_cidrs)
         if not is_speaker(node):
             table += [r.dst for r in node.routes]
-        else:
-            table += list((before if node.name in dead else now).get(node.name, {}))
+        else:  # a dead daemon's routes stay in its kernel (those of the intact lab)
+            table += [p for p in before.get(node.name, {})
+                      if (node.name, family_of(p)) in gone]
+            table += [p for p in now.get(node.name, {})
+                      if (node.name, family_of(p)) not in gone]
         out[node.name] = table
     return out

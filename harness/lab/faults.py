@@ -312,16 +312,28 @@ def _ip(cidr: str) -> str:
 # --------------------------------------------------------------------------- daemons
 
 
-def daemon_kill(plan: Plan, name: str) -> int:
-    """Kill a node's routing daemon with SIGKILL, as a crash would: its kernel keeps the
-    routes it installed, its neighbours see the session drop and withdraw what they
-    learned from it. Returns the daemon's host pid. (BIRD is the only daemon a datapath
-    runs today.)"""
+def daemon_kill(plan: Plan, name: str, family: str | None = None) -> int:
+    """Kill a node's routing daemons with SIGKILL, as a crash would: its kernel keeps the
+    routes they installed, its neighbours see the sessions drop and withdraw what they
+    learned from them (at once, or after graceful restart's time where the sessions
+    negotiated it). `family` (ipv4, ipv6): that family's daemon only (bird or bird6, as
+    Calico runs them). Returns the (first) daemon's host pid. (BIRD is the only daemon a
+    datapath runs today.)"""
     node = _node(plan, name)
     _, net = _described(plan)
-    if not net.node(name).daemons:
+    daemons = [d.name for d in net.node(name).daemons]
+    if not daemons:
         raise InputError(f"{name} runs no daemon ({net.datapath})")
-    return bird.kill(_pid_of(_pids(plan), name, node.container))
+    if family is not None:
+        wanted = {"ipv4": bird.DAEMON, "ipv6": bird.DAEMON6}.get(family)
+        if wanted is None:
+            raise InputError(f"family {family!r}: ipv4 or ipv6")
+        if wanted not in daemons:
+            raise InputError(f"{name} runs no {family} daemon (it runs {', '.join(daemons)})")
+        daemons = [wanted]
+    pid = _pid_of(_pids(plan), name, node.container)
+    pids = [bird.kill(pid, daemon=d) for d in daemons]
+    return pids[0]
 
 
 def daemon_start(plan: Plan, name: str) -> None:

@@ -381,7 +381,7 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
     # routing: bgp's daemon, recorded instead of started; nothing to wait for then
     monkeypatch.setattr(bird, "write_file", lambda pid, path, text:
                         spaces[by_pid[pid]].files.add((path, text)))
-    monkeypatch.setattr(bird, "alive", lambda pid: False)
+    monkeypatch.setattr(bird, "alive", lambda pid, daemon="bird": False)
     monkeypatch.setattr(bird, "start", lambda pid, argv: spaces[by_pid[pid]].daemons.add(argv))
     monkeypatch.setattr(bgp.BgpDatapath, "after_deploy", lambda *a, **k: None)
     deploy.deploy(plan)
