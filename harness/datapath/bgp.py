@@ -58,7 +58,7 @@ class BgpDatapath(Datapath):
 
     def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
         net = super().node_net(plan, node)
-        if not bgpconf.is_speaker(node):
+        if not bgpconf.is_speaker(node, plan):
             return net
         self._model(plan)
         sp = self._speakers[node.name]
@@ -70,11 +70,19 @@ class BgpDatapath(Datapath):
         return dataclasses.replace(net, daemons=tuple(daemons))
 
     def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
-        """Speakers learn every route from BIRD; outside hosts keep the plan's."""
-        return () if bgpconf.is_speaker(node) else super().routes(plan, node)
+        """per-link: speakers learn every route from BIRD. node-mesh, route-reflectors:
+        speakers learn the pod CIDRs from BIRD and reach the underlay by the plan's
+        static routes (a host's own, in a real cluster), and routers that do not speak
+        BGP route by the plan's static routes, pod CIDRs included (without Calico's
+        IPIP/VXLAN, which podlab does not emulate, a fabric between the nodes must know
+        them). Outside hosts keep the plan's."""
+        if not bgpconf.is_speaker(node, plan):
+            return super().routes(plan, node)
+        return bgpconf.underlay_routes(plan, node) if plan.bgp_mode != bgpconf.PER_LINK \
+            else ()
 
     def ready_routes(self, plan: Plan, node: NodePlan) -> tuple[str, ...]:
-        if not bgpconf.is_speaker(node):
+        if not bgpconf.is_speaker(node, plan):
             return ()
         self._model(plan)
         return tuple(sorted(self._routes.by_node.get(node.name, {})))

@@ -51,9 +51,10 @@ def plan_of(path: Path, routing: str | None = None) -> Plan:
 
 
 def bgp_lab(path: Path, **sets: object) -> Lab:
-    """The example with routing: bgp (and the other cluster keys given), as the matrix
-    runs it, under a unique name."""
-    return Lab.deploy(load_variant(path, {"routing": "bgp", **sets},
+    """The example with routing: bgp in per-link mode (eBGP on every link: the routers
+    speak BGP too; and the other cluster keys given), under a unique name."""
+    return Lab.deploy(load_variant(path, {"routing": "bgp", "bgp": {"mode": "per-link"},
+                                          **sets},
                                    name=unique_name(path.name.split(".")[0])))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import subprocess
 from pathlib import Path
@@ -30,12 +31,18 @@ pods:
 """
 
 
+def per_link(plan: Plan) -> Plan:
+    """These tests are of `cluster.bgp.mode: per-link` (eBGP on every link)."""
+    return dataclasses.replace(plan, bgp_mode="per-link")
+
+
 def example(name: str) -> Plan:
-    return make_plan(load_topology(next(p for p in EXAMPLES if p.name == f"{name}.clab.yml")))
+    return per_link(make_plan(load_topology(next(p for p in EXAMPLES
+                                                 if p.name == f"{name}.clab.yml"))))
 
 
 def plan_of(text: str) -> Plan:
-    return make_plan(parse_topology(text))
+    return per_link(make_plan(parse_topology(text)))
 
 
 def by_node(plan: Plan) -> dict[str, bgp.Speaker]:
@@ -276,7 +283,7 @@ def bgp_plan(name: str) -> Plan:
     text = path.read_text()
     if "routing: bgp" not in text:
         text = text.replace("cluster:\n", "cluster:\n  routing: bgp\n", 1)
-    return make_plan(parse_topology(text, path))
+    return per_link(make_plan(parse_topology(text, path)))
 
 
 def test_bgp_is_selected_by_the_file() -> None:
@@ -330,7 +337,7 @@ RING_V6 = RING.replace(
 
 def bgp_text(name: str) -> str:
     text = next(p for p in EXAMPLES if p.name == f"{name}.clab.yml").read_text()
-    return text.replace("cluster:\n", "cluster:\n  routing: bgp\n", 1)
+    return text.replace("cluster:\n", "cluster:\n  routing: bgp\n  bgp: {mode: per-link}\n", 1)
 
 
 def twin(plan: Plan, ip: str) -> str:
