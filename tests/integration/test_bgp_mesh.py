@@ -116,3 +116,25 @@ def test_a_killed_ipv4_daemon_fails_its_ipv4_pairs_after_graceful_restart_only(
     finally:
         lab.fault("daemon-start", "node3")
     assert lab.verify(checks=PAIRS).ok
+
+
+def test_route_reflectors_reflect_every_block_and_the_lab_verifies(
+        docker_available: None) -> None:
+    """The same lab with `mode: route-reflectors`, r1 and node3 reflecting: r1 speaks BGP
+    (a session with every node, the nodes its clients), the other nodes peer with the
+    reflectors only, and every block still reaches every node."""
+    sets = {"bgp": {"mode": "route-reflectors", "reflectors": ["r1", "node3"]}}
+    with Lab.deploy(load_variant(MESH, sets, name=unique_name("rr"))) as rr:
+        plan, pids = rr.plan, rr.pids()
+        want = bgpconf.expected_routes(plan)
+        installed = {n: bgp.bird_routes(pids[n]) for n in want.by_node}
+        assert want.missing(installed) == [] and want.unexpected(installed) == []
+        assert set(installed["r1"]) == {c for n in plan.k8s_nodes for c in n.pod_cidrs}
+        nodes = {n["name"]: n for n in rr.inspect()["nodes"]}
+        r1 = [s for s in nodes["r1"]["bgp"]["sessions"] if s["daemon"] == "bird"]
+        assert len(r1) == 4 and all(s["info"] == "Established" for s in r1)
+        node1 = [s for s in nodes["node1"]["bgp"]["sessions"] if s["daemon"] == "bird"]
+        assert len(node1) == 2 and all(s["name"].startswith("Node_") for s in node1)
+        assert nodes["r2"]["bgp"] is None  # not a reflector: static routes, no BIRD
+        report = rr.verify(checks=PAIRS)
+        assert report.ok, [f"{r.family} {r.detail}" for r in report.results if not r.ok]
