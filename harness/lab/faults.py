@@ -17,8 +17,9 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   With a CNI datapath the pods' links are the plugins': node-start calls DEL then ADD for
   each pod of the node, as a runtime restarting its sandboxes (the pod may get another
   address; verify expects the new one).
-- daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
-  start it again by re-applying the node.
+- daemon-kill/daemon-start: SIGKILL a node's routing daemons (routing: bgp's BIRD, one
+  per family: `family` kills bird or bird6 alone), and start them again by re-applying
+  the node.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
