@@ -406,8 +406,10 @@ def _ibgp_conf(sp: Speaker, lab: str, timers: Timers, fams: list[Family], log: s
             f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
             "  graceful restart on;",
             f"  graceful restart time {GR_TIME};",
-            f"  {CHANNEL[f]} {{ import all; export where net ~ {POOLS[f]}; "
-            "gateway recursive; };",
+            # the blocks and what BGP learned, never a route of the kernel's inside a
+            # block (a ptp pod's /32): Calico's calico_aggr exports the block alone
+            f"  {CHANNEL[f]} {{ import all; export where net ~ {POOLS[f]} && "
+            "(source = RTS_STATIC || source = RTS_BGP); gateway recursive; };",
             "}",
         ]
         if f != fams[-1]:

@@ -61,7 +61,8 @@ def test_node_mesh_bird_conf_is_calicos_in_bird2s_words(tmp_path: Path) -> None:
     for text in ("  local as 64512;", "  multihop;", "  graceful restart on;",
                  f"  graceful restart time {bgpconf.GR_TIME};", "  learn;",
                  "  merge paths on;",
-                 "  ipv4 { import all; export where net ~ PODLAB_POOLS; gateway recursive; };"):
+                 "  ipv4 { import all; export where net ~ PODLAB_POOLS && (source = RTS_STATIC"
+                 " || source = RTS_BGP); gateway recursive; };"):
         assert text in v4, text
     assert v4.count("\nprotocol bgp Mesh_") == 3 == v6.count("\nprotocol bgp Mesh_")
     bird = bird_binary()
