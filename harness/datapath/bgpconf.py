@@ -1,5 +1,10 @@
 """`routing: bgp`, the pure half: speakers, their bird.conf, and what BIRD converges to.
 
+`cluster.bgp.mode` says who speaks. node-mesh (the default, Calico's) and
+route-reflectors: the k8s-nodes (and the reflectors) in one AS, iBGP over the nodes' own
+addresses, as Calico's confd writes it (`_ibgp_speakers`, `_ibgp_conf`, `_ibgp_routes`);
+routers that do not speak keep the plan's static routes. per-link, below:
+
 Every node whose kind learns pod routes (k8s-nodes and routers) is a BGP *speaker* with
 its own private AS, in file order from 64512 (4200000000 when a lab has more speakers
 than the 2-byte private range holds). A speaker peers, over eBGP, with every other
