@@ -25,6 +25,7 @@ from harness.datapath.net import (
 )
 from harness.errors import DeployError
 from harness.host import firewall, wiring
+from harness.host.faultlog import NO_FAULTS, Faults
 from harness.kinds import kind
 from harness.model.addressing import IPV6, family_of
 from harness.plan import POD_IFACE, SWITCH_BRIDGE, NodePlan, Plan, PodPlan
@@ -269,10 +270,12 @@ class Datapath:
         wait_routes(net, pids, timeout)
 
     def converged(self, plan: Plan, pids: Mapping[str, int],
-                  timeout: float = READY_TIMEOUT_S) -> Convergence:
+                  timeout: float = READY_TIMEOUT_S, injected: Faults = NO_FAULTS
+                  ) -> Convergence:
         """Before verify: the plan to expect now, once routing settled after any fault.
         Static routes do not move (a pulled cable fails the pairs that crossed it), so
-        the plan is what it was. `pids`: node name -> pid of the running nodes."""
+        the plan is what it was. `pids`: node name -> pid of the running nodes;
+        `injected`: the faults podlab injected (harness.host.faultlog)."""
         return Convergence(plan)
 
 

@@ -31,6 +31,7 @@ from harness.datapath.base import Datapath
 from harness.datapath.net import Convergence, Daemon, LabNet, NodeNet, PodNet, Route
 from harness.errors import RoutingError
 from harness.host import bird, wiring
+from harness.host.faultlog import NO_FAULTS, Faults
 from harness.plan import NodePlan, Plan
 
 DEPLOY_TIMEOUT_S = 30.0  # deploy: every route installed within this, or it fails
@@ -129,14 +130,24 @@ class BgpDatapath(Datapath):
                             for n, m in sorted(missing.items())))
 
     def converged(self, plan: Plan, pids: Mapping[str, int],
-                  timeout: float | None = None) -> Convergence:
+                  timeout: float | None = None, injected: Faults = NO_FAULTS) -> Convergence:
         """The plan verify must expect now: rerouted around the links that are down and
         the speakers whose BIRD is dead (or whose node is stopped), once every live
-        speaker's kernel holds exactly the routes BIRD converges to (bounded wait)."""
+        speaker's kernel holds exactly the routes BIRD converges to (bounded wait).
+
+        Only faults podlab `injected` (and recorded) are routed around: a daemon that
+        died by itself, or a cable nobody pulled through podlab, raises RoutingError
+        naming it (the plan cannot say what the lab should do then)."""
         timeout = CONVERGE_TIMEOUT_S if timeout is None else timeout
         self._model(plan)
         down = down_links(plan, pids)
         dead = dead_daemons(self._speakers, pids)
+        if wrong_state := unexplained(plan, down, dead, injected):
+            raise RoutingError(
+                f"lab {plan.lab}: {'; '.join(wrong_state)}, and podlab did not do it (podlab "
+                "fault records what it injects); verify expects no fault it did not "
+                "inject: restart the daemon (podlab fault daemon-start NODE), plug the "
+                "link back (podlab fault link-up A:IF), or deploy again")
         want = bgpconf.expected_routes(plan, down, dead) if (down or dead) else self._routes
         started = time.monotonic()
         while True:
@@ -171,6 +182,41 @@ def dead_daemons(speakers: Mapping[str, bgpconf.Speaker], pids: Mapping[str, int
                      for family in bgpconf.daemon_families(sp)
                      if name not in pids
                      or not bird.alive(pids[name], bgpconf.DAEMON_OF[family]))
+
+
+def unexplained(plan: Plan, down: frozenset[int],
+                dead: frozenset[str] | frozenset[tuple[str, str]] | bgpconf.Dead,
+                injected: Faults) -> list[str]:
+    """The faults seen (links `down`, daemons `dead`: node names, or (node, family) for
+    one family's) that podlab did not inject: a cable is explained when podlab pulled it
+    (at either end) or stopped a node it ends on, a daemon when podlab killed it (all the
+    node's, or that family's: `NODE/ipv4`) or stopped its node. A node whose every daemon
+    is dead is named as `BIRD of NODE`, one family's as `bird6 of NODE`."""
+    out = []
+    for i in sorted(down):
+        link = plan.links[i]
+        ends = (link.a, link.b)
+        if not any(f"{n}:{ifc}" in injected.links or n in injected.stopped
+                   for n, ifc in ends):
+            out.append(f"link {_link_name(plan, i)} is down")
+    pairs = bgpconf.dead_pairs(plan, dead)
+    whole = {n for n, _ in pairs if all((n, f) in pairs for f in plan.families
+                                        if _runs(plan, n, f))}
+    for n in sorted({n for n, _ in pairs}):
+        if n in injected.daemons or n in injected.stopped:
+            continue
+        if n in whole and not any(f"{n}/{f}" in injected.daemons for f in plan.families):
+            out.append(f"BIRD of {n} is not running")
+            continue
+        out += [f"{bgpconf.DAEMON_OF[f]} of {n} is not running" for f in plan.families
+                if (n, f) in pairs and f"{n}/{f}" not in injected.daemons]
+    return out
+
+
+def _runs(plan: Plan, node: str, family: str) -> bool:
+    """Whether `node` runs a daemon of `family` (a speaker of a lab routing it)."""
+    return any(sp.node == node and family in bgpconf.daemon_families(sp)
+               for sp in bgpconf.speakers(plan))
 
 
 def bird_routes(pid: int) -> dict[str, str | None]:

@@ -20,6 +20,9 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
 - daemon-kill/daemon-start: SIGKILL a node's routing daemons (routing: bgp's BIRD, one
   per family: `family` kills bird or bird6 alone), and start them again by re-applying
   the node.
+- link-down, node-stop and daemon-kill are recorded (harness.host.faultlog) until undone
+  (a daemon-kill of one family as `NODE/ipv4`): verify re-plans around those, and a
+  fault it finds unrecorded is a failure naming it.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 
 from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import bird, runtime, shaping, wiring
+from harness.host import bird, faultlog, runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan
@@ -113,6 +116,7 @@ def link_down(plan: Plan, endpoint: str) -> None:
     """Pull the cable: both ends of the veth go down."""
     here, there, _ = veth(plan, endpoint)
     pids = _pids(plan)
+    faultlog.record(plan.lab, "link-down", f"{here.name}:{here.iface}")
     for end in (here, there):
         wiring.link_set(_pid(pids, end), end.iface, False)
 
@@ -127,6 +131,8 @@ def link_up(plan: Plan, endpoint: str) -> None:
     for end in (here, there):
         reconfigure(plan, end.name, pids, described)
     _forget_segment(plan, here, there, link, pids)
+    for end in (here, there):  # pulled at either end
+        faultlog.clear(plan.lab, "link-down", f"{end.name}:{end.iface}")
 
 
 def reconfigure(plan: Plan, name: str, pids: dict[str, int],
@@ -185,6 +191,7 @@ def node_stop(plan: Plan, name: str) -> None:
         raise LabNotFoundError(f"node {name} is not running")
     pids = _pids(plan)
     ends = [(pids[o.container], o.iface) for o in _peers(plan, name) if o.container in pids]
+    faultlog.record(plan.lab, "node-stop", name)
     for container in _host_network_containers(plan, name):  # the crash takes them too
         if container in pids:
             runtime.stop(container, timeout=5)
@@ -269,6 +276,8 @@ def node_start(plan: Plan, name: str) -> list[str]:
     for container in reversed(_host_network_containers(plan, name)):
         if container not in pids:
             runtime.restart_stopped(container)
+    faultlog.clear(plan.lab, "node-stop", name)
+    faultlog.clear(plan.lab, "daemon-kill", name)  # node-start starts its daemon too
     return made
 
 
@@ -333,6 +342,7 @@ def daemon_kill(plan: Plan, name: str, family: str | None = None) -> int:
             raise InputError(f"{name} runs no {family} daemon (it runs {', '.join(daemons)})")
         daemons = [wanted]
     pid = _pid_of(_pids(plan), name, node.container)
+    faultlog.record(plan.lab, "daemon-kill", f"{name}/{family}" if family else name)
     pids = [bird.kill(pid, daemon=d) for d in daemons]
     return pids[0]
 
@@ -346,6 +356,8 @@ def daemon_start(plan: Plan, name: str) -> None:
     pids = _pids(plan)
     _pid_of(pids, name, node.container)
     reconfigure(plan, name, pids, described)
+    for target in (name, f"{name}/ipv4", f"{name}/ipv6"):  # every daemon runs again
+        faultlog.clear(plan.lab, "daemon-kill", target)
 
 
 def _node(plan: Plan, name: str) -> NodePlan:

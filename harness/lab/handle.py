@@ -100,15 +100,17 @@ class Lab:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def deploy(cls, source: Source, *, name: str | None = None, progress: Any = None) -> Lab:
+    def deploy(cls, source: Source, *, name: str | None = None, progress: Any = None,
+               runtime: str = _deploy.PODLAB) -> Lab:
         """Bring up the lab of a topology file (or Topology, or Plan) and return it.
 
         `name` overrides the file's lab name (`unique_name()` makes a fresh one).
-        `progress` is a rich Progress or a `(phase, done, total)` callback. Raises
+        `progress` is a rich Progress or a `(phase, done, total)` callback. `runtime`:
+        who makes the nodes and links, "podlab" or "containerlab". Raises
         LabExistsError when it runs already, DeployError after rolling back a failure.
         """
         lab = cls(plan_of(source, name))
-        _deploy.deploy(lab.plan, progress=progress)
+        _deploy.deploy(lab.plan, progress=progress, runtime_name=runtime)
         return lab
 
     @classmethod
@@ -230,11 +232,13 @@ class Lab:
 
     def _converged(self, timeout: float | None, pids: dict[str, int]) -> Convergence:
         from harness import datapath
+        from harness.host import faultlog
 
         plan = self.observed_plan()
         dp = datapath.select(plan)
-        return (dp.converged(plan, pids) if timeout is None
-                else dp.converged(plan, pids, timeout))
+        injected = faultlog.recorded(self.name)  # re-planned for these alone
+        return (dp.converged(plan, pids, injected=injected) if timeout is None
+                else dp.converged(plan, pids, timeout, injected=injected))
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,

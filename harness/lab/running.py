@@ -15,7 +15,7 @@ from harness import labels as L
 from harness.datapath import cni
 from harness.datapath.iptables import count_saved
 from harness.errors import LabNotFoundError, PodlabError, RoutingError
-from harness.host import bird, firewall, runtime, wiring
+from harness.host import bird, containerlab, faultlog, firewall, runtime, wiring
 from harness.host.runtime import ContainerInfo
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 from harness.plan import Plan
@@ -39,8 +39,10 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     """Remove every container of `lab` (of every lab with `all_labs`), in parallel.
 
     A lab wired by CNI plugins first gets a DEL for every pod its state directory records
-    (while the namespaces still exist), and the directory (IPAM leases) goes after.
-    Returns the names removed, sorted; a second call is a no-op returning [].
+    (while the namespaces still exist), and the directory (IPAM leases) goes after. A lab
+    whose nodes containerlab made goes through `containerlab destroy --cleanup` (the
+    rest, its pods, as always). Returns the names removed, sorted; a second call is a
+    no-op returning [].
     """
     if not all_labs and lab is None:
         raise LabNotFoundError("destroy needs a lab name (or --all)")
@@ -48,10 +50,30 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     labs = {r.lab for r in found if r.lab} | ({lab} if lab else set())
     for name in sorted(labs):
         release_network_state(name, [r for r in found if r.lab == name])
+        faultlog.forget(name)
     if all_labs:
         for name in cni.labs_with_state():  # their containers are gone already
             release_network_state(name, [])
-    return sorted(runtime.remove_many(found))
+        faultlog.forget_all()
+    by_clab = [name for name in sorted(labs | set(containerlab.labs_with_state()
+                                                   if all_labs else ()))
+               if containerlab.has_state(name)]
+    if not by_clab:
+        return sorted(runtime.remove_many(found))
+    failed: PodlabError | None = None
+    for name in by_clab:
+        try:
+            containerlab.destroy(name)
+        except containerlab.ContainerlabMissing:
+            pass  # containerlab is gone since: Docker removes its nodes below
+        except PodlabError as exc:
+            failed = failed or exc
+    left = runtime.containers_of(None if all_labs else lab)
+    ids = {r.id for r in left}
+    removed = [r.name for r in found if r.id not in ids] + runtime.remove_many(left)
+    if failed is not None:  # everything is removed; say what containerlab said
+        raise failed
+    return sorted(removed)
 
 
 def release_network_state(lab: str, rows: list[ContainerInfo] | None = None) -> list[str]:

@@ -157,20 +157,32 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
                 problems += _socket(want_rep, rep, rep_heard, target.sender, "reply",
                                     observed["reply"], probe.error is None)
     ok = not problems
-    word = _ttl(exp.family)
     if ok:
-        ttl = f"{word} -{hops}" if hops else f"{word} unchanged (no router on the path)"
+        ttl = hops_phrase(exp.family, hops)
         detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged on the wire and "
-                  f"at {target.receiver}'s socket, {ttl} as planned ({' > '.join(exp.path)})")
+                  f"at {target.receiver}'s socket, {ttl}")
         if exp.snat_to:
-            detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} by "
-                      f"{exp.path[0]}, seen so by {target.receiver}'s socket; {word} -{hops}")
+            detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} "
+                      f"({exp.path[0]}'s address), seen so by {target.receiver}'s socket; "
+                      f"{ttl}")
         if probe.expect_reply:
             detail += "; reply unchanged"
     else:
         detail = "; ".join(dict.fromkeys(problems))
     return Result(target.check, exp.src, exp.dst, probe.proto, ok, expected, observed, detail,
                   [probe.id], exp.family)
+
+
+def hops_phrase(family: str, hops: int, seen: Sequence[str] | None = None) -> str:
+    """What a passing result may say of its way: the hops by name only where they were
+    observed (`seen`, in order); else only that the TTL (hop limit) fell by the planned
+    number of routers, which equal paths through other routers would match too."""
+    word = _ttl(family)
+    if seen:
+        return f"{word} -{hops} over {' > '.join(seen)}"
+    if not hops:
+        return f"{word} unchanged, no router planned on the way (hops not observed)"
+    return f"{word} -{hops}, the planned number of routers (hops not observed)"
 
 
 def _ttl(family: str) -> str:

@@ -217,6 +217,18 @@ def test_a_killed_daemon_fails_exactly_the_pairs_that_lost_their_route(
 
 
 
+def test_a_daemon_that_died_by_itself_fails_verify_naming_it(leafspine: Lab) -> None:
+    """Killed behind podlab's back (no `podlab fault`): not routed around with a note."""
+    bird.kill(leafspine.pids()["leaf2"])
+    try:
+        with pytest.raises(RoutingError, match="BIRD of leaf2 is not running, and podlab "
+                                               "did not do it"):
+            leafspine.verify(checks=PAIRS)
+    finally:
+        leafspine.fault("daemon-start", "leaf2")
+    assert leafspine.verify(checks=PAIRS).ok
+
+
 def test_a_daemon_fault_needs_a_daemon(leafspine: Lab) -> None:
     with pytest.raises(InputError, match="runs no daemon"):
         leafspine.fault("daemon-kill", "rack1")

@@ -138,3 +138,18 @@ def test_bad_bgp_settings_are_refused_with_their_path(extra: str, path: str,
     _, problems = problems_of(TEXT.replace("  routing: bgp\n", f"  routing: bgp\n{extra}"))
     assert [p.path for p in problems] == [path], problems
     assert message in problems[0].message
+
+
+def test_a_recorded_kill_of_one_family_explains_that_daemon_only() -> None:
+    from harness.datapath import bgp
+    from harness.host import faultlog
+
+    plan = mesh()
+    killed = faultlog.Faults(daemons=frozenset({"node3/ipv4"}))
+    assert bgp.unexplained(plan, frozenset(), frozenset({("node3", "ipv4")}), killed) == []
+    assert bgp.unexplained(plan, frozenset(), frozenset({("node3", "ipv4"), ("node3", "ipv6")}),
+                           killed) == ["bird6 of node3 is not running"]
+    assert bgp.unexplained(plan, frozenset(), frozenset({("node2", "ipv4"), ("node2", "ipv6")}),
+                           killed) == ["BIRD of node2 is not running"]
+    whole = faultlog.Faults(daemons=frozenset({"node2"}))
+    assert bgp.unexplained(plan, frozenset(), frozenset({("node2", "ipv6")}), whole) == []

@@ -13,6 +13,7 @@ from harness.host import firewall
 from harness.model.topology import parse_topology
 from harness.plan import Plan, make_plan
 from harness.prove import verify
+from harness.prove.result import Result
 from harness.render.export import masquerade_commands
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,12 @@ def test_the_agents_config_masquerades_what_it_does_not_exempt() -> None:
     assert not p.masquerades("node1", "10.244.1.2")
     assert not p.masquerades("node1", p.node("node1").address)  # its own: --dst-type LOCAL
     assert p.masquerades("node1", str(p.node("node2").address))  # not exempt: NATed
-    assert verify._negative_control(p, ["pod-to-external"], [])[0] == "observed"
+    # the control is seen only in a result: with none, it did not run
+    assert verify._negative_control(p, ["pod-to-external"], [])[0] == "not run"
+    e = p.pod_to_external("web", "world")
+    seen = Result("pod-to-external", "web", "world", "udp", True, {"src": e.snat_to},
+                  {"src": e.snat_to}, "")
+    assert verify._negative_control(p, ["pod-to-external"], [seen])[0] == "observed"
 
 
 def test_the_agents_rule_is_installed_and_exported_as_the_agent_writes_it() -> None:

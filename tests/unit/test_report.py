@@ -30,7 +30,8 @@ def test_streamed_json_is_the_design_object() -> None:
     data = json.loads(_json(report(PASS, FAIL)))
     assert data["ok"] is False
     assert data["summary"] == {"passed": 1, "failed": 1, "total": 2, "duration_s": 1.25,
-                               "negative_control": "not applicable", "notes": []}
+                               "negative_control": "not applicable", "notes": [],
+                               "sample": None}
 
 
 def test_streamed_json_puts_one_result_on_each_line() -> None:
