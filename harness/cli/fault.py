@@ -92,13 +92,18 @@ def node_start(ctx: typer.Context, node: Node) -> None:
 
 
 @fault_app.command("daemon-kill")
-def daemon_kill(ctx: typer.Context, node: Node) -> None:
-    """Kill a node's routing daemon (routing: bgp's BIRD) with SIGKILL, as a crash would.
+def daemon_kill(ctx: typer.Context, node: Node,
+                family: Annotated[str | None, typer.Option(
+                    "--family", help="ipv4 (bird) or ipv6 (bird6): that family's daemon "
+                    "only; unset: every daemon of the node")] = None) -> None:
+    """Kill a node's routing daemons (routing: bgp's BIRD, one per family) with SIGKILL, as
+    a crash would.
 
-    Example: podlab fault -t topologies/leafspine.clab.yml daemon-kill leaf1
+    Example: podlab fault -t topologies/leafspine.clab.yml daemon-kill leaf1 --family ipv4
     """
-    pid = _apply("daemon-kill", ctx, node)
-    _done(f"node {node}: routing daemon killed (pid {pid}); its neighbours withdraw its routes")
+    pid = _apply("daemon-kill", ctx, node, **({"family": family} if family else {}))
+    which = f"{family} routing daemon" if family else "routing daemon"
+    _done(f"node {node}: {which} killed (pid {pid}); its neighbours withdraw its routes")
 
 
 @fault_app.command("daemon-start")

@@ -17,10 +17,12 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   With a CNI datapath the pods' links are the plugins': node-start calls DEL then ADD for
   each pod of the node, as a runtime restarting its sandboxes (the pod may get another
   address; verify expects the new one).
-- daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
-  start it again by re-applying the node.
-- link-down, node-stop and daemon-kill are recorded (harness.host.faultlog) until undone:
-  verify re-plans around those, and a fault it finds unrecorded is a failure naming it.
+- daemon-kill/daemon-start: SIGKILL a node's routing daemons (routing: bgp's BIRD, one
+  per family: `family` kills bird or bird6 alone), and start them again by re-applying
+  the node.
+- link-down, node-stop and daemon-kill are recorded (harness.host.faultlog) until undone
+  (a daemon-kill of one family as `NODE/ipv4`): verify re-plans around those, and a
+  fault it finds unrecorded is a failure naming it.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
@@ -320,18 +322,29 @@ def _ip(cidr: str) -> str:
 # --------------------------------------------------------------------------- daemons
 
 
-def daemon_kill(plan: Plan, name: str) -> int:
-    """Kill a node's routing daemon with SIGKILL, as a crash would: its kernel keeps the
-    routes it installed, its neighbours see the session drop and withdraw what they
-    learned from it. Returns the daemon's host pid. (BIRD is the only daemon a datapath
-    runs today.)"""
+def daemon_kill(plan: Plan, name: str, family: str | None = None) -> int:
+    """Kill a node's routing daemons with SIGKILL, as a crash would: its kernel keeps the
+    routes they installed, its neighbours see the sessions drop and withdraw what they
+    learned from them (at once, or after graceful restart's time where the sessions
+    negotiated it). `family` (ipv4, ipv6): that family's daemon only (bird or bird6, as
+    Calico runs them). Returns the (first) daemon's host pid. (BIRD is the only daemon a
+    datapath runs today.)"""
     node = _node(plan, name)
     _, net = _described(plan)
-    if not net.node(name).daemons:
+    daemons = [d.name for d in net.node(name).daemons]
+    if not daemons:
         raise InputError(f"{name} runs no daemon ({net.datapath})")
+    if family is not None:
+        wanted = {"ipv4": bird.DAEMON, "ipv6": bird.DAEMON6}.get(family)
+        if wanted is None:
+            raise InputError(f"family {family!r}: ipv4 or ipv6")
+        if wanted not in daemons:
+            raise InputError(f"{name} runs no {family} daemon (it runs {', '.join(daemons)})")
+        daemons = [wanted]
     pid = _pid_of(_pids(plan), name, node.container)
-    faultlog.record(plan.lab, "daemon-kill", name)
-    return bird.kill(pid)
+    faultlog.record(plan.lab, "daemon-kill", f"{name}/{family}" if family else name)
+    pids = [bird.kill(pid, daemon=d) for d in daemons]
+    return pids[0]
 
 
 def daemon_start(plan: Plan, name: str) -> None:
@@ -343,7 +356,8 @@ def daemon_start(plan: Plan, name: str) -> None:
     pids = _pids(plan)
     _pid_of(pids, name, node.container)
     reconfigure(plan, name, pids, described)
-    faultlog.clear(plan.lab, "daemon-kill", name)
+    for target in (name, f"{name}/ipv4", f"{name}/ipv6"):  # every daemon runs again
+        faultlog.clear(plan.lab, "daemon-kill", target)
 
 
 def _node(plan: Plan, name: str) -> NodePlan:

@@ -271,6 +271,10 @@ class Plan:
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
     routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
+    # routing: bgp's `cluster.bgp`: mode, the cluster's AS, the route reflectors
+    bgp_mode: str = "node-mesh"
+    bgp_as: int = 64512
+    bgp_reflectors: tuple[str, ...] = ()
     cni: str = datapaths.DEFAULT_CNI
     # `cni: {conflist: FILE, bin-dir: DIR}` as the file says (relative to topo_path)
     cni_conflist: str | None = None
@@ -606,6 +610,9 @@ class Plan:
                                         if self.masq_agent_exempt is not None else None),
             "pod_cidr": self.pod_cidr,
             "routing": self.routing,
+            **({"bgp": {"mode": self.bgp_mode, "as": self.bgp_as,
+                        "reflectors": list(self.bgp_reflectors)}}
+               if self.routing == "bgp" else {}),
             "cni": self.cni,
             "families": list(self.families),
             "pod_cidrs": list(self.pod_cidrs),

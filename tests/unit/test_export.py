@@ -372,10 +372,14 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(shaping, "shape", lambda *a, **k: "netem")
     monkeypatch.setattr(firewall, "masquerade", masquerade)
     monkeypatch.setattr(firewall, "restore", restore)
+    # portmap's route_localnet on the pod's route device: no route in this fake (the
+    # export leaves it to kube-proxy's net.ipv4.conf.all.route_localnet=1, which the
+    # kernel ORs with every device's)
+    monkeypatch.setattr(wiring, "route_dev", lambda pid, ip: None)
     # routing: bgp's daemon, recorded instead of started; nothing to wait for then
     monkeypatch.setattr(bird, "write_file", lambda pid, path, text:
                         spaces[by_pid[pid]].files.add((path, text)))
-    monkeypatch.setattr(bird, "alive", lambda pid: False)
+    monkeypatch.setattr(bird, "alive", lambda pid, daemon="bird": False)
     monkeypatch.setattr(bird, "start", lambda pid, argv: spaces[by_pid[pid]].daemons.add(argv))
     monkeypatch.setattr(bgp.BgpDatapath, "after_deploy", lambda *a, **k: None)
     deploy.deploy(plan)
