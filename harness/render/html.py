@@ -31,7 +31,7 @@ from harness.render.truth import (
 FULL_MAX_COLS = 60  # wider matrices are summarised per node pair
 MAX_FAILURES = 2000  # listed; the count says how many more
 CLASS = {".": "ok", "N": "nat", "n": "nonat", "X": "lost", "T": "ttl", "P": "port",
-         "!": "other"}
+         "D": "detour", "!": "other"}
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 2em 3em;color:#111}
@@ -52,6 +52,7 @@ table.truth td a{color:inherit;text-decoration:none;display:block}
 .lost,.other{background:#dc2626;color:#fff;font-weight:bold}
 .nat,.nonat{background:#c026d3;color:#fff;font-weight:bold}
 .ttl,.port{background:#f59e0b;color:#111;font-weight:bold}
+.detour{background:#0891b2;color:#fff;font-weight:bold}
 .sw{display:inline-block;width:1.5em;text-align:center;border-radius:3px;
 font:12px/1.5 ui-monospace,monospace;margin-right:.3em}
 .legend .e{margin-right:1.2em}

@@ -1,0 +1,162 @@
+"""The path check, pure: the hops each traced pair must cross, from the plan, and the
+verdict on hand-written answers (a clean trace, a silent hop, a detour, a rewrite located
+to its hop, IPv6, an outside host with no route back)."""
+
+from __future__ import annotations
+
+from podlab_unit_helpers import EXAMPLES
+
+from harness.model.topology import load_topology
+from harness.plan import Plan, make_plan
+from harness.prove import path
+from harness.prove.path import Answer, PathTarget, Quote
+from harness.render.truth import DETOUR, classify
+
+SPORT, DPORT = 40000, 33434
+
+
+def example(name: str) -> Plan:
+    return make_plan(load_topology(next(p for p in EXAMPLES if p.name == f"{name}.clab.yml")))
+
+
+def traced(plan: Plan) -> dict[tuple[str, str, str], PathTarget]:
+    """Every traced pair, the kernel's source taken as the plan's (a node: its first
+    address)."""
+    out = {}
+    for check, e, sender in path.pairs(plan):
+        src = e.src_ip or plan.source_toward(sender, e.dst, e.family)
+        t = path.target(plan, check, e, sender, src)
+        out[(t.src, t.dst, t.family)] = t
+    return out
+
+
+def answers(t: PathTarget, devices: list[str] | None = None,
+            quotes: dict[int, Quote] | None = None, plan: Plan | None = None
+            ) -> dict[int, Answer]:
+    """The answers a trace of `t` gets when `devices` (default: the planned hops) answer
+    in turn, each from its first address, quoting the header it should have received,
+    unless `quotes` says otherwise."""
+    devices = devices or t.planned
+    out = {}
+    for k, name in enumerate(devices, 1):
+        hop = t.hops[k - 1] if k <= len(t.hops) else None
+        addr = (path.addresses_of(plan, name, t.family)[0] if plan and (
+            hop is None or hop.device != name) else hop.addresses[0])  # type: ignore[union-attr]
+        src = hop.src if hop else t.src_ip
+        quote = (quotes or {}).get(k, Quote(src, t.dst_ip, SPORT, DPORT))
+        kind = "unreachable" if name == t.dst else "time-exceeded"
+        out[k] = Answer(k, addr, kind, device=name, quote=quote, received=True)
+    return out
+
+
+def judge(t: PathTarget, got: dict[int, Answer], plan: Plan) -> path.Result:
+    return path.judge(t, got, "udp", SPORT, DPORT, who=path.owners(plan))
+
+
+def test_each_pair_that_crosses_a_device_is_traced_hop_by_hop_through_the_plan() -> None:
+    plan = example("tworouter")
+    ts = traced(plan)
+    assert set(ts) == {("a", "b", "ipv4"), ("b", "a", "ipv4"), ("n1", "b", "ipv4"),
+                       ("n2", "a", "ipv4"), ("a", "n2", "ipv4"), ("b", "n1", "ipv4")}
+    assert ts["a", "b", "ipv4"].planned == ["n1", "ra", "n2", "b"]
+    assert ts["n1", "b", "ipv4"].planned == ["ra", "n2", "b"]  # a node is its own sender
+    assert ts["a", "n2", "ipv4"].planned == ["n1", "ra", "n2"]
+    ra = ts["a", "b", "ipv4"].hops[1]
+    assert set(ra.addresses) == set(plan.node("ra").own_addresses)
+
+
+def test_every_pod_is_some_sources_destination_on_each_node() -> None:
+    plan = example("flat3")
+    dsts = {t.dst for t in traced(plan).values() if t.check == "pod-to-pod"}
+    assert dsts == {p.name for p in plan.pods}
+
+
+def test_a_clean_trace_passes_naming_every_hop() -> None:
+    plan = example("tworouter")
+    t = traced(plan)["a", "b", "ipv4"]
+    r = judge(t, answers(t), plan)
+    assert r.ok, r.detail
+    assert r.observed["hops"] == ["n1", "ra", "n2", "b"]
+    assert "n1 > ra > n2 > b answered in order as planned" in r.detail
+
+
+def test_a_detour_of_equal_length_names_the_router_taken() -> None:
+    plan = example("tworouter")
+    t = traced(plan)["a", "b", "ipv4"]
+    r = judge(t, answers(t, ["n1", "rb", "n2", "b"], plan=plan), plan)
+    assert not r.ok and r.failure == "detour"
+    assert r.observed["hops"] == ["n1", "rb", "n2", "b"]
+    assert r.expected["hops"] == ["n1", "ra", "n2", "b"]
+    assert "hop 2 (TTL 2) was rb, not ra" in r.detail
+    assert classify(r) == DETOUR
+    assert r.to_dict()["failure"] == "detour"
+
+
+def test_a_silent_hop_is_reported_silent_never_assumed() -> None:
+    plan = example("tworouter")
+    t = traced(plan)["a", "b", "ipv4"]
+    got = answers(t)
+    del got[2]
+    r = judge(t, got, plan)
+    assert not r.ok and r.failure == "silent"
+    assert r.observed["hops"] == ["n1", "?", "n2", "b"]
+    assert "hop 2 (ra) silent: no answer to TTL 2 in 2 tries" in r.detail
+
+
+def test_nothing_sent_is_a_failure() -> None:
+    plan = example("tworouter")
+    t = traced(plan)["a", "b", "ipv4"]
+    r = path.judge(t, {}, error="a has no route to 10.244.1.2")
+    assert not r.ok and r.failure == "unsent" and "no route" in r.detail
+
+
+def test_a_rewrite_is_located_between_the_last_hop_that_quoted_it_as_sent_and_the_next(
+        ) -> None:
+    plan = example("routed")
+    t = traced(plan)["client", "server", "ipv4"]
+    assert t.planned == ["node1", "r1", "spine", "r3", "node3", "server"]
+    spine_out = next(i for i in plan.node("spine").interfaces if i.peer.startswith("r3:"))
+    natted = spine_out.address.split("/")[0]  # type: ignore[union-attr]
+    rewritten = Quote(natted, t.dst_ip, SPORT, DPORT)
+    r = judge(t, answers(t, quotes={4: rewritten, 5: rewritten, 6: rewritten}), plan)
+    assert not r.ok and r.failure == "rewrite"
+    assert (f"source rewritten {t.src_ip} -> {natted} between spine and r3: spine quoted "
+            "it as expected, r3 (hop 4) is the first hop whose quote differs "
+            f"({natted} is spine's own address)") in r.detail
+
+
+def test_masquerade_expected_after_the_pods_node_is_no_rewrite() -> None:
+    plan = example("routed")
+    t = traced(plan)["client", "ext", "ipv4"]
+    assert t.hops[0].src == t.src_ip and t.hops[1].src != t.src_ip  # SNAT by node1
+    got = answers(t, quotes={k: Quote(t.hops[k - 1].src, t.dst_ip, 61000, DPORT)
+                             for k in range(2, len(t.hops) + 1)})
+    assert judge(t, got, plan).ok
+
+
+def test_ipv6_hops_answer_from_their_ipv6_addresses_with_hop_limits() -> None:
+    plan = example("dual")
+    ts = traced(plan)
+    t = next(t for (s, d, f), t in ts.items() if f == "ipv6" and t.check == "pod-to-pod"
+             and len(t.hops) > 2)
+    assert all(":" in a for h in t.hops for a in h.addresses)
+    got = answers(t)
+    del got[1]
+    r = judge(t, got, plan)
+    assert r.family == "ipv6" and "no answer to hop limit 1" in r.detail
+    assert judge(t, answers(t), plan).ok
+
+
+def test_an_outside_hosts_answer_need_not_come_back_to_an_unmasqueraded_pod() -> None:
+    plan = example("routed")
+    plan = make_plan(load_topology(next(p for p in EXAMPLES if p.name == "routed.clab.yml")))
+    t = next(t for t in traced(plan).values() if t.check == "pod-to-external")
+    unmasq = PathTarget(t.check, t.src, t.dst, t.sender, t.family, t.src_ip, t.dst_ip,
+                        tuple(path.Hop(h.device, h.addresses, t.src_ip) for h in t.hops),
+                        answer_back=False)
+    got = answers(unmasq)
+    got[len(unmasq.hops)].received = False
+    assert judge(unmasq, got, plan).ok
+    got[1].received = False
+    r = judge(unmasq, got, plan)
+    assert not r.ok and r.failure == "lost"
