@@ -199,6 +199,27 @@ def icmp_probe_filter(share: int | None = None) -> list[Insn]:
     ])
 
 
+def icmp_answer_filter() -> list[Insn]:
+    """Accept the answers a traced path gets, both ways: ICMP time-exceeded, destination
+    unreachable and echo reply (ICMPv6: time-exceeded, destination unreachable, echo
+    reply); IPv6 without extension headers, as the lab sends it."""
+    return assemble([
+        (LDH_ABS, 0, 0, 12), (JEQ, "ip4", 0, ETH_P_IP), (JEQ, "ip6", "drop", ETH_P_IPV6),
+        "ip4",
+        (LDB_ABS, 0, 0, 23), (JEQ, 0, "drop", 1),
+        (LDXB_MSH, 0, 0, 14), (LDB_IND, 0, 0, 14),
+        (JEQ, "accept", 0, 11), (JEQ, "accept", 0, 3), (JEQ, "accept", "drop", 0),
+        "ip6",
+        (LDB_ABS, 0, 0, 20), (JEQ, 0, "drop", 58),
+        (LDB_ABS, 0, 0, 54),
+        (JEQ, "accept", 0, 3), (JEQ, "accept", 0, 1), (JEQ, "accept", "drop", 129),
+        "accept",
+        (RET, 0, 0, PROBE_SNAPLEN),
+        "drop",
+        (RET, 0, 0, 0),
+    ])
+
+
 # The nonce is "PLB"/"PLR" and the probe id in 16 lower-case hex digits (harness.prove.probe);
 # the last digit, at this offset, carries the id's low bits.
 NONCE_LAST = 18

@@ -20,8 +20,9 @@ from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.kinds import kind
 from harness.plan import Plan, PodPlan, servicepaths
-from harness.prove import intrapod, mtu, noroute, sample, services, shard, verdict
+from harness.prove import intrapod, mtu, noroute, pathprobe, sample, services, shard, verdict
 from harness.prove.engine import Engine, Namespace
+from harness.prove.path import pairs as traced_pairs
 from harness.prove.probe import Probe, Seen, new_ids
 from harness.prove.result import Report, Result
 from harness.prove.targets import (
@@ -79,6 +80,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
              if check not in quiet]
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
+    path_frames: dict[int, list[bytes]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         intra = pool.submit(intrapod.check_all, plan, pids, pods) \
             if "intra-pod" in checks else None
@@ -102,6 +104,10 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
             results += intra.result()
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
         results += mtu.check(plan, pids)
+    if "path" in checks:  # after mtu: its sniffers keep ICMP errors
+        traced, frames = pathprobe.check(plan, pids, timeout=timeout, quick=quick)
+        results += traced
+        path_frames.update(frames)
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     control, why = _negative_control(plan, checks, results)
@@ -144,6 +150,9 @@ def _empty(plan: Plan, checks: list[str], tgts: list[Target],
         elif check == "mtu":
             if not mtu.targets(plan):
                 out[check] = "the lab has fewer than two nodes with pods"
+        elif check == "path":
+            if not traced_pairs(plan):
+                out[check] = "no pair crosses a router or forwarding node"
         elif check in SERVICE_CHECKS and check not in has:
             out[check] = _no_service_path(plan, check)
         elif check not in has:

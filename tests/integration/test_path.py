@@ -42,8 +42,11 @@ def replace_route(pid: int, dst: str, via: str) -> None:
 
 
 def test_a_detour_of_equal_length_fails_only_path_naming_the_router_taken(
-        docker_available: None) -> None:
-    with deploy("tworouter.clab.yml") as lab:
+        docker_available: None, tmp_path: Path) -> None:
+    file = tmp_path / "tworouter.clab.yml"
+    file.write_text((ROOT / "topologies" / "tworouter.clab.yml").read_text().replace(
+        "name: tworouter", f"name: {unique_name('tworouter')}", 1))
+    with Lab.deploy(file) as lab:
         clean = lab.verify()
         assert clean.ok, [r.detail for r in clean.results if not r.ok]
         paths = [r for r in clean.results if r.check == "path"]
@@ -55,8 +58,7 @@ def test_a_detour_of_equal_length_fails_only_path_naming_the_router_taken(
         rb = next(i for i in plan.node("rb").interfaces if i.peer == "n1:eth2")
         replace_route(lab.pids()["n1"], str(plan.node("n2").pod_cidr),
                       bare_ip(str(rb.address)))
-        run = subprocess.run([sys.executable, "-m", "harness.cli", "verify", "--name",
-                              lab.name, "-t", str(ROOT / "topologies" / "tworouter.clab.yml"),
+        run = subprocess.run([sys.executable, "-m", "harness.cli", "verify", "-t", str(file),
                               "-o", "json"], capture_output=True, text=True, cwd=ROOT)
         assert run.returncode == 1, run.stderr
         import json

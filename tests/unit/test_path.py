@@ -160,3 +160,35 @@ def test_an_outside_hosts_answer_need_not_come_back_to_an_unmasqueraded_pod() ->
     got[1].received = False
     r = judge(unmasq, got, plan)
     assert not r.ok and r.failure == "lost"
+
+
+def test_an_answer_frame_names_its_writer_the_probe_and_the_ttl_it_quotes() -> None:
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.inet6 import ICMPv6TimeExceeded, IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    from harness.prove import pathprobe
+    from harness.prove.probe import nonce
+
+    t = PathTarget("pod-to-pod", "a", "b", "a", "ipv4", "10.244.0.2", "10.244.1.2", ())
+    sent = pathprobe.stamp(pathprobe.craft(t, 7, SPORT), False, 3, pathprobe.tag_of(3, 1))
+    sent_ip = IP(sent)
+    assert sent_ip.ttl == 3 and sent_ip.src == "10.244.0.2" and sent_ip[UDP].sport == SPORT
+    frame = bytes(Ether() / IP(src="172.30.0.2", dst="10.244.0.2", ttl=64) /
+                  ICMP(type=11, code=0) / sent_ip)
+    got = pathprobe.parse_answer(frame)
+    assert got is not None
+    assert (got.from_ip, got.ttl, got.kind, got.probe, got.tag & 0xFF) == (
+        "172.30.0.2", 64, "time-exceeded", 7, 3)
+    assert got.quote == Quote("10.244.0.2", "10.244.1.2", SPORT, pathprobe.DPORT)
+
+    t6 = PathTarget("pod-to-pod", "a", "b", "a", "ipv6", "fd00::2", "fd00:1::2", ())
+    sent6 = IPv6(pathprobe.stamp(pathprobe.craft(t6, 9, SPORT), True, 2,
+                                 pathprobe.tag_of(2, 0)))
+    assert sent6.hlim == 2 and bytes(sent6[Raw]) == nonce(9)
+    frame6 = bytes(Ether() / IPv6(src="fd00:ff::1", dst="fd00::2", hlim=64) /
+                   ICMPv6TimeExceeded() / sent6)
+    got6 = pathprobe.parse_answer(frame6)
+    assert got6 is not None and got6.kind == "time-exceeded" and got6.probe == 9
+    assert got6.tag & 0xFF == 2 and got6.quote.src == "fd00::2"

@@ -1,0 +1,319 @@
+"""The `path` check's engine: scapy-crafted probes with rising TTL from each sender's
+namespace, and every namespace's sniffer recording who answered and what it quoted.
+
+What is crafted, and what is not: the sender's own kernel picks the source (the address
+its route lookup returns toward the destination, asked in the sender's namespace just
+before: harness.host.wiring.route_sources), and the packet leaves through that
+namespace's own routing table and interface. scapy writes only what a traceroute must
+choose: the TTL (IPv6: hop limit), the ports, the IP id (IPv6: flow label) that tells the
+TTL and the try of each answer, and a nonce payload naming the probe.
+
+Each answer is seen twice: leaving the namespace that wrote it (outgoing, with its
+initial TTL 64: the emitter, and the header it quoted before anything on the way back
+could touch it; Linux NAT rewrites the quote inside an ICMP error back for the sender)
+and arriving in the sender's namespace (it came back). A probe of one TTL that nothing
+answers is sent again (harness.prove.path.TRIES in all), then reported silent.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from harness.host import bpf, wiring
+from harness.host.netns import run_in_netns, socket_in_netns
+from harness.kinds import kind
+from harness.plan import Plan
+from harness.prove import path
+from harness.prove.path import Answer, PathTarget, Quote
+from harness.prove.probe import new_ids, nonce, read_nonce
+from harness.prove.result import Result
+from harness.prove.targets import endpoints
+
+DPORT = 33434  # traceroute's first port: no listener expected there
+EMITTED_TTL = 64  # an ICMP error leaves its writer with the default TTL / hop limit
+KINDS4 = {11: "time-exceeded", 3: "unreachable", 0: "echo-reply"}
+KINDS6 = {3: "time-exceeded", 1: "unreachable", 129: "echo-reply"}
+_IDS = new_ids()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One answer frame: who wrote it (outer source, its TTL), what it is, and the probe
+    it answers (nonce id, TTL and try from the quoted IP id / flow label)."""
+
+    from_ip: str
+    ttl: int
+    kind: str
+    quote: Quote
+    probe: int
+    tag: int
+
+
+def tag_of(ttl: int, attempt: int) -> int:
+    """The IP id (IPv6: flow label) of the probe of `ttl` in try `attempt` (never 0: the
+    kernel would fill in an id of its own)."""
+    return (attempt << 8) | ttl
+
+
+def parse_answer(frame: bytes) -> Parsed | None:
+    """An Ethernet frame holding an answer to a path probe (ICMP error quoting it), else
+    None. Pure."""
+    if len(frame) < 14:
+        return None
+    ethertype = frame[12:14]
+    if ethertype == b"\x08\x00":
+        ip = frame[14:]
+        if len(ip) < 20 or ip[9] != 1:
+            return None
+        ihl = (ip[0] & 0x0F) * 4
+        icmp = ip[ihl:]
+        kind = KINDS4.get(icmp[0]) if icmp else None
+        if kind is None or kind == "echo-reply" or len(icmp) < 8 + 20:
+            return None
+        inner = icmp[8:]
+        iihl = (inner[0] & 0x0F) * 4
+        if inner[9] != 17 or len(inner) < iihl + 8 + 19:
+            return None
+        sport, dport = struct.unpack_from("!HH", inner, iihl)
+        got = read_nonce(inner[iihl + 8:iihl + 8 + 19])
+        if got is None:
+            return None
+        quote = Quote(socket.inet_ntoa(inner[12:16]), socket.inet_ntoa(inner[16:20]),
+                      sport, dport)
+        return Parsed(socket.inet_ntoa(ip[12:16]), ip[8], kind, quote, got[0],
+                      struct.unpack_from("!H", inner, 4)[0])
+    if ethertype == b"\x86\xdd":
+        ip = frame[14:]
+        if len(ip) < 40 + 8 + 40 + 8 + 19 or ip[6] != 58:
+            return None
+        kind = KINDS6.get(ip[40])
+        if kind is None or kind == "echo-reply":
+            return None
+        inner = ip[48:]
+        if inner[6] != 17:
+            return None
+        sport, dport = struct.unpack_from("!HH", inner, 40)
+        got = read_nonce(inner[48:48 + 19])
+        if got is None:
+            return None
+        six = socket.AF_INET6
+        quote = Quote(socket.inet_ntop(six, inner[8:24]), socket.inet_ntop(six, inner[24:40]),
+                      sport, dport)
+        return Parsed(socket.inet_ntop(six, ip[8:24]), ip[7], kind, quote, got[0],
+                      struct.unpack_from("!I", inner, 0)[0] & 0xFFFFF)
+    return None
+
+
+def craft(t: PathTarget, probe: int, sport: int) -> bytes:
+    """The probe's packet, crafted by scapy (TTL 1; `stamp` sets each send's TTL and
+    tag): the kernel's own source, our ports and nonce."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.packet import Raw
+
+    head = (IPv6(src=t.src_ip, dst=t.dst_ip, hlim=1) if t.family == "ipv6"
+            else IP(src=t.src_ip, dst=t.dst_ip, ttl=1, id=1))
+    return bytes(head / UDP(sport=sport, dport=DPORT) / Raw(nonce(probe)))
+
+
+def stamp(packet: bytes, six: bool, ttl: int, tag: int) -> bytes:
+    """`packet` with this send's TTL and tag. IPv4: the kernel rewrites the header
+    checksum of every raw packet it sends; neither field is in UDP's checksum."""
+    out = bytearray(packet)
+    if six:
+        out[7] = ttl
+        first = struct.unpack_from("!I", out, 0)[0] & 0xFFF00000
+        struct.pack_into("!I", out, 0, first | tag)
+    else:
+        out[8] = ttl
+        struct.pack_into("!H", out, 4, tag)
+    return bytes(out)
+
+
+@dataclass
+class _Trace:
+    target: PathTarget
+    probe: int
+    sport: int
+    packet: bytes = b""
+    error: str | None = None
+    answers: dict[int, Answer] = field(default_factory=dict)
+    emitted: set[int] = field(default_factory=set)  # TTLs whose emitter was seen
+    frames: dict[int, list[bytes]] = field(default_factory=dict)
+    highest: int = 0  # the highest TTL asked
+
+    def wanted(self) -> list[int]:
+        """The TTLs still unanswered (or, where an answer must come back, not back yet)."""
+        t = self.target
+        need = []
+        for k in range(1, self.highest + 1):
+            a = self.answers.get(k)
+            back = k < len(t.hops) or t.answer_back or k > len(t.hops)
+            if a is None or (back and not a.received) or (not back and k not in self.emitted):
+                need.append(k)
+        return need
+
+    def off_plan(self) -> bool:
+        t = self.target
+        last = self.answers.get(len(t.hops))
+        return last is not None and last.device not in (None, t.dst)
+
+
+def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = None,
+          timeout: float = 2.0, quick: bool = False) -> tuple[list[Result], dict[int, list[bytes]]]:
+    """Trace every pair of the plan (`pids`: container name -> pid); one Result each, and
+    the answer frames of each failed one by result index (for pcaps and the report)."""
+    eps = endpoints(plan)
+    pairs = path.pairs(plan, *(() if checks is None else (checks,)))
+    if quick:  # one pair per (check, family, source node, destination node)
+        node_of = {p.name: p.node for p in plan.pods} | {n.name: n.name for n in plan.nodes}
+        firsts: dict[tuple[str, str, str, str], tuple[str, object, str]] = {}
+        for check_, e, sender in pairs:
+            firsts.setdefault((check_, e.family, node_of[e.src], node_of[e.dst]),
+                              (check_, e, sender))
+        pairs = list(firsts.values())  # type: ignore[arg-type]
+    wanted: dict[str, list[str]] = {}
+    for _, e, sender in pairs:
+        wanted.setdefault(sender, []).append(e.dst_ip)
+    sources = {}
+    for sender, dsts in wanted.items():
+        pid = pids.get(eps[sender].container)
+        if pid:
+            sources[sender] = wiring.route_sources(pid, list(dict.fromkeys(dsts)))
+    traces = []
+    base = 1024 + int.from_bytes(os.urandom(2), "big") % 30000
+    for i, (check_, e, sender) in enumerate(pairs):
+        src = sources.get(sender, {}).get(e.dst_ip, "")
+        t = path.target(plan, check_, e, sender, src)
+        tr = _Trace(t, next(_IDS), base + i % 30000)
+        if eps[sender].container not in pids:
+            tr.error = f"{sender} is not running"
+        elif not src:
+            tr.error = f"{sender} has no route to {e.dst_ip}"
+        else:
+            tr.packet = craft(t, tr.probe, tr.sport)
+        traces.append(tr)
+    _run(plan, pids, traces, timeout)
+    who = path.owners(plan)
+    results, frames = [], {}
+    for i, tr in enumerate(traces):
+        r = path.judge(tr.target, tr.answers, "udp", tr.sport, DPORT, tr.error, path.TRIES,
+                       who)
+        if not r.ok:
+            raw = [f for k in sorted(tr.frames) for f in tr.frames[k]]
+            frames[i] = raw
+            r.observed["frames"] = summaries(raw)
+        results.append(r)
+    return results, frames
+
+
+def summaries(frames: list[bytes]) -> list[str]:
+    """scapy's one-line summary of each frame."""
+    from scapy.layers.l2 import Ether
+
+    return [Ether(f).summary() for f in frames]
+
+
+def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: float) -> None:
+    live = [tr for tr in traces if tr.error is None]
+    if not live:
+        return
+    eps = endpoints(plan)
+    by_probe = {tr.probe: tr for tr in live}
+    sniffers: dict[socket.socket, str] = {}
+    senders: dict[tuple[str, str], socket.socket] = {}
+    host_net = {p.name for p in plan.pods if p.host_network}
+    switches = {n.name for n in plan.nodes if kind(n.kind).is_switch}  # no address
+    try:
+        for ep in eps.values():
+            pid = pids.get(ep.container)
+            if pid is None or ep.name in host_net or ep.name in switches:
+                continue
+            sniffers[run_in_netns(pid, _sniffer)] = ep.name
+        for tr in live:
+            key = (tr.target.sender, tr.target.family)
+            if key not in senders:
+                fam = socket.AF_INET6 if tr.target.family == "ipv6" else socket.AF_INET
+                senders[key] = socket_in_netns(pids[eps[tr.target.sender].container], fam,
+                                               socket.SOCK_RAW, socket.IPPROTO_RAW)
+        for attempt in range(path.TRIES):
+            sent = 0
+            for tr in live:
+                t = tr.target
+                if attempt == 0:
+                    tr.highest = len(t.hops)
+                elif tr.off_plan() or any(a.device == t.dst and k < len(t.hops)
+                                          for k, a in tr.answers.items()):
+                    tr.highest = len(t.hops) + path.MORE  # name the hops past the plan
+                for k in (range(1, tr.highest + 1) if attempt == 0 else tr.wanted()):
+                    sock = senders[(t.sender, t.family)]
+                    try:
+                        sock.sendto(stamp(tr.packet, t.family == "ipv6", k, tag_of(k, attempt)),
+                                    (t.dst_ip, 0))
+                        sent += 1
+                    except OSError as exc:
+                        tr.error = f"{t.sender} could not send: {exc.strerror}"
+                        break
+            if not sent:
+                break
+            _collect(sniffers, by_probe, live, timeout)
+    finally:
+        for sock in (*sniffers, *senders.values()):
+            sock.close()
+
+
+def _sniffer() -> socket.socket:
+    sock = bpf.packet_socket()
+    bpf.attach(sock, bpf.icmp_answer_filter())
+    sock.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 8 << 20)
+    sock.setblocking(False)
+    return sock
+
+
+def _collect(sniffers: Mapping[socket.socket, str], by_probe: Mapping[int, _Trace],
+             live: list[_Trace], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    socks = list(sniffers)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or all(not tr.wanted() for tr in live if tr.error is None):
+            break
+        ready, _, _ = select.select(socks, [], [], min(left, 0.05))
+        for sock in ready:
+            _read(sock, sniffers[sock], by_probe)
+    for sock in socks:  # emissions read after the answers they go with
+        _read(sock, sniffers[sock], by_probe)
+
+
+def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace]) -> None:
+    while True:
+        try:
+            frame, addr = sock.recvfrom(bpf.PROBE_SNAPLEN)
+        except (BlockingIOError, InterruptedError):
+            return
+        got = parse_answer(frame)
+        tr = by_probe.get(got.probe) if got else None
+        if got is None or tr is None:
+            continue
+        k = got.tag & 0xFF
+        outgoing = addr[2] == bpf.PACKET_OUTGOING
+        emitted = outgoing and got.ttl == EMITTED_TTL
+        arrived = not outgoing and ns == tr.target.sender
+        if not (emitted or arrived):
+            continue  # passing through
+        a = tr.answers.get(k)
+        if a is None:
+            a = tr.answers[k] = Answer(k, got.from_ip, got.kind, quote=got.quote)
+        if emitted and k not in tr.emitted:
+            tr.emitted.add(k)
+            a.device, a.quote, a.from_ip, a.kind = ns, got.quote, got.from_ip, got.kind
+            tr.frames.setdefault(k, []).append(frame)
+        if arrived and not a.received:
+            a.received = True
+            tr.frames.setdefault(k, []).append(frame)
