@@ -63,6 +63,7 @@ class PathTarget:
     dst_ip: str
     hops: tuple[Hop, ...]
     answer_back: bool = True
+    expectation: str = "plan"  # where the hops come from: "plan", or "fabric" (the FIBs)
 
     @property
     def planned(self) -> list[str]:
@@ -158,20 +159,54 @@ def pairs(plan: Plan, checks: Iterable[str] = ("pod-to-pod", "node-to-pod", "pod
     return out
 
 
-def target(plan: Plan, check: str, e: Expectation, sender: str, src_ip: str) -> PathTarget:
+def forwarders(e: Expectation, sender: str) -> tuple[str, ...]:
+    """The planned devices that forward a pair's packets: a pod's first is its node; a
+    node's is the next device after it."""
+    return e.path[:e.hops] if sender not in e.path[:1] else e.path[1:1 + e.hops]
+
+
+def walk(start: str, dst_ip: str, dst: str, gateways: Mapping[str, Mapping[str, str | None]],
+         who: Mapping[str, str], limit: int = 32) -> tuple[str, ...] | None:
+    """The devices after `start` that the forwarding tables send `dst_ip` through, up to
+    (not including) `dst`: each device's gateway toward it names the next
+    (`gateways[device][dst_ip]`, None: on a connected link). None where a table has no
+    route, a gateway is no device of the lab, or the walk loops."""
+    out: list[str] = []
+    here = start
+    for _ in range(limit):
+        if here == dst:
+            return tuple(out[:-1])
+        table = gateways.get(here)
+        if table is None or dst_ip not in table:
+            return None
+        gw = table[dst_ip]
+        nxt = dst if gw is None else who.get(gw)
+        if nxt is None:
+            return None
+        out.append(nxt)
+        here = nxt
+    return None
+
+
+def target(plan: Plan, check: str, e: Expectation, sender: str, src_ip: str,
+           walked: Sequence[str] | None = None) -> PathTarget:
     """The hops of one pair: the devices that forward it, in order, then its destination.
-    A pod's first hop is its node; a node's is the next device after it."""
-    forwarders = e.path[:e.hops] if sender not in e.path[:1] else e.path[1:1 + e.hops]
+    `walked`: the forwarders the forwarding tables send it through, expected instead of
+    the plan's when as many (a routing daemon picks among equal paths)."""
+    forwarders_ = forwarders(e, sender)
+    fabric = walked is not None and len(walked) == len(forwarders_)
+    if fabric:
+        forwarders_ = tuple(walked)  # type: ignore[arg-type]
     masq = 0 if e.snat_to else None  # the masquerading node is the pod's node: hop 0
     hops = []
-    for k, device in enumerate((*forwarders, e.dst)):
+    for k, device in enumerate((*forwarders_, e.dst)):
         natted = masq is not None and k > masq
         hops.append(Hop(device, addresses_of(plan, device, e.family),
                         (e.snat_to or src_ip) if natted else src_ip, None if natted else 0))
     # unmasqueraded, an outside host has no route back to a pod: its answer stays there
     back = not (check == "pod-to-external" and not e.snat_to)
     return PathTarget(check, e.src, e.dst, sender, e.family, src_ip, e.dst_ip, tuple(hops),
-                      back)
+                      back, "fabric" if fabric else "plan")
 
 
 def targets(plan: Plan, sources: Mapping[str, Mapping[str, str]],
@@ -198,7 +233,8 @@ def judge(t: PathTarget, answers: Mapping[int, Answer], proto: str = "udp", spor
     sent, `who` maps addresses to devices (to name an answer seen only at the sender)."""
     who = who or {}
     planned = t.planned
-    expected: dict[str, Any] = {"hops": planned, "src": t.src_ip, "dst": t.dst_ip}
+    expected: dict[str, Any] = {"hops": planned, "src": t.src_ip, "dst": t.dst_ip,
+                                "expectation": t.expectation}
     observed: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []  # (class, sentence)
     word = _ttl_word(t.family)
@@ -225,7 +261,8 @@ def judge(t: PathTarget, answers: Mapping[int, Answer], proto: str = "udp", spor
         seen.pop()
     observed["hops"] = seen
     observed["answers"] = answered
-    shown = f"plan: {' > '.join(planned)}"
+    shown = f"{'plan' if t.expectation == 'plan' else 'forwarding tables'}: " \
+            f"{' > '.join(planned)}"
     differs = [k for k in range(1, max(len(seen), len(planned)) + 1)
                if k > len(seen) or k > len(planned) or
                (seen[k - 1] != planned[k - 1] and seen[k - 1] != "?")]
@@ -295,7 +332,9 @@ def _first_rewrite(t: PathTarget, answers: Mapping[int, Answer], sport: int, dpo
 def _result(t: PathTarget, proto: str, expected: dict[str, Any], observed: dict[str, Any],
             problems: Sequence[tuple[str, str]]) -> Result:
     if not problems:
-        detail = (f"{' > '.join(observed['hops'])} answered in order as planned "
+        how = "as planned" if t.expectation == "plan" else \
+            "as the forwarding tables route it (a path of the plan's length)"
+        detail = (f"{' > '.join(observed['hops'])} answered in order {how} "
                   f"({_ttl_word(t.family)} 1-{len(t.hops)}); every quote as sent"
                   + ("" if t.answer_back else
                      f"; {t.dst}'s answer seen leaving it (no route back to {t.sender})"))

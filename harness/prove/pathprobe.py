@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from harness.host import bpf, wiring
 from harness.host.netns import run_in_netns, socket_in_netns
 from harness.kinds import kind
-from harness.plan import Plan
+from harness.plan import Expectation, Plan
 from harness.prove import path
 from harness.prove.path import Answer, PathTarget, Quote
 from harness.prove.probe import new_ids, nonce, read_nonce
@@ -144,7 +144,9 @@ class _Trace:
     packet: bytes = b""
     error: str | None = None
     answers: dict[int, Answer] = field(default_factory=dict)
-    emitted: set[int] = field(default_factory=set)  # TTLs whose emitter was seen
+    # TTL -> its emitter seen: True when it also wrote its own address as the source
+    # (a copy of a frame that merely passes, e.g. mirrored to an ifb device, is not)
+    emitted: dict[int, bool] = field(default_factory=dict)
     frames: dict[int, list[bytes]] = field(default_factory=dict)
     highest: int = 0  # the highest TTL asked
 
@@ -186,11 +188,13 @@ def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = No
         pid = pids.get(eps[sender].container)
         if pid:
             sources[sender] = wiring.route_sources(pid, list(dict.fromkeys(dsts)))
+    who = path.owners(plan)
+    walked = _walks(plan, pids, pairs, who) if plan.routing != "static" else {}
     traces = []
     base = 1024 + int.from_bytes(os.urandom(2), "big") % 30000
     for i, (check_, e, sender) in enumerate(pairs):
         src = sources.get(sender, {}).get(e.dst_ip, "")
-        t = path.target(plan, check_, e, sender, src)
+        t = path.target(plan, check_, e, sender, src, walked.get(i))
         tr = _Trace(t, next(_IDS), base + i % 30000)
         if eps[sender].container not in pids:
             tr.error = f"{sender} is not running"
@@ -200,7 +204,6 @@ def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = No
             tr.packet = craft(t, tr.probe, tr.sport)
         traces.append(tr)
     _run(plan, pids, traces, timeout)
-    who = path.owners(plan)
     results, frames = [], {}
     for i, tr in enumerate(traces):
         r = path.judge(tr.target, tr.answers, "udp", tr.sport, DPORT, tr.error, path.TRIES,
@@ -211,6 +214,23 @@ def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = No
             r.observed["frames"] = summaries(raw)
         results.append(r)
     return results, frames
+
+
+def _walks(plan: Plan, pids: Mapping[str, int], pairs: list[tuple[str, Expectation, str]],
+           who: Mapping[str, str]) -> dict[int, tuple[str, ...]]:
+    """Where a routing daemon owns the routes, each pair's forwarders as the forwarding
+    tables have them now (read just before probing): the daemon picks among paths of
+    equal length, which the plan cannot know."""
+    dsts = list(dict.fromkeys(e.dst_ip for _, e, _ in pairs))
+    gateways = {n.name: wiring.next_hops(pids[n.container], dsts) for n in plan.nodes
+                if n.container in pids and not kind(n.kind).is_switch}
+    out = {}
+    for i, (_, e, sender) in enumerate(pairs):
+        start = e.path[0]
+        got = path.walk(start, e.dst_ip, e.dst, gateways, who)
+        if got is not None:
+            out[i] = got if sender == start else (start, *got)
+    return out
 
 
 def summaries(frames: list[bytes]) -> list[str]:
@@ -225,6 +245,7 @@ def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: flo
     if not live:
         return
     eps = endpoints(plan)
+    own = {name: frozenset(ep.addresses) for name, ep in eps.items()}
     by_probe = {tr.probe: tr for tr in live}
     sniffers: dict[socket.socket, str] = {}
     senders: dict[tuple[str, str], socket.socket] = {}
@@ -262,7 +283,7 @@ def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: flo
                         break
             if not sent:
                 break
-            _collect(sniffers, by_probe, live, timeout)
+            _collect(sniffers, by_probe, live, timeout, own)
     finally:
         for sock in (*sniffers, *senders.values()):
             sock.close()
@@ -277,7 +298,7 @@ def _sniffer() -> socket.socket:
 
 
 def _collect(sniffers: Mapping[socket.socket, str], by_probe: Mapping[int, _Trace],
-             live: list[_Trace], timeout: float) -> None:
+             live: list[_Trace], timeout: float, own: Mapping[str, frozenset[str]]) -> None:
     deadline = time.monotonic() + timeout
     socks = list(sniffers)
     while True:
@@ -286,12 +307,13 @@ def _collect(sniffers: Mapping[socket.socket, str], by_probe: Mapping[int, _Trac
             break
         ready, _, _ = select.select(socks, [], [], min(left, 0.05))
         for sock in ready:
-            _read(sock, sniffers[sock], by_probe)
+            _read(sock, sniffers[sock], by_probe, own)
     for sock in socks:  # emissions read after the answers they go with
-        _read(sock, sniffers[sock], by_probe)
+        _read(sock, sniffers[sock], by_probe, own)
 
 
-def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace]) -> None:
+def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace],
+          own: Mapping[str, frozenset[str]]) -> None:
     while True:
         try:
             frame, addr = sock.recvfrom(bpf.PROBE_SNAPLEN)
@@ -310,8 +332,9 @@ def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace]) -> None:
         a = tr.answers.get(k)
         if a is None:
             a = tr.answers[k] = Answer(k, got.from_ip, got.kind, quote=got.quote)
-        if emitted and k not in tr.emitted:
-            tr.emitted.add(k)
+        mine = got.from_ip in own.get(ns, ())
+        if emitted and (k not in tr.emitted or (mine and not tr.emitted[k])):
+            tr.emitted[k] = mine
             a.device, a.quote, a.from_ip, a.kind = ns, got.quote, got.from_ip, got.kind
             tr.frames.setdefault(k, []).append(frame)
         if arrived and not a.received:

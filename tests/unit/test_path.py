@@ -192,3 +192,26 @@ def test_an_answer_frame_names_its_writer_the_probe_and_the_ttl_it_quotes() -> N
     got6 = pathprobe.parse_answer(frame6)
     assert got6 is not None and got6.kind == "time-exceeded" and got6.probe == 9
     assert got6.tag & 0xFF == 2 and got6.quote.src == "fd00::2"
+
+
+def test_where_a_daemon_routes_the_forwarding_tables_name_the_hops_of_equal_paths() -> None:
+    plan = example("ring")  # node1 and node3 are two equal ways from node4 to node2
+    e = plan.pod_to_pod("d", "b")
+    who = path.owners(plan)
+    via = {n.name: {i.peer.split(":")[0]: i.address.split("/")[0]  # type: ignore[union-attr]
+                    for i in n.interfaces} for n in plan.nodes}
+    gateways = {"node4": {e.dst_ip: via["node1"]["node4"]},  # node4 -> node1's address
+                "node1": {e.dst_ip: via["node2"]["node1"]},
+                "node2": {e.dst_ip: None}}  # b is on node2's bridge
+    walked = path.walk("node4", e.dst_ip, "b", gateways, who)
+    assert walked == ("node1", "node2")
+    t = path.target(plan, "pod-to-pod", e, "d", str(plan.pod("d").ip), ("node4", *walked))
+    assert t.planned == ["node4", "node1", "node2", "b"] and t.expectation == "fabric"
+    r = judge(t, answers(t), plan)
+    assert r.ok and r.expected["expectation"] == "fabric", r.detail
+    assert "as the forwarding tables route it" in r.detail
+    # a walk of another length than the plan's is not taken: the plan's hops stay
+    longer = path.target(plan, "pod-to-pod", e, "d", str(plan.pod("d").ip),
+                         ("node4", "node1", "node1", "node2"))
+    assert longer.expectation == "plan" and longer.planned == ["node4", "node3", "node2", "b"]
+    assert path.walk("node4", e.dst_ip, "b", {"node4": {}}, who) is None  # no route
