@@ -264,8 +264,9 @@ QuickOpt = Annotated[bool, typer.Option("--quick", help="a smoke test: every che
                                         "every node pair once, over one protocol")]
 PathOpt = Annotated[Path | None, typer.Option("--output",
                                               help="write the report here instead of stdout")]
-PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", help="write each check's "
-                                              "sniffed packets here as pcap files")]
+PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", "--pcap", help="write each "
+                                              "check's sniffed packets here as pcap files, "
+                                              "and each failure's own")]
 
 
 def _write_text(text: str, path: Path | None) -> None:

@@ -31,7 +31,7 @@ from harness.kinds import kind
 from harness.plan import Expectation, Plan
 from harness.prove import path
 from harness.prove.path import Answer, PathTarget, Quote
-from harness.prove.probe import new_ids, nonce, read_nonce
+from harness.prove.probe import Seen, new_ids, nonce, read_nonce
 from harness.prove.result import Result
 from harness.prove.targets import endpoints
 
@@ -53,6 +53,7 @@ class Parsed:
     quote: Quote
     probe: int
     tag: int
+    to_ip: str = ""
 
 
 def tag_of(ttl: int, attempt: int) -> int:
@@ -87,7 +88,7 @@ def parse_answer(frame: bytes) -> Parsed | None:
         quote = Quote(socket.inet_ntoa(inner[12:16]), socket.inet_ntoa(inner[16:20]),
                       sport, dport)
         return Parsed(socket.inet_ntoa(ip[12:16]), ip[8], kind, quote, got[0],
-                      struct.unpack_from("!H", inner, 4)[0])
+                      struct.unpack_from("!H", inner, 4)[0], socket.inet_ntoa(ip[16:20]))
     if ethertype == b"\x86\xdd":
         ip = frame[14:]
         if len(ip) < 40 + 8 + 40 + 8 + 19 or ip[6] != 58:
@@ -106,7 +107,8 @@ def parse_answer(frame: bytes) -> Parsed | None:
         quote = Quote(socket.inet_ntop(six, inner[8:24]), socket.inet_ntop(six, inner[24:40]),
                       sport, dport)
         return Parsed(socket.inet_ntop(six, ip[8:24]), ip[7], kind, quote, got[0],
-                      struct.unpack_from("!I", inner, 0)[0] & 0xFFFFF)
+                      struct.unpack_from("!I", inner, 0)[0] & 0xFFFFF,
+                      socket.inet_ntop(six, ip[24:40]))
     return None
 
 
@@ -147,7 +149,7 @@ class _Trace:
     # TTL -> its emitter seen: True when it also wrote its own address as the source
     # (a copy of a frame that merely passes, e.g. mirrored to an ifb device, is not)
     emitted: dict[int, bool] = field(default_factory=dict)
-    frames: dict[int, list[bytes]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)  # what was sent, and each answer's frames
     highest: int = 0  # the highest TTL asked
 
     def wanted(self) -> list[int]:
@@ -168,9 +170,11 @@ class _Trace:
 
 
 def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = None,
-          timeout: float = 2.0, quick: bool = False) -> tuple[list[Result], dict[int, list[bytes]]]:
+          timeout: float = 2.0, quick: bool = False
+          ) -> tuple[list[Result], dict[int, list[Seen]]]:
     """Trace every pair of the plan (`pids`: container name -> pid); one Result each, and
-    the answer frames of each failed one by result index (for pcaps and the report)."""
+    by probe id what was sent for it and every frame of its answers (for the failures'
+    frames, pcaps and the report)."""
     eps = endpoints(plan)
     pairs = path.pairs(plan, *(() if checks is None else (checks,)))
     if quick:  # one pair per (check, family, source node, destination node)
@@ -204,16 +208,13 @@ def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = No
             tr.packet = craft(t, tr.probe, tr.sport)
         traces.append(tr)
     _run(plan, pids, traces, timeout)
-    results, frames = [], {}
-    for i, tr in enumerate(traces):
+    results = []
+    for tr in traces:
         r = path.judge(tr.target, tr.answers, "udp", tr.sport, DPORT, tr.error, path.TRIES,
                        who)
-        if not r.ok:
-            raw = [f for k in sorted(tr.frames) for f in tr.frames[k]]
-            frames[i] = raw
-            r.observed["frames"] = summaries(raw)
+        r.probe_ids = [tr.probe]
         results.append(r)
-    return results, frames
+    return results, {tr.probe: tr.seen for tr in traces}
 
 
 def _walks(plan: Plan, pids: Mapping[str, int], pairs: list[tuple[str, Expectation, str]],
@@ -231,13 +232,6 @@ def _walks(plan: Plan, pids: Mapping[str, int], pairs: list[tuple[str, Expectati
         if got is not None:
             out[i] = got if sender == start else (start, *got)
     return out
-
-
-def summaries(frames: list[bytes]) -> list[str]:
-    """scapy's one-line summary of each frame."""
-    from scapy.layers.l2 import Ether
-
-    return [Ether(f).summary() for f in frames]
 
 
 def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: float) -> None:
@@ -274,10 +268,13 @@ def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: flo
                     tr.highest = len(t.hops) + path.MORE  # name the hops past the plan
                 for k in (range(1, tr.highest + 1) if attempt == 0 else tr.wanted()):
                     sock = senders[(t.sender, t.family)]
+                    packet = stamp(tr.packet, t.family == "ipv6", k, tag_of(k, attempt))
                     try:
-                        sock.sendto(stamp(tr.packet, t.family == "ipv6", k, tag_of(k, attempt)),
-                                    (t.dst_ip, 0))
+                        sock.sendto(packet, (t.dst_ip, 0))
                         sent += 1
+                        tr.seen.append(Seen(t.sender, "-", True, time.time(), False, "udp",
+                                            t.src_ip, t.dst_ip, tr.sport, DPORT, k,
+                                            _ether(packet, t.family)))
                     except OSError as exc:
                         tr.error = f"{t.sender} could not send: {exc.strerror}"
                         break
@@ -287,6 +284,11 @@ def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: flo
     finally:
         for sock in (*sniffers, *senders.values()):
             sock.close()
+
+
+def _ether(packet: bytes, family: str) -> bytes:
+    """A crafted packet as a frame (no link addresses: as handed to the kernel)."""
+    return b"\0" * 12 + (b"\x86\xdd" if family == "ipv6" else b"\x08\x00") + packet
 
 
 def _sniffer() -> socket.socket:
@@ -336,7 +338,7 @@ def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace],
         if emitted and (k not in tr.emitted or (mine and not tr.emitted[k])):
             tr.emitted[k] = mine
             a.device, a.quote, a.from_ip, a.kind = ns, got.quote, got.from_ip, got.kind
-            tr.frames.setdefault(k, []).append(frame)
         if arrived and not a.received:
             a.received = True
-            tr.frames.setdefault(k, []).append(frame)
+        tr.seen.append(Seen(ns, addr[0], outgoing, time.time(), True, "icmp", got.from_ip,
+                            got.to_ip, got.quote.sport, got.quote.dport, got.ttl, frame))

@@ -20,7 +20,17 @@ from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.kinds import kind
 from harness.plan import Plan, PodPlan, servicepaths
-from harness.prove import intrapod, mtu, noroute, pathprobe, sample, services, shard, verdict
+from harness.prove import (
+    frames,
+    intrapod,
+    mtu,
+    noroute,
+    pathprobe,
+    sample,
+    services,
+    shard,
+    verdict,
+)
 from harness.prove.engine import Engine, Namespace
 from harness.prove.path import pairs as traced_pairs
 from harness.prove.probe import Probe, Seen, new_ids
@@ -80,7 +90,6 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
              if check not in quiet]
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
-    path_frames: dict[int, list[bytes]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         intra = pool.submit(intrapod.check_all, plan, pids, pods) \
             if "intra-pod" in checks else None
@@ -105,17 +114,21 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
         results += mtu.check(plan, pids)
     if "path" in checks:  # after mtu: its sniffers keep ICMP errors
-        traced, frames = pathprobe.check(plan, pids, timeout=timeout, quick=quick)
+        traced, seen = pathprobe.check(plan, pids, timeout=timeout, quick=quick)
         results += traced
-        path_frames.update(frames)
+        sightings.update(seen)
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     control, why = _negative_control(plan, checks, results)
     if why:
         notes.append(why)
-    # sightings are only wanted for pcaps: a 200-pod lab has hundreds of thousands
+    failed = {pid for r in results if not r.ok for pid in r.probe_ids}
+    frames.attach(results, sightings)
+    # sightings are wanted for pcaps, and a failure's own for its frames: a 200-pod lab
+    # has hundreds of thousands
     return Report(plan.lab, results, time.monotonic() - started,
-                  sightings if keep_frames else {}, control, notes)
+                  sightings if keep_frames else {p: s for p, s in sightings.items()
+                                                 if p in failed}, control, notes)
 
 
 def _sources(plan: Plan, pids: dict[str, int], checks: list[str]

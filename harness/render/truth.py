@@ -39,6 +39,7 @@ _TTL_KEYS = ("ttl", "hlim", "hop_limit")
 # checks whose src and dst are one pod: a strip of pods, not a matrix
 _SELF_CHECKS = ("pod-identity", "intra-pod")
 MAX_ROWS = 40  # taller matrices are summarised per node pair
+FRAMES_SHOWN = 12  # a failure's frames under it (-o json has them all)
 
 
 # --------------------------------------------------------------------------- the judgement
@@ -354,6 +355,8 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
             line.append(f"{r.check} {_proto(r, named)} {r.src} -> {r.dst}: ", style="bold")
             line.append(r.detail)
             parts.append(line)
+            for frame in (r.observed or {}).get("frames", ())[:FRAMES_SHOWN]:
+                parts.append(Text(f"    {frame}", style="dim"))
         if len(failures) > max_failures:
             parts.append(Text(f"... and {len(failures) - max_failures} more: "
                               "-o table --all-results, or -o json", style="dim"))
