@@ -215,3 +215,21 @@ def test_where_a_daemon_routes_the_forwarding_tables_name_the_hops_of_equal_path
                          ("node4", "node1", "node1", "node2"))
     assert longer.expectation == "plan" and longer.planned == ["node4", "node3", "node2", "b"]
     assert path.walk("node4", e.dst_ip, "b", {"node4": {}}, who) is None  # no route
+
+
+def test_each_targets_probe_is_the_packet_scapy_builds_for_it() -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.packet import Raw
+
+    from harness.prove import pathprobe
+    from harness.prove.probe import nonce
+
+    for family, src, dst, head in (
+            ("ipv4", "10.244.0.2", "10.244.3.7", IP(src="10.244.0.2", dst="10.244.3.7",
+                                                    ttl=1, id=1)),
+            ("ipv6", "fd00::2", "fd00:3::7", IPv6(src="fd00::2", dst="fd00:3::7", hlim=1))):
+        t = PathTarget("pod-to-pod", "a", "b", "a", family, src, dst, ())
+        for probe, sport in ((5, 40000), (123456789, 1025)):
+            want = bytes(head / UDP(sport=sport, dport=pathprobe.DPORT) / Raw(nonce(probe)))
+            assert pathprobe.craft(t, probe, sport) == want
