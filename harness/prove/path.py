@@ -28,7 +28,7 @@ from harness.plan import Expectation, Plan
 from harness.prove.result import Result
 
 CHECK = "path"
-TRIES = 2  # a silent hop is asked this many times before it is reported silent
+TRIES = 2  # a silent hop is asked this many times with UDP, then as often with ICMP echo
 MORE = 3  # TTLs past the planned destination asked again when the path differs
 # failure classes, worst first (JSON `failure`; the truth table marks them)
 UNSENT, DETOUR, REWRITE, SILENT, LOST, ADDRESS = (
@@ -96,6 +96,7 @@ class Answer:
     quote: Quote | None = None
     received: bool = False
     frames: list[str] = field(default_factory=list)
+    proto: str = "udp"  # the probe answered: udp, or icmp (an echo where UDP was not)
 
 
 # --------------------------------------------------------------------------- targets
@@ -252,6 +253,7 @@ def judge(t: PathTarget, answers: Mapping[int, Answer], proto: str = "udp", spor
         name = a.device or who.get(a.from_ip) or a.from_ip
         seen.append(name)
         answered.append({"ttl": k, "device": name, "from": a.from_ip, "kind": a.kind,
+                         **({"probe": "icmp echo"} if a.proto == "icmp" else {}),
                          "received": a.received, **({"quote": vars(a.quote)} if a.quote
                                                     else {}),
                          **({"frames": a.frames} if a.frames else {})})
@@ -277,7 +279,8 @@ def judge(t: PathTarget, answers: Mapping[int, Answer], proto: str = "udp", spor
         a = answers.get(k)
         if a is None:
             problems.append((SILENT, f"hop {k} ({hop.device}) silent: no answer to {word} "
-                                     f"{k} in {tries} tries"))
+                                     f"{k} in {tries} tries of UDP and {tries} of ICMP "
+                                     "echo"))
             continue
         name = a.device or who.get(a.from_ip) or a.from_ip
         if name == hop.device and a.from_ip not in hop.addresses:
@@ -292,7 +295,10 @@ def judge(t: PathTarget, answers: Mapping[int, Answer], proto: str = "udp", spor
     return _result(t, proto, expected, observed, problems)
 
 
-def _want(t: PathTarget, hop: Hop, sport: int, dport: int) -> dict[str, Any]:
+def _want(t: PathTarget, hop: Hop, sport: int, dport: int, proto: str = "udp"
+          ) -> dict[str, Any]:
+    if proto == "icmp":  # an echo: its id stands in both port fields
+        dport = sport
     want: dict[str, Any] = {"src": hop.src, "dst": t.dst_ip, "dport": dport}
     if hop.sport is not None:
         want["sport"] = sport
@@ -313,7 +319,7 @@ def _first_rewrite(t: PathTarget, answers: Mapping[int, Answer], sport: int, dpo
         if a is None or a.quote is None:
             continue
         name = a.device or who.get(a.from_ip) or a.from_ip
-        want = _want(t, hop, sport, dport)
+        want = _want(t, hop, sport, dport, a.proto)
         got = vars(a.quote)
         changed = [f"{LABELS[key]} rewritten {value} -> {got[key]}"
                    for key, value in want.items() if got[key] != value]
@@ -334,8 +340,11 @@ def _result(t: PathTarget, proto: str, expected: dict[str, Any], observed: dict[
     if not problems:
         how = "as planned" if t.expectation == "plan" else \
             "as the forwarding tables route it (a path of the plan's length)"
+        echoed = [str(a["ttl"]) for a in observed["answers"] if a.get("probe")]
         detail = (f"{' > '.join(observed['hops'])} answered in order {how} "
                   f"({_ttl_word(t.family)} 1-{len(t.hops)}); every quote as sent"
+                  + (f"; {_ttl_word(t.family)} {', '.join(echoed)} answered an ICMP echo, "
+                     "not UDP" if echoed else "")
                   + ("" if t.answer_back else
                      f"; {t.dst}'s answer seen leaving it (no route back to {t.sender})"))
         return Result(CHECK, t.src, t.dst, proto, True, expected, observed, detail,

@@ -51,10 +51,12 @@ class Parsed:
     from_ip: str
     ttl: int
     kind: str
-    quote: Quote
+    quote: Quote | None  # None: an echo reply (it quotes nothing)
     probe: int
     tag: int
     to_ip: str = ""
+    proto: str = "udp"  # the probe's: udp, or icmp (the echo that replaces a filtered one)
+    ident: int = 0  # UDP: the quoted source port; ICMP: the echo id
 
 
 def tag_of(ttl: int, attempt: int) -> int:
@@ -63,9 +65,25 @@ def tag_of(ttl: int, attempt: int) -> int:
     return (attempt << 8) | ttl
 
 
+def _inner(inner: bytes, l4: int) -> tuple[str, int, int, int, tuple[int, bool]] | None:
+    """The probe quoted at `l4` of an ICMP error's inner packet: (proto, sport, dport,
+    tag, nonce); UDP's tag is read by the caller (IP id or flow label), ICMP's is its
+    sequence number."""
+    proto = inner[9] if l4 != 40 else inner[6]
+    if proto == 17:
+        sport, dport = struct.unpack_from("!HH", inner, l4)
+        got = read_nonce(inner[l4 + 8:l4 + 8 + 19])
+        return ("udp", sport, dport, -1, got) if got else None
+    if proto in (1, 58) and inner[l4] in (8, 128):
+        ident, seq = struct.unpack_from("!HH", inner, l4 + 4)
+        got = read_nonce(inner[l4 + 8:l4 + 8 + 19])
+        return ("icmp", ident, ident, seq, got) if got else None
+    return None
+
+
 def parse_answer(frame: bytes) -> Parsed | None:
-    """An Ethernet frame holding an answer to a path probe (ICMP error quoting it), else
-    None. Pure."""
+    """An Ethernet frame holding an answer to a path probe (an ICMP error quoting it, or
+    the echo reply to an ICMP one), else None. Pure."""
     if len(frame) < 14:
         return None
     ethertype = frame[12:14]
@@ -76,57 +94,97 @@ def parse_answer(frame: bytes) -> Parsed | None:
         ihl = (ip[0] & 0x0F) * 4
         icmp = ip[ihl:]
         kind = KINDS4.get(icmp[0]) if icmp else None
+        src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
+        if kind == "echo-reply" and len(icmp) >= 8 + 19:
+            ident, seq = struct.unpack_from("!HH", icmp, 4)
+            got = read_nonce(icmp[8:8 + 19])
+            return Parsed(src, ip[8], kind, None, got[0], seq, dst, "icmp", ident) \
+                if got else None
         if kind is None or kind == "echo-reply" or len(icmp) < 8 + 20:
             return None
         inner = icmp[8:]
         iihl = (inner[0] & 0x0F) * 4
-        if inner[9] != 17 or len(inner) < iihl + 8 + 19:
+        if len(inner) < iihl + 8 + 19 or (q := _inner(inner, iihl)) is None:
             return None
-        sport, dport = struct.unpack_from("!HH", inner, iihl)
-        got = read_nonce(inner[iihl + 8:iihl + 8 + 19])
-        if got is None:
-            return None
+        proto, sport, dport, tag, got = q
         quote = Quote(socket.inet_ntoa(inner[12:16]), socket.inet_ntoa(inner[16:20]),
                       sport, dport)
-        return Parsed(socket.inet_ntoa(ip[12:16]), ip[8], kind, quote, got[0],
-                      struct.unpack_from("!H", inner, 4)[0], socket.inet_ntoa(ip[16:20]))
+        if tag < 0:
+            tag = struct.unpack_from("!H", inner, 4)[0]
+        return Parsed(src, ip[8], kind, quote, got[0], tag, dst, proto, sport)
     if ethertype == b"\x86\xdd":
         ip = frame[14:]
-        if len(ip) < 40 + 8 + 40 + 8 + 19 or ip[6] != 58:
+        if len(ip) < 40 + 8 + 19 or ip[6] != 58:
             return None
         kind = KINDS6.get(ip[40])
-        if kind is None or kind == "echo-reply":
-            return None
-        inner = ip[48:]
-        if inner[6] != 17:
-            return None
-        sport, dport = struct.unpack_from("!HH", inner, 40)
-        got = read_nonce(inner[48:48 + 19])
-        if got is None:
-            return None
         six = socket.AF_INET6
+        src, dst = socket.inet_ntop(six, ip[8:24]), socket.inet_ntop(six, ip[24:40])
+        if kind == "echo-reply":
+            ident, seq = struct.unpack_from("!HH", ip, 44)
+            got = read_nonce(ip[48:48 + 19])
+            return Parsed(src, ip[7], kind, None, got[0], seq, dst, "icmp", ident) \
+                if got else None
+        inner = ip[48:]
+        if kind is None or len(inner) < 40 + 8 + 19 or (q := _inner(inner, 40)) is None:
+            return None
+        proto, sport, dport, tag, got = q
         quote = Quote(socket.inet_ntop(six, inner[8:24]), socket.inet_ntop(six, inner[24:40]),
                       sport, dport)
-        return Parsed(socket.inet_ntop(six, ip[8:24]), ip[7], kind, quote, got[0],
-                      struct.unpack_from("!I", inner, 0)[0] & 0xFFFFF,
-                      socket.inet_ntop(six, ip[24:40]))
+        if tag < 0:
+            tag = struct.unpack_from("!I", inner, 0)[0] & 0xFFFFF
+        return Parsed(src, ip[7], kind, quote, got[0], tag, dst, proto, sport)
     return None
 
 
-def template(src_ip: str, family: str) -> bytes:
-    """A sender's probe, crafted by scapy once per source and family: IP (TTL 1) / UDP /
-    a nonce; `craft` copies it per target."""
-    from scapy.layers.inet import IP, UDP
-    from scapy.layers.inet6 import IPv6
+def template(src_ip: str, family: str, proto: str = "udp") -> bytes:
+    """A sender's probe, crafted by scapy once per source, family and protocol: IP (TTL
+    1) / UDP, or an ICMP echo request / a nonce; `craft` copies it per target."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
     from scapy.packet import Raw
 
     six = family == "ipv6"
     head = (IPv6(src=src_ip, dst="::1", hlim=1) if six
             else IP(src=src_ip, dst="127.0.0.1", ttl=1, id=1))
-    return bytes(head / UDP(sport=1, dport=DPORT) / Raw(nonce(0)))
+    l4 = (UDP(sport=1, dport=DPORT) if proto == "udp"
+          else ICMPv6EchoRequest(id=1, seq=0) if six else ICMP(type=8, id=1, seq=0))
+    return bytes(head / l4 / Raw(nonce(0)))
 
 
-_TEMPLATES: dict[tuple[str, str], bytes] = {}
+_TEMPLATES: dict[tuple[str, str, str], bytes] = {}
+
+
+def _l4_checksum(out: bytearray, six: bool, src: bytes, dst: bytes, proto: int) -> None:
+    """The UDP or ICMP checksum of `out` (IPv4 ICMP: no pseudo-header)."""
+    l4 = 40 if six else 20
+    at = l4 + (6 if proto == 17 else 2)
+    struct.pack_into("!H", out, at, 0)
+    length = len(out) - l4
+    pseudo = b"" if proto == 1 else src + dst + (
+        struct.pack("!IxxxB", length, proto) if six else struct.pack("!xBH", proto, length))
+    value = checksum(pseudo + bytes(out[l4:]))
+    struct.pack_into("!H", out, at, (value or 0xFFFF) if proto == 17 else value)
+
+
+def craft_echo(t: PathTarget, probe: int, ident: int) -> bytes:
+    """The ICMP echo that replaces a target's UDP probe where UDP is not answered: the
+    sender's scapy template with this target's destination, echo id and nonce."""
+    key = (t.src_ip, t.family, "icmp")
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = template(*key)
+    out = bytearray(_TEMPLATES[key])
+    six = t.family == "ipv6"
+    fam = socket.AF_INET6 if six else socket.AF_INET
+    l4 = 40 if six else 20
+    addr = socket.inet_pton(fam, t.dst_ip)
+    out[24 if six else 16:40 if six else 20] = addr
+    struct.pack_into("!H", out, l4 + 4, ident)
+    out[l4 + 8:] = nonce(probe)
+    _l4_checksum(out, six, socket.inet_pton(fam, t.src_ip), addr, 58 if six else 1)
+    if not six:
+        struct.pack_into("!H", out, 10, 0)
+        struct.pack_into("!H", out, 10, checksum(bytes(out[:20])))
+    return bytes(out)
 
 
 def craft(t: PathTarget, probe: int, sport: int) -> bytes:
@@ -134,7 +192,7 @@ def craft(t: PathTarget, probe: int, sport: int) -> bytes:
     target's destination, source port and nonce, and the UDP checksum over them (the
     pseudo-header's source: the kernel's choice, `t.src_ip`). Building a packet in scapy
     costs milliseconds on a loaded host; a lab of 200 pods traces thousands of pairs."""
-    key = (t.src_ip, t.family)
+    key = (t.src_ip, t.family, "udp")
     if key not in _TEMPLATES:
         _TEMPLATES[key] = template(*key)
     out = bytearray(_TEMPLATES[key])
@@ -160,8 +218,10 @@ def craft(t: PathTarget, probe: int, sport: int) -> bytes:
 
 
 def stamp(packet: bytes, six: bool, ttl: int, tag: int) -> bytes:
-    """`packet` with this send's TTL and tag. IPv4: the kernel rewrites the header
-    checksum of every raw packet it sends; neither field is in UDP's checksum."""
+    """`packet` with this send's TTL and tag: in the IP id (IPv6: the flow label) and, in
+    an ICMP echo, its sequence number too (its checksum follows). IPv4: the kernel
+    rewrites the header checksum of every raw packet it sends; neither field is in UDP's
+    checksum."""
     out = bytearray(packet)
     if six:
         out[7] = ttl
@@ -170,6 +230,12 @@ def stamp(packet: bytes, six: bool, ttl: int, tag: int) -> bytes:
     else:
         out[8] = ttl
         struct.pack_into("!H", out, 4, tag)
+    proto = out[6] if six else out[9]
+    if proto in (1, 58):
+        l4 = 40 if six else 20
+        struct.pack_into("!H", out, l4 + 6, tag)
+        _l4_checksum(out, six, bytes(out[8:24]) if six else bytes(out[12:16]),
+                     bytes(out[24:40]) if six else bytes(out[16:20]), proto)
     return bytes(out)
 
 
@@ -179,6 +245,7 @@ class _Trace:
     probe: int
     sport: int
     packet: bytes = b""
+    echo: bytes = b""  # its ICMP echo twin, crafted where UDP goes unanswered
     error: str | None = None
     answers: dict[int, Answer] = field(default_factory=dict)
     # TTL -> its emitter seen: True when it also wrote its own address as the source
@@ -292,32 +359,48 @@ def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: flo
                 fam = socket.AF_INET6 if tr.target.family == "ipv6" else socket.AF_INET
                 senders[key] = socket_in_netns(pids[eps[tr.target.sender].container], fam,
                                                socket.SOCK_RAW, socket.IPPROTO_RAW)
-        for attempt in range(path.TRIES):
+        # UDP first; where a TTL stays unanswered, an ICMP echo (UDP may be filtered)
+        for attempt in range(2 * path.TRIES):
             sent = 0
+            echo = attempt >= path.TRIES
             for tr in live:
                 t = tr.target
+                if tr.error is not None:
+                    continue
                 if attempt == 0:
                     tr.highest = len(t.hops)
                 elif tr.off_plan() or any(a.device == t.dst and k < len(t.hops)
                                           for k, a in tr.answers.items()):
                     tr.highest = len(t.hops) + path.MORE  # name the hops past the plan
-                for k in (range(1, tr.highest + 1) if attempt == 0 else tr.wanted()):
-                    sock = senders[(t.sender, t.family)]
-                    packet = stamp(tr.packet, t.family == "ipv6", k, tag_of(k, attempt))
-                    try:
-                        sock.sendto(packet, (t.dst_ip, 0))
-                        sent += 1
-                        tr.seen.append(Seen(t.sender, "-", True, time.time(), False, "udp",
-                                            t.src_ip, t.dst_ip, tr.sport, DPORT, k,
-                                            _ether(packet, t.family)))
-                    except OSError as exc:
-                        tr.error = f"{t.sender} could not send: {exc.strerror}"
+                ttls = range(1, tr.highest + 1) if attempt == 0 else tr.wanted()
+                if echo and ttls and not tr.echo:
+                    tr.echo = craft_echo(t, tr.probe, tr.sport)
+                for k in ttls:
+                    if not _send(senders[(t.sender, t.family)], tr, k, attempt, echo):
                         break
+                    sent += 1
             if not sent:
                 break
             _collect(sniffers, by_probe, live, timeout, own)
     finally:
         close_all([*sniffers, *senders.values()])
+
+
+def _send(sock: socket.socket, tr: _Trace, ttl: int, attempt: int, echo: bool) -> bool:
+    """Send `tr`'s probe (its ICMP echo, with `echo`) with this TTL; False (and the
+    trace's error set) when the sender's kernel refused it."""
+    t = tr.target
+    packet = stamp(tr.echo if echo else tr.packet, t.family == "ipv6", ttl,
+                   tag_of(ttl, attempt))
+    try:
+        sock.sendto(packet, (t.dst_ip, 0))
+    except OSError as exc:
+        tr.error = f"{t.sender} could not send: {exc.strerror}"
+        return False
+    tr.seen.append(Seen(t.sender, "-", True, time.time(), False, "icmp" if echo else "udp",
+                        t.src_ip, t.dst_ip, tr.sport, tr.sport if echo else DPORT, ttl,
+                        _ether(packet, t.family)))
+    return True
 
 
 def _ether(packet: bytes, family: str) -> bytes:
@@ -367,12 +450,14 @@ def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace],
             continue  # passing through
         a = tr.answers.get(k)
         if a is None:
-            a = tr.answers[k] = Answer(k, got.from_ip, got.kind, quote=got.quote)
+            a = tr.answers[k] = Answer(k, got.from_ip, got.kind, quote=got.quote,
+                                       proto=got.proto)
         mine = got.from_ip in own.get(ns, ())
         if emitted and (k not in tr.emitted or (mine and not tr.emitted[k])):
             tr.emitted[k] = mine
             a.device, a.quote, a.from_ip, a.kind = ns, got.quote, got.from_ip, got.kind
+            a.proto = got.proto
         if arrived and not a.received:
             a.received = True
         tr.seen.append(Seen(ns, addr[0], outgoing, time.time(), True, "icmp", got.from_ip,
-                            got.to_ip, got.quote.sport, got.quote.dport, got.ttl, frame))
+                            got.to_ip, got.ident, got.ident, got.ttl, frame))

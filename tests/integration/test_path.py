@@ -55,6 +55,19 @@ def test_a_detour_of_equal_length_fails_only_path_naming_the_router_taken(
         assert all(r.observed["hops"] == r.expected["hops"] for r in paths)
 
         plan = lab.plan
+        # UDP filtered on its way into n2's pods: the hops still answer UDP, the
+        # destination answers an ICMP echo, and the result says so
+        drop = ["FORWARD", "-p", "udp", "-o", "cbr0", "-j", "DROP"]
+        n2 = lab.pids()["n2"]
+        netns.run_program(n2, ["iptables", "-A", *drop])
+        try:
+            filtered = {(r.src, r.dst): r for r in lab.verify(checks=["path"]).results}
+        finally:
+            netns.run_program(n2, ["iptables", "-D", *drop])
+        assert all(r.ok for r in filtered.values()), [r.detail for r in filtered.values()]
+        assert "TTL 4 answered an ICMP echo, not UDP" in filtered["a", "b"].detail
+        assert "ICMP echo" not in filtered["b", "a"].detail
+
         rb = next(i for i in plan.node("rb").interfaces if i.peer == "n1:eth2")
         replace_route(lab.pids()["n1"], str(plan.node("n2").pod_cidr),
                       bare_ip(str(rb.address)))

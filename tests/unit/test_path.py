@@ -233,3 +233,47 @@ def test_each_targets_probe_is_the_packet_scapy_builds_for_it() -> None:
         for probe, sport in ((5, 40000), (123456789, 1025)):
             want = bytes(head / UDP(sport=sport, dport=pathprobe.DPORT) / Raw(nonce(probe)))
             assert pathprobe.craft(t, probe, sport) == want
+
+
+def test_where_udp_is_filtered_an_icmp_echo_asks_and_its_answers_are_read() -> None:
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6TimeExceeded, IPv6
+    from scapy.layers.l2 import Ether
+
+    from harness.prove import pathprobe
+    from harness.prove.probe import nonce
+
+    for family, src, dst, router in (("ipv4", "10.244.0.2", "10.244.1.2", "172.30.0.2"),
+                                     ("ipv6", "fd00::2", "fd00:1::2", "fd00:ff::1")):
+        t = PathTarget("pod-to-pod", "a", "b", "a", family, src, dst, ())
+        six = family == "ipv6"
+        sent = pathprobe.stamp(pathprobe.craft_echo(t, 11, 777), six, 2,
+                               pathprobe.tag_of(2, 2))
+        pkt = IPv6(sent) if six else IP(sent)
+        again = (IPv6 if six else IP)(bytes(pkt.__class__(bytes(pkt))))
+        assert bytes(again) == sent  # its checksums are scapy's
+        head = (IPv6(src=router, dst=src, hlim=64) / ICMPv6TimeExceeded()) if six else (
+            IP(src=router, dst=src, ttl=64) / ICMP(type=11))
+        got = pathprobe.parse_answer(bytes(Ether() / head / pkt))
+        assert got is not None and got.proto == "icmp" and got.probe == 11
+        assert got.tag & 0xFF == 2 and got.quote == Quote(src, dst, 777, 777)
+        reply = (IPv6(src=dst, dst=src) / ICMPv6EchoReply(id=777, seq=got.tag) /
+                 nonce(11)) if six else (IP(src=dst, dst=src) /
+                                         ICMP(type=0, id=777, seq=got.tag) / nonce(11))
+        answer = pathprobe.parse_answer(bytes(Ether() / reply))
+        assert answer is not None and answer.kind == "echo-reply" and answer.quote is None
+        assert answer.tag & 0xFF == 2 and answer.probe == 11
+
+
+def test_a_destination_that_answers_only_an_icmp_echo_passes_saying_so() -> None:
+    plan = example("tworouter")
+    t = traced(plan)["a", "b", "ipv4"]
+    got = answers(t)
+    got[4] = Answer(4, t.hops[3].addresses[0], "echo-reply", device="b", received=True,
+                    proto="icmp")
+    r = judge(t, got, plan)
+    assert r.ok, r.detail
+    assert "TTL 4 answered an ICMP echo, not UDP" in r.detail
+    got[2].proto = "icmp"
+    got[2].quote = Quote(t.src_ip, t.dst_ip, SPORT, SPORT)  # an echo's id in both
+    assert judge(t, got, plan).ok
