@@ -51,8 +51,9 @@ class Hop:
 @dataclass(frozen=True)
 class PathTarget:
     """A pair to trace in one family: who sends, toward which address, and the hops the
-    plan predicts, the destination last. `answer_back`: the destination's answer can
-    reach the sender (an outside host has no route back to an unmasqueraded pod)."""
+    plan predicts, the destination last. `answer_back` False: the destination cannot
+    answer (an outside host has no route back to an unmasqueraded pod), and is not one
+    of the hops."""
 
     check: str  # the pair's own check: pod-to-pod, node-to-pod, pod-to-node, pod-to-external
     src: str
@@ -199,13 +200,15 @@ def target(plan: Plan, check: str, e: Expectation, sender: str, src_ip: str,
     if fabric:
         forwarders_ = tuple(walked)  # type: ignore[arg-type]
     masq = 0 if e.snat_to else None  # the masquerading node is the pod's node: hop 0
+    # unmasqueraded, an outside host has no route back to a pod: its kernel cannot send
+    # an answer at all, so only the hops before it are asked (pod-to-external proves the
+    # datagram arrives)
+    back = not (check == "pod-to-external" and not e.snat_to)
     hops = []
-    for k, device in enumerate((*forwarders_, e.dst)):
+    for k, device in enumerate((*forwarders_, e.dst) if back else forwarders_):
         natted = masq is not None and k > masq
         hops.append(Hop(device, addresses_of(plan, device, e.family),
                         (e.snat_to or src_ip) if natted else src_ip, None if natted else 0))
-    # unmasqueraded, an outside host has no route back to a pod: its answer stays there
-    back = not (check == "pod-to-external" and not e.snat_to)
     return PathTarget(check, e.src, e.dst, sender, e.family, src_ip, e.dst_ip, tuple(hops),
                       back, "fabric" if fabric else "plan")
 
@@ -286,7 +289,7 @@ def judge(t: PathTarget, answers: Mapping[int, Answer], proto: str = "udp", spor
         if name == hop.device and a.from_ip not in hop.addresses:
             problems.append((ADDRESS, f"hop {k} answered from {a.from_ip}, not an address "
                                       f"of {hop.device} ({', '.join(hop.addresses)})"))
-        if not a.received and (k < len(t.hops) or t.answer_back):
+        if not a.received:
             problems.append((LOST, f"hop {k}'s answer ({name}, {a.kind}) never reached "
                                    f"{t.sender}"))
     rewrite = _first_rewrite(t, answers, sport, dport, who)
@@ -346,7 +349,7 @@ def _result(t: PathTarget, proto: str, expected: dict[str, Any], observed: dict[
                   + (f"; {_ttl_word(t.family)} {', '.join(echoed)} answered an ICMP echo, "
                      "not UDP" if echoed else "")
                   + ("" if t.answer_back else
-                     f"; {t.dst}'s answer seen leaving it (no route back to {t.sender})"))
+                     f"; {t.dst} itself not asked: it has no route back to {t.sender}"))
         return Result(CHECK, t.src, t.dst, proto, True, expected, observed, detail,
                       family=t.family)
     worst = min((c for c, _ in problems), key=CLASSES.index)

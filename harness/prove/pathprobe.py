@@ -255,20 +255,18 @@ class _Trace:
     highest: int = 0  # the highest TTL asked
 
     def wanted(self) -> list[int]:
-        """The TTLs still unanswered (or, where an answer must come back, not back yet)."""
-        t = self.target
+        """The TTLs still unanswered, or whose answer has not come back to the sender."""
         need = []
         for k in range(1, self.highest + 1):
             a = self.answers.get(k)
-            back = k < len(t.hops) or t.answer_back or k > len(t.hops)
-            if a is None or (back and not a.received) or (not back and k not in self.emitted):
+            if a is None or not a.received:
                 need.append(k)
         return need
 
     def off_plan(self) -> bool:
         t = self.target
         last = self.answers.get(len(t.hops))
-        return last is not None and last.device not in (None, t.dst)
+        return t.answer_back and last is not None and last.device not in (None, t.dst)
 
 
 def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = None,

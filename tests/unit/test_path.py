@@ -147,18 +147,18 @@ def test_ipv6_hops_answer_from_their_ipv6_addresses_with_hop_limits() -> None:
     assert judge(t, answers(t), plan).ok
 
 
-def test_an_outside_hosts_answer_need_not_come_back_to_an_unmasqueraded_pod() -> None:
-    plan = example("routed")
-    plan = make_plan(load_topology(next(p for p in EXAMPLES if p.name == "routed.clab.yml")))
+def test_an_outside_host_with_no_route_back_to_an_unmasqueraded_pod_is_not_asked() -> None:
+    text = next(p for p in EXAMPLES if p.name == "routed.clab.yml").read_text()
+    from harness.model.topology import parse_topology
+
+    plan = make_plan(parse_topology(text.replace("masquerade: true", "masquerade: false")))
     t = next(t for t in traced(plan).values() if t.check == "pod-to-external")
-    unmasq = PathTarget(t.check, t.src, t.dst, t.sender, t.family, t.src_ip, t.dst_ip,
-                        tuple(path.Hop(h.device, h.addresses, t.src_ip) for h in t.hops),
-                        answer_back=False)
-    got = answers(unmasq)
-    got[len(unmasq.hops)].received = False
-    assert judge(unmasq, got, plan).ok
+    assert not t.answer_back and t.planned == ["node1", "r1", "spine"]  # not ext itself
+    r = judge(t, answers(t), plan)
+    assert r.ok and "ext itself not asked: it has no route back to client" in r.detail
+    got = answers(t)
     got[1].received = False
-    r = judge(unmasq, got, plan)
+    r = judge(t, got, plan)
     assert not r.ok and r.failure == "lost"
 
 
