@@ -21,7 +21,7 @@ them by hand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from harness.plan import Expectation, Plan
@@ -87,8 +87,8 @@ class Answer:
     """What answered the probe of one TTL: `device` the namespace seen emitting it (None:
     only its arrival at the sender was seen), `from_ip` its source address, `kind`
     ("time-exceeded", "unreachable", "echo-reply"), `quote` as the emitter wrote it (else
-    as the sender got it), `received`: it reached the sender's namespace. `frames`: one
-    line per frame seen for it (scapy's summary)."""
+    as the sender got it; None for an echo reply), `received`: it reached the sender's
+    namespace, `proto`: the probe it answers."""
 
     ttl: int
     from_ip: str
@@ -96,7 +96,6 @@ class Answer:
     device: str | None = None
     quote: Quote | None = None
     received: bool = False
-    frames: list[str] = field(default_factory=list)
     proto: str = "udp"  # the probe answered: udp, or icmp (an echo where UDP was not)
 
 
@@ -255,11 +254,13 @@ def judge(t: PathTarget, answers: Mapping[int, Answer], proto: str = "udp", spor
             continue
         name = a.device or who.get(a.from_ip) or a.from_ip
         seen.append(name)
-        answered.append({"ttl": k, "device": name, "from": a.from_ip, "kind": a.kind,
-                         **({"probe": "icmp echo"} if a.proto == "icmp" else {}),
-                         "received": a.received, **({"quote": vars(a.quote)} if a.quote
-                                                    else {}),
-                         **({"frames": a.frames} if a.frames else {})})
+        answer: dict[str, Any] = {"ttl": k, "device": name, "from": a.from_ip,
+                                  "kind": a.kind, "received": a.received}
+        if a.proto == "icmp":
+            answer["probe"] = "icmp echo"
+        if a.quote:
+            answer["quote"] = vars(a.quote)
+        answered.append(answer)
         if name == t.dst:  # the destination answered: nothing further is on the path
             break
     while seen and seen[-1] == "?" and len(seen) > len(planned):
