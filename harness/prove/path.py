@@ -346,7 +346,8 @@ def _result(t: PathTarget, proto: str, expected: dict[str, Any], observed: dict[
             "as the forwarding tables route it (a path of the plan's length)"
         echoed = [str(a["ttl"]) for a in observed["answers"] if a.get("probe")]
         detail = (f"{' > '.join(observed['hops'])} answered in order {how} "
-                  f"({_ttl_word(t.family)} 1-{len(t.hops)}); every quote as sent"
+                  f"({_ttl_word(t.family)} {'1-' if len(t.hops) > 1 else ''}{len(t.hops)}); "
+                  "every quote as sent"
                   + (f"; {_ttl_word(t.family)} {', '.join(echoed)} answered an ICMP echo, "
                      "not UDP" if echoed else "")
                   + ("" if t.answer_back else
