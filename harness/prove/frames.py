@@ -11,16 +11,20 @@ from harness.prove.probe import Seen
 from harness.prove.result import Result
 
 MAX_FRAMES = 40  # per result: a lost probe traced through a 200-pod lab stays readable
+# failures whose frames scapy summarises; later ones get the sniffer's own fields, so a
+# lab where thousands fail is not dissected for minutes
+DISSECTED = 1000
 
 
-def line(seen: Seen) -> str:
+def line(seen: Seen, dissect: bool = True) -> str:
     """`ns iface >|< summary (TTL n)` of one sighting (> leaving, < arriving; iface `-`:
-    a crafted packet as handed to the sender's kernel)."""
+    a crafted packet as handed to the sender's kernel): scapy's summary, or without
+    `dissect` the fields the sniffer read."""
     from scapy.layers.l2 import Ether
 
     way = ">" if seen.outgoing else "<"
-    what = Ether(seen.frame).summary() if seen.frame is not None else (
-        f"{seen.proto} {seen.src} > {seen.dst} ttl {seen.ttl}")
+    what = Ether(seen.frame).summary() if seen.frame is not None and dissect else (
+        f"{seen.proto} {seen.src}:{seen.sport} > {seen.dst}:{seen.dport}")
     return f"{seen.ns} {seen.ifname} {way} {what} ({'hop limit' if ':' in seen.src else 'TTL'} " \
            f"{seen.ttl})"
 
@@ -32,12 +36,14 @@ def of(result: Result, sightings: Mapping[int, Sequence[Seen]]) -> list[Seen]:
 
 def attach(results: Sequence[Result], sightings: Mapping[int, Sequence[Seen]]) -> None:
     """Give every failed result with sightings its frames' summaries."""
+    done = 0
     for r in results:
         if r.ok or not r.probe_ids:
             continue
         seen = of(r, sightings)
         if seen:
-            shown = [line(s) for s in seen[:MAX_FRAMES]]
+            done += 1
+            shown = [line(s, done <= DISSECTED) for s in seen[:MAX_FRAMES]]
             if len(seen) > MAX_FRAMES:
                 shown.append(f"... {len(seen) - MAX_FRAMES} more (--pcap DIR keeps them all)")
             r.observed["frames"] = shown
