@@ -251,7 +251,24 @@ class _Trace:
     # TTL -> its emitter seen: True when it also wrote its own address as the source
     # (a copy of a frame that merely passes, e.g. mirrored to an ifb device, is not)
     emitted: dict[int, bool] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)  # what was sent, and each answer's frames
+    # what was sent (ttl, attempt, echo, time) and each answer's frames (namespace, iface,
+    # outgoing, time, parsed, frame): kept raw, made Seen records only for failures
+    sent: list[tuple[int, int, bool, float]] = field(default_factory=list)
+    frames: list[tuple[str, str, bool, float, Parsed, bytes]] = field(default_factory=list)
+
+    def sightings(self) -> list[Seen]:
+        """What was sent for this trace and every frame of its answers, as sightings."""
+        t = self.target
+        six = t.family == "ipv6"
+        out = [Seen(t.sender, "-", True, ts, False, "icmp" if echo else "udp", t.src_ip,
+                    t.dst_ip, self.sport, self.sport if echo else DPORT, k,
+                    _ether(stamp(self.echo if echo else self.packet, six, k,
+                                 tag_of(k, attempt)), t.family))
+               for k, attempt, echo, ts in self.sent]
+        out += [Seen(ns, ifname, outgoing, ts, True, "icmp", got.from_ip, got.to_ip,
+                     got.ident, got.ident, got.ttl, frame)
+                for ns, ifname, outgoing, ts, got, frame in self.frames]
+        return out
     highest: int = 0  # the highest TTL asked
 
     def wanted(self) -> list[int]:
@@ -270,11 +287,11 @@ class _Trace:
 
 
 def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = None,
-          timeout: float = 2.0, quick: bool = False
+          timeout: float = 2.0, quick: bool = False, keep_frames: bool = False
           ) -> tuple[list[Result], dict[int, list[Seen]]]:
     """Trace every pair of the plan (`pids`: container name -> pid); one Result each, and
-    by probe id what was sent for it and every frame of its answers (for the failures'
-    frames, pcaps and the report)."""
+    by probe id what was sent for it and every frame of its answers: for the failures
+    (their frames, the report), and with `keep_frames` for every trace (pcaps)."""
     eps = endpoints(plan)
     pairs = path.pairs(plan, *(() if checks is None else (checks,)))
     if quick:  # one pair per (check, family, source node, destination node)
@@ -314,7 +331,8 @@ def check(plan: Plan, pids: Mapping[str, int], checks: Iterable[str] | None = No
                        who)
         r.probe_ids = [tr.probe]
         results.append(r)
-    return results, {tr.probe: tr.seen for tr in traces}
+    return results, {tr.probe: tr.sightings() for tr, r in zip(traces, results, strict=True)
+                     if keep_frames or not r.ok}
 
 
 def _walks(plan: Plan, pids: Mapping[str, int], pairs: list[tuple[str, Expectation, str]],
@@ -395,9 +413,7 @@ def _send(sock: socket.socket, tr: _Trace, ttl: int, attempt: int, echo: bool) -
     except OSError as exc:
         tr.error = f"{t.sender} could not send: {exc.strerror}"
         return False
-    tr.seen.append(Seen(t.sender, "-", True, time.time(), False, "icmp" if echo else "udp",
-                        t.src_ip, t.dst_ip, tr.sport, tr.sport if echo else DPORT, ttl,
-                        _ether(packet, t.family)))
+    tr.sent.append((ttl, attempt, echo, time.time()))
     return True
 
 
@@ -457,5 +473,4 @@ def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace],
             a.proto = got.proto
         if arrived and not a.received:
             a.received = True
-        tr.seen.append(Seen(ns, addr[0], outgoing, time.time(), True, "icmp", got.from_ip,
-                            got.to_ip, got.ident, got.ident, got.ttl, frame))
+        tr.frames.append((ns, addr[0], outgoing, time.time(), got, frame))

@@ -114,7 +114,8 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
         results += mtu.check(plan, pids)
     if "path" in checks:  # after mtu: its sniffers keep ICMP errors
-        traced, seen = pathprobe.check(plan, pids, timeout=timeout, quick=quick)
+        traced, seen = pathprobe.check(plan, pids, timeout=timeout, quick=quick,
+                                       keep_frames=keep_frames)
         results += traced
         sightings.update(seen)
     order = {c: i for i, c in enumerate(CHECKS)}
