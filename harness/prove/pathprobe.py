@@ -255,6 +255,7 @@ class _Trace:
     # outgoing, time, parsed, frame): kept raw, made Seen records only for failures
     sent: list[tuple[int, int, bool, float]] = field(default_factory=list)
     frames: list[tuple[str, str, bool, float, Parsed, bytes]] = field(default_factory=list)
+    highest: int = 0  # the highest TTL asked
 
     def sightings(self) -> list[Seen]:
         """What was sent for this trace and every frame of its answers, as sightings."""
@@ -269,7 +270,6 @@ class _Trace:
                      got.ident, got.ident, got.ttl, frame)
                 for ns, ifname, outgoing, ts, got, frame in self.frames]
         return out
-    highest: int = 0  # the highest TTL asked
 
     def wanted(self) -> list[int]:
         """The TTLs still unanswered, or whose answer has not come back to the sender."""
