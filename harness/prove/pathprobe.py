@@ -368,7 +368,7 @@ def _run(plan: Plan, pids: Mapping[str, int], traces: list[_Trace], timeout: flo
             pid = pids.get(ep.container)
             if pid is None or ep.name in host_net or ep.name in switches:
                 continue
-            sniffers[run_in_netns(pid, _sniffer)] = ep.name
+            sniffers[run_in_netns(pid, _sniffer, list(ep.addresses))] = ep.name
         for tr in live:
             key = (tr.target.sender, tr.target.family)
             if key not in senders:
@@ -422,9 +422,9 @@ def _ether(packet: bytes, family: str) -> bytes:
     return b"\0" * 12 + (b"\x86\xdd" if family == "ipv6" else b"\x08\x00") + packet
 
 
-def _sniffer() -> socket.socket:
+def _sniffer(local: list[str]) -> socket.socket:
     sock = bpf.packet_socket()
-    bpf.attach(sock, bpf.icmp_answer_filter())
+    bpf.attach(sock, bpf.icmp_answer_filter(local, EMITTED_TTL))
     sock.setsockopt(socket.SOL_SOCKET, bpf.SO_RCVBUFFORCE, 8 << 20)
     sock.setblocking(False)
     return sock
@@ -434,28 +434,37 @@ def _collect(sniffers: Mapping[socket.socket, str], by_probe: Mapping[int, _Trac
              live: list[_Trace], timeout: float, own: Mapping[str, frozenset[str]]) -> None:
     deadline = time.monotonic() + timeout
     socks = list(sniffers)
-    while True:
+    waiting = {tr.probe: len(tr.wanted()) for tr in live if tr.error is None}
+    waiting = {p: n for p, n in waiting.items() if n}
+    while waiting:
         left = deadline - time.monotonic()
-        if left <= 0 or all(not tr.wanted() for tr in live if tr.error is None):
+        if left <= 0:
             break
         ready, _, _ = select.select(socks, [], [], min(left, 0.05))
+        touched: set[int] = set()
         for sock in ready:
-            _read(sock, sniffers[sock], by_probe, own)
+            touched |= _read(sock, sniffers[sock], by_probe, own)
+        for probe in touched & waiting.keys():  # only the traces that got something
+            if not by_probe[probe].wanted():
+                del waiting[probe]
     for sock in socks:  # emissions read after the answers they go with
         _read(sock, sniffers[sock], by_probe, own)
 
 
 def _read(sock: socket.socket, ns: str, by_probe: Mapping[int, _Trace],
-          own: Mapping[str, frozenset[str]]) -> None:
+          own: Mapping[str, frozenset[str]]) -> set[int]:
+    """Read what `sock` (the sniffer of namespace `ns`) holds; the probes it answered."""
+    touched = set()
     while True:
         try:
             frame, addr = sock.recvfrom(bpf.PROBE_SNAPLEN)
         except (BlockingIOError, InterruptedError):
-            return
+            return touched
         got = parse_answer(frame)
         tr = by_probe.get(got.probe) if got else None
         if got is None or tr is None:
             continue
+        touched.add(got.probe)
         k = got.tag & 0xFF
         outgoing = addr[2] == bpf.PACKET_OUTGOING
         emitted = outgoing and got.ttl == EMITTED_TTL

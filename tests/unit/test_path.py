@@ -277,3 +277,24 @@ def test_a_destination_that_answers_only_an_icmp_echo_passes_saying_so() -> None
     got[2].proto = "icmp"
     got[2].quote = Quote(t.src_ip, t.dst_ip, SPORT, SPORT)  # an echo's id in both
     assert judge(t, got, plan).ok
+
+
+def test_the_answer_filter_keeps_answers_for_the_namespace_and_drops_the_rest() -> None:
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6
+    from scapy.layers.l2 import Ether
+    from test_probes import _filtered
+
+    from harness.host import bpf
+
+    probe = IP(src="10.244.0.2", dst="10.244.1.2") / UDP(dport=33434) / b"PLB"
+    te_mine = bytes(Ether() / IP(src="172.30.0.2", dst="10.244.0.2") / ICMP(type=11) / probe)
+    te_other = bytes(Ether() / IP(src="172.30.0.2", dst="10.244.0.9") / ICMP(type=11) / probe)
+    echo = bytes(Ether() / IP(src="10.244.1.2", dst="10.244.0.2") / ICMP(type=8))
+    six = bytes(Ether() / IPv6(src="fd00:1::2", dst="fd00::2") / ICMPv6DestUnreach(code=4) /
+                IPv6(src="fd00::2", dst="fd00:1::2") / UDP())
+    frames = [te_mine, te_other, echo, six]
+    # a socketpair's frames count as arriving (the emitter's side needs a real interface)
+    assert _filtered(bpf.icmp_answer_filter(["10.244.0.2", "fd00::2"]), frames) == [
+        te_mine, six]
+    assert _filtered(bpf.icmp_answer_filter(), frames) == [te_mine, te_other, six]
