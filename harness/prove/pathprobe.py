@@ -21,6 +21,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -134,6 +135,17 @@ def parse_answer(frame: bytes) -> Parsed | None:
             tag = struct.unpack_from("!I", inner, 0)[0] & 0xFFFFF
         return Parsed(src, ip[7], kind, quote, got[0], tag, dst, proto, sport)
     return None
+
+
+def preload() -> None:
+    """Import the scapy layers the probes are crafted with in the background (a few
+    tenths of a second of a process's life): verify starts this before its other checks,
+    whose waits on the lab it then overlaps."""
+    def load() -> None:
+        import scapy.layers.inet
+        import scapy.layers.inet6  # noqa: F401
+
+    threading.Thread(target=load, name="preload-scapy", daemon=True).start()
 
 
 def template(src_ip: str, family: str, proto: str = "udp") -> bytes:

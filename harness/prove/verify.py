@@ -88,6 +88,8 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     quiet = SERVICE_CHECKS if not (plan.services or plan.host_ports) else ()
     notes = [f"{check}: nothing to check, {why}" for check, why in empty.items()
              if check not in quiet]
+    if "path" in checks:
+        pathprobe.preload()  # scapy's import overlaps the other checks
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
