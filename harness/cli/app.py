@@ -254,7 +254,8 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 
 CheckOpt = Annotated[list[str] | None, typer.Option(
     "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
-    "node-to-pod, pod-to-node, pod-to-external, mtu")]
+    "node-to-pod, pod-to-node, pod-to-external, mtu, path, pod-to-service, node-to-service, "
+    "external-to-nodeport, external-to-hostport")]
 VerifyOut = Annotated[VerifyFormat, typer.Option(
     "-o", "--format", help="output format: table (the truth table), json, junit, or html "
     "(one self-contained file; give --output)")]
