@@ -31,7 +31,7 @@ V6ONLY = ROOT / "topologies" / "v6only.clab.yml"
 Row = tuple[str, str, str, str, str]  # check, family, src, dst, proto
 # the checks of a lab without Services
 MODEL = {"pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
-         "pod-to-external", "mtu"}
+         "pod-to-external", "mtu", "path"}
 
 
 @pytest.fixture(scope="module")
