@@ -39,9 +39,17 @@ INFRA_CAPS: tuple[str, ...] = ()
 # interface than the strict reverse path, which is legitimate in the lab.
 RP_FILTER_OFF: tuple[Pair, ...] = (("net.ipv4.conf.all.rp_filter", "0"),
                                    ("net.ipv4.conf.default.rp_filter", "0"))
+# Every device of the lab answers every probe of the `path` check: no per-destination ICMP
+# error rate limit (1 s a peer by default, after a burst of 6) and a namespace-wide budget
+# far above what a verify sends (1,000 a second, burst 50, by default). Per namespace:
+# the host's own limits stay as they are.
+ICMP_ANSWERS: tuple[Pair, ...] = (("net.ipv4.icmp_ratelimit", "0"),
+                                  ("net.ipv4.icmp_msgs_per_sec", "1000000"),
+                                  ("net.ipv4.icmp_msgs_burst", "1000000"))
+ICMP6_ANSWERS: tuple[Pair, ...] = (("net.ipv6.icmp.ratelimit", "0"),)
 # A pod does not route, and may ping without NET_RAW (a sysctl Kubernetes counts as safe).
 POD_SYSCTLS: tuple[Pair, ...] = (("net.ipv4.ping_group_range", "0 2147483647"),
-                                 ("net.ipv4.ip_forward", "0"))
+                                 ("net.ipv4.ip_forward", "0"), *ICMP_ANSWERS)
 # IPv6, in a namespace that has an IPv6 address: on (Docker turns it off in a container with
 # no network), no duplicate address detection (an address is usable the moment it is added,
 # not ~1 s later; the plan's addresses are unique by construction), no router
@@ -114,9 +122,9 @@ class Datapath:
         # forwarding said either way: a new namespace may inherit the host's 1, and a
         # `linux` host or a switch that routed would break the plan's paths
         forward = "1" if node.forwards else "0"
-        out = (*RP_FILTER_OFF, ("net.ipv4.ip_forward", forward))
+        out = (*RP_FILTER_OFF, ("net.ipv4.ip_forward", forward), *ICMP_ANSWERS)
         if IPV6 in node.families:
-            out += (*IPV6_ON, (IPV6_FORWARDING, forward))
+            out += (*IPV6_ON, (IPV6_FORWARDING, forward), *ICMP6_ANSWERS)
         return out
 
     def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
@@ -186,7 +194,7 @@ class Datapath:
         bridge = plan.node(pod.node).bridge
         sysctls = POD_SYSCTLS
         if IPV6 in pod.families:
-            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"))
+            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"), *ICMP6_ANSWERS)
         return PodNet(pod.name, pod.node, infra=Settings(sysctls, INFRA_CAPS),
                       containers=Settings((), POD_CAPS),
                       veth=(pod.node_iface, POD_IFACE),

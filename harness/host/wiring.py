@@ -453,6 +453,25 @@ def route_dev(pid: int, dst_ip: str) -> str | None:
     return _with_ipr(pid, f"route get {dst_ip}", body)
 
 
+def next_hops(pid: int, dst_ips: list[str]) -> dict[str, str | None]:
+    """The gateway the namespace's kernel forwards each destination to (RTA_GATEWAY of
+    RTM_GETROUTE; IPv6 RTA_VIA too), None where it is on a connected link or local;
+    destinations without a route are left out."""
+    def body(ipr: Any) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for dst in dst_ips:
+            try:
+                reply = ipr.route("get", dst=dst)
+            except Exception:  # no route (ENETUNREACH): left out
+                continue
+            if reply:
+                gw = reply[0].get("RTA_GATEWAY")
+                out[dst] = str(gw) if gw else None
+        return out
+
+    return _with_ipr(pid, "route get", body)
+
+
 def forget_neighbours(pid: int, addresses: list[str]) -> int:
     """Delete the neighbour entries (ARP, IPv6 neighbour discovery) of `addresses` in the
     namespace of ``pid``, whatever their state; how many went."""

@@ -25,11 +25,15 @@ class Result:
     detail: str
     probe_ids: list[int] = field(default_factory=list, repr=False)
     family: str = "ipv4"  # the address family probed: "ipv4" or "ipv6"
+    failure: str | None = None  # a check's own failure class (path: "detour", ...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "family": self.family, "src": self.src, "dst": self.dst,
+        out = {"check": self.check, "family": self.family, "src": self.src, "dst": self.dst,
                 "proto": self.proto, "ok": self.ok, "expected": self.expected,
                 "observed": self.observed, "detail": self.detail}
+        if self.failure:
+            out["failure"] = self.failure
+        return out
 
 
 @dataclass

@@ -124,12 +124,15 @@ def test_pods(plan: Plan) -> None:
         if pod.host_network:  # its node's namespace: tested in test_services_datapath
             assert p.veth is None and p.host_network
             continue
-        ipv6 = {"net.ipv6.conf.all.forwarding": "0", **{
+        ipv6 = {"net.ipv6.conf.all.forwarding": "0", "net.ipv6.icmp.ratelimit": "0", **{
             f"net.ipv6.conf.{s}.{k}": "0" for s in ("all", "default")
             for k in ("disable_ipv6", "accept_dad", "accept_ra")}} if "ipv6" in pod.families \
             else {}
+        # every ICMP error answered, unlimited: the path check asks every hop
+        icmp = {"net.ipv4.icmp_ratelimit": "0", "net.ipv4.icmp_msgs_per_sec": "1000000",
+                "net.ipv4.icmp_msgs_burst": "1000000"}
         assert p.infra.sysctl_map() == {"net.ipv4.ping_group_range": "0 2147483647",
-                                        "net.ipv4.ip_forward": "0", **ipv6}
+                                        "net.ipv4.ip_forward": "0", **icmp, **ipv6}
         assert p.infra.caps == ()  # podlab configures the namespace from the host side
         assert p.containers.caps == ("NET_RAW",) and p.containers.sysctls == ()
         assert p.veth == (pod.node_iface, "eth0")
