@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from harness.model.addressing import FAMILIES, IPV6, TITLE, Family, family_of
+from harness.plan.model import Plan
 
 UNICAST = "unicast"
 DROPS = ("blackhole", "unreachable", "prohibit", "throw")
@@ -279,3 +280,14 @@ def asymmetry(forward: Walk, back: Walk) -> str | None:
 
 def _tabled(path: tuple[Hop, ...]) -> tuple[str, ...]:
     return tuple(h.node for h in path if not h.leaf)
+
+
+def links_of(plan: Plan) -> tuple[frozenset[End], ...]:
+    """The devices each link or switch segment of the plan joins (podlab wired them)."""
+    return tuple(frozenset((n, i) for n, i, _ in s.members)
+                 for s in plan.segments if s.kind != "pods")
+
+
+def leaves_of(plan: Plan) -> dict[str, tuple[str, str]]:
+    """Every pod address (not hostNetwork: those are their node's) -> (pod, its node)."""
+    return {ip: (p.name, p.node) for p in plan.pods if not p.host_network for ip in p.ips}
