@@ -28,6 +28,7 @@ from harness.model.addressing import (
     family_of,
     room,
 )
+from harness.model.fabric import fabric_problems, graph_kinds
 from harness.model.graph import LabGraph
 from harness.model.schema import (
     DEFAULT_UNDERLAY,
@@ -162,8 +163,9 @@ def semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     yield from _pod_problems(spec, kinds)
     yield from _cidr_problems(spec, kinds)
     yield from _datapath_problems(spec)
+    yield from fabric_problems(spec, kinds)
     if not any(p for p in _link_problems(spec, kinds)):
-        yield from _reachability_problems(spec, kinds)
+        yield from _reachability_problems(spec, graph_kinds(spec, kinds))
         if not any(True for _ in _cidr_problems(spec, kinds)):
             yield from _segment_problems(spec, kinds)
     yield from _container_name_problems(spec)

@@ -103,8 +103,9 @@ def wanted(target: Target, probe: Probe) -> tuple[dict[str, Any], dict[str, Any]
     echo id) and TTL, on the wire and at the receiving socket alike."""
     exp = target.exp
     ttl = TTL - exp.hops
+    back = TTL - (exp.reply_hops if exp.reply_hops is not None else exp.hops)
     want_req: dict[str, Any] = {"src": target.expect_src, "dst": exp.dst_ip, "ttl": ttl}
-    want_rep: dict[str, Any] = {"src": exp.dst_ip, "dst": target.src_ip, "ttl": ttl}
+    want_rep: dict[str, Any] = {"src": exp.dst_ip, "dst": target.src_ip, "ttl": back}
     if probe.proto == "icmp":
         want_req["icmp_id"] = want_rep["icmp_id"] = probe.sport
     else:
@@ -124,6 +125,10 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
     hops = exp.hops
     want_req, want_rep = wanted(target, probe)
     expected: dict[str, Any] = {**want_req, "hops": hops, "path": list(exp.path)}
+    if exp.reply_hops is not None:
+        expected["reply_hops"] = exp.reply_hops
+    if exp.stop:
+        expected["stop"] = exp.stop
     if probe.expect_reply:
         expected["reply"] = want_rep
     observed: dict[str, Any] = {}
@@ -160,17 +165,24 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
     word = _ttl(exp.family)
     if ok:
         ttl = f"{word} -{hops}" if hops else f"{word} unchanged (no router on the path)"
+        said = "as planned" if exp.source == "plan" else "as the fabric's tables route it"
         detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged on the wire and "
-                  f"at {target.receiver}'s socket, {ttl} as planned ({' > '.join(exp.path)})")
+                  f"at {target.receiver}'s socket, {ttl} {said} ({' > '.join(exp.path)})")
         if exp.snat_to:
             detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} by "
                       f"{exp.path[0]}, seen so by {target.receiver}'s socket; {word} -{hops}")
         if probe.expect_reply:
             detail += "; reply unchanged"
+            if exp.reply_hops is not None:
+                detail += f", {word} -{exp.reply_hops} on its own way back"
+        if exp.note:
+            detail += f"; {exp.note}"
     else:
+        if exp.stop:  # the tables said where it would die before it was sent
+            problems.insert(0, f"the fabric's tables: {exp.stop}")
         detail = "; ".join(dict.fromkeys(problems))
     return Result(target.check, exp.src, exp.dst, probe.proto, ok, expected, observed, detail,
-                  [probe.id], exp.family)
+                  [probe.id], exp.family, exp.source)
 
 
 def _ttl(family: str) -> str:
@@ -226,8 +238,9 @@ def _mismatches(target: Target, want: dict[str, Any], seen: Seen, sightings: lis
                            f"{where} on the way from {a} to {b}")
     if seen.ttl != want["ttl"]:
         path = _route_taken(sightings, seen.reply)
-        out.append(f"{leg} {_ttl(exp.family)} dropped by {TTL - seen.ttl}, plan expects "
-                   f"{exp.hops} "
+        whose = "plan" if exp.source == "plan" else "fabric's tables"
+        out.append(f"{leg} {_ttl(exp.family)} dropped by {TTL - seen.ttl}, {whose} expects "
+                   f"{TTL - want['ttl']} "
                    f"({' > '.join(exp.path if leg == 'request' else reversed(exp.path))}); "
                    f"seen at {' > '.join(path)}")
     return out
