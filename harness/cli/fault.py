@@ -92,12 +92,19 @@ def node_start(ctx: typer.Context, node: Node) -> None:
 
 
 @fault_app.command("daemon-kill")
-def daemon_kill(ctx: typer.Context, node: Node) -> None:
-    """Kill a node's routing daemon (routing: bgp's BIRD) with SIGKILL, as a crash would.
+def daemon_kill(ctx: typer.Context, node: Node,
+                daemon: Annotated[str | None, typer.Option(
+                    "--daemon", help="a process of the node, e.g. bgpd or ospfd on a "
+                    "user's FRR router (with FRR's watchfrr); default: podlab's BIRD")] = None,
+                ) -> None:
+    """Kill a node's routing daemon (routing: bgp's BIRD, or --daemon on a user's router)
+    with SIGKILL, as a crash would.
 
     Example: podlab fault -t topologies/leafspine.clab.yml daemon-kill leaf1
+
+    Example: podlab fault -t topologies/tor-bgp.clab.yml daemon-kill tor1 --daemon bgpd
     """
-    pid = _apply("daemon-kill", ctx, node)
+    pid = _apply("daemon-kill", ctx, node, **({"daemon": daemon} if daemon else {}))
     _done(f"node {node}: routing daemon killed (pid {pid}); its neighbours withdraw its routes")
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import bird, runtime, shaping, wiring
+from harness.host import bird, procs, runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan
@@ -312,16 +312,27 @@ def _ip(cidr: str) -> str:
 # --------------------------------------------------------------------------- daemons
 
 
-def daemon_kill(plan: Plan, name: str) -> int:
+# FRR's supervisor restarts a daemon that died: a crash that stays down takes it too
+SUPERVISORS = ("watchfrr",)
+
+
+def daemon_kill(plan: Plan, name: str, daemon: str | None = None) -> int:
     """Kill a node's routing daemon with SIGKILL, as a crash would: its kernel keeps the
     routes it installed, its neighbours see the session drop and withdraw what they
-    learned from it. Returns the daemon's host pid. (BIRD is the only daemon a datapath
-    runs today.)"""
+    learned from it. Returns the daemon's host pid. Without `daemon`: the BIRD a
+    datapath runs; with it, the process of that name in the node, e.g. FRR's `bgpd` on a
+    user's router (and FRR's watchfrr, which would restart it)."""
     node = _node(plan, name)
+    pid = _pid_of(_pids(plan), name, node.container)
+    if daemon is not None:
+        if not daemon or "/" in daemon:
+            raise InputError(f"daemon {daemon!r}: give a process name, e.g. bgpd")
+        return procs.kill(pid, (daemon, *SUPERVISORS), f"node {name}")[0]
     _, net = _described(plan)
     if not net.node(name).daemons:
-        raise InputError(f"{name} runs no daemon ({net.datapath})")
-    return bird.kill(_pid_of(_pids(plan), name, node.container))
+        raise InputError(f"{name} runs no daemon of podlab's ({net.datapath}); name the "
+                         "node's own daemon to kill it, e.g. daemon=bgpd")
+    return bird.kill(pid)
 
 
 def daemon_start(plan: Plan, name: str) -> None:
