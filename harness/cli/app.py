@@ -73,7 +73,10 @@ def _load(topo: Path):  # -> Plan
     from harness.model.topology import load_topology
     from harness.plan import make_plan
 
-    return make_plan(load_topology(topo))
+    loaded = load_topology(topo)
+    for warning in loaded.warnings:  # containerlab keys without effect: said, never silent
+        err.print(f"{topo}: warning: {warning}", highlight=False, markup=False)
+    return make_plan(loaded)
 
 
 def _describe(plan) -> None:  # plan: Plan

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.datapath import gotemplate
 from harness.errors import EnvironmentProblem, Problem, TopologyError
 from harness.host import cni
+from harness.model import gotemplate
 from harness.model.yamlsrc import resolve_path
 
 BUILTIN = ("bridge", "ptp")

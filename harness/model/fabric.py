@@ -16,35 +16,18 @@ from collections.abc import Iterator
 
 from harness.errors import Problem
 from harness.model.addressing import FAMILIES, TITLE, family_of
+from harness.model.containers import user_nodes
 from harness.model.schema import BgpPeer, TopologyFile
 
-# what makes a `linux` node the user's (containerlab's keys: it brings its own software
-# and config, podlab leaves its addresses and routes to it)
-USER_KEYS = ("image", "binds", "exec", "cmd", "entrypoint")
 FABRIC = "fabric"
 
 
-def is_user_node(spec: TopologyFile, name: str) -> bool:
-    """A `linux` node that brings its own image, binds or exec: the user's."""
-    body = spec.topology
-    node = body.nodes[name]
-    if (node.kind or body.defaults.kind) != "linux":
-        return False
-    kind_spec = body.kinds.get("linux")  # type: ignore[call-overload]
-    layers = (node, kind_spec, body.defaults)
-    return any(getattr(layer, key, None) for layer in layers if layer for key in USER_KEYS)
-
-
-def user_nodes(spec: TopologyFile) -> tuple[str, ...]:
-    return tuple(n for n in spec.topology.nodes if is_user_node(spec, n))
-
-
 def graph_kinds(spec: TopologyFile, kinds: dict[str, str]) -> dict[str, str]:
-    """The kinds as paths see them: with routing: fabric the user's nodes are the routers
-    (their own config forwards), so they count as `router` on the graph."""
+    """The kinds as the plan's paths see them: with routing: fabric the user's nodes are
+    the routers (their own config forwards), so they count as `router` on the graph."""
     if spec.cluster.routing != FABRIC:
         return kinds
-    users = set(user_nodes(spec))
+    users = user_nodes(spec, kinds)
     return {n: "router" if n in users else k for n, k in kinds.items()}
 
 
@@ -65,7 +48,7 @@ def fabric_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Probl
             yield Problem("cluster.bgp-peers", "bgp-peers are sessions to the user's routers: "
                           "they need routing: fabric (routing: bgp peers podlab's own nodes)")
         return
-    users = set(user_nodes(spec))
+    users = user_nodes(spec, kinds)
     k8s = [n for n, k in kinds.items() if k == "k8s-node"]
     families = tuple(dict.fromkeys(family_of(p) for p in cluster.pod_cidrs
                                    if _parses(p)))
@@ -87,8 +70,8 @@ def fabric_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Probl
         if not toward[node]:
             yield Problem(f"topology.nodes.{node}",
                           f"k8s-node {node} has no link to a user's node (a linux node with "
-                          "its own image, binds or exec): with routing: fabric its default "
-                          "route goes to the far end of its first such link")
+                          "its own image, binds, exec or command): with routing: fabric its "
+                          "default route goes to the far end of its first such link")
     yield from _peer_problems(spec, kinds)
 
 

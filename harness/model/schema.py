@@ -88,25 +88,103 @@ class Link(_Model):
     ipv6: tuple[str | None, str | None] | None = Field(
         None, description="IPv6 addresses of the two ends, x::y/len (null for a switch port)"
     )
-    mtu: Int | None = Field(None, ge=576, le=9000)
+    mtu: Int | None = Field(None, ge=576, le=65535)
     netem: Netem | None = None
+    mac: tuple[str | None, str | None] | None = Field(
+        None, description="MAC addresses of the two ends (containerlab's endpoint `mac`)")
 
     def addresses(self, family: Family) -> tuple[str | None, str | None] | None:
         """The ends' explicit addresses of `family` (the `ipv4` or `ipv6` key)."""
         return self.ipv6 if family == IPV6 else self.ipv4
 
 
+StageName = Literal["create", "create-links", "configure", "healthy", "exit"]
+
+
+class WaitFor(_Model):
+    node: str
+    stage: StageName = "create"
+
+
+class StageExec(_Model):
+    command: str
+    target: Literal["container", "host"] = "container"
+    phase: Literal["on-enter", "on-exit"] = "on-enter"
+
+
+class Stage(_Model):
+    wait_for: list[WaitFor] = Field(default_factory=list, alias="wait-for")
+    exec: list[StageExec] = Field(default_factory=list)
+
+
 class NodeSpec(_Model):
+    """A node as containerlab writes one (harness.model.clab merged its defaults, kind and
+    group into it). Keys past kind, image and labels make a `linux` node the user's."""
+
     kind: Kind | None = None
+    group: str | None = None  # merged away by harness.model.clab
     image: str | None = None
+    image_pull_policy: str | None = Field(None, alias="image-pull-policy")
     labels: dict[str, str] = Field(default_factory=dict)
+    cmd: str | None = Field(None, description="the container's command (shell words)")
+    entrypoint: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    env_files: list[str] = Field(default_factory=list, alias="env-files",
+                                 description="relative to the topology file")
+    binds: list[str] = Field(default_factory=list,
+                             description="SRC:DST[:ro], SRC relative to the topology file")
+    exec: list[str] = Field(default_factory=list,
+                            description="run in order once the node's links are up; a "
+                            "failing line fails the deploy")
+    user: str | None = None
+    hostname: str | None = None
+    sysctls: dict[str, str] = Field(default_factory=dict)
+    cap_add: list[str] = Field(default_factory=list, alias="cap-add")
+    network_mode: str | None = Field(None, alias="network-mode",
+                                     description="none or container:<node>")
+    startup_delay: Int | None = Field(None, alias="startup-delay", ge=0, le=3600)
+    stages: dict[StageName, Stage] = Field(default_factory=dict)
+    mgmt_ipv4: str | None = Field(None, alias="mgmt-ipv4")
+    mgmt_ipv6: str | None = Field(None, alias="mgmt-ipv6")
+    memory: str | None = None
+    cpu: Float | None = Field(None, gt=0)
+
+
+# the keys that make a `linux` node the user's: podlab then starts it as containerlab
+# would and leaves its addresses and routes to it
+USER_KEYS = ("image", "binds", "exec", "cmd", "entrypoint")
+
+
+class Mgmt(_Model):
+    """containerlab's management network: a Docker network with no way out (internal)."""
+
+    network: str | None = None
+    bridge: str | None = None
+    ipv4_subnet: str | None = Field(None, alias="ipv4-subnet")
+    ipv6_subnet: str | None = Field(None, alias="ipv6-subnet")
+    ipv4_range: str | None = Field(None, alias="ipv4-range")
+    ipv6_range: str | None = Field(None, alias="ipv6-range")
+    ipv4_gw: str | None = Field(None, alias="ipv4-gw")
+    ipv6_gw: str | None = Field(None, alias="ipv6-gw")
+    mtu: Int | None = Field(None, ge=576, le=65535)
+
+
+class Dummy(_Model):
+    """containerlab's `type: dummy` link: a dummy interface inside one node."""
+
+    node: str
+    interface: str
+    mtu: Int | None = Field(None, ge=576, le=65535)
 
 
 class TopologyBody(_Model):
     defaults: NodeSpec = Field(default_factory=NodeSpec)
-    kinds: dict[Kind, NodeSpec] = Field(default_factory=dict)
+    kinds: dict[str, NodeSpec] = Field(default_factory=dict)
+    groups: dict[str, NodeSpec] = Field(default_factory=dict)
     nodes: dict[str, NodeSpec]
     links: list[Link] = Field(default_factory=list)
+    dummies: list[Dummy] = Field(default_factory=list,
+                                 description="dummy interfaces (containerlab's type: dummy)")
 
 
 class EnvVar(_Model):
@@ -335,6 +413,7 @@ class Cluster(_Model):
 
 class TopologyFile(_Model):
     name: str
+    mgmt: Mgmt | None = None
     cluster: Cluster = Field(default_factory=Cluster)  # type: ignore[arg-type]
     topology: TopologyBody
     pods: dict[str, Pod] = Field(default_factory=dict)

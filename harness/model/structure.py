@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import (
+    BaseModel,
     ValidationError,
 )
 
@@ -21,30 +22,45 @@ from harness.model.schema import (
     CNI_NAME_TAG,
     MASQ_AGENT_TAG,
     MASQ_FLAG_TAG,
-    Cluster,
-    CniChain,
-    Container,
-    ContainerPort,
-    EnvVar,
-    Link,
-    Netem,
-    NodeSpec,
-    Pod,
-    Service,
-    ServicePort,
-    TopologyBody,
     TopologyFile,
 )
 from harness.model.yamlsrc import PathKey, render_path
 
 
-def _vocabulary() -> list[str]:
-    words: set[str] = set()
-    for model in (TopologyFile, Cluster, CniChain, TopologyBody, NodeSpec, Link, Netem, Pod,
-                  Container, EnvVar, ContainerPort, Service, ServicePort):
-        for name, field in model.model_fields.items():
-            words.add(field.alias or name)
-    return sorted(words)
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's type holds: itself, or inside Optional, unions,
+    Annotated, dict values, list and tuple items."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    args = get_args(annotation)
+    if get_origin(annotation) is dict:
+        args = args[1:]
+    for arg in args:
+        out += _models_in(arg)
+    return out
+
+
+def valid_keys(loc: PathKey) -> list[str]:
+    """The keys the format takes at `loc` (the mapping an unknown key sits in), from the
+    models themselves: a hint names only a key valid right there."""
+    models: list[type[BaseModel]] = [TopologyFile]
+    keyed = False  # the last field was a mapping of names: this part is such a name
+    for part in loc:
+        if isinstance(part, int) or keyed:
+            keyed = False
+            continue
+        fields = [f for m in models for n, f in m.model_fields.items() if part in (f.alias, n)]
+        models = [m for f in fields for m in _models_in(f.annotation)]
+        keyed = any(get_origin(f.annotation) is dict for f in fields)
+    return sorted({field.alias or name for m in models
+                   for name, field in m.model_fields.items()})
+
+
+def _hint(key: str, loc: PathKey) -> str:
+    close = [c for c in difflib.get_close_matches(key, valid_keys(loc), n=2, cutoff=0.6)
+             if c != key]
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _EXPECTED = {  # pydantic error type -> what the file should have had there
@@ -64,7 +80,6 @@ def show(value: Any, limit: int = 60) -> str:
 
 
 def structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list[Problem]:
-    vocab = _vocabulary()
     raw: list[tuple[PathKey, str, dict[str, Any]]] = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
@@ -85,7 +100,8 @@ def structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list[
     suggested: set[PathKey] = set()  # (parent..., key) that an unknown key was close to
     for loc, kind, _ in raw:
         if kind == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), vocab, n=1, cutoff=0.6)
+            close = [c for c in difflib.get_close_matches(str(loc[-1]), valid_keys(loc[:-1]),
+                                                          n=2, cutoff=0.6) if c != loc[-1]]
             if close:
                 suggested.add((*loc[:-1], close[0]))
     expected: dict[PathKey, list[str]] = {}
@@ -95,10 +111,7 @@ def structure_problems(exc: ValidationError, lines: dict[PathKey, int]) -> list[
         value = err.get("input")
         if kind == "extra_forbidden":
             key = str(loc[-1])
-            msg = f"unknown key {show(key)}"
-            close = difflib.get_close_matches(key, vocab, n=1, cutoff=0.6)
-            if close:
-                msg += f"; did you mean {close[0]!r}?"
+            msg = f"unknown key {show(key)}{_hint(key, loc[:-1])}"
         elif kind == "missing":
             if loc in suggested:
                 continue  # the unknown key next to it says "did you mean" this one

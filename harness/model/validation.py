@@ -28,7 +28,8 @@ from harness.model.addressing import (
     family_of,
     room,
 )
-from harness.model.fabric import fabric_problems, graph_kinds
+from harness.model.containers import container_problems, user_nodes
+from harness.model.fabric import fabric_problems
 from harness.model.graph import LabGraph
 from harness.model.schema import (
     DEFAULT_UNDERLAY,
@@ -50,6 +51,32 @@ from harness.model.schema import (
 from harness.model.services import service_problems
 from harness.model.structure import show
 from harness.model.yamlsrc import resolve_path
+
+# Docker's container names (and so containerlab's node names): letters of either case,
+# digits, '_', '.', '-', starting with a letter or digit
+DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def _node_name_problem(name: str, spec: TopologyFile) -> str | None:
+    node = spec.topology.nodes[name]
+    if (node.kind == "switch" and node.network_mode
+            and node.network_mode.startswith("container:")):
+        # containerlab's bridge inside a node's namespace: named <bridge>|<node>, no container
+        bridge, sep, owner = name.partition("|")
+        if not sep:
+            return None
+        if owner != node.network_mode.removeprefix("container:"):
+            return (f"a bridge in {node.network_mode}'s namespace is named <bridge>|<node>, "
+                    f"and {show(name)} names another node")
+        name = bridge
+        if len(name) > IFNAME_MAX:
+            return f"bridge name {show(name)} is longer than {IFNAME_MAX} characters"
+    if not DOCKER_NAME_RE.fullmatch(name):
+        return (f"node name {show(name)} may hold letters, digits, '_', '.' and '-', starting "
+                "with a letter or digit (it becomes a Docker container name)")
+    if len(name) > NAME_MAX:
+        return f"node name {show(name)} is longer than {NAME_MAX} characters"
+    return None
 
 
 def _name_problem(name: str, what: str) -> str | None:
@@ -132,7 +159,7 @@ def semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     kinds: dict[str, str] = {}
     for name, node in body.nodes.items():
         path = f"topology.nodes.{name}"
-        if problem := _name_problem(name, "node"):
+        if problem := _node_name_problem(name, spec):
             yield Problem(path, problem)
         kind = node.kind or body.defaults.kind
         if kind is None:
@@ -142,20 +169,8 @@ def semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
             kinds[name] = kind
         if node.image is not None and (problem := _image_problem(node.image)):
             yield Problem(f"{path}.image", problem)
-        for key in node.labels:
-            if key.startswith(RESERVED_LABEL_PREFIX):
-                yield Problem(f"{path}.labels.{key}", f"label keys under {RESERVED_LABEL_PREFIX!r}"
-                              " are reserved for podlab")
-    for where, spec_labels in [("topology.defaults", body.defaults.labels)] + [
-            (f"topology.kinds.{k}", v.labels) for k, v in body.kinds.items()]:
-        image = body.defaults.image if where == "topology.defaults" else body.kinds[
-            where.rsplit(".", 1)[1]].image  # type: ignore[index]
-        if image is not None and (problem := _image_problem(image)):
-            yield Problem(f"{where}.image", problem)
-        for key in spec_labels:
-            if key.startswith(RESERVED_LABEL_PREFIX):
-                yield Problem(f"{where}.labels.{key}",
-                              f"label keys under {RESERVED_LABEL_PREFIX!r} are reserved for podlab")
+    # reserved label keys: said where they are written (harness.model.clab), as the
+    # nodes inherit them
     if not body.nodes:
         yield Problem("topology.nodes", "a lab needs at least one node")
 
@@ -165,11 +180,12 @@ def semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     yield from _datapath_problems(spec)
     yield from fabric_problems(spec, kinds)
     if not any(p for p in _link_problems(spec, kinds)):
-        yield from _reachability_problems(spec, graph_kinds(spec, kinds))
+        yield from _reachability_problems(spec, kinds)
         if not any(True for _ in _cidr_problems(spec, kinds)):
             yield from _segment_problems(spec, kinds)
     yield from _container_name_problems(spec)
     yield from service_problems(spec, show, _network)
+    yield from container_problems(spec, kinds)
 
 
 def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
@@ -508,9 +524,13 @@ def _reachability_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterato
     k8s-nodes and routers (a `linux` host does not forward)."""
     if len(kinds) != len(spec.topology.nodes):
         return
-    graph = LabGraph.from_links(kinds, [(parse_endpoint(a), parse_endpoint(b))  # type: ignore[misc]
-                                        for a, b in (lk.endpoints for lk in spec.topology.links)])
-    hosts = [n for n in spec.topology.nodes if not kind(kinds[n]).is_switch]
+    # a user's node routes as its own config says: it may carry traffic, and its own
+    # paths are not podlab's to check
+    users = user_nodes(spec, kinds)
+    graph = LabGraph.from_links({n: "router" if n in users else k for n, k in kinds.items()},
+                                [(parse_endpoint(a), parse_endpoint(b))  # type: ignore[misc]
+                                 for a, b in (lk.endpoints for lk in spec.topology.links)])
+    hosts = [n for n in spec.topology.nodes if not kind(kinds[n]).is_switch and n not in users]
     if len(hosts) >= 2:
         # From a forwarding anchor, "everyone reaches the anchor" means everyone reaches
         # everyone (through it). A `linux` anchor would wrongly join two nodes that reach
@@ -542,10 +562,11 @@ def _segment_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pro
     graph = LabGraph.from_links(kinds, ends)  # type: ignore[arg-type]
     cluster = spec.cluster
     seen_twice = False
+    users = user_nodes(spec, kinds)  # not addressed by podlab: as many ports as they like
     for seg in graph.segments:
         seen: set[str] = set()
         for node, iface, li in seg.members:
-            if node in seen:
+            if node in seen and node not in users:
                 seen_twice = True
                 j = 0 if ends[li][0] == (node, iface) else 1
                 given = next((f for f in FAMILIES if (links[li].addresses(f) or (None, None))[j]),

@@ -34,7 +34,8 @@ from typing import Any
 from harness import datapaths, labels
 from harness.kinds import kind
 from harness.model.addressing import IPV4, IPV6, Family, Net, allocate, family_of
-from harness.model.fabric import FABRIC, graph_kinds, peers_of, user_nodes
+from harness.model.containers import user_nodes
+from harness.model.fabric import FABRIC, graph_kinds, peers_of
 from harness.model.graph import LabGraph, Segment
 from harness.model.schema import DEFAULT_NODE_IMAGE, MasqAgentConfig
 from harness.model.topology import Topology
@@ -202,7 +203,7 @@ def make_plan(topo: Topology) -> Plan:
                  for lk in spec.topology.links]
     # routing: fabric: the user's nodes route (their own config), on the graph as routers
     graph = LabGraph.from_links(graph_kinds(spec, kinds), link_ends)  # type: ignore[arg-type]
-    users = set(user_nodes(spec)) if cluster.routing == FABRIC else set()
+    users = user_nodes(spec, kinds) if cluster.routing == FABRIC else set()
     k8s = [n for n, k in kinds.items() if kind(k).hosts_pods]
 
     # pod CIDRs per k8s-node and family; each node's becomes a one-device "pods" segment

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.datapath import cni_conf, gotemplate
+from harness.datapath import cni_conf
 from harness.errors import EnvironmentProblem, TopologyError
+from harness.model import gotemplate
 
 # containerd's documented conf_template, as users copy it
 CONTAINERD_TEMPLATE = """{
