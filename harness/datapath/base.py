@@ -90,6 +90,9 @@ class Datapath:
         if any(rs.family == 6 for rs in rulesets):  # the same for ip6tables' Services
             bridge_nf += ((BRIDGE_NF6, "1"),)
         settings = Settings((*self.node_sysctls(node), *bridge_nf), NODE_CAPS)
+        if node.run is not None:  # the user's node: its links up, the rest is its own
+            return NodeNet(node.name, node.kind, Settings(node.run.sysctls, node.run.cap_add),
+                           up=tuple(i.name for i in node.interfaces))
         if k.is_switch:  # one L2 bridge over every port: no address, no route
             bridge = node.bridge or SWITCH_BRIDGE
             return NodeNet(node.name, node.kind, settings, bridges=(bridge,),

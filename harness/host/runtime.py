@@ -50,6 +50,13 @@ class ContainerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     sysctls: Mapping[str, str] = field(default_factory=dict)
     cap_add: Sequence[str] = NET_CAPS
+    # a user's node, as containerlab starts it
+    binds: Sequence[str] = ()  # SRC:DST[:MODE], SRC absolute
+    user: str | None = None
+    mem_limit: str | None = None
+    nano_cpus: int | None = None
+    # the lab's management network (internal: no way out) and the node's static addresses
+    mgmt: tuple[str, str | None, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,59 @@ def require_images(images: Iterable[str]) -> None:
             "build them (`podlab images build` for podlab/*) or `docker load` them")
 
 
+# --------------------------------------------------------------------------- networks
+
+
+def create_internal_network(name: str, labels: Mapping[str, str], *, bridge: str | None,
+                            subnets: Sequence[tuple[str, str | None, str | None]],
+                            mtu: int | None = None) -> str:
+    """A Docker bridge network with no way out (`internal`: no NAT, no route off the
+    machine), for a lab's management network. `subnets`: (subnet, range, gateway) per
+    family. Returns its id; an existing network of that name is an error (it is not the
+    lab's)."""
+    import docker.errors
+    from docker.types import IPAMConfig, IPAMPool
+
+    options: dict[str, str] = {}
+    if bridge:
+        options["com.docker.network.bridge.name"] = bridge
+    if mtu:
+        options["com.docker.network.driver.mtu"] = str(mtu)
+    pools = [IPAMPool(subnet=s, iprange=r, gateway=g) for s, r, g in subnets]
+    try:
+        found = _api().networks(names=[name])
+        if any(n.get("Name") == name for n in found):
+            raise DeployError(f"a Docker network {name!r} exists already; podlab creates the "
+                              "management network itself (name another one under mgmt.network)")
+        made = _api().create_network(
+            name, driver="bridge", internal=True, labels=dict(labels), options=options,
+            ipam=IPAMConfig(pool_configs=pools) if pools else None,
+            enable_ipv6=any(":" in s for s, _, _ in subnets), check_duplicate=True)
+    except docker.errors.APIError as exc:
+        raise DeployError(f"create management network {name}: {_explain(exc)}") from exc
+    return str(made["Id"])
+
+
+def networks_of(lab: str) -> list[str]:
+    """Ids of the Docker networks podlab made for `lab` (its management network)."""
+    return [n["Id"] for n in _api().networks(filters={"label": [f"{LAB_LABEL}={lab}"]})]
+
+
+def remove_networks(ids: Iterable[str]) -> int:
+    import docker.errors
+
+    removed = 0
+    for nid in ids:
+        try:
+            _api().remove_network(nid)
+            removed += 1
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            raise DeployError(f"remove network {nid[:12]}: {_explain(exc)}") from exc
+    return removed
+
+
 # --------------------------------------------------------------------------- containers
 
 
@@ -167,11 +227,19 @@ def start(spec: ContainerSpec) -> Started:
     import docker.errors
 
     api = _api()
+    extra: dict[str, Any] = {}
+    if spec.binds:
+        extra["binds"] = list(spec.binds)
+    if spec.mem_limit:
+        extra["mem_limit"] = spec.mem_limit
+    if spec.nano_cpus:
+        extra["nano_cpus"] = spec.nano_cpus
     host_config = api.create_host_config(
-        network_mode=spec.network_mode,
+        network_mode=spec.mgmt[0] if spec.mgmt else spec.network_mode,
         cap_add=list(spec.cap_add),
         sysctls=dict(spec.sysctls) or None,
         privileged=False,
+        **extra,
     )
     kwargs: dict[str, Any] = {
         "image": spec.image,
@@ -190,6 +258,12 @@ def start(spec: ContainerSpec) -> Started:
         kwargs["entrypoint"] = list(spec.command)
     if spec.args is not None:
         kwargs["command"] = list(spec.args)
+    if spec.user:
+        kwargs["user"] = spec.user
+    if spec.mgmt:
+        net, v4, v6 = spec.mgmt
+        kwargs["networking_config"] = api.create_networking_config(
+            {net: api.create_endpoint_config(ipv4_address=v4, ipv6_address=v6)})
     try:
         cid = api.create_container(**kwargs)["Id"]
     except docker.errors.ImageNotFound as exc:

@@ -133,7 +133,20 @@ def _call(
 # --------------------------------------------------------------------------- links
 
 
-def create_veth(pid_a: int, name_a: str, pid_b: int, name_b: str, mtu: int | None = None) -> None:
+def create_dummy(pid: int, name: str, mtu: int | None = None) -> None:
+    """A dummy interface `name`, up, in the namespace of `pid` (containerlab's dummy link)."""
+    _check_ifname(name)
+    extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
+
+    def add(ipr: Any) -> None:
+        _call(pid, f"create dummy {name}", name,
+              lambda: ipr.link("add", ifname=name, kind="dummy", state="up", **extra))
+
+    _with_ipr(pid, "create dummy", add)
+
+
+def create_veth(pid_a: int, name_a: str, pid_b: int, name_b: str, mtu: int | None = None,
+                macs: tuple[str | None, str | None] = (None, None)) -> None:
     """Create veth ``name_a``@A <-> ``name_b``@B and bring both ends up.
 
     The pair is created inside namespace A with the peer placed straight into B
@@ -143,16 +156,19 @@ def create_veth(pid_a: int, name_a: str, pid_b: int, name_b: str, mtu: int | Non
     _check_ifname(name_a)
     _check_ifname(name_b)
     extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
+    mac_a = {"address": macs[0]} if macs[0] else {}
+    mac_b = {"address": macs[1]} if macs[1] else {}
     fd_b = open_netns(pid_b)
     try:
 
         def add(ipr: Any) -> None:
-            peer = {"ifname": name_b, "net_ns_fd": fd_b, **extra}
+            peer = {"ifname": name_b, "net_ns_fd": fd_b, **extra, **mac_b}
             _call(
                 pid_a,
                 f"create veth {name_a}<->{name_b}@pid {pid_b}",
                 name_a,
-                lambda: ipr.link("add", ifname=name_a, kind="veth", state="up", peer=peer, **extra),
+                lambda: ipr.link("add", ifname=name_a, kind="veth", state="up", peer=peer,
+                                 **extra, **mac_a),
             )
 
         _with_ipr(pid_a, "create veth", add)

@@ -35,7 +35,7 @@ from harness.datapath import NodeNet, PodNet, Settings
 from harness.errors import DeployError, LabExistsError, PodlabError
 from harness.host import hostlimits, images, runtime, shaping, wiring
 from harness.host.runtime import ContainerSpec, Started
-from harness.lab import running
+from harness.lab import running, user
 from harness.lab.progress import Reporter
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 from harness.model.addressing import family_of
@@ -81,10 +81,13 @@ def deploy(plan: Plan, *, progress: Any = None) -> None:
         rep.note(raised)
     deploy_id = uuid.uuid4().hex[:12]
     try:
+        if plan.mgmt is not None:
+            user.create_mgmt(plan, deploy_id)
         _deploy(plan, deploy_id, rep)
     except BaseException as exc:
         running.release_network_state(plan.lab)  # a CNI's DELs, while the namespaces live
         removed = _rollback(deploy_id)
+        user.remove_mgmt(plan)
         if isinstance(exc, PodlabError | KeyboardInterrupt):
             if isinstance(exc, PodlabError) and removed:
                 exc.args = (f"{exc} (rolled back: removed {removed} containers)",)
@@ -94,7 +97,8 @@ def deploy(plan: Plan, *, progress: Any = None) -> None:
 
 def container_images(plan: Plan) -> list[str]:
     """The image of every container deploy starts, in its order: nodes, infra, pods'."""
-    return [*(n.image for n in plan.nodes), *(PAUSE_IMAGE for _ in plan.pods),
+    return [*(n.image for n in plan.nodes if n.netns_of is None),
+            *(PAUSE_IMAGE for _ in plan.pods),
             *(c.image for p in plan.pods for c in p.containers)]
 
 
@@ -159,6 +163,9 @@ class _Pipeline:
         for pod in plan.pods:
             self.pods_of[pod.node].append(pod)
         self.futures: dict[Future[Any], tuple[str, str, Callable[[Any], None]]] = {}
+        self.waiting: dict[str, tuple[str, ...]] = {}  # node -> nodes it waits to start for
+        self.links_done: set[str] = set()  # nodes whose links are wired and configured
+        self.exec_started: set[str] = set()
         # pod -> (a.b.c.d/len, ...): every family's, as its CNI ADD gave them
         self.assigned: dict[str, tuple[str, ...]] = {}
 
@@ -171,11 +178,8 @@ class _Pipeline:
         self.docker = ThreadPoolExecutor(runtime.WORKERS, thread_name_prefix="deploy-docker")
         self.net = ThreadPoolExecutor(self.NET_WORKERS, thread_name_prefix="deploy-net")
         try:
-            for i, node in enumerate(plan.nodes):
-                spec = node_spec(node, self.desc.node(node.name), i, self.deploy_id)
-                self._submit(self.docker, "containers", f"container {spec.name}",
-                             lambda s=spec: runtime.start(s),
-                             lambda st, n=node: self._node_started(n, st))
+            for node in plan.nodes:
+                self._start_when_ready(node)
             for i, pod in enumerate(plan.pods):
                 if not pod.host_network:  # those join their node's namespace once it runs
                     self._start_infra(pod, i)
@@ -196,6 +200,24 @@ class _Pipeline:
             for pool in (self.docker, self.net):
                 pool.shutdown(wait=True)
 
+    def _start_when_ready(self, node: NodePlan) -> None:
+        """A node starts once every node it waits for (stages wait-for, a namespace it
+        shares, a bridge's host) has started; a bridge inside a node's namespace starts
+        with that node, as no container of its own."""
+        waits = user.waits_of(node)
+        if any(w not in self.pid for w in waits):
+            self.waiting[node.name] = waits
+            return
+        if node.netns_of is not None:
+            self._node_started(node, Started("", node.container, self.pid[node.netns_of]))
+            return
+        order = self.plan.nodes.index(node)
+        spec = node_spec(node, self.desc.node(node.name), order, self.deploy_id, self.plan)
+        delay = node.run.startup_delay if node.run else 0
+        self._submit(self.docker, "containers", f"container {spec.name}",
+                     lambda s=spec: user.start_after(delay, s),
+                     lambda st, n=node: self._node_started(n, st))
+
     def _start_infra(self, pod: PodPlan, order: int) -> None:
         node = self.plan.node(pod.node)
         spec = infra_spec(pod, self.desc.pod(pod.name), order, self.deploy_id, node.container,
@@ -212,6 +234,10 @@ class _Pipeline:
 
     def _node_started(self, node: NodePlan, started: Started) -> None:
         self.pid[node.name] = started.pid
+        for name, waits in list(self.waiting.items()):
+            if all(w in self.pid for w in waits):
+                del self.waiting[name]
+                self._start_when_ready(self.plan.node(name))
         for i, pod in enumerate(self.plan.pods):
             if pod.host_network and pod.node == node.name:
                 self._start_infra(pod, i)
@@ -231,11 +257,35 @@ class _Pipeline:
 
     def _configure_node(self, name: str) -> None:
         # each pod's port joins the node's bridge when that pod is added, not here
-        self._submit(self.net, "configure", f"node {name}",
-                     lambda: self.dp.apply_node(self.pid[name], self.desc.node(name)),
+        dummies = [(i, m) for n, i, m in self.plan.dummies if n == name]
+
+        def configure() -> None:
+            for iface, mtu in dummies:
+                wiring.create_dummy(self.pid[name], iface, mtu)
+            self.dp.apply_node(self.pid[name], self.desc.node(name))
+
+        self._submit(self.net, "configure", f"node {name}", configure,
                      lambda _: self._node_configured(name))
 
     def _node_configured(self, name: str) -> None:
+        node = self.plan.node(name)
+        self.links_done.add(name)
+        if node.netns_of is not None and node.netns_of in self.links_done \
+                and node.netns_of not in self.configured:
+            self._node_configured(node.netns_of)  # its host was waiting for this bridge
+        inside = [n.name for n in self.plan.nodes if n.netns_of == name]
+        if any(b not in self.links_done for b in inside):
+            return  # the exec may use a bridge in this namespace: it comes first
+        if name in self.exec_started:
+            return
+        self.exec_started.add(name)
+        if node.run is not None and node.run.exec:  # the user's exec, once its links are up
+            self._submit(self.docker, "configure", f"exec on node {name}",
+                         lambda: user.run_exec(node), lambda _: self._node_ready(name))
+            return
+        self._node_ready(name)
+
+    def _node_ready(self, name: str) -> None:
         self.configured.add(name)
         for pod in self.pods_of[name]:
             if pod.name in self.infra:
@@ -309,12 +359,15 @@ def _base_labels(labels: dict[str, str], role: str, order: int, deploy_id: str
     return {**labels, L.ROLE: role, L.ORDER: str(order), L.DEPLOY: deploy_id}
 
 
-def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str) -> ContainerSpec:
+def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str,
+              plan: Plan | None = None) -> ContainerSpec:
     """The container deploy creates for a node (settings from its description)."""
     labels = _base_labels(node.labels, ROLE_NODE, order, deploy_id)
     if node.pod_cidr:
         labels[L.POD_CIDR] = node.pod_cidr
         labels[L.POD_CIDRS] = ",".join(node.pod_cidrs)
+    if node.run is not None and plan is not None:
+        return user.container_spec(plan, node, net, labels)
     return ContainerSpec(name=node.container, image=node.image, labels=labels,
                          hostname=node.name, sysctls=net.container.sysctl_map(),
                          cap_add=net.container.caps)
@@ -372,7 +425,8 @@ def _veth_name(v: LinkPlan | PodPlan) -> str:
 
 def _create_link(v: LinkPlan, pid: dict[str, int]) -> None:
     (a, ia), (b, ib) = v.a, v.b
-    wiring.create_veth(pid[a], ia, pid[b], ib, mtu=v.mtu)
+    macs = {"macs": v.macs} if any(v.macs) else {}  # containerlab's endpoint `mac`
+    wiring.create_veth(pid[a], ia, pid[b], ib, mtu=v.mtu, **macs)
     if v.netem:
         for node, iface in ((a, ia), (b, ib)):  # both directions are impaired
             # netem, or its fallback where the kernel has no sch_netem (harness.host.shaping)

@@ -51,7 +51,10 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     if all_labs:
         for name in cni.labs_with_state():  # their containers are gone already
             release_network_state(name, [])
-    return sorted(runtime.remove_many(found))
+    removed = sorted(runtime.remove_many(found))
+    for name in sorted(labs):  # a management network, once no container is on it
+        runtime.remove_networks(runtime.networks_of(name))
+    return removed
 
 
 def release_network_state(lab: str, rows: list[ContainerInfo] | None = None) -> list[str]:

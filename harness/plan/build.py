@@ -60,6 +60,7 @@ from harness.plan.services import (
     plan_host_ports,
     plan_services,
 )
+from harness.plan.usernodes import mgmt_plan, user_run
 
 
 def _node_image(topo: Topology, name: str, routing: str) -> str:
@@ -97,16 +98,19 @@ class _Family:
     def subnet_of(self, seg: Segment) -> str:
         if seg.kind == "pods":
             return str(self.node_cidr[seg.name.split(":", 1)[1]])
-        return str(self.seg_subnet[seg.index])
+        # "": a segment of the user's nodes only, which the file gives no address
+        return str(self.seg_subnet[seg.index]) if seg.index in self.seg_subnet else ""
 
     def gateway(self, node: str) -> str:
         return str(next(self.node_cidr[node].hosts()))
 
 
 def _address_family(fam: _Family, graph: LabGraph, link_ends: list[Any], topo: Topology,
-                    underlay: str, segment_mask: int | None) -> None:
+                    underlay: str, segment_mask: int | None,
+                    users: frozenset[str] = frozenset()) -> None:
     """Fill `fam`'s segment subnets and underlay addresses: explicit ones kept, the rest
-    carved from the underlay and numbered in member order."""
+    carved from the underlay and numbered in member order. The user's nodes take no
+    address but the one the file writes (their own config sets it)."""
     spec = topo.spec
     addr = fam.addr
     for i, link in enumerate(spec.topology.links):
@@ -122,19 +126,20 @@ def _address_family(fam: _Family, graph: LabGraph, link_ends: list[Any], topo: T
                         if (n, i) in addr]
         if given_ifaces:
             fam.seg_subnet[seg.index] = given_ifaces[0].network
-    auto = [s for s in graph.segments if s.kind != "pods" and s.index not in fam.seg_subnet]
+    auto = [s for s in graph.segments if s.kind != "pods" and s.index not in fam.seg_subnet
+            and any(n not in users for n, _, _ in s.members)]
     subnets = allocate(underlay, [*fam.seg_subnet.values(), fam.pod_net],
                        [len(s.members) for s in auto], segment_mask)
     fam.seg_subnet.update((s.index, net) for s, net in zip(auto, subnets, strict=True))
     for seg in graph.segments:
-        if seg.kind == "pods":
-            continue
+        if seg.kind == "pods" or seg.index not in fam.seg_subnet:
+            continue  # only the user's nodes on it, none of them addressed in the file
         subnet = fam.seg_subnet[seg.index]
         used = {ipaddress.ip_address(bare_ip(addr[(n, i)])) for n, i, _ in seg.members
                 if (n, i) in addr}
         hosts = (h for h in subnet.hosts() if h not in used)
         for n, i, _ in seg.members:
-            if (n, i) not in addr:
+            if (n, i) not in addr and n not in users:
                 host = next(hosts, None)
                 if host is None:
                     raise ValueError(f"segment {seg.name} ({subnet}) has too few addresses")
@@ -158,6 +163,8 @@ def _routes(fam: _Family, graph: LabGraph, name: str) -> list[Route]:
     for seg in graph.segments:
         if not nk.pod_routes and seg.kind == "pods":
             continue  # outside the cluster: no routes to pods
+        if not fam.subnet_of(seg):
+            continue  # the user's nodes' own segment: no subnet podlab knows
         hops = graph.path_to_segment(name, seg.index)
         if not hops:
             continue  # attached, or unreachable (validation reports that)
@@ -203,7 +210,7 @@ def make_plan(topo: Topology) -> Plan:
                  for lk in spec.topology.links]
     # routing: fabric: the user's nodes route (their own config), on the graph as routers
     graph = LabGraph.from_links(graph_kinds(spec, kinds), link_ends)  # type: ignore[arg-type]
-    users = user_nodes(spec, kinds) if cluster.routing == FABRIC else set()
+    fabric_users = user_nodes(spec, kinds) if cluster.routing == FABRIC else set()
     k8s = [n for n, k in kinds.items() if kind(k).hosts_pods]
 
     # pod CIDRs per k8s-node and family; each node's becomes a one-device "pods" segment
@@ -219,9 +226,10 @@ def make_plan(topo: Topology) -> Plan:
         seg.members.append((name, POD_BRIDGE, -1))
         graph.segments.append(seg)
         graph.attached[name].append(seg.index)
+    users = frozenset(n for n in kinds if topo.user_owned(n))
     for fam in fams:
         _address_family(fam, graph, link_ends, topo, underlays[fam.family],
-                        cluster.segment_mask if fam.family == IPV4 else None)
+                        cluster.segment_mask if fam.family == IPV4 else None, users)
     primary = fams[0]
 
     seg_names = {s.index: s.name for s in graph.segments}
@@ -249,8 +257,9 @@ def make_plan(topo: Topology) -> Plan:
                 if n == name:
                     interfaces.append(Interface(i, segment_of_link[li], primary.addr.get((n, i)),
                                                 f"{pn}:{pi}", addresses((n, i))))
-        routes = ([] if nk.is_switch else
-                  [r for fam in fams for r in _fabric_routes(fam, graph, name, users, link_ends)]
+        routes = ([] if nk.is_switch or name in users else
+                  [r for fam in fams for r in _fabric_routes(fam, graph, name, fabric_users,
+                                                             link_ends)]
                   if cluster.routing == FABRIC else
                   [r for fam in fams for r in _routes(fam, graph, name)])
         node_labels = {**topo.labels_of(name), labels.LAB: lab, labels.ROLE: labels.ROLE_NODE,
@@ -266,11 +275,15 @@ def make_plan(topo: Topology) -> Plan:
             routes=tuple(routes),
             pod_cidr=str(primary.node_cidr[name]) if hosts_pods else None,
             gateway=gateways[0] if gateways else None,
-            bridge=POD_BRIDGE if nk.hosts_pods else SWITCH_BRIDGE if nk.is_switch else None,
+            bridge=POD_BRIDGE if nk.hosts_pods else (
+                name.partition("|")[0] if _netns_of(topo, name) else SWITCH_BRIDGE)
+            if nk.is_switch else None,
             masquerade_exempt=tuple(exempt) if nk.hosts_pods and cluster.masquerade is True
             else (),
             pod_cidrs=tuple(str(fam.node_cidr[name]) for fam in fams) if hosts_pods else (),
             gateways=gateways,
+            run=user_run(topo, name) if name in users else None,
+            netns_of=_netns_of(topo, name),
         ))
 
     pods: list[PodPlan] = []
@@ -311,13 +324,13 @@ def make_plan(topo: Topology) -> Plan:
         LinkPlan(a=a, b=b, segment=segment_of_link[i], a_address=primary.addr.get(a),
                  b_address=primary.addr.get(b), mtu=spec.topology.links[i].mtu,
                  netem=spec.topology.links[i].netem, a_addresses=addresses(a),
-                 b_addresses=addresses(b))
+                 b_addresses=addresses(b), macs=spec.topology.links[i].mac or (None, None))
         for i, (a, b) in enumerate(link_ends))  # type: ignore[misc]
     segments = tuple(
         SegmentPlan(s.name, s.kind, primary.subnet_of(s),
                     tuple((n, i, primary.addr.get((n, i))) for n, i, _ in s.members)
                     if s.kind != "pods" else (),
-                    subnets=tuple(fam.subnet_of(s) for fam in fams),
+                    subnets=tuple(sub for fam in fams if (sub := fam.subnet_of(s))),
                     member_addresses=tuple(addresses((n, i)) for n, i, _ in s.members)
                     if s.kind != "pods" else ())
         for s in graph.segments)
@@ -340,7 +353,18 @@ def make_plan(topo: Topology) -> Plan:
                 services=plan_services(spec, pod_ips),
                 host_ports=plan_host_ports(spec, pod_ips),
                 pod_cidrs=tuple(str(fam.pod_net) for fam in fams),
-                service_cidrs=cluster.service_cidrs,
+                service_cidrs=cluster.service_cidrs, mgmt=mgmt_plan(topo),
+                dummies=tuple((d.node, d.interface, d.mtu) for d in spec.topology.dummies),
                 bgp_peers=tuple(PeerPlan(n, p.peer_ip, p.as_number, p.local_as)
                                 for n in k8s for p in peers_of(spec, n))
                 if cluster.routing == FABRIC else ())
+
+
+def _netns_of(topo: Topology, name: str) -> str | None:
+    """containerlab's bridge with network-mode container:<node>: it lives in that node's
+    namespace, as a Linux bridge, with no container of its own."""
+    node = topo.spec.topology.nodes[name]
+    mode = node.network_mode or ""
+    if topo.kind_of(name) == "switch" and mode.startswith("container:"):
+        return mode.removeprefix("container:")
+    return None

@@ -25,6 +25,7 @@ from harness.plan.services import (
     readdressed,
     services_dict,
 )
+from harness.plan.usernodes import MgmtPlan, UserRun
 
 POD_BRIDGE = "cbr0"
 SWITCH_BRIDGE = "br0"
@@ -79,6 +80,13 @@ class NodePlan:
     masquerade_exempt: tuple[str, ...] = ()  # every family's; empty: no SNAT on this node
     pod_cidrs: tuple[str, ...] = ()  # every family's, in the cluster's order
     gateways: tuple[str, ...] = ()  # cbr0's address/len in every family
+    run: UserRun | None = None  # the user's node: how it runs; podlab configures no address
+    netns_of: str | None = None  # a bridge inside that node's namespace (no container)
+
+    @property
+    def configured(self) -> bool:
+        """podlab configures this node's addresses and routes (not the user's node)."""
+        return self.run is None
 
     def __post_init__(self) -> None:
         if self.pod_cidr and not self.pod_cidrs:
@@ -210,6 +218,7 @@ class LinkPlan:
     netem: Netem | None
     a_addresses: tuple[str, ...] = ()  # every family's
     b_addresses: tuple[str, ...] = ()
+    macs: tuple[str | None, str | None] = (None, None)
 
     def __post_init__(self) -> None:
         if self.a_address and not self.a_addresses:
@@ -228,7 +237,7 @@ class SegmentPlan:
     member_addresses: tuple[tuple[str, ...], ...] = ()  # per member, every family's
 
     def __post_init__(self) -> None:
-        if not self.subnets:
+        if not self.subnets and self.subnet:
             object.__setattr__(self, "subnets", (self.subnet,))
         if not self.member_addresses:
             object.__setattr__(self, "member_addresses",
@@ -311,6 +320,8 @@ class Plan:
     _intact: LabGraph | None = field(default=None, repr=False, compare=False)  # rerouted
     pod_cidrs: tuple[str, ...] = ()  # every family's, primary first
     service_cidrs: tuple[str, ...] = ()  # every family's
+    mgmt: MgmtPlan | None = None  # only when the file asks for a management network
+    dummies: tuple[tuple[str, str, int | None], ...] = ()  # (node, interface, mtu)
     bgp_peers: tuple[PeerPlan, ...] = ()  # routing: fabric's BGPPeers, per k8s-node
     # routing: fabric: the paths walked in the fabric's tables (with_walks); None: the
     # plan's own shortest paths
@@ -400,7 +411,9 @@ class Plan:
 
     @property
     def externals(self) -> tuple[NodePlan, ...]:
-        return tuple(n for n in self.nodes if kind(n.kind).external)
+        """Outside hosts podlab configures (a user's node keeps its addresses to itself,
+        so nothing can be expected of it)."""
+        return tuple(n for n in self.nodes if kind(n.kind).external and n.configured)
 
     @property
     def containers(self) -> list[str]:
@@ -687,7 +700,8 @@ class Plan:
                                  "addresses": list(i.addresses), "peer": i.peer}
                                 for i in n.interfaces],
                  "routes": [{"dst": r.dst, "via": r.via} for r in n.routes],
-                 "masquerade_exempt": list(n.masquerade_exempt)}
+                 "masquerade_exempt": list(n.masquerade_exempt),
+                 "configured_by": "podlab" if n.configured else "user"}
                 for n in self.nodes],
             "pods": [
                 {"name": p.name, "node": p.node, "ip": self.shown_ip(p.ip),
