@@ -31,19 +31,24 @@ def named(pid: int, name: str) -> list[int]:
     return sorted(out)
 
 
-def kill(pid: int, names: tuple[str, ...], where: str,
-         signal: int = signals.SIGKILL) -> list[int]:
-    """Kill every process called one of `names` in the container of `pid`; the first name
-    must run (InputError naming `where` when it does not). Returns the host pids killed."""
-    first = named(pid, names[0])
-    if not first:
-        raise InputError(f"no process {names[0]!r} runs in {where}")
-    killed = []
-    for name in names:
-        for target in named(pid, name):
-            try:
-                os.kill(target, signal)
-            except ProcessLookupError:
-                continue
-            killed.append(target)
-    return killed
+def kill(pid: int, name: str, where: str, first: tuple[str, ...] = (),
+         signal: int = signals.SIGKILL) -> int:
+    """Kill every process called `name` in the container of `pid`, after those called one
+    of `first` (a supervisor that would restart it); InputError naming `where` when no
+    `name` runs. Returns the host pid of the first `name` killed."""
+    targets = named(pid, name)
+    if not targets:
+        raise InputError(f"no process {name!r} runs in {where}")
+    for other in first:
+        for target in named(pid, other):
+            _kill(target, signal)
+    for target in targets:
+        _kill(target, signal)
+    return targets[0]
+
+
+def _kill(target: int, signal: int) -> None:
+    try:
+        os.kill(target, signal)
+    except ProcessLookupError:
+        pass  # gone already

@@ -327,7 +327,7 @@ def daemon_kill(plan: Plan, name: str, daemon: str | None = None) -> int:
     if daemon is not None:
         if not daemon or "/" in daemon:
             raise InputError(f"daemon {daemon!r}: give a process name, e.g. bgpd")
-        return procs.kill(pid, (daemon, *SUPERVISORS), f"node {name}")[0]
+        return procs.kill(pid, daemon, f"node {name}", first=SUPERVISORS)
     _, net = _described(plan)
     if not net.node(name).daemons:
         raise InputError(f"{name} runs no daemon of podlab's ({net.datapath}); name the "
