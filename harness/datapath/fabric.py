@@ -151,8 +151,11 @@ def walks(plan: Plan, fabric: Fabric) -> dict[WalkKey, WalkedPath]:
         back = found.get((dst, src, f"pods:{src}", family))
         if segment.startswith("pods:") and back is not None and (why := asymmetry(w, back)):
             notes.append(why)
-        out[key] = WalkedPath(w.nodes if w.ok else (), str(w.stop) if w.stop else None,
-                              "; ".join(notes))
+        stop = str(w.stop) if w.stop else None
+        if stop and segment.startswith("pods:"):  # the route that is missing, by name
+            cidr = plan.node(dst).pod_cidr_of(family)
+            stop += f" (toward {dst}'s pod CIDR {cidr})"
+        out[key] = WalkedPath(w.nodes if w.ok else (), stop, "; ".join(notes))
     return out
 
 

@@ -467,12 +467,12 @@ class Plan:
         walked = self._walk(*there, exp.family)
         returned = self._walk(*back, exp.family)
         reply = len(returned.path) - offset if returned and not returned.stop else None
-        notes = [n for n in (walked.note if walked else "", ) if n]
+        stops = [walked.stop] if walked and walked.stop else []
         if returned and returned.stop:
-            notes.append(f"the reply's walk: {returned.stop}")
-        return replace(exp, source="fabric", stop=walked.stop if walked else None,
+            stops.append(f"the reply's walk: {returned.stop}")
+        return replace(exp, source="fabric", stop="; ".join(stops) or None,
                        reply_hops=reply if reply is not None and reply != exp.hops else None,
-                       note="; ".join(notes))
+                       note=walked.note if walked else "")
 
     def _find_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
         devices = tuple(d for d, _ in self.segment_hops(src, dst_segment)) or (src,)
