@@ -69,7 +69,7 @@ bench-e2e: setup
 # JUnit file per combination in $(MATRIX_OUT), a summary table, matrix.json; fails if any
 # combination failed.
 MATRIX_OUT ?= out/junit
-MATRIX_SETS ?= --set routing=static,bgp --set cni=podlab,bridge,ptp
+MATRIX_SETS ?= --set routing=static,bgp,fabric --set cni=podlab,bridge,ptp
 MATRIX_JOBS ?= $(shell nproc)
 matrix: setup
 	$(BIN)/podlab matrix --out $(MATRIX_OUT) -j $(MATRIX_JOBS) $(MATRIX_SETS)

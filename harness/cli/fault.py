@@ -109,12 +109,17 @@ def daemon_kill(ctx: typer.Context, node: Node,
 
 
 @fault_app.command("daemon-start")
-def daemon_start(ctx: typer.Context, node: Node) -> None:
+def daemon_start(ctx: typer.Context, node: Node,
+                 daemon: Annotated[str | None, typer.Option(
+                     "--daemon", help="an FRR daemon of a user's router, e.g. bgpd; "
+                     "default: podlab's BIRD")] = None) -> None:
     """Start a node's routing daemon again.
 
     Example: podlab fault -t topologies/leafspine.clab.yml daemon-start leaf1
+
+    Example: podlab fault -t topologies/tor-bgp.clab.yml daemon-start tor1 --daemon bgpd
     """
-    _apply("daemon-start", ctx, node)
+    _apply("daemon-start", ctx, node, **({"daemon": daemon} if daemon else {}))
     _done(f"node {node}: routing daemon started")
 
 

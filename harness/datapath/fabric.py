@@ -32,7 +32,7 @@ from harness.plan.model import WalkKey
 
 DEPLOY_TIMEOUT_S = 60.0  # deploy: the user's routers carry every pod CIDR within this
 CONVERGE_TIMEOUT_S = 30.0  # verify: the tables are still within this
-STABLE_S = 1.5  # ... for this long: OSPF's and BGP's changes come in bursts
+STABLE_S = 2.0  # ... for this long: OSPF adjacencies and BGP sessions settle in bursts
 POLL_S = 0.25
 
 

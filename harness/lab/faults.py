@@ -335,9 +335,27 @@ def daemon_kill(plan: Plan, name: str, daemon: str | None = None) -> int:
     return bird.kill(pid)
 
 
-def daemon_start(plan: Plan, name: str) -> None:
-    """Re-apply the node as fault recovery does, which starts its daemon again."""
+# FRR's layout (Debian's frr, podlab/frr): a daemon starts with the options its daemons
+# file gives it, then vtysh hands it its part of the integrated frr.conf, as at boot
+# (a line the daemons refuse is reported by vtysh, and they keep the rest, as at boot)
+FRR_START = ('. /etc/frr/daemons 2>/dev/null; eval opts=\\$${0}_options; '
+             '/usr/lib/frr/$0 -d $frr_global_options $opts || exit 1; vtysh -b >&2 || true')
+
+
+def daemon_start(plan: Plan, name: str, daemon: str | None = None) -> None:
+    """Re-apply the node as fault recovery does, which starts its daemon again; with
+    `daemon`, start that FRR daemon of a user's router again, with its options from
+    /etc/frr/daemons and its configuration from /etc/frr/frr.conf."""
     node = _node(plan, name)
+    if daemon is not None:
+        if not daemon.isalnum():
+            raise InputError(f"daemon {daemon!r}: give an FRR daemon's name, e.g. bgpd")
+        code, out = running.exec_in(plan.lab, node=name, argv=("sh", "-c", FRR_START, daemon))
+        pid = _pid_of(_pids(plan), name, node.container)
+        if code != 0 or not procs.named(pid, daemon):
+            raise InputError(f"starting {daemon} on {name} failed (exit {code}): "
+                             f"{out.decode(errors='replace').strip()[-300:]}")
+        return
     described = _described(plan)
     if not described[1].node(name).daemons:
         raise InputError(f"{name} runs no daemon ({described[1].datapath})")

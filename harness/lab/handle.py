@@ -259,10 +259,10 @@ class Lab:
         """Break something at run time: `link-down`/`link-up`/`netem`/`netem-clear` take
         an endpoint `A:IF`, `node-stop`/`node-start`/`daemon-kill`/`daemon-start` a node
         name. `netem` takes `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`;
-        `daemon-kill` may take `daemon` (a process of the node, e.g. FRR's "bgpd"). The Service
-        faults (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port `NAME[:PORT]`
-        with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a Service,
-        `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
+        `daemon-kill` and `daemon-start` may take `daemon` (a user's FRR daemon, "bgpd").
+        The Service faults (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port
+        `NAME[:PORT]` with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a
+        Service, `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
         re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid)."""
         actions = {"link-down": faults.link_down, "link-up": faults.link_up,
                    "node-stop": faults.node_stop, "node-start": faults.node_start,
@@ -274,6 +274,7 @@ class Lab:
                    "svc-restore": svcfaults.restore}
         if what not in actions:
             raise InputError(f"unknown fault {what!r}; one of {', '.join(FAULTS)}")
-        if params and what not in ("netem", "svc-dnat-elsewhere", "daemon-kill"):
+        if params and what not in ("netem", "svc-dnat-elsewhere", "daemon-kill",
+                                   "daemon-start"):
             raise InputError(f"fault {what} takes no parameters")
         return actions[what](self.plan, target, **params)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from harness.errors import Problem
 from harness.model.addressing import FAMILIES, TITLE, family_of
 from harness.model.containers import user_nodes
+from harness.model.graph import LabGraph
 from harness.model.schema import BgpPeer, TopologyFile
 
 FABRIC = "fabric"
@@ -47,6 +48,7 @@ def fabric_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Probl
         if cluster.bgp_peers:
             yield Problem("cluster.bgp-peers", "bgp-peers are sessions to the user's routers: "
                           "they need routing: fabric (routing: bgp peers podlab's own nodes)")
+        yield from _across_users(spec, kinds)
         return
     users = user_nodes(spec, kinds)
     k8s = [n for n, k in kinds.items() if k == "k8s-node"]
@@ -73,6 +75,26 @@ def fabric_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Probl
                           "its own image, binds, exec or command): with routing: fabric its "
                           "default route goes to the far end of its first such link")
     yield from _peer_problems(spec, kinds)
+
+
+def _across_users(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
+    """routing: static or bgp route only through podlab's nodes: two k8s-nodes joined
+    only through the user's nodes (their routers) need routing: fabric."""
+    users = user_nodes(spec, kinds)
+    if not users or len(kinds) != len(spec.topology.nodes):
+        return
+    ends = [tuple(_ends(e) for e in lk.endpoints) for lk in spec.topology.links]
+    if any(n not in kinds for end in ends for n, _ in end):
+        return  # a link to an unknown node: reported elsewhere
+    graph = LabGraph.from_links(kinds, ends)  # type: ignore[arg-type]
+    k8s = [n for n, k in kinds.items() if k == "k8s-node"]
+    for node in k8s[1:]:
+        if node not in graph.reachable_hosts(k8s[0]):
+            yield Problem("cluster.routing", f"{k8s[0]} and {node} are joined only through "
+                          f"the user's nodes ({', '.join(sorted(users))}), whose routes are "
+                          f"their own: routing: {spec.cluster.routing} cannot route across "
+                          "them; routing: fabric lets them carry the pod CIDRs")
+            return
 
 
 def _parses(prefix: str) -> bool:

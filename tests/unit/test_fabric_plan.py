@@ -13,7 +13,7 @@ from podlab_unit_helpers import bird_binary
 from harness.datapath import fabric as fabric_dp
 from harness.datapath import peerconf
 from harness.errors import TopologyError
-from harness.model.topology import parse_topology
+from harness.model.topology import load_topology, parse_topology
 from harness.plan import Plan, make_plan
 from harness.plan.fibwalk import Fabric, Fib, FibRoute, Nexthop, leaves_of, links_of
 
@@ -223,3 +223,67 @@ def test_a_pod_cidr_the_fabric_lost_names_where_the_walk_stopped() -> None:
     assert fabric_dp.unreachable(plan, tables(plan)) == []
     e = plan.with_walks(fabric_dp.walks(plan, lost)).pod_to_pod("a", "b")
     assert e.stop is not None and "router2 has no route to 10.244.1.1" in e.stop
+
+
+# --------------------------------------------------------------------------- the examples
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+
+def test_frr_ospf_routers_route_each_pod_cidr_to_the_node_the_plan_gives_it() -> None:
+    """The routers' static routes (frr.conf, beside the file) name exactly the pod CIDRs
+    the plan gives the k8s-nodes in file order, toward those nodes' link addresses."""
+    plan = make_plan(load_topology(TOPOLOGIES / "frr-ospf.clab.yml"))
+    routes = set()
+    for conf in sorted((TOPOLOGIES / "frr-ospf").glob("router*/frr.conf")):
+        routes |= {tuple(line.split()[2:4]) for line in conf.read_text().splitlines()
+                   if line.startswith("ip route ")}
+    planned = {(n.pod_cidr, n.address) for n in plan.k8s_nodes}
+    assert routes == planned == {("10.244.0.0/24", "192.168.11.2"),
+                                 ("10.244.1.0/24", "192.168.12.2")}
+    assert [(r.dst, r.via) for r in plan.node("node1").routes] == [("0.0.0.0/0",
+                                                                    "192.168.11.1")]
+    assert all(not plan.node(r).routes for r in ("router1", "router2", "router3"))
+
+
+def test_tor_bgp_nodes_peer_with_their_racks_router_as_its_frr_conf_expects(
+        tmp_path: Path) -> None:
+    plan = make_plan(load_topology(TOPOLOGIES / "tor-bgp.clab.yml"))
+    neighbours = {}
+    for tor in ("tor1", "tor2"):
+        conf = (TOPOLOGIES / "tor-bgp" / tor / "frr.conf").read_text()
+        asn = int(next(ln.split()[2] for ln in conf.splitlines()
+                       if ln.startswith("router bgp ")))
+        for line in conf.splitlines():
+            words = line.split()
+            if words[:1] == ["neighbor"] and words[2] == "remote-as":
+                neighbours[words[1]] = (tor, asn, int(words[3]))
+    for peer in plan.bgp_peers:
+        node = plan.node(peer.node)
+        tor, tor_as, node_as = neighbours[node.address or ""]
+        assert (peer.peer_as, peer.local_as) == (tor_as, node_as)
+        assert peer.peer_ip in {a.split("/")[0] for i in plan.node(tor).interfaces
+                                for a in i.addresses}
+        conf = peerconf.bird_conf(plan, node)
+        path = tmp_path / f"{node.name}.conf"
+        path.write_text(conf.replace("/run/bird/bird.log", str(tmp_path / "bird.log")))
+        done = subprocess.run([bird_binary(), "-p", "-c", str(path)], capture_output=True,
+                              text=True, check=False)
+        assert done.returncode == 0, done.stderr
+    assert len(plan.bgp_peers) == 4
+
+
+def test_static_or_bgp_cannot_route_across_the_users_routers() -> None:
+    """Two k8s-nodes joined only through the user's nodes need routing: fabric; the
+    matrix skips such a file under static and bgp with this reason."""
+    for routing in ("static", "bgp"):
+        text = FAB.format(extra="").replace("routing: fabric", f"routing: {routing}")
+        assert (f"node1 and node2 are joined only through the user's nodes (router1, "
+                f"router2), whose routes are their own: routing: {routing} cannot route "
+                "across them") in problems(text)
+    # a user's node that is only an endpoint (not between k8s-nodes) is fine
+    endpoint = FAB.format(extra="").replace("routing: fabric", "routing: static").replace(
+        '    - endpoints: ["router1:eth1", "router2:eth1"]\n'
+        '      ipv4: [192.168.1.1/24, 192.168.1.2/24]\n',
+        '    - endpoints: ["node1:eth2", "node2:eth2"]\n')
+    assert parse_topology(endpoint).spec.cluster.routing == "static"
