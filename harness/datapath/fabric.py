@@ -151,11 +151,13 @@ def walks(plan: Plan, fabric: Fabric) -> dict[WalkKey, WalkedPath]:
         back = found.get((dst, src, f"pods:{src}", family))
         if segment.startswith("pods:") and back is not None and (why := asymmetry(w, back)):
             notes.append(why)
-        stop = str(w.stop) if w.stop else None
+        stop = w.stop
         if stop and segment.startswith("pods:"):  # the route that is missing, by name
             cidr = plan.node(dst).pod_cidr_of(family)
-            stop += f" (toward {dst}'s pod CIDR {cidr})"
-        out[key] = WalkedPath(w.nodes if w.ok else (), stop, "; ".join(notes))
+            stop = dataclasses.replace(stop, reason=f"{stop.reason}, in {dst}'s pod CIDR "
+                                                    f"{cidr}")
+        out[key] = WalkedPath(w.nodes if w.ok else (), str(stop) if stop else None,
+                              "; ".join(notes))
     return out
 
 

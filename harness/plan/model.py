@@ -467,9 +467,9 @@ class Plan:
         walked = self._walk(*there, exp.family)
         returned = self._walk(*back, exp.family)
         reply = len(returned.path) - offset if returned and not returned.stop else None
-        stops = [walked.stop] if walked and walked.stop else []
+        stops = [f"the request: {walked.stop}"] if walked and walked.stop else []
         if returned and returned.stop:
-            stops.append(f"the reply's walk: {returned.stop}")
+            stops.append(f"the reply: {returned.stop}")
         return replace(exp, source="fabric", stop="; ".join(stops) or None,
                        reply_hops=reply if reply is not None and reply != exp.hops else None,
                        note=walked.note if walked else "")

@@ -179,7 +179,7 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
             detail += f"; {exp.note}"
     else:
         if exp.stop:  # the tables said where it would die before it was sent
-            problems.insert(0, f"the fabric's tables: {exp.stop}")
+            problems.insert(0, f"in the fabric's tables, {exp.stop}")
         detail = "; ".join(dict.fromkeys(problems))
     return Result(target.check, exp.src, exp.dst, probe.proto, ok, expected, observed, detail,
                   [probe.id], exp.family, exp.source)
@@ -238,8 +238,8 @@ def _mismatches(target: Target, want: dict[str, Any], seen: Seen, sightings: lis
                            f"{where} on the way from {a} to {b}")
     if seen.ttl != want["ttl"]:
         path = _route_taken(sightings, seen.reply)
-        whose = "plan" if exp.source == "plan" else "fabric's tables"
-        out.append(f"{leg} {_ttl(exp.family)} dropped by {TTL - seen.ttl}, {whose} expects "
+        whose = "plan expects" if exp.source == "plan" else "fabric's tables expect"
+        out.append(f"{leg} {_ttl(exp.family)} dropped by {TTL - seen.ttl}, {whose} "
                    f"{TTL - want['ttl']} "
                    f"({' > '.join(exp.path if leg == 'request' else reversed(exp.path))}); "
                    f"seen at {' > '.join(path)}")
