@@ -37,6 +37,10 @@ need=()
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 # `routing: bgp`: podlab/bird carries the host's bird and birdcl (and their libraries).
 [ -x /usr/sbin/bird ] && [ -x /usr/sbin/birdcl ] || need+=(bird2)
+# podlab/node and podlab/bird carry iproute2's `bridge` (hairpin mode in the export).
+[ -x /usr/sbin/bridge ] || [ -x /sbin/bridge ] || need+=(iproute2)
+# podlab/frr (routers of the user's, e.g. containerlab's frr01): FRR's daemons and vtysh.
+[ -x /usr/lib/frr/zebra ] && [ -x /usr/bin/vtysh ] || need+=(frr)
 # `podlab capture --filter`: scapy compiles BPF with libpcap (tcpdump pulls it in).
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
 # The HTML report's test opens it in a headless browser: Debian's chromium, unless a
@@ -81,6 +85,19 @@ if [[ " ${need[*]} " == *" bird2 "* ]]; then
         fi
     fi
     say "host bird service disabled (podlab only copies bird into podlab/bird)"
+fi
+
+# frr, like bird2, is installed for its binaries only: its package starts FRR on the host
+# where a service manager allows it; stop that one through FRR's own init script (pid
+# files, never process names: lab containers run zebra too) and keep it from booting.
+if [[ " ${need[*]} " == *" frr "* ]]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now frr.service >/dev/null 2>&1 || true
+    else
+        update-rc.d frr disable >/dev/null 2>&1 || true
+        /usr/lib/frr/frrinit.sh stop >/dev/null 2>&1 || true
+    fi
+    say "host frr service disabled (podlab only copies FRR into podlab/frr)"
 fi
 
 # --- docker daemon --------------------------------------------------------------------

@@ -162,8 +162,22 @@ def schema() -> None:
     _write(None, _json(json_schema()))
 
 
+ImageMapOpt = Annotated[list[str] | None, typer.Option(
+    "--image", metavar="FROM=TO", help="run image FROM (as the file names it) as the local "
+    "image TO, e.g. quay.io/frrouting/frr:10.5.1=podlab/frr; repeatable")]
+
+
+def _mapped(plan, items: list[str] | None):  # -> Plan
+    from harness.plan.imagemap import parse_image_map, with_images
+
+    try:
+        return with_images(plan, parse_image_map(items or []))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 @app.command()
-def deploy(topo: TopoOpt) -> None:
+def deploy(topo: TopoOpt, image: ImageMapOpt = None) -> None:
     """Bring a lab up: containers, veths, addresses, routes, NAT.
 
     Example: sudo podlab deploy -t topologies/flat3.clab.yml
@@ -172,7 +186,7 @@ def deploy(topo: TopoOpt) -> None:
 
     _sigterm_as_interrupt()
     try:
-        p = _load(topo)
+        p = _mapped(_load(topo), image)
         with _progress() as prog:
             Lab.deploy(p, progress=prog)
     except PodlabError as exc:
@@ -318,7 +332,8 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: 
 @app.command()
 def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
         pcap_dir: PcapOpt = None, check: CheckOpt = None, all_results: AllOpt = False,
-        quick: QuickOpt = False, sets: SetOpt = None, name: NameOpt = None) -> None:
+        quick: QuickOpt = False, sets: SetOpt = None, name: NameOpt = None,
+        image: ImageMapOpt = None) -> None:
     """Deploy, verify and always destroy; exit with verify's code (CI's verb).
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
@@ -332,7 +347,8 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
     reporting.preload_verify(pcaps=pcap_dir is not None)  # while deploy waits on Docker
     clock = reporting.Stopwatch()
     try:
-        p = make_plan(load_variant(topo, [parse_set(s) for s in sets or ()], name))
+        p = _mapped(make_plan(load_variant(topo, [parse_set(s) for s in sets or ()], name)),
+                    image)
         with _progress(output.value) as prog, clock("deploy"):
             lab = Lab.deploy(p, progress=prog)
         try:  # destroyed however verify ends
@@ -389,6 +405,46 @@ def export(topo: TopoOpt,
         if out_file is not None and out_file.resolve() == topo.resolve():
             raise InputError(f"--output {out_file} would overwrite the topology file")
         text = to_yaml(p)
+    except PodlabError as exc:
+        fail(exc)
+    _write_text(text, out_file)
+
+
+import_app = typer.Typer(help="Write a podlab topology from another tool's config.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("kind")
+def import_kind(config: Annotated[Path, typer.Argument(help="a kind Cluster config")],
+                out_file: WriteOpt = None,
+                cni: Annotated[str | None, typer.Option(
+                    "--cni", help="wire pods with podlab, bridge or ptp (default: ptp, as "
+                    "kind's kindnet; required with disableDefaultCNI)")] = None) -> None:
+    """A topology from a kind Cluster config: one k8s-node per node entry on one switch,
+    its podSubnet, serviceSubnet and ipFamily.
+
+    Example: podlab import kind kind-config.yaml --output kind.clab.yml
+    """
+    import yaml
+
+    from harness.errors import TopologyError
+    from harness.model.kindimport import import_kind as convert
+    from harness.model.structure import locate
+    from harness.model.topology import parse_topology
+    from harness.model.yamlsrc import load_yaml, read_text
+
+    try:
+        if cni is not None and cni not in ("podlab", "bridge", "ptp"):
+            raise InputError(f"--cni {cni!r}: one of podlab, bridge, ptp")
+        data, lines = load_yaml(read_text(config), str(config))
+        topo, notes, problems = convert(data, cni=cni)
+        if problems:
+            raise TopologyError(str(config), [locate(p, lines) for p in problems])
+        header = f"# written by `podlab import kind {config.name}`\n" + "".join(
+            f"# left out: {n}\n" for n in notes)
+        text = header + yaml.safe_dump(topo, sort_keys=False)
+        parse_topology(text)  # what it writes validates
     except PodlabError as exc:
         fail(exc)
     _write_text(text, out_file)

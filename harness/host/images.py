@@ -17,6 +17,7 @@ imported here, lazily, to translate failures into :class:`ImageError`.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import os
@@ -32,7 +33,7 @@ from typing import Any
 from harness import labels
 from harness.errors import ImageError
 
-IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app", "bird")
+IMAGE_NAMES: tuple[str, ...] = ("node", "pause", "app", "bird", "frr")
 REPOSITORY = "podlab"
 HASH_LABEL = labels.CONTEXT_HASH
 # Debian's busybox-static installs /bin/busybox; /usr/bin is the merged-/usr spelling.
@@ -180,13 +181,31 @@ def host_files_context(entries: Iterable[HostFile]) -> dict[str, bytes]:
     (a symlinked library is stored under the name ldd gave it, as a plain file)."""
     files: dict[str, bytes] = {}
     for entry in entries:
-        path = Path(entry.path)
-        if not path.is_file():
-            raise ImageError(f"{entry.path} not found on this host; install it with "
-                             f"`apt-get install -y {entry.package}` (or run `make setup`)")
-        for wanted in (entry.path, *shared_libraries(entry.path)):
-            files.setdefault(ROOTFS + wanted.lstrip("/"), Path(wanted).read_bytes())
+        for one in _expand(entry):
+            for wanted in (one, *shared_libraries(one)):
+                files.setdefault(ROOTFS + wanted.lstrip("/"), Path(wanted).read_bytes())
     return files
+
+
+def _expand(entry: HostFile) -> list[str]:
+    """The host files a `host-files` line names: a file, or (a path ending in `/`) every
+    file of a directory, e.g. the extensions iptables loads at run time, which ldd does
+    not see; `*` matches the architecture's directory (/usr/lib/*/xtables/)."""
+    missing = ImageError(f"{entry.path} not found on this host; install it with "
+                         f"`apt-get install -y {entry.package}` (or run `make setup`)")
+    paths = sorted(glob.glob(entry.path)) if "*" in entry.path else [entry.path]
+    if not paths:
+        raise missing
+    out: list[str] = []
+    for text in paths:
+        path = Path(text)
+        if entry.path.endswith("/") and path.is_dir():
+            out += [str(p) for p in sorted(path.iterdir()) if p.is_file()]
+        elif path.is_file():
+            out.append(str(path))
+        else:
+            raise missing
+    return out
 
 
 def context_hash(files: dict[str, bytes]) -> str:

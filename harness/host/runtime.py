@@ -154,12 +154,54 @@ def _with_tag(image: str) -> str:
     return image if ":" in last or "@" in image else f"{image}:latest"
 
 
+PULL_TIMEOUT_S = 300
+
+
+def pull(image: str) -> str | None:
+    """Pull `image` where a registry answers; None when pulled, else why not (one line)."""
+    import docker.errors
+
+    repo, tag = _split_tag(image)
+    try:
+        _api().pull(repo, tag=tag)
+    except docker.errors.APIError as exc:
+        why = _explain(exc).splitlines()[0] if _explain(exc) else type(exc).__name__
+        _pull_failures[image] = why
+        return why
+    except Exception as exc:  # requests' timeouts and connection errors
+        _pull_failures[image] = _reason(exc)
+        return _pull_failures[image]
+    _pull_failures.pop(image, None)
+    return None
+
+
+_pull_failures: dict[str, str] = {}
+
+
+def _split_tag(image: str) -> tuple[str, str]:
+    if "@" in image:
+        return image, ""
+    repo, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:
+        return image, "latest"
+    return repo, tag
+
+
 def require_images(images: Iterable[str]) -> None:
+    """ImageError naming every image that is not here, with how to build or map it."""
     missing = missing_images(images)
-    if missing:
-        raise ImageError(
-            f"image(s) not found locally: {', '.join(missing)}; podlab never pulls — "
-            "build them (`podlab images build` for podlab/*) or `docker load` them")
+    if not missing:
+        return
+    parts = []
+    for image in missing:
+        if image.startswith("podlab/"):
+            parts.append(f"{image} (podlab's own: `podlab images build`)")
+        else:
+            why = _pull_failures.get(image)
+            parts.append(f"{image} (no registry gave it{': ' + why if why else ''}; "
+                         f"`docker load` or build it, or map it to a local image with "
+                         f"`--image {image}=podlab/node`, `=podlab/frr` for FRR)")
+    raise ImageError(f"image(s) not found locally: {'; '.join(missing and parts)}")
 
 
 # --------------------------------------------------------------------------- networks

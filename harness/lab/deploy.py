@@ -108,6 +108,11 @@ def ensure_images(plan: Plan, rep: Reporter | None = None) -> None:
     own = sorted({name for image in wanted if (name := _podlab_image(image))})
     if own:
         images.ensure_images(runtime.client(), own, progress=(rep or Reporter()).note)
+    # another image is pulled where a registry answers (podlab's own are built, never
+    # pulled); what is still missing then is named with how to build or map it
+    for image in runtime.missing_images(i for i in wanted if not i.startswith("podlab/")):
+        (rep or Reporter()).note(f"pulling {image}")
+        runtime.pull(image)
     runtime.require_images(wanted)
 
 

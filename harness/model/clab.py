@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import Problem
-from harness.labels import PREFIX
+from harness.labels import EXPORTED_FROM, PREFIX
 from harness.model import clabkeys as K
 from harness.model.yamlsrc import PathKey, render_path
 
@@ -165,7 +165,8 @@ class _Normaliser:
             if key in K.HONOURED or key == K.GROUP:
                 if key == "labels" and isinstance(value, dict):
                     for label in value:
-                        if str(label).startswith(f"{PREFIX}."):
+                        # podlab's export marks its nodes so; the rest is podlab's own
+                        if str(label).startswith(f"{PREFIX}.") and label != EXPORTED_FROM:
                             self.problem((*kpath, str(label)), f"label keys under "
                                          f"'{PREFIX}.' are reserved for podlab")
                 if key == "network-mode" and value == "host":

@@ -75,10 +75,7 @@ def container_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pr
             elif kinds.get(target) == "switch":
                 yield Problem(f"{path}.network-mode", f"{mode}: {target!r} is a bridge, "
                               "which has no namespace of its own to share")
-            elif nodes[target].network_mode and nodes[target].network_mode != "none":
-                yield Problem(f"{path}.network-mode", f"{mode}: {target!r} itself shares "
-                              "another node's namespace; name that node")
-            else:
+            else:  # a chain (a pod's container, in its hostNetwork infra) is Docker's too
                 deps.setdefault(name, set()).add(target)
                 if kind == "linux" and name in linked:
                     yield Problem(f"{path}.network-mode", f"{mode}: this node's interfaces "
@@ -145,13 +142,27 @@ def container_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Pr
                       f"(stages wait-for, network-mode container:): {' -> '.join(cycle)}")
 
 
-def _mgmt_problems(spec: TopologyFile) -> Iterator[Problem]:
+# containerlab's management subnets when a file gives neither (core/config.go)
+MGMT_DEFAULT = {4: "172.20.20.0/24", 6: "3fff:172:20:20::/64"}
+
+
+def mgmt_subnets(spec: TopologyFile) -> tuple[str | None, str | None]:
+    """The management network's IPv4 and IPv6 subnets: the file's, or containerlab's
+    defaults when it gives neither and a node asks for a static address (Docker takes one
+    only on a subnet that was given)."""
     mgmt = spec.mgmt
-    if mgmt is None:
-        return
+    v4, v6 = (mgmt.ipv4_subnet, mgmt.ipv6_subnet) if mgmt else (None, None)
+    if v4 is None and v6 is None:
+        nodes = spec.topology.nodes.values()
+        v4 = MGMT_DEFAULT[4] if any(n.mgmt_ipv4 for n in nodes) else None
+        v6 = MGMT_DEFAULT[6] if any(n.mgmt_ipv6 for n in nodes) else None
+    return v4, v6
+
+
+def _mgmt_problems(spec: TopologyFile) -> Iterator[Problem]:
     nets: dict[int, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
-    for key, text, want in (("ipv4-subnet", mgmt.ipv4_subnet, 4),
-                            ("ipv6-subnet", mgmt.ipv6_subnet, 6)):
+    v4, v6 = mgmt_subnets(spec)
+    for key, text, want in (("ipv4-subnet", v4, 4), ("ipv6-subnet", v6, 6)):
         if text is None:
             continue
         try:

@@ -204,6 +204,7 @@ def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:
 
 def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
     used: dict[tuple[str, str], str] = {}
+    users = user_nodes(spec, kinds)  # their interfaces are named as containerlab allows
     for i, link in enumerate(spec.topology.links):
         ends = []
         for j, endpoint in enumerate(link.endpoints):
@@ -224,6 +225,12 @@ def _link_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Proble
             elif not IFNAME_RE.fullmatch(iface):
                 yield Problem(path, f"interface name {show(iface)} may hold only letters, digits, "
                               "'-' and '_'")
+            elif node in users:
+                if iface in ("eth0", "lo") and (iface == "lo" or spec.topology.nodes[
+                        node].network_mode != "none"):
+                    yield Problem(path, f"interface name {show(iface)} is the node's own "
+                                  "(eth0: the management interface, unless network-mode: "
+                                  "none)")
             elif iface in RESERVED_IFNAMES:
                 yield Problem(path, f"interface name {show(iface)} is reserved by podlab "
                               f"({', '.join(sorted(RESERVED_IFNAMES))})")

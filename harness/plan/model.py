@@ -417,7 +417,8 @@ class Plan:
 
     @property
     def containers(self) -> list[str]:
-        names = [n.container for n in self.nodes]
+        # a bridge inside a node's namespace has no container of its own
+        names = [n.container for n in self.nodes if n.netns_of is None]
         for pod in self.pods:
             names += [pod.infra, *(c.container for c in pod.containers)]
         return names

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from harness.model.containers import bind_source
+from harness.model.containers import bind_source, mgmt_subnets
 from harness.model.schema import Mgmt, NodeSpec
 from harness.model.topology import Topology
 from harness.model.yamlsrc import resolve_path
@@ -101,7 +101,9 @@ def mgmt_plan(topo: Topology) -> MgmtPlan | None:
     if not asked:
         return None
     m = spec.mgmt or Mgmt()
+    v4, v6 = mgmt_subnets(spec)
     return MgmtPlan(network=m.network or f"podlab-{spec.name}-mgmt", bridge=m.bridge,
-                    ipv4_subnet=m.ipv4_subnet, ipv6_subnet=m.ipv6_subnet,
+                    ipv4_subnet=v4, ipv6_subnet=v6,
                     ipv4_range=m.ipv4_range, ipv6_range=m.ipv6_range, ipv4_gw=m.ipv4_gw,
                     ipv6_gw=m.ipv6_gw, mtu=m.mtu)
+

@@ -14,18 +14,16 @@ the paths its plan predicts (and a pod's eth0 is free for the pod link). Names d
 `podlab-<lab>-` prefix of podlab's container names; topology validation already keeps
 those unique, so the short names are unique too. Pure: no I/O.
 
-Both families: IPv6 link addresses go in containerlab's own `ipv6` link key (containerlab
-sets them when it creates the link, before `exec`; a pod link carries the pod's eth0
-address, its bridge-port end ""); IPv4 link addresses stay `exec` commands, as podlab has
-always exported them. Everything else (cbr0's addresses, routes, sysctls, NAT) is written
-from the description in either family.
+Both families: every address is an `exec` command (containerlab sets a link's `ipv4`/
+`ipv6` only for a few vendor kinds, never for `linux`), and every link's MTU is pinned
+(podlab's veths keep the kernel's 1500 unless the file says otherwise; containerlab's
+default is 9500). Every command is one the exported image has: busybox's applets, and what
+podlab's images carry besides (iptables, ip6tables, iproute2's `bridge` for hairpin
+mode); a comment at the top names the podlab images to build before `containerlab deploy`.
 
-Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). The masquerade
-rules, kube-proxy's Service rules and portmap's hostPort rules are `iptables` (masquerade
-in IPv6: `ip6tables`) commands, which the busybox-only podlab/node image lacks; with
-masquerade or Services, give k8s-nodes an image that has them. A hostNetwork pod's infra
-container joins its node's namespace (`network-mode: container:<node>`) and has no link
-of its own.
+Not exported: link `netem` impairments (busybox `tc` has no netem qdisc). A hostNetwork
+pod's infra container joins its node's namespace (`network-mode: container:<node>`) and
+has no link of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ PAUSE_IMAGE = "podlab/pause"  # same image as harness.lab.deploy.PAUSE_IMAGE
 # The infra container configures the pod's namespace with its own exec commands here
 # (podlab's deploy does that from the host side), so it needs NET_ADMIN on top.
 INFRA_EXEC_CAPS = ("NET_ADMIN",)
+LINK_MTU = 1500  # a veth's MTU in the kernel, podlab's when the file gives none
 
 
 def to_containerlab(plan: Plan) -> dict[str, Any]:
@@ -60,15 +59,13 @@ def to_containerlab(plan: Plan) -> dict[str, Any]:
     net = describe(plan)
     labels = {EXPORTED_FROM: Path(plan.topo_path).name or plan.lab}
     nodes: dict[str, Any] = {}
-    on_links = _ipv6_on_links(plan, net)
     for node in plan.nodes:
         nodes[short_name(plan, node.container)] = _node(net.node(node.name), net, node.image,
-                                                        labels, on_links)
+                                                        labels)
     for pod in plan.pods:
         infra = short_name(plan, pod.infra)
         pod_net = net.pod(pod.name)
-        nodes[infra] = _infra(pod_net, labels, short_name(plan, plan.node(pod.node).container),
-                              on_links)
+        nodes[infra] = _infra(pod_net, labels, short_name(plan, plan.node(pod.node).container))
         for c in pod.containers:
             nodes[short_name(plan, c.container)] = _pod_container(c, pod_net.containers,
                                                                   infra, labels)
@@ -92,24 +89,7 @@ def tagged(image: str) -> str:
 # --------------------------------------------------------------------------- nodes
 
 
-def _ipv6_on_links(plan: Plan, net: LabNet) -> dict[str, set[tuple[str, str]]]:
-    """(iface, address) of each namespace that containerlab's `ipv6` link key sets: the
-    IPv6 addresses of link ends, which exec then leaves alone."""
-    out: dict[str, set[tuple[str, str]]] = {}
-    for link in plan.links:
-        for (node, iface), addresses in ((link.a, link.a_addresses), (link.b, link.b_addresses)):
-            out.setdefault(node, set()).update((iface, a) for a in addresses
-                                               if family_of(a) == IPV6)
-    for pod in net.pods:
-        if pod.veth:
-            out.setdefault(pod.name, set()).update(
-                (iface, a) for iface, a in pod.addresses
-                if iface == pod.veth[1] and family_of(a) == IPV6)
-    return out
-
-
-def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str],
-          on_links: dict[str, set[tuple[str, str]]]) -> dict[str, Any]:
+def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "kind": KIND,
         "image": tagged(image),
@@ -118,12 +98,11 @@ def _node(node: NodeNet, net: LabNet, image: str, labels: dict[str, str],
         "cap-add": list(node.container.caps),
         # set at creation too, in case /proc/sys is read-only for the exec commands
         "sysctls": node.container.sysctl_map(),
-        "exec": node_commands(node, net, on_links.get(node.name, set())),
+        "exec": node_commands(node, net),
     }
 
 
-def node_commands(node: NodeNet, net: LabNet,
-                  on_links: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
+def node_commands(node: NodeNet, net: LabNet) -> list[str]:
     """Commands that configure a node's namespace as deploy does, in wiring.configure's
     order, where each command's prerequisites exist (routes after addresses)."""
     cmds = [f"sysctl -w {k}={v}" for k, v in node.container.sysctls]
@@ -132,11 +111,11 @@ def node_commands(node: NodeNet, net: LabNet,
     pods = [p for p in net.pods_of(node.name) if p.node_port]
     for port, bridge in (*node.ports, *(p.node_port for p in pods)):  # type: ignore[misc]
         cmds += [f"ip link set {port} master {bridge}", f"ip link set {port} up"]
-    # kubelet's hairpin-veth (iproute2 syntax: busybox ip has no bridge_slave options)
-    cmds += [f"ip link set {p.node_port[0]} type bridge_slave hairpin on"  # type: ignore[index]
+    # kubelet's hairpin-veth, with iproute2's `bridge` (busybox's ip and brctl have no
+    # hairpin option; podlab's images carry it)
+    cmds += [f"bridge link set dev {p.node_port[0]} hairpin on"  # type: ignore[index]
              for p in pods if p.hairpin]
-    addresses, up = _off_links(node.addresses, on_links)
-    return cmds + _addresses_and_routes(addresses, (*up, *node.up), node.routes,
+    return cmds + _addresses_and_routes(node.addresses, node.up, node.routes,
                                         already_up=node.bridges) + [
         cmd for rule in node.nat for cmd in masquerade_commands(rule)] + [
         cmd for rs in node.rulesets for cmd in ruleset_commands(rs)] + [
@@ -195,8 +174,7 @@ def ruleset_commands(rs: Ruleset) -> list[str]:
 # --------------------------------------------------------------------------- pods
 
 
-def _infra(pod: PodNet, labels: dict[str, str], node: str,
-           on_links: dict[str, set[tuple[str, str]]]) -> dict[str, Any]:
+def _infra(pod: PodNet, labels: dict[str, str], node: str) -> dict[str, Any]:
     if pod.host_network:
         return {"kind": KIND, "image": tagged(PAUSE_IMAGE),
                 "network-mode": f"container:{node}", "labels": dict(labels),
@@ -208,23 +186,12 @@ def _infra(pod: PodNet, labels: dict[str, str], node: str,
         "labels": dict(labels),
         "cap-add": list(dict.fromkeys((*pod.infra.caps, *INFRA_EXEC_CAPS))),
         "sysctls": pod.infra.sysctl_map(),
-        "exec": pod_commands(pod, on_links.get(pod.name, set())),
+        "exec": pod_commands(pod),
     }
 
 
-def pod_commands(pod: PodNet,
-                 on_links: set[tuple[str, str]] = frozenset()) -> list[str]:  # type: ignore[assignment]
-    addresses, up = _off_links(pod.addresses, on_links)
-    return _addresses_and_routes(addresses, up, pod.routes)
-
-
-def _off_links(addresses: tuple[tuple[str, str], ...], on_links: set[tuple[str, str]]
-               ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """The (iface, address) pairs exec sets (those the link key does not), and the
-    interfaces left with none there, which exec still brings up."""
-    kept = tuple(a for a in addresses if a not in on_links)
-    named = {i for i, _ in kept}
-    return kept, tuple(dict.fromkeys(i for i, _ in addresses if i not in named))
+def pod_commands(pod: PodNet) -> list[str]:
+    return _addresses_and_routes(pod.addresses, (), pod.routes)
 
 
 def _pod_container(c: ContainerPlan, settings: Settings, infra: str, labels: dict[str, str]
@@ -253,31 +220,23 @@ def _pod_container(c: ContainerPlan, settings: Settings, infra: str, labels: dic
 def _links(plan: Plan, net: LabNet) -> list[dict[str, Any]]:
     links: list[dict[str, Any]] = []
     for link in plan.links:
-        # no `ipv4:` here: the exec commands set those addresses, once
-        entry: dict[str, Any] = {"endpoints": [f"{link.a[0]}:{link.a[1]}",
-                                               f"{link.b[0]}:{link.b[1]}"]}
-        ipv6 = [_v6_of(link.a_addresses), _v6_of(link.b_addresses)]
-        if any(ipv6):
-            entry["ipv6"] = ipv6
-        if link.mtu:
-            entry["mtu"] = link.mtu
-        links.append(entry)
+        # no `ipv4:`/`ipv6:` here: the exec commands set every address, once
+        links.append({"endpoints": [f"{link.a[0]}:{link.a[1]}", f"{link.b[0]}:{link.b[1]}"],
+                      "mtu": link.mtu or LINK_MTU})
     for pod in plan.pods:
-        pod_net = net.pod(pod.name)
-        veth = pod_net.veth
+        veth = net.pod(pod.name).veth
         if veth:  # a CNI datapath whose plugin makes the link has none
-            entry = {"endpoints": [f"{pod.node}:{veth[0]}",
-                                   f"{short_name(plan, pod.infra)}:{veth[1]}"]}
-            eth0 = _v6_of(tuple(a for i, a in pod_net.addresses if i == veth[1]))
-            if eth0:
-                entry["ipv6"] = ["", eth0]  # the node end is a bridge port: no address
-            links.append(entry)
+            links.append({"endpoints": [f"{pod.node}:{veth[0]}",
+                                        f"{short_name(plan, pod.infra)}:{veth[1]}"],
+                          "mtu": LINK_MTU})
     return links
 
 
-def _v6_of(addresses: tuple[str, ...]) -> str:
-    """An end's IPv6 address for containerlab's `ipv6` key; "" for none (a switch port)."""
-    return next((a for a in addresses if family_of(a) == IPV6), "")
+def images_to_build(plan: Plan) -> list[str]:
+    """The podlab images the export names: built locally, never pulled."""
+    data = to_containerlab(plan)
+    return sorted({n["image"] for n in data["topology"]["nodes"].values()
+                   if n["image"].startswith("podlab/")})
 
 
 def to_yaml(plan: Plan) -> str:
@@ -295,7 +254,7 @@ def to_yaml(plan: Plan) -> str:
     data = to_containerlab(plan)
     for link in data["topology"]["links"]:
         link["endpoints"] = _Flow(link["endpoints"])
-        if "ipv6" in link:
-            link["ipv6"] = _Flow(link["ipv6"])
-    header = f"# exported by podlab from {Path(plan.topo_path).name or plan.lab}\n"
+    header = (f"# exported by podlab from {Path(plan.topo_path).name or plan.lab}\n"
+              f"# build these images first, on every machine that runs a node of the lab "
+              f"(`podlab images build`): {', '.join(images_to_build(plan)) or 'none'}\n")
     return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

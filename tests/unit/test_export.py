@@ -20,7 +20,7 @@ from harness.cli import app
 from harness.datapath import bgp, describe
 from harness.datapath import fabric as fabric_dp
 from harness.host import bird
-from harness.model.addressing import IPV4, IPV6, family_of
+from harness.model.addressing import IPV4, IPV6
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
 from harness.plan.usernodes import USER_SYSCTLS
@@ -131,9 +131,7 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
     plan = _plan(topo)
     doc = to_containerlab(plan)
     nodes = doc["topology"]["nodes"]
-    v6_ends = {(end, addr) for lk in doc["topology"]["links"]
-               for end, addr in zip(lk["endpoints"], lk.get("ipv6", ["", ""]), strict=True)
-               if addr}
+    assert not any("ipv4" in lk or "ipv6" in lk for lk in doc["topology"]["links"])
     for node in plan.nodes:
         cmds = nodes[node.name]["exec"]
         if node.run is not None:  # the user's node: its own exec after its links are up
@@ -142,11 +140,8 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
                            if c not in node.run.exec)
             continue
         for iface in node.interfaces:
-            for address in iface.addresses:  # IPv4 by exec, IPv6 by the link's `ipv6` key
-                if family_of(address) == IPV4:
-                    assert f"ip addr add {address} dev {iface.name}" in cmds
-                else:
-                    assert (f"{node.name}:{iface.name}", address) in v6_ends
+            for address in iface.addresses:  # every family's by exec (linux nodes)
+                assert f"ip addr add {address} dev {iface.name}" in cmds
             assert f"ip link set {iface.name} up" in cmds
         for route in describe(plan).node(node.name).routes:  # bgp: none on speakers
             assert route_command(route) in cmds
@@ -175,7 +170,7 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
             assert f"ip addr add {v4} dev eth0" in cmds
             assert f"ip route add default via {pod.gateway_of(IPV4)}" in cmds
         if (v6 := pod.cidr_of(IPV6)) is not None:
-            assert (f"{short_name(plan, pod.infra)}:eth0", v6) in v6_ends
+            assert f"ip addr add {v6} dev eth0" in cmds
             assert f"ip -6 route add default via {pod.gateway_of(IPV6)}" in cmds
 
 
@@ -250,7 +245,7 @@ def test_cli_export_bad_file(tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
-def test_ipv6_goes_in_containerlabs_ipv6_link_key(clab_validator: Any) -> None:
+def test_ipv6_is_set_by_exec_and_every_link_mtu_is_pinned(clab_validator: Any) -> None:
     from podlab_unit_helpers import DUAL, V6ONLY
 
     from harness.model.topology import parse_topology
@@ -261,15 +256,17 @@ def test_ipv6_goes_in_containerlabs_ipv6_link_key(clab_validator: Any) -> None:
         _validate(clab_validator, doc)
         _validate(clab_validator, yaml.safe_load(to_yaml(plan)))
         links = doc["topology"]["links"]
-        assert links[0]["ipv6"] == ["fd00:172:30::1/64", ""]  # node1 to a switch port
-        web = next(lk for lk in links if lk["endpoints"][1] == "web:eth0")
-        assert web["ipv6"] == ["", "fd00:10:244::2/64"]
+        # containerlab applies a link's ipv6 only for some vendor kinds, never for linux
+        assert not any("ipv6" in lk for lk in links)
+        assert all(lk["mtu"] == 1500 for lk in links)  # containerlab's own default: 9500
+        assert "ip addr add fd00:10:244::2/64 dev eth0" in doc["topology"]["nodes"]["web"][
+            "exec"]
         node1 = doc["topology"]["nodes"]["node1"]
         assert node1["sysctls"]["net.ipv6.conf.all.forwarding"] == "1"
         assert node1["sysctls"]["net.ipv6.conf.all.disable_ipv6"] == "0"
         assert node1["sysctls"]["net.ipv6.conf.default.accept_dad"] == "0"
         assert "ip addr add fd00:10:244::1/64 dev cbr0" in node1["exec"]
-        assert not any("fd00:172:30::1/64" in c for c in node1["exec"])  # the link sets it
+        assert "ip addr add fd00:172:30::1/64 dev eth1" in node1["exec"]
         assert doc["topology"]["nodes"]["web"]["sysctls"]["net.ipv6.conf.all.disable_ipv6"] \
             == "0"
         assert doc["topology"]["nodes"]["ext"]["sysctls"]["net.ipv6.conf.all.forwarding"] == "0"
@@ -427,9 +424,8 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
                 assert ns.sysctls[key_] == value, (name, cmd)  # set at creation too
             elif w[:3] == ["ip", "link", "add"]:
                 ns.bridges.add(w[3])
-            elif w[:3] == ["ip", "link", "set"] and w[4:] == ["type", "bridge_slave",
-                                                              "hairpin", "on"]:
-                ns.hairpin.add(w[3])
+            elif w[:3] == ["bridge", "link", "set"] and w[5:] == ["hairpin", "on"]:
+                ns.hairpin.add(w[4])
             elif w[:3] == ["ip", "link", "set"] and w[4] == "master":
                 ns.ports.add((w[3], w[5]))
             elif w[:3] == ["ip", "addr", "add"]:
@@ -452,11 +448,6 @@ def _exported(plan: Plan) -> tuple[dict[str, _Namespace], set[frozenset[str]]]:
             elif w[0] == bird.ARGV[0]:
                 ns.daemons.add(tuple(w))
         ns.masquerade = {(jumps[c], tuple(exempt), c[1]) for c, exempt in chains.items()}
-    for lk in doc["links"]:  # IPv6 link addresses: containerlab's `ipv6` key sets them
-        for end, address in zip(lk["endpoints"], lk.get("ipv6", ["", ""]), strict=True):
-            if address:
-                name, iface = end.split(":")
-                spaces[name].addresses.add((iface, address))
     veths = {frozenset(lk["endpoints"]) for lk in doc["links"]}
     return spaces, veths
 
@@ -505,3 +496,22 @@ def check_agreement(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
             else node.forwards
         assert deployed[node.name].sysctls["net.ipv4.ip_forward"] == (
             "1" if forwards else "0")
+
+
+@pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_podlab_validates_its_own_export(topo: Path, tmp_path: Path) -> None:
+    from harness.model.topology import load_topology
+
+    plan = _plan(topo)
+    out = tmp_path / "exported.clab.yml"
+    out.write_text(to_yaml(plan))
+    again = load_topology(out)
+    assert set(again.spec.topology.nodes) == set(to_containerlab(plan)["topology"]["nodes"])
+    assert all(again.user_owned(n) for n in again.spec.topology.nodes)  # podlab only starts them
+
+
+def test_export_names_the_images_to_build_first() -> None:
+    plan = _plan(next(p for p in EXAMPLES if p.name == "flat3.clab.yml"))
+    head = to_yaml(plan).splitlines()[1]
+    assert head.startswith("# build these images first")
+    assert "podlab/node:latest" in head and "podlab/pause:latest" in head

@@ -152,3 +152,73 @@ def test_exec_that_succeeds_lets_the_deploy_finish(monkeypatch: pytest.MonkeyPat
     assert [e[1][1] for e in events if e[0] == "exec"] == ["ip link show e1", "false",
                                                            "never run"]
     assert "rollback" not in [e[0] for e in events]
+
+
+def test_image_map_replaces_what_the_file_names_and_refuses_a_from_it_does_not() -> None:
+    from harness.plan.imagemap import parse_image_map, with_images
+
+    plan = make_plan(load_topology(FRR01))
+    mapping = parse_image_map(["quay.io/frrouting/frr:10.5.1=podlab/frr",
+                               "wbitt/network-multitool:3.22.2=podlab/node"])
+    mapped = with_images(plan, mapping)
+    assert {n.name: n.image for n in mapped.nodes} == {
+        "router1": "podlab/frr", "router2": "podlab/frr", "router3": "podlab/frr",
+        "PC1": "podlab/node", "PC2": "podlab/node", "PC3": "podlab/node"}
+    with pytest.raises(ValueError, match=r"uses no image 'quay\.io/frrouting/frr:9'"):
+        with_images(plan, {"quay.io/frrouting/frr:9": "podlab/frr"})
+    with pytest.raises(ValueError, match="write FROM=TO"):
+        parse_image_map(["podlab/frr"])
+
+
+def test_missing_image_names_itself_and_how_to_build_or_map_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "missing_images", lambda images: sorted(set(images)))
+    monkeypatch.setattr(runtime, "_pull_failures", {"quay.io/frrouting/frr:10.5.1":
+                                                    "dial tcp: lookup quay.io: no such host"})
+    with pytest.raises(Exception) as info:
+        runtime.require_images(["quay.io/frrouting/frr:10.5.1", "podlab/frr"])
+    text = str(info.value)
+    assert "podlab/frr (podlab's own: `podlab images build`)" in text
+    assert "quay.io/frrouting/frr:10.5.1 (no registry gave it: dial tcp: lookup quay.io" in text
+    assert "--image quay.io/frrouting/frr:10.5.1=podlab/node" in text
+
+
+def test_static_management_address_without_a_subnet_takes_containerlabs_default() -> None:
+    plan = make_plan(parse_topology("name: d\ntopology:\n  nodes:\n    a: {kind: linux, "
+                                    "image: alpine:3, mgmt-ipv4: 172.20.20.99}\n"))
+    assert plan.mgmt is not None and plan.mgmt.ipv4_subnet == "172.20.20.0/24"
+    assert plan.mgmt.network == "podlab-d-mgmt" and plan.mgmt.ipv6_subnet is None
+    with pytest.raises(Exception, match=r"outside the management subnet 172\.20\.20\.0/24"):
+        parse_topology("name: d\ntopology:\n  nodes:\n    a: {kind: linux, image: alpine:3, "
+                       "mgmt-ipv4: 10.1.1.1}\n")
+
+
+def test_management_network_is_internal_with_the_files_subnet(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, Any] = {}
+
+    class Api:
+        def networks(self, **kw: Any) -> list[Any]:
+            return []
+
+        def create_network(self, name: str, **kw: Any) -> dict[str, str]:
+            made.update(kw, name=name)
+            return {"Id": "n1"}
+
+    monkeypatch.setattr(runtime, "_api", lambda: Api())
+    plan = make_plan(parse_topology(MGMT.replace("172.20.31.9", "172.20.30.10")))
+    user.create_mgmt(plan, "d1")
+    assert made["name"] == "labnet" and made["internal"] is True  # no way out
+    assert made["labels"]["io.podlab.lab"] == "m"
+    assert made["ipam"]["Config"][0]["Subnet"] == "172.20.30.0/24"
+
+
+def test_binds_keep_their_mode_and_resolve_next_to_the_file() -> None:
+    plan = make_plan(load_topology(FRR01))
+    spec = user.container_spec(plan, plan.node("router1"), describe(plan).node("router1"), {})
+    assert all(b.startswith(str(FRR01.parent.resolve())) for b in spec.binds)
+    text = FRR01.read_text().replace("router1/daemons:/etc/frr/daemons",
+                                     "router1/daemons:/etc/frr/daemons:ro")
+    topo = parse_topology(text, FRR01)
+    assert make_plan(topo).node("router1").run.binds[0].endswith(  # type: ignore[union-attr]
+        "/router1/daemons:/etc/frr/daemons:ro")
