@@ -6,7 +6,8 @@
                nodes get nothing from podlab
     after_deploy  deploy returns once every k8s-node's pod CIDR is reachable from every
                other k8s-node by walking the forwarding tables of the namespaces on the
-               way (harness.plan.fibwalk), in every family; else RoutingError after a
+               way (harness.plan.fibwalk), in every family, and the tables have been
+               still for STABLE_S (within the same bound); else RoutingError after the
                bound, naming each unreachable pair and where its walk stopped
     converged  before verify: wait (bounded) until the tables have been still for a short
                interval, walk them, and hand verify the plan whose paths and TTLs are the
@@ -87,6 +88,9 @@ class FabricDatapath(Datapath):
                 f"the fabric does not carry every pod CIDR after {timeout:g}s (routing: "
                 f"fabric: the user's routers must route each k8s-node's pod CIDR): "
                 + "; ".join(stuck))
+        # the rest of the fabric may still be converging (other prefixes, better paths):
+        # hand over a lab whose tables have been still a moment, as verify would wait
+        settle(plan, pids, max(deadline - time.monotonic(), STABLE_S))
 
     def converged(self, plan: Plan, pids: Mapping[str, int],
                   timeout: float | None = None) -> Convergence:

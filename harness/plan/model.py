@@ -352,6 +352,11 @@ class Plan:
                     gateway = dst.gateway_of(family)
                     if gateway and dst.name != src.name:
                         out[(src.name, dst.name, f"pods:{dst.name}", family)] = bare_ip(gateway)
+        for src in self.externals:  # an outside host's reply to a masqueraded pod's node
+            for dst in self.k8s_nodes:
+                for family in self.families:
+                    if ip := self._target_or_none(dst, family):
+                        out[(src.name, dst.name, ip[1], family)] = ip[0]
         return out
 
     def _target_or_none(self, node: NodePlan, family: Family) -> tuple[str, str] | None:
@@ -546,11 +551,11 @@ class Plan:
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
             snat = self.node(pod.node).address_on(egress, fam)
-        # the reply, to the node's masquerade address, is the outside host's to route:
-        # only the request is walked
+        # a masqueraded pod's reply comes back to its node's address, which forwards it
+        back = self._target_or_none(self.node(pod.node), fam) if snat else None
         return self._fabric(Expectation(p, n, _need(pod.ip_of(fam), p, fam), dst_ip,
                                         len(path) - 1, path, snat, family=fam),
-                            (pod.node, n, segment), ("", "", ""), 1)
+                            (pod.node, n, segment), (n, pod.node, back[1] if back else ""), 1)
 
     def _via_node(self, a: str, b: str, src: PodPlan, dst: PodPlan,
                   family: Family) -> Expectation:
