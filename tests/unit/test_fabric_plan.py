@@ -287,3 +287,37 @@ def test_static_or_bgp_cannot_route_across_the_users_routers() -> None:
         '      ipv4: [192.168.1.1/24, 192.168.1.2/24]\n',
         '    - endpoints: ["node1:eth2", "node2:eth2"]\n')
     assert parse_topology(endpoint).spec.cluster.routing == "static"
+
+
+def test_a_masqueraded_pods_reply_from_an_outside_host_is_walked_from_that_host() -> None:
+    text = FAB.replace("    router2: {{kind: linux, image: podlab/frr}}\n",
+                       "    router2: {{kind: linux, image: podlab/frr}}\n"
+                       "    pc: {{kind: linux}}\n").replace(
+        "pods:\n", '    - endpoints: ["pc:eth1", "router2:eth4"]\n'
+                   "      ipv4: [192.168.13.2/24, 192.168.13.1/24]\npods:\n")
+    plan = plan_of(text=text)
+    back = ("pc", "node1", plan.node("node1").interfaces[0].segment, "ipv4")
+    assert plan.walk_targets()[back] == "192.168.11.2"  # node1's masquerade address
+    fabric = tables(plan)
+    router1, router2 = fabric.fibs["router1"], fabric.fibs["router2"]
+    fibs = {**fabric.fibs,
+            "router1": Fib("router1", (*router1.routes,
+                                       r("192.168.13.0/24", "192.168.1.2", "eth1")),
+                           router1.addresses),
+            "pc": Fib("pc", (r("192.168.13.0/24", None, "eth1"),
+                             r("0.0.0.0/0", "192.168.13.1", "eth1")),
+                      (("eth1", "192.168.13.2/24"),)),
+            "router2": Fib("router2", (*router2.routes, r("192.168.13.0/24", None, "eth4")),
+                           (*router2.addresses, ("eth4", "192.168.13.1/24")))}
+    good = Fabric(fibs, links_of(plan), leaves_of(plan))
+    e = plan.with_walks(fabric_dp.walks(plan, good)).pod_to_external("a", "pc")
+    assert e.snat_to == "192.168.11.2" and e.hops == 3 and e.stop is None
+    assert e.path == ("node1", "router1", "router2", "pc") and e.reply_hops is None
+    # router2 forgets node1's link: the request still arrives, the reply cannot
+    lost = {**fibs, "router2": Fib("router2", tuple(x for x in fibs["router2"].routes
+                                                    if x.dst != "192.168.11.0/24"),
+                                   fibs["router2"].addresses)}
+    e = plan.with_walks(fabric_dp.walks(plan, Fabric(lost, links_of(plan), leaves_of(plan)))
+                        ).pod_to_external("a", "pc")
+    assert e.stop == ("the reply: blackhole at router2: router2 has no route to "
+                      "192.168.11.2 (after pc)")
