@@ -5,7 +5,8 @@ same lab dual-stack (every pod, node and link also in IPv6: pod-cidr and underla
 get an IPv6 prefix each, explicit link addresses an IPv6 twin). Their verifies (every
 check, every pair, every protocol, once per family) then alternate, so both see the same
 load on the host; the figures are medians over the repetitions, and the ratio is
-dual / single. The target: dual-stack within TARGET_RATIO of single-stack.
+dual / single. The target: dual-stack within TARGET_RATIO of single-stack. A verify with
+any failed result fails the benchmark (exit 1, the failures printed).
 
     bench/dualstack.py                          # the dual example and a generated 4x24
     bench/dualstack.py --labs topologies/dual.clab.yml --repeat 7
@@ -31,9 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as `python bench/dualstack.py` without an install
     sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "bench"))
 
-from gen import topology  # noqa: E402
+from bench.gen import topology  # noqa: E402
 
 DEFAULT_LABS = ("topologies/dual.clab.yml", "4x24")
 TARGET_RATIO = 2.2
@@ -80,6 +80,7 @@ def run(lab: str, repeat: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {"ipv4": [], "dual": []}
     results: dict[str, int] = {}
     failures: dict[str, int] = {"ipv4": 0, "dual": 0}
+    failed: list[str] = []
     labs = {}
     try:
         for key, body in (("ipv4", four), ("dual", dual)):
@@ -92,15 +93,25 @@ def run(lab: str, repeat: int) -> dict[str, Any]:
                 times[key].append(time.monotonic() - start)
                 results[key] = len(report.results)
                 failures[key] += sum(not r.ok for r in report.results)
+                failed += [f"{key}: {r.check} {r.family} {r.proto} {r.src} -> {r.dst}: "
+                           f"{r.detail}" for r in report.results if not r.ok][:10]
                 time.sleep(0.5)
     finally:
         for handle in labs.values():
             handle.destroy()
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"lab": label, "repeat": repeat, "results": results, "failures": failures,
+            "failed": failed,
             "median_s": {k: round(v, 3) for k, v in med.items()},
             "all_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
             "ratio": round(med["dual"] / med["ipv4"], 2)}
+
+
+def exit_code(rows: list[dict[str, Any]]) -> int:
+    """1 if any verify had a failed result (no figure stands on a failing run) or a ratio
+    missed its target, else 0."""
+    failing = any(sum(r["failures"].values()) for r in rows)
+    return 1 if failing or any(r["ratio"] > TARGET_RATIO for r in rows) else 0
 
 
 def main() -> int:
@@ -118,9 +129,12 @@ def main() -> int:
         print(f"{row['lab']:<10} {row['results']['ipv4']:>7}/{row['results']['dual']:<8} "
               f"{row['median_s']['ipv4']:>12.2f} {row['median_s']['dual']:>14.2f} "
               f"{row['ratio']:>6.2f}  {row['failures']['ipv4']}/{row['failures']['dual']}")
+    for row in rows:
+        for line in row["failed"]:
+            print(f"FAILED {row['lab']} {line}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    return 0 if all(r["ratio"] <= TARGET_RATIO for r in rows) else 1
+    return exit_code(rows)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 Each repetition, in fresh child processes (order alternating, so drift on a shared host
 hits both sides alike):
 
-  floor     start the lab's containers (same images, same count) with the Docker SDK in
-            parallel, then force-remove them: what any tool must at least pay;
+  floor     bench/floor.py: start the lab's containers (same images, same count, computed
+            once up front) with the Docker SDK in parallel, then force-remove them: what
+            any tool must at least pay. It imports the Docker SDK and the standard library
+            only, so its process pays nothing of podlab's;
   run       `podlab run -t FILE -o json` as a user runs it: deploy, verify, destroy;
   phases    the same through harness.Lab in one process, timing deploy, verify, destroy.
 
 Two ratios: whole processes (run's wall time over the floor script's, both including
 Python's start-up and imports) and in-process (deploy+verify+destroy over start+remove).
+A run with any failed result fails the benchmark: it exits 1 and prints the failures.
 
     bench/e2e.py                               # flat3, 5 repetitions
     bench/e2e.py -t topologies/routed.clab.yml --repeat 3
@@ -42,13 +45,41 @@ def _plan(topo: Path, name: str) -> Any:
     return plan_of(topo, name)
 
 
-def child_floor(topo: Path) -> dict[str, float]:
-    from bench.run import floor
-    from harness.host import runtime
-    from harness.lab.deploy import container_images
+FLOOR = ROOT / "bench" / "floor.py"
 
-    images = container_images(_plan(topo, "floor"))
-    return {**floor(images, runtime.WORKERS), "containers": len(images)}
+
+def floor_argv(images: list[str], workers: int) -> list[str]:
+    """The floor's process: bench/floor.py alone, given the images to start."""
+    return [sys.executable, str(FLOOR), "--workers", str(workers), *images]
+
+
+def _floor(images: list[str], workers: int) -> tuple[float, dict[str, Any]]:
+    t0 = time.perf_counter()
+    done = subprocess.run(floor_argv(images, workers), capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"floor: {done.stderr[-2000:]}")
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _failed(results: list[dict[str, Any]]) -> list[str]:
+    return [f"{r['check']} {r['proto']} {r['src']} -> {r['dst']}: {r['detail']}"
+            for r in results if not r["ok"]]
+
+
+def failures_of(runs: list[dict[str, Any]]) -> list[str]:
+    """Each repetition whose `podlab run` or in-process verify had a failed result, and
+    its first failures: a time measured on a failing run is no figure."""
+    out = []
+    for i, row in enumerate(runs, 1):
+        for what in ("run", "phases"):
+            got = row.get(what, {})
+            if got.get("passed") != got.get("results"):
+                out.append(f"run {i}, {what}: {got['results'] - got['passed']} of "
+                           f"{got['results']} failed")
+                out += [f"  {line}" for line in got.get("failures", [])[:10]]
+    return out
 
 
 def child_phases(topo: Path) -> dict[str, Any]:
@@ -64,6 +95,7 @@ def child_phases(topo: Path) -> dict[str, Any]:
         report = lab.verify()
         out["verify_s"] = time.perf_counter() - t0
         out["results"], out["passed"] = len(report.results), sum(r.ok for r in report.results)
+        out["failures"] = _failed([r.to_dict() for r in report.results])
     finally:
         t0 = time.perf_counter()
         lab.destroy()
@@ -91,8 +123,10 @@ def _run_cli(topo: Path) -> tuple[float, dict[str, Any]]:
     wall = time.perf_counter() - t0
     if done.returncode not in (0, 1):
         raise SystemExit(f"podlab run: {done.stderr[-2000:]}")
-    summary = json.loads(done.stdout)["summary"]
-    return wall, {"results": summary["total"], "passed": summary["passed"]}
+    data = json.loads(done.stdout)
+    summary = data["summary"]
+    return wall, {"results": summary["total"], "passed": summary["passed"],
+                  "failures": _failed(data["results"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,14 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-t", "--topo", type=Path, default=ROOT / "topologies/flat3.clab.yml")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "e2e.json")
-    parser.add_argument("--child", choices=("floor", "phases"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("phases",), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     topo = args.topo.resolve()
-    if args.child == "floor":
-        t0 = time.perf_counter()
-        out = child_floor(topo)
-        print(json.dumps({**out, "process_s": time.perf_counter() - t0}))
-        return 0
     if args.child == "phases":
         print(json.dumps(child_phases(topo)))
         return 0
@@ -116,16 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     from harness.host import runtime
-    from harness.lab.deploy import ensure_images
+    from harness.lab.deploy import container_images, ensure_images
 
-    ensure_images(_plan(topo, "warm"))
+    plan = _plan(topo, "warm")
+    ensure_images(plan)
+    images = container_images(plan)  # up front: the floor's process plans nothing
     runtime.client()
     console = Console(stderr=True)
     load_before = os.getloadavg()[0]  # a shared host: say how busy it was
     runs: list[dict[str, Any]] = []
     for rep in range(args.repeat):
         row: dict[str, Any] = {}
-        steps = [("floor", lambda: _child("--child", "floor", "-t", str(topo))),
+        steps = [("floor", lambda: _floor(images, runtime.WORKERS)),
                  ("run", lambda: _run_cli(topo)),
                  ("phases", lambda: _child("--child", "phases", "-t", str(topo)))]
         for what, step in (steps if rep % 2 == 0 else steps[::-1]):
@@ -174,8 +205,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"{summary['floor_start_s']:.2f} + {summary['floor_remove_s']:.2f}",
                   f"{summary['ratio_inprocess']:.2f}x")
     Console().print(table)
+    failures = failures_of(runs)
+    summary["failed_runs"] = failures
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     console.print(f"[dim]wrote {args.json}[/]")
+    if failures:
+        console.print("[red]benchmark failed: a run had failed results[/]")
+        for line in failures:
+            console.print(line, style="red", markup=False, highlight=False)
+        return 1
     return 0
 
 

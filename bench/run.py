@@ -17,6 +17,10 @@ go into one rich table and a JSON file.
     bench/run.py --quick               # smoke: two small sizes, once
     bench/run.py --sizes 10x200 --repeat 1 --json bench/big.json
     bench/run.py --sizes 4x24 --cni podlab,bridge   # each datapath, and bridge vs podlab
+    bench/run.py --sizes 10x200 --repeat 1 --quick-verify   # verify --quick timed too
+
+A run with any failed result (or a --quick verify with one) fails the benchmark: exit 1,
+its failures printed under the table.
 """
 
 from __future__ import annotations
@@ -26,18 +30,20 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as `python bench/run.py` without an install
     sys.path.insert(0, str(ROOT))
+
+from bench.floor import floor  # noqa: E402  (after the path is set)
 
 DEFAULT_SIZES = ("2x2", "3x6", "4x12", "10x20", "4x24", "6x48")
 DEFAULT_CNI = "podlab"
@@ -46,7 +52,6 @@ QUICK_SIZES = ("2x2", "3x6")
 TARGET_RATIO = 1.25  # deploy/floor-start and destroy/floor-remove, from TARGET_PODS pods up
 TARGET_PODS = 20
 RATE_TARGET, RATE_PODS = 6000, 200  # verify results a second, for the 200-pod lab
-FLOOR_PREFIX = "bench-floor-"
 SETTLE_S = 2.0  # between measurements, not inside them
 
 
@@ -64,15 +69,22 @@ def parse_size(text: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------- child: one run
 
 
-def _plan(name: str, nodes: int, pods: int, cni: str = DEFAULT_CNI) -> Any:
+def _plan(name: str, nodes: int, pods: int, cni: str = DEFAULT_CNI,
+          path: Path | None = None) -> Any:
+    """The generated lab's plan; with `path`, written there first (a `podlab verify -t`
+    needs the file)."""
     import yaml
 
     from bench.gen import topology
-    from harness.model.topology import parse_topology
+    from harness.model.topology import load_topology, parse_topology
     from harness.plan import make_plan
 
     spec = topology(name, nodes, pods, cni=None if cni == DEFAULT_CNI else cni)
-    return make_plan(parse_topology(yaml.safe_dump(spec, sort_keys=False)))
+    text = yaml.safe_dump(spec, sort_keys=False)
+    if path is None:
+        return make_plan(parse_topology(text))
+    path.write_text(text)
+    return make_plan(load_topology(path))
 
 
 def _images(plan: Any) -> list[str]:
@@ -80,47 +92,6 @@ def _images(plan: Any) -> list[str]:
     from harness.lab.deploy import container_images
 
     return container_images(plan)
-
-
-def floor(images: list[str], workers: int) -> dict[str, float]:
-    """Create+start then force-remove `images` with the Docker SDK alone, in parallel."""
-    import docker
-
-    from harness.labels import LAB
-
-    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                           timeout=120, max_pool_size=workers + 2)
-    tag = FLOOR_PREFIX + uuid.uuid4().hex[:8]
-    labels = {LAB: tag}  # as a lab's: `podlab destroy --all` removes leftovers
-
-    def start(item: tuple[int, str]) -> str:
-        i, image = item
-        host = api.create_host_config(network_mode="none")
-        cid = api.create_container(image=image, name=f"{tag}-{i}", labels=labels,
-                                   host_config=host, detach=True)["Id"]
-        api.start(cid)
-        return cid
-
-    def remove(cid: str) -> None:
-        api.remove_container(cid, force=True, v=True)
-
-    ids: list[str] = []
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            t0 = time.perf_counter()
-            ids = list(pool.map(start, enumerate(images)))
-            t_start = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            list(pool.map(remove, ids))
-            t_remove = time.perf_counter() - t0
-        ids = []
-    finally:
-        if not ids:  # a failure half-way: remove whatever carries the label
-            left = api.containers(all=True, filters={"label": f"io.podlab.lab={tag}"})
-            for row in left:
-                api.remove_container(row["Id"], force=True, v=True)
-        api.close()
-    return {"start_s": t_start, "remove_s": t_remove}
 
 
 def _profiled(profile_dir: str | None, label: str, fn: Any) -> Any:
@@ -159,15 +130,20 @@ def _failure_summary(failed: list[Any]) -> dict[str, Any]:
 
 
 def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: bool = True,
-            cni: str = DEFAULT_CNI) -> dict[str, Any]:
+            cni: str = DEFAULT_CNI, quick_verify: bool = False) -> dict[str, Any]:
     """Floor and podlab deploy/verify/destroy for one size (the floor first or last, so
-    drift on a shared host hits both sides alike over the repetitions); a JSON-able dict."""
+    drift on a shared host hits both sides alike over the repetitions); a JSON-able dict.
+    `quick_verify`: also time `verify --quick`, in process and as a `podlab verify`."""
+    import tempfile
+
     from harness import Lab
     from harness.host import runtime
     from harness.lab.deploy import ensure_images
 
     name = f"bench-{nodes}x{pods}-{uuid.uuid4().hex[:6]}"
-    plan = _plan(name, nodes, pods, cni)
+    topo = Path(tempfile.mkdtemp(prefix="podlab-bench-")) / f"{name}.clab.yml" \
+        if quick_verify else None
+    plan = _plan(name, nodes, pods, cni, topo)
     images = _images(plan)
     runtime.client()  # connect (and ping) outside the timed phases, as the floor does
     ensure_images(plan)  # warm the hash check
@@ -202,6 +178,8 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
         failed = [r for r in report.results if not r.ok]
         out["failures"] = [r.to_dict() for r in failed[:20]]
         out["failure_summary"] = _failure_summary(failed)
+        if topo is not None:
+            out |= _quick(Lab(plan), topo)
     finally:
         t0 = time.perf_counter()
         if deployed:
@@ -210,6 +188,8 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
             removed = Lab(plan).destroy()
         out["destroy_s"] = time.perf_counter() - t0
         out["removed"] = len(removed)
+        if topo is not None:  # the file `podlab verify -t` read
+            shutil.rmtree(topo.parent, ignore_errors=True)
     out["leftovers"] = len(runtime.containers_of(name))
     usage = resource.getrusage(resource.RUSAGE_SELF)  # before the floor, when it runs last
     if not floor_first:
@@ -220,13 +200,37 @@ def one_run(nodes: int, pods: int, profile_dir: str | None = None, floor_first: 
     return out
 
 
+def _quick(lab: Any, topo: Path) -> dict[str, Any]:
+    """`verify --quick` on the deployed lab: in process, then as a whole `podlab verify`
+    process (its Python start-up and imports included)."""
+    t0 = time.perf_counter()
+    report = lab.verify(quick=True)
+    out: dict[str, Any] = {"quick_verify_s": time.perf_counter() - t0,
+                           "quick_results": len(report.results),
+                           "quick_passed": sum(r.ok for r in report.results),
+                           "quick_sample": report.sample}
+    out["failures"] = [r.to_dict() for r in report.results if not r.ok][:20]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "verify", "-t", str(topo),
+                           "--quick", "-o", "json"], capture_output=True, text=True,
+                          cwd=ROOT, env=env, check=False)
+    out["quick_process_s"] = time.perf_counter() - t0
+    try:
+        summary = json.loads(done.stdout)["summary"]
+        out["quick_process_passed"] = summary["passed"] if done.returncode == 0 else -1
+    except (ValueError, KeyError):
+        out["quick_process_passed"] = -1  # no report: a failure
+    return out
+
+
 # --------------------------------------------------------------------------- parent
 
 
 def _child(size: tuple[int, int], profile_dir: str | None, floor_first: bool,
-           cni: str = DEFAULT_CNI) -> dict[str, Any]:
+           cni: str = DEFAULT_CNI, quick_verify: bool = False) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--one", f"{size[0]}x{size[1]}",
-            "--cni", cni]
+            "--cni", cni] + (["--quick-verify"] if quick_verify else [])
     if not floor_first:
         argv.append("--floor-last")
     if profile_dir:
@@ -271,6 +275,14 @@ def summarize(size: tuple[int, int], runs: list[dict[str, Any]], cni: str = DEFA
     row["ratio_of_medians"] = {"deploy": dep / fs if dep and fs else None,
                                "destroy": des / fr if des and fr else None}
     row["failures"] = next((r["failures"] for r in good if r.get("failures")), [])
+    if any("quick_results" in r for r in good):
+        quick = [r for r in good if "quick_results" in r]
+        row["quick"] = {"results": quick[0]["quick_results"],
+                        "passed": min(r["quick_passed"] for r in quick),
+                        "process_passed": min(r["quick_process_passed"] for r in quick),
+                        "sample": quick[0]["quick_sample"],
+                        "verify_s": [round(r["quick_verify_s"], 2) for r in quick],
+                        "process_s": [round(r["quick_process_s"], 2) for r in quick]}
     row["leftovers"] = max(r.get("leftovers", 0) for r in good)
     row["runs"] = runs
     return row
@@ -339,6 +351,25 @@ def table(rows: list[dict[str, Any]]) -> Any:
     return t
 
 
+def failure_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the table's red `passed` stands for: each row with a failed result, and the
+    first failures it kept (a figure measured on a failing run is no figure)."""
+    out = []
+    for r in rows:
+        quick = r.get("quick")
+        if quick and (quick["passed"] != quick["results"]
+                      or quick["process_passed"] != quick["results"]):
+            out.append(f"{r['size']} cni {r.get('cni', DEFAULT_CNI)}: verify --quick had "
+                       "failed results")
+        if r.get("results") is None or r.get("passed") == r.get("results"):
+            continue
+        out.append(f"{r['size']} cni {r.get('cni', DEFAULT_CNI)}: "
+                   f"{r['results'] - r['passed']} of {r['results']} results failed")
+        out += [f"  {f['check']} {f['proto']} {f['src']} -> {f['dst']}: {f['detail']}"
+                for f in r.get("failures", [])[:10]]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",") if x],
@@ -355,13 +386,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated cluster.cni values to run each size with "
                              "(podlab, bridge, ptp); with podlab among them, each other's "
                              f"deploy is compared with podlab's (default {DEFAULT_CNI})")
+    parser.add_argument("--quick-verify", action="store_true",
+                        help="also time verify --quick on each lab, in process and as a "
+                             "podlab verify process")
     parser.add_argument("--one", type=parse_size, help=argparse.SUPPRESS)
     parser.add_argument("--floor-last", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:  # child mode: one run, one JSON line on stdout
         print(json.dumps(one_run(*args.one, profile_dir=args.profile,
-                                 floor_first=not args.floor_last, cni=args.cni)), flush=True)
+                                 floor_first=not args.floor_last, cni=args.cni,
+                                 quick_verify=args.quick_verify)), flush=True)
         return 0
 
     from rich.console import Console
@@ -378,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             for cni in cnis:  # back to back, so their ratio sees the same host
                 what = f"{size[0]}x{size[1]}" + (f" cni {cni}" if len(cnis) > 1 else "")
                 console.print(f"[dim]run {rep + 1}/{repeat}: {what}[/]")
-                result = _child(size, args.profile, floor_first=rep % 2 == 0, cni=cni)
+                result = _child(size, args.profile, floor_first=rep % 2 == 0, cni=cni,
+                                quick_verify=args.quick_verify)
                 if "error" in result:
                     console.print(f"[red]{what} failed:[/]\n{result['error']}")
                 runs[(size, cni)].append(result)
@@ -391,8 +427,22 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
     console.print(f"[dim]wrote {args.json}[/]")
+    for r in rows:
+        if r.get("quick"):
+            q = r["quick"]
+            console.print(f"{r['size']}: verify --quick {q['passed']}/{q['results']} results "
+                          f"({q['sample'] and q['sample'].get('targets')} of "
+                          f"{q['sample'] and q['sample'].get('of')} targets) in "
+                          f"{min(q['verify_s']):.2f}-{max(q['verify_s']):.2f} s in process, "
+                          f"{min(q['process_s']):.2f}-{max(q['process_s']):.2f} s as podlab "
+                          "verify", highlight=False)
+    for line in failure_lines(rows):
+        console.print(line, style="red", markup=False, highlight=False)
     bad = any(r.get("errors") or r.get("passed") != r.get("results") or r.get("leftovers")
-              for r in rows)
+              for r in rows) or bool(failure_lines(rows))
+    if bad:
+        console.print("[red]benchmark failed: a figure measured on a failing run is no "
+                      "figure[/]")
     return 1 if bad else 0
 
 

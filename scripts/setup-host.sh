@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare this host for podlab: Docker engine running, static busybox, iptables, BIRD and
-# the CNI reference plugins present, then .venv with podlab installed editable
+# the CNI reference plugins present, containerlab where Go can build it, then .venv with podlab installed editable
 # (scripts/setup-venv.sh). Idempotent and fast when already done (a few docker/stat
 # calls); run via `make setup`.
 set -euo pipefail
@@ -55,10 +55,16 @@ have_browser || need+=(chromium)
 # `cluster.cni: bridge|ptp`: the reference plugins (bridge, ptp, host-local, loopback,
 # portmap, bandwidth, ...) in /usr/lib/cni, from the distribution like everything else.
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+# `podlab graph -o dot`: its test renders every example's DOT with Graphviz's dot.
+command -v dot >/dev/null || need+=(graphviz)
 # The proof's integration tests inject stateless rewrites with nft payload statements.
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # verify's intra-pod check runs each container's own nc through nsenter (no docker exec).
 command -v nsenter >/dev/null || [ -x /usr/bin/nsenter ] || need+=(util-linux)
+# containerlab's build (below) patches it on a kernel without /proc/modules
+if command -v go >/dev/null && ! command -v containerlab >/dev/null && [ ! -e /proc/modules ]; then
+    command -v patch >/dev/null || need+=(patch)
+fi
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok && ! command -v dockerd >/dev/null; then
     need+=(docker.io)
@@ -120,6 +126,9 @@ if ! docker_ok; then
     docker_ok || die "dockerd did not answer within ${DOCKER_WAIT_S}s; see $DOCKERD_LOG"
     say "docker is up"
 fi
+
+# --- containerlab (optional: --runtime containerlab, make bench) -----------------------
+scripts/install-containerlab.sh
 
 # --- python venv ----------------------------------------------------------------------
 VENV="$VENV" PYTHON="$PYTHON" scripts/setup-venv.sh

@@ -65,6 +65,16 @@ class GraphFormat(str, Enum):
 FormatOpt = Annotated[Format, typer.Option("-o", "--format", help="output format")]
 
 
+class Runtime(str, Enum):
+    podlab = "podlab"
+    containerlab = "containerlab"
+
+
+RuntimeOpt = Annotated[Runtime, typer.Option(
+    "--runtime", help="who makes the nodes and their links: podlab itself, or containerlab "
+    "(`containerlab deploy` of the same containers; podlab adds the rest)")]
+
+
 class ExportFormat(str, Enum):
     containerlab = "containerlab"
 
@@ -177,7 +187,8 @@ def _mapped(plan, items: list[str] | None):  # -> Plan
 
 
 @app.command()
-def deploy(topo: TopoOpt, image: ImageMapOpt = None) -> None:
+def deploy(topo: TopoOpt, runtime: RuntimeOpt = Runtime.podlab,
+           image: ImageMapOpt = None) -> None:
     """Bring a lab up: containers, veths, addresses, routes, NAT.
 
     Example: sudo podlab deploy -t topologies/flat3.clab.yml
@@ -188,7 +199,7 @@ def deploy(topo: TopoOpt, image: ImageMapOpt = None) -> None:
     try:
         p = _mapped(_load(topo), image)
         with _progress() as prog:
-            Lab.deploy(p, progress=prog)
+            Lab.deploy(p, progress=prog, runtime=runtime.value)
     except PodlabError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -333,7 +344,7 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: 
 def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt = None,
         pcap_dir: PcapOpt = None, check: CheckOpt = None, all_results: AllOpt = False,
         quick: QuickOpt = False, sets: SetOpt = None, name: NameOpt = None,
-        image: ImageMapOpt = None) -> None:
+        runtime: RuntimeOpt = Runtime.podlab, image: ImageMapOpt = None) -> None:
     """Deploy, verify and always destroy; exit with verify's code (CI's verb).
 
     Example: podlab run -t topologies/routed.clab.yml -o junit --output routed.xml
@@ -350,7 +361,7 @@ def run(topo: TopoOpt, output: VerifyOut = VerifyFormat.table, out_file: PathOpt
         p = _mapped(make_plan(load_variant(topo, [parse_set(s) for s in sets or ()], name)),
                     image)
         with _progress(output.value) as prog, clock("deploy"):
-            lab = Lab.deploy(p, progress=prog)
+            lab = Lab.deploy(p, progress=prog, runtime=runtime.value)
         try:  # destroyed however verify ends
             with clock("verify"):
                 report, pcaps = reporting.probe(lab, output.value, check, pcap_dir, quick)

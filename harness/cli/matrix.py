@@ -2,14 +2,18 @@
 
     podlab matrix                                   # topologies/*.clab.yml, each as written
     podlab matrix -t a.clab.yml -t b.clab.yml --set routing=static,bgp --set cni=podlab,ptp
+    podlab matrix --runtime podlab,containerlab     # each under both runtimes
 
 A combination is one topology with one value of each `--set` axis (`KEY=V1,V2`, each value
-overriding the file's `cluster.KEY`). Each runs as `podlab run` in a child process under
+overriding the file's `cluster.KEY`), and one runtime of `--runtime` (who makes the nodes
+and links: `podlab run --runtime`). Each runs as `podlab run` in a child process under
 a lab name of its own (labs are isolated, so they share the host safely), writing one JUnit
 file; `--jobs` of them run at once. A combination the topology or datapath cannot do (its
-overrides fail validation, or the run rejects its input) is skipped with the reason, not
-failed. The summary table goes to stdout, `matrix.json` and the JUnit files to `--out`;
-the exit code is 1 if any combination failed or could not run.
+overrides fail validation before anything is deployed) is skipped with the reason; any
+error once it runs (whatever its exit code: a lab not found, a plugin missing at deploy)
+is an error, which fails the matrix. The summary table goes to stdout, `matrix.json` and
+the JUnit files to `--out`; the exit code is 1 if any combination failed or could not
+run, 2 if none ran at all (every one skipped: nothing was proven).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Combo:
 
     topo: Path
     sets: list[tuple[str, str]]  # (key, value as written on the command line)
+    runtime: str | None = None  # `podlab run --runtime`; None: not an axis (podlab's)
     name: str = ""  # the lab's name: unique on this host
     status: str = "pending"
     reason: str = ""
@@ -60,27 +65,34 @@ class Combo:
             .removesuffix(".clab")
 
     @property
+    def axes(self) -> list[tuple[str, str]]:
+        """The variant's values: the `--set` ones, then the runtime when it is an axis."""
+        return [*self.sets, *([("runtime", self.runtime)] if self.runtime else [])]
+
+    @property
     def variant(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.sets) or "(as written)"
+        return ",".join(f"{k}={v}" for k, v in self.axes) or "(as written)"
 
     @property
     def slug(self) -> str:
         """A file name: `flat3` or `flat3--routing=bgp,cni=ptp` (safe characters only)."""
-        if not self.sets:
+        if not self.axes:
             return self.stem
-        text = ",".join(f"{k}={v}" for k, v in self.sets)
+        text = ",".join(f"{k}={v}" for k, v in self.axes)
         return f"{self.stem}--{re.sub(r'[^A-Za-z0-9._=,-]+', '_', text)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"topology": str(self.topo), "variant": dict(self.sets), "lab": self.name,
+        return {"topology": str(self.topo), "variant": dict(self.axes), "lab": self.name,
                 "status": self.status, "reason": self.reason, "passed": self.passed,
                 "total": self.total, "duration_s": round(self.duration_s, 2),
                 "junit": str(self.junit) if self.junit else None,
                 "log": str(self.log) if self.log else None}
 
 
-def combinations(topos: Sequence[Path], axes: Sequence[str]) -> list[Combo]:
-    """Every topology times the product of the `--set KEY=V1,V2` axes."""
+def combinations(topos: Sequence[Path], axes: Sequence[str],
+                 runtimes: Sequence[str] = ()) -> list[Combo]:
+    """Every topology times the product of the `--set KEY=V1,V2` axes and `runtimes`
+    (none: podlab's, and not an axis)."""
     from harness.model.variants import _key, split_values
 
     keys: list[str] = []
@@ -92,7 +104,20 @@ def combinations(topos: Sequence[Path], axes: Sequence[str]) -> list[Combo]:
         keys.append(key)
         values.append(split_values(raw))
     product = list(itertools.product(*values)) if keys else [()]
-    return [Combo(t, list(zip(keys, vals, strict=True))) for t in topos for vals in product]
+    return [Combo(t, list(zip(keys, vals, strict=True)), runtime=r)
+            for t in topos for vals in product for r in (runtimes or [None])]
+
+
+def runtimes(text: str) -> list[str]:
+    """`--runtime podlab,containerlab` as a list, each checked."""
+    from harness.lab.deploy import RUNTIMES
+    from harness.model.variants import split_values
+
+    values = split_values(text)
+    wrong = [v for v in values if v not in RUNTIMES]
+    if wrong or not values:
+        raise InputError(f"--runtime {text}: each of {', '.join(RUNTIMES)}")
+    return values
 
 
 def prepare(combo: Combo) -> None:
@@ -143,6 +168,16 @@ def ensure_ready(combos: Sequence[Combo]) -> None:
         return
     runtime.require_root()
     runtime.client()
+    if any(c.runtime == "containerlab" for c in runnable):
+        from harness.host import containerlab
+
+        try:
+            containerlab.require()  # once here, not one error per combination
+        except containerlab.ContainerlabMissing as exc:  # asked for, not there: an error
+            for combo in runnable:
+                if combo.runtime == "containerlab":
+                    combo.status, combo.reason = ERROR, str(exc)
+            runnable = [c for c in runnable if c.status == "pending"]
     for combo in runnable:
         ensure_images(combo.plan)
 
@@ -190,6 +225,8 @@ class Runner:
                 "--name", combo.name, "-o", "junit", "--output", str(combo.junit)]
         for key, value in combo.sets:
             argv += ["--set", f"{key}={value}"]
+        if combo.runtime:
+            argv += ["--runtime", combo.runtime]
         return argv
 
     def _one(self, combo: Combo) -> None:
@@ -236,9 +273,7 @@ def judge(combo: Combo) -> None:
     elif combo.code == 1 and counts:
         combo.status = FAILED
         combo.reason = f"{combo.total - combo.passed} of {combo.total} results failed"
-    elif combo.code == 2 and combo.sets:
-        combo.status, combo.reason = SKIPPED, last or "the run rejected this variant"
-    else:
+    else:  # only validation before the run (prepare) skips; anything else is an error
         combo.status = ERROR
         combo.reason = last or f"podlab run exited {combo.code}"
     if combo.status in (SKIPPED, ERROR) and combo.junit is not None:
@@ -278,6 +313,13 @@ def junit_placeholder(combo: Combo) -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def matrix_exit_code(combos: Sequence[Combo]) -> int:
+    """1 if any combination failed or could not run, 2 if none ran, else 0."""
+    if any(c.status in (FAILED, ERROR) for c in combos):
+        return 1
+    return 0 if any(c.status == PASSED for c in combos) else 2
+
+
 def summary_table(combos: Sequence[Combo], wall_s: float) -> Any:
     from rich.markup import escape
     from rich.table import Table
@@ -310,7 +352,7 @@ def write_summary(combos: Sequence[Combo], out_dir: Path, wall_s: float) -> Path
     path = out_dir / "matrix.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "ok": not any(c.status in (FAILED, ERROR) for c in combos),
+        "ok": matrix_exit_code(combos) == 0,
         "wall_s": round(wall_s, 2), "combinations": [c.to_dict() for c in combos]},
         indent=2) + "\n")
     return path
@@ -328,10 +370,14 @@ Jobs = Annotated[int | None, typer.Option("-j", "--jobs", min=1,
 OutDir = Annotated[Path, typer.Option("--out", help="JUnit files, logs and matrix.json")]
 Timeout = Annotated[float, typer.Option("--timeout", min=1,
                                         help="seconds one combination may take")]
+RuntimeList = Annotated[str | None, typer.Option(
+    "--runtime", help="an axis: who makes the nodes and links, podlab,containerlab (default: "
+    "podlab's own, not an axis)")]
 
 
 def command(topo: TopoList = None, sets: SetList = None, jobs: Jobs = None,
-            out_dir: OutDir = Path("out/junit"), timeout: Timeout = 1800) -> None:
+            out_dir: OutDir = Path("out/junit"), timeout: Timeout = 1800,
+            runtime: RuntimeList = None) -> None:
     """Run topologies across variants, several labs at once; one JUnit file each.
 
     Example: podlab matrix --set routing=static,bgp --set cni=podlab,bridge,ptp -j 2
@@ -349,7 +395,8 @@ def command(topo: TopoList = None, sets: SetList = None, jobs: Jobs = None,
     sigterm_as_interrupt()
     started = time.monotonic()
     try:
-        combos = combinations(topo or default_topologies(), sets or [])
+        combos = combinations(topo or default_topologies(), sets or [],
+                              runtimes(runtime) if runtime else ())
         for c in combos:
             prepare(c)
         ensure_ready(combos)
@@ -392,4 +439,4 @@ def command(topo: TopoList = None, sets: SetList = None, jobs: Jobs = None,
     err.print(f"wrote {write_summary(combos, out_dir, wall)}", highlight=False)
     if not any(c.status in (PASSED, FAILED) for c in combos):
         err.print("matrix: no combination ran", highlight=False)
-    raise typer.Exit(1 if any(c.status in (FAILED, ERROR) for c in combos) else 0)
+    raise typer.Exit(matrix_exit_code(combos))

@@ -25,6 +25,7 @@ from harness.datapath.base import Datapath
 from harness.datapath.net import Convergence, Daemon, LabNet, NodeNet, PodNet
 from harness.errors import RoutingError, WiringError
 from harness.host import bird, fib
+from harness.host.faultlog import NO_FAULTS, Faults
 from harness.kinds import kind
 from harness.model.addressing import TITLE
 from harness.plan import NodePlan, Plan, WalkedPath
@@ -93,9 +94,11 @@ class FabricDatapath(Datapath):
         settle(plan, pids, max(deadline - time.monotonic(), STABLE_S))
 
     def converged(self, plan: Plan, pids: Mapping[str, int],
-                  timeout: float | None = None) -> Convergence:
+                  timeout: float | None = None, injected: Faults = NO_FAULTS
+                  ) -> Convergence:
         """The plan verify must expect now: the paths walked in the fabric's tables, once
-        those have been still for STABLE_S (bounded by `timeout`)."""
+        those have been still for STABLE_S (bounded by `timeout`). Faults, `injected` by
+        podlab or not, need no model here: the tables show what they did."""
         timeout = CONVERGE_TIMEOUT_S if timeout is None else timeout
         started = time.monotonic()
         fabric, settled = settle(plan, pids, timeout)

@@ -26,7 +26,7 @@ import errno
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -142,7 +142,14 @@ def create_dummy(pid: int, name: str, mtu: int | None = None) -> None:
         _call(pid, f"create dummy {name}", name,
               lambda: ipr.link("add", ifname=name, kind="dummy", state="up", **extra))
 
-    _with_ipr(pid, "create dummy", add)
+    try:
+        _with_ipr(pid, "create dummy", add)
+    except WiringError as exc:
+        if "not supported" in str(exc):  # EOPNOTSUPP: no dummy driver in this kernel
+            raise WiringError(f"{exc}: this host's kernel has no dummy interfaces "
+                              "(CONFIG_DUMMY, module `dummy`), which a `type: dummy` link "
+                              "needs") from exc
+        raise
 
 
 def create_veth(pid_a: int, name_a: str, pid_b: int, name_b: str, mtu: int | None = None,
@@ -434,6 +441,25 @@ def route_source(pid: int, dst_ip: str) -> str:
     return _with_ipr(pid, f"route get {dst_ip}", body)
 
 
+def route_dev(pid: int, dst_ip: str) -> str | None:
+    """The interface the kernel routes ``dst_ip`` out of (RTM_GETROUTE's RTA_OIF), or None
+    without a route (portmap's getRoutableHostIF)."""
+    ipaddress.ip_address(dst_ip)
+
+    def body(ipr: Any) -> str | None:
+        try:
+            reply = ipr.route("get", dst=dst_ip)
+        except Exception:  # no route: portmap then sets nothing either
+            return None
+        oif = reply[0].get("RTA_OIF") if reply else None
+        if oif is None:
+            return None
+        link = ipr.get_links(oif)
+        return str(link[0].get("IFLA_IFNAME")) if link else None
+
+    return _with_ipr(pid, f"route get {dst_ip}", body)
+
+
 def forget_neighbours(pid: int, addresses: list[str]) -> int:
     """Delete the neighbour entries (ARP, IPv6 neighbour discovery) of `addresses` in the
     namespace of ``pid``, whatever their state; how many went."""
@@ -550,6 +576,35 @@ def conntrack(pid: int) -> list[Flow]:
         return run_in_netns(pid, body)
     except OSError as exc:
         raise _fail(pid, "conntrack dump", exc) from exc
+
+
+def conntrack_delete(pid: int, flows: Iterable[Flow]) -> int:
+    """Delete the conntrack entries of `flows` (matched by protocol and original tuple) in
+    the namespace of ``pid``, as `conntrack -D` would; how many went (an entry that timed
+    out meanwhile is simply not there)."""
+    wanted = {(f.proto, f.orig) for f in flows}
+    if not wanted:
+        return 0
+
+    def body() -> int:
+        from pyroute2 import Conntrack
+
+        gone = 0
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                doomed = [e for e in ct.dump_entries()
+                          if ((e.tuple_orig.proto_name() or str(e.tuple_orig.proto)),
+                              (e.tuple_orig.saddr, e.tuple_orig.daddr,
+                               e.tuple_orig.sport or 0, e.tuple_orig.dport or 0)) in wanted]
+                for entry in doomed:
+                    ct.delete(entry)
+                    gone += 1
+        return gone
+
+    try:
+        return run_in_netns(pid, body)
+    except OSError as exc:
+        raise _fail(pid, "conntrack delete", exc) from exc
 
 
 # --------------------------------------------------------------------------- tc

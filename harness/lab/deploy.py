@@ -21,6 +21,12 @@ network, hence a pod's containers start once that pod is wired (its veth, addres
 and bridge port; its node configured). A failure (or Ctrl-C) anywhere removes every container this
 deploy created (label `io.podlab.deploy`) before the error propagates, so no veth, no
 iptables rule and no container survives a failed deploy.
+
+Who makes the nodes and their links is the runtime's choice (`RUNTIMES`): podlab's own
+(Docker's API and netlink, node by node, as above) or containerlab (`containerlab
+deploy` of those very containers and links, harness.host.containerlab, as one job of the
+containers step; every node then goes on as if podlab had started it and wired its
+links). Everything after (configure, pods, services) is the same for both.
 """
 from __future__ import annotations
 
@@ -32,8 +38,8 @@ from typing import Any
 from harness import datapath
 from harness import labels as L
 from harness.datapath import NodeNet, PodNet, Settings
-from harness.errors import DeployError, LabExistsError, PodlabError
-from harness.host import hostlimits, images, runtime, shaping, wiring
+from harness.errors import DeployError, InputError, LabExistsError, PodlabError
+from harness.host import containerlab, faultlog, hostlimits, images, runtime, shaping, wiring
 from harness.host.runtime import ContainerSpec, Started
 from harness.lab import running, user
 from harness.lab.progress import Reporter
@@ -43,6 +49,8 @@ from harness.model.validation import parse_ms
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan, PodPlan
 
 PAUSE_IMAGE = "podlab/pause"
+PODLAB, CONTAINERLAB = "podlab", "containerlab"
+RUNTIMES = (PODLAB, CONTAINERLAB)  # who makes the nodes and their links
 
 
 def _deploy_error(step: str, obj: str, exc: BaseException) -> DeployError:
@@ -59,33 +67,43 @@ def _deploy_error(step: str, obj: str, exc: BaseException) -> DeployError:
 # --------------------------------------------------------------------------- deploy
 
 
-def deploy(plan: Plan, *, progress: Any = None) -> None:
-    """Bring the lab of `plan` up; on any failure leave nothing behind.
+def deploy(plan: Plan, *, progress: Any = None, runtime_name: str = PODLAB) -> None:
+    """Bring the lab of `plan` up; on any failure leave nothing behind. `runtime_name`
+    (one of RUNTIMES) makes the nodes and their links.
 
     Raises LabExistsError (exit 2) if any container of this lab exists, DeployError (or
     WiringError) naming the failed step and object after rolling back, ImageError when an
     image is neither local nor buildable, DockerUnavailable/NotRootError for the host.
     KeyboardInterrupt is re-raised after the rollback.
     """
+    if runtime_name not in RUNTIMES:
+        raise InputError(f"runtime {runtime_name!r}: one of {', '.join(RUNTIMES)}")
     runtime.require_root()
+    if runtime_name == CONTAINERLAB:
+        containerlab.require()  # before anything starts
     rep = Reporter(progress)
     existing = runtime.containers_of(plan.lab)
     if existing:
         raise LabExistsError(
             f"lab {plan.lab!r} is already deployed ({len(existing)} containers); "
             f"destroy it first: podlab destroy --name {plan.lab}")
+    if containerlab.has_state(plan.lab):  # a crashed containerlab deploy's, lab gone
+        containerlab.destroy(plan.lab)
     dp = datapath.select(plan)
     dp.prepare(plan)  # what the host must have for this datapath (a CNI's plugins)
     ensure_images(plan, rep)
     if (raised := hostlimits.ensure_neighbour_capacity(plan)) is not None:
         rep.note(raised)
     deploy_id = uuid.uuid4().hex[:12]
+    faultlog.forget(plan.lab)  # a new lab of an old name: none of the old one's faults
     try:
         if plan.mgmt is not None:
             user.create_mgmt(plan, deploy_id)
-        _deploy(plan, deploy_id, rep)
+        _deploy(plan, deploy_id, rep, runtime_name)
     except BaseException as exc:
         running.release_network_state(plan.lab)  # a CNI's DELs, while the namespaces live
+        if containerlab.has_state(plan.lab):
+            _quietly(lambda: containerlab.destroy(plan.lab))  # its lab directory too
         removed = _rollback(deploy_id)
         user.remove_mgmt(plan)
         if isinstance(exc, PodlabError | KeyboardInterrupt):
@@ -125,8 +143,8 @@ def _podlab_image(image: str) -> str | None:
     return None
 
 
-def _deploy(plan: Plan, deploy_id: str, rep: Reporter) -> None:
-    pipeline = _Pipeline(plan, deploy_id, rep)
+def _deploy(plan: Plan, deploy_id: str, rep: Reporter, runtime_name: str = PODLAB) -> None:
+    pipeline = _Pipeline(plan, deploy_id, rep, runtime_name)
     pipeline.run()
     pipeline.sync_services()
     pipeline.dp.after_deploy(pipeline.desc, pipeline.pid)  # e.g. routes a daemon learns
@@ -152,8 +170,10 @@ class _Pipeline:
 
     NET_WORKERS = 4
 
-    def __init__(self, plan: Plan, deploy_id: str, rep: Reporter):
+    def __init__(self, plan: Plan, deploy_id: str, rep: Reporter,
+                 runtime_name: str = PODLAB):
         self.plan, self.deploy_id, self.rep = plan, deploy_id, rep
+        self.by_containerlab = runtime_name == CONTAINERLAB  # it makes nodes and links
         self.dp = datapath.select(plan)
         self.desc = self.dp.describe(plan)  # what every namespace gets, computed once
         self.pid: dict[str, int] = {}  # node name -> host pid
@@ -177,13 +197,19 @@ class _Pipeline:
     def run(self) -> None:
         plan = self.plan
         apps = sum(len(p.containers) for p in plan.pods)
-        self.rep.begin({"containers": len(plan.nodes) + len(plan.pods),
+        nodes = 1 if self.by_containerlab else len(plan.nodes)  # one containerlab deploy
+        self.rep.begin({"containers": nodes + len(plan.pods),
                         "links": len(plan.links) + sum(1 for p in self.desc.pods if p.veth),
                         "configure": len(plan.nodes) + len(plan.pods), "pods": apps})
         self.docker = ThreadPoolExecutor(runtime.WORKERS, thread_name_prefix="deploy-docker")
         self.net = ThreadPoolExecutor(self.NET_WORKERS, thread_name_prefix="deploy-net")
         try:
-            for node in plan.nodes:
+            if self.by_containerlab:
+                self._submit(self.docker, "containers",
+                             f"containerlab deploy of {len(plan.nodes)} nodes and "
+                             f"{len(plan.links)} links", self._containerlab_deploy,
+                             self._containerlab_deployed)
+            for node in () if self.by_containerlab else plan.nodes:
                 self._start_when_ready(node)
             for i, pod in enumerate(plan.pods):
                 if not pod.host_network:  # those join their node's namespace once it runs
@@ -235,6 +261,29 @@ class _Pipeline:
                 then: Callable[[Any], None] = lambda _: None) -> None:
         self.futures[pool.submit(fn)] = (step, obj, then)
 
+    def _containerlab_deploy(self) -> dict[str, Started]:
+        """containerlab makes the very node containers and links podlab would; their
+        pids then come from Docker, as after podlab's own starts."""
+        plan = self.plan
+        specs = [node_spec(n, self.desc.node(n.name), i, self.deploy_id)
+                 for i, n in enumerate(plan.nodes)]
+        topo = containerlab.topology(plan.lab, specs, plan.links,
+                                     {n.container: n.name for n in plan.nodes})
+        containerlab.deploy(containerlab.write(topo))
+        rows = runtime.containers_of(plan.lab, role=ROLE_NODE, deploy=self.deploy_id)
+        pids = runtime.pids_of(rows)
+        started = {r.labels.get(L.NODE, ""): Started(r.id, r.name, pids[r.name])
+                   for r in rows if r.name in pids}
+        missing = [n.name for n in plan.nodes if n.name not in started]
+        if missing:
+            raise DeployError(f"containerlab deploy left node(s) {', '.join(missing)} "
+                              f"not running")
+        return started
+
+    def _containerlab_deployed(self, started: dict[str, Started]) -> None:
+        for node in self.plan.nodes:
+            self._node_started(node, started[node.name])
+
     # ------------------------------------------------------------------ events
 
     def _node_started(self, node: NodePlan, started: Started) -> None:
@@ -248,8 +297,9 @@ class _Pipeline:
                 self._start_infra(pod, i)
         for link in self.links_of[node.name]:
             if link.a[0] in self.pid and link.b[0] in self.pid:
+                make = _shape_link if self.by_containerlab else _create_link  # made already
                 self._submit(self.net, "links", _veth_name(link),
-                             lambda v=link: _create_link(v, self.pid),
+                             lambda v=link, f=make: f(v, self.pid),
                              lambda _, v=link: self._link_wired(v))
         if not self.links_of[node.name]:
             self._configure_node(node.name)
@@ -351,6 +401,13 @@ class _Pipeline:
                 raise _deploy_error("services", f"node {node.name}", exc) from exc
 
 
+def _quietly(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except PodlabError:
+        pass  # the original error matters more; `podlab destroy` can finish the job
+
+
 def _rollback(deploy_id: str) -> int:
     """Remove every container of this deploy attempt; return how many."""
     try:
@@ -432,6 +489,11 @@ def _create_link(v: LinkPlan, pid: dict[str, int]) -> None:
     (a, ia), (b, ib) = v.a, v.b
     macs = {"macs": v.macs} if any(v.macs) else {}  # containerlab's endpoint `mac`
     wiring.create_veth(pid[a], ia, pid[b], ib, mtu=v.mtu, **macs)
+    _shape_link(v, pid)
+
+
+def _shape_link(v: LinkPlan, pid: dict[str, int]) -> None:
+    (a, ia), (b, ib) = v.a, v.b
     if v.netem:
         for node, iface in ((a, ia), (b, ib)):  # both directions are impaired
             # netem, or its fallback where the kernel has no sch_netem (harness.host.shaping)

@@ -17,8 +17,12 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   With a CNI datapath the pods' links are the plugins': node-start calls DEL then ADD for
   each pod of the node, as a runtime restarting its sandboxes (the pod may get another
   address; verify expects the new one).
-- daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
-  start it again by re-applying the node.
+- daemon-kill/daemon-start: SIGKILL a node's routing daemons (routing: bgp's BIRD, one
+  per family: `family` kills bird or bird6 alone), and start them again by re-applying
+  the node.
+- link-down, node-stop and daemon-kill are recorded (harness.host.faultlog) until undone
+  (a daemon-kill of one family as `NODE/ipv4`): verify re-plans around those, and a
+  fault it finds unrecorded is a failure naming it.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 
 from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import bird, procs, runtime, shaping, wiring
+from harness.host import bird, faultlog, procs, runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan
@@ -112,6 +116,7 @@ def link_down(plan: Plan, endpoint: str) -> None:
     """Pull the cable: both ends of the veth go down."""
     here, there, _ = veth(plan, endpoint)
     pids = _pids(plan)
+    faultlog.record(plan.lab, "link-down", f"{here.name}:{here.iface}")
     for end in (here, there):
         wiring.link_set(_pid(pids, end), end.iface, False)
 
@@ -126,6 +131,8 @@ def link_up(plan: Plan, endpoint: str) -> None:
     for end in (here, there):
         reconfigure(plan, end.name, pids, described)
     _forget_segment(plan, here, there, link, pids)
+    for end in (here, there):  # pulled at either end
+        faultlog.clear(plan.lab, "link-down", f"{end.name}:{end.iface}")
 
 
 def reconfigure(plan: Plan, name: str, pids: dict[str, int],
@@ -184,6 +191,7 @@ def node_stop(plan: Plan, name: str) -> None:
         raise LabNotFoundError(f"node {name} is not running")
     pids = _pids(plan)
     ends = [(pids[o.container], o.iface) for o in _peers(plan, name) if o.container in pids]
+    faultlog.record(plan.lab, "node-stop", name)
     for container in _host_network_containers(plan, name):  # the crash takes them too
         if container in pids:
             runtime.stop(container, timeout=5)
@@ -268,6 +276,8 @@ def node_start(plan: Plan, name: str) -> list[str]:
     for container in reversed(_host_network_containers(plan, name)):
         if container not in pids:
             runtime.restart_stopped(container)
+    faultlog.clear(plan.lab, "node-stop", name)
+    faultlog.clear(plan.lab, "daemon-kill", name)  # node-start starts its daemon too
     return made
 
 
@@ -316,23 +326,38 @@ def _ip(cidr: str) -> str:
 SUPERVISORS = ("watchfrr",)
 
 
-def daemon_kill(plan: Plan, name: str, daemon: str | None = None) -> int:
-    """Kill a node's routing daemon with SIGKILL, as a crash would: its kernel keeps the
-    routes it installed, its neighbours see the session drop and withdraw what they
-    learned from it. Returns the daemon's host pid. Without `daemon`: the BIRD a
-    datapath runs; with it, the process of that name in the node, e.g. FRR's `bgpd` on a
-    user's router (and FRR's watchfrr, which would restart it)."""
+def daemon_kill(plan: Plan, name: str, family: str | None = None,
+                daemon: str | None = None) -> int:
+    """Kill a node's routing daemons with SIGKILL, as a crash would: its kernel keeps the
+    routes they installed, its neighbours see the sessions drop and withdraw what they
+    learned from them (at once, or after graceful restart's time where the sessions
+    negotiated it). `family` (ipv4, ipv6): that family's daemon only (bird or bird6, as
+    Calico runs them). `daemon`: the process of that name in the node instead, e.g. FRR's
+    `bgpd` on a user's router (FRR's watchfrr first, which would restart it). Returns the
+    (first) daemon's host pid."""
     node = _node(plan, name)
-    pid = _pid_of(_pids(plan), name, node.container)
     if daemon is not None:
         if not daemon or "/" in daemon:
             raise InputError(f"daemon {daemon!r}: give a process name, e.g. bgpd")
+        pid = _pid_of(_pids(plan), name, node.container)
+        faultlog.record(plan.lab, "daemon-kill", f"{name}/{daemon}")
         return procs.kill(pid, daemon, f"node {name}", first=SUPERVISORS)
     _, net = _described(plan)
-    if not net.node(name).daemons:
+    daemons = [d.name for d in net.node(name).daemons]
+    if not daemons:
         raise InputError(f"{name} runs no daemon of podlab's ({net.datapath}); name the "
                          "node's own daemon to kill it, e.g. daemon=bgpd")
-    return bird.kill(pid)
+    if family is not None:
+        wanted = {"ipv4": bird.DAEMON, "ipv6": bird.DAEMON6}.get(family)
+        if wanted is None:
+            raise InputError(f"family {family!r}: ipv4 or ipv6")
+        if wanted not in daemons:
+            raise InputError(f"{name} runs no {family} daemon (it runs {', '.join(daemons)})")
+        daemons = [wanted]
+    pid = _pid_of(_pids(plan), name, node.container)
+    faultlog.record(plan.lab, "daemon-kill", f"{name}/{family}" if family else name)
+    pids = [bird.kill(pid, daemon=d) for d in daemons]
+    return pids[0]
 
 
 # FRR's layout (Debian's frr, podlab/frr): a daemon starts with the options its daemons
@@ -355,6 +380,7 @@ def daemon_start(plan: Plan, name: str, daemon: str | None = None) -> None:
         if code != 0 or not procs.named(pid, daemon):
             raise InputError(f"starting {daemon} on {name} failed (exit {code}): "
                              f"{out.decode(errors='replace').strip()[-300:]}")
+        faultlog.clear(plan.lab, "daemon-kill", f"{name}/{daemon}")
         return
     described = _described(plan)
     if not described[1].node(name).daemons:
@@ -362,6 +388,8 @@ def daemon_start(plan: Plan, name: str, daemon: str | None = None) -> None:
     pids = _pids(plan)
     _pid_of(pids, name, node.container)
     reconfigure(plan, name, pids, described)
+    for target in (name, f"{name}/ipv4", f"{name}/ipv6"):  # every daemon runs again
+        faultlog.clear(plan.lab, "daemon-kill", target)
 
 
 def _node(plan: Plan, name: str) -> NodePlan:

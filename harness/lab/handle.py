@@ -100,15 +100,17 @@ class Lab:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def deploy(cls, source: Source, *, name: str | None = None, progress: Any = None) -> Lab:
+    def deploy(cls, source: Source, *, name: str | None = None, progress: Any = None,
+               runtime: str = _deploy.PODLAB) -> Lab:
         """Bring up the lab of a topology file (or Topology, or Plan) and return it.
 
         `name` overrides the file's lab name (`unique_name()` makes a fresh one).
-        `progress` is a rich Progress or a `(phase, done, total)` callback. Raises
+        `progress` is a rich Progress or a `(phase, done, total)` callback. `runtime`:
+        who makes the nodes and links, "podlab" or "containerlab". Raises
         LabExistsError when it runs already, DeployError after rolling back a failure.
         """
         lab = cls(plan_of(source, name))
-        _deploy.deploy(lab.plan, progress=progress)
+        _deploy.deploy(lab.plan, progress=progress, runtime_name=runtime)
         return lab
 
     @classmethod
@@ -230,11 +232,13 @@ class Lab:
 
     def _converged(self, timeout: float | None, pids: dict[str, int]) -> Convergence:
         from harness import datapath
+        from harness.host import faultlog
 
         plan = self.observed_plan()
         dp = datapath.select(plan)
-        return (dp.converged(plan, pids) if timeout is None
-                else dp.converged(plan, pids, timeout))
+        injected = faultlog.recorded(self.name)  # re-planned for these alone
+        return (dp.converged(plan, pids, injected=injected) if timeout is None
+                else dp.converged(plan, pids, timeout, injected=injected))
 
     def capture(self, *, node: str | None = None, pod: str | None = None,
                 iface: str | None = None, bpf: str | None = None, count: int | None = None,
@@ -258,12 +262,13 @@ class Lab:
     def fault(self, what: str, target: str, **params: float | str | None) -> Any:
         """Break something at run time: `link-down`/`link-up`/`netem`/`netem-clear` take
         an endpoint `A:IF`, `node-stop`/`node-start`/`daemon-kill`/`daemon-start` a node
-        name. `netem` takes `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`;
-        `daemon-kill` and `daemon-start` may take `daemon` (a user's FRR daemon, "bgpd").
-        The Service faults (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port
-        `NAME[:PORT]` with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a
-        Service, `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
-        re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid)."""
+        name. `netem` takes `delay_ms`, `jitter_ms`, `loss_pct`, `rate_kbit`. The Service
+        faults (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port `NAME[:PORT]`
+        with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a Service,
+        `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
+        re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid;
+        it takes `family`, ipv4 or ipv6, to kill that family's daemon only, or `daemon`,
+        a user's FRR daemon such as "bgpd", which daemon-start also takes)."""
         actions = {"link-down": faults.link_down, "link-up": faults.link_up,
                    "node-stop": faults.node_stop, "node-start": faults.node_start,
                    "daemon-kill": faults.daemon_kill, "daemon-start": faults.daemon_start,

@@ -15,7 +15,7 @@ from harness import labels as L
 from harness.datapath import cni
 from harness.datapath.iptables import count_saved
 from harness.errors import LabNotFoundError, PodlabError, RoutingError
-from harness.host import bird, firewall, runtime, wiring
+from harness.host import bird, containerlab, faultlog, firewall, runtime, wiring
 from harness.host.runtime import ContainerInfo
 from harness.labels import ROLE_CONTAINER, ROLE_INFRA, ROLE_NODE
 from harness.plan import Plan
@@ -39,8 +39,10 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     """Remove every container of `lab` (of every lab with `all_labs`), in parallel.
 
     A lab wired by CNI plugins first gets a DEL for every pod its state directory records
-    (while the namespaces still exist), and the directory (IPAM leases) goes after.
-    Returns the names removed, sorted; a second call is a no-op returning [].
+    (while the namespaces still exist), and the directory (IPAM leases) goes after. A lab
+    whose nodes containerlab made goes through `containerlab destroy --cleanup` (the
+    rest, its pods, as always). Returns the names removed, sorted; a second call is a
+    no-op returning [].
     """
     if not all_labs and lab is None:
         raise LabNotFoundError("destroy needs a lab name (or --all)")
@@ -48,12 +50,39 @@ def destroy(lab: str | None, all_labs: bool = False) -> list[str]:
     labs = {r.lab for r in found if r.lab} | ({lab} if lab else set())
     for name in sorted(labs):
         release_network_state(name, [r for r in found if r.lab == name])
+        faultlog.forget(name)
     if all_labs:
         for name in cni.labs_with_state():  # their containers are gone already
             release_network_state(name, [])
-    removed = sorted(runtime.remove_many(found))
+        faultlog.forget_all()
+    removed = sorted(_remove(found, lab, labs, all_labs))
     for name in sorted(labs):  # a management network, once no container is on it
         runtime.remove_networks(runtime.networks_of(name))
+    return removed
+
+
+def _remove(found: list[ContainerInfo], lab: str | None, labs: set[str],
+            all_labs: bool) -> list[str]:
+    """The containers: those containerlab made through `containerlab destroy`, the rest
+    (and whatever it left) through Docker."""
+    by_clab = [name for name in sorted(labs | set(containerlab.labs_with_state()
+                                                   if all_labs else ()))
+               if containerlab.has_state(name)]
+    if not by_clab:
+        return runtime.remove_many(found)
+    failed: PodlabError | None = None
+    for name in by_clab:
+        try:
+            containerlab.destroy(name)
+        except containerlab.ContainerlabMissing:
+            pass  # containerlab is gone since: Docker removes its nodes below
+        except PodlabError as exc:
+            failed = failed or exc
+    left = runtime.containers_of(None if all_labs else lab)
+    ids = {r.id for r in left}
+    removed = [r.name for r in found if r.id not in ids] + runtime.remove_many(left)
+    if failed is not None:  # everything is removed; say what containerlab said
+        raise failed
     return removed
 
 
@@ -152,21 +181,31 @@ def _listed(value: str | None) -> list[str]:
 
 
 def _routing(pid: int | None) -> dict[str, Any] | None:
-    """A node's BIRD, when one is configured there (routing: bgp): its sessions and the
-    routes it learned, best first, with their AS paths; `running: false` when it died."""
-    if not pid or not bird.configured(pid):
+    """A node's BIRD daemons, when configured there (routing: bgp; `bird` and, with IPv6,
+    `bird6`): their sessions and the routes they learned, best first, with their AS
+    paths; `running: false` when one died (`daemons` says which)."""
+    if not pid:
         return None
-    try:
-        sessions = [p for p in bird.protocols(pid) if p.proto == "BGP"]
-        routes = bird.bgp_routes(pid)
-    except RoutingError as exc:
-        return {"running": False, "error": str(exc), "sessions": [], "routes": []}
-    return {"running": True,
-            "sessions": [{"name": p.name, "state": p.state, "info": p.info, "since": p.since}
-                         for p in sessions],
-            "routes": [{"prefix": r.prefix, "via": r.via, "iface": r.iface,
-                        "session": r.protocol, "best": r.best, "as_path": list(r.as_path)}
-                       for r in sorted(routes, key=lambda r: (r.prefix, not r.best))]}
+    names = [d for d in (bird.DAEMON, bird.DAEMON6) if bird.configured(pid, d)]
+    if not names:
+        return None
+    out: dict[str, Any] = {"running": True, "daemons": {}, "sessions": [], "routes": []}
+    for name in names:
+        try:
+            sessions = [p for p in bird.protocols(pid, name) if p.proto == "BGP"]
+            routes = bird.bgp_routes(pid, name)
+        except RoutingError as exc:
+            out["running"] = False
+            out["error"] = str(exc)
+            out["daemons"][name] = False
+            continue
+        out["daemons"][name] = True
+        out["sessions"] += [{"name": p.name, "state": p.state, "info": p.info,
+                             "since": p.since, "daemon": name} for p in sessions]
+        out["routes"] += [{"prefix": r.prefix, "via": r.via, "iface": r.iface,
+                           "session": r.protocol, "best": r.best, "as_path": list(r.as_path)}
+                          for r in sorted(routes, key=lambda r: (r.prefix, not r.best))]
+    return out
 
 
 def _live_addresses(pid: int | None) -> dict[str, list[str]]:

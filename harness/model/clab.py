@@ -221,6 +221,13 @@ class _Normaliser:
             value = self.merged(path, key, code, chain)
             if value is not None:
                 out[key] = value
+        if out.get("kind") == "bridge":
+            # containerlab ignores a bridge's image and exec (it is no container there);
+            # podlab's switch runs its own image and is configured by podlab
+            for key in [k for k in out if k not in K.BRIDGE_KEYS]:
+                del out[key]
+                self.out.ignored.append(f"{render_path((*path, key))} (a bridge is podlab's "
+                                        "L2 switch, configured by podlab)")
         if isinstance(out.get("kind"), str):
             out["kind"] = K.KIND_ALIASES.get(out["kind"], out["kind"])
         return out

@@ -103,6 +103,7 @@ LINK_IGNORED: dict[str, str] = {
 # kinds
 PODLAB_KINDS = ("k8s-node", "router", "switch", "linux")
 KIND_ALIASES = {"bridge": "switch"}  # containerlab's bridge is podlab's L2 switch
+BRIDGE_KEYS = ("kind", "labels", "network-mode", "startup-delay")  # what a bridge keeps
 REFUSED_KINDS: dict[str, str] = {
     "host": "kind `host` stands for the host itself, which podlab keeps out of the lab",
     "ext-container": "kind `ext-container` is a container podlab did not start and does not "

@@ -151,3 +151,20 @@ class LabGraph:
             hops.insert(0, Hop(prev, seg))
             node = prev
         return hops
+
+    def first_segments(self, src: str, segment: int) -> list[int]:
+        """The segments `src` sends into first along every shortest path into `segment`
+        (several where paths tie, in file order); [] when src is attached to it or cannot
+        reach it."""
+        if segment in self.attached[src]:
+            return []
+        best: dict[int, int] = {}
+        for s in self.attached[src]:
+            for v in self.segments[s].devices():
+                if v == src or not self.forwards(v):
+                    continue
+                rest = self.path_to_segment(v, segment)
+                if rest is not None and all(h.device != src for h in rest):
+                    best[s] = min(best.get(s, len(rest) + 1), len(rest) + 1)
+        shortest = min(best.values(), default=None)
+        return [s for s, n in best.items() if n == shortest]

@@ -342,6 +342,8 @@ def make_plan(topo: Topology) -> Plan:
                 pod_cidr=str(primary.pod_net), nodes=tuple(nodes), pods=tuple(pods),
                 links=links, segments=segments, _graph=graph, _segment_names=seg_names,
                 routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
+                bgp_mode=cluster.bgp.mode, bgp_as=cluster.bgp.as_number,
+                bgp_reflectors=tuple(cluster.bgp.reflectors),
                 cni_conflist=getattr(cluster.cni, "conflist", None),
                 cni_bin_dir=getattr(cluster.cni, "bin_dir", None),
                 pod_ips_known=datapaths.cni_value(cluster.cni) == datapaths.DEFAULT_CNI,

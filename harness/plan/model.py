@@ -301,6 +301,10 @@ class Plan:
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
     routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
+    # routing: bgp's `cluster.bgp`: mode, the cluster's AS, the route reflectors
+    bgp_mode: str = "node-mesh"
+    bgp_as: int = 64512
+    bgp_reflectors: tuple[str, ...] = ()
     cni: str = datapaths.DEFAULT_CNI
     # `cni: {conflist: FILE, bin-dir: DIR}` as the file says (relative to topo_path)
     cni_conflist: str | None = None
@@ -525,6 +529,35 @@ class Plan:
                         family=fam),
             (n, pod.node, f"pods:{pod.node}"), (pod.node, n, back[1] if back else ""), 1)
 
+    def node_sources(self, n: str, dst: str, family: Family | None = None
+                     ) -> tuple[str, ...]:
+        """The addresses node `n` (or a hostNetwork pod of it) may send from toward `dst`,
+        a pod or a node (none of the plan's routes carries a `src`): its address on the
+        segment it sends into first, cbr0's toward its own pods, the destination itself
+        toward its own address. One, the first segment of the plan's path, where the plan
+        installs the routes; with routing: bgp, BIRD breaks ties between equally short
+        paths by its own rules, so its address on the first segment of any of them. ():
+        the plan gives it none."""
+        fam = self._family(family)
+        node = self.node(n)
+        pod = self._pods_by_name.get(dst)
+        if pod is None or pod.host_network:  # a node's own address
+            dst_ip, segment = self._target(self.node(pod.node if pod else dst), fam)
+            if (pod.node if pod else dst) == n:
+                return (dst_ip,)
+        else:
+            segment = f"pods:{pod.node}"
+        if segment == f"pods:{n}":
+            gateway = node.gateway_of(fam)
+            return (bare_ip(gateway),) if gateway else ()
+        hops = self.segment_hops(n, segment)
+        firsts = [hops[0][1]] if hops else [segment]
+        if hops and self.routing == "bgp":
+            tied = self._graph.first_segments(n, self._segment_index(segment))
+            firsts += [self._segment_names[s] for s in tied]
+        found = (node.address_on(s, fam) for s in dict.fromkeys(firsts))
+        return tuple(a for a in found if a)
+
     def pod_to_node(self, p: str, n: str, family: Family | None = None) -> Expectation:
         """To the node's own address; through the pod's node, which forwards it."""
         fam = self._family(family)
@@ -686,6 +719,9 @@ class Plan:
                                         if self.masq_agent_exempt is not None else None),
             "pod_cidr": self.pod_cidr,
             "routing": self.routing,
+            **({"bgp": {"mode": self.bgp_mode, "as": self.bgp_as,
+                        "reflectors": list(self.bgp_reflectors)}}
+               if self.routing == "bgp" else {}),
             "cni": self.cni,
             "families": list(self.families),
             "pod_cidrs": list(self.pod_cidrs),

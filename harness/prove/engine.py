@@ -467,6 +467,7 @@ class Engine:
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             probe.error = f"TCP connect from {probe.sender} failed: {errno.errorcode.get(code)}"
+            probe.refused = code == errno.ECONNREFUSED
         else:
             try:
                 sock.send(nonce(probe.id))
@@ -574,6 +575,7 @@ class Engine:
         if probe.proto == "tcp" and probe.id in self._connecting:
             probe.error = (f"TCP handshake from {probe.sender} to {probe.dst} did "
                            f"not complete within {self.timeout:g} s")
+            probe.refused = True
             self.unanswered.add(probe.id)
         del self._inflight[probe.id]
         self._forget_client(probe)

@@ -250,6 +250,9 @@ class Probe:
     heard: Heard | None = None  # the request, as the receiver's socket got it
     heard_reply: Heard | None = None  # the reply, as the sender's socket got it
     error: str | None = None
+    # TCP: the request reached a host that did not take the connection (the handshake
+    # timed out, or was reset): for a row that expects no answer, its silence
+    refused: bool = False
     # a Service probe: sent to this port (not the receiver's own listener), and may end in
     # any of `alternatives` (the endpoints) instead of `receiver`
     to_port: int = 0

@@ -40,7 +40,9 @@ class Report:
     """The results of one verify. `negative_control` says whether the built-in NAT control
     ran: "observed" (masquerade expected and seen), "failed", "absent" (masquerade is on but
     the lab has no outside host), "not run" (not selected), "not applicable" (masquerade
-    off). `notes` are sentences for the reader, e.g. why the control is absent."""
+    off). `notes` are sentences for the reader, e.g. why the control is absent.
+    `sample`: None for a full run; `{"targets": n, "of": m}` for `verify --quick`, which
+    probed n of the m targets (probe pairs, Service paths, pods) a full run covers."""
 
     lab: str
     results: list[Result]
@@ -48,6 +50,15 @@ class Report:
     sightings: dict[int, list[Seen]] = field(default_factory=dict, repr=False)
     negative_control: str = "not applicable"
     notes: list[str] = field(default_factory=list)
+    sample: dict[str, int] | None = None
+
+    @property
+    def sample_text(self) -> str:
+        """"sample: n of m targets, ...", or "" for a full run: what every view prints."""
+        if not self.sample:
+            return ""
+        return (f"sample: {self.sample['targets']} of {self.sample['of']} targets, one "
+                "protocol each")
 
     @property
     def ok(self) -> bool:
@@ -59,7 +70,8 @@ class Report:
             "ok": self.ok, "lab": self.lab,
             "summary": {"passed": passed, "failed": len(self.results) - passed,
                         "total": len(self.results), "duration_s": round(self.duration_s, 3),
-                        "negative_control": self.negative_control, "notes": self.notes}}
+                        "negative_control": self.negative_control, "notes": self.notes,
+                        "sample": self.sample}}
         if with_results:
             out["results"] = [r.to_dict() for r in self.results]
         return out

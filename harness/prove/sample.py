@@ -56,13 +56,21 @@ def spanning_paths(plan: Any, paths: Iterable[Any]) -> list[Any]:
     return out
 
 
+def _pod_network_first(plan: Any) -> list[Any]:
+    """The pods in plan order, those on the pod network before hostNetwork ones: a
+    hostNetwork pod is its node's namespace (node-to-pod and pod-to-node cross it), and
+    only a pod on the pod network is masqueraded (the negative control)."""
+    return sorted(plan.pods, key=lambda p: bool(p.host_network))
+
+
 def representatives(plan: Any) -> Sequence[Any]:
-    """The first two pods of every node, in plan order: `spanning` picks its targets among
-    theirs alone (the first pod of a node stands for it toward others, the second is its
-    same-node peer), so targets need not be computed for every pair of a large lab."""
+    """The first two pods of every node (pod network first): `spanning` picks its targets
+    among theirs alone (the first pod of a node stands for it toward others, the second
+    is its same-node peer), so targets need not be computed for every pair of a large
+    lab."""
     count: dict[str, int] = {}
     out = []
-    for pod in plan.pods:
+    for pod in _pod_network_first(plan):
         if count.get(pod.node, 0) < 2:
             count[pod.node] = count.get(pod.node, 0) + 1
             out.append(pod)
@@ -72,9 +80,23 @@ def representatives(plan: Any) -> Sequence[Any]:
 def one_pod_per_node(plan: Any) -> Sequence[Any]:
     """The first pod of every node: whom the per-pod checks (identity, intra-pod) ask."""
     first: dict[str, Any] = {}
-    for pod in plan.pods:
+    for pod in _pod_network_first(plan):
         first.setdefault(pod.node, pod)
     return list(first.values())
+
+
+def population(plan: Any, checks: Iterable[str]) -> int:
+    """How many targets, (check, src, dst, family), a full verify's probe checks among
+    `checks` cover: what a sample is drawn from, counted without building them."""
+    wanted, pods, shared = set(checks), plan.pods, plan.shared_families
+    total = 0
+    if "pod-to-pod" in wanted:
+        total += sum(len(shared(a.name, b.name)) for a in pods for b in pods if a is not b)
+    per_node = sum(len(shared(n.name, p.name)) for n in plan.k8s_nodes for p in pods)
+    total += per_node * (("node-to-pod" in wanted) + ("pod-to-node" in wanted))
+    if "pod-to-external" in wanted:
+        total += sum(len(shared(p.name, h.name)) for h in plan.externals for p in pods)
+    return total
 
 
 def protos(available: Sequence[str]) -> tuple[str, ...]:

@@ -101,11 +101,14 @@ def judge(path: ServicePath, probe: Probe, sightings: Sequence[Seen],
     ok = not problems
     if ok:
         assert outcome is not None and got is not None
-        snat = (f"masqueraded to {outcome.src} by {outcome.snat_at}" if outcome.snat_at
-                else f"source {outcome.src}:{probe.sport} kept")
-        detail = (f"{path.client_ip} -> {path.dst_ip}:{path.dport} DNATed by "
-                  f"{outcome.dnat_at} to {got.ns} {outcome.ip}:{outcome.port}; {snat}, as "
-                  f"{got.ns}'s socket saw; reply from {path.dst_ip}:{path.dport}")
+        snat = (f"masqueraded to {outcome.src} ({outcome.snat_at}'s address)"
+                if outcome.snat_at else f"source {outcome.src}:{probe.sport} kept")
+        # where the DNAT happened, only as far as the wire showed it
+        dnat = rewrite_at(sightings, False, "dst", path.dst_ip)
+        where = f" at {dnat} (seen on the wire)" if dnat else ""
+        detail = (f"{path.client_ip} -> {path.dst_ip}:{path.dport} DNATed{where} to "
+                  f"{got.ns} {outcome.ip}:{outcome.port}; {snat}, as {got.ns}'s socket "
+                  f"saw; reply from {path.dst_ip}:{path.dport}")
     else:
         detail = "; ".join(problems)
     return Result(path.check, path.client, path.target, probe.proto, ok, expected, observed,
@@ -146,6 +149,16 @@ def _no_answer(path: ServicePath, probe: Probe, got: Heard | None, reply: Heard 
                observed: dict[str, Any]) -> Result:
     expected["answer"] = None
     problems = []
+    # nothing passes by absence: the request must be seen arriving at the node addressed,
+    # and a probe that could not be sent (an end down, a send failure) proves nothing
+    if probe.error and not probe.refused:
+        problems.append(probe.error)
+    arrived = any(s.ns == path.entry and not s.outgoing and not s.reply for s in sightings)
+    if not arrived:
+        problems.append(f"request never seen arriving at {path.entry}: "
+                        + _lost(path, probe, sightings))
+    if any(s.ns == path.entry and s.outgoing and s.reply for s in sightings):
+        problems.append(f"a reply left {path.entry}")
     if got is not None:
         dnat = rewrite_at(sightings, False, "dst", path.dst_ip)
         problems.append(f"{path.entry} forwarded it to {got.ns} (DNAT "
@@ -155,7 +168,8 @@ def _no_answer(path: ServicePath, probe: Probe, got: Heard | None, reply: Heard 
         problems.append(f"{path.client} got a reply from {reply.src}:{reply.sport}")
     ok = not problems
     detail = (f"{path.entry} did not answer {path.dst_ip}:{path.dport}, as planned "
-              f"({_why_silent(path)})" if ok else "; ".join(problems))
+              f"({_why_silent(path)}): request seen arriving at {path.entry}, no reply "
+              "left it" if ok else "; ".join(dict.fromkeys(problems)))
     return Result(path.check, path.client, path.target, probe.proto, ok, expected, observed,
                   detail, [probe.id], family=path.family)
 

@@ -1,7 +1,7 @@
 """Which pairs verify probes and what each probe's packets must look like: from the plan,
 computed once per run, once per address family the two ends share (the plan's
-expectations carry the family). Pure: the kernel's own answers (a node's source address
-toward a pod) come in as a plain mapping.
+expectations carry the family). Pure: the kernel's own answers (the source address a node
+sends from) come in as a plain mapping; what must arrive comes from the plan.
 """
 
 from __future__ import annotations
@@ -77,35 +77,48 @@ def targets(plan: Plan, checks: Iterable[str],
             return sources.get(pod.node, {}).get(dst_ip, "")
         return pod.ip_of(family) or ""  # type: ignore[arg-type]
 
+    def planned(node: str, dst: str, family: str, src: str) -> str:
+        """What must arrive from `node`'s namespace toward `dst` (a pod or node): the
+        plan's source, the one the kernel picked when the plan allows several."""
+        allowed = plan.node_sources(node, dst, family)  # type: ignore[arg-type]
+        return src if src in allowed else (allowed[0] if allowed else src)
+
+    def seen_src(pod: PodPlan, dst: str, family: str, src: str) -> str:
+        return planned(pod.node, dst, family, src) if pod.host_network else src
+
     if "pod-to-pod" in wanted:
         for a, b in itertools.permutations(pods, 2):
             for f in shared(a.name, b.name):
                 e = plan.pod_to_pod(a.name, b.name, f)
                 src = src_of(a, e.dst_ip, f)
-                out.append(Target("pod-to-pod", e, a.name, b.name, src, src, True))
+                out.append(Target("pod-to-pod", e, a.name, b.name, src,
+                                  seen_src(a, b.name, f, src), True))
     for node in plan.k8s_nodes:
         for pod in pods:
             for f in shared(node.name, pod.name):
                 if "node-to-pod" in wanted:
                     e = plan.node_to_pod(node.name, pod.name, f)
-                    # "": the node has no route
+                    # what the node sends from ("": it has no route) is its kernel's; what
+                    # must arrive is the plan's (a wrong route src must fail)
                     src = sources.get(node.name, {}).get(e.dst_ip, "")
-                    out.append(Target("node-to-pod", e, node.name, pod.name, src, src, True))
+                    out.append(Target("node-to-pod", e, node.name, pod.name, src,
+                                      planned(node.name, pod.name, f, src), True))
                 if "pod-to-node" in wanted:
                     e = plan.pod_to_node(pod.name, node.name, f)
                     src = src_of(pod, e.dst_ip, f)
-                    out.append(Target("pod-to-node", e, pod.name, node.name, src, src, True))
+                    out.append(Target("pod-to-node", e, pod.name, node.name, src,
+                                      seen_src(pod, node.name, f, src), True))
     if "pod-to-external" in wanted:
         for host in plan.externals:
             for pod in pods:
                 for f in shared(pod.name, host.name):
                     e = plan.pod_to_external(pod.name, host.name, f)
                     src = src_of(pod, e.dst_ip, f)
-                    seen_src = e.snat_to or src
+                    arrives = e.snat_to or seen_src(pod, host.name, f, src)
                     # unmasqueraded, the outside host has no route back: arrival is the
                     # proof (a hostNetwork pod sends from its node's address, answerable)
                     out.append(Target("pod-to-external", e, pod.name, host.name, src,
-                                      seen_src, e.snat_to is not None or pod.host_network))
+                                      arrives, e.snat_to is not None or pod.host_network))
     return out
 
 

@@ -162,19 +162,18 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
                 problems += _socket(want_rep, rep, rep_heard, target.sender, "reply",
                                     observed["reply"], probe.error is None)
     ok = not problems
-    word = _ttl(exp.family)
     if ok:
-        ttl = f"{word} -{hops}" if hops else f"{word} unchanged (no router on the path)"
-        said = "as planned" if exp.source == "plan" else "as the fabric's tables route it"
+        ttl = hops_phrase(exp.family, hops, source=exp.source)
         detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged on the wire and "
-                  f"at {target.receiver}'s socket, {ttl} {said} ({' > '.join(exp.path)})")
+                  f"at {target.receiver}'s socket, {ttl}")
         if exp.snat_to:
-            detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} by "
-                      f"{exp.path[0]}, seen so by {target.receiver}'s socket; {word} -{hops}")
+            detail = (f"masqueraded as expected: {target.src_ip} -> {exp.snat_to} "
+                      f"({exp.path[0]}'s address), seen so by {target.receiver}'s socket; "
+                      f"{ttl}")
         if probe.expect_reply:
             detail += "; reply unchanged"
             if exp.reply_hops is not None:
-                detail += f", {word} -{exp.reply_hops} on its own way back"
+                detail += f", {_ttl(exp.family)} -{exp.reply_hops} on its own way back"
         if exp.note:
             detail += f"; {exp.note}"
     else:
@@ -183,6 +182,23 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
         detail = "; ".join(dict.fromkeys(problems))
     return Result(target.check, exp.src, exp.dst, probe.proto, ok, expected, observed, detail,
                   [probe.id], exp.family, exp.source)
+
+
+def hops_phrase(family: str, hops: int, seen: Sequence[str] | None = None,
+                source: str = "plan") -> str:
+    """What a passing result may say of its way: the hops by name only where they were
+    observed (`seen`, in order); else only that the TTL (hop limit) fell by the planned
+    number of routers (`source` "fabric": the number the fabric's tables route it
+    through), which equal paths through other routers would match too."""
+    word = _ttl(family)
+    if seen:
+        return f"{word} -{hops} over {' > '.join(seen)}"
+    if not hops:
+        return f"{word} unchanged, no router planned on the way (hops not observed)"
+    if source == "fabric":
+        return (f"{word} -{hops}, the number of routers the fabric's tables route it "
+                "through (hops not observed)")
+    return f"{word} -{hops}, the planned number of routers (hops not observed)"
 
 
 def _ttl(family: str) -> str:

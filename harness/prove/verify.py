@@ -64,8 +64,13 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
         tgts = sample.spanning(plan, tgts)
     pods = sample.one_pod_per_node(plan) if quick else plan.pods
     spaths = servicepaths.paths(plan, service_checks)
-    if quick:
+    drawn = None
+    if quick:  # a sample says it is one: of how many targets a full run covers
+        per_pod = sum(c in checks for c in ("pod-identity", "intra-pod"))
+        full = (sample.population(plan, probe_checks) + len(spaths)
+                + per_pod * len(plan.pods))
         spaths = sample.spanning_paths(plan, spaths)
+        drawn = {"targets": len(tgts) + len(spaths) + per_pod * len(pods), "of": full}
     empty = _empty(plan, checks, tgts, spaths)
     if not checks:
         raise NothingToVerify(f"no check selected; verify runs one or more of "
@@ -109,7 +114,7 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
         notes.append(why)
     # sightings are only wanted for pcaps: a 200-pod lab has hundreds of thousands
     return Report(plan.lab, results, time.monotonic() - started,
-                  sightings if keep_frames else {}, control, notes)
+                  sightings if keep_frames else {}, control, notes, drawn)
 
 
 def _sources(plan: Plan, pids: dict[str, int], checks: list[str]
@@ -188,10 +193,22 @@ def _negative_control(plan: Plan, checks: list[str],
                           "outside host's address (ip-masq-agent's nonMasqueradeCIDRs), so "
                           "no result shows that verify can see NAT")
     if "pod-to-external" not in checks:
-        return "not run", None
+        return "not run", ("negative control not run: pod-to-external was not selected, so "
+                           "no result shows that verify can see NAT")
     ext = [r for r in results
            if (r.src, r.dst, r.family) in natted and r.check == "pod-to-external"]
-    return ("observed" if all(r.ok for r in ext) else "failed"), None
+    if not ext:  # nothing passes by absence: a sample may hold no masqueraded pod
+        return "not run", ("negative control not run: this run holds no masqueraded "
+                           "pod-to-external result (the pods it probed toward outside "
+                           "hosts are not masqueraded), so no result shows that verify "
+                           "can see NAT")
+    if not all(r.ok for r in ext):
+        return "failed", None
+    # an ok result saw its planned source, the masqueraded one, at the outside host
+    seen = [r for r in ext if r.observed.get("src") == r.expected.get("src")]
+    return ("observed", None) if seen else ("not run", (
+        "negative control not run: no masqueraded result recorded the source it arrived "
+        "with"))
 
 
 @dataclass(frozen=True)
@@ -345,10 +362,15 @@ def _service_jobs(plan: Plan, pids: dict[str, int], spaths: list[servicepaths.Se
         for e in path.watch:
             ports.setdefault(e.pod, set()).add((path.proto, e.ip, e.port))
     names = both_ways | set(ports)
+    # a pod whose node is stopped lost its veth and address with the node's namespace:
+    # no listener can be bound there
+    stopped = {p.name: p.node for p in plan.pods
+               if p.infra in pids and plan.node(p.node).container not in pids}
     spaces = [Namespace(ep.name, pids[ep.container], False,
                         None if trace or ep.name in both_ways else ep.addresses,
                         tuple(sorted(ports.get(ep.name, ()))), ep.families)
-              for ep in eps.values() if ep.container in pids and (trace or ep.name in names)]
+              for ep in eps.values() if ep.container in pids and ep.name not in stopped
+              and (trace or ep.name in names)]
     running = {s.name for s in spaces}
     probes = []
     for path in spaths:
@@ -356,7 +378,8 @@ def _service_jobs(plan: Plan, pids: dict[str, int], spaths: list[servicepaths.Se
         probe = Probe(next(_IDS), path.proto, path.client,
                       path.outcomes[0].endpoint if path.outcomes else "", path.client_ip,
                       path.dst_ip, bool(path.outcomes), to_port=path.dport, alternatives=watch)
-        down = [n for n in (path.client, path.entry, *watch) if n not in running]
+        down = [n + (f" (its node {stopped[n]} is stopped)" if n in stopped else "")
+                for n in dict.fromkeys((path.client, path.entry, *watch)) if n not in running]
         if down:
             probe.error = f"{', '.join(down)} not running"
         probes.append((path, probe))

@@ -25,6 +25,7 @@ from harness.render.truth import (
     matrices,
     names_of,
     notes_of,
+    sample_of,
     summarise,
 )
 
@@ -39,6 +40,7 @@ h1{margin:.6em 0 .1em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin
 h3{margin:1.2em 0 .3em}h3 small{font-weight:normal;color:#555}
 .verdict{padding:.1em .5em;border-radius:4px;color:#fff;font-size:.8em;vertical-align:middle}
 .verdict.pass{background:#15803d}.verdict.fail{background:#b91c1c}
+.sample{background:#fef3c7;border:1px solid #d97706;border-radius:4px;padding:.4em .6em}
 nav a{margin-right:1em}.muted{color:#666}
 .row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
 table.truth{border-collapse:collapse;font:12px/1 ui-monospace,monospace}
@@ -146,6 +148,9 @@ def render_html(report: Any, plan: Any = None, *, out_path: Path | None = None,
            f"<style>{CSS}</style></head><body>",
            f'<h1>lab {escape(report.lab)} <span class="verdict {"pass" if ok else "fail"}">'
            f'{"ok" if ok else "FAILED"}</span></h1>',
+           *([f'<p class="sample"><b>{escape(sample_of(report))}</b>: verify --quick probed '
+              'a spanning sample, not every pair; the full verify is the proof</p>']
+             if sample_of(report) else []),
            f'<p id="summary"><b>{passed}/{len(results)}</b> results as expected, '
            f'<b>{len(results) - passed}</b> failed; verify took {report.duration_s:.2f} s</p>',
            *(f'<p class="muted note">{escape(n)}</p>' for n in notes_of(report)),

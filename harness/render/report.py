@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.plan import Plan
+from harness.render.truth import sample_of
 
 
 @contextmanager
@@ -132,10 +133,14 @@ def bgp_table(data: dict[str, Any]) -> Table:
         bgp = n.get("bgp")
         if bgp is None:
             continue
-        if not bgp["running"]:
-            table.add_row(n["name"], "BIRD not running", bgp.get("error", ""))
+        down = [d for d, up in bgp.get("daemons", {}).items() if not up]
+        if not bgp["running"] and not bgp["sessions"]:
+            table.add_row(n["name"], f"{', '.join(down) or 'BIRD'} not running",
+                          bgp.get("error", ""))
             continue
-        sessions = "\n".join(f"{s['name']} {s['info'] or s['state']}" for s in bgp["sessions"])
+        sessions = "\n".join([*(f"{d} not running" for d in down),
+                               *(f"{s['name']} {s['info'] or s['state']}"
+                                 for s in bgp["sessions"])])
         routes = "\n".join(
             f"{r['prefix']} via {r['via']} [AS{' '.join(map(str, r['as_path']))}]"
             for r in bgp["routes"] if r["best"])
@@ -157,8 +162,9 @@ def write_json(report: Any, f: Any) -> None:
 def verify_table(report: Any) -> Table:
     """One row per result; failures first would hide the pattern, so plan order is kept."""
     summary = report.to_dict(with_results=False)["summary"]
-    table = Table(title=f"lab {report.lab}: {summary['passed']}/{summary['total']} passed in "
-                  f"{summary['duration_s']:.2f} s; negative control "
+    drawn = f" ({sample_of(report)}, not the proof)" if sample_of(report) else ""
+    table = Table(title=f"lab {report.lab}: {summary['passed']}/{summary['total']} passed"
+                  f"{drawn} in {summary['duration_s']:.2f} s; negative control "
                   f"{summary['negative_control']}", title_justify="left",
                   caption="\n".join(escape(n) for n in summary["notes"]) or None,
                   caption_justify="left")
@@ -195,6 +201,10 @@ def junit_xml(report: Any) -> str:
     for check, results in by_check.items():
         suite = ET.SubElement(suites, "testsuite", name=check, tests=str(len(results)),
                               failures=str(sum(not r.ok for r in results)))
+        if sample_of(report):  # a sample says it is one, to CI too
+            props = ET.SubElement(suite, "properties")
+            ET.SubElement(props, "property", name="sample",
+                          value=sample_of(report).removeprefix("sample: "))
         for r in results:
             how = f"{r.proto} {r.family}" if families else r.proto
             case = ET.SubElement(suite, "testcase", classname=f"podlab.{report.lab}.{check}",

@@ -310,9 +310,11 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
     parts: list[RenderableType] = []
     passed = marks.count(OK)
     verdict = "[green]ok[/]" if passed == len(results) else "[bold red]FAILED[/]"
+    drawn = f" [bold yellow]({escape(sample_of(report))}, not the proof)[/]" \
+        if sample_of(report) else ""
     parts.append(Text.from_markup(
-        f"lab {escape(report.lab)}: {verdict} — {passed}/{len(results)} results as expected "
-        f"in {report.duration_s:.2f} s"))
+        f"lab {escape(report.lab)}: {verdict}{drawn} — {passed}/{len(results)} results as "
+        f"expected in {report.duration_s:.2f} s"))
     for line in notes_of(report):
         parts.append(Text(line, style="dim"))
     parts.append(Text())
@@ -349,6 +351,11 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
             parts.append(Text(f"... and {len(failures) - max_failures} more: "
                               "-o table --all-results, or -o json", style="dim"))
     return Group(*parts)
+
+
+def sample_of(report: Any) -> str:
+    """"sample: n of m targets" for a `verify --quick` report, else "" (a full run)."""
+    return getattr(report, "sample_text", "")
 
 
 def notes_of(report: Any) -> list[str]:

@@ -109,7 +109,7 @@ def test_the_lab_verifies_over_the_users_routes_expected_from_the_walk(lab: Lab)
     assert crossing and all(r.expectation == "fabric" for r in crossing)
     pod = next(r for r in crossing if (r.check, r.src, r.dst) == ("pod-to-pod", "web", "db"))
     assert pod.expected["hops"] == 4 and pod.expected["path"] == ["node1", "r1", "r2", "node2"]
-    assert "as the fabric's tables route it" in pod.detail
+    assert "the number of routers the fabric's tables route it through" in pod.detail
     assert {r.expectation for r in report.results if r.check in ("pod-identity", "intra-pod")
             } == {"plan"}
     assert any("the fabric's tables were still" in n for n in report.notes)

@@ -109,3 +109,19 @@ def test_local_behaving_like_cluster(lab: Lab) -> None:
     text = detail(report, ("external-to-nodeport", "world", "echo-local:udp@node1", "udp"))
     assert "source rewritten" in text and "at node1" in text, text
     assert_ok(lab.verify(SERVICE_CHECKS))
+
+
+def test_a_stopped_entry_node_fails_the_rows_that_expect_no_answer(lab: Lab) -> None:
+    """Silence is a pass only when the request was seen arriving: with the node addressed
+    stopped, nothing arrives, and the rows that expect no answer from it fail too."""
+    silent = planned(lab, lambda p: not p.outcomes and p.entry == "node2")
+    assert silent  # echo-local's NodePort and the hostPorts addressed to node2
+    lab.fault("node-stop", "node2")
+    try:
+        report = lab.verify(["external-to-nodeport", "external-to-hostport"])
+    finally:
+        lab.fault("node-start", "node2")
+    assert silent <= failed(report)
+    for key in silent:
+        assert "node2 not running" in detail(report, key), detail(report, key)
+    assert_ok(lab.verify(["external-to-nodeport", "external-to-hostport"]))

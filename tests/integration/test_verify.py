@@ -186,6 +186,33 @@ def test_detour_route_fails_exactly_the_paths_it_lengthens(flat3: Plan) -> None:
             assert "TTL dropped by" in r.detail and "node2" in r.detail, r.detail
 
 
+def test_a_wrong_route_source_fails_node_to_pod(flat3: Plan) -> None:
+    """node1's route to node3's pods says `src` cbr0's address: its probes leave from the
+    wrong address, which the plan, not the live route lookup, must catch."""
+    from pyroute2 import IPRoute
+
+    node3_pods = flat3.node("node3").pod_cidr
+    node1 = pid(flat3, "node1")
+    wrong = flat3.node("node1").gateway.split("/")[0]
+
+    def set_source(source: str | None) -> None:
+        with IPRoute() as ipr:
+            extra = {"prefsrc": source} if source else {}
+            ipr.route("replace", dst=node3_pods, gateway=flat3.node("node3").address, **extra)
+
+    netns.run_in_netns(node1, set_source, wrong)
+    try:
+        report = Lab(flat3).verify(checks=["node-to-pod"])
+    finally:
+        netns.run_in_netns(node1, set_source, None)
+    on_node3 = [p.name for p in flat3.pods if p.node == "node3"]
+    assert failed(report) == each_proto("node-to-pod", [("node1", b) for b in on_node3])
+    for r in report.results:
+        if not r.ok:
+            assert f"source rewritten {flat3.node('node1').address} -> {wrong}" in r.detail
+    assert Lab(flat3).verify(checks=["node-to-pod"]).ok
+
+
 def test_container_outside_the_pod_namespace_fails_identity_and_intra_pod(flat3: Plan,
                                                                           ) -> None:
     from harness.host import runtime

@@ -186,3 +186,8 @@ def test_quick_verify_samples_every_check_and_node_pair_over_one_protocol(
         *[("node-to-pod", n, p) for n in ("node1", "node2") for p in "ab"],
         *[("pod-to-node", p, n) for n in ("node1", "node2") for p in "ab"]])
     assert {r["check"] for r in results} >= {"pod-identity", "intra-pod"}
+    # a sample says it is one: of the 14 targets of the full run (probe pairs and pods),
+    # all 14 crossed here, over UDP alone
+    assert json.loads(proc.stdout)["summary"]["sample"] == {"targets": 14, "of": 14}
+    table = podlab("verify", "-t", str(path), "--quick")
+    assert "sample: 14 of 14 targets, one protocol each" in table.stdout

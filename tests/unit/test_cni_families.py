@@ -59,7 +59,7 @@ def test_template_variables_per_family_as_containerd_fills_them() -> None:
                   "Routes": ["::/0"]}
     v6_first = cni_conf.template_data(["fd00:10:244:2::/64", "10.244.2.0/24"])
     assert v6_first["PodCIDR"] == "fd00:10:244:2::/64"  # the primary family's
-    assert v6_first["Routes"] == ["::/0", "0.0.0.0/0"]
+    assert v6_first["Routes"] == ["0.0.0.0/0", "::/0"]  # containerd: IPv4 first, always
 
 
 @pytest.mark.parametrize(("base", "cni"), [(DUAL, "bridge"), (DUAL, "ptp"),

@@ -246,3 +246,13 @@ def test_docker_names_are_node_names_and_a_bare_bind_is_refused(tmp_path: Path) 
     text = str(info.value)
     assert "binds[0]: 'f.txt' is not SRC:DST" in text
     assert "binds[1]: no such file or directory: nosuch (relative to the topology file)" in text
+
+
+def test_bridge_drops_an_inherited_image_and_exec_with_a_warning() -> None:
+    topo = parse("name: b\ntopology:\n  defaults: {image: alpine:3, exec: [echo hi]}\n"
+                 "  nodes:\n    br: {kind: bridge}\n    a: {kind: linux}\n  links:\n"
+                 '    - endpoints: ["a:e1", "br:p1"]\n')
+    br = topo.spec.topology.nodes["br"]
+    assert br.kind == "switch" and br.image is None and br.exec == []
+    assert "topology.nodes.br.image" in topo.warnings[0]
+    assert topo.spec.topology.nodes["a"].image == "alpine:3"

@@ -268,10 +268,20 @@ def _net_waiting_for(*cidrs: str) -> LabNet:
 
 
 def test_after_deploy_waits_for_ready_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = iter([[], [("10.244.1.0/24", "172.30.0.2", "eth1")]])
-    monkeypatch.setattr(wiring, "routes", lambda pid: next(seen))
-    monkeypatch.setattr(dp_base.time, "sleep", lambda s: None)
+    """Asked again until the route is there, then returns: no more asking, no error."""
+    tables = [[], [("10.244.1.0/24", "172.30.0.2", "eth1")]]
+    asked: list[int] = []
+
+    def routes(pid: int) -> list[tuple[str, str | None, str]]:
+        asked.append(pid)
+        return tables[min(len(asked), len(tables)) - 1]
+
+    slept: list[float] = []
+    monkeypatch.setattr(wiring, "routes", routes)
+    monkeypatch.setattr(dp_base.time, "sleep", slept.append)
     Datapath().after_deploy(_net_waiting_for("10.244.1.0/24"), {"node1": 1}, timeout=5)
+    assert asked == [1, 1]  # node1's table: once without the route, once with it
+    assert len(slept) == 1  # one wait in between, none after
 
 
 def test_after_deploy_names_the_missing_routes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from harness.cli.matrix import (
     combinations,
     judge,
     junit_placeholder,
+    matrix_exit_code,
     prepare,
     write_summary,
 )
@@ -93,8 +94,11 @@ def _junit(path: Path, tests: int, failures: int) -> Path:
 @pytest.mark.parametrize("code,tests,failures,sets,status", [
     (0, 34, 0, [], PASSED),
     (1, 34, 3, [], FAILED),
-    (2, None, None, [("cni", "ptp")], SKIPPED),   # the run rejected this variant's input
-    (2, None, None, [], ERROR),                   # ... but the file as written must work
+    # only validation before deploy (prepare) skips: a run that exits 2 met an error at
+    # run time (a lab not found, a conflist's plugin missing at deploy), whatever the
+    # variant
+    (2, None, None, [("cni", "ptp")], ERROR),
+    (2, None, None, [], ERROR),
     (3, None, None, [("cni", "ptp")], ERROR),     # the host could not do it
     (1, None, None, [], ERROR),                   # exit 1 without a report: a crash
 ])
@@ -115,6 +119,24 @@ def test_each_outcome_of_a_run_is_judged(tmp_path: Path, code: int, tests: int |
         assert combo.reason == "something precise went wrong"
         root = ElementTree.parse(combo.junit).getroot()  # every combination has its file
         assert root.find(".//skipped" if status == SKIPPED else ".//error") is not None
+
+
+def test_an_error_at_run_time_fails_the_matrix(tmp_path: Path) -> None:
+    """One combination passed, one exited 2 at run time: the matrix is not ok, says
+    `error` in its summary and JUnit file, and exits non-zero."""
+    ran = Combo(MINIMAL, [], name="m-1", status=PASSED, passed=34, total=34)
+    broke = Combo(MINIMAL, [("cni", "ptp")], name="m-2", code=2)
+    broke.junit, broke.log = tmp_path / "b.xml", tmp_path / "b.log"
+    broke.log.write_text("error: lab 'm-2' is not deployed\n")
+    judge(broke)
+    assert broke.status == ERROR
+    data = json.loads(write_summary([ran, broke], tmp_path, 3.0).read_text())
+    assert data["ok"] is False
+    assert [c["status"] for c in data["combinations"]] == [PASSED, ERROR]
+    root = ElementTree.parse(broke.junit).getroot()
+    assert root.get("errors") == "1" and root.find(".//error") is not None
+    assert matrix_exit_code([ran, broke]) == 1
+    assert matrix_exit_code([ran]) == 0
 
 
 def test_the_child_is_podlab_run_under_the_combinations_own_name(tmp_path: Path) -> None:
@@ -139,12 +161,13 @@ def test_summary_json_and_placeholders(tmp_path: Path) -> None:
     assert root.find(".//skipped").get("message") == "cluster.cni: unknown key"
 
 
-def test_the_command_reports_skips_without_docker_and_exits_zero(tmp_path: Path) -> None:
-    """Every combination skipped: nothing needs Docker; files and summary still appear."""
+def test_a_matrix_where_nothing_ran_does_not_pass(tmp_path: Path) -> None:
+    """Every combination skipped: nothing needs Docker; files and summary still appear,
+    but nothing was proven, so it is no pass (exit 2, as verify selecting nothing)."""
     result = CliRunner().invoke(app, ["matrix", "-t", str(MINIMAL), "--set",
                                       "node-mask=31,32", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output
     assert "skipped" in result.output and "no combination ran" in result.output
     assert sorted(p.name for p in tmp_path.glob("*.xml")) == [
         "minimal--node-mask=31.xml", "minimal--node-mask=32.xml"]
-    assert json.loads((tmp_path / "matrix.json").read_text())["ok"] is True
+    assert json.loads((tmp_path / "matrix.json").read_text())["ok"] is False

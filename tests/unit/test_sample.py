@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
+from xml.etree import ElementTree
+
+from rich.console import Console
 
 from harness.model.topology import load_topology
 from harness.plan import make_plan
-from harness.prove.sample import node_of, one_pod_per_node, protos, spanning
+from harness.prove.result import Report, Result
+from harness.prove.sample import (
+    node_of,
+    one_pod_per_node,
+    population,
+    protos,
+    representatives,
+    spanning,
+)
 from harness.prove.targets import PROBE_CHECKS, targets
+from harness.render.html import render_html
+from harness.render.report import junit_xml, verify_table
+from harness.render.truth import truth_view
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,3 +94,55 @@ def test_targets_of_the_representatives_give_the_same_sample_as_every_pair() -> 
         assert [(t.check, t.sender, t.receiver, t.family) for t in few] == \
             [(t.check, t.sender, t.receiver, t.family) for t in full]
     assert len(representatives(big)) == 10
+
+
+def test_the_population_is_what_a_full_run_targets() -> None:
+    """A sample says what it is drawn from: the count of (check, src, dst, family) a full
+    verify probes, counted without computing every target of a large lab."""
+    for stem in ("flat3", "dual", "services", "routed"):
+        plan = make_plan(load_topology(ROOT / "topologies" / f"{stem}.clab.yml"))
+        assert population(plan, PROBE_CHECKS) == len(targets(plan, PROBE_CHECKS, {})), stem
+        assert population(plan, ["node-to-pod"]) == len(targets(plan, ["node-to-pod"], {}))
+
+
+def sample_report(sample: dict[str, int] | None) -> Report:
+    ok = Result("pod-to-pod", "a", "b", "udp", True, {}, {}, "fine")
+    return Report("lab1", [ok], 0.5, sample=sample)
+
+
+def test_a_sample_says_it_is_one_everywhere() -> None:
+    """JSON `summary.sample`, the headline of both terminal views, the HTML banner and a
+    JUnit property; a full run says nothing of the kind."""
+    quick, full = sample_report({"targets": 4, "of": 40}), sample_report(None)
+    assert quick.to_dict()["summary"]["sample"] == {"targets": 4, "of": 40}
+    assert full.to_dict()["summary"]["sample"] is None
+    assert quick.ok and full.ok  # exit codes stay as they are
+
+    def text(renderable: object) -> str:
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(renderable)
+        return console.export_text()
+
+    for view in (verify_table, truth_view):
+        assert "sample: 4 of 40 targets" in text(view(quick)), view
+        assert "sample" not in text(view(full)), view
+    assert '<p class="sample"><b>sample: 4 of 40 targets' in render_html(quick)
+    assert '<p class="sample">' not in render_html(full)
+    root = ElementTree.fromstring(junit_xml(quick))
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props == {"sample": "4 of 40 targets, one protocol each"}
+    assert not list(ElementTree.fromstring(junit_xml(full)).iter("property"))
+
+
+def test_a_pod_on_the_pod_network_stands_for_its_node_before_a_host_network_one() -> None:
+    """hostNetwork pods listed first must not be all a sample probes: they are never
+    masqueraded, so the negative control would not run."""
+    plan = make_plan(load_topology(ROOT / "topologies" / "services.clab.yml"))
+    hosted = [p for p in plan.pods if p.host_network]
+    assert hosted
+    first = dataclasses.replace(plan, pods=(*hosted, *(p for p in plan.pods
+                                                       if not p.host_network)))
+    assert not any(p.host_network for p in one_pod_per_node(first))
+    quick = spanning(first, targets(first, ["pod-to-external"], {},
+                                    representatives(first)))
+    assert quick and all(t.exp.snat_to for t in quick)

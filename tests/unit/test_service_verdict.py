@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.model.topology import load_topology
+from harness.model.topology import load_topology, parse_topology
 from harness.plan import Plan, make_plan
 from harness.plan.servicepaths import ServicePath, paths
 from harness.plan.services import Endpoint
@@ -110,7 +110,11 @@ def test_judge_pass_and_wrong_node(plan: Plan) -> None:
             seen("node3", True, 63, ep), seen("web-1", False, 62, ep)]
     result = judge(p, _probe(p), good, heard)
     assert result.ok, result.detail
-    assert "DNATed by node3 to web-1" in result.detail and "kept" in result.detail
+    assert "DNATed at node3 (seen on the wire) to web-1" in result.detail
+    assert "kept" in result.detail
+    # nothing sniffed on the way: the detail does not say where the DNAT happened
+    result = judge(p, _probe(p), [], heard)
+    assert result.ok and "DNATed to web-1" in result.detail and "node3" not in result.detail
     wrong = [seen("client", True, 64, vip), seen("node3", False, 64, vip),
              seen("node3", True, 63, vip), seen("node1", False, 63, vip),
              seen("node1", True, 62, ep), seen("web-1", False, 61, ep)]
@@ -134,12 +138,54 @@ def test_judge_snat_reply_and_silence(plan: Plan) -> None:
              Heard("world", True, "tcp", ep, "172.30.0.4", 8080, 40000, None)]
     result = judge(p, _probe(p), [], heard)
     assert not result.ok and "reply came from 10.244.0.2:8080" in result.detail
-    # a Local node port on a node without an endpoint: silence passes, an answer fails
+    # a Local node port on a node without an endpoint: an answer fails
     silent = _path(plan, "external-to-nodeport", "world", "echo-local:udp@node2", "udp")
-    assert judge(silent, _probe(silent), [], []).ok
     got = [Heard("echo", False, "udp", "172.30.0.2", "10.244.0.3", 5555, 7000, 62)]
     result = judge(silent, _probe(silent), [], got)
     assert not result.ok and "node2 forwarded it to echo" in result.detail
+
+
+def _at(path: ServicePath, ns: str, out: bool = False, reply: bool = False,
+        proto: str = "") -> Seen:
+    """A sighting of a Service probe's request (or reply) in `ns`."""
+    src, dst = (path.dst_ip, path.client_ip) if reply else (path.client_ip, path.dst_ip)
+    return Seen(ns, "eth1", out, 1.0, reply, proto or path.proto, src, dst, 40000,
+                path.dport, 63)
+
+
+def test_a_row_that_expects_no_answer_passes_only_on_a_sighting_at_the_entry(
+        plan: Plan) -> None:
+    """Nothing passes by absence: silence counts only when the request was seen arriving
+    at the node addressed and no reply left it; never when the probe had an error."""
+    silent = _path(plan, "external-to-nodeport", "world", "echo-local:udp@node2", "udp")
+    assert silent.entry == "node2" and not silent.outcomes
+    arrived = [_at(silent, "world", out=True), _at(silent, "node2")]
+    result = judge(silent, _probe(silent), arrived, [])
+    assert result.ok, result.detail
+    assert "request seen arriving at node2" in result.detail
+    # nothing probed, nothing seen: not a pass
+    nothing = judge(silent, _probe(silent), [], [])
+    assert not nothing.ok and "never seen arriving at node2" in nothing.detail
+    # seen leaving the client only (no route to node2): not a pass
+    left = judge(silent, _probe(silent), arrived[:1], [])
+    assert not left.ok and "never seen arriving at node2" in left.detail
+    # the entry node stopped: the probe's error fails the row, whatever was seen
+    down = _probe(silent)
+    down.error = "node2 not running"
+    result = judge(silent, down, arrived, [])
+    assert not result.ok and "node2 not running" in result.detail
+    # a reply that left the entry node, even if the client never got it
+    answered = judge(silent, _probe(silent), [*arrived, _at(silent, "node2", out=True,
+                                                            reply=True)], [])
+    assert not answered.ok and "a reply left node2" in answered.detail
+    # TCP: the handshake that never completes is the silence; its SYN is the sighting
+    tcp = _path(plan, "external-to-nodeport", "world", "echo-local:tcp@node2", "tcp")
+    probe = _probe(tcp)
+    probe.error, probe.refused = "TCP handshake from world did not complete within 2 s", True
+    syn = [_at(tcp, "node2", proto="tcp-syn")]
+    result = judge(tcp, probe, syn, [])
+    assert result.ok, result.detail
+    assert not judge(tcp, probe, [], []).ok
 
 
 def test_judge_unexpected_endpoint_and_lost(plan: Plan) -> None:
@@ -152,3 +198,20 @@ def test_judge_unexpected_endpoint_and_lost(plan: Plan) -> None:
     lost = judge(p, _probe(p), [seen("world", True, 64, p.dst_ip, src="172.30.0.4",
                                      dport=p.dport)], [])
     assert not lost.ok and "lost: last seen leaving world" in lost.detail
+
+
+def test_node_port_to_a_host_network_endpoint_on_the_addressed_node_keeps_the_client() -> None:
+    # kube-proxy DNATs to the node's own address: the kernel delivers it locally, nat
+    # POSTROUTING (KUBE-POSTROUTING's MASQUERADE) never runs, the endpoint sees the client
+    text = (ROOT / "topologies" / "services.clab.yml").read_text().replace(
+        "  agent:                      # ClusterIP in front of a hostNetwork pod\n",
+        "  agent:\n    type: NodePort\n")
+    plan = make_plan(parse_topology(text))
+    at2 = _path(plan, "external-to-nodeport", "world", "agent:tcp@node2", "tcp")
+    assert [(o.endpoint, o.ip, o.src, o.keep_sport, o.dnat_at, o.snat_at)
+            for o in at2.outcomes] == [("agent", "172.30.0.2", "172.30.0.4", True, "node2",
+                                        None)]
+    # at another node it is forwarded: POSTROUTING masquerades to that node's address
+    at1 = _path(plan, "external-to-nodeport", "world", "agent:udp@node1", "udp")
+    assert [(o.src, o.keep_sport, o.snat_at) for o in at1.outcomes] == [
+        ("172.30.0.1", False, "node1")]

@@ -72,8 +72,20 @@ def test_unchanged_request_and_reply_pass() -> None:
     reply = {"src": DB, "dst": WEB, "ttl": 62, "sport": UDP_PORT, "dport": SPORT}
     assert r.observed == {**request, "socket": request, "reply": {**reply, "socket": reply}}
     assert r.expected == {**request, "hops": 2, "path": ["node1", "node2"], "reply": reply}
-    assert ("arrived unchanged on the wire and at db's socket, TTL -2 as planned "
-            "(node1 > node2); reply unchanged") in r.detail
+    assert ("arrived unchanged on the wire and at db's socket, TTL -2, the planned number "
+            "of routers (hops not observed); reply unchanged") in r.detail
+
+
+def test_a_pass_names_no_path_it_did_not_see() -> None:
+    """The sniffers sit where probes end: the TTL says how many routers, not which. A
+    detail names the hops only when they were observed."""
+    r = verdict.evaluate(TARGET, probe(), path() + path(reply=True), CLEAN)
+    assert r.ok and "node1 > node2" not in r.detail and "hops not observed" in r.detail
+    assert verdict.hops_phrase("ipv4", 0) == ("TTL unchanged, no router planned on the way "
+                                              "(hops not observed)")
+    assert verdict.hops_phrase("ipv6", 3) == ("hop limit -3, the planned number of routers "
+                                              "(hops not observed)")
+    assert verdict.hops_phrase("ipv4", 2, ("node1", "r1")) == "TTL -2 over node1 > r1"
 
 
 def test_a_rewrite_inside_the_receiver_shows_only_at_its_socket() -> None:
@@ -204,7 +216,9 @@ def test_expected_masquerade_passes_and_names_the_node() -> None:
     got_back = Heard("web", True, "icmp", WORLD, WEB, 5, 5, 63)
     r = verdict.evaluate(EXTERNAL_TARGET, p, [arrive, back], [got, got_back])
     assert r.ok, r.detail
-    assert r.detail.startswith(f"masqueraded as expected: {WEB} -> {NODE1} by node1")
+    assert r.detail.startswith(f"masqueraded as expected: {WEB} -> {NODE1} (node1's "
+                               "address), seen so by world's socket; TTL -1, the planned "
+                               "number of routers (hops not observed)")
 
 
 def test_missing_masquerade_is_the_negative_control_failing() -> None:
@@ -347,7 +361,7 @@ def test_an_ipv6_result_carries_its_family_and_speaks_of_the_hop_limit() -> None
     hear = [heard(src=W6, dst=D6), heard("web", reply=True, src=W6, dst=D6)]
     r = verdict.evaluate(target, p, clean, hear)
     assert r.ok and r.family == "ipv6" and r.to_dict()["family"] == "ipv6"
-    assert "hop limit -2 as planned" in r.detail and "TTL" not in r.detail
+    assert "hop limit -2, the planned number" in r.detail and "TTL" not in r.detail
     detour = [s for s in clean if not s.reply]
     for s in detour[-2:]:
         s.ttl -= 1
@@ -407,7 +421,7 @@ def test_a_walked_expectation_says_so_and_the_reply_keeps_its_own_ttl() -> None:
     assert r.ok, r.detail
     assert r.expectation == "fabric" and r.to_dict()["expectation"] == "fabric"
     assert r.expected["reply_hops"] == 3 and r.expected["reply"]["ttl"] == 61
-    assert "as the fabric's tables route it" in r.detail
+    assert "the number of routers the fabric's tables route it through" in r.detail
     assert "TTL -3 on its own way back" in r.detail and "asymmetric return" in r.detail
     # the same reply against a symmetric expectation is a TTL off by one
     wrong = verdict.evaluate(fabric_target(), probe(), path() + back,

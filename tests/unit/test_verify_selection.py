@@ -11,9 +11,9 @@ import pytest
 
 from harness.errors import InputError, NothingToVerify
 from harness.model.topology import load_topology
-from harness.plan import make_plan
+from harness.plan import Plan, make_plan
 from harness.prove import verify
-from harness.prove.result import Report
+from harness.prove.result import Report, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 cli = importlib.import_module("harness.cli.app")
@@ -38,8 +38,33 @@ def test_the_negative_control_is_absent_without_an_outside_host() -> None:
     control, note = verify._negative_control(minimal, list(verify.CHECKS), [])
     assert control == "absent" and note and "no outside host" in note
     flat3 = plan("flat3")
-    assert verify._negative_control(flat3, ["pod-to-pod"], [])[0] == "not run"
-    assert verify._negative_control(flat3, ["pod-to-external"], [])[0] == "observed"
+    control, note = verify._negative_control(flat3, ["pod-to-pod"], [])
+    assert control == "not run" and note and "pod-to-external was not selected" in note
+
+
+def _external(plan: Plan, pod: str, host: str, ok: bool) -> Result:
+    """A pod-to-external result as the verdict writes it: ok only when its socket saw the
+    masqueraded source."""
+    e = plan.pod_to_external(pod, host)
+    seen = e.snat_to if ok else e.src_ip
+    return Result("pod-to-external", pod, host, "udp", ok, {"src": e.snat_to or e.src_ip},
+                  {"src": seen}, "")
+
+
+def test_the_negative_control_is_observed_only_when_a_rewrite_was_seen() -> None:
+    """Nothing passes by absence: a run whose results hold no masqueraded pod-to-external
+    result (none selected, or a sample of hostNetwork pods) has not run the control."""
+    flat3 = plan("flat3")
+    natted = [p.name for p in flat3.pods if flat3.pod_to_external(p.name, "world").snat_to]
+    assert natted
+    control, note = verify._negative_control(flat3, ["pod-to-external"], [])
+    assert control == "not run" and note and "no masqueraded pod-to-external result" in note
+    other = Result("pod-to-pod", natted[0], natted[0], "udp", True, {}, {}, "")
+    assert verify._negative_control(flat3, ["pod-to-external"], [other])[0] == "not run"
+    seen = [_external(flat3, natted[0], "world", True)]
+    assert verify._negative_control(flat3, ["pod-to-external"], seen) == ("observed", None)
+    failed = [*seen, _external(flat3, natted[-1], "world", False)]
+    assert verify._negative_control(flat3, ["pod-to-external"], failed)[0] == "failed"
 
 
 def test_the_summary_carries_the_negative_control_and_notes() -> None:
