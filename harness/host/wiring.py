@@ -1,6 +1,7 @@
 """Links, bridges, addresses, routes and qdiscs inside container namespaces (pyroute2).
 
-The only module that imports pyroute2 (0.9.x). Every function takes the PID of a process
+The only module that imports pyroute2 (0.9.x) (harness.host.fib reads routing tables
+over its `with_iproute`). Every function takes the PID of a process
 in the target namespace and works through ``/proc/<pid>/ns/net``: each call runs in a
 short-lived thread that entered that namespace (see :mod:`harness.host.netns`) and opens its
 own ``IPRoute`` there, so the netlink socket lives in the container's namespace and the
@@ -96,6 +97,12 @@ def _with_ipr(pid: int, op: str, fn: Callable[..., T], *args: Any) -> T:
         raise
     except (netlink_error, OSError) as exc:
         raise _fail(pid, op, exc) from exc
+
+
+def with_iproute(pid: int, op: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(ipr, *args)`` with an IPRoute open in the namespace of ``pid`` (see _with_ipr):
+    for a reader of netlink dumps that lives in its own module."""
+    return _with_ipr(pid, op, fn, *args)
 
 
 def _check_ifname(name: str) -> None:

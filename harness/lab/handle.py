@@ -316,7 +316,8 @@ class Lab:
         with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a Service,
         `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
         re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid;
-        it takes `family`, ipv4 or ipv6, to kill that family's daemon only)."""
+        it takes `family`, ipv4 or ipv6, to kill that family's daemon only, or `daemon`,
+        a user's FRR daemon such as "bgpd", which daemon-start also takes)."""
         actions = {"link-down": faults.link_down, "link-up": faults.link_up,
                    "node-stop": faults.node_stop, "node-start": faults.node_start,
                    "daemon-kill": faults.daemon_kill, "daemon-start": faults.daemon_start,
@@ -327,6 +328,7 @@ class Lab:
                    "svc-restore": svcfaults.restore}
         if what not in actions:
             raise InputError(f"unknown fault {what!r}; one of {', '.join(FAULTS)}")
-        if params and what not in ("netem", "svc-dnat-elsewhere", "daemon-kill"):
+        if params and what not in ("netem", "svc-dnat-elsewhere", "daemon-kill",
+                                   "daemon-start"):
             raise InputError(f"fault {what} takes no parameters")
         return actions[what](self.plan, target, **params)

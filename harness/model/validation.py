@@ -29,6 +29,7 @@ from harness.model.addressing import (
     room,
 )
 from harness.model.containers import container_problems, user_nodes
+from harness.model.fabric import fabric_problems
 from harness.model.graph import LabGraph
 from harness.model.schema import (
     DEFAULT_UNDERLAY,
@@ -178,6 +179,7 @@ def semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     yield from _cidr_problems(spec, kinds)
     yield from _datapath_problems(spec)
     yield from _bgp_problems(spec, kinds)
+    yield from fabric_problems(spec, kinds)
     if not any(p for p in _link_problems(spec, kinds)):
         yield from _reachability_problems(spec, kinds)
         if not any(True for _ in _cidr_problems(spec, kinds)):

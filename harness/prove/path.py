@@ -353,9 +353,9 @@ def _result(t: PathTarget, proto: str, expected: dict[str, Any], observed: dict[
                   + ("" if t.answer_back else
                      f"; {t.dst} itself not asked: it has no route back to {t.sender}"))
         return Result(CHECK, t.src, t.dst, proto, True, expected, observed, detail,
-                      family=t.family)
+                      family=t.family, expectation=t.expectation)
     worst = min((c for c, _ in problems), key=CLASSES.index)
     detail = "; ".join(dict.fromkeys(s for _, s in sorted(
         problems, key=lambda p: CLASSES.index(p[0]))))
     return Result(CHECK, t.src, t.dst, proto, False, expected, observed, detail,
-                  family=t.family, failure=worst)
+                  family=t.family, expectation=t.expectation, failure=worst)

@@ -321,6 +321,8 @@ def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames
         tables = route_tables(plan, pids)
         for i in still:
             t = jobs[i][0]
+            if t.exp.stop:  # the walk of the fabric's tables said it already, and where
+                continue
             why = noroute.diagnose(plan, t.exp.path, t.exp.dst_ip, t.src_ip, tables)
             if why:  # the routing table says it all; the loss report stays after it
                 detail = results[i].detail

@@ -46,6 +46,9 @@ def test_node_settings(plan: Plan) -> None:
     net = describe(plan)
     for node in plan.nodes:
         sysctls = net.node(node.name).container.sysctl_map()
+        if node.run is not None:  # the user's node: its own settings, as containerlab's
+            assert net.node(node.name).container.sysctls == node.run.sysctls
+            continue
         # said either way: a namespace may inherit the host's ip_forward=1
         assert sysctls["net.ipv4.ip_forward"] == ("1" if kind(node.kind).forwards else "0")
         assert sysctls["net.ipv4.conf.all.rp_filter"] == "0"
@@ -77,6 +80,9 @@ def test_routed_nodes_get_addresses_and_the_plans_routes(plan: Plan) -> None:
         if kind(node.kind).is_switch:
             continue
         n = net.node(node.name)
+        if node.run is not None:  # the user's node: links up, addresses and routes its own
+            assert not (n.addresses or n.routes or n.nat or n.daemons)
+            continue
         ifaces = tuple((i.name, a) for i in node.interfaces for a in i.addresses)
         used = {f for s in plan.services for f in s.ip_families}  # tested in test_services_*
         services = tuple((plan.service_cidr_of(f), "", ifaces[0][0]) for f in plan.families
