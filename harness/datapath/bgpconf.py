@@ -66,6 +66,15 @@ class Timers:
     error_wait: tuple[int, int] = (1, 3)  # back-off after a session error (60, 300)
     kernel_scan: int = 10  # periodic kernel table sync; changes are pushed at once anyway
 
+    def session_lines(self) -> list[str]:
+        """The timer lines of a BGP session or template, as BIRD spells them."""
+        return [f"  hold time {self.hold};",
+                f"  startup hold time {self.hold};",
+                f"  keepalive time {self.keepalive};",
+                f"  connect delay time {self.connect_delay};",
+                f"  connect retry time {self.connect_retry};",
+                f"  error wait time {self.error_wait[0]}, {self.error_wait[1]};"]
+
 
 @dataclass(frozen=True)
 class Session:
@@ -314,12 +323,7 @@ def bird_conf(sp: Speaker, lab: str, timers: Timers = Timers(),
         lines += [
             f"template bgp {TEMPLATE[f]} {{",
             f"  local as {sp.asn};",
-            f"  hold time {timers.hold};",
-            f"  startup hold time {timers.hold};",
-            f"  keepalive time {timers.keepalive};",
-            f"  connect delay time {timers.connect_delay};",
-            f"  connect retry time {timers.connect_retry};",
-            f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
+            *timers.session_lines(),
             "  check link yes;  # a down interface drops its sessions at once",
             f"  {CHANNEL[f]} {{ import where net ~ {NETS[f]}; }};",
             "}",
@@ -403,12 +407,7 @@ def _ibgp_conf(sp: Speaker, lab: str, timers: Timers, fams: list[Family], log: s
             f"template bgp {MESH[f]} {{",
             f"  local as {sp.asn};",
             "  multihop;",
-            f"  hold time {timers.hold};",
-            f"  startup hold time {timers.hold};",
-            f"  keepalive time {timers.keepalive};",
-            f"  connect delay time {timers.connect_delay};",
-            f"  connect retry time {timers.connect_retry};",
-            f"  error wait time {timers.error_wait[0]}, {timers.error_wait[1]};",
+            *timers.session_lines(),
             "  graceful restart on;",
             f"  graceful restart time {GR_TIME};",
             # the blocks and what BGP learned, never a route of the kernel's inside a
