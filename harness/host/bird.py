@@ -24,6 +24,7 @@ import subprocess
 from dataclasses import dataclass
 
 from harness.errors import RoutingError
+from harness.host import procs
 
 # One daemon per family, as Calico runs them: `bird` (IPv4) and `bird6` (IPv6), each with
 # its own configuration, control socket, pid file and log, so one can die alone. Both are
@@ -114,26 +115,8 @@ def daemon_pid(pid: int, daemon: str = DAEMON) -> int | None:
             inner = int(fh.read().strip())
     except (OSError, ValueError):
         return None
-    # the pid file holds the pid inside the node's pid namespace: find it on the host
-    # among the processes of that namespace
-    try:
-        ns = os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/ns/pid") != ns:
-                continue
-            with open(f"/proc/{entry}/status") as fh:
-                nspid = next((line.split()[-1] for line in fh if line.startswith("NSpid:")),
-                             None)
-        except OSError:
-            continue
-        if nspid == str(inner):
-            return int(entry)
-    return None
+    # the pid file holds the pid inside the node's pid namespace
+    return procs.host_pid(pid, inner)
 
 
 def kill(pid: int, signal: int = signals.SIGKILL, daemon: str = DAEMON) -> int:

@@ -9,9 +9,9 @@ import signal as signals
 from harness.errors import InputError
 
 
-def named(pid: int, name: str) -> list[int]:
-    """Host pids of the processes called `name` (their comm) in the pid namespace of the
-    container whose process is `pid`."""
+def in_namespace_of(pid: int) -> list[int]:
+    """Host pids of every process in the pid namespace of the container whose process is
+    `pid` ([] when it is gone)."""
     try:
         ns = os.readlink(f"/proc/{pid}/ns/pid")
     except OSError:
@@ -21,14 +21,37 @@ def named(pid: int, name: str) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{entry}/ns/pid") != ns:
-                continue
-            with open(f"/proc/{entry}/comm") as fh:
-                if fh.read().strip() == name:
-                    out.append(int(entry))
+            if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                out.append(int(entry))
         except OSError:
             continue
-    return sorted(out)
+    return out
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return None  # gone since
+
+
+def named(pid: int, name: str) -> list[int]:
+    """Host pids of the processes called `name` (their comm) in the pid namespace of the
+    container whose process is `pid`."""
+    return sorted(p for p in in_namespace_of(pid)
+                  if (_read(f"/proc/{p}/comm") or "").strip() == name)
+
+
+def host_pid(pid: int, inner: int) -> int | None:
+    """The host pid of the process whose pid inside the container of `pid` is `inner`."""
+    for p in in_namespace_of(pid):
+        status = _read(f"/proc/{p}/status") or ""
+        nspid = next((line.split()[-1] for line in status.splitlines()
+                      if line.startswith("NSpid:")), None)
+        if nspid == str(inner):
+            return p
+    return None
 
 
 def kill(pid: int, name: str, where: str, first: tuple[str, ...] = (),
