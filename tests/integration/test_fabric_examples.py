@@ -100,13 +100,17 @@ def test_a_snat_on_router1_fails_exactly_the_results_crossing_it_that_way(ospf: 
         report = ospf.verify()
     finally:
         netns.run_program(router1, ["iptables", rule[0], rule[1], "-D", *rule[2:]])
-    # router1 sends to router2 by eth1: requests from node1's side to node2's side (the
-    # mtu check's verdict is about sizes: a rewritten source does not change it)
+    # router1 sends to router2 by eth1: requests from node1's side to node2's side, and
+    # the path traces that way, whose hops' quotes locate the rewrite (the mtu check's
+    # verdict is about sizes: a rewritten source does not change it)
     crossing = {(r.check, r.src, r.dst) for r in report.results
-                if r.check in PAIRS and side_of(ospf, r.src) == "node1"
+                if r.check in (*PAIRS, "path") and side_of(ospf, r.src) == "node1"
                 and side_of(ospf, r.dst) == "node2"}
     rewritten = {("pod-identity", p, p) for p in ("web", "cache")}
     assert crossing and failed(report) == crossing | rewritten
+    traced = [r for r in report.results if (r.check, r.src, r.dst) in crossing
+              and r.check == "path"]
+    assert traced and all(r.failure == "rewrite" and "router1" in r.detail for r in traced)
     web_db = result(report, "pod-to-pod", "web", "db")
     assert "10.244.0.2 -> 192.168.1.1" in web_db.detail and "router1" in web_db.detail
 
