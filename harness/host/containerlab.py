@@ -113,8 +113,13 @@ def node(spec: ContainerSpec, short: Mapping[str, str] | None = None,
 
 
 def _network(spec: ContainerSpec, short: Mapping[str, str]) -> dict[str, Any]:
-    """none; another node's namespace (by containerlab's node name); or the lab's
-    management network (containerlab's default: no network-mode), with its addresses."""
+    """none; another node's namespace; or the lab's management network (containerlab's
+    default: no network-mode), with its addresses. Another node goes by its container's
+    name, not its node name: containerlab 0.79 rebuilds the container's name by cutting
+    the node's own long name at the first occurrence of its short name (node `b` of lab
+    `x` looks for `podla` + the other's name), and takes a name it cannot find as an
+    external container it waits for; the order comes from an explicit wait-for
+    (harness.lab.deploy.clab_topology)."""
     if spec.mgmt is not None:
         _, v4, v6 = spec.mgmt
         return {**({"mgmt-ipv4": v4} if v4 else {}), **({"mgmt-ipv6": v6} if v6 else {})}
@@ -123,7 +128,7 @@ def _network(spec: ContainerSpec, short: Mapping[str, str]) -> dict[str, Any]:
         return {"network-mode": "none"}
     owner = mode.removeprefix("container:")
     if mode.startswith("container:") and owner in short:
-        return {"network-mode": f"container:{short[owner]}"}
+        return {"network-mode": mode}
     raise ValueError(f"{spec.name}: a node container has network_mode none or another "
                      f"node's container, not {mode}")
 

@@ -449,10 +449,9 @@ def clab_topology(plan: Plan, desc: LabNet, deploy_id: str) -> dict[str, Any]:
     refuse_for_containerlab(plan)
     specs = [node_spec(n, desc.node(n.name), i, deploy_id, plan)
              for i, n in enumerate(plan.nodes)]
-    runs = {n.name: containerlab.NodeRun(
-        startup_delay=n.run.startup_delay,
-        waits=tuple(w for w in n.run.waits if f"container:{w}" != n.run.network_mode))
-        for n in plan.nodes if n.run is not None}
+    runs = {n.name: containerlab.NodeRun(startup_delay=n.run.startup_delay,
+                                         waits=n.run.waits)  # container:X's owner too
+            for n in plan.nodes if n.run is not None}
     mgmt = plan.mgmt
     net = None if mgmt is None else {
         "network": mgmt.network,

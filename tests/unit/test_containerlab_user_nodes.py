@@ -105,12 +105,13 @@ def test_the_management_network_is_podlabs_internal_one_with_the_nodes_addresses
     assert topo["topology"]["nodes"]["c"]["network-mode"] == "none"
 
 
-def test_another_nodes_namespace_is_named_by_its_node_without_hostname_or_sysctls(
+def test_another_nodes_namespace_is_named_by_its_container_and_waited_for(
         tmp_path: Path) -> None:
     b = _topology(_user_plan(tmp_path))["topology"]["nodes"]["b"]
-    assert b["network-mode"] == "container:a"  # containerlab's node name, not the container
+    # by the container's name: containerlab 0.79 makes `podla` + `a` of node b's `a`
+    assert b["network-mode"] == "container:podlab-u-a"
     assert "hostname" not in b and "sysctls" not in b  # Docker refuses both there
-    assert "stages" not in b  # containerlab orders container:a itself
+    assert b["stages"] == {"create": {"wait-for": [{"node": "a", "stage": "create"}]}}
 
 
 def test_startup_delay_and_wait_for_are_containerlabs_own(tmp_path: Path) -> None:
