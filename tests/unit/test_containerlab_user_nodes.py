@@ -160,3 +160,25 @@ def test_containerlab_schema_accepts_the_user_nodes_topology(
     assert topo["topology"]["nodes"]["a"].pop("mgmt-ipv4") == "172.20.30.9"
     _validate(clab_validator, topo)
     _validate(clab_validator, _topology(make_plan(load_topology(FRR01))))
+
+
+def test_deploy_refuses_it_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.host import containerlab, runtime
+
+    plan = make_plan(parse_topology("""\
+name: br2
+topology:
+  nodes:
+    a: {kind: linux, image: alpine:3}
+    sw: {kind: bridge, network-mode: "container:a"}
+    c: {kind: linux, image: alpine:3}
+  links:
+    - endpoints: ["sw:p1", "c:e1"]
+"""))
+    called: list[str] = []
+    monkeypatch.setattr(runtime, "require_root", lambda: None)
+    monkeypatch.setattr(containerlab, "require", lambda *a: called.append("require"))
+    monkeypatch.setattr(runtime, "containers_of", lambda *a, **k: called.append("docker"))
+    with pytest.raises(InputError, match="containerlab cannot link"):
+        deploy.deploy(plan, runtime_name="containerlab")
+    assert called == []  # neither containerlab nor Docker was asked anything
