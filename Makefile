@@ -84,7 +84,7 @@ bench-e2e: setup
 # JUnit file per combination in $(MATRIX_OUT), a summary table, matrix.json; fails if any
 # combination failed.
 MATRIX_OUT ?= out/junit
-MATRIX_SETS ?= --set routing=static,bgp --set cni=podlab,bridge,ptp
+MATRIX_SETS ?= --set routing=static,bgp,fabric --set cni=podlab,bridge,ptp
 MATRIX_JOBS ?= $(shell nproc)
 # Who makes the nodes and links: each combination under each runtime; containerlab's only
 # where there is one (make setup builds it where Go is). Asked for and missing, it is an

@@ -35,6 +35,10 @@ ROUTING: dict[str, Choice] = {c.value: c for c in (
     Choice("routing", "bgp", "harness.datapath.bgp:BgpDatapath",
            "BIRD on every k8s-node and router, one private AS each, eBGP to every neighbour",
            node_image="podlab/bird"),
+    Choice("routing", "fabric", "harness.datapath.fabric:FabricDatapath",
+           "the user's routers carry the pod CIDRs; podlab installs no pod route, k8s-nodes "
+           "route by default to their first link toward a user's node and may peer with "
+           "the user's routers over BGP (cluster.bgp-peers)", node_image="podlab/bird"),
 )}
 
 CONFLIST = "conflist"  # what `cni: {conflist: FILE, bin-dir: DIR}` is called here

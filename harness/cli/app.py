@@ -282,7 +282,8 @@ def exec(ctx: typer.Context, topo: TopoOpt,
 
 CheckOpt = Annotated[list[str] | None, typer.Option(
     "--check", help="only these checks (repeatable): pod-identity, intra-pod, pod-to-pod, "
-    "node-to-pod, pod-to-node, pod-to-external, mtu")]
+    "node-to-pod, pod-to-node, pod-to-external, mtu, path, pod-to-service, node-to-service, "
+    "external-to-nodeport, external-to-hostport")]
 VerifyOut = Annotated[VerifyFormat, typer.Option(
     "-o", "--format", help="output format: table (the truth table), json, junit, or html "
     "(one self-contained file; give --output)")]
@@ -292,8 +293,9 @@ QuickOpt = Annotated[bool, typer.Option("--quick", help="a smoke test: every che
                                         "every node pair once, over one protocol")]
 PathOpt = Annotated[Path | None, typer.Option("--output",
                                               help="write the report here instead of stdout")]
-PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", help="write each check's "
-                                              "sniffed packets here as pcap files")]
+PcapOpt = Annotated[Path | None, typer.Option("--pcap-dir", "--pcap", help="write each "
+                                              "check's sniffed packets here as pcap files, "
+                                              "and each failure's own")]
 
 
 def _write_text(text: str, path: Path | None) -> None:

@@ -92,22 +92,39 @@ def node_start(ctx: typer.Context, node: Node) -> None:
 
 
 @fault_app.command("daemon-kill")
-def daemon_kill(ctx: typer.Context, node: Node) -> None:
-    """Kill a node's routing daemon (routing: bgp's BIRD) with SIGKILL, as a crash would.
+def daemon_kill(ctx: typer.Context, node: Node,
+                family: Annotated[str | None, typer.Option(
+                    "--family", help="ipv4 (bird) or ipv6 (bird6): that family's daemon "
+                    "only; unset: every daemon of the node")] = None,
+                daemon: Annotated[str | None, typer.Option(
+                    "--daemon", help="a process of the node, e.g. bgpd or ospfd on a "
+                    "user's FRR router (with FRR's watchfrr); default: podlab's BIRD")] = None,
+                ) -> None:
+    """Kill a node's routing daemons (routing: bgp's BIRD, one per family, or --daemon on a
+    user's router) with SIGKILL, as a crash would.
 
-    Example: podlab fault -t topologies/leafspine.clab.yml daemon-kill leaf1
+    Example: podlab fault -t topologies/leafspine.clab.yml daemon-kill leaf1 --family ipv4
+
+    Example: podlab fault -t topologies/tor-bgp.clab.yml daemon-kill tor1 --daemon bgpd
     """
-    pid = _apply("daemon-kill", ctx, node)
-    _done(f"node {node}: routing daemon killed (pid {pid}); its neighbours withdraw its routes")
+    params = {k: v for k, v in (("family", family), ("daemon", daemon)) if v}
+    pid = _apply("daemon-kill", ctx, node, **params)
+    which = f"{family} routing daemon" if family else daemon or "routing daemon"
+    _done(f"node {node}: {which} killed (pid {pid}); its neighbours withdraw its routes")
 
 
 @fault_app.command("daemon-start")
-def daemon_start(ctx: typer.Context, node: Node) -> None:
+def daemon_start(ctx: typer.Context, node: Node,
+                 daemon: Annotated[str | None, typer.Option(
+                     "--daemon", help="an FRR daemon of a user's router, e.g. bgpd; "
+                     "default: podlab's BIRD")] = None) -> None:
     """Start a node's routing daemon again.
 
     Example: podlab fault -t topologies/leafspine.clab.yml daemon-start leaf1
+
+    Example: podlab fault -t topologies/tor-bgp.clab.yml daemon-start tor1 --daemon bgpd
     """
-    _apply("daemon-start", ctx, node)
+    _apply("daemon-start", ctx, node, **({"daemon": daemon} if daemon else {}))
     _done(f"node {node}: routing daemon started")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from harness.datapath import services
+from harness.datapath import conntrack, kubeproxy, services
 from harness.datapath.iptables import Ruleset
 from harness.datapath.net import (
     Convergence,
@@ -39,9 +39,17 @@ INFRA_CAPS: tuple[str, ...] = ()
 # interface than the strict reverse path, which is legitimate in the lab.
 RP_FILTER_OFF: tuple[Pair, ...] = (("net.ipv4.conf.all.rp_filter", "0"),
                                    ("net.ipv4.conf.default.rp_filter", "0"))
+# Every device of the lab answers every probe of the `path` check: no per-destination ICMP
+# error rate limit (1 s a peer by default, after a burst of 6) and a namespace-wide budget
+# far above what a verify sends (1,000 a second, burst 50, by default). Per namespace:
+# the host's own limits stay as they are.
+ICMP_ANSWERS: tuple[Pair, ...] = (("net.ipv4.icmp_ratelimit", "0"),
+                                  ("net.ipv4.icmp_msgs_per_sec", "1000000"),
+                                  ("net.ipv4.icmp_msgs_burst", "1000000"))
+ICMP6_ANSWERS: tuple[Pair, ...] = (("net.ipv6.icmp.ratelimit", "0"),)
 # A pod does not route, and may ping without NET_RAW (a sysctl Kubernetes counts as safe).
 POD_SYSCTLS: tuple[Pair, ...] = (("net.ipv4.ping_group_range", "0 2147483647"),
-                                 ("net.ipv4.ip_forward", "0"))
+                                 ("net.ipv4.ip_forward", "0"), *ICMP_ANSWERS)
 # IPv6, in a namespace that has an IPv6 address: on (Docker turns it off in a container with
 # no network), no duplicate address detection (an address is usable the moment it is added,
 # not ~1 s later; the plan's addresses are unique by construction), no router
@@ -90,6 +98,8 @@ class Datapath:
         bridge_nf = ((BRIDGE_NF, "1"),) if rulesets else ()
         if any(rs.family == 6 for rs in rulesets):  # the same for ip6tables' Services
             bridge_nf += ((BRIDGE_NF6, "1"),)
+        if any(rs.owner == kubeproxy.OWNER and rs.family == 4 for rs in rulesets):
+            bridge_nf += (kubeproxy.ROUTE_LOCALNET,)  # its localhost node ports
         settings = Settings((*self.node_sysctls(node), *bridge_nf), NODE_CAPS)
         if node.run is not None:  # the user's node: its links up, the rest is its own
             return NodeNet(node.name, node.kind, Settings(node.run.sysctls, node.run.cap_add),
@@ -112,9 +122,9 @@ class Datapath:
         # forwarding said either way: a new namespace may inherit the host's 1, and a
         # `linux` host or a switch that routed would break the plan's paths
         forward = "1" if node.forwards else "0"
-        out = (*RP_FILTER_OFF, ("net.ipv4.ip_forward", forward))
+        out = (*RP_FILTER_OFF, ("net.ipv4.ip_forward", forward), *ICMP_ANSWERS)
         if IPV6 in node.families:
-            out += (*IPV6_ON, (IPV6_FORWARDING, forward))
+            out += (*IPV6_ON, (IPV6_FORWARDING, forward), *ICMP6_ANSWERS)
         return out
 
     def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
@@ -129,16 +139,16 @@ class Datapath:
         """A k8s-node's masquerade. `masquerade: true`: podlab's rule (its pods' traffic
         to anything but the pod CIDR and the k8s-nodes' addresses), once per family
         (iptables, ip6tables) with the same semantics in each. ip-masq-agent's config:
-        the agent's own rule (every non-local destination but its non-masquerade CIDRs,
-        from any source, ports 32768-65535 at random), as its chain has it in each family
+        the agent's own rules (every non-local destination but its non-masquerade CIDRs,
+        from any source, MASQUERADE --random-fully), as its chain has it in each family
         of the cluster (ip6tables as the agent's --enable-ipv6 writes it)."""
         if not kind(node.kind).hosts_pods:
             return ()
         if plan.masq_agent_exempt is not None:
             return tuple(Masquerade(None, tuple(c for c in plan.masq_agent_exempt
                                                 if family_of(c) == family),
-                                    firewall.CHAIN, not_local=True, to_ports="32768-65535",
-                                    random_fully=True, family=6 if family == IPV6 else 4)
+                                    firewall.AGENT_CHAIN, not_local=True, random_fully=True,
+                                    family=6 if family == IPV6 else 4, agent=True)
                          for family in plan.families)
         if not node.masquerade_exempt or not node.pod_cidr:
             return ()
@@ -184,7 +194,7 @@ class Datapath:
         bridge = plan.node(pod.node).bridge
         sysctls = POD_SYSCTLS
         if IPV6 in pod.families:
-            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"))
+            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"), *ICMP6_ANSWERS)
         return PodNet(pod.name, pod.node, infra=Settings(sysctls, INFRA_CAPS),
                       containers=Settings((), POD_CAPS),
                       veth=(pod.node_iface, POD_IFACE),
@@ -215,12 +225,15 @@ class Datapath:
         """kube-proxy's (and portmap's) sync on one node: refill their chains with
         `rulesets` and delete the per-endpoint chains an earlier sync made that are gone
         (an endpoint that moved to another address); idempotent."""
+        rulesets = tuple(rulesets)
         for rs in rulesets:
             six = _ip6tables(rs)
             drop = rs.stale(firewall.saved(pid, **six)) if rs.prunes else ()
             firewall.restore(pid, rs.restore_text(drop=drop),
                              rs.restore_text(jumps=False, drop=drop), rs.chains[0],
                              where=f"{rs.owner} on {node}", **six)
+            route_localnet(pid, rs)
+        clear_stale_udp(pid, rulesets)
 
     def apply_node(self, pid: int, node: NodeNet, pods: Iterable[PodNet] = ()) -> None:
         """Configure the node's namespace (its links exist); idempotent. `pods`: pods
@@ -240,6 +253,7 @@ class Datapath:
             firewall.restore(pid, rs.restore_text(), rs.restore_text(jumps=False),
                              rs.chains[0], where=f"{rs.owner} on {node.name}",
                              **_ip6tables(rs))
+            route_localnet(pid, rs)
 
     def pod_added(self, node_pid: int, pod_pid: int, pod: PodNet, container_id: str = ""
                   ) -> tuple[str, ...]:
@@ -299,6 +313,24 @@ def wait_routes(net: LabNet, pids: Mapping[str, int], timeout: float) -> None:
     if missing:
         what = "; ".join(f"{n}: {', '.join(sorted(d))}" for n, d in sorted(missing.items()))
         raise DeployError(f"routes not installed after {timeout:g}s ({net.datapath}): {what}")
+
+
+def clear_stale_udp(pid: int, rulesets: Iterable[Ruleset]) -> int:
+    """After a sync, kube-proxy's and portmap's conntrack cleanup: delete the UDP entries
+    toward an endpoint that is gone (harness.datapath.conntrack); how many went."""
+    targets = tuple(t for rs in rulesets for t in rs.udp)
+    if not targets:
+        return 0
+    return wiring.conntrack_delete(pid, conntrack.stale(wiring.conntrack(pid), targets))
+
+
+def route_localnet(pid: int, rs: Ruleset) -> None:
+    """portmap's enableLocalnetRouting: route_localnet=1 on the interface the node routes
+    each of `rs.localnet` by (none while the pod has no route yet: as portmap, nothing)."""
+    for ip in rs.localnet:
+        dev = wiring.route_dev(pid, ip)
+        if dev and dev != "lo":
+            wiring.sysctl(pid, f"net.ipv4.conf.{dev}.route_localnet", "1")
 
 
 def _ip6tables(rs: Ruleset) -> dict[str, int]:

@@ -59,19 +59,31 @@ class BgpDatapath(Datapath):
 
     def node_net(self, plan: Plan, node: NodePlan) -> NodeNet:
         net = super().node_net(plan, node)
-        if not bgpconf.is_speaker(node):
+        if not bgpconf.is_speaker(node, plan):
             return net
         self._model(plan)
-        conf = bgpconf.bird_conf(self._speakers[node.name], plan.lab)
-        return dataclasses.replace(net, daemons=(
-            Daemon("bird", bird.ARGV, files=((bird.CONF_PATH, conf),)),))
+        sp = self._speakers[node.name]
+        daemons = []
+        for family in bgpconf.daemon_families(sp):  # bird and bird6, as Calico runs them
+            name = bgpconf.DAEMON_OF[family]
+            conf = bgpconf.bird_conf(sp, plan.lab, family=family)
+            daemons.append(Daemon(name, bird.argv(name), files=((bird.conf_path(name), conf),)))
+        return dataclasses.replace(net, daemons=tuple(daemons))
 
     def routes(self, plan: Plan, node: NodePlan) -> tuple[Route, ...]:
-        """Speakers learn every route from BIRD; outside hosts keep the plan's."""
-        return () if bgpconf.is_speaker(node) else super().routes(plan, node)
+        """per-link: speakers learn every route from BIRD. node-mesh, route-reflectors:
+        speakers learn the pod CIDRs from BIRD and reach the underlay by the plan's
+        static routes (a host's own, in a real cluster), and routers that do not speak
+        BGP route by the plan's static routes, pod CIDRs included (without Calico's
+        IPIP/VXLAN, which podlab does not emulate, a fabric between the nodes must know
+        them). Outside hosts keep the plan's."""
+        if not bgpconf.is_speaker(node, plan):
+            return super().routes(plan, node)
+        return bgpconf.underlay_routes(plan, node) if plan.bgp_mode != bgpconf.PER_LINK \
+            else ()
 
     def ready_routes(self, plan: Plan, node: NodePlan) -> tuple[str, ...]:
-        if not bgpconf.is_speaker(node):
+        if not bgpconf.is_speaker(node, plan):
             return ()
         self._model(plan)
         return tuple(sorted(self._routes.by_node.get(node.name, {})))
@@ -83,8 +95,8 @@ class BgpDatapath(Datapath):
         for daemon in node.daemons:
             for path, text in daemon.files:
                 bird.write_file(pid, path, text)
-            if bird.alive(pid):
-                bird.command(pid, "configure")  # the same file: nothing changes
+            if bird.alive(pid, daemon.name):
+                bird.command(pid, "configure", daemon=daemon.name)  # the same: no change
             else:
                 bird.start(pid, daemon.argv)
 
@@ -129,8 +141,7 @@ class BgpDatapath(Datapath):
         timeout = CONVERGE_TIMEOUT_S if timeout is None else timeout
         self._model(plan)
         down = down_links(plan, pids)
-        dead = frozenset(name for name in self._speakers
-                         if name not in pids or not bird.alive(pids[name]))
+        dead = dead_daemons(self._speakers, pids)
         if wrong_state := unexplained(plan, down, dead, injected):
             raise RoutingError(
                 f"lab {plan.lab}: {'; '.join(wrong_state)}, and podlab did not do it (podlab "
@@ -147,7 +158,7 @@ class BgpDatapath(Datapath):
             time.sleep(POLL_S)
         took = time.monotonic() - started
         faults = [f"link {_link_name(plan, i)} down" for i in sorted(down)]
-        faults += [f"BIRD of {n} not running" for n in sorted(dead)]
+        faults += [f"{bgpconf.DAEMON_OF[f]} of {n} not running" for n, f in sorted(dead)]
         what = f" ({'; '.join(faults)})" if faults else ""
         if wrong:
             shown = ", ".join(f"{p} on {n}" for n, p in wrong[:8])
@@ -155,15 +166,32 @@ class BgpDatapath(Datapath):
                     f"routes differ from the plan ({shown})")
         else:
             note = f"BGP routes converged in {took:.2f}s{what}"
-        rerouted = plan.rerouted(down, dead) if (down or dead) else plan
+        # a speaker with no daemon left forwards nothing it learned (one family's death
+        # leaves the other's paths through it: the tables predicted per family say so)
+        gone = frozenset(n for n, sp in self._speakers.items()
+                         if all((n, f) in dead for f in bgpconf.daemon_families(sp)))
+        rerouted = plan.rerouted(down, gone) if (down or dead) else plan
         return Convergence(rerouted, took, not wrong, note)
 
 
-def unexplained(plan: Plan, down: frozenset[int], dead: frozenset[str],
+def dead_daemons(speakers: Mapping[str, bgpconf.Speaker], pids: Mapping[str, int]
+                 ) -> frozenset[tuple[str, str]]:
+    """(node, family) of every speaker daemon that does not answer (or whose node is
+    stopped)."""
+    return frozenset((name, family) for name, sp in speakers.items()
+                     for family in bgpconf.daemon_families(sp)
+                     if name not in pids
+                     or not bird.alive(pids[name], bgpconf.DAEMON_OF[family]))
+
+
+def unexplained(plan: Plan, down: frozenset[int],
+                dead: frozenset[str] | frozenset[tuple[str, str]] | bgpconf.Dead,
                 injected: Faults) -> list[str]:
-    """The faults seen (links `down`, speakers `dead`) that podlab did not inject: a cable
-    is explained when podlab pulled it (at either end) or stopped a node it ends on, a
-    daemon when podlab killed it or stopped its node."""
+    """The faults seen (links `down`, daemons `dead`: node names, or (node, family) for
+    one family's) that podlab did not inject: a cable is explained when podlab pulled it
+    (at either end) or stopped a node it ends on, a daemon when podlab killed it (all the
+    node's, or that family's: `NODE/ipv4`) or stopped its node. A node whose every daemon
+    is dead is named as `BIRD of NODE`, one family's as `bird6 of NODE`."""
     out = []
     for i in sorted(down):
         link = plan.links[i]
@@ -171,9 +199,24 @@ def unexplained(plan: Plan, down: frozenset[int], dead: frozenset[str],
         if not any(f"{n}:{ifc}" in injected.links or n in injected.stopped
                    for n, ifc in ends):
             out.append(f"link {_link_name(plan, i)} is down")
-    out += [f"BIRD of {n} is not running" for n in sorted(dead)
-            if n not in injected.daemons and n not in injected.stopped]
+    pairs = bgpconf.dead_pairs(plan, dead)
+    whole = {n for n, _ in pairs if all((n, f) in pairs for f in plan.families
+                                        if _runs(plan, n, f))}
+    for n in sorted({n for n, _ in pairs}):
+        if n in injected.daemons or n in injected.stopped:
+            continue
+        if n in whole and not any(f"{n}/{f}" in injected.daemons for f in plan.families):
+            out.append(f"BIRD of {n} is not running")
+            continue
+        out += [f"{bgpconf.DAEMON_OF[f]} of {n} is not running" for f in plan.families
+                if (n, f) in pairs and f"{n}/{f}" not in injected.daemons]
     return out
+
+
+def _runs(plan: Plan, node: str, family: str) -> bool:
+    """Whether `node` runs a daemon of `family` (a speaker of a lab routing it)."""
+    return any(sp.node == node and family in bgpconf.daemon_families(sp)
+               for sp in bgpconf.speakers(plan))
 
 
 def bird_routes(pid: int) -> dict[str, str | None]:
@@ -182,10 +225,15 @@ def bird_routes(pid: int) -> dict[str, str | None]:
 
 
 def _sessions_down(pid: int) -> str:
-    try:
-        down = [p for p in bird.protocols(pid) if p.proto == "BGP" and p.info != "Established"]
-    except RoutingError as exc:
-        return f" ({exc})"
+    down = []
+    for daemon in (bird.DAEMON, bird.DAEMON6):
+        if not bird.configured(pid, daemon):
+            continue
+        try:
+            down += [p for p in bird.protocols(pid, daemon)
+                     if p.proto == "BGP" and p.info != "Established"]
+        except RoutingError as exc:
+            return f" ({exc})"
     if not down:
         return ""
     return " (sessions not established: " + ", ".join(

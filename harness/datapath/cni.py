@@ -33,6 +33,7 @@ from typing import Any
 
 from harness.datapath import cni_conf, portmap
 from harness.datapath.base import (
+    ICMP6_ANSWERS,
     INFRA_CAPS,
     IPV6_FORWARDING,
     IPV6_ON,
@@ -259,7 +260,7 @@ class CniDatapath(Datapath):
                          for h in plan.host_ports if h.pod == pod.name)
         sysctls = POD_SYSCTLS
         if IPV6 in pod.families:  # as podlab's own pods: on, no DAD, no RA, no forwarding
-            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"))
+            sysctls += (*IPV6_ON, (IPV6_FORWARDING, "0"), *ICMP6_ANSWERS)
         return CniPodNet(pod.name, pod.node, infra=Settings(sysctls, INFRA_CAPS),
                          containers=Settings((), POD_CAPS), veth=None, node_port=None,
                          lab=plan.lab, conflist=text, bin_dirs=dirs, port_mappings=mappings)

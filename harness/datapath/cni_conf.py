@@ -75,9 +75,10 @@ def ipam_dir(lab: str, node: str) -> Path:
 
 
 def template_data(pod_cidrs: Sequence[str]) -> dict[str, Any]:
-    """containerd's cniConfigTemplate for one node: its CIDR(s) and a default route each."""
-    routes = ["0.0.0.0/0" if ipaddress.ip_network(c).version == 4 else "::/0"
-              for c in pod_cidrs]
+    """containerd's cniConfigTemplate for one node: its CIDR(s), and as `Routes` one
+    default route per family they have, IPv4 first (containerd's getRoutes)."""
+    versions = {ipaddress.ip_network(c).version for c in pod_cidrs}
+    routes = [r for v, r in ((4, "0.0.0.0/0"), (6, "::/0")) if v in versions]
     return {"PodCIDR": pod_cidrs[0] if pod_cidrs else "", "PodCIDRRanges": list(pod_cidrs),
             "Routes": routes}
 
@@ -213,7 +214,7 @@ def validate_conf(conf: Any, bin_dirs: Sequence[str]) -> list[Problem]:
     name = conf.get("name")
     if not isinstance(name, str) or not name:
         problems.append(Problem("name", "missing: the network's name (a string)"))
-    version = conf.get("cniVersion")
+    version = cni.list_version(conf)  # with `cniVersions`, the highest libcni knows
     if not isinstance(version, str) or version not in cni.SUPPORTED_VERSIONS:
         problems.append(Problem("cniVersion", f"{_shown(version)}: podlab calls plugins with "
                                 f"spec {', '.join(cni.SUPPORTED_VERSIONS)}"))

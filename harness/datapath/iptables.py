@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from harness.datapath.conntrack import UdpTarget
+
 TABLES = ("filter", "nat")  # in the order iptables-save writes them
 BUILTIN = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 
@@ -53,6 +55,11 @@ class Ruleset:
     # one such chain not in `chains` is stale (its endpoint moved) and a re-sync deletes it
     prunes: tuple[str, ...] = ()
     family: int = 4  # 4: iptables, 6: ip6tables
+    # addresses whose route's interface gets net.ipv4.conf.<it>.route_localnet=1 (portmap
+    # with SNAT on, so its 127.0.0.1 hostPort rule can cross to the pod)
+    localnet: tuple[str, ...] = ()
+    # UDP flows the owner clears when their endpoint is gone (harness.datapath.conntrack)
+    udp: tuple[UdpTarget, ...] = ()
 
     @property
     def tool(self) -> str:

@@ -3,8 +3,11 @@ Services. Pure.
 
 The chains, names and rules follow kube-proxy's iptables proxier (pkg/proxy/iptables) with
 its defaults: masquerade bit 14 (mark 0x4000), local traffic detected by the cluster CIDR
-(the pod CIDR), no NodePorts on 127.0.0.1 (`--iptables-localhost-nodeports=false`, which
-spares the route_localnet sysctl), MASQUERADE with --random-fully, no session affinity.
+(the pod CIDR), NodePorts on 127.0.0.1 in IPv4 (`--iptables-localhost-nodeports=true`: the
+node gets `net.ipv4.conf.all.route_localnet=1`, the last KUBE-SERVICES rule has no
+`! -d 127.0.0.0/8`, and filter KUBE-FIREWALL drops what else reaches 127.0.0.0/8 from
+outside, jumped to from INPUT and OUTPUT), MASQUERADE with --random-fully, no session
+affinity.
 
     PREROUTING, OUTPUT -> KUBE-SERVICES
       -d clusterIP --dport port                 -> KUBE-SVC-<hash>  (one per Service port)
@@ -38,6 +41,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 
+from harness.datapath.conntrack import UdpTarget
 from harness.datapath.iptables import Rule, Ruleset
 from harness.model.addressing import IPV4, IPV6, Family
 from harness.plan.services import Endpoint, ServicePlan, ServicePortPlan
@@ -51,6 +55,8 @@ POSTROUTING = "KUBE-POSTROUTING"
 MARK_MASQ = "KUBE-MARK-MASQ"
 FORWARD = "KUBE-FORWARD"
 PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBELET_FIREWALL = "KUBE-FIREWALL"  # kubelet's chain, which kube-proxy ensures too
+ROUTE_LOCALNET = ("net.ipv4.conf.all.route_localnet", "1")  # for localhost node ports
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 
 
@@ -107,6 +113,9 @@ def _jumps() -> tuple[Rule, ...]:
         jump("nat", "OUTPUT", SERVICES, portals),
         jump("nat", "PREROUTING", SERVICES, portals),
         jump("nat", "POSTROUTING", POSTROUTING, "kubernetes postrouting rules"),
+        # iptablesKubeletJumpChains, ensured after the above: no comment
+        Rule("filter", "INPUT", ("-j", KUBELET_FIREWALL)),
+        Rule("filter", "OUTPUT", ("-j", KUBELET_FIREWALL)),
     )
 
 
@@ -144,13 +153,22 @@ def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str,
     w.nat(POSTROUTING, "-m", "comment", "--comment", "kubernetes service traffic requiring SNAT",
           "-j", "MASQUERADE", "--random-fully")
     w.nat(MARK_MASQ, "-j", "MARK", "--or-mark", MASQ_MARK)
+    # the chain exists in both families (EnsureChain for the jumps); the rule that closes
+    # route_localnet's hole only where localhost node ports are (IPv4)
+    w.chains.append(("filter", KUBELET_FIREWALL))
+    if family == IPV4:
+        w.filter(KUBELET_FIREWALL, "-m", "comment", "--comment",
+                 "block incoming localnet connections", "-d", "127.0.0.0/8",
+                 "!", "-s", "127.0.0.0/8", "-m", "conntrack",
+                 "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
     for svc in services:
         for port in svc.ports:
             _service_port(w, node, svc, port, cluster_cidr)
+    # localhost node ports: IPv4 has them (the default), IPv6 never
+    not_localhost = ("!", "-d", LOCALHOST[IPV6]) if family == IPV6 else ()
     w.nat(SERVICES, "-m", "comment", "--comment",
           "kubernetes service nodeports; NOTE: this must be the last rule in this chain",
-          "-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", LOCALHOST[family],
-          "-j", NODEPORTS)
+          "-m", "addrtype", "--dst-type", "LOCAL", *not_localhost, "-j", NODEPORTS)
     w.filter(FORWARD, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
     w.filter(FORWARD, "-m", "comment", "--comment", "kubernetes forwarding rules",
              "-m", "mark", "--mark", f"{MASQ_MARK}/{MASQ_MARK}", "-j", "ACCEPT")
@@ -159,7 +177,26 @@ def node_rules(node: str, services: Sequence[ServicePlan], cluster_cidr: str,
     filter_rules = [r for r in w.rules if r.table == "filter"]
     nat_rules = [r for r in w.rules if r.table == "nat"]
     return Ruleset(OWNER, node, tuple(w.chains), _jumps(), (*filter_rules, *nat_rules),
-                   prunes=SERVICE_CHAIN_PREFIXES, family=6 if family == IPV6 else 4)
+                   prunes=SERVICE_CHAIN_PREFIXES, family=6 if family == IPV6 else 4,
+                   udp=udp_targets(node, services))
+
+
+def udp_targets(node: str, services: Sequence[ServicePlan]) -> tuple[UdpTarget, ...]:
+    """What kube-proxy's conntrack cleanup watches on `node` (each Service as its family
+    sees it): every UDP ClusterIP and port with the endpoints behind it, and every UDP
+    node port with those it sends external traffic to (Local: this node's)."""
+    out = []
+    for svc in services:
+        for port in svc.ports:
+            if port.protocol.upper() != "UDP":
+                continue
+            everyone = frozenset(e.ip for e in port.endpoints)
+            out.append(UdpTarget(svc.cluster_ip, port.port, everyone))
+            if svc.type == "NodePort" and port.node_port is not None:
+                external = (frozenset(e.ip for e in port.local_endpoints(node))
+                            if svc.local_policy else everyone)
+                out.append(UdpTarget("", port.node_port, external))
+    return tuple(out)
 
 
 def _service_port(w: _Writer, node: str, svc: ServicePlan, port: ServicePortPlan,

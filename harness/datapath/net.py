@@ -36,9 +36,10 @@ class Settings:
 class Masquerade:
     """A masquerade: traffic from `source` (None: from anywhere) to anything but `exempt`
     is SNATed to the egress address (iptables chain `chain`, jumped to from nat
-    POSTROUTING). `not_local`, `to_ports` and `random_fully` spell ip-masq-agent's own
-    rule: only non-local destinations jump, MASQUERADE --to-ports 32768-65535
-    --random-fully. `family` (4 or 6) says which table a rule without a source goes to."""
+    POSTROUTING). `not_local`, `random_fully` and `agent` spell ip-masq-agent's own
+    rules: only non-local destinations jump, MASQUERADE --random-fully, its comments
+    (`to_ports`: its --to-ports flag, which podlab's agent runs without). `family` (4 or
+    6) says which table a rule without a source goes to."""
 
     source: str | None
     exempt: tuple[str, ...]
@@ -47,11 +48,13 @@ class Masquerade:
     to_ports: str | None = None
     random_fully: bool = False
     family: int | None = None
+    agent: bool = False
 
     @property
     def how(self) -> dict[str, bool | str | int | None]:
         return {"not_local": self.not_local, "to_ports": self.to_ports,
-                "random_fully": self.random_fully, "family": self.family}
+                "random_fully": self.random_fully, "family": self.family,
+                "agent": self.agent}
 
 
 @dataclass(frozen=True)

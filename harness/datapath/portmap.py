@@ -5,11 +5,15 @@ defaults: SNAT on, mark bit 13) writes, in the node's nat table:
 
     PREROUTING, OUTPUT (appended): --dst-type LOCAL -> CNI-HOSTPORT-DNAT
     CNI-HOSTPORT-DNAT: -p proto --destination-ports p1,p2 -> CNI-DN-<hash>  (one per pod)
-    CNI-DN-<hash>: per hostPort: from the pod itself (hairpin) or 127.0.0.1 -> SETMARK,
-                   then DNAT --to-destination podIP:containerPort
+    CNI-DN-<hash>: per hostPort: from the pod's network (`-s` the CNI result's address
+                   with its prefix, podIP/len: every pod of that subnet reaching the
+                   hostPort is masqueraded, the pod itself included) or 127.0.0.1 ->
+                   SETMARK, then DNAT --to-destination podIP:containerPort
     POSTROUTING (at the top) -> CNI-HOSTPORT-MASQ: marked 0x2000 -> MASQUERADE
 
-so a client elsewhere reaches the pod with its own address kept. The per-pod chain hashes
+and `route_localnet=1` on the interface its node routes the pod's IPv4 address by (the
+bridge, or a ptp veth), so the 127.0.0.1 rule's packets may leave for the pod. A client
+elsewhere reaches the pod with its own address kept. The per-pod chain hashes
 the network name and the container ID (SHA-512, hex, cut to 28 characters); podlab's
 network is `podlab` and a pod's "container ID" is its infra container's name.
 
@@ -20,10 +24,11 @@ chains, no localhost rule (IPv6 has no route_localnet), the DNAT target `[ip]:po
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from harness.datapath.conntrack import UdpTarget
 from harness.datapath.iptables import Rule, Ruleset
-from harness.model.addressing import IPV4, IPV6, Family
+from harness.model.addressing import IPV6, Family
 from harness.plan.services import HostPortPlan
 
 OWNER = "portmap"
@@ -40,9 +45,10 @@ def dn_chain(network: str, container_id: str) -> str:
 
 
 def node_rules(node: str, host_ports: Sequence[HostPortPlan], container_ids: dict[str, str],
-               family: Family = IPV4) -> Ruleset:
+               family: Family, cidrs: Mapping[str, str]) -> Ruleset:
     """The rules on `node` for the hostPorts of its pods (`container_ids`: pod -> id) at
-    their addresses of `family`."""
+    their addresses of `family`; `cidrs`: pod -> its address of `family` with the
+    prefix of its CNI result (ip/len), the source portmap marks."""
     mine = [h for h in host_ports if h.node == node and h.ip_of(family)]
     six = family == IPV6
     chains: list[tuple[str, str]] = [("nat", SETMARK), ("nat", MASQ), ("nat", TOP_DNAT)]
@@ -66,7 +72,7 @@ def node_rules(node: str, host_ports: Sequence[HostPortPlan], container_ids: dic
         for h in entries:
             ip = h.ip_of(family)
             base = ("-p", h.protocol.lower(), "--dport", str(h.host_port))
-            rules.append(Rule("nat", chain, (*base, "-s", str(ip), "-j", SETMARK)))  # hairpin
+            rules.append(Rule("nat", chain, (*base, "-s", cidrs[pod], "-j", SETMARK)))
             if not six:
                 rules.append(Rule("nat", chain, (*base, "-s", "127.0.0.1", "-j", SETMARK)))
             target = f"[{ip}]:{h.container_port}" if six else f"{ip}:{h.container_port}"
@@ -78,4 +84,8 @@ def node_rules(node: str, host_ports: Sequence[HostPortPlan], container_ids: dic
     version = 6 if six else 4
     if not mine:
         return Ruleset(OWNER, node, (), (), (), family=version)
-    return Ruleset(OWNER, node, tuple(chains), jumps, tuple(rules), appends, family=version)
+    localnet = () if six else tuple(dict.fromkeys(str(h.ip_of(family)) for h in mine))
+    udp = tuple(UdpTarget("", h.host_port, frozenset({str(h.ip_of(family))}))
+                for h in mine if h.protocol.upper() == "UDP")
+    return Ruleset(OWNER, node, tuple(chains), jumps, tuple(rules), appends, family=version,
+                   localnet=localnet, udp=udp)

@@ -24,7 +24,8 @@ def node_rulesets(plan: Plan, node: str) -> tuple[Ruleset, ...]:
     for family in plan.families:  # one kube-proxy proxier (and portmap call) per family
         out.append(kubeproxy.node_rules(node, plan.services,
                                         plan.pod_cidr_of(family) or plan.pod_cidr, family))
-        rules = portmap.node_rules(node, plan.host_ports, ids, family)
+        cidrs = {p.name: p.cidr_of(family) or "" for p in plan.pods}
+        rules = portmap.node_rules(node, plan.host_ports, ids, family, cidrs)
         if len(rules):
             out.append(rules)
     # each program's IPv4 rules first, as before dual-stack

@@ -24,14 +24,43 @@ import subprocess
 from dataclasses import dataclass
 
 from harness.errors import RoutingError
+from harness.host import procs
 
-CONF_PATH = "/etc/bird/bird.conf"
-CTL_PATH = "/run/bird/bird.ctl"
-PID_PATH = "/run/bird/bird.pid"
-LOG_PATH = "/run/bird/bird.log"
-# The daemon forks into the background once its configuration parsed; a bad one exits 1
-# with the reason on stderr, which start() reports.
-ARGV: tuple[str, ...] = ("/usr/sbin/bird", "-c", CONF_PATH, "-s", CTL_PATH, "-P", PID_PATH)
+# One daemon per family, as Calico runs them: `bird` (IPv4) and `bird6` (IPv6), each with
+# its own configuration, control socket, pid file and log, so one can die alone. Both are
+# the distribution's BIRD 2 (`bird`), each given one family's configuration.
+DAEMON = "bird"  # the IPv4 one, and the only one of an IPv4-only lab
+DAEMON6 = "bird6"
+BINARY = "/usr/sbin/bird"
+
+
+def conf_path(daemon: str = DAEMON) -> str:
+    return f"/etc/bird/{daemon}.conf"
+
+
+def ctl_path(daemon: str = DAEMON) -> str:
+    return f"/run/bird/{daemon}.ctl"
+
+
+def pid_path(daemon: str = DAEMON) -> str:
+    return f"/run/bird/{daemon}.pid"
+
+
+def log_path(daemon: str = DAEMON) -> str:
+    return f"/run/bird/{daemon}.log"
+
+
+def argv(daemon: str = DAEMON) -> tuple[str, ...]:
+    """How a daemon is started. It forks into the background once its configuration
+    parsed; a bad one exits 1 with the reason on stderr, which start() reports."""
+    return (BINARY, "-c", conf_path(daemon), "-s", ctl_path(daemon), "-P", pid_path(daemon))
+
+
+CONF_PATH = conf_path()
+CTL_PATH = ctl_path()
+PID_PATH = pid_path()
+LOG_PATH = log_path()
+ARGV: tuple[str, ...] = argv()
 START_TIMEOUT_S = 10.0
 RTPROT_BIRD = 12  # the kernel's protocol number of the routes BIRD installs (`proto bird`)
 CTL_TIMEOUT_S = 2.0
@@ -78,43 +107,26 @@ def start(pid: int, argv: tuple[str, ...] = ARGV) -> None:
         raise RoutingError(f"bird did not start in the node of pid {pid}: {text}")
 
 
-def daemon_pid(pid: int) -> int | None:
-    """The host pid of the node's BIRD (from its pid file), or None when none runs."""
+def daemon_pid(pid: int, daemon: str = DAEMON) -> int | None:
+    """The host pid of the node's BIRD `daemon` (from its pid file), or None when none
+    runs."""
     try:
-        with open(_host_path(pid, PID_PATH)) as fh:
+        with open(_host_path(pid, pid_path(daemon))) as fh:
             inner = int(fh.read().strip())
     except (OSError, ValueError):
         return None
-    # the pid file holds the pid inside the node's pid namespace: find it on the host
-    # among the processes of that namespace
-    try:
-        ns = os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/ns/pid") != ns:
-                continue
-            with open(f"/proc/{entry}/status") as fh:
-                nspid = next((line.split()[-1] for line in fh if line.startswith("NSpid:")),
-                             None)
-        except OSError:
-            continue
-        if nspid == str(inner):
-            return int(entry)
-    return None
+    # the pid file holds the pid inside the node's pid namespace
+    return procs.host_pid(pid, inner)
 
 
-def kill(pid: int, signal: int = signals.SIGKILL) -> int:
-    """Kill the BIRD of the node of ``pid`` (SIGKILL: a crash, its kernel routes stay
-    behind); return the daemon's host pid. RoutingError when none runs."""
-    daemon = daemon_pid(pid)
-    if daemon is None:
-        raise RoutingError(f"no bird runs in the node of pid {pid}")
-    os.kill(daemon, signal)
-    return daemon
+def kill(pid: int, signal: int = signals.SIGKILL, daemon: str = DAEMON) -> int:
+    """Kill the BIRD `daemon` of the node of ``pid`` (SIGKILL: a crash, its kernel routes
+    stay behind); return the daemon's host pid. RoutingError when none runs."""
+    host_pid = daemon_pid(pid, daemon)
+    if host_pid is None:
+        raise RoutingError(f"no {daemon} runs in the node of pid {pid}")
+    os.kill(host_pid, signal)
+    return host_pid
 
 
 # --------------------------------------------------------------------------- control socket
@@ -142,9 +154,11 @@ def parse_replies(lines: list[str]) -> list[Reply]:
     return out
 
 
-def command(pid: int, line: str, timeout: float = CTL_TIMEOUT_S) -> list[Reply]:
-    """One command to the node's BIRD; RoutingError when it does not answer or refuses."""
-    path = _host_path(pid, CTL_PATH)
+def command(pid: int, line: str, timeout: float = CTL_TIMEOUT_S,
+            daemon: str = DAEMON) -> list[Reply]:
+    """One command to the node's BIRD `daemon`; RoutingError when it does not answer or
+    refuses."""
+    path = _host_path(pid, ctl_path(daemon))
     raw: list[str] = []
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -162,7 +176,7 @@ def command(pid: int, line: str, timeout: float = CTL_TIMEOUT_S) -> list[Reply]:
                     if len(got) >= 5 and got[:4].isdigit() and got[4] == " ":
                         break
     except OSError as exc:
-        raise RoutingError(f"no bird answers in the node of pid {pid}: {exc}") from exc
+        raise RoutingError(f"no {daemon} answers in the node of pid {pid}: {exc}") from exc
     replies = parse_replies(raw)
     errors = [r for r in replies if r.code >= 8000]
     if errors:
@@ -170,15 +184,15 @@ def command(pid: int, line: str, timeout: float = CTL_TIMEOUT_S) -> list[Reply]:
     return replies
 
 
-def configured(pid: int) -> bool:
-    """Is BIRD set up in the node of ``pid`` (its bird.conf exists)?"""
-    return os.path.exists(_host_path(pid, CONF_PATH))
+def configured(pid: int, daemon: str = DAEMON) -> bool:
+    """Is BIRD `daemon` set up in the node of ``pid`` (its configuration exists)?"""
+    return os.path.exists(_host_path(pid, conf_path(daemon)))
 
 
-def alive(pid: int) -> bool:
-    """Does a BIRD answer on the node's control socket?"""
+def alive(pid: int, daemon: str = DAEMON) -> bool:
+    """Does BIRD `daemon` answer on its control socket in the node?"""
     try:
-        command(pid, "show status", timeout=1.0)
+        command(pid, "show status", timeout=1.0, daemon=daemon)
     except RoutingError:
         return False
     return True
@@ -206,8 +220,8 @@ def parse_protocols(replies: list[Reply]) -> list[Protocol]:
     return out
 
 
-def protocols(pid: int) -> list[Protocol]:
-    return parse_protocols(command(pid, "show protocols"))
+def protocols(pid: int, daemon: str = DAEMON) -> list[Protocol]:
+    return parse_protocols(command(pid, "show protocols", daemon=daemon))
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,6 @@ def parse_routes(replies: list[Reply]) -> list[LearnedRoute]:
     return [LearnedRoute(**row) for row in out]  # type: ignore[arg-type]
 
 
-def bgp_routes(pid: int) -> list[LearnedRoute]:
+def bgp_routes(pid: int, daemon: str = DAEMON) -> list[LearnedRoute]:
     """Every route BIRD learned over BGP, best or not, with its AS path."""
-    return parse_routes(command(pid, "show route all where source = RTS_BGP"))
+    return parse_routes(command(pid, "show route all where source = RTS_BGP", daemon=daemon))

@@ -199,6 +199,56 @@ def icmp_probe_filter(share: int | None = None) -> list[Insn]:
     ])
 
 
+def icmp_answer_filter(local: list[str] | None = None, emitted_ttl: int = 64
+                       ) -> list[Insn]:
+    """Accept the answers a traced path gets: ICMP time-exceeded, destination unreachable
+    and echo reply (ICMPv6: time-exceeded, destination unreachable, echo reply); IPv6
+    without extension headers, as the lab sends it. With `local` (the namespace's own
+    addresses, either family), only those it writes (leaving with `emitted_ttl`, the
+    initial TTL / hop limit) and those addressed to it: an answer merely forwarded
+    through a router never reaches Python."""
+    four = [a for a in local or () if ipaddress.ip_address(a).version == 4]
+    six = [a for a in local or () if ipaddress.ip_address(a).version == 6]
+    prog: list[tuple[int, Target, Target, int] | str] = [
+        (LDH_ABS, 0, 0, 12), (JEQ, "ip4", 0, ETH_P_IP), (JEQ, "ip6", "drop", ETH_P_IPV6),
+        "ip4",
+        (LDB_ABS, 0, 0, 23), (JEQ, 0, "drop", 1),
+    ]
+    if local is not None:
+        prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, 0, "in4", PACKET_OUTGOING),
+                 (LDB_ABS, 0, 0, 22), (JEQ, "type4", "drop", emitted_ttl),
+                 "in4", (LDW_ABS, 0, 0, 30)]
+        prog += [(JEQ, "type4", 0, struct.unpack("!I", socket.inet_aton(a))[0])
+                 for a in four]
+        prog.append((JA, "drop", 0, 0))
+    prog += [
+        "type4",
+        (LDXB_MSH, 0, 0, 14), (LDB_IND, 0, 0, 14),
+        (JEQ, "accept", 0, 11), (JEQ, "accept", 0, 3), (JEQ, "accept", "drop", 0),
+        "ip6",
+        (LDB_ABS, 0, 0, 20), (JEQ, 0, "drop", 58),
+    ]
+    if local is not None:
+        prog += [(LDB_ABS, 0, 0, SKF_AD_PKTTYPE), (JEQ, 0, "in6", PACKET_OUTGOING),
+                 (LDB_ABS, 0, 0, 21), (JEQ, "type6", "drop", emitted_ttl), "in6"]
+        for n, addr in enumerate(six):
+            words = struct.unpack("!4I", socket.inet_pton(socket.AF_INET6, addr))
+            for w, word in enumerate(words):
+                prog += [(LDW_ABS, 0, 0, 38 + 4 * w), (JEQ, 0, f"next6_{n}", word)]
+            prog += [(JA, "type6", 0, 0), f"next6_{n}"]
+        prog.append((JA, "drop", 0, 0))
+    prog += [
+        "type6",
+        (LDB_ABS, 0, 0, 54),
+        (JEQ, "accept", 0, 3), (JEQ, "accept", 0, 1), (JEQ, "accept", "drop", 129),
+        "accept",
+        (RET, 0, 0, PROBE_SNAPLEN),
+        "drop",
+        (RET, 0, 0, 0),
+    ]
+    return assemble(prog)
+
+
 # The nonce is "PLB"/"PLR" and the probe id in 16 lower-case hex digits (harness.prove.probe);
 # the last digit, at this offset, carries the id's low bits.
 NONCE_LAST = 18

@@ -1,4 +1,4 @@
-"""Call a CNI plugin chain as a container runtime does (libcni's semantics, spec 0.3-1.0).
+"""Call a CNI plugin chain as a container runtime does (libcni's semantics, spec 0.3-1.1).
 
 A chain (a conflist) is run plugin by plugin: ADD in list order, each plugin getting the
 list's `name` and `cniVersion`, the previous plugin's result as `prevResult`, and a
@@ -33,11 +33,45 @@ from harness.errors import CniPluginError
 from harness.host.netns import run_in_netns
 
 # Versions whose conflist and result formats podlab speaks (libcni converts between them;
-# podlab hands every plugin the list's own version, as libcni does).
-SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
+# podlab hands every plugin the list's own version, as libcni does). 1.1.0 is libcni's own
+# (version.Current()): a list may name it, or offer it in `cniVersions`.
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 TIMEOUT_S = 30.0  # per plugin call; a hung plugin must not hang the deploy
 CACHE_KIND = "cniCacheV1"  # libcni's cache file format, so the files read the same
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class CheckNotSupported(CniPluginError):
+    """libcni's ErrorCheckNotSupp: CHECK asked of a list older than spec 0.4.0."""
+
+
+def _version_key(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def list_version(conf: Mapping[str, Any]) -> str | None:
+    """The list's spec version as libcni's ConfListFromBytes settles it: the highest of
+    `cniVersions` and `cniVersion` that is not above libcni's own (1.1.0); None when
+    neither is given. An entry that is not a version is left to validation."""
+    current = _version_key(SUPPORTED_VERSIONS[-1])
+    given = conf.get("cniVersion")
+    offered = conf.get("cniVersions")
+    if not isinstance(offered, list):
+        return given if isinstance(given, str) else None
+    known = []
+    for v in [*offered, *([given] if isinstance(given, str) else [])]:
+        try:
+            if isinstance(v, str) and _version_key(v) <= current:
+                known.append(v)
+        except ValueError:
+            continue
+    return max(known, key=_version_key) if known else (
+        given if isinstance(given, str) else None)
+
+
+def _bool(value: Any) -> bool:
+    """libcni's readBool: a JSON bool, or its text."""
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "t"))
 
 
 @dataclass(frozen=True)
@@ -48,15 +82,20 @@ class Chain:
     cni_version: str
     plugins: tuple[Mapping[str, Any], ...]
     bin_dirs: tuple[str, ...]
+    disable_check: bool = False  # the list's `disableCheck`: CHECK then does nothing
 
     @classmethod
     def from_conflist(cls, conf: Mapping[str, Any], bin_dirs: Sequence[str]) -> Chain:
-        return cls(name=str(conf["name"]), cni_version=str(conf["cniVersion"]),
-                   plugins=tuple(conf["plugins"]), bin_dirs=tuple(bin_dirs))
+        return cls(name=str(conf["name"]), cni_version=str(list_version(conf)),
+                   plugins=tuple(conf["plugins"]), bin_dirs=tuple(bin_dirs),
+                   disable_check=_bool(conf.get("disableCheck")))
 
     def to_conflist(self) -> dict[str, Any]:
-        return {"cniVersion": self.cni_version, "name": self.name,
-                "plugins": [dict(p) for p in self.plugins]}
+        out: dict[str, Any] = {"cniVersion": self.cni_version, "name": self.name,
+                               "plugins": [dict(p) for p in self.plugins]}
+        if self.disable_check:
+            out["disableCheck"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -259,8 +298,14 @@ def delete(chain: Chain, sandbox: Sandbox, prev_result: Mapping[str, Any] | None
 
 def check(chain: Chain, sandbox: Sandbox, prev_result: Mapping[str, Any], *,
           host_pid: int | None = None, timeout: float = TIMEOUT_S) -> None:
-    """CHECK every plugin in order (spec 0.4.0 and later; a no-op before)."""
+    """CHECK every plugin in order, as libcni's CheckNetworkList: a list before spec
+    0.4.0 raises CheckNotSupported (its ErrorCheckNotSupp), one with `disableCheck` does
+    nothing."""
     if not version_at_least(chain.cni_version, "0.4.0"):
+        raise CheckNotSupported(
+            f'configuration version "{chain.cni_version}" does not support the CHECK command',
+            plugin="", command="CHECK", msg="does not support the CHECK command")
+    if chain.disable_check:
         return
     for plugin in chain.plugins:
         exec_plugin(chain, plugin, "CHECK", sandbox, prev_result, host_pid=host_pid,

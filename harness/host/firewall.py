@@ -2,8 +2,9 @@
 
 Two shapes, both described by the datapath: podlab's `masquerade: true` (traffic from the
 node's pod CIDR to anything but the pod CIDR and the k8s-nodes' addresses is SNATed with
-MASQUERADE to the egress address), and ip-masq-agent's own rule (every non-local
-destination but the config's non-masquerade CIDRs, with the agent's port range). A rule
+MASQUERADE to the egress address), and ip-masq-agent's own rules (every non-local
+destination but the config's non-masquerade CIDRs: chain IP-MASQ-AGENT, its comments,
+`MASQUERADE --random-fully`, no --to-ports as the agent runs without that flag). A rule
 is of one family, its source's (without a source: `family`, IPv4 unless given): an IPv6
 one goes to ip6tables,
 with the same semantics. The host's `iptables-restore` (or `ip6tables-restore`) runs
@@ -30,27 +31,47 @@ def rule_family(source: str | None, family: int | None = None) -> int:
     return ipaddress.ip_network(source).version if source is not None else family or 4
 
 
+# ip-masq-agent's chain (its --masq-chain default) and the comments it writes
+AGENT_CHAIN = "IP-MASQ-AGENT"
+AGENT_RETURN = "ip-masq-agent: local traffic is not subject to MASQUERADE"
+AGENT_MASQ = "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)"
+AGENT_JUMP = ("ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination "
+              "traffic to our custom {} chain")
+AGENT_TO_PORTS_PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def _comment(text: str) -> str:
+    return f'-m comment --comment "{text}" '
+
+
 def masquerade_lines(source: str | None, exempt: Sequence[str], chain: str = CHAIN, *,
                      not_local: bool = False, to_ports: str | None = None,
-                     random_fully: bool = False, family: int | None = None) -> list[str]:
+                     random_fully: bool = False, family: int | None = None,
+                     agent: bool = False) -> list[str]:
     """The nat-table rules of a masquerade, as iptables arguments (`-A CHAIN ...`): exempt
     destinations RETURN, the rest is MASQUERADEd, and POSTROUTING jumps to the chain for
     traffic from `source` (None: from anywhere, in `family`), only to non-local
-    destinations with `not_local` (ip-masq-agent's `-m addrtype ! --dst-type LOCAL`)."""
+    destinations with `not_local` (ip-masq-agent's `-m addrtype ! --dst-type LOCAL`).
+    `agent`: with ip-masq-agent's comments, and `to_ports` (its --to-ports flag, one
+    range) as it writes them: one rule per protocol before the catch-all."""
     version = rule_family(source, family)
     lines = []
+    ret = _comment(AGENT_RETURN) if agent else ""
     for dst in exempt:
         net = ipaddress.ip_network(dst)
         if net.version != version:
             raise ValueError(f"masquerade exemption {dst} is not of the rule's family "
                              f"(IPv{version})")
-        lines.append(f"-A {chain} -d {net} -j RETURN")
-    fully = " --random-fully" if random_fully else ""
-    if to_ports:  # iptables wants a protocol with ports: TCP and UDP, then the rest (ICMP)
-        lines += [f"-A {chain} -p {proto} -j MASQUERADE --to-ports {to_ports}{fully}"
-                  for proto in ("tcp", "udp")]
-    lines.append(f"-A {chain} -j MASQUERADE{fully}")
+        lines.append(f"-A {chain} {ret}-d {net} -j RETURN")
+    masq = f"-A {chain} {_comment(AGENT_MASQ) if agent else ''}-j MASQUERADE"
+    masq += " --random-fully" if random_fully else ""
+    if to_ports:
+        lines += [f"{masq} -p {proto} --to-ports {to_ports}"
+                  for proto in AGENT_TO_PORTS_PROTOCOLS]
+    lines.append(masq)
     jump = "-A POSTROUTING"
+    if agent:
+        jump += " " + _comment(AGENT_JUMP.format(chain)).rstrip()
     if source is not None:
         jump += f" -s {ipaddress.ip_network(source)}"
     if not_local:

@@ -1,6 +1,7 @@
 """Links, bridges, addresses, routes and qdiscs inside container namespaces (pyroute2).
 
-The only module that imports pyroute2 (0.9.x). Every function takes the PID of a process
+The only module that imports pyroute2 (0.9.x) (harness.host.fib reads routing tables
+over its `with_iproute`). Every function takes the PID of a process
 in the target namespace and works through ``/proc/<pid>/ns/net``: each call runs in a
 short-lived thread that entered that namespace (see :mod:`harness.host.netns`) and opens its
 own ``IPRoute`` there, so the netlink socket lives in the container's namespace and the
@@ -25,7 +26,7 @@ import errno
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -96,6 +97,12 @@ def _with_ipr(pid: int, op: str, fn: Callable[..., T], *args: Any) -> T:
         raise
     except (netlink_error, OSError) as exc:
         raise _fail(pid, op, exc) from exc
+
+
+def with_iproute(pid: int, op: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(ipr, *args)`` with an IPRoute open in the namespace of ``pid`` (see _with_ipr):
+    for a reader of netlink dumps that lives in its own module."""
+    return _with_ipr(pid, op, fn, *args)
 
 
 def _check_ifname(name: str) -> None:
@@ -434,6 +441,44 @@ def route_source(pid: int, dst_ip: str) -> str:
     return _with_ipr(pid, f"route get {dst_ip}", body)
 
 
+def route_dev(pid: int, dst_ip: str) -> str | None:
+    """The interface the kernel routes ``dst_ip`` out of (RTM_GETROUTE's RTA_OIF), or None
+    without a route (portmap's getRoutableHostIF)."""
+    ipaddress.ip_address(dst_ip)
+
+    def body(ipr: Any) -> str | None:
+        try:
+            reply = ipr.route("get", dst=dst_ip)
+        except Exception:  # no route: portmap then sets nothing either
+            return None
+        oif = reply[0].get("RTA_OIF") if reply else None
+        if oif is None:
+            return None
+        link = ipr.get_links(oif)
+        return str(link[0].get("IFLA_IFNAME")) if link else None
+
+    return _with_ipr(pid, f"route get {dst_ip}", body)
+
+
+def next_hops(pid: int, dst_ips: list[str]) -> dict[str, str | None]:
+    """The gateway the namespace's kernel forwards each destination to (RTA_GATEWAY of
+    RTM_GETROUTE; IPv6 RTA_VIA too), None where it is on a connected link or local;
+    destinations without a route are left out."""
+    def body(ipr: Any) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for dst in dst_ips:
+            try:
+                reply = ipr.route("get", dst=dst)
+            except Exception:  # no route (ENETUNREACH): left out
+                continue
+            if reply:
+                gw = reply[0].get("RTA_GATEWAY")
+                out[dst] = str(gw) if gw else None
+        return out
+
+    return _with_ipr(pid, "route get", body)
+
+
 def forget_neighbours(pid: int, addresses: list[str]) -> int:
     """Delete the neighbour entries (ARP, IPv6 neighbour discovery) of `addresses` in the
     namespace of ``pid``, whatever their state; how many went."""
@@ -550,6 +595,35 @@ def conntrack(pid: int) -> list[Flow]:
         return run_in_netns(pid, body)
     except OSError as exc:
         raise _fail(pid, "conntrack dump", exc) from exc
+
+
+def conntrack_delete(pid: int, flows: Iterable[Flow]) -> int:
+    """Delete the conntrack entries of `flows` (matched by protocol and original tuple) in
+    the namespace of ``pid``, as `conntrack -D` would; how many went (an entry that timed
+    out meanwhile is simply not there)."""
+    wanted = {(f.proto, f.orig) for f in flows}
+    if not wanted:
+        return 0
+
+    def body() -> int:
+        from pyroute2 import Conntrack
+
+        gone = 0
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                doomed = [e for e in ct.dump_entries()
+                          if ((e.tuple_orig.proto_name() or str(e.tuple_orig.proto)),
+                              (e.tuple_orig.saddr, e.tuple_orig.daddr,
+                               e.tuple_orig.sport or 0, e.tuple_orig.dport or 0)) in wanted]
+                for entry in doomed:
+                    ct.delete(entry)
+                    gone += 1
+        return gone
+
+    try:
+        return run_in_netns(pid, body)
+    except OSError as exc:
+        raise _fail(pid, "conntrack delete", exc) from exc
 
 
 # --------------------------------------------------------------------------- tc

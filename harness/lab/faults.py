@@ -17,10 +17,12 @@ node's end of a pod's veth (`node1:pv-web`) or a pod's own end (`web:eth0`).
   With a CNI datapath the pods' links are the plugins': node-start calls DEL then ADD for
   each pod of the node, as a runtime restarting its sandboxes (the pod may get another
   address; verify expects the new one).
-- daemon-kill/daemon-start: SIGKILL a node's routing daemon (routing: bgp's BIRD), and
-  start it again by re-applying the node.
-- link-down, node-stop and daemon-kill are recorded (harness.host.faultlog) until undone:
-  verify re-plans around those, and a fault it finds unrecorded is a failure naming it.
+- daemon-kill/daemon-start: SIGKILL a node's routing daemons (routing: bgp's BIRD, one
+  per family: `family` kills bird or bird6 alone), and start them again by re-applying
+  the node.
+- link-down, node-stop and daemon-kill are recorded (harness.host.faultlog) until undone
+  (a daemon-kill of one family as `NODE/ipv4`): verify re-plans around those, and a
+  fault it finds unrecorded is a failure naming it.
 - netem/netem-clear shape one end's egress (see harness.host.shaping for kernels without
   sch_netem).
 """
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 from harness import datapath
 from harness.errors import InputError, LabNotFoundError
-from harness.host import bird, faultlog, runtime, shaping, wiring
+from harness.host import bird, faultlog, procs, runtime, shaping, wiring
 from harness.kinds import kind
 from harness.lab import deploy, running
 from harness.plan import POD_IFACE, LinkPlan, NodePlan, Plan
@@ -320,30 +322,74 @@ def _ip(cidr: str) -> str:
 # --------------------------------------------------------------------------- daemons
 
 
-def daemon_kill(plan: Plan, name: str) -> int:
-    """Kill a node's routing daemon with SIGKILL, as a crash would: its kernel keeps the
-    routes it installed, its neighbours see the session drop and withdraw what they
-    learned from it. Returns the daemon's host pid. (BIRD is the only daemon a datapath
-    runs today.)"""
+# FRR's supervisor restarts a daemon that died: a crash that stays down takes it too
+SUPERVISORS = ("watchfrr",)
+
+
+def daemon_kill(plan: Plan, name: str, family: str | None = None,
+                daemon: str | None = None) -> int:
+    """Kill a node's routing daemons with SIGKILL, as a crash would: its kernel keeps the
+    routes they installed, its neighbours see the sessions drop and withdraw what they
+    learned from them (at once, or after graceful restart's time where the sessions
+    negotiated it). `family` (ipv4, ipv6): that family's daemon only (bird or bird6, as
+    Calico runs them). `daemon`: the process of that name in the node instead, e.g. FRR's
+    `bgpd` on a user's router (FRR's watchfrr first, which would restart it). Returns the
+    (first) daemon's host pid."""
     node = _node(plan, name)
+    if daemon is not None:
+        if not daemon or "/" in daemon:
+            raise InputError(f"daemon {daemon!r}: give a process name, e.g. bgpd")
+        pid = _pid_of(_pids(plan), name, node.container)
+        faultlog.record(plan.lab, "daemon-kill", f"{name}/{daemon}")
+        return procs.kill(pid, daemon, f"node {name}", first=SUPERVISORS)
     _, net = _described(plan)
-    if not net.node(name).daemons:
-        raise InputError(f"{name} runs no daemon ({net.datapath})")
+    daemons = [d.name for d in net.node(name).daemons]
+    if not daemons:
+        raise InputError(f"{name} runs no daemon of podlab's ({net.datapath}); name the "
+                         "node's own daemon to kill it, e.g. daemon=bgpd")
+    if family is not None:
+        wanted = {"ipv4": bird.DAEMON, "ipv6": bird.DAEMON6}.get(family)
+        if wanted is None:
+            raise InputError(f"family {family!r}: ipv4 or ipv6")
+        if wanted not in daemons:
+            raise InputError(f"{name} runs no {family} daemon (it runs {', '.join(daemons)})")
+        daemons = [wanted]
     pid = _pid_of(_pids(plan), name, node.container)
-    faultlog.record(plan.lab, "daemon-kill", name)
-    return bird.kill(pid)
+    faultlog.record(plan.lab, "daemon-kill", f"{name}/{family}" if family else name)
+    pids = [bird.kill(pid, daemon=d) for d in daemons]
+    return pids[0]
 
 
-def daemon_start(plan: Plan, name: str) -> None:
-    """Re-apply the node as fault recovery does, which starts its daemon again."""
+# FRR's layout (Debian's frr, podlab/frr): a daemon starts with the options its daemons
+# file gives it, then vtysh hands it its part of the integrated frr.conf, as at boot
+# (a line the daemons refuse is reported by vtysh, and they keep the rest, as at boot)
+FRR_START = ('. /etc/frr/daemons 2>/dev/null; eval opts=\\$${0}_options; '
+             '/usr/lib/frr/$0 -d $frr_global_options $opts || exit 1; vtysh -b >&2 || true')
+
+
+def daemon_start(plan: Plan, name: str, daemon: str | None = None) -> None:
+    """Re-apply the node as fault recovery does, which starts its daemon again; with
+    `daemon`, start that FRR daemon of a user's router again, with its options from
+    /etc/frr/daemons and its configuration from /etc/frr/frr.conf."""
     node = _node(plan, name)
+    if daemon is not None:
+        if not daemon.isalnum():
+            raise InputError(f"daemon {daemon!r}: give an FRR daemon's name, e.g. bgpd")
+        code, out = running.exec_in(plan.lab, node=name, argv=("sh", "-c", FRR_START, daemon))
+        pid = _pid_of(_pids(plan), name, node.container)
+        if code != 0 or not procs.named(pid, daemon):
+            raise InputError(f"starting {daemon} on {name} failed (exit {code}): "
+                             f"{out.decode(errors='replace').strip()[-300:]}")
+        faultlog.clear(plan.lab, "daemon-kill", f"{name}/{daemon}")
+        return
     described = _described(plan)
     if not described[1].node(name).daemons:
         raise InputError(f"{name} runs no daemon ({described[1].datapath})")
     pids = _pids(plan)
     _pid_of(pids, name, node.container)
     reconfigure(plan, name, pids, described)
-    faultlog.clear(plan.lab, "daemon-kill", name)
+    for target in (name, f"{name}/ipv4", f"{name}/ipv6"):  # every daemon runs again
+        faultlog.clear(plan.lab, "daemon-kill", target)
 
 
 def _node(plan: Plan, name: str) -> NodePlan:

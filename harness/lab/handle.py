@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from harness.datapath.net import Convergence
     from harness.host.capture import Sniffer
     from harness.host.runtime import ContainerInfo
+    from harness.host.scapyd import ScapySession
     from harness.prove.result import Report
 
 Source = str | Path | Topology | Plan
@@ -257,6 +258,54 @@ class Lab:
         target = attach.resolve(self.plan, node=node, pod=pod)
         return Sniffer(target.pid, iface, bpf=bpf, count=count, timeout=timeout, path=path)
 
+    def scapy(self, pod: str | None = None, *, node: str | None = None,
+              container: str | None = None) -> ScapySession:
+        """A scapy session inside a pod's (or node's) network namespace: a child process
+        that entered it before importing scapy, so `sr1`, `sr`, `send`, `sendp`, `sniff`,
+        `traceroute` and `route` (its `conf.route`) are that namespace's; packets cross
+        as scapy objects. `container` names one of the pod's containers (they share the
+        namespace). A context manager; the child ends on exit::
+
+            with lab.scapy("a") as s:
+                answer = s.sr1(IP(dst=lab.ip("b")) / ICMP(), timeout=2)
+        """
+        from harness.host.scapyd import ScapySession
+        from harness.lab import attach
+
+        target = attach.resolve(self.plan, node=node, pod=pod)
+        pid = target.pid
+        if container is not None:
+            if pod is None:
+                raise InputError("container= names a container of a pod: give pod= too")
+            p = self.plan.pod(pod)
+            names = {c.name: c.container for c in p.containers}
+            if container not in names:
+                raise InputError(f"pod {pod} has no container {container!r} "
+                                 f"(containers: {', '.join(names)})")
+            pids = self.container_pids()
+            if names[container] not in pids:
+                raise LabNotFoundError(f"container {container} of pod {pod} is not running")
+            pid = pids[names[container]]
+        return ScapySession(pid, target.label)
+
+    def ip(self, name: str, family: int = 4) -> str:
+        """The address of pod or node `name` in `family` (4 or 6): a pod's own (a CNI
+        plugin's, once it gave it), a node's first interface's."""
+        if family not in (4, 6):
+            raise InputError(f"family {family}: 4 or 6")
+        fam = "ipv6" if family == 6 else "ipv4"
+        plan = self.plan if self.plan.pod_ips_known else self.observed_plan()
+        pods = {p.name for p in plan.pods}
+        if name in pods:
+            found = plan.pod(name).ip_of(fam)  # type: ignore[arg-type]
+        elif name in {n.name for n in plan.nodes}:
+            found = plan.node(name).address_of(fam)  # type: ignore[arg-type]
+        else:
+            raise InputError(f"no pod or node {name!r} in lab {self.name}")
+        if found is None:
+            raise InputError(f"{name} has no IPv{family} address")
+        return found
+
     # ------------------------------------------------------------------ faults
 
     def fault(self, what: str, target: str, **params: float | str | None) -> Any:
@@ -266,7 +315,9 @@ class Lab:
         faults (harness.lab.svcfaults): `svc-dnat-elsewhere` a Service port `NAME[:PORT]`
         with `node` and `at`, `svc-no-masq` a node, `svc-local-as-cluster` a Service,
         `svc-restore` nothing (""). Returns what the fault reports (node-start: the veths
-        re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid)."""
+        re-created; netem: how the impairment was applied; daemon-kill: the daemon's pid;
+        it takes `family`, ipv4 or ipv6, to kill that family's daemon only, or `daemon`,
+        a user's FRR daemon such as "bgpd", which daemon-start also takes)."""
         actions = {"link-down": faults.link_down, "link-up": faults.link_up,
                    "node-stop": faults.node_stop, "node-start": faults.node_start,
                    "daemon-kill": faults.daemon_kill, "daemon-start": faults.daemon_start,
@@ -277,6 +328,7 @@ class Lab:
                    "svc-restore": svcfaults.restore}
         if what not in actions:
             raise InputError(f"unknown fault {what!r}; one of {', '.join(FAULTS)}")
-        if params and what not in ("netem", "svc-dnat-elsewhere"):
+        if params and what not in ("netem", "svc-dnat-elsewhere", "daemon-kill",
+                                   "daemon-start"):
             raise InputError(f"fault {what} takes no parameters")
         return actions[what](self.plan, target, **params)

@@ -181,21 +181,31 @@ def _listed(value: str | None) -> list[str]:
 
 
 def _routing(pid: int | None) -> dict[str, Any] | None:
-    """A node's BIRD, when one is configured there (routing: bgp): its sessions and the
-    routes it learned, best first, with their AS paths; `running: false` when it died."""
-    if not pid or not bird.configured(pid):
+    """A node's BIRD daemons, when configured there (routing: bgp; `bird` and, with IPv6,
+    `bird6`): their sessions and the routes they learned, best first, with their AS
+    paths; `running: false` when one died (`daemons` says which)."""
+    if not pid:
         return None
-    try:
-        sessions = [p for p in bird.protocols(pid) if p.proto == "BGP"]
-        routes = bird.bgp_routes(pid)
-    except RoutingError as exc:
-        return {"running": False, "error": str(exc), "sessions": [], "routes": []}
-    return {"running": True,
-            "sessions": [{"name": p.name, "state": p.state, "info": p.info, "since": p.since}
-                         for p in sessions],
-            "routes": [{"prefix": r.prefix, "via": r.via, "iface": r.iface,
-                        "session": r.protocol, "best": r.best, "as_path": list(r.as_path)}
-                       for r in sorted(routes, key=lambda r: (r.prefix, not r.best))]}
+    names = [d for d in (bird.DAEMON, bird.DAEMON6) if bird.configured(pid, d)]
+    if not names:
+        return None
+    out: dict[str, Any] = {"running": True, "daemons": {}, "sessions": [], "routes": []}
+    for name in names:
+        try:
+            sessions = [p for p in bird.protocols(pid, name) if p.proto == "BGP"]
+            routes = bird.bgp_routes(pid, name)
+        except RoutingError as exc:
+            out["running"] = False
+            out["error"] = str(exc)
+            out["daemons"][name] = False
+            continue
+        out["daemons"][name] = True
+        out["sessions"] += [{"name": p.name, "state": p.state, "info": p.info,
+                             "since": p.since, "daemon": name} for p in sessions]
+        out["routes"] += [{"prefix": r.prefix, "via": r.via, "iface": r.iface,
+                           "session": r.protocol, "best": r.best, "as_path": list(r.as_path)}
+                          for r in sorted(routes, key=lambda r: (r.prefix, not r.best))]
+    return out
 
 
 def _live_addresses(pid: int | None) -> dict[str, list[str]]:

@@ -33,7 +33,9 @@ SWITCHES = frozenset(k.name for k in KINDS.values() if k.is_switch)
 
 Kind = Literal["k8s-node", "router", "switch", "linux"]
 # every value the format knows (harness.datapaths says which are implemented)
-Routing = Literal["static", "bgp"]
+Routing = Literal["static", "bgp", "fabric"]
+BgpMode = Literal["node-mesh", "route-reflectors", "per-link"]
+CALICO_AS = 64512  # Calico's default AS number (its BGPConfiguration's asNumber)
 CniName = Literal["podlab", "bridge", "ptp"]
 DEFAULT_NODE_IMAGE = "podlab/node"
 DEFAULT_POD_IMAGE = "podlab/app"
@@ -318,6 +320,45 @@ class CniChain(_Model):
                                 description="directory of the plugin binaries")
 
 
+AS_MAX = 4294967295
+
+
+class BgpPeer(_Model):
+    """A BGP session from k8s-nodes to a router of the user's fabric, as Calico's BGPPeer
+    spec writes it (projectcalico.org/v3): with `routing: fabric`, the node runs BIRD and
+    announces its pod CIDR to `peerIP` over eBGP (or iBGP when the ASes are equal)."""
+
+    node: str | None = Field(None, description="the k8s-node that peers; unset: every one")
+    peer_ip: str = Field(alias="peerIP", description="the router's address, on a link of "
+                         "the node")
+    as_number: Int = Field(alias="asNumber", ge=1, le=AS_MAX, description="the router's AS")
+    local_as_number: Int | None = Field(
+        None, alias="localASNumber", ge=1, le=AS_MAX,
+        description=f"the node's AS toward this peer; unset: {CALICO_AS}, Calico's "
+        "default")
+
+    @property
+    def local_as(self) -> int:
+        return self.local_as_number or CALICO_AS
+
+
+class BgpConfig(_Model):
+    """How `routing: bgp` speaks BGP. `node-mesh` (the default, Calico's): the k8s-nodes
+    in one AS (`as`, Calico's 64512 unless given), an iBGP session between every pair,
+    each announcing its pod CIDR; routers do not speak BGP and route from the plan's
+    static routes. `route-reflectors`: the k8s-nodes and the `reflectors` (k8s-nodes or
+    routers) in one AS, every speaker peering with every reflector only. `per-link`: a
+    private AS per speaker (routers too), eBGP on every link and segment."""
+
+    mode: BgpMode = Field("node-mesh", description="node-mesh (Calico's default), "
+                          "route-reflectors, or per-link (eBGP on every link)")
+    as_number: Int = Field(CALICO_AS, alias="as", ge=1, le=4294967294,
+                           description="the cluster's AS (node-mesh, route-reflectors)")
+    reflectors: list[str] = Field(
+        default_factory=list, description="route-reflectors: the k8s-nodes or routers that "
+        "reflect routes to every other speaker")
+
+
 class Cluster(_Model):
     pod_cidr: Prefixes = Field(
         "10.244.0.0/16", alias="pod-cidr",
@@ -345,7 +386,16 @@ class Cluster(_Model):
         "k8s-nodes' addresses; false: no NAT; or ip-masq-agent's config "
         "{nonMasqueradeCIDRs: [...], masqLinkLocal: false} with the agent's semantics")
     routing: Routing = Field(datapaths.DEFAULT_ROUTING,
-                             description="how nodes learn the pod CIDRs: static or bgp")
+                             description="how nodes learn the pod CIDRs: static, bgp, or "
+                             "fabric (the user's routers carry them)")
+    bgp: BgpConfig = Field(default_factory=BgpConfig,
+                           description="with routing: bgp, how BGP is spoken: "
+                           "{mode: node-mesh|route-reflectors|per-link, as: N, reflectors: "
+                           "[...]}")
+    bgp_peers: list[BgpPeer] = Field(
+        default_factory=list, alias="bgp-peers",
+        description="routing: fabric: BGP sessions from k8s-nodes to the user's routers, "
+        "Calico's BGPPeer spec {node, peerIP, asNumber, localASNumber}")
     # a name or a mapping, told apart by type so an error speaks of one of them only
     cni: Annotated[Annotated[CniName, Tag(CNI_NAME_TAG)] | Annotated[CniChain, Tag(CNI_CHAIN_TAG)],
                    Discriminator(lambda v: CNI_CHAIN_TAG if isinstance(v, dict | CniChain)

@@ -435,6 +435,9 @@ def _cluster_ip_problems(spec: TopologyFile, path: str, svc: Service,
                     isinstance(net, ipaddress.IPv4Network) and ip == net.broadcast_address):
                 yield Problem(where, f"{ip} is the network or broadcast address of {net}"
                               if family == IPV4 else f"{ip} is the network address of {net}")
+            elif ip == net.network_address + 1:
+                yield Problem(where, f"{ip} is already allocated: the first address of "
+                              f"{net} is the `kubernetes` Service's")
         if str(ip) in cluster_ips:
             yield Problem(where, f"{ip} is already the clusterIP of {cluster_ips[str(ip)]}")
         cluster_ips.setdefault(str(ip), path)

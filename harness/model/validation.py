@@ -29,6 +29,7 @@ from harness.model.addressing import (
     room,
 )
 from harness.model.containers import container_problems, user_nodes
+from harness.model.fabric import fabric_problems
 from harness.model.graph import LabGraph
 from harness.model.schema import (
     DEFAULT_UNDERLAY,
@@ -177,6 +178,8 @@ def semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     yield from _pod_problems(spec, kinds)
     yield from _cidr_problems(spec, kinds)
     yield from _datapath_problems(spec)
+    yield from _bgp_problems(spec, kinds)
+    yield from fabric_problems(spec, kinds)
     if not any(p for p in _link_problems(spec, kinds)):
         yield from _reachability_problems(spec, kinds)
         if not any(True for _ in _cidr_problems(spec, kinds)):
@@ -184,6 +187,26 @@ def semantic_problems(spec: TopologyFile) -> Iterator[Problem]:
     yield from _container_name_problems(spec)
     yield from service_problems(spec, show, _network)
     yield from container_problems(spec, kinds)
+
+
+def _bgp_problems(spec: TopologyFile, kinds: dict[str, str]) -> Iterator[Problem]:
+    """`cluster.bgp` (read with routing: bgp only, so a variant may switch routing):
+    route reflectors named, each a k8s-node or a router, and only in that mode."""
+    bgp = spec.cluster.bgp
+    if bgp.mode == "route-reflectors" and not bgp.reflectors:
+        yield Problem("cluster.bgp.reflectors", "route-reflectors needs at least one "
+                      "reflector: a k8s-node or a router")
+    if bgp.mode != "route-reflectors" and bgp.reflectors:
+        yield Problem("cluster.bgp.reflectors", f"reflectors apply to mode: route-reflectors, "
+                      f"not {bgp.mode}")
+    for i, name in enumerate(bgp.reflectors):
+        if name not in kinds:
+            yield Problem(f"cluster.bgp.reflectors[{i}]", f"no node {name!r} in the topology")
+        elif not kind(kinds[name]).pod_routes:
+            yield Problem(f"cluster.bgp.reflectors[{i}]", f"{name} is a {kinds[name]}: a "
+                          "reflector is a k8s-node or a router")
+    if bgp.reflectors and len(set(bgp.reflectors)) != len(bgp.reflectors):
+        yield Problem("cluster.bgp.reflectors", "a reflector is named twice")
 
 
 def _datapath_problems(spec: TopologyFile) -> Iterator[Problem]:

@@ -16,12 +16,15 @@ from harness.plan.model import (
     Interface,
     LinkPlan,
     NodePlan,
+    PeerPlan,
     Plan,
     PodPlan,
     Route,
     SegmentPlan,
+    WalkedPath,
 )
 
 __all__ = ["ASSIGNED_BY_CNI", "POD_BRIDGE", "POD_IFACE", "SWITCH_BRIDGE", "ContainerPlan",
-           "Expectation", "Interface", "LinkPlan", "NodePlan", "Plan", "PodPlan", "Route",
-           "SegmentPlan", "make_plan", "pod_iface_name", "topology_digest"]
+           "Expectation", "Interface", "LinkPlan", "NodePlan", "PeerPlan", "Plan", "PodPlan",
+           "Route", "SegmentPlan", "WalkedPath", "make_plan", "pod_iface_name",
+           "topology_digest"]

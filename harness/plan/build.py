@@ -33,7 +33,9 @@ from typing import Any
 
 from harness import datapaths, labels
 from harness.kinds import kind
-from harness.model.addressing import IPV4, Family, Net, allocate, family_of
+from harness.model.addressing import IPV4, IPV6, Family, Net, allocate, family_of
+from harness.model.containers import user_nodes
+from harness.model.fabric import FABRIC, graph_kinds, peers_of
 from harness.model.graph import LabGraph, Segment
 from harness.model.schema import DEFAULT_NODE_IMAGE, MasqAgentConfig
 from harness.model.topology import Topology
@@ -46,6 +48,7 @@ from harness.plan.model import (
     Interface,
     LinkPlan,
     NodePlan,
+    PeerPlan,
     Plan,
     PodPlan,
     Route,
@@ -62,9 +65,12 @@ from harness.plan.usernodes import mgmt_plan, user_run
 
 def _node_image(topo: Topology, name: str, routing: str) -> str:
     """The file's image for a node; where it names none, a routing datapath's daemon may
-    need its own (routing: bgp runs BIRD, which podlab/bird carries)."""
+    need its own (routing: bgp runs BIRD, which podlab/bird carries; routing: fabric on
+    the k8s-nodes that peer with the user's routers)."""
     image = topo.image_of(name)
     wanted = datapaths.ROUTING[routing].node_image if routing in datapaths.ROUTING else None
+    if routing == FABRIC and not peers_of(topo.spec, name):
+        wanted = None
     if wanted and image == DEFAULT_NODE_IMAGE and kind(topo.kind_of(name)).pod_routes:
         return wanted
     return image
@@ -167,6 +173,27 @@ def _routes(fam: _Family, graph: LabGraph, name: str) -> list[Route]:
     return routes
 
 
+DEFAULT_ROUTE = {IPV4: "0.0.0.0/0", IPV6: "::/0"}
+
+
+def _fabric_routes(fam: _Family, graph: LabGraph, name: str, users: set[str],
+                   link_ends: list[Any]) -> list[Route]:
+    """routing: fabric. A k8s-node: a default route to the far end of its first link
+    toward a user's node (file order); the user's routers route the rest. The user's
+    nodes: none (their own config). podlab's routers and outside hosts: the underlay, no
+    pod CIDR."""
+    if name in users:
+        return []
+    if kind(graph.kinds[name]).hosts_pods:
+        for (a, ia), (b, ib) in link_ends:
+            for (near, _), far in (((a, ia), (b, ib)), ((b, ib), (a, ia))):
+                if near == name and far[0] in users and far in fam.addr:
+                    return [Route(DEFAULT_ROUTE[fam.family], bare_ip(fam.addr[far]))]
+        return []
+    return [r for r in _routes(fam, graph, name)
+            if not any(r.dst == str(c) for c in fam.node_cidr.values())]
+
+
 def topology_digest(topo: Topology) -> str:
     """What a topology says, hashed (its model as JSON: comments and layout do not count),
     16 hex digits: a lab carries its file's as a label, so attach sees an edited file."""
@@ -181,7 +208,9 @@ def make_plan(topo: Topology) -> Plan:
     kinds = {n: topo.kind_of(n) for n in spec.topology.nodes}
     link_ends = [(parse_endpoint(lk.endpoints[0]), parse_endpoint(lk.endpoints[1]))
                  for lk in spec.topology.links]
-    graph = LabGraph.from_links(kinds, link_ends)  # type: ignore[arg-type]
+    # routing: fabric: the user's nodes route (their own config), on the graph as routers
+    graph = LabGraph.from_links(graph_kinds(spec, kinds), link_ends)  # type: ignore[arg-type]
+    fabric_users = user_nodes(spec, kinds) if cluster.routing == FABRIC else set()
     k8s = [n for n, k in kinds.items() if kind(k).hosts_pods]
 
     # pod CIDRs per k8s-node and family; each node's becomes a one-device "pods" segment
@@ -228,8 +257,11 @@ def make_plan(topo: Topology) -> Plan:
                 if n == name:
                     interfaces.append(Interface(i, segment_of_link[li], primary.addr.get((n, i)),
                                                 f"{pn}:{pi}", addresses((n, i))))
-        routes = [] if nk.is_switch or name in users else [
-            r for fam in fams for r in _routes(fam, graph, name)]
+        routes = ([] if nk.is_switch or name in users else
+                  [r for fam in fams for r in _fabric_routes(fam, graph, name, fabric_users,
+                                                             link_ends)]
+                  if cluster.routing == FABRIC else
+                  [r for fam in fams for r in _routes(fam, graph, name)])
         node_labels = {**topo.labels_of(name), labels.LAB: lab, labels.ROLE: labels.ROLE_NODE,
                        labels.NODE: name, labels.KIND: kind_name,
                        labels.TOPO: str(topo.path or ""), labels.TOPO_DIGEST: digest}
@@ -310,6 +342,8 @@ def make_plan(topo: Topology) -> Plan:
                 pod_cidr=str(primary.pod_net), nodes=tuple(nodes), pods=tuple(pods),
                 links=links, segments=segments, _graph=graph, _segment_names=seg_names,
                 routing=cluster.routing, cni=datapaths.cni_value(cluster.cni),
+                bgp_mode=cluster.bgp.mode, bgp_as=cluster.bgp.as_number,
+                bgp_reflectors=tuple(cluster.bgp.reflectors),
                 cni_conflist=getattr(cluster.cni, "conflist", None),
                 cni_bin_dir=getattr(cluster.cni, "bin_dir", None),
                 pod_ips_known=datapaths.cni_value(cluster.cni) == datapaths.DEFAULT_CNI,
@@ -322,7 +356,10 @@ def make_plan(topo: Topology) -> Plan:
                 host_ports=plan_host_ports(spec, pod_ips),
                 pod_cidrs=tuple(str(fam.pod_net) for fam in fams),
                 service_cidrs=cluster.service_cidrs, mgmt=mgmt_plan(topo),
-                dummies=tuple((d.node, d.interface, d.mtu) for d in spec.topology.dummies))
+                dummies=tuple((d.node, d.interface, d.mtu) for d in spec.topology.dummies),
+                bgp_peers=tuple(PeerPlan(n, p.peer_ip, p.as_number, p.local_as)
+                                for n in k8s for p in peers_of(spec, n))
+                if cluster.routing == FABRIC else ())
 
 
 def _netns_of(topo: Topology, name: str) -> str | None:

@@ -256,6 +256,36 @@ class Expectation:
     path: tuple[str, ...]  # devices crossed, sender's node first
     snat_to: str | None = None  # masquerade expected: the source seen on arrival
     family: Family = IPV4
+    # where the expected path and TTL come from: "plan" (its own routes) or "fabric" (the
+    # forwarding tables of routers the plan does not own, walked just before probing)
+    source: str = "plan"
+    reply_hops: int | None = None  # the reply's TTL drop, where its walk differs
+    stop: str | None = None  # the fabric's walk did not deliver: where and why
+    note: str = ""  # what else the walk found (an asymmetric return, equal paths)
+
+
+@dataclass(frozen=True)
+class WalkedPath:
+    """The way the fabric's forwarding tables send a packet from a node toward a node's
+    address (harness.plan.fibwalk walks them; a datapath hands the result to the plan)."""
+
+    path: tuple[str, ...]  # nodes, the sender first, the target last (where it arrived)
+    stop: str | None = None  # it did not arrive: a blackhole or a loop, in a sentence
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """One BGP session of a k8s-node with a router of the user's fabric (routing: fabric,
+    Calico's BGPPeer): the node's BIRD announces its pod CIDR to `peer_ip`."""
+
+    node: str
+    peer_ip: str
+    peer_as: int
+    local_as: int
+
+
+WalkKey = tuple[str, str, str, Family]  # (from node, to node, into segment, family)
 
 
 @dataclass(frozen=True)
@@ -271,6 +301,10 @@ class Plan:
     _graph: LabGraph = field(repr=False, compare=False)
     _segment_names: dict[int, str] = field(repr=False, compare=False)
     routing: str = datapaths.DEFAULT_ROUTING  # the datapath (harness.datapaths names them)
+    # routing: bgp's `cluster.bgp`: mode, the cluster's AS, the route reflectors
+    bgp_mode: str = "node-mesh"
+    bgp_as: int = 64512
+    bgp_reflectors: tuple[str, ...] = ()
     cni: str = datapaths.DEFAULT_CNI
     # `cni: {conflist: FILE, bin-dir: DIR}` as the file says (relative to topo_path)
     cni_conflist: str | None = None
@@ -292,10 +326,48 @@ class Plan:
     service_cidrs: tuple[str, ...] = ()  # every family's
     mgmt: MgmtPlan | None = None  # only when the file asks for a management network
     dummies: tuple[tuple[str, str, int | None], ...] = ()  # (node, interface, mtu)
+    bgp_peers: tuple[PeerPlan, ...] = ()  # routing: fabric's BGPPeers, per k8s-node
+    # routing: fabric: the paths walked in the fabric's tables (with_walks); None: the
+    # plan's own shortest paths
+    _walked: Mapping[WalkKey, WalkedPath] | None = field(default=None, repr=False,
+                                                         compare=False)
 
     def __post_init__(self) -> None:
         if not self.pod_cidrs:
             object.__setattr__(self, "pod_cidrs", (self.pod_cidr,))
+
+    def with_walks(self, walked: Mapping[WalkKey, WalkedPath]) -> Plan:
+        """The plan whose expectations follow the fabric's tables: each path from `walked`
+        where it has one (keyed as `walk_targets` lists them), the plan's own elsewhere;
+        every expectation then says it came from the fabric."""
+        return dataclasses.replace(self, _walked=dict(walked))
+
+    def walk_targets(self) -> dict[WalkKey, str]:
+        """Every (from node, to node, into segment, family) the expectations ask a path
+        for, with the address a walk goes to: a k8s-node's pod bridge address for its pods,
+        a node's own address otherwise. From every k8s-node; to every k8s-node (its pods
+        and itself) and every outside host."""
+        out: dict[WalkKey, str] = {}
+        for src in self.k8s_nodes:
+            for dst in (*self.k8s_nodes, *self.externals):
+                for family in self.families:
+                    if dst.name != src.name and (ip := self._target_or_none(dst, family)):
+                        out[(src.name, dst.name, ip[1], family)] = ip[0]
+                    gateway = dst.gateway_of(family)
+                    if gateway and dst.name != src.name:
+                        out[(src.name, dst.name, f"pods:{dst.name}", family)] = bare_ip(gateway)
+        for src in self.externals:  # an outside host's reply to a masqueraded pod's node
+            for dst in self.k8s_nodes:
+                for family in self.families:
+                    if ip := self._target_or_none(dst, family):
+                        out[(src.name, dst.name, ip[1], family)] = ip[0]
+        return out
+
+    def _target_or_none(self, node: NodePlan, family: Family) -> tuple[str, str] | None:
+        try:
+            return self._target(node, family)
+        except ValueError:
+            return None
 
     @property
     def down_links(self) -> frozenset[int]:
@@ -377,12 +449,40 @@ class Plan:
     def _paths(self) -> dict[tuple[str, str, str], tuple[str, ...]]:
         return {}  # filled on demand: a lab of 200 pods asks 40,000 times for 10 nodes' paths
 
-    def _device_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
-        """Devices from src to dst_node, entering dst_node through dst_segment."""
+    def _device_path(self, src: str, dst_node: str, dst_segment: str,
+                     family: Family | None = None) -> tuple[str, ...]:
+        """Devices from src to dst_node, entering dst_node through dst_segment (walked in
+        the fabric's tables of `family`, where the plan has those walks)."""
+        walked = self._walk(src, dst_node, dst_segment, family)
+        if walked is not None and walked.path:
+            return walked.path
         key = (src, dst_node, dst_segment)
         if key not in self._paths:
             self._paths[key] = self._find_path(src, dst_node, dst_segment)
         return self._paths[key]
+
+    def _walk(self, src: str, dst_node: str, dst_segment: str,
+              family: Family | None) -> WalkedPath | None:
+        if self._walked is None or family is None:
+            return None
+        return self._walked.get((src, dst_node, dst_segment, family))
+
+    def _fabric(self, exp: Expectation, there: tuple[str, str, str],
+                back: tuple[str, str, str], offset: int) -> Expectation:
+        """`exp` as the fabric's walk has it: its source, where the walk stopped, and
+        the reply's TTL drop when the reply's walk (`back`) is not as long (`offset`: the
+        ends that do not forward, beyond the sender's node)."""
+        if self._walked is None or there[0] == there[1]:  # one node: no fabric crossed
+            return exp
+        walked = self._walk(*there, exp.family)
+        returned = self._walk(*back, exp.family)
+        reply = len(returned.path) - offset if returned and not returned.stop else None
+        stops = [f"the request: {walked.stop}"] if walked and walked.stop else []
+        if returned and returned.stop:
+            stops.append(f"the reply: {returned.stop}")
+        return replace(exp, source="fabric", stop="; ".join(stops) or None,
+                       reply_hops=reply if reply is not None and reply != exp.hops else None,
+                       note=walked.note if walked else "")
 
     def _find_path(self, src: str, dst_node: str, dst_segment: str) -> tuple[str, ...]:
         devices = tuple(d for d, _ in self.segment_hops(src, dst_segment)) or (src,)
@@ -407,21 +507,27 @@ class Plan:
         src, dst = self.pod(a), self.pod(b)
         if src.host_network or dst.host_network:  # one end is its node's own namespace
             return self._via_node(a, b, src, dst, fam)
-        path = self._device_path(src.node, dst.node, f"pods:{dst.node}")
+        path = self._device_path(src.node, dst.node, f"pods:{dst.node}", fam)
         # pods of one node share its bridge: switched, not routed, so the TTL holds (on
         # point-to-point links the node routes between them: one step)
         hops = (0 if self.pods_bridged else 1) if src.node == dst.node else len(path)
-        return Expectation(a, b, _need(src.ip_of(fam), a, fam), _need(dst.ip_of(fam), b, fam),
-                           hops, path, family=fam)
+        return self._fabric(
+            Expectation(a, b, _need(src.ip_of(fam), a, fam), _need(dst.ip_of(fam), b, fam),
+                        hops, path, family=fam),
+            (src.node, dst.node, f"pods:{dst.node}"), (dst.node, src.node, f"pods:{src.node}"),
+            0)
 
     def node_to_pod(self, n: str, p: str, family: Family | None = None) -> Expectation:
         fam = self._family(family)
         pod = self.pod(p)
         if pod.host_network:
             return self._node_to_node(n, pod.node, n, p, fam)
-        path = self._device_path(n, pod.node, f"pods:{pod.node}")
-        return Expectation(n, p, None, _need(pod.ip_of(fam), p, fam), len(path) - 1, path,
-                           family=fam)
+        path = self._device_path(n, pod.node, f"pods:{pod.node}", fam)
+        back = self._target_or_none(self.node(n), fam)
+        return self._fabric(
+            Expectation(n, p, None, _need(pod.ip_of(fam), p, fam), len(path) - 1, path,
+                        family=fam),
+            (n, pod.node, f"pods:{pod.node}"), (pod.node, n, back[1] if back else ""), 1)
 
     def node_sources(self, n: str, dst: str, family: Family | None = None
                      ) -> tuple[str, ...]:
@@ -462,14 +568,15 @@ class Plan:
         dst_ip, segment = self._target(node, fam)
         if n == pod.node:  # delivered locally: nothing forwards it
             return Expectation(p, n, src_ip, dst_ip, 0, (n,), family=fam)
-        path = self._device_path(pod.node, n, segment)
-        return Expectation(p, n, src_ip, dst_ip, len(path) - 1, path, family=fam)
+        path = self._device_path(pod.node, n, segment, fam)
+        return self._fabric(Expectation(p, n, src_ip, dst_ip, len(path) - 1, path, family=fam),
+                            (pod.node, n, segment), (n, pod.node, f"pods:{pod.node}"), 1)
 
     def pod_to_external(self, p: str, n: str, family: Family | None = None) -> Expectation:
         fam = self._family(family)
         pod, host = self.pod(p), self.node(n)
         dst_ip, segment = self._target(host, fam)
-        path = self._device_path(pod.node, n, segment)
+        path = self._device_path(pod.node, n, segment, fam)
         if pod.host_network:  # the node's own traffic: not from the pod CIDR, not masqueraded
             return Expectation(p, n, None, dst_ip, len(path) - 2, path, family=fam)
         snat = None
@@ -477,8 +584,11 @@ class Plan:
             first_seg = self._graph.path_to_segment(pod.node, self._segment_index(segment))
             egress = (self._segment_names[first_seg[0].segment] if first_seg else segment)
             snat = self.node(pod.node).address_on(egress, fam)
-        return Expectation(p, n, _need(pod.ip_of(fam), p, fam), dst_ip, len(path) - 1, path,
-                           snat, family=fam)
+        # a masqueraded pod's reply comes back to its node's address, which forwards it
+        back = self._target_or_none(self.node(pod.node), fam) if snat else None
+        return self._fabric(Expectation(p, n, _need(pod.ip_of(fam), p, fam), dst_ip,
+                                        len(path) - 1, path, snat, family=fam),
+                            (pod.node, n, segment), (n, pod.node, back[1] if back else ""), 1)
 
     def _via_node(self, a: str, b: str, src: PodPlan, dst: PodPlan,
                   family: Family) -> Expectation:
@@ -496,8 +606,11 @@ class Plan:
         dst_ip, segment = self._target(self.node(m), family)
         if n == m:  # one namespace: over its loopback
             return Expectation(src, dst, None, dst_ip, 0, (n,), family=family)
-        path = self._device_path(n, m, segment)  # both ends are on it; neither forwards
-        return Expectation(src, dst, None, dst_ip, len(path) - 2, path, family=family)
+        path = self._device_path(n, m, segment, family)  # both ends on it; neither forwards
+        back = self._target_or_none(self.node(n), family)
+        return self._fabric(Expectation(src, dst, None, dst_ip, len(path) - 2, path,
+                                        family=family),
+                            (n, m, segment), (m, n, back[1] if back else ""), 2)
 
     def masquerades(self, node: str, dst_ip: str) -> bool:
         """Does k8s-node `node` masquerade its pods' traffic to `dst_ip` (of either
@@ -606,6 +719,9 @@ class Plan:
                                         if self.masq_agent_exempt is not None else None),
             "pod_cidr": self.pod_cidr,
             "routing": self.routing,
+            **({"bgp": {"mode": self.bgp_mode, "as": self.bgp_as,
+                        "reflectors": list(self.bgp_reflectors)}}
+               if self.routing == "bgp" else {}),
             "cni": self.cni,
             "families": list(self.families),
             "pod_cidrs": list(self.pod_cidrs),
@@ -676,9 +792,14 @@ def _need(ip: str | None, who: str, family: Family) -> str:
 def _expectation_dict(check: str, e: Expectation,
                       shown: Callable[[str | None], str | None] = lambda ip: ip
                       ) -> dict[str, Any]:
-    return {"check": check, "family": e.family, "src": e.src, "dst": e.dst,
-            "src_ip": shown(e.src_ip), "dst_ip": shown(e.dst_ip), "hops": e.hops,
-            "path": list(e.path), "snat_to": e.snat_to}
+    out = {"check": check, "family": e.family, "src": e.src, "dst": e.dst,
+           "src_ip": shown(e.src_ip), "dst_ip": shown(e.dst_ip), "hops": e.hops,
+           "path": list(e.path), "snat_to": e.snat_to, "expectation": e.source}
+    if e.reply_hops is not None:
+        out["reply_hops"] = e.reply_hops
+    if e.stop:
+        out["stop"] = e.stop
+    return out
 
 
 def cidr_held(node: NodePlan, ip: str) -> str:

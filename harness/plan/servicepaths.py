@@ -9,8 +9,11 @@ endpoint's socket sees. Pure, from the plan and kube-proxy's semantics (iptables
 - node-to-service: the node DNATs in OUTPUT and masquerades (the source is outside the
   cluster CIDR): the endpoint sees the node's address toward it, a new source port.
 - external-to-nodeport, from each outside host to each k8s-node: Cluster: that node DNATs
-  to any endpoint and masquerades to its own address toward it. Local: only this node's
-  endpoints, the client's address and port kept; a node without one does not answer.
+  to any endpoint and masquerades to its own address toward it, except to a hostNetwork
+  endpoint on that very node: the DNATed packet is delivered locally, nat POSTROUTING
+  (KUBE-POSTROUTING's MASQUERADE) never runs, and the endpoint sees the client.
+  Local: only this node's endpoints, the client's address and port kept; a node without
+  one does not answer.
 - external-to-hostport, from each outside host to each k8s-node: the pod's node DNATs to
   the pod, the client's address and port kept (portmap masquerades only hairpin and
   localhost); the other nodes do not answer.
@@ -110,7 +113,9 @@ def to_node_port(plan: Plan, host: str, node: str, svc: ServicePlan,
         outcomes = tuple(Outcome(e.pod, e.ip, e.port, client_ip, True, node, None)
                          for e in port.local_endpoints(node))
     else:
-        outcomes = tuple(Outcome(e.pod, e.ip, e.port,
+        outcomes = tuple(Outcome(e.pod, e.ip, e.port, client_ip, True, node, None)
+                         if e.host_network and e.node == node else
+                         Outcome(e.pod, e.ip, e.port,
                                  plan.source_toward(node, e.pod, family), False, node, node)
                          for e in port.endpoints)
     return ServicePath("external-to-nodeport", host, f"{port_label(svc, port)}@{node}",

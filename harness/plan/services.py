@@ -3,7 +3,8 @@
 What the API server and the EndpointSlice controller would decide in a real cluster:
 - a ClusterIP for each Service without one: the next free address of `service-cidr` in
   file order, the first (the `kubernetes` Service's in a real cluster) left free;
-- a node port for each NodePort port without one: the lowest free from 30000 up;
+- a node port for each NodePort port without one: that of the Service's port of the same
+  number (53/TCP and 53/UDP share one), else the lowest free from 30000 up;
 - endpoints: the pods whose labels match the selector, each with the targetPort resolved
   (a name looks up the pod's container port of that name; a pod without it is left out,
   as Kubernetes does), at the pod's IP, which for a hostNetwork pod is its node's address.
@@ -275,15 +276,26 @@ def _allocate_cluster_ips(spec: TopologyFile) -> dict[str, tuple[str, ...]]:
 
 
 def _allocate_node_ports(spec: TopologyFile) -> dict[tuple[str, int], int]:
-    """(service, port index) -> node port, for every port of every NodePort Service."""
+    """(service, port index) -> node port, for every port of every NodePort Service, as
+    kube-apiserver's initNodePorts: one node port per service port number (53/TCP and
+    53/UDP share it), the first given for that number if any, else the lowest free."""
     given = {p.node_port for s in spec.services.values() for p in s.ports if p.node_port}
     free = (n for n in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1) if n not in given)
     out: dict[tuple[str, int], int] = {}
     for name, svc in spec.services.items():
         if svc.type != "NodePort":
             continue
+        by_number: dict[int, int] = {}
         for i, port in enumerate(svc.ports):
-            out[(name, i)] = port.node_port if port.node_port is not None else next(free)
+            if port.node_port is not None:
+                by_number.setdefault(port.port, port.node_port)
+                out[(name, i)] = port.node_port  # given: kept, even if its number's differs
+                continue
+            if port.port not in by_number:
+                requested = next((p.node_port for p in svc.ports
+                                  if p.port == port.port and p.node_port), None)
+                by_number[port.port] = requested if requested is not None else next(free)
+            out[(name, i)] = by_number[port.port]
     return out
 
 

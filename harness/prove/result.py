@@ -25,11 +25,18 @@ class Result:
     detail: str
     probe_ids: list[int] = field(default_factory=list, repr=False)
     family: str = "ipv4"  # the address family probed: "ipv4" or "ipv6"
+    # where `expected` comes from: "plan" (the plan's own routes and rules) or "fabric"
+    # (the forwarding tables of routers the plan does not own, walked before probing)
+    expectation: str = "plan"
+    failure: str | None = None  # a check's own failure class (path: "detour", ...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "family": self.family, "src": self.src, "dst": self.dst,
-                "proto": self.proto, "ok": self.ok, "expected": self.expected,
-                "observed": self.observed, "detail": self.detail}
+        out = {"check": self.check, "family": self.family, "src": self.src, "dst": self.dst,
+               "proto": self.proto, "ok": self.ok, "expectation": self.expectation,
+               "expected": self.expected, "observed": self.observed, "detail": self.detail}
+        if self.failure:
+            out["failure"] = self.failure
+        return out
 
 
 @dataclass

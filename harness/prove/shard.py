@@ -251,7 +251,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
     results, _ = _judge(spaces, work, False, timeout, window, share, progress)
     rows = [(r.check, r.src, r.dst, r.proto, r.ok, r.expected, r.observed, r.detail,
-             r.probe_ids, r.family) for r in results]
+             r.probe_ids, r.family, r.expectation, r.failure) for r in results]
     data = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
     stdout.write(_FRAME.pack(b"R", len(data)))
     stdout.write(data)

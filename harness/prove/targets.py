@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from harness.plan import Expectation, Plan, PodPlan
 
 CHECKS = ("pod-identity", "intra-pod", "pod-to-pod", "node-to-pod", "pod-to-node",
-          "pod-to-external", "mtu", "pod-to-service", "node-to-service",
+          "pod-to-external", "mtu", "path", "pod-to-service", "node-to-service",
           "external-to-nodeport", "external-to-hostport")
 PROBE_CHECKS = ("pod-to-pod", "node-to-pod", "pod-to-node", "pod-to-external")
 SERVICE_CHECKS = ("pod-to-service", "node-to-service", "external-to-nodeport",

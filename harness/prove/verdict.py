@@ -103,8 +103,9 @@ def wanted(target: Target, probe: Probe) -> tuple[dict[str, Any], dict[str, Any]
     echo id) and TTL, on the wire and at the receiving socket alike."""
     exp = target.exp
     ttl = TTL - exp.hops
+    back = TTL - (exp.reply_hops if exp.reply_hops is not None else exp.hops)
     want_req: dict[str, Any] = {"src": target.expect_src, "dst": exp.dst_ip, "ttl": ttl}
-    want_rep: dict[str, Any] = {"src": exp.dst_ip, "dst": target.src_ip, "ttl": ttl}
+    want_rep: dict[str, Any] = {"src": exp.dst_ip, "dst": target.src_ip, "ttl": back}
     if probe.proto == "icmp":
         want_req["icmp_id"] = want_rep["icmp_id"] = probe.sport
     else:
@@ -124,6 +125,10 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
     hops = exp.hops
     want_req, want_rep = wanted(target, probe)
     expected: dict[str, Any] = {**want_req, "hops": hops, "path": list(exp.path)}
+    if exp.reply_hops is not None:
+        expected["reply_hops"] = exp.reply_hops
+    if exp.stop:
+        expected["stop"] = exp.stop
     if probe.expect_reply:
         expected["reply"] = want_rep
     observed: dict[str, Any] = {}
@@ -158,7 +163,7 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
                                     observed["reply"], probe.error is None)
     ok = not problems
     if ok:
-        ttl = hops_phrase(exp.family, hops)
+        ttl = hops_phrase(exp.family, hops, source=exp.source)
         detail = (f"{target.expect_src} -> {exp.dst_ip} arrived unchanged on the wire and "
                   f"at {target.receiver}'s socket, {ttl}")
         if exp.snat_to:
@@ -167,21 +172,32 @@ def evaluate(target: Target, probe: Probe, sightings: list[Seen], heard: Sequenc
                       f"{ttl}")
         if probe.expect_reply:
             detail += "; reply unchanged"
+            if exp.reply_hops is not None:
+                detail += f", {_ttl(exp.family)} -{exp.reply_hops} on its own way back"
+        if exp.note:
+            detail += f"; {exp.note}"
     else:
+        if exp.stop:  # the tables said where it would die before it was sent
+            problems.insert(0, f"in the fabric's tables, {exp.stop}")
         detail = "; ".join(dict.fromkeys(problems))
     return Result(target.check, exp.src, exp.dst, probe.proto, ok, expected, observed, detail,
-                  [probe.id], exp.family)
+                  [probe.id], exp.family, exp.source)
 
 
-def hops_phrase(family: str, hops: int, seen: Sequence[str] | None = None) -> str:
+def hops_phrase(family: str, hops: int, seen: Sequence[str] | None = None,
+                source: str = "plan") -> str:
     """What a passing result may say of its way: the hops by name only where they were
     observed (`seen`, in order); else only that the TTL (hop limit) fell by the planned
-    number of routers, which equal paths through other routers would match too."""
+    number of routers (`source` "fabric": the number the fabric's tables route it
+    through), which equal paths through other routers would match too."""
     word = _ttl(family)
     if seen:
         return f"{word} -{hops} over {' > '.join(seen)}"
     if not hops:
         return f"{word} unchanged, no router planned on the way (hops not observed)"
+    if source == "fabric":
+        return (f"{word} -{hops}, the number of routers the fabric's tables route it "
+                "through (hops not observed)")
     return f"{word} -{hops}, the planned number of routers (hops not observed)"
 
 
@@ -238,8 +254,9 @@ def _mismatches(target: Target, want: dict[str, Any], seen: Seen, sightings: lis
                            f"{where} on the way from {a} to {b}")
     if seen.ttl != want["ttl"]:
         path = _route_taken(sightings, seen.reply)
-        out.append(f"{leg} {_ttl(exp.family)} dropped by {TTL - seen.ttl}, plan expects "
-                   f"{exp.hops} "
+        whose = "plan expects" if exp.source == "plan" else "fabric's tables expect"
+        out.append(f"{leg} {_ttl(exp.family)} dropped by {TTL - seen.ttl}, {whose} "
+                   f"{TTL - want['ttl']} "
                    f"({' > '.join(exp.path if leg == 'request' else reversed(exp.path))}); "
                    f"seen at {' > '.join(path)}")
     return out

@@ -20,8 +20,19 @@ from harness.errors import LabNotFoundError, NothingToVerify
 from harness.host import netns, wiring
 from harness.kinds import kind
 from harness.plan import Plan, PodPlan, servicepaths
-from harness.prove import intrapod, mtu, noroute, sample, services, shard, verdict
+from harness.prove import (
+    frames,
+    intrapod,
+    mtu,
+    noroute,
+    pathprobe,
+    sample,
+    services,
+    shard,
+    verdict,
+)
 from harness.prove.engine import Engine, Namespace
+from harness.prove.path import pairs as traced_pairs
 from harness.prove.probe import Probe, Seen, new_ids
 from harness.prove.result import Report, Result
 from harness.prove.targets import (
@@ -82,6 +93,8 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
     quiet = SERVICE_CHECKS if not (plan.services or plan.host_ports) else ()
     notes = [f"{check}: nothing to check, {why}" for check, why in empty.items()
              if check not in quiet]
+    if "path" in checks:
+        pathprobe.preload()  # scapy's import overlaps the other checks
     results: list[Result] = []
     sightings: dict[int, list[Seen]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -107,14 +120,23 @@ def verify(plan: Plan, pids: dict[str, int], checks: Iterable[str] = CHECKS,
             results += intra.result()
     if "mtu" in checks:  # after the probes: its raw ICMP sockets would see theirs
         results += mtu.check(plan, pids)
+    if "path" in checks:  # after mtu: its sniffers keep ICMP errors
+        traced, seen = pathprobe.check(plan, pids, timeout=timeout, quick=quick,
+                                       keep_frames=keep_frames)
+        results += traced
+        sightings.update(seen)
     order = {c: i for i, c in enumerate(CHECKS)}
     results.sort(key=lambda r: order[r.check])
     control, why = _negative_control(plan, checks, results)
     if why:
         notes.append(why)
-    # sightings are only wanted for pcaps: a 200-pod lab has hundreds of thousands
+    failed = {pid for r in results if not r.ok for pid in r.probe_ids}
+    frames.attach(results, sightings)
+    # sightings are wanted for pcaps, and a failure's own for its frames: a 200-pod lab
+    # has hundreds of thousands
     return Report(plan.lab, results, time.monotonic() - started,
-                  sightings if keep_frames else {}, control, notes, drawn)
+                  sightings if keep_frames else {p: s for p, s in sightings.items()
+                                                 if p in failed}, control, notes, drawn)
 
 
 def _sources(plan: Plan, pids: dict[str, int], checks: list[str]
@@ -149,6 +171,9 @@ def _empty(plan: Plan, checks: list[str], tgts: list[Target],
         elif check == "mtu":
             if not mtu.targets(plan):
                 out[check] = "the lab has fewer than two nodes with pods"
+        elif check == "path":
+            if not traced_pairs(plan):
+                out[check] = "no pair crosses a router or forwarding node"
         elif check in SERVICE_CHECKS and check not in has:
             out[check] = _no_service_path(plan, check)
         elif check not in has:
@@ -296,6 +321,8 @@ def run_probes(plan: Plan, pids: dict[str, int], tgts: list[Target], keep_frames
         tables = route_tables(plan, pids)
         for i in still:
             t = jobs[i][0]
+            if t.exp.stop:  # the walk of the fabric's tables said it already, and where
+                continue
             why = noroute.diagnose(plan, t.exp.path, t.exp.dst_ip, t.src_ip, tables)
             if why:  # the routing table says it all; the loss report stays after it
                 detail = results[i].detail

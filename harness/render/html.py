@@ -31,8 +31,10 @@ from harness.render.truth import (
 
 FULL_MAX_COLS = 60  # wider matrices are summarised per node pair
 MAX_FAILURES = 2000  # listed; the count says how many more
+DISSECTED_MAX = 20  # frames dissected per failure (its pcap has them all)
+DISSECTED_RESULTS = 200  # failures whose frames are dissected: the page stays light
 CLASS = {".": "ok", "N": "nat", "n": "nonat", "X": "lost", "T": "ttl", "P": "port",
-         "!": "other"}
+         "D": "detour", "!": "other"}
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 2em 3em;color:#111}
@@ -54,6 +56,7 @@ table.truth td a{color:inherit;text-decoration:none;display:block}
 .lost,.other{background:#dc2626;color:#fff;font-weight:bold}
 .nat,.nonat{background:#c026d3;color:#fff;font-weight:bold}
 .ttl,.port{background:#f59e0b;color:#111;font-weight:bold}
+.detour{background:#0891b2;color:#fff;font-weight:bold}
 .sw{display:inline-block;width:1.5em;text-align:center;border-radius:3px;
 font:12px/1.5 ui-monospace,monospace;margin-right:.3em}
 .legend .e{margin-right:1.2em}
@@ -170,7 +173,8 @@ def render_html(report: Any, plan: Any = None, *, out_path: Path | None = None,
                    f'{failed} failed{note}</small></h3>')
         out.append('<div class="row">' + "".join(_matrix(m, anchors, results) for m in group)
                    + "</div>")
-    out += _failures(results, marks, anchors, pcaps or {}, out_path)
+    out += _failures(results, marks, anchors, pcaps or {}, out_path,
+                     getattr(report, "sightings", None) or {})
     out += _graph(plan, results, marks)
     out += _timings(report, by_check, timings or {})
     out.append(f'<p class="muted">podlab, {escape(time.strftime("%Y-%m-%d %H:%M:%S"))}</p>')
@@ -184,8 +188,23 @@ def _legend(tally: Mapping[str, int]) -> str:
     return f'<p class="legend">{"".join(parts)}</p>'
 
 
+def _dissected(r: Any, sightings: Mapping[int, Any]) -> str:
+    """A failed result's frames, each as scapy's show2() writes it."""
+    from harness.prove import frames
+
+    seen = frames.of(r, sightings)
+    if not seen:
+        return ""
+    text = "\n".join(f"--- {frames.line(s)}\n{frames.detail(s)}"
+                      for s in seen[:DISSECTED_MAX])
+    more = f" (the first {DISSECTED_MAX})" if len(seen) > DISSECTED_MAX else ""
+    return (f"<details><summary>frames ({len(seen)}), dissected{more}</summary>"
+            f"<pre>{escape(text)}</pre></details>")
+
+
 def _failures(results: Sequence[Any], marks: Sequence[str], anchors: Mapping[int, str],
-              pcaps: Mapping[str | int, Path], out_path: Path | None) -> list[str]:
+              pcaps: Mapping[str | int, Path], out_path: Path | None,
+              sightings: Mapping[int, Any]) -> list[str]:
     failed = [i for i, m in enumerate(marks) if m != OK]
     out = [f'<h2 id="failures">Failures ({len(failed)})</h2>']
     if not failed:
@@ -203,13 +222,14 @@ def _failures(results: Sequence[Any], marks: Sequence[str], anchors: Mapping[int
                                     ("pcap-check", f"all {r.check} frames", pcaps.get(r.check)))
             if pcap is not None)
         headers = json.dumps({"expected": r.expected, "observed": r.observed}, indent=2)
+        dissected = _dissected(r, sightings) if i in failed[:DISSECTED_RESULTS] else ""
         out.append(
             f'<li id="{anchors[i]}" data-mark="{escape(mark)}"><span class="sw '
             f'{CLASS[mark]}">{escape(mark)}</span> '
             f'<b>{escape(r.check)} {escape(proto)} {escape(r.src)} → {escape(r.dst)}</b>: '
             f'<span class="detail">{escape(r.detail)}</span>{link}'
             f'<details><summary>expected / observed</summary><pre>{escape(headers)}</pre>'
-            f"</details></li>")
+            f"</details>{dissected}</li>")
     out.append("</ol>")
     if len(failed) > MAX_FAILURES:
         out.append(f'<p class="muted">… and {len(failed) - MAX_FAILURES} more '

@@ -133,10 +133,14 @@ def bgp_table(data: dict[str, Any]) -> Table:
         bgp = n.get("bgp")
         if bgp is None:
             continue
-        if not bgp["running"]:
-            table.add_row(n["name"], "BIRD not running", bgp.get("error", ""))
+        down = [d for d, up in bgp.get("daemons", {}).items() if not up]
+        if not bgp["running"] and not bgp["sessions"]:
+            table.add_row(n["name"], f"{', '.join(down) or 'BIRD'} not running",
+                          bgp.get("error", ""))
             continue
-        sessions = "\n".join(f"{s['name']} {s['info'] or s['state']}" for s in bgp["sessions"])
+        sessions = "\n".join([*(f"{d} not running" for d in down),
+                               *(f"{s['name']} {s['info'] or s['state']}"
+                                 for s in bgp["sessions"])])
         routes = "\n".join(
             f"{r['prefix']} via {r['via']} [AS{' '.join(map(str, r['as_path']))}]"
             for r in bgp["routes"] if r["best"])

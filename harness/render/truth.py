@@ -6,6 +6,7 @@ pure; the rest is layout. A lab too wide for the terminal is summarised per node
 
     .  as expected          N  NATed unexpectedly     n  not NATed where NAT was expected
     X  lost                 T  TTL off                P  port changed
+    D  detour: a hop answered from another device than the plan's (path)
     !  failed otherwise (e.g. a pod's address or namespace is wrong)
 """
 
@@ -20,12 +21,17 @@ from rich.markup import escape
 from rich.text import Text
 
 OK, NAT, NO_NAT, LOST, TTL, PORT, OTHER = ".", "N", "n", "X", "T", "P", "!"
+DETOUR = "D"
 MARKS: dict[str, str] = {
     OK: "as expected", NAT: "NATed unexpectedly", NO_NAT: "not NATed where NAT was expected",
-    LOST: "lost", TTL: "TTL off", PORT: "port changed", OTHER: "failed otherwise"}
-SEVERITY = (LOST, NO_NAT, NAT, PORT, TTL, OTHER)  # worst first: a summary cell shows the worst
+    LOST: "lost", TTL: "TTL off", PORT: "port changed", DETOUR: "detour",
+    OTHER: "failed otherwise"}
+# worst first: a summary cell shows the worst
+SEVERITY = (LOST, NO_NAT, NAT, DETOUR, PORT, TTL, OTHER)
 STYLE = {OK: "green", NAT: "bold magenta", NO_NAT: "bold magenta", LOST: "bold red",
-         TTL: "bold yellow", PORT: "bold yellow", OTHER: "bold red"}
+         TTL: "bold yellow", PORT: "bold yellow", DETOUR: "bold cyan", OTHER: "bold red"}
+# a check's own failure class (Result.failure) -> its mark
+FAILURES = {"detour": DETOUR, "rewrite": NAT, "silent": LOST, "lost": LOST, "unsent": LOST}
 
 _ADDRESS_KEYS = ("src", "dst")
 _PORT_KEYS = ("sport", "dport", "icmp_id")
@@ -33,6 +39,7 @@ _TTL_KEYS = ("ttl", "hlim", "hop_limit")
 # checks whose src and dst are one pod: a strip of pods, not a matrix
 _SELF_CHECKS = ("pod-identity", "intra-pod")
 MAX_ROWS = 40  # taller matrices are summarised per node pair
+FRAMES_SHOWN = 12  # a failure's frames under it (-o json has them all)
 
 
 # --------------------------------------------------------------------------- the judgement
@@ -44,6 +51,9 @@ def classify(result: Any) -> str:
     those are silent, from its diagnosis."""
     if result.ok:
         return OK
+    failure = getattr(result, "failure", None)
+    if failure:
+        return FAILURES.get(failure, OTHER)
     exp: Mapping[str, Any] = result.expected or {}
     obs: Mapping[str, Any] = result.observed or {}
     detail = (result.detail or "").lower()
@@ -347,6 +357,8 @@ def truth_view(report: Any, *, width: int = 100, node_of: Mapping[str, str] | No
             line.append(f"{r.check} {_proto(r, named)} {r.src} -> {r.dst}: ", style="bold")
             line.append(r.detail)
             parts.append(line)
+            for frame in (r.observed or {}).get("frames", ())[:FRAMES_SHOWN]:
+                parts.append(Text(f"    {frame}", style="dim"))
         if len(failures) > max_failures:
             parts.append(Text(f"... and {len(failures) - max_failures} more: "
                               "-o table --all-results, or -o json", style="dim"))

@@ -51,9 +51,10 @@ def plan_of(path: Path, routing: str | None = None) -> Plan:
 
 
 def bgp_lab(path: Path, **sets: object) -> Lab:
-    """The example with routing: bgp (and the other cluster keys given), as the matrix
-    runs it, under a unique name."""
-    return Lab.deploy(load_variant(path, {"routing": "bgp", **sets},
+    """The example with routing: bgp in per-link mode (eBGP on every link: the routers
+    speak BGP too; and the other cluster keys given), under a unique name."""
+    return Lab.deploy(load_variant(path, {"routing": "bgp", "bgp": {"mode": "per-link"},
+                                          **sets},
                                    name=unique_name(path.name.split(".")[0])))
 
 
@@ -133,8 +134,9 @@ def test_a_deploy_whose_routes_never_come_fails_naming_them_and_rolls_back(
     plan = plan_of(RING)
     real = bgpconf.bird_conf
 
-    def mute_node2(sp: bgpconf.Speaker, lab: str) -> str:  # node2's BIRD talks to nobody
-        return real(dataclasses.replace(sp, sessions=()) if sp.node == "node2" else sp, lab)
+    def mute_node2(sp: bgpconf.Speaker, lab: str, **kw: object) -> str:  # talks to nobody
+        return real(dataclasses.replace(sp, sessions=()) if sp.node == "node2" else sp, lab,
+                    **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(bgpconf, "bird_conf", mute_node2)
     monkeypatch.setattr(bgp, "DEPLOY_TIMEOUT_S", 4.0)

@@ -58,6 +58,7 @@ def test_readme_python_api_example_runs_as_written(tmp_path: Path,
 
 @pytest.mark.parametrize(("doc", "heading", "test_path"), [
     ("README.md", "## The pytest plugin", "test_example.py"),
+    ("README.md", "## scapy inside a pod, from pytest", "test_scapy_example.py"),
     ("docs/pytest-plugin.md", "## Example", "tests/integration/test_cross_node.py"),
 ])
 def test_pytest_plugin_examples_run_as_written(doc: str, heading: str, test_path: str,

@@ -66,6 +66,21 @@ def test_live_rules_are_the_planned_ones(lab: Lab) -> None:
     assert inspected["world"] is None
 
 
+def test_route_localnet_as_kube_proxy_and_portmap_set_it(lab: Lab) -> None:
+    from harness.host import wiring
+
+    node1 = lab.plan.node("node1")
+    pid = _pid(lab, "node1")
+    # kube-proxy's --iptables-localhost-nodeports (its default): on every interface
+    assert wiring.sysctl(pid, "net.ipv4.conf.all.route_localnet") == "1"
+    # portmap (SNAT on): on the interface its node routes the hostPort pod's address by
+    assert wiring.route_dev(pid, lab.plan.pod("echo").ip) == node1.bridge
+    assert wiring.sysctl(pid, f"net.ipv4.conf.{node1.bridge}.route_localnet") == "1"
+    # node3 has no hostPort pod: its bridge keeps the kernel's default
+    assert wiring.sysctl(_pid(lab, "node3"),
+                         f"net.ipv4.conf.{lab.plan.node('node3').bridge}.route_localnet") == "0"
+
+
 def test_reapplying_the_description_doubles_nothing(lab: Lab) -> None:
     plan = lab.plan
     dp = select(plan)
@@ -262,3 +277,41 @@ def test_node_restart_brings_host_network_pods_and_rules_back(lab: Lab, servers)
         assert (got, peer) == ("agent", local)
     finally:
         server.close()
+
+
+def test_a_sync_that_removes_an_endpoint_clears_its_udp_conntrack_entries(lab: Lab) -> None:
+    """kube-proxy's CleanStaleEntries: after web-2 leaves web's endpoints, node3's UDP
+    entries toward it are deleted (a datagram would otherwise keep going to it), those
+    toward web-1 stay."""
+    from dataclasses import replace
+
+    from harness.host import wiring
+
+    plan = lab.plan
+    vip = next(s for s in plan.services if s.name == "web").cluster_ip
+    web1, web2 = plan.pod("web-1").ip, plan.pod("web-2").ip
+    node3 = _pid(lab, "node3")
+
+    def toward_web() -> set[str]:
+        return {f.reply[0] for f in wiring.conntrack(node3)
+                if f.proto.lower() == "udp" and f.orig[1] == vip and f.orig[3] == 53}
+
+    for _ in range(40):  # kube-proxy picks at random: until both endpoints have a flow
+        sock = netns.socket_in_netns(_pid(lab, "client"), socket.AF_INET, socket.SOCK_DGRAM)
+        sock.sendto(b"podlab", (vip, 53))
+        sock.close()
+        if {web1, web2} <= toward_web():
+            break
+    assert {web1, web2} <= toward_web()
+    gone = replace(plan, services=tuple(
+        replace(s, ports=tuple(replace(p, endpoints=tuple(e for e in p.endpoints
+                                                          if e.pod != "web-2"))
+                               for p in s.ports)) for s in plan.services))
+    dp = select(plan)
+    node = plan.node("node3")
+    try:
+        dp.sync_services(node3, "node3", dp.service_rules(gone, node))
+        assert web2 not in toward_web() and web1 in toward_web()
+    finally:
+        dp.sync_services(node3, "node3", dp.service_rules(plan, node))
+    assert _live(lab, "node3") == _planned(plan, "node3")

@@ -109,19 +109,24 @@ def test_a_broken_pair_shows_in_the_truth_table_and_the_html_report(
     assert html.returncode == 1, html.stderr
     tags = Links(page.read_text()).tags
     failing = [a for t, a in tags if t == "td" and a.get("class") == "nat"]
-    # a -> b over three protocols, and a's identity: its peer saw it as node1's address
-    assert len(failing) == 4
+    # a -> b over three protocols, a's identity (its peer saw it as node1's address), and
+    # a's path trace to b (node2 quoted node1's address as the source)
+    assert len(failing) == 5
     assert sum("peers saw it as" in a.get("title", "") for a in failing) == 1
-    # each failure links its own probes' pcap, which holds the rewritten packet
+    assert sum("first hop whose quote differs" in a.get("title", "") for a in failing) == 1
+    # each failure links its own probes' pcap, which holds the rewritten packet (the path
+    # trace's: the ICMP error quoting it)
     pcaps = [a["href"] for t, a in tags if t == "a" and a.get("class") == "pcap"]
-    assert len(pcaps) == 3, pcaps
-    from scapy.layers.inet import IP
+    assert len(pcaps) == 4, pcaps
+    from scapy.layers.inet import IP, IPerror
     from scapy.utils import rdpcap
 
     node1, b = lab.plan.node("node1").address, lab.plan.pod("b").ip
     for href in pcaps:
         packets = rdpcap(str((page.parent / href).resolve()))
-        assert any(IP in p and p[IP].src == node1 and p[IP].dst == b for p in packets), href
+        layer = IPerror if "path-" in href else IP
+        assert any(layer in p and p[layer].src == node1 and p[layer].dst == b
+                   for p in packets), href
 
 
 def test_progress_bars_on_a_terminal_and_none_for_machines(minimal: tuple[Lab, Path]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import subprocess
 from pathlib import Path
@@ -30,12 +31,18 @@ pods:
 """
 
 
+def per_link(plan: Plan) -> Plan:
+    """These tests are of `cluster.bgp.mode: per-link` (eBGP on every link)."""
+    return dataclasses.replace(plan, bgp_mode="per-link")
+
+
 def example(name: str) -> Plan:
-    return make_plan(load_topology(next(p for p in EXAMPLES if p.name == f"{name}.clab.yml")))
+    return per_link(make_plan(load_topology(next(p for p in EXAMPLES
+                                                 if p.name == f"{name}.clab.yml"))))
 
 
 def plan_of(text: str) -> Plan:
-    return make_plan(parse_topology(text))
+    return per_link(make_plan(parse_topology(text)))
 
 
 def by_node(plan: Plan) -> dict[str, bgp.Speaker]:
@@ -150,14 +157,16 @@ def test_bird_accepts_every_generated_conf(name: str, tmp_path: Path) -> None:
 
 
 def assert_bird_accepts(plan: Plan, tmp_path: Path) -> None:
-    """BIRD's own parser (`bird -p`) accepts every speaker's generated config."""
+    """BIRD's own parser (`bird -p`) accepts every speaker's generated config: each
+    daemon's (one per family), and all families in one."""
     bird = bird_binary()
     for sp in bgp.speakers(plan):
-        path = tmp_path / f"{sp.node}.conf"
-        path.write_text(bgp.bird_conf(sp, plan.lab))
-        done = subprocess.run([bird, "-p", "-c", str(path)], capture_output=True, text=True,
-                              check=False)
-        assert done.returncode == 0, f"{sp.node}: {done.stderr}"
+        for family in (None, *bgp.daemon_families(sp)):
+            path = tmp_path / f"{sp.node}-{family}.conf"
+            path.write_text(bgp.bird_conf(sp, plan.lab, family=family))
+            done = subprocess.run([bird, "-p", "-c", str(path)], capture_output=True,
+                                  text=True, check=False)
+            assert done.returncode == 0, f"{sp.node} {family}: {done.stderr}"
 
 
 # --------------------------------------------------------------------------- convergence
@@ -274,7 +283,7 @@ def bgp_plan(name: str) -> Plan:
     text = path.read_text()
     if "routing: bgp" not in text:
         text = text.replace("cluster:\n", "cluster:\n  routing: bgp\n", 1)
-    return make_plan(parse_topology(text, path))
+    return per_link(make_plan(parse_topology(text, path)))
 
 
 def test_bgp_is_selected_by_the_file() -> None:
@@ -328,7 +337,7 @@ RING_V6 = RING.replace(
 
 def bgp_text(name: str) -> str:
     text = next(p for p in EXAMPLES if p.name == f"{name}.clab.yml").read_text()
-    return text.replace("cluster:\n", "cluster:\n  routing: bgp\n", 1)
+    return text.replace("cluster:\n", "cluster:\n  routing: bgp\n  bgp: {mode: per-link}\n", 1)
 
 
 def twin(plan: Plan, ip: str) -> str:
@@ -523,3 +532,37 @@ def test_deploy_waits_until_every_route_takes_its_shortest_path(
         polls[2] = detour
         seen.clear()
         dp.after_deploy(net, {name: pid for pid, name in names.items()}, timeout=0)
+
+
+# --------------------------------------------------------------------------- a daemon per family
+
+
+def test_a_dual_stack_speaker_runs_bird_and_bird6_each_with_one_family() -> None:
+    from harness.datapath import describe
+    from harness.host import bird
+
+    plan = plan_of(RING_DUAL.replace("underlay-cidr: [", "routing: bgp, underlay-cidr: ["))
+    n1 = describe(plan).node("n1")
+    assert [d.name for d in n1.daemons] == ["bird", "bird6"]
+    (v4_path, v4), (v6_path, v6) = (d.files[0] for d in n1.daemons)
+    assert (v4_path, v6_path) == ("/etc/bird/bird.conf", "/etc/bird/bird6.conf")
+    assert n1.daemons[1].argv == (bird.BINARY, "-c", "/etc/bird/bird6.conf",
+                                  "-s", "/run/bird/bird6.ctl", "-P", "/run/bird/bird6.pid")
+    assert "ipv6" not in v4 and "_v6" not in v4
+    assert "ipv4" not in v6 and "PODLAB_NETS =" not in v6 and "/run/bird/bird6.log" in v6
+    # an IPv4-only lab keeps its one daemon and its bird.conf as they were
+    (only,) = describe(plan_of(RING.replace("underlay-cidr:", "routing: bgp, underlay-cidr:"))
+                       ).node("n1").daemons
+    assert only.name == "bird" and only.argv == bird.ARGV
+
+
+def test_a_dead_ipv4_daemon_withdraws_only_ipv4_routes() -> None:
+    plan = plan_of(RING_DUAL)
+    n2 = plan.node("n2")
+    v4, v6 = n2.pod_cidrs
+    routes = bgp.expected_routes(plan, dead=frozenset({("n2", "ipv4")})).by_node
+    assert v4 not in routes["n1"] and v6 in routes["n1"]
+    assert all(":" in p for p in routes["n2"])  # its IPv4 kernel is no longer predicted
+    tables = bgp.predicted_tables(plan, dead=frozenset({("n2", "ipv4")}))
+    assert v4 not in tables["n1"] and v6 in tables["n1"]
+    assert set(tables["n2"]) == set(bgp.predicted_tables(plan)["n2"])  # it keeps its own

@@ -70,6 +70,10 @@ def test_template_data_is_containerds() -> None:
     assert DATA == {"PodCIDR": "10.244.1.0/24",
                     "PodCIDRRanges": ["10.244.1.0/24", "fd00:10:244:1::/64"],
                     "Routes": ["0.0.0.0/0", "::/0"]}
+    # containerd's getRoutes: at most one default route per family, IPv4 first
+    data = cni_conf.template_data(["fd00:1::/64", "10.0.0.0/24", "10.0.1.0/24"])
+    assert data["Routes"] == ["0.0.0.0/0", "::/0"]
+    assert cni_conf.template_data(["fd00:1::/64"])["Routes"] == ["::/0"]
 
 
 def test_containerd_template_renders_to_json() -> None:
@@ -216,7 +220,7 @@ def problems(tmp_path: Path, plugins: Path, body: str | dict) -> tuple[str | Non
     ("{{.PodCidr}}", "<topology>:1: <template>: can't evaluate field PodCidr"),
     ("[]", "<root>: must be a JSON object"),
     ({**GOOD, "name": ""}, "name: missing"),
-    ({**GOOD, "cniVersion": "1.1.0"}, 'cniVersion: "1.1.0": podlab calls plugins with spec'),
+    ({**GOOD, "cniVersion": "1.2.0"}, 'cniVersion: "1.2.0": podlab calls plugins with spec'),
     ({k: v for k, v in GOOD.items() if k != "cniVersion"}, "cniVersion: missing"),
     ({**GOOD, "plugins": []}, "plugins: missing or empty"),
     ({**GOOD, "plugins": ["bridge"]}, "plugins[0]: must be an object"),
@@ -233,6 +237,23 @@ def test_bad_conflists_name_file_and_field(tmp_path: Path, plugins: Path, body: 
     file, found = problems(tmp_path, plugins, body)
     assert file == str(tmp_path / "net.conflist")
     assert len(found) == 1 and expected in found[0], found
+
+
+def test_spec_1_1_0_and_cni_versions_are_accepted_as_libcni_does(
+        tmp_path: Path, plugins: Path) -> None:
+    for name in ("bridge", "host-local", "portmap", "bandwidth"):
+        make_plugin(plugins, name, ("0.4.0", "1.0.0", "1.1.0"))
+    for body in ({**GOOD, "cniVersion": "1.1.0"},
+                 {**GOOD, "cniVersion": "0.4.0", "cniVersions": ["1.0.0", "1.1.0", "2.0.0"]}):
+        write(tmp_path, "net.conflist", body)
+        user = cni_conf.load_user("net.conflist", str(plugins), tmp_path / "t.yml",
+                                  ["10.0.0.0/24"])
+        assert user.render(["10.0.0.0/24"])["plugins"][0]["type"] == "bridge"
+    # a plugin that does not speak the version the list settles on is named
+    make_plugin(plugins, "bandwidth", ("0.4.0", "1.0.0"))
+    _, found = problems(tmp_path, plugins, {**GOOD, "cniVersions": ["1.1.0"]})
+    assert found == ["<topology>: plugins[2].type: bandwidth speaks CNI 0.4.0, 1.0.0, not "
+                     "cniVersion 1.1.0"]
 
 
 def test_every_problem_at_once(tmp_path: Path, plugins: Path) -> None:

@@ -14,7 +14,7 @@ from harness import datapath
 from harness import labels as L
 from harness.datapath import cni as cni_dp
 from harness.datapath import cni_conf
-from harness.datapath.base import IPV6_FORWARDING, IPV6_ON, POD_SYSCTLS
+from harness.datapath.base import ICMP6_ANSWERS, IPV6_FORWARDING, IPV6_ON, POD_SYSCTLS
 from harness.host import cni as plugins
 from harness.lab.deploy import container_spec, primary_first
 from harness.model.addressing import IPV4, IPV6
@@ -59,7 +59,7 @@ def test_template_variables_per_family_as_containerd_fills_them() -> None:
                   "Routes": ["::/0"]}
     v6_first = cni_conf.template_data(["fd00:10:244:2::/64", "10.244.2.0/24"])
     assert v6_first["PodCIDR"] == "fd00:10:244:2::/64"  # the primary family's
-    assert v6_first["Routes"] == ["::/0", "0.0.0.0/0"]
+    assert v6_first["Routes"] == ["0.0.0.0/0", "::/0"]  # containerd: IPv4 first, always
 
 
 @pytest.mark.parametrize(("base", "cni"), [(DUAL, "bridge"), (DUAL, "ptp"),
@@ -75,7 +75,8 @@ def test_each_node_gets_every_family_of_its_pod_cidr(base: str, cni: str) -> Non
         assert [r["dst"] for r in plugin["ipam"]["routes"]] == [
             "0.0.0.0/0" if f == IPV4 else "::/0" for f in plan.families]
         # IPv6 on in the pod as for podlab's own pods: no DAD, no RA, not forwarding
-        assert p.infra.sysctls == (*POD_SYSCTLS, *IPV6_ON, (IPV6_FORWARDING, "0"))
+        assert p.infra.sysctls == (*POD_SYSCTLS, *IPV6_ON, (IPV6_FORWARDING, "0"),
+                                   *ICMP6_ANSWERS)
     for node in plan.k8s_nodes:
         n = net.node(node.name)
         assert {(k, v) for k, v in IPV6_ON} <= set(n.container.sysctls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -131,13 +132,38 @@ def test_del_before_0_4_0_has_no_prev_result(bin_dir: Path) -> None:
     assert "prevResult" not in calls(bin_dir)[0]["conf"]
 
 
-def test_check_is_in_order_and_skipped_before_0_4_0(bin_dir: Path) -> None:
+def test_check_is_in_order(bin_dir: Path) -> None:
     cni.check(chain(bin_dir, {"type": "first"}, {"type": "second"}), SANDBOX, {"ips": []})
     assert [(s["plugin"], s["env"]["CNI_COMMAND"]) for s in calls(bin_dir)] == [
         ("first", "CHECK"), ("second", "CHECK")]
-    (bin_dir.parent / "log").unlink()
-    cni.check(chain(bin_dir, {"type": "first"}, version="0.3.1"), SANDBOX, {})
+
+
+def test_check_before_0_4_0_is_not_supported_as_libcni_says(bin_dir: Path) -> None:
+    # libcni's CheckNetworkList: ErrorCheckNotSupp, no plugin called
+    with pytest.raises(cni.CheckNotSupported, match=re.escape(
+            'configuration version "0.3.1" does not support the CHECK command')):
+        cni.check(chain(bin_dir, {"type": "first"}, version="0.3.1"), SANDBOX, {})
     assert calls(bin_dir) == []
+
+
+def test_disable_check_skips_every_plugin(bin_dir: Path) -> None:
+    for value in (True, "true"):  # libcni's readBool takes a bool or its text
+        c = cni.Chain.from_conflist({"cniVersion": "1.0.0", "name": "net", "disableCheck": value,
+                                     "plugins": [{"type": "first"}]}, [str(bin_dir)])
+        assert c.disable_check
+        cni.check(c, SANDBOX, {"ips": []})
+    assert calls(bin_dir) == []
+
+
+def test_cni_versions_take_the_highest_this_spec_knows() -> None:
+    # libcni: cniVersions and cniVersion together, entries above its own (1.1.0) ignored
+    assert cni.list_version({"cniVersion": "0.4.0",
+                             "cniVersions": ["1.0.0", "1.1.0", "2.0.0"]}) == "1.1.0"
+    assert cni.list_version({"cniVersions": ["0.3.1", "1.0.0"]}) == "1.0.0"
+    assert cni.list_version({"cniVersion": "1.0.0"}) == "1.0.0"
+    assert cni.list_version({"cniVersion": "1.0.0", "cniVersions": ["9.9.9"]}) == "1.0.0"
+    assert cni.list_version({}) is None
+    assert "1.1.0" in cni.SUPPORTED_VERSIONS
 
 
 def test_error_json_becomes_the_error(bin_dir: Path) -> None:

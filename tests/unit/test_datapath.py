@@ -46,6 +46,9 @@ def test_node_settings(plan: Plan) -> None:
     net = describe(plan)
     for node in plan.nodes:
         sysctls = net.node(node.name).container.sysctl_map()
+        if node.run is not None:  # the user's node: its own settings, as containerlab's
+            assert net.node(node.name).container.sysctls == node.run.sysctls
+            continue
         # said either way: a namespace may inherit the host's ip_forward=1
         assert sysctls["net.ipv4.ip_forward"] == ("1" if kind(node.kind).forwards else "0")
         assert sysctls["net.ipv4.conf.all.rp_filter"] == "0"
@@ -77,6 +80,9 @@ def test_routed_nodes_get_addresses_and_the_plans_routes(plan: Plan) -> None:
         if kind(node.kind).is_switch:
             continue
         n = net.node(node.name)
+        if node.run is not None:  # the user's node: links up, addresses and routes its own
+            assert not (n.addresses or n.routes or n.nat or n.daemons)
+            continue
         ifaces = tuple((i.name, a) for i in node.interfaces for a in i.addresses)
         used = {f for s in plan.services for f in s.ip_families}  # tested in test_services_*
         services = tuple((plan.service_cidr_of(f), "", ifaces[0][0]) for f in plan.families
@@ -124,12 +130,15 @@ def test_pods(plan: Plan) -> None:
         if pod.host_network:  # its node's namespace: tested in test_services_datapath
             assert p.veth is None and p.host_network
             continue
-        ipv6 = {"net.ipv6.conf.all.forwarding": "0", **{
+        ipv6 = {"net.ipv6.conf.all.forwarding": "0", "net.ipv6.icmp.ratelimit": "0", **{
             f"net.ipv6.conf.{s}.{k}": "0" for s in ("all", "default")
             for k in ("disable_ipv6", "accept_dad", "accept_ra")}} if "ipv6" in pod.families \
             else {}
+        # every ICMP error answered, unlimited: the path check asks every hop
+        icmp = {"net.ipv4.icmp_ratelimit": "0", "net.ipv4.icmp_msgs_per_sec": "1000000",
+                "net.ipv4.icmp_msgs_burst": "1000000"}
         assert p.infra.sysctl_map() == {"net.ipv4.ping_group_range": "0 2147483647",
-                                        "net.ipv4.ip_forward": "0", **ipv6}
+                                        "net.ipv4.ip_forward": "0", **icmp, **ipv6}
         assert p.infra.caps == ()  # podlab configures the namespace from the host side
         assert p.containers.caps == ("NET_RAW",) and p.containers.sysctls == ()
         assert p.veth == (pod.node_iface, "eth0")

@@ -18,16 +18,18 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.datapath import bgp, describe
+from harness.datapath import fabric as fabric_dp
 from harness.host import bird
 from harness.model.addressing import IPV4, IPV6
 from harness.model.topology import load_topology
 from harness.plan import Plan, make_plan
+from harness.plan.usernodes import USER_SYSCTLS
 from harness.render.export import route_command, short_name, tagged, to_containerlab, to_yaml
 
 # ../shared/containerlab next to the repository; never copied into the project
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2].parent / "shared/containerlab/clab.schema.json"
 PODLAB_IMAGES = {"podlab/node:latest", "podlab/pause:latest", "podlab/app:latest",
-                 "podlab/bird:latest"}
+                 "podlab/bird:latest", "podlab/frr:latest"}
 
 
 def _schema_path() -> Path:
@@ -133,6 +135,11 @@ def test_export_exec_carries_the_plan(topo: Path) -> None:
     assert not any("ipv4" in lk or "ipv6" in lk for lk in doc["topology"]["links"])
     for node in plan.nodes:
         cmds = nodes[node.name]["exec"]
+        if node.run is not None:  # the user's node: its own exec after its links are up
+            assert cmds[len(cmds) - len(node.run.exec):] == list(node.run.exec)
+            assert not any(c.startswith(("ip addr add", "ip route add")) for c in cmds
+                           if c not in node.run.exec)
+            continue
         for iface in node.interfaces:
             for address in iface.addresses:  # every family's by exec (linux nodes)
                 assert f"ip addr add {address} dev {iface.name}" in cmds
@@ -277,6 +284,12 @@ def test_ipv4_only_exports_have_no_ipv6(topo: Path) -> None:
     plan = _plan(topo)
     assert plan.families == ("ipv4",)
     text = to_yaml(plan)
+    # containerlab turns IPv6 on in every node of the user's (harness.plan.usernodes)
+    forced = [f"{k}: '{v}'" for k, v in USER_SYSCTLS if k.startswith("net.ipv6.")]
+    forced += [f"sysctl -w {k}={v}" for k, v in USER_SYSCTLS if k.startswith("net.ipv6.")]
+    if any(n.run is not None for n in plan.nodes):
+        for line in forced:
+            text = text.replace(line, "")
     assert "ipv6" not in text and "ip6tables" not in text
 
 
@@ -372,12 +385,18 @@ def _deployed(plan: Plan, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(shaping, "shape", lambda *a, **k: "netem")
     monkeypatch.setattr(firewall, "masquerade", masquerade)
     monkeypatch.setattr(firewall, "restore", restore)
+    # portmap's route_localnet on the pod's route device: no route in this fake (the
+    # export leaves it to kube-proxy's net.ipv4.conf.all.route_localnet=1, which the
+    # kernel ORs with every device's)
+    monkeypatch.setattr(wiring, "route_dev", lambda pid, ip: None)
     # routing: bgp's daemon, recorded instead of started; nothing to wait for then
     monkeypatch.setattr(bird, "write_file", lambda pid, path, text:
                         spaces[by_pid[pid]].files.add((path, text)))
-    monkeypatch.setattr(bird, "alive", lambda pid: False)
+    monkeypatch.setattr(bird, "alive", lambda pid, daemon="bird": False)
     monkeypatch.setattr(bird, "start", lambda pid, argv: spaces[by_pid[pid]].daemons.add(argv))
     monkeypatch.setattr(bgp.BgpDatapath, "after_deploy", lambda *a, **k: None)
+    # routing: fabric's wait walks live tables: none here
+    monkeypatch.setattr(fabric_dp.FabricDatapath, "after_deploy", lambda *a, **k: None)
     deploy.deploy(plan)
     # pod containers were recorded under their infra's container id (= its name here),
     # a hostNetwork pod's infra under its node's
@@ -477,8 +496,11 @@ def check_agreement(plan: Plan, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, ns in deployed.items():
         assert ns == exported[name], name
     for node in plan.nodes:
+        # the user's node forwards unless its file says otherwise (harness.plan.usernodes)
+        forwards = dict(node.run.sysctls)["net.ipv4.ip_forward"] == "1" if node.run \
+            else node.forwards
         assert deployed[node.name].sysctls["net.ipv4.ip_forward"] == (
-            "1" if node.forwards else "0")
+            "1" if forwards else "0")
 
 
 @pytest.mark.parametrize("topo", EXAMPLES, ids=[p.name for p in EXAMPLES])

@@ -157,11 +157,12 @@ def test_no_services_no_rules() -> None:
 
 def test_portmap_rules() -> None:
     plan = _plan()
-    rules = portmap.node_rules("node1", plan.host_ports, {"web": "podlab-golden-web"})
+    rules = portmap.node_rules("node1", plan.host_ports, {"web": "podlab-golden-web"}, "ipv4",
+                               {"web": plan.pod("web").cidr})
     chain = portmap.dn_chain("podlab", "podlab-golden-web")
     assert re.fullmatch(r"CNI-DN-[0-9a-f]{21}", chain)
     assert [r.line() for r in rules.rules_of(chain)] == [
-        f"-A {chain} -p tcp --dport 9443 -s 10.244.0.2 -j CNI-HOSTPORT-SETMARK",
+        f"-A {chain} -p tcp --dport 9443 -s 10.244.0.2/24 -j CNI-HOSTPORT-SETMARK",
         f"-A {chain} -p tcp --dport 9443 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
         f"-A {chain} -p tcp --dport 9443 -j DNAT --to-destination 10.244.0.2:8443"]
     entry = rules.rules_of(portmap.TOP_DNAT)
@@ -170,14 +171,14 @@ def test_portmap_rules() -> None:
         f'\\"podlab-golden-web\\"" -m multiport -p tcp --destination-ports 9443 -j {chain}']
     assert [r.chain for r in rules.appends] == ["PREROUTING", "OUTPUT"]
     assert [r.target for r in rules.jumps] == [portmap.MASQ]
-    assert len(portmap.node_rules("node2", plan.host_ports, {})) == 0
+    assert len(portmap.node_rules("node2", plan.host_ports, {}, "ipv4", {})) == 0
 
 
 def test_portmap_splits_multiport_at_15() -> None:
     from harness.plan.services import HostPortPlan
 
     ports = [HostPortPlan("p", "c", "n", "10.244.0.9", "UDP", 20000 + i, 53) for i in range(16)]
-    rules = portmap.node_rules("n", ports, {"p": "id"})
+    rules = portmap.node_rules("n", ports, {"p": "id"}, "ipv4", {"p": "10.244.0.9/24"})
     entries = rules.rules_of(portmap.TOP_DNAT)
     assert [len(r.args[r.args.index("--destination-ports") + 1].split(",")) for r in entries] \
         == [15, 1]

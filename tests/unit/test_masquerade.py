@@ -75,13 +75,12 @@ def test_the_agents_rule_is_installed_and_exported_as_the_agent_writes_it() -> N
     (rule,) = net.node("node2").nat
     assert rule.source is None and rule.not_local and rule.random_fully
     lines = firewall.masquerade_lines(rule.source, rule.exempt, rule.chain, **rule.how)
-    assert lines == [
-        "-A PODLAB-MASQ -d 169.254.0.0/16 -j RETURN",
-        "-A PODLAB-MASQ -d 10.0.0.0/8 -j RETURN",
-        "-A PODLAB-MASQ -p tcp -j MASQUERADE --to-ports 32768-65535 --random-fully",
-        "-A PODLAB-MASQ -p udp -j MASQUERADE --to-ports 32768-65535 --random-fully",
-        "-A PODLAB-MASQ -j MASQUERADE --random-fully",
-        "-A POSTROUTING -m addrtype ! --dst-type LOCAL -j PODLAB-MASQ"]
+    ret = '-m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE"'
+    assert lines[:2] == [f"-A IP-MASQ-AGENT {ret} -d 169.254.0.0/16 -j RETURN",
+                         f"-A IP-MASQ-AGENT {ret} -d 10.0.0.0/8 -j RETURN"]
+    assert lines[2].endswith(" -j MASQUERADE --random-fully") and len(lines) == 4
+    assert lines[3].startswith("-A POSTROUTING -m comment --comment ")
+    assert lines[3].endswith(" -m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT")
     assert masquerade_commands(rule)[1:] == [f"iptables -t nat {line}" for line in lines]
 
 
@@ -138,10 +137,10 @@ def test_the_agents_rule_goes_to_each_family_of_the_cluster() -> None:
     assert (four.family, four.exempt) == (4, ("169.254.0.0/16", "10.0.0.0/8"))
     assert (six.family, six.exempt) == (6, ("fe80::/10", "fd00:10:244::/56"))
     lines = firewall.masquerade_lines(six.source, six.exempt, six.chain, **six.how)
-    assert lines[:2] == ["-A PODLAB-MASQ -d fe80::/10 -j RETURN",
-                         "-A PODLAB-MASQ -d fd00:10:244::/56 -j RETURN"]
-    assert lines[-1] == "-A POSTROUTING -m addrtype ! --dst-type LOCAL -j PODLAB-MASQ"
-    assert masquerade_commands(six)[0] == "ip6tables -t nat -N PODLAB-MASQ"
+    assert [line.split()[-4:] for line in lines[:2]] == [
+        ["-d", "fe80::/10", "-j", "RETURN"], ["-d", "fd00:10:244::/56", "-j", "RETURN"]]
+    assert lines[-1].endswith(" -m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT")
+    assert masquerade_commands(six)[0] == "ip6tables -t nat -N IP-MASQ-AGENT"
     with pytest.raises(ValueError, match="not of the rule's family"):
         firewall.masquerade_lines(None, ["10.0.0.0/8"], family=6)
     # an IPv4-only cluster's plan is as before: no IPv6 entry, one rule

@@ -39,7 +39,20 @@ def test_examples_exist() -> None:
     assert {"minimal", "flat3", "routed"} <= set(EXAMPLE_IDS)
 
 
+def fabric_defaults_only(plan: Plan) -> bool:
+    """routing: fabric: the user's routers carry everything; a k8s-node has one default
+    route per family, to its first user's router."""
+    if plan.routing != "fabric":
+        return False
+    for node in plan.k8s_nodes:
+        assert {r.dst for r in node.routes} == {"0.0.0.0/0", "::/0"} & {
+            "0.0.0.0/0" if f == "ipv4" else "::/0" for f in plan.families}, node.name
+    return True
+
+
 def test_every_k8s_node_routes_to_every_other_pod_cidr(plan: Plan) -> None:
+    if fabric_defaults_only(plan):
+        return
     for node in plan.k8s_nodes:
         routes = {r.dst for r in node.routes}
         for other in plan.k8s_nodes:
@@ -49,6 +62,8 @@ def test_every_k8s_node_routes_to_every_other_pod_cidr(plan: Plan) -> None:
 
 
 def test_every_k8s_node_routes_to_every_segment_it_is_not_on(plan: Plan) -> None:
+    if fabric_defaults_only(plan):
+        return
     for node in plan.k8s_nodes:
         routes = {r.dst for r in node.routes}
         own = {str(n) for n in attached_subnets(plan, node.name)}

@@ -80,3 +80,23 @@ def test_every_result_names_its_family() -> None:
     console.print(verify_table(report(PASS)))
     assert "family" not in console.export_text()
     assert json.loads(_json(report(PASS)))["results"][0]["family"] == "ipv4"
+
+
+def test_bgp_table_names_a_dead_daemon_and_keeps_the_other_familys_sessions() -> None:
+    from rich.console import Console
+
+    from harness.render.report import bgp_table
+
+    data = {"lab": "mesh", "nodes": [
+        {"name": "node3", "bgp": {"running": False, "daemons": {"bird": False, "bird6": True},
+                                  "error": "no bird answers", "routes": [],
+                                  "sessions": [{"name": "Mesh_fd00_172_31__1", "state": "up",
+                                                "info": "Established", "daemon": "bird6"}]}},
+        {"name": "node4", "bgp": {"running": False, "daemons": {"bird": False},
+                                  "error": "no bird answers", "routes": [], "sessions": []}},
+        {"name": "r1"}]}
+    console = Console(width=200, record=True)
+    console.print(bgp_table(data))
+    text = console.export_text()
+    assert "bird not running" in text and "Mesh_fd00_172_31__1 Established" in text
+    assert "node4" in text and "r1" not in text

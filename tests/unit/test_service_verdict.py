@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.model.topology import load_topology
+from harness.model.topology import load_topology, parse_topology
 from harness.plan import Plan, make_plan
 from harness.plan.servicepaths import ServicePath, paths
 from harness.plan.services import Endpoint
@@ -198,3 +198,20 @@ def test_judge_unexpected_endpoint_and_lost(plan: Plan) -> None:
     lost = judge(p, _probe(p), [seen("world", True, 64, p.dst_ip, src="172.30.0.4",
                                      dport=p.dport)], [])
     assert not lost.ok and "lost: last seen leaving world" in lost.detail
+
+
+def test_node_port_to_a_host_network_endpoint_on_the_addressed_node_keeps_the_client() -> None:
+    # kube-proxy DNATs to the node's own address: the kernel delivers it locally, nat
+    # POSTROUTING (KUBE-POSTROUTING's MASQUERADE) never runs, the endpoint sees the client
+    text = (ROOT / "topologies" / "services.clab.yml").read_text().replace(
+        "  agent:                      # ClusterIP in front of a hostNetwork pod\n",
+        "  agent:\n    type: NodePort\n")
+    plan = make_plan(parse_topology(text))
+    at2 = _path(plan, "external-to-nodeport", "world", "agent:tcp@node2", "tcp")
+    assert [(o.endpoint, o.ip, o.src, o.keep_sport, o.dnat_at, o.snat_at)
+            for o in at2.outcomes] == [("agent", "172.30.0.2", "172.30.0.4", True, "node2",
+                                        None)]
+    # at another node it is forwarded: POSTROUTING masquerades to that node's address
+    at1 = _path(plan, "external-to-nodeport", "world", "agent:udp@node1", "udp")
+    assert [(o.src, o.keep_sport, o.snat_at) for o in at1.outcomes] == [
+        ("172.30.0.1", False, "node1")]

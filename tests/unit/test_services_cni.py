@@ -155,7 +155,7 @@ def test_a_host_network_pod_gets_no_cni_add(tmp_path: Path) -> None:
 
 def test_deploy_syncs_every_node_with_the_addresses_the_adds_gave(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.host import firewall
+    from harness.host import firewall, wiring
     from harness.lab import deploy
     from harness.lab.progress import Reporter
 
@@ -167,6 +167,8 @@ def test_deploy_syncs_every_node_with_the_addresses_the_adds_gave(
 
     monkeypatch.setattr(firewall, "restore", restore)
     monkeypatch.setattr(firewall, "saved", lambda pid: "")
+    monkeypatch.setattr(wiring, "route_dev", lambda pid, ip: None)  # no kernel here
+    monkeypatch.setattr(wiring, "conntrack", lambda pid: [])
     pipeline = deploy._Pipeline(plan, "d", Reporter())
     pipeline.pid = {n.name: i for i, n in enumerate(plan.nodes, 100)}
     pipeline.assigned = dict(FOUND)

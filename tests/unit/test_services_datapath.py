@@ -63,13 +63,18 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     monkeypatch.setattr(firewall, "masquerade", lambda *a, **k: calls.append(("masq", a)))
     monkeypatch.setattr(firewall, "restore", lambda pid, full, refill, marker, where="":
                         calls.append(("restore", (full, refill, marker, where))))
+    monkeypatch.setattr(wiring, "route_dev", lambda pid, ip: "cbr0")
+    monkeypatch.setattr(wiring, "sysctl", lambda pid, key, value=None:
+                        calls.append(("sysctl", (key, value))) or "")
     return calls
 
 
 def test_apply_node_installs_rules_after_masquerade(plan: Plan, kernel: list[Any]) -> None:
     net = describe(plan)
     select(plan).apply_node(5, net.node("node1"))
-    assert [c[0] for c in kernel] == ["cfg", "masq", "restore", "restore"]
+    # portmap's route_localnet on the device its node routes the pod by, after its rules
+    assert [c[0] for c in kernel] == ["cfg", "masq", "restore", "restore", "sysctl"]
+    assert kernel[4][1] == ("net.ipv4.conf.cbr0.route_localnet", "1")
     full, refill, marker, where = kernel[2][1]
     assert marker == ("filter", "KUBE-SERVICES") and where == "kube-proxy on node1"
     assert "-I PREROUTING" in full and "-I " not in refill

@@ -196,14 +196,16 @@ def test_ip6tables_rules_as_data() -> None:
 def test_portmap_in_ipv6_has_no_localhost_rule() -> None:
     plan = _plan()
     ids = {p.name: p.infra for p in plan.pods}
-    v4 = portmap.node_rules("node1", plan.host_ports, ids, "ipv4")
-    v6 = portmap.node_rules("node1", plan.host_ports, ids, "ipv6")
+    v4 = portmap.node_rules("node1", plan.host_ports, ids, "ipv4",
+                            {p.name: p.cidr_of("ipv4") or "" for p in plan.pods})
+    v6 = portmap.node_rules("node1", plan.host_ports, ids, "ipv6",
+                            {p.name: p.cidr_of("ipv6") or "" for p in plan.pods})
     assert v6.family == 6 and v4.chains == v6.chains  # the same chain names
     echo6 = plan.pod("echo").ip_of("ipv6")
     assert any(r.args[-1] == f"[{echo6}]:7000" for r in v6.rules)
     assert any("127.0.0.1" in r.args for r in v4.rules)
     assert not any("127.0.0.1" in r.args or "::1" in r.args for r in v6.rules)
-    assert len(portmap.node_rules("node2", plan.host_ports, ids, "ipv6")) == 0
+    assert len(portmap.node_rules("node2", plan.host_ports, ids, "ipv6", {})) == 0
 
 
 def test_service_paths_per_family() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from podlab_unit_helpers import broken
+from podlab_unit_helpers import broken, problems_of
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -38,11 +38,36 @@ def test_cluster_ips_are_allocated_in_file_order_after_the_reserved_first() -> N
     assert plan.service_cidr == "10.96.0.0/16"
 
 
+def test_the_first_service_address_is_refused_as_the_api_server_holds_it() -> None:
+    # the `kubernetes` Service's: "provided IP is already allocated" in a real cluster
+    _, problems = problems_of(broken("clusterIP: 10.96.100.100", "clusterIP: 10.96.0.1",
+                                     BASE))
+    assert [(p.path, p.message) for p in problems] == [(
+        "services.agent.clusterIP", "10.96.0.1 is already allocated: the first address of "
+        "10.96.0.0/16 is the `kubernetes` Service's")]
+
+
 def test_node_ports_given_are_kept_and_the_rest_take_the_lowest_free() -> None:
     plan = _plan(broken("nodePort: 30080", "nodePort: 30000", BASE))
     assert _svc(plan, "web-np").ports[0].node_port == 30000
     assert _svc(plan, "solo-local").ports[0].node_port == 30001
     assert all(p.node_port is None for p in _svc(plan, "web").ports)  # ClusterIP
+
+
+def test_ports_of_one_number_share_one_node_port_as_the_api_server_allocates() -> None:
+    # kube-apiserver's initNodePorts: one node port per service port *number*, so 53/TCP
+    # and 53/UDP get the same; a number given on a later port of that number is taken
+    two = ("    ports:\n      - {name: tcp, port: 53, targetPort: 8080}\n"
+           "      - {name: udp, port: 53, targetPort: 8080, protocol: UDP}\n"
+           "      - {name: other, port: 54, targetPort: 8080}\n")
+    text = broken("    ports: [{port: 80, targetPort: 8080}]\n", two, BASE)
+    ports = _svc(_plan(text), "solo-local").ports
+    assert [(p.port, p.protocol, p.node_port) for p in ports] == [
+        (53, "TCP", 30000), (53, "UDP", 30000), (54, "TCP", 30001)]
+    given = text.replace("port: 53, targetPort: 8080, protocol: UDP}",
+                         "port: 53, targetPort: 8080, protocol: UDP, nodePort: 30555}")
+    ports = _svc(_plan(given), "solo-local").ports
+    assert [p.node_port for p in ports] == [30555, 30555, 30000]
 
 
 def test_endpoints_resolve_named_target_ports_per_pod() -> None:

@@ -401,3 +401,41 @@ def test_an_ipv4_pod_with_a_stray_ipv6_address_fails_its_identity() -> None:
     assert not r.ok and "fd00::5/64" in r.detail and r.family == "ipv4"
     assert verdict.identity(pod, [pod.cidr], ns).detail.startswith(
         f"web is {pod.ip}, the only address on eth0")
+
+
+# --------------------------------------------------------------------------- the fabric
+
+
+def fabric_target(**kw: Any) -> Target:
+    exp = Expectation("web", "db", WEB, DB, 2, ("node1", "node2"), source="fabric", **kw)
+    return Target("pod-to-pod", exp, "web", "db", WEB, WEB, True)
+
+
+def test_a_walked_expectation_says_so_and_the_reply_keeps_its_own_ttl() -> None:
+    """The reply's walk took one more router: its TTL must drop by 3, not 2."""
+    back = [s if s.ns != "web" else seen("web", 61, reply=True, ifname="eth0")
+            for s in path(reply=True)]
+    target = fabric_target(reply_hops=3, note="asymmetric return: ...")
+    r = verdict.evaluate(target, probe(), path() + back, [heard(), heard("web", 61,
+                                                                          reply=True)])
+    assert r.ok, r.detail
+    assert r.expectation == "fabric" and r.to_dict()["expectation"] == "fabric"
+    assert r.expected["reply_hops"] == 3 and r.expected["reply"]["ttl"] == 61
+    assert "the number of routers the fabric's tables route it through" in r.detail
+    assert "TTL -3 on its own way back" in r.detail and "asymmetric return" in r.detail
+    # the same reply against a symmetric expectation is a TTL off by one
+    wrong = verdict.evaluate(fabric_target(), probe(), path() + back,
+                             [heard(), heard("web", 61, reply=True)])
+    assert not wrong.ok and "fabric's tables expect 2" in wrong.detail
+
+
+def test_a_walk_that_stopped_leads_the_failure_it_foretold() -> None:
+    stop = "the request: blackhole at r2: r2 has no route to 10.244.1.2 (after node1)"
+    lost = [s for s in path() if s.ns in ("web", "node1")]
+    r = verdict.evaluate(fabric_target(stop=stop), probe(), lost, [])
+    assert not r.ok
+    assert r.detail.startswith(f"in the fabric's tables, {stop}; request from web to db lost")
+    assert r.expected["stop"] == stop
+    # an expectation from the plan is said to be the plan's
+    assert verdict.evaluate(TARGET, probe(), path() + path(reply=True),
+                            CLEAN).expectation == "plan"
