@@ -13,6 +13,13 @@ would otherwise do differently said explicitly:
     image-pull-policy: never  images are local (podlab never pulls)
     mtu on every link         containerlab's veth default is 9500, podlab's the kernel's
 
+A user's node (a `linux` node with its own image, binds, env, cmd...) goes with its own
+settings, as podlab's runtime starts it: binds with absolute sources, env (env-files read),
+entrypoint/cmd, user, sysctls, cap-add, memory/cpu, startup-delay, stages' wait-for,
+`network-mode: container:<node>`, endpoint MACs (the extended link format), and the
+management network podlab created internal (containerlab reuses a network that exists).
+Its `exec` lines stay podlab's (harness.lab.deploy.clab_topology says why).
+
 The topology goes to a state directory of the lab (`/var/lib/podlab/containerlab/<lab>`),
 where containerlab also keeps its lab directory; destroy finds it by the lab's name, as
 the CNI datapath's state is found. `prefix: podlab` makes containerlab name containers
@@ -23,9 +30,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,29 +60,41 @@ class ContainerlabMissing(EnvironmentProblem):
 
 
 def topology(lab: str, nodes: Sequence[ContainerSpec], links: Sequence[LinkPlan],
-             short: dict[str, str]) -> dict[str, Any]:
+             short: dict[str, str], runs: Mapping[str, NodeRun] | None = None,
+             mgmt: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """containerlab's topology for these node containers and links (pure). `short` maps
-    each container's name to its node name (containerlab's node key)."""
+    each container's name to its node name (containerlab's node key); `runs` holds what a
+    user's node has beyond its container (startup-delay, nodes it waits for), by node
+    name; `mgmt` is the lab's management network (podlab's, created internal before)."""
+    runs = runs or {}
     return {
         "name": lab,
         "prefix": PREFIX,
-        "mgmt": {"skip-when-unused": True, "external-access": False},
+        # an existing network of that name is reused as it is (runtime/docker CreateNet)
+        "mgmt": {**(mgmt or {}), "skip-when-unused": True, "external-access": False},
         "topology": {
-            "nodes": {short[spec.name]: node(spec) for spec in nodes},
+            "nodes": {short[spec.name]: node(spec, short, runs.get(short[spec.name]))
+                      for spec in nodes},
             "links": [link(v) for v in links],
         },
     }
 
 
-def node(spec: ContainerSpec) -> dict[str, Any]:
-    if spec.network_mode != "none":
-        raise ValueError(f"{spec.name}: a node container has network_mode none, "
-                         f"not {spec.network_mode}")
+@dataclass(frozen=True)
+class NodeRun:
+    """What containerlab does for a user's node outside its container."""
+
+    startup_delay: int = 0
+    waits: tuple[str, ...] = ()  # node names it starts after (besides container: X)
+
+
+def node(spec: ContainerSpec, short: Mapping[str, str] | None = None,
+         run: NodeRun | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": KIND,
         "image": tagged(spec.image),
         "image-pull-policy": "never",
-        "network-mode": "none",
+        **_network(spec, short or {}),
         "privileged": False,
         "labels": dict(spec.labels),
         "cap-add": list(spec.cap_add),
@@ -82,12 +103,69 @@ def node(spec: ContainerSpec) -> dict[str, Any]:
         out["sysctls"] = dict(spec.sysctls)
     if spec.hostname:
         out["hostname"] = spec.hostname
+    out.update(_user_settings(spec))
+    if run is not None and run.startup_delay:
+        out["startup-delay"] = run.startup_delay
+    if run is not None and run.waits:
+        out["stages"] = {"create": {"wait-for": [{"node": w, "stage": "create"}
+                                                 for w in run.waits]}}
+    return out
+
+
+def _network(spec: ContainerSpec, short: Mapping[str, str]) -> dict[str, Any]:
+    """none; another node's namespace; or the lab's management network (containerlab's
+    default: no network-mode), with its addresses. Another node goes by its container's
+    name, not its node name: containerlab 0.79 rebuilds the container's name by cutting
+    the node's own long name at the first occurrence of its short name (node `b` of lab
+    `x` looks for `podla` + the other's name), and takes a name it cannot find as an
+    external container it waits for; the order comes from an explicit wait-for
+    (harness.lab.deploy.clab_topology)."""
+    if spec.mgmt is not None:
+        _, v4, v6 = spec.mgmt
+        return {**({"mgmt-ipv4": v4} if v4 else {}), **({"mgmt-ipv6": v6} if v6 else {})}
+    mode = spec.network_mode
+    if mode == "none":
+        return {"network-mode": "none"}
+    owner = mode.removeprefix("container:")
+    if mode.startswith("container:") and owner in short:
+        return {"network-mode": mode}
+    raise ValueError(f"{spec.name}: a node container has network_mode none or another "
+                     f"node's container, not {mode}")
+
+
+def _user_settings(spec: ContainerSpec) -> dict[str, Any]:
+    """A user's node: its command, env, binds, user and resources as podlab starts it.
+    containerlab splits `entrypoint`/`cmd` as a shell would (shlex), so they are joined
+    back quoted; memory goes in bytes (humanize.ParseBytes reads a plain number)."""
+    out: dict[str, Any] = {}
+    if spec.command:
+        out["entrypoint"] = shlex.join(spec.command)
+    if spec.args:
+        out["cmd"] = shlex.join(spec.args)
+    if spec.env:
+        out["env"] = dict(spec.env)
+    if spec.binds:
+        relative = [b for b in spec.binds if not b.startswith("/")]
+        if relative:  # containerlab would resolve them against its own state directory
+            raise ValueError(f"{spec.name}: bind sources must be absolute: {relative}")
+        out["binds"] = list(spec.binds)
+    if spec.user:
+        out["user"] = spec.user
+    if spec.mem_limit:
+        out["memory"] = spec.mem_limit
+    if spec.nano_cpus:
+        out["cpu"] = spec.nano_cpus / 1e9
     return out
 
 
 def link(v: LinkPlan) -> dict[str, Any]:
-    return {"endpoints": [f"{v.a[0]}:{v.a[1]}", f"{v.b[0]}:{v.b[1]}"],
-            "mtu": v.mtu or KERNEL_VETH_MTU}
+    mtu = v.mtu or KERNEL_VETH_MTU
+    if not any(v.macs):
+        return {"endpoints": [f"{v.a[0]}:{v.a[1]}", f"{v.b[0]}:{v.b[1]}"], "mtu": mtu}
+    # an endpoint's MAC only exists in containerlab's extended link format
+    ends = [{"node": n, "interface": i, **({"mac": m} if m else {})}
+            for (n, i), m in zip((v.a, v.b), v.macs, strict=True)]
+    return {"type": "veth", "mtu": mtu, "endpoints": ends}
 
 
 def tagged(image: str) -> str:

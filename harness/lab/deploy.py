@@ -37,7 +37,7 @@ from typing import Any
 
 from harness import datapath
 from harness import labels as L
-from harness.datapath import NodeNet, PodNet, Settings
+from harness.datapath import LabNet, NodeNet, PodNet, Settings
 from harness.errors import DeployError, InputError, LabExistsError, PodlabError
 from harness.host import containerlab, faultlog, hostlimits, images, runtime, shaping, wiring
 from harness.host.runtime import ContainerSpec, Started
@@ -80,6 +80,7 @@ def deploy(plan: Plan, *, progress: Any = None, runtime_name: str = PODLAB) -> N
         raise InputError(f"runtime {runtime_name!r}: one of {', '.join(RUNTIMES)}")
     runtime.require_root()
     if runtime_name == CONTAINERLAB:
+        refuse_for_containerlab(plan)
         containerlab.require()  # before anything starts
     rep = Reporter(progress)
     existing = runtime.containers_of(plan.lab)
@@ -265,11 +266,7 @@ class _Pipeline:
         """containerlab makes the very node containers and links podlab would; their
         pids then come from Docker, as after podlab's own starts."""
         plan = self.plan
-        specs = [node_spec(n, self.desc.node(n.name), i, self.deploy_id)
-                 for i, n in enumerate(plan.nodes)]
-        topo = containerlab.topology(plan.lab, specs, plan.links,
-                                     {n.container: n.name for n in plan.nodes})
-        containerlab.deploy(containerlab.write(topo))
+        containerlab.deploy(containerlab.write(clab_topology(plan, self.desc, self.deploy_id)))
         rows = runtime.containers_of(plan.lab, role=ROLE_NODE, deploy=self.deploy_id)
         pids = runtime.pids_of(rows)
         started = {r.labels.get(L.NODE, ""): Started(r.id, r.name, pids[r.name])
@@ -433,6 +430,35 @@ def node_spec(node: NodePlan, net: NodeNet, order: int, deploy_id: str,
     return ContainerSpec(name=node.container, image=node.image, labels=labels,
                          hostname=node.name, sysctls=net.container.sysctl_map(),
                          cap_add=net.container.caps)
+
+
+def refuse_for_containerlab(plan: Plan) -> None:
+    """What containerlab cannot make: InputError saying why, before anything starts."""
+    inside = [n.name for n in plan.nodes if n.netns_of is not None]
+    if inside:
+        raise InputError(f"--runtime containerlab: bridge(s) {', '.join(inside)} live in "
+                         "another node's namespace with no container of their own, which "
+                         "containerlab cannot link; deploy this lab with podlab's runtime")
+
+
+def clab_topology(plan: Plan, desc: LabNet, deploy_id: str) -> dict[str, Any]:
+    """The topology `containerlab deploy` gets for `plan` (pure): every node's container as
+    podlab's own runtime would start it, a user's node with its own settings. Its `exec`
+    lines stay podlab's (run at the same point as under podlab's runtime): containerlab
+    logs a failing line and carries on, where podlab fails the deploy with its output."""
+    refuse_for_containerlab(plan)
+    specs = [node_spec(n, desc.node(n.name), i, deploy_id, plan)
+             for i, n in enumerate(plan.nodes)]
+    runs = {n.name: containerlab.NodeRun(startup_delay=n.run.startup_delay,
+                                         waits=n.run.waits)  # container:X's owner too
+            for n in plan.nodes if n.run is not None}
+    mgmt = plan.mgmt
+    net = None if mgmt is None else {
+        "network": mgmt.network,
+        **({"ipv4-subnet": mgmt.ipv4_subnet} if mgmt.ipv4_subnet else {}),
+        **({"ipv6-subnet": mgmt.ipv6_subnet} if mgmt.ipv6_subnet else {})}
+    return containerlab.topology(plan.lab, specs, plan.links,
+                                 {n.container: n.name for n in plan.nodes}, runs, net)
 
 
 def infra_spec(pod: PodPlan, net: PodNet, order: int, deploy_id: str,

@@ -34,6 +34,8 @@ def plan_addresses(plan: Plan) -> set[str]:
     out = {ip for p in plan.pods for ip in p.ips}
     for n in plan.nodes:
         out |= set(n.own_addresses)
+    for v in plan.links:  # a user's router's link addresses too (its own config's)
+        out |= {a.split("/")[0] for a in (*v.a_addresses, *v.b_addresses)}
     return out
 
 
