@@ -6,9 +6,10 @@
                nodes get nothing from podlab
     after_deploy  deploy returns once every k8s-node's pod CIDR is reachable from every
                other k8s-node by walking the forwarding tables of the namespaces on the
-               way (harness.plan.fibwalk), in every family, and the tables have been
-               still for STABLE_S (within the same bound); else RoutingError after the
-               bound, naming each unreachable pair and where its walk stopped
+               way (harness.plan.fibwalk), in every family, then once every path verify
+               will expect walks through and the tables have been still for STABLE_S
+               (within the same bound); else RoutingError after the bound, naming each
+               unreachable pair of pod CIDRs and where its walk stopped
     converged  before verify: wait (bounded) until the tables have been still for a short
                interval, walk them, and hand verify the plan whose paths and TTLs are the
                walk's (each expectation says it came from the fabric)
@@ -89,8 +90,13 @@ class FabricDatapath(Datapath):
                 f"the fabric does not carry every pod CIDR after {timeout:g}s (routing: "
                 f"fabric: the user's routers must route each k8s-node's pod CIDR): "
                 + "; ".join(stuck))
-        # the rest of the fabric may still be converging (other prefixes, better paths):
-        # hand over a lab whose tables have been still a moment, as verify would wait
+        # the rest of the fabric may still be converging (an outside host's prefix, better
+        # paths; OSPF's SPF hold-down can keep tables still for seconds with a route to
+        # come): wait, within the same bound, until every path verify will expect is
+        # walked through, then hand over a lab whose tables have been still a moment.
+        # Not reaching one is verify's to report, with where the walk stopped.
+        while time.monotonic() < deadline and pending(plan, read_fabric(plan, pids)):
+            time.sleep(POLL_S)
         settle(plan, pids, max(deadline - time.monotonic(), STABLE_S))
 
     def converged(self, plan: Plan, pids: Mapping[str, int],
@@ -166,6 +172,13 @@ def walks(plan: Plan, fabric: Fabric) -> dict[WalkKey, WalkedPath]:
         out[key] = WalkedPath(w.nodes if w.ok else (), str(stop) if stop else None,
                               "; ".join(notes))
     return out
+
+
+def pending(plan: Plan, fabric: Fabric) -> list[WalkKey]:
+    """The paths the plan's expectations ask for (Plan.walk_targets) that the walk does
+    not deliver yet."""
+    return [key for key, ip in plan.walk_targets().items()
+            if key[0] in fabric.fibs and not walk(fabric, key[0], ip).ok]
 
 
 def unreachable(plan: Plan, fabric: Fabric) -> list[str]:

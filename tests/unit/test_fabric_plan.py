@@ -321,3 +321,21 @@ def test_a_masqueraded_pods_reply_from_an_outside_host_is_walked_from_that_host(
                         ).pod_to_external("a", "pc")
     assert e.stop == ("the reply: blackhole at router2: router2 has no route to "
                       "192.168.11.2 (after pc)")
+
+
+def test_deploy_waits_for_every_path_verify_will_expect_not_only_the_pod_cidrs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outside host's route can come seconds after the pod CIDRs (OSPF's SPF hold-down
+    keeps the tables still meanwhile): deploy polls until the walk delivers it too."""
+    plan = make_plan(load_topology(TOPOLOGIES / "frr-ospf.clab.yml"))
+    dp = fabric_dp.FabricDatapath()
+    net = dp.describe(plan)
+    left = [["one"], ["one"], []]  # the pc3 path pending twice, then walked through
+    asked: list[int] = []
+    monkeypatch.setattr(fabric_dp, "read_fabric", lambda p, pids: Fabric({}))
+    monkeypatch.setattr(fabric_dp, "unreachable", lambda p, f: [])
+    monkeypatch.setattr(fabric_dp, "pending", lambda p, f: asked.append(1) or left.pop(0))
+    monkeypatch.setattr(fabric_dp, "settle", lambda p, pids, t: (None, True))
+    monkeypatch.setattr(fabric_dp.time, "sleep", lambda s: None)
+    dp.after_deploy(net, {}, timeout=5)
+    assert len(asked) == 3 and left == []
