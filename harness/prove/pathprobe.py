@@ -178,25 +178,36 @@ def _l4_checksum(out: bytearray, six: bool, src: bytes, dst: bytes, proto: int) 
     struct.pack_into("!H", out, at, (value or 0xFFFF) if proto == 17 else value)
 
 
-def craft_echo(t: PathTarget, probe: int, ident: int) -> bytes:
-    """The ICMP echo that replaces a target's UDP probe where UDP is not answered: the
-    sender's scapy template with this target's destination, echo id and nonce."""
-    key = (t.src_ip, t.family, "icmp")
+def _addressed(t: PathTarget, proto: str) -> tuple[bytearray, bool, bytes, bytes]:
+    """A copy of the sender's scapy template for `proto` (`template`, built once) with
+    this target's destination; also whether it is IPv6, and both addresses packed."""
+    key = (t.src_ip, t.family, proto)
     if key not in _TEMPLATES:
         _TEMPLATES[key] = template(*key)
     out = bytearray(_TEMPLATES[key])
     six = t.family == "ipv6"
     fam = socket.AF_INET6 if six else socket.AF_INET
-    l4 = 40 if six else 20
     addr = socket.inet_pton(fam, t.dst_ip)
     out[24 if six else 16:40 if six else 20] = addr
-    struct.pack_into("!H", out, l4 + 4, ident)
-    out[l4 + 8:] = nonce(probe)
-    _l4_checksum(out, six, socket.inet_pton(fam, t.src_ip), addr, 58 if six else 1)
-    if not six:
+    return out, six, socket.inet_pton(fam, t.src_ip), addr
+
+
+def _sealed(out: bytearray, six: bool) -> bytes:
+    if not six:  # the header's own checksum (the kernel writes it again as it sends)
         struct.pack_into("!H", out, 10, 0)
         struct.pack_into("!H", out, 10, checksum(bytes(out[:20])))
     return bytes(out)
+
+
+def craft_echo(t: PathTarget, probe: int, ident: int) -> bytes:
+    """The ICMP echo that replaces a target's UDP probe where UDP is not answered: the
+    sender's scapy template with this target's destination, echo id and nonce."""
+    out, six, src, addr = _addressed(t, "icmp")
+    l4 = 40 if six else 20
+    struct.pack_into("!H", out, l4 + 4, ident)
+    out[l4 + 8:] = nonce(probe)
+    _l4_checksum(out, six, src, addr, 58 if six else 1)
+    return _sealed(out, six)
 
 
 def craft(t: PathTarget, probe: int, sport: int) -> bytes:
@@ -204,29 +215,13 @@ def craft(t: PathTarget, probe: int, sport: int) -> bytes:
     target's destination, source port and nonce, and the UDP checksum over them (the
     pseudo-header's source: the kernel's choice, `t.src_ip`). Building a packet in scapy
     costs milliseconds on a loaded host; a lab of 200 pods traces thousands of pairs."""
-    key = (t.src_ip, t.family, "udp")
-    if key not in _TEMPLATES:
-        _TEMPLATES[key] = template(*key)
-    out = bytearray(_TEMPLATES[key])
-    six = t.family == "ipv6"
-    fam = socket.AF_INET6 if six else socket.AF_INET
+    out, six, src, addr = _addressed(t, "udp")
     l4 = 40 if six else 20
-    addr = socket.inet_pton(fam, t.dst_ip)
-    if six:
-        out[24:40] = addr
-    else:
-        out[16:20] = addr
     struct.pack_into("!HH", out, l4 + 4, len(out) - l4, 0)
     struct.pack_into("!H", out, l4, sport)
     out[l4 + 8:] = nonce(probe)
-    src = socket.inet_pton(fam, t.src_ip)
-    pseudo = src + addr + (struct.pack("!IxxxB", len(out) - l4, 17) if six
-                           else struct.pack("!xBH", 17, len(out) - l4))
-    struct.pack_into("!H", out, l4 + 6, checksum(pseudo + bytes(out[l4:])) or 0xFFFF)
-    if not six:  # the header's own checksum (the kernel writes it again as it sends)
-        struct.pack_into("!H", out, 10, 0)
-        struct.pack_into("!H", out, 10, checksum(bytes(out[:20])))
-    return bytes(out)
+    _l4_checksum(out, six, src, addr, 17)
+    return _sealed(out, six)
 
 
 def stamp(packet: bytes, six: bool, ttl: int, tag: int) -> bytes:
